@@ -1,0 +1,194 @@
+//! `stepwise up`: load the manifest and runtime config, check everything once,
+//! compile the components, start the triggers, and shut down gracefully.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Mutex, Semaphore};
+use tokio_util::task::TaskTracker;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::bindings::cron::SpinCronPre;
+use crate::cron_trigger::{CronComponent, Schedule};
+use crate::http_trigger::{HttpComponent, HttpTrigger};
+use crate::key_value::{KeyValueAccess, KeyValueStores};
+use crate::manifest::Manifest;
+use crate::outbound_http::AllowedHosts;
+use crate::runtime_config::RuntimeConfig;
+use crate::sqlite::{SqliteAccess, SqliteDatabases};
+use crate::state::ComponentConfig;
+use crate::variables::AppVariables;
+
+/// Options of `stepwise up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where stores, databases and the compiled-code cache live.
+    pub state_dir: PathBuf,
+    /// A Spin runtime config file.
+    pub runtime_config: Option<PathBuf>,
+    /// Fire every cron component every this many ms instead of its schedule.
+    pub tick_ms: Option<u64>,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
+}
+
+fn werr(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+/// Runs the application until `shutdown` turns true.
+pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> {
+    let manifest = Manifest::load(&opts.manifest)?;
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
+    let runtime_config = match &opts.runtime_config {
+        Some(p) => RuntimeConfig::load(p, &opts.state_dir)?,
+        None => RuntimeConfig::default(),
+    };
+    let vars = AppVariables::resolve(&manifest, |k| std::env::var(k).ok())?;
+
+    let used: BTreeSet<&str> = manifest
+        .http_triggers
+        .iter()
+        .map(|t| t.component.as_str())
+        .chain(manifest.cron_triggers.iter().map(|t| t.component.as_str()))
+        .collect();
+    let kv_labels: Vec<String> = used
+        .iter()
+        .flat_map(|c| manifest.components[*c].key_value_stores.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let db_labels: Vec<String> = used
+        .iter()
+        .flat_map(|c| manifest.components[*c].sqlite_databases.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let kv = Arc::new(KeyValueStores::open(&opts.state_dir, &runtime_config.key_value_stores, &kv_labels)?);
+    let dbs = Arc::new(SqliteDatabases::open(&opts.state_dir, &runtime_config.sqlite_databases, &db_labels)?);
+
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let self_addr = listener.local_addr()?;
+    let limiter = runtime_config.max_concurrent_outbound_requests.map(|n| Arc::new(Semaphore::new(n)));
+
+    let engine = crate::engine::build_engine()?;
+    let linker = crate::engine::build_linker(&engine)?;
+    let cache_dir = opts.state_dir.join("cache");
+
+    let mut configs = std::collections::BTreeMap::new();
+    for id in &used {
+        let decl = &manifest.components[*id];
+        let hosts = decl
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| vars.expand(h))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("component `{id}` allowed_outbound_hosts"))?;
+        let allowed = AllowedHosts::parse(&hosts).with_context(|| format!("component `{id}`"))?;
+        let config = Arc::new(ComponentConfig {
+            id: Arc::from(*id),
+            variables: vars.for_component(decl)?,
+            key_value: KeyValueAccess { stores: kv.clone(), allowed: decl.key_value_stores.clone().into() },
+            sqlite: SqliteAccess { databases: dbs.clone(), allowed: decl.sqlite_databases.clone().into() },
+            allowed_hosts: Arc::new(allowed),
+            environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            self_addr,
+            outbound_limiter: limiter.clone(),
+        });
+        let component: Component = crate::engine::load_component(&engine, &decl.source, &cache_dir)
+            .with_context(|| format!("component `{id}`"))?;
+        configs.insert(id.to_string(), (config, component));
+    }
+
+    let instantiate_pre = |id: &str| {
+        let (_, component) = &configs[id];
+        linker.instantiate_pre(component).map_err(werr).with_context(|| {
+            format!("component `{id}` imports something the stepwise runner does not provide")
+        })
+    };
+
+    let tasks = TaskTracker::new();
+    let mut http_components = Vec::new();
+    let mut http_index = std::collections::BTreeMap::new();
+    let mut routes = Vec::new();
+    for t in &manifest.http_triggers {
+        let idx = match http_index.get(&t.component) {
+            Some(i) => *i,
+            None => {
+                let pre = ProxyPre::new(instantiate_pre(&t.component)?)
+                    .map_err(werr)
+                    .with_context(|| format!("component `{}` does not export wasi:http/incoming-handler@0.2", t.component))?;
+                http_components.push(HttpComponent { config: configs[&t.component].0.clone(), pre });
+                http_index.insert(t.component.clone(), http_components.len() - 1);
+                http_components.len() - 1
+            }
+        };
+        routes.push((t.route.clone(), idx));
+    }
+
+    let mut cron_components = Vec::new();
+    let mut cron_locks: std::collections::BTreeMap<String, Arc<Mutex<()>>> = Default::default();
+    for t in &manifest.cron_triggers {
+        let pre = SpinCronPre::new(instantiate_pre(&t.component)?)
+            .map_err(werr)
+            .with_context(|| format!("component `{}` does not export the spin-cron world's handle-cron-event", t.component))?;
+        let schedule = match opts.tick_ms {
+            Some(ms) => Schedule::Every(Duration::from_millis(ms.max(1))),
+            None => Schedule::parse(&t.cron_expression).with_context(|| format!("[[trigger.cron]] for `{}`", t.component))?,
+        };
+        let running = cron_locks.entry(t.component.clone()).or_default().clone();
+        cron_components.push((Arc::new(CronComponent { config: configs[&t.component].0.clone(), pre, running }), schedule));
+    }
+
+    println!("Serving http://{self_addr}");
+    if !manifest.http_triggers.is_empty() {
+        println!("Available Routes:");
+        for t in &manifest.http_triggers {
+            println!("  {}: http://{self_addr}{}", t.component, t.route.trim_end_matches("/..."));
+            if t.route.ends_with("/...") {
+                println!("    (wildcard)");
+            }
+        }
+    }
+    for (c, s) in &cron_components {
+        match s {
+            Schedule::Every(d) => println!("  {}: cron every {} ms", c.config.id, d.as_millis()),
+            Schedule::Cron(_) => println!("  {}: cron", c.config.id),
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tracing::info!(app = manifest.name, %self_addr, "serving");
+
+    let mut cron_handles = Vec::new();
+    for (c, schedule) in cron_components {
+        cron_handles.push(tokio::spawn(c.run_schedule(schedule, shutdown.clone())));
+    }
+    let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone()));
+    trigger.serve(listener, shutdown, opts.shutdown_grace).await;
+
+    tracing::info!("shutting down: waiting for cron runs and guest tasks");
+    let wait_all = async {
+        for h in cron_handles {
+            let _ = h.await;
+        }
+        tasks.close();
+        tasks.wait().await;
+    };
+    if tokio::time::timeout(opts.shutdown_grace, wait_all).await.is_err() {
+        tracing::warn!("shutdown: in-flight work did not finish within {:?}", opts.shutdown_grace);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `stepwise`: Stepwise's self-hosted runner for Spin applications.
+//!
+//! Serves the app described by a Spin manifest (`spin.toml`) with wasmtime:
+//! HTTP and cron triggers, Spin key-value, SQLite and variables, and outbound
+//! HTTP limited to each component's allowed hosts.
+
+mod app;
+mod bindings;
+mod cron_trigger;
+mod engine;
+mod guest_output;
+mod http_trigger;
+mod key_value;
+mod manifest;
+mod outbound_http;
+mod runtime_config;
+mod sqlite;
+mod state;
+mod variables;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "stepwise", version, about = "Run a Spin application on wasmtime")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the application.
+    Up {
+        /// The Spin manifest.
+        #[arg(long, short = 'f', default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// Directory for key-value, SQLite and the compiled-code cache.
+        #[arg(long, default_value = ".spin")]
+        state_dir: PathBuf,
+        /// A Spin runtime config file (stores, databases, outbound HTTP limits).
+        #[arg(long)]
+        runtime_config: Option<PathBuf>,
+        /// Fire every cron component every N ms instead of its cron expression.
+        #[arg(long)]
+        tick_ms: Option<u64>,
+        /// How long shutdown waits for in-flight requests and cron runs, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        shutdown_grace_ms: u64,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("STEPWISE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn shutdown_signal(tx: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+    let _ = tx.send(true);
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up { manifest, listen, state_dir, runtime_config, tick_ms, shutdown_grace_ms } => {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(shutdown_signal(tx));
+                let opts = app::UpOptions {
+                    manifest,
+                    listen,
+                    state_dir,
+                    runtime_config,
+                    tick_ms,
+                    shutdown_grace: Duration::from_millis(shutdown_grace_ms),
+                };
+                app::up(opts, rx).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

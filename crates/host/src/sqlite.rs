@@ -1,0 +1,284 @@
+//! Spin SQLite (`spin:sqlite/sqlite@3.0.0`): named databases in SQLite files,
+//! WAL mode, a busy timeout, and one connection per `open` taken from a pool,
+//! so `last-insert-rowid`, `changes` and transactions are never shared with
+//! another instance. Blocking SQLite work runs on tokio's blocking pool.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::Connection;
+use wasmtime::component::Resource;
+
+use crate::bindings::spin::sqlite::sqlite as wit;
+use crate::state::InstanceState;
+
+/// How long a writer waits for another's lock before `database is locked`.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool of connections to one SQLite file.
+#[derive(Debug)]
+pub struct ConnectionPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// How many idle connections a pool keeps.
+const MAX_IDLE: usize = 64;
+
+impl ConnectionPool {
+    /// Opens (creating if needed) the file at `path` in WAL mode and checks it is usable.
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let pool = Arc::new(Self { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) });
+        let conn = pool.connect().with_context(|| format!("cannot open SQLite file {}", path.display()))?;
+        pool.put(conn);
+        Ok(pool)
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL persists in the file; setting it on every connection is cheap and
+        // makes a file created by another tool safe for concurrent readers.
+        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    /// Takes an idle connection or opens a new one.
+    pub fn get(&self) -> rusqlite::Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+    }
+
+    /// Returns a connection; an open transaction is rolled back first so the
+    /// next user starts clean.
+    pub fn put(&self, conn: Connection) {
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The databases of the app, by label.
+#[derive(Debug, Default)]
+pub struct SqliteDatabases {
+    pools: HashMap<String, Arc<ConnectionPool>>,
+}
+
+impl SqliteDatabases {
+    /// Opens every database: `default` at `<state_dir>/sqlite_db.db` unless the
+    /// runtime config places it (or others) elsewhere.
+    pub fn open(state_dir: &Path, configured: &BTreeMap<String, PathBuf>, used: &[String]) -> Result<Self> {
+        let mut pools = HashMap::new();
+        for label in used {
+            let path = match configured.get(label) {
+                Some(p) => p.clone(),
+                None if label == "default" => state_dir.join("sqlite_db.db"),
+                None => anyhow::bail!(
+                    "SQLite database `{label}` is not defined: add [sqlite_database.{label}] to the runtime config"
+                ),
+            };
+            pools.insert(label.clone(), ConnectionPool::open(&path)?);
+        }
+        Ok(Self { pools })
+    }
+
+    fn pool(&self, label: &str) -> Option<Arc<ConnectionPool>> {
+        self.pools.get(label).cloned()
+    }
+}
+
+/// A component's view of the databases: only the labels it declared.
+#[derive(Debug, Clone)]
+pub struct SqliteAccess {
+    /// All databases.
+    pub databases: Arc<SqliteDatabases>,
+    /// The labels in the component's `sqlite_databases`.
+    pub allowed: Arc<[String]>,
+}
+
+/// An open connection held in an instance's resource table; returned to the
+/// pool when the guest drops it or the instance ends.
+pub struct SqliteConnection {
+    conn: Option<Connection>,
+    pool: Arc<ConnectionPool>,
+}
+
+impl Drop for SqliteConnection {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool.put(c);
+        }
+    }
+}
+
+fn io_err(e: impl std::fmt::Display) -> wit::Error {
+    wit::Error::Io(e.to_string())
+}
+
+fn to_sql(v: wit::Value) -> SqlValue {
+    match v {
+        wit::Value::Integer(i) => SqlValue::Integer(i),
+        wit::Value::Real(f) => SqlValue::Real(f),
+        wit::Value::Text(s) => SqlValue::Text(s),
+        wit::Value::Blob(b) => SqlValue::Blob(b),
+        wit::Value::Null => SqlValue::Null,
+    }
+}
+
+fn from_sql(v: ValueRef<'_>) -> wit::Value {
+    match v {
+        ValueRef::Null => wit::Value::Null,
+        ValueRef::Integer(i) => wit::Value::Integer(i),
+        ValueRef::Real(f) => wit::Value::Real(f),
+        ValueRef::Text(t) => wit::Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => wit::Value::Blob(b.to_vec()),
+    }
+}
+
+/// Runs one statement and collects its rows.
+pub fn run_statement(conn: &Connection, sql: &str, params: Vec<SqlValue>) -> rusqlite::Result<wit::QueryResult> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let n = columns.len();
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n {
+            values.push(from_sql(row.get_ref(i)?));
+        }
+        out.push(wit::RowResult { values });
+    }
+    Ok(wit::QueryResult { columns, rows: out })
+}
+
+impl wit::Host for InstanceState {}
+
+impl wit::HostConnection for InstanceState {
+    async fn open(&mut self, database: String) -> Result<Resource<SqliteConnection>, wit::Error> {
+        if !self.sqlite.allowed.iter().any(|l| *l == database) {
+            return Err(wit::Error::AccessDenied);
+        }
+        let pool = self.sqlite.databases.pool(&database).ok_or(wit::Error::NoSuchDatabase)?;
+        let p = pool.clone();
+        let conn = tokio::task::spawn_blocking(move || p.get())
+            .await
+            .map_err(io_err)?
+            .map_err(io_err)?;
+        self.table
+            .push(SqliteConnection { conn: Some(conn), pool })
+            .map_err(|_| wit::Error::DatabaseFull)
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<wit::Value>,
+    ) -> Result<wit::QueryResult, wit::Error> {
+        let entry = self.table.get_mut(&this).map_err(|_| wit::Error::InvalidConnection)?;
+        let conn = entry.conn.take().ok_or(wit::Error::InvalidConnection)?;
+        let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = run_statement(&conn, &statement, params);
+            (conn, r)
+        })
+        .await
+        .map_err(io_err)?;
+        if let Ok(entry) = self.table.get_mut(&this) {
+            entry.conn = Some(conn);
+        }
+        result.map_err(io_err)
+    }
+
+    async fn last_insert_rowid(&mut self, this: Resource<SqliteConnection>) -> i64 {
+        self.table
+            .get(&this)
+            .ok()
+            .and_then(|e| e.conn.as_ref())
+            .map(|c| c.last_insert_rowid())
+            .unwrap_or(0)
+    }
+
+    async fn changes(&mut self, this: Resource<SqliteConnection>) -> u64 {
+        self.table
+            .get(&this)
+            .ok()
+            .and_then(|e| e.conn.as_ref())
+            .map(|c| c.changes())
+            .unwrap_or(0)
+    }
+
+    async fn drop(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+        // Dropping the entry returns the connection to the pool.
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_rolls_back_open_transactions_and_uses_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        let c = pool.get().unwrap();
+        let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        c.execute_batch("CREATE TABLE t(x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
+        assert!(!c.is_autocommit());
+        pool.put(c);
+        let c = pool.get().unwrap();
+        assert!(c.is_autocommit());
+        let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0, "the abandoned transaction was rolled back");
+    }
+
+    #[test]
+    fn statements_return_typed_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        let c = pool.get().unwrap();
+        run_statement(&c, "CREATE TABLE t(i INTEGER, r REAL, s TEXT, b BLOB, n)", vec![]).unwrap();
+        run_statement(
+            &c,
+            "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+            vec![SqlValue::Integer(7), SqlValue::Real(1.5), SqlValue::Text("x".into()), SqlValue::Blob(vec![1]), SqlValue::Null],
+        )
+        .unwrap();
+        assert_eq!(c.changes(), 1);
+        let q = run_statement(&c, "SELECT * FROM t", vec![]).unwrap();
+        assert_eq!(q.columns, vec!["i", "r", "s", "b", "n"]);
+        assert!(matches!(q.rows[0].values[0], wit::Value::Integer(7)));
+        assert!(matches!(q.rows[0].values[4], wit::Value::Null));
+        assert!(run_statement(&c, "SELEC nonsense", vec![]).is_err());
+    }
+
+    #[test]
+    fn undefined_labels_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = SqliteDatabases::open(dir.path(), &BTreeMap::new(), &["other".into()]).unwrap_err();
+        assert!(e.to_string().contains("[sqlite_database.other]"));
+        let dbs = SqliteDatabases::open(dir.path(), &BTreeMap::new(), &["default".into()]).unwrap();
+        assert!(dbs.pool("default").is_some());
+        assert!(dir.path().join("sqlite_db.db").exists());
+    }
+}

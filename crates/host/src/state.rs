@@ -1,0 +1,93 @@
+//! Per-instance store state: a fresh one for every request and every cron run,
+//! built from the component's shared, validated configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::guest_output::{GuestOutput, Stream};
+use crate::key_value::KeyValueAccess;
+use crate::outbound_http::{AllowedHosts, OutboundHttp};
+use crate::sqlite::SqliteAccess;
+use crate::variables::ComponentVariables;
+
+/// What every instance of one component shares: checked once at start.
+pub struct ComponentConfig {
+    /// The component id.
+    pub id: Arc<str>,
+    /// Resolved component variables.
+    pub variables: ComponentVariables,
+    /// Key-value stores it may open.
+    pub key_value: KeyValueAccess,
+    /// SQLite databases it may open.
+    pub sqlite: SqliteAccess,
+    /// Its outbound allow-list.
+    pub allowed_hosts: Arc<AllowedHosts>,
+    /// Its `environment`.
+    pub environment: Vec<(String, String)>,
+    /// The runner's listen address (`self`).
+    pub self_addr: SocketAddr,
+    /// The process-wide outbound concurrency limit.
+    pub outbound_limiter: Option<Arc<Semaphore>>,
+}
+
+impl ComponentConfig {
+    /// Builds the state for one new instance.
+    pub fn new_instance_state(&self) -> InstanceState {
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(&self.environment)
+            .stdout(GuestOutput::new(self.id.clone(), Stream::Stdout))
+            .stderr(GuestOutput::new(self.id.clone(), Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        InstanceState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            outbound: OutboundHttp {
+                allowed: self.allowed_hosts.clone(),
+                self_addr: self.self_addr,
+                limiter: self.outbound_limiter.clone(),
+                component: self.id.clone(),
+            },
+            variables: self.variables.clone(),
+            key_value: self.key_value.clone(),
+            sqlite: self.sqlite.clone(),
+        }
+    }
+}
+
+/// The `T` of every `Store<T>`.
+pub struct InstanceState {
+    /// WASI context.
+    pub wasi: WasiCtx,
+    /// wasi:http context.
+    pub http: WasiHttpCtx,
+    /// Resources of this instance.
+    pub table: ResourceTable,
+    /// Outbound HTTP policy.
+    pub outbound: OutboundHttp,
+    /// Component variables.
+    pub variables: ComponentVariables,
+    /// Key-value access.
+    pub key_value: KeyValueAccess,
+    /// SQLite access.
+    pub sqlite: SqliteAccess,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+    }
+}
