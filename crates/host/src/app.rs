@@ -34,6 +34,8 @@ pub struct UpOptions {
     pub listen: SocketAddr,
     /// Where stores, databases and the compiled-code cache live.
     pub state_dir: PathBuf,
+    /// Where compiled code is cached.
+    pub cache_dir: PathBuf,
     /// A Spin runtime config file.
     pub runtime_config: Option<PathBuf>,
     /// Fire every cron component every this many ms instead of its schedule.
@@ -84,7 +86,6 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
 
     let engine = crate::engine::build_engine()?;
     let linker = crate::engine::build_linker(&engine)?;
-    let cache_dir = opts.state_dir.join("cache");
 
     let mut configs = std::collections::BTreeMap::new();
     for id in &used {
@@ -106,7 +107,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             self_addr,
             outbound_limiter: limiter.clone(),
         });
-        let component: Component = crate::engine::load_component(&engine, &decl.source, &cache_dir)
+        let component: Component = crate::engine::load_component(&engine, &decl.source, &opts.cache_dir)
             .with_context(|| format!("component `{id}`"))?;
         configs.insert(id.to_string(), (config, component));
     }

@@ -57,6 +57,9 @@ enum Command {
         /// A Spin runtime config file (stores, databases, outbound HTTP limits).
         #[arg(long)]
         runtime_config: Option<PathBuf>,
+        /// Directory for compiled code (default: `<state-dir>/cache`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
         /// Fire every cron component every N ms instead of its cron expression.
         #[arg(long)]
         tick_ms: Option<u64>,
@@ -104,12 +107,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up { manifest, listen, state_dir, runtime_config, tick_ms, shutdown_grace_ms } => {
+            Command::Up { manifest, listen, state_dir, cache_dir, runtime_config, tick_ms, shutdown_grace_ms } => {
                 let (tx, rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(shutdown_signal(tx));
                 let opts = app::UpOptions {
                     manifest,
                     listen,
+                    cache_dir: cache_dir.unwrap_or_else(|| state_dir.join("cache")),
                     state_dir,
                     runtime_config,
                     tick_ms,

@@ -100,6 +100,8 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         }
         (_, "/sleep") => {
             let ms: u64 = query_param(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+            // Tests wait for this line to know the request is in flight.
+            println!("sleep {ms} started");
             std::thread::sleep(std::time::Duration::from_millis(ms));
             text(200, format!("slept {ms}"))
         }

@@ -1,0 +1,268 @@
+//! The runner, end to end: the real `stepwise` binary serving the probe
+//! components over HTTP, checked against Spin's behaviour.
+
+use std::time::Duration;
+
+use stepwise_e2e::{poll_until, request, RunnerConfig};
+
+fn probe() -> RunnerConfig {
+    RunnerConfig::new("tests/apps/probe.toml").var("secret_token", "t0ken")
+}
+
+#[test]
+fn routes_exact_and_wildcard_most_specific_first_with_spin_headers() {
+    let r = probe().start();
+    let h = r.get("/probe/headers?x=1");
+    assert_eq!(h.status, 200);
+    assert!(h.body.contains(&format!("spin-full-url=http://{}/probe/headers?x=1", r.addr)), "{}", h.body);
+    assert!(h.body.contains("spin-path-info=/headers\n"), "{}", h.body);
+    assert!(h.body.contains("spin-matched-route=/probe/...\n"), "{}", h.body);
+    assert!(h.body.contains("spin-component-route=/probe\n"), "{}", h.body);
+    assert!(h.body.contains("spin-base-path=/\n"), "{}", h.body);
+    assert!(h.body.contains("spin-client-addr=127.0.0.1:"), "{}", h.body);
+
+    // The longer wildcard wins over `/probe/...`.
+    let h = r.get("/probe/isolated/headers");
+    assert!(h.body.contains("spin-matched-route=/probe/isolated/...\n"), "{}", h.body);
+    // An exact route.
+    let h = r.send("GET", "/exact", &[], None);
+    assert!(h.body.contains("nothing at"), "exact route reached the probe with empty path info: {}", h.body);
+    // No route at all.
+    assert_eq!(r.get("/nowhere").status, 404);
+    assert_eq!(r.get("/probex").status, 404, "a wildcard prefix ends at a segment boundary");
+}
+
+#[test]
+fn every_request_gets_a_fresh_instance() {
+    let r = probe().start();
+    for _ in 0..20 {
+        assert_eq!(r.get("/probe/seen").body, "1");
+    }
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let url = r.url("/probe/seen");
+            std::thread::spawn(move || (0..10).map(|_| request("GET", &url, &[], None).unwrap().body).collect::<Vec<_>>())
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap().iter().all(|b| b == "1"), "instance state leaked between concurrent requests");
+    }
+}
+
+#[test]
+fn key_value_and_sqlite_persist_across_a_restart() {
+    let mut r = probe().start();
+    assert_eq!(r.send("PUT", "/probe/kv?key=greeting", &[], Some(b"hello kv")).status, 204);
+    assert_eq!(r.send("POST", "/probe/sql", &[], Some(b"one")).body, "1 1");
+    assert_eq!(r.send("POST", "/probe/sql", &[], Some(b"two")).body, "2 1");
+    // A transaction left open by a guest is rolled back, never leaked into the next request.
+    assert_eq!(r.send("POST", "/probe/sql-tx", &[], None).status, 200);
+    assert_eq!(r.get("/probe/sql").body, "2");
+    assert_eq!(r.send("POST", "/probe/sql", &[], Some(b"three")).body, "3 1", "the database is not left locked");
+
+    assert!(r.state_dir.join("sqlite_key_value.db").exists(), "key-value lives where Spin puts it");
+    assert!(r.state_dir.join("sqlite_db.db").exists(), "SQLite lives where Spin puts it");
+    let mode: String = r.database().query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+
+    assert!(r.terminate().success());
+    r.restart();
+    assert_eq!(r.get("/probe/kv?key=greeting").body, "hello kv");
+    assert_eq!(r.get("/probe/kv?key=missing").status, 404);
+    assert_eq!(r.get("/probe/sql").body, "3");
+
+    // Crash (SIGKILL) and restart: committed data is still there.
+    r.send("POST", "/probe/sql", &[], Some(b"four"));
+    r.kill();
+    r.restart();
+    assert_eq!(r.get("/probe/sql").body, "4");
+}
+
+#[test]
+fn components_get_only_the_stores_they_declare() {
+    let r = probe().start();
+    let a = r.get("/probe/isolated/kv-denied");
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("AccessDenied"), "{}", a.body);
+    assert_eq!(r.get("/probe/kv-denied").status, 403, "an undeclared label is refused too");
+    assert_eq!(r.send("POST", "/probe/isolated/sql", &[], Some(b"x")).status, 500, "no sqlite_databases, no access");
+}
+
+#[test]
+fn variables_templates_and_environment_overrides() {
+    let r = probe().start();
+    assert_eq!(r.get("/probe/var?name=greeting").body, "hello, world");
+    assert_eq!(r.get("/probe/var?name=token").body, "t0ken");
+    assert_eq!(r.get("/probe/var?name=undeclared").status, 404);
+    assert_eq!(r.get("/probe/env?name=PROBE_ENV").body, "from-manifest");
+    drop(r);
+
+    let r = probe().var("greeting", "hi").start();
+    assert_eq!(r.get("/probe/var?name=greeting").body, "hi, world");
+    drop(r);
+
+    let e = RunnerConfig::new("tests/apps/probe.toml").try_start().err().expect("must refuse to start");
+    assert!(e.contains("secret_token") && e.contains("SPIN_VARIABLE_SECRET_TOKEN"), "{e}");
+}
+
+#[test]
+fn outbound_http_allowed_refused_and_self() {
+    let peer = probe().start();
+    let r = probe().var("peer_url", &format!("http://{}", peer.addr)).start();
+
+    // Allowed through a manifest expression over a variable.
+    let a = r.get(&format!("/probe/fetch?url=http://{}/probe/seen", peer.addr));
+    assert_eq!(a.body, "200 1", "allowed host: {}", a.body);
+    // `self` is this app, at the runner's own address.
+    let a = r.get("/probe/fetch?url=http://self/probe/var?name=greeting");
+    assert_eq!(a.status, 200);
+    assert!(a.body.starts_with("200 "), "{}", a.body);
+    // Not allowed: an error the component sees at once, not a hang.
+    let a = r.get("/probe/fetch?url=http://127.0.0.1:1/");
+    assert_eq!(a.status, 502);
+    assert!(a.body.contains("HttpRequestDenied"), "{}", a.body);
+    let a = r.get("/probe/fetch?url=https://example.com/");
+    assert!(a.body.contains("HttpRequestDenied"), "{}", a.body);
+    // A component without `self` cannot call the app.
+    let a = r.get("/probe/isolated/fetch?url=http://self/probe/seen");
+    assert!(a.body.contains("HttpRequestDenied"), "{}", a.body);
+    assert!(r.logs().contains("outbound request refused"));
+}
+
+#[test]
+fn guest_output_is_logged_with_the_component_name_and_traps_answer_500() {
+    let r = probe().start();
+    assert_eq!(r.get("/probe/print").status, 200);
+    assert_eq!(r.get("/probe/trap").status, 500);
+    assert_eq!(r.get("/probe/seen").body, "1", "the runner still serves after a trap");
+    let logs = poll_until(Duration::from_secs(10), "the guest's lines in the log", || {
+        let l = r.logs();
+        (l.contains("probe says hello on stdout") && l.contains("probe says hello on stderr")).then_some(l)
+    });
+    let line = logs.lines().find(|l| l.contains("probe says hello on stdout")).unwrap();
+    assert!(line.contains("component=\"probe\""), "{line}");
+    let line = logs.lines().find(|l| l.contains("route=\"/probe/...\"") && l.contains("status=500")).expect("request log line");
+    assert!(line.contains("method=GET") && line.contains("duration_us="), "{line}");
+}
+
+fn cron_runs(r: &stepwise_e2e::Runner) -> Vec<(i64, i64)> {
+    let db = r.database();
+    let mut stmt = match db.prepare("SELECT started_us, ended_us FROM cron_runs ORDER BY id") {
+        Ok(s) => s,
+        Err(_) => return Vec::new(),
+    };
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn cron_fires_at_tick_ms() {
+    let r = probe().tick_ms(50).start();
+    let runs = poll_until(Duration::from_secs(30), "10 cron runs", || {
+        let runs = cron_runs(&r);
+        (runs.len() >= 10).then_some(runs)
+    });
+    // Runs follow the period: consecutive starts are about 50 ms apart, never much less.
+    for w in runs.windows(2) {
+        let gap = w[1].0 - w[0].0;
+        assert!(gap >= 40_000, "runs started {gap} µs apart with --tick-ms 50");
+    }
+}
+
+#[test]
+fn cron_runs_never_overlap_when_a_run_overruns() {
+    let r = probe().tick_ms(20).var("cron_run_ms", "120").start();
+    let runs = poll_until(Duration::from_secs(30), "5 cron runs", || {
+        let runs = cron_runs(&r);
+        (runs.len() >= 5).then_some(runs)
+    });
+    for w in runs.windows(2) {
+        assert!(w[1].0 >= w[0].1, "run started at {} before the previous ended at {}", w[1].0, w[0].1);
+    }
+    for (s, e) in &runs {
+        assert!(e - s >= 120_000, "each run takes its 120 ms");
+    }
+}
+
+#[test]
+fn two_runners_share_one_state_dir_without_lock_errors() {
+    let a = probe().start();
+    let b = probe().state_dir(&a.state_dir).start();
+    let per_thread = 40;
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let url = if i % 2 == 0 { a.url("/probe/sql") } else { b.url("/probe/sql") };
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|n| request("POST", &url, &[], Some(format!("t{i}-{n}").as_bytes())).unwrap())
+                    .filter(|ans| ans.status != 200)
+                    .map(|ans| ans.body)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let failures: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(failures.is_empty(), "failed writes: {failures:?}");
+    assert_eq!(a.get("/probe/sql").body, (8 * per_thread).to_string());
+    for logs in [a.logs(), b.logs()] {
+        assert!(!logs.contains("database is locked"), "{logs}");
+    }
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_zero() {
+    let mut r = probe().start();
+    let url = r.url("/probe/sleep?ms=1500");
+    let inflight = std::thread::spawn(move || request("GET", &url, &[], None));
+    poll_until(Duration::from_secs(10), "the slow request to be in flight", || {
+        r.logs().contains("sleep 1500 started").then_some(())
+    });
+    let addr = r.addr.clone();
+    let status = r.terminate();
+    let answer = inflight.join().unwrap().expect("the in-flight request got an answer");
+    assert_eq!((answer.status, answer.body.as_str()), (200, "slept 1500"));
+    assert!(status.success(), "exit status {status}");
+    assert!(request("GET", &format!("http://{addr}/probe/seen"), &[], None).is_err(), "no longer accepting");
+}
+
+#[test]
+fn unsupported_manifest_features_are_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = stepwise_e2e::project_root();
+    let base = std::fs::read_to_string(root.join("tests/apps/probe.toml")).unwrap();
+    let cases = [
+        (base.replace("[component.probe-isolated]\n", "[component.probe-isolated]\nfiles = [\"x\"]\n"), "`files`"),
+        (base.replace("[[trigger.cron]]", "[[trigger.redis]]\ncomponent = \"probe\"\nchannel = \"c\"\n\n[[trigger.cron]]"), "`redis`"),
+        (base.replace("sqlite_databases = [\"default\"]\nallowed", "sqlite_databases = [\"other\"]\nallowed"), "[sqlite_database.other]"),
+        (base.replace("\"self\", \"{{ peer_url }}\"", "\"http://a.com/path\""), "has a path"),
+    ];
+    for (i, (manifest, expected)) in cases.iter().enumerate() {
+        assert_ne!(manifest, &base, "case {i} changed nothing");
+        let path = root.join(format!("tests/apps/.case-{i}-{}.toml", std::process::id()));
+        std::fs::write(&path, manifest).unwrap();
+        let rel = path.strip_prefix(&root).unwrap().to_str().unwrap().to_string();
+        let res = RunnerConfig::new(&rel).var("secret_token", "x").state_dir(dir.path()).try_start();
+        std::fs::remove_file(&path).unwrap();
+        let e = res.err().unwrap_or_else(|| panic!("case {i} started"));
+        assert!(e.contains(expected), "case {i}: expected {expected} in:\n{e}");
+    }
+}
+
+#[test]
+fn runtime_config_places_stores_and_rejects_unknown_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &rc,
+        "[key_value_store.default]\ntype = \"spin\"\npath = \"custom-kv.db\"\n[outbound_http]\nmax_concurrent_requests = 2\n",
+    )
+    .unwrap();
+    let r = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).start();
+    assert_eq!(r.send("PUT", "/probe/kv?key=k", &[], Some(b"v")).status, 204);
+    assert!(r.state_dir.join("custom-kv.db").exists());
+    assert!(r.get("/probe/fetch?url=http://self/probe/seen").body.starts_with("200"));
+    drop(r);
+
+    std::fs::write(&rc, "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://localhost\"\n").unwrap();
+    let e = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).try_start().err().expect("refused");
+    assert!(e.contains("`redis`"), "{e}");
+}
