@@ -117,6 +117,9 @@ fn outbound_http_allowed_refused_and_self() {
     let a = r.get("/probe/fetch?url=http://self/probe/var?name=greeting");
     assert_eq!(a.status, 200);
     assert!(a.body.starts_with("200 "), "{}", a.body);
+    // As in Spin: a relative URL and `http://self.alt` are self requests too.
+    assert_eq!(r.get("/probe/fetch?url=/probe/seen").body, "200 1");
+    assert_eq!(r.get("/probe/fetch?url=http://self.alt/probe/seen").body, "200 1");
     // Not allowed: an error the component sees at once, not a hang.
     let a = r.get("/probe/fetch?url=http://127.0.0.1:1/");
     assert_eq!(a.status, 502);
@@ -124,8 +127,10 @@ fn outbound_http_allowed_refused_and_self() {
     let a = r.get("/probe/fetch?url=https://example.com/");
     assert!(a.body.contains("HttpRequestDenied"), "{}", a.body);
     // A component without `self` cannot call the app.
-    let a = r.get("/probe/isolated/fetch?url=http://self/probe/seen");
-    assert!(a.body.contains("HttpRequestDenied"), "{}", a.body);
+    for url in ["http://self/probe/seen", "/probe/seen", "http://self.alt/probe/seen"] {
+        let a = r.get(&format!("/probe/isolated/fetch?url={url}"));
+        assert!(a.body.contains("HttpRequestDenied"), "{url}: {}", a.body);
+    }
     assert!(r.logs().contains("outbound request refused"));
 }
 

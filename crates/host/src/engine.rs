@@ -69,7 +69,7 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     let werr = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(werr)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(werr)?;
+    crate::outbound_http::add_to_linker(&mut linker).map_err(werr)?;
     crate::bindings::SpinHost::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
     Ok(linker)
 }

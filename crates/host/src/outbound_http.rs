@@ -1,6 +1,8 @@
 //! Outbound HTTP (`wasi:http/outgoing-handler`): each component may reach only
 //! its `allowed_outbound_hosts`; `self` means this app, reached over loopback at
-//! the runner's own listen address (never the incoming `Host` header).
+//! the runner's own listen address (never the incoming `Host` header, see
+//! CVE-2024-32980). As in Spin, a self request is a relative URL (`/path`) or
+//! one addressed to `http://self.alt`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,7 +11,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use http::uri::{Authority, Scheme};
 use tokio::sync::Semaphore;
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime::component::{Linker, Resource};
+use wasmtime::StoreContextMut;
+use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types as wit_types};
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttp, WasiHttpHooks, WasiHttpView};
 
 /// Which ports an allowed host admits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +72,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 fn parse_allowed(entry: &str) -> Result<AllowedHost> {
     let e = entry.trim();
-    if e == "self" || e == "http://self" || e == "https://self" {
+    if matches!(e, "self" | "http://self" | "https://self" | "http://self.alt" | "https://self.alt") {
         return Ok(AllowedHost::SelfApp);
     }
     let Some((scheme, rest)) = e.split_once("://") else {
@@ -146,7 +152,7 @@ impl AllowedHosts {
     /// Decides whether a request to `scheme://authority` may go out, and where.
     pub fn check(&self, scheme: &str, authority: Option<&Authority>) -> Option<Destination> {
         let host = authority.map(|a| a.host()).unwrap_or("");
-        if host.is_empty() || host.eq_ignore_ascii_case("self") {
+        if host.is_empty() || host.eq_ignore_ascii_case("self") || host.eq_ignore_ascii_case("self.alt") {
             return self.allows_self().then_some(Destination::SelfApp);
         }
         let port = authority.and_then(|a| a.port_u16()).or_else(|| default_port(scheme))?;
@@ -233,6 +239,39 @@ impl WasiHttpHooks for OutboundHttp {
     }
 }
 
+/// The version of `wasi:http` that wasmtime-wasi-http 48 defines; the linker
+/// matches every semver-compatible 0.2.x import against it.
+const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Links `wasi:http/types` and Spin's flavour of `wasi:http/outgoing-handler`:
+/// a request with no authority (a relative URL) is a self request; then
+/// wasmtime-wasi-http's handler runs (which calls our `send_request` hook).
+pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
+    wit_types::add_to_linker::<_, WasiHttp>(linker, &options.into(), T::http)?;
+    let mut inst = linker.instance(OUTGOING_HANDLER)?;
+    inst.func_wrap(
+        "handle",
+        |mut store: StoreContextMut<'_, T>,
+         (request, options): (Resource<HostOutgoingRequest>, Option<Resource<wit_types::RequestOptions>>)| {
+            let mut view = store.data_mut().http();
+            if let Ok(req) = view.table.get_mut(&request) {
+                if req.authority.as_deref().is_none_or(str::is_empty) {
+                    req.authority = Some("self".to_string());
+                    req.scheme = Some(wit_types::Scheme::Http);
+                }
+            }
+            let result: Result<Resource<HostFutureIncomingResponse>, wit_types::ErrorCode> =
+                match outgoing_handler::Host::handle(&mut view, request, options) {
+                    Ok(future) => Ok(future),
+                    Err(e) => Err(e.downcast()?),
+                };
+            Ok((result,))
+        },
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +316,7 @@ mod tests {
         assert_eq!(h.check("http", auth("127.0.0.1:3000").as_ref()), None);
         let h = hosts(&["http://self"]);
         assert_eq!(h.check("http", auth("self").as_ref()), Some(Destination::SelfApp));
+        assert_eq!(h.check("http", auth("self.alt").as_ref()), Some(Destination::SelfApp));
         assert_eq!(hosts(&["http://x:1"]).check("http", auth("self").as_ref()), None);
     }
 
