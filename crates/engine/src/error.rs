@@ -1,0 +1,40 @@
+//! The engine's error type.
+
+use thiserror::Error;
+
+/// A rule broken by some input, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The field (JSON path) at fault.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A new field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Everything the engine can refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Error {
+    /// Bad input (HTTP 400).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The request conflicts with the current state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Nothing matches (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// It existed, but its time is up (HTTP 404 with its own code).
+    #[error("{0}")]
+    Expired(String),
+    /// An upstream answer that belongs to no call in flight.
+    #[error("stale answer: {0}")]
+    Stale(String),
+}

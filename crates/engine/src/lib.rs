@@ -1,0 +1,25 @@
+//! Stepwise's engine: the rules, with no I/O.
+//!
+//! The engine decides, the components translate, the store remembers. Every
+//! function here is pure: time comes in as an argument (milliseconds since the
+//! Unix epoch), and the answer is the next state plus what to do next (one
+//! upstream call, a wait until a deadline, or nothing), in the manner of
+//! `quinn-proto`'s sans-I/O state machines.
+//!
+//! - [`worker`]: the binding worker and its loop rule (CONTRACT section 2).
+//! - [`policy`]: worker policies, their defaults and validation.
+//! - [`upstream`]: the upstream transaction service's protocol (section 1).
+//! - [`binding`], [`otp`]: input rules for binding ids and OTPs.
+//! - [`receipt`]: receipt codes.
+//! - [`time`]: RFC 3339 formatting of engine timestamps.
+
+pub mod binding;
+pub mod error;
+pub mod otp;
+pub mod policy;
+pub mod receipt;
+pub mod time;
+pub mod upstream;
+pub mod worker;
+
+pub use error::{Error, FieldError};

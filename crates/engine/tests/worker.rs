@@ -1,0 +1,396 @@
+//! The loop rule, branch by branch (CONTRACT section 2), with a fixed clock.
+
+use stepwise_engine::policy::Policy;
+use stepwise_engine::upstream::{Operation, Status, Transaction, INSUFFICIENT_BALANCE};
+use stepwise_engine::worker::{
+    Control, Effect, Outcome, Phase, State, Step, StopReason, Worker, OTP_TIMEOUT, PROCESSING_TIMEOUT, STOPPED_BY_USER,
+};
+use stepwise_engine::Error;
+
+const T0: i64 = 1_800_000_000_000;
+
+fn policy() -> Policy {
+    Policy {
+        max_iterations: None,
+        interval_ms: 100,
+        cooldown_ms: 1000,
+        max_cooldown_ms: 5000,
+        max_consecutive_failures: 3,
+        otp_timeout_ms: 60_000,
+        processing_poll_ms: 2000,
+        max_processing_polls: 3,
+    }
+}
+
+fn tx(id: &str, status: Status, reason: Option<&str>, otp: bool) -> Transaction {
+    Transaction {
+        id: id.into(),
+        binding_id: "b-1".into(),
+        status,
+        reason: reason.map(String::from),
+        otp_required: otp,
+        amount: Some(1000),
+        balance: Some(5000),
+    }
+}
+
+/// A worker plus a request-id counter: drives claim → begin → answer like the tick does.
+struct Harness {
+    w: Worker,
+    next_id: u64,
+}
+
+impl Harness {
+    fn new(p: Policy) -> Self {
+        Self { w: Worker::new("b-1", p, T0), next_id: 1 }
+    }
+
+    /// Claims at `now`, expecting a call of `op`; returns its request id.
+    fn claim(&mut self, now: i64, op: Operation) -> String {
+        match self.w.poll(now) {
+            Step::Call(call) => {
+                assert_eq!(call.op, op, "expected a {op:?} call");
+                let id = self.next_id.to_string();
+                self.next_id += 1;
+                self.w.begin(call, id.clone(), now);
+                id
+            }
+            other => panic!("expected a {op:?} call at {now}, got {other:?}"),
+        }
+    }
+
+    /// Claim + answer in one go.
+    fn step(&mut self, now: i64, op: Operation, answer: Result<Transaction, String>) {
+        let id = self.claim(now, op);
+        self.w.on_answer(&id, answer, now).unwrap();
+    }
+
+    fn iterations_finished(&mut self) -> Vec<(Outcome, Option<String>)> {
+        self.w
+            .drain_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::IterationFinished(r) => Some((r.outcome, r.reason)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn success_loops_with_the_interval_until_max_iterations() {
+    let mut h = Harness::new(Policy { max_iterations: Some(3), ..policy() });
+    assert_eq!(h.w.state(), State::Running);
+    let mut now = T0;
+    for i in 1..=3 {
+        h.step(now, Operation::Start, Ok(tx(&format!("T{i}"), Status::Sukses, None, false)));
+        assert_eq!(h.iterations_finished(), vec![(Outcome::Success, None)]);
+        now += 100;
+        if i < 3 {
+            assert_eq!(h.w.poll(now - 1), Step::Wait(now), "waits interval_ms after a success");
+        }
+    }
+    assert_eq!(h.w.state(), State::Stopped);
+    assert_eq!(h.w.stop_reason, Some(StopReason::MaxIterations));
+    assert_eq!((h.w.iterations, h.w.successes, h.w.failures), (3, 3, 0));
+    assert_eq!(h.w.poll(now + 10_000), Step::Idle, "never starts again in this run");
+}
+
+#[test]
+fn insufficient_balance_is_a_hard_stop() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Sukses, None, false)));
+    h.step(T0 + 100, Operation::Start, Ok(tx("T2", Status::Gagal, Some(INSUFFICIENT_BALANCE), false)));
+    assert_eq!(h.w.state(), State::Stopped);
+    assert_eq!(h.w.stop_reason, Some(StopReason::InsufficientBalanceBeforeStart));
+    assert_eq!(h.w.successes, 1);
+    assert_eq!(h.w.poll(T0 + 100_000), Step::Idle);
+}
+
+#[test]
+fn failures_cool_down_exponentially_then_stop_with_too_many_failures() {
+    let mut h = Harness::new(policy());
+    let mut now = T0;
+    let mut attempts = Vec::new();
+    for n in 1..=3u32 {
+        let call = match h.w.poll(now) {
+            Step::Call(c) => c,
+            s => panic!("{s:?}"),
+        };
+        attempts.push(call.attempt);
+        let id = format!("r{n}");
+        h.w.begin(call, id.clone(), now);
+        let answer = if n == 2 { Err("upstream_error:503".to_string()) } else { Ok(tx("T", Status::Gagal, Some("declined"), false)) };
+        h.w.on_answer(&id, answer, now).unwrap();
+        if n < 3 {
+            assert_eq!(h.w.phase, Phase::Cooldown);
+            let wait = 1000 * (1 << (n - 1));
+            assert_eq!(h.w.poll(now + wait - 1), Step::Wait(now + wait), "cooldown_ms * 2^(n-1)");
+            now += wait;
+        }
+    }
+    assert_eq!(attempts, vec![1, 2, 3], "each retry is attempt + 1");
+    assert_eq!(h.w.stop_reason, Some(StopReason::TooManyFailures));
+    assert_eq!(h.w.consecutive_failures, 3);
+    let reasons: Vec<_> = h.iterations_finished().into_iter().map(|(_, r)| r.unwrap()).collect();
+    assert_eq!(reasons, vec!["declined", "upstream_error:503", "declined"]);
+}
+
+#[test]
+fn cooldown_is_capped_and_a_success_resets_the_count() {
+    let mut h = Harness::new(Policy { max_consecutive_failures: 10, ..policy() });
+    let mut now = T0;
+    for _ in 0..4 {
+        h.step(now, Operation::Start, Err("upstream_error:timeout".into()));
+        now = h.w.next_step_at.unwrap();
+    }
+    assert_eq!(h.w.consecutive_failures, 4);
+    h.step(now, Operation::Start, Err("upstream_error:timeout".into()));
+    assert_eq!(h.w.next_step_at, Some(now + 5000), "capped at max_cooldown_ms");
+    now += 5000;
+    h.step(now, Operation::Start, Ok(tx("T", Status::Sukses, None, false)));
+    assert_eq!(h.w.consecutive_failures, 0);
+    match h.w.poll(now + 100) {
+        Step::Call(c) => assert_eq!(c.attempt, 1),
+        s => panic!("{s:?}"),
+    }
+}
+
+#[test]
+fn otp_flow_queues_waits_sends_and_continues() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    let effects = h.w.drain_effects();
+    assert_eq!(
+        effects,
+        vec![Effect::OtpRequested { transaction_id: "T1".into(), requested_at: T0, expires_at: T0 + 60_000 }]
+    );
+    assert_eq!(h.w.phase, Phase::AwaitingOtp);
+    assert_eq!(h.w.poll(T0 + 10), Step::Wait(T0 + 60_000), "waits for the OTP");
+
+    assert!(matches!(h.w.otp_submitted("T9", T0 + 20), Err(Error::NotFound(_))));
+    h.w.otp_submitted("T1", T0 + 20).unwrap();
+    assert!(matches!(h.w.otp_submitted("T1", T0 + 21), Err(Error::Conflict(_))), "a second OTP is refused");
+    h.step(T0 + 20, Operation::Otp, Ok(tx("T1", Status::Sukses, None, false)));
+    let effects = h.w.drain_effects();
+    assert!(effects.contains(&Effect::OtpConsumed { transaction_id: "T1".into() }));
+    assert!(effects.iter().any(|e| matches!(e, Effect::IterationFinished(r) if r.outcome == Outcome::Success)));
+    assert_eq!(h.w.successes, 1);
+    assert_eq!(h.w.phase, Phase::Idle);
+}
+
+#[test]
+fn otp_answered_processing_moves_to_polling() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    h.w.otp_submitted("T1", T0 + 1).unwrap();
+    h.step(T0 + 1, Operation::Otp, Ok(tx("T1", Status::Processing, None, false)));
+    assert_eq!(h.w.phase, Phase::Processing);
+    h.step(T0 + 2001, Operation::Continue, Ok(tx("T1", Status::Sukses, None, false)));
+    assert_eq!(h.w.successes, 1);
+}
+
+#[test]
+fn otp_timeout_stops_the_transaction_and_counts_a_failure() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    h.w.drain_effects();
+    let id = h.claim(T0 + 60_000, Operation::Stop);
+    assert!(h.w.drain_effects().contains(&Effect::OtpCancelled { transaction_id: "T1".into() }));
+    assert!(matches!(h.w.otp_submitted("T1", T0 + 60_001), Err(Error::NotFound(_))), "too late");
+    h.w.on_answer(&id, Ok(tx("T1", Status::Gagal, Some("stopped"), false)), T0 + 60_001).unwrap();
+    assert_eq!(h.iterations_finished(), vec![(Outcome::Failure, Some(OTP_TIMEOUT.into()))]);
+    assert_eq!(h.w.failures, 1);
+    assert_eq!(h.w.state(), State::Running);
+    assert_eq!(h.w.phase, Phase::Cooldown);
+}
+
+#[test]
+fn an_expired_wait_refuses_a_late_otp() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    assert!(matches!(h.w.otp_submitted("T1", T0 + 60_000), Err(Error::Expired(_))));
+}
+
+#[test]
+fn processing_is_polled_with_continue_then_check_until_final() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, false)));
+    assert_eq!(h.w.phase, Phase::Processing);
+    assert_eq!(h.w.poll(T0 + 1999), Step::Wait(T0 + 2000), "processing_poll_ms between polls");
+    h.step(T0 + 2000, Operation::Continue, Ok(tx("T1", Status::Processing, None, false)));
+    h.step(T0 + 4000, Operation::Check, Ok(tx("T1", Status::Sukses, None, false)));
+    assert_eq!(h.iterations_finished(), vec![(Outcome::Success, None)]);
+}
+
+#[test]
+fn processing_timeout_after_max_polls() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, false)));
+    h.step(T0 + 2000, Operation::Continue, Ok(tx("T1", Status::Processing, None, false)));
+    h.step(T0 + 4000, Operation::Check, Ok(tx("T1", Status::Processing, None, false)));
+    h.step(T0 + 6000, Operation::Check, Ok(tx("T1", Status::Processing, None, false)));
+    h.step(T0 + 8000, Operation::Stop, Ok(tx("T1", Status::Gagal, Some("stopped"), false)));
+    assert_eq!(h.iterations_finished(), vec![(Outcome::Failure, Some(PROCESSING_TIMEOUT.into()))]);
+}
+
+#[test]
+fn a_final_answer_to_stop_is_honoured() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, false)));
+    for i in 1..=3 {
+        let op = if i == 1 { Operation::Continue } else { Operation::Check };
+        h.step(T0 + 2000 * i, op, Ok(tx("T1", Status::Processing, None, false)));
+    }
+    h.step(T0 + 8000, Operation::Stop, Ok(tx("T1", Status::Sukses, None, false)));
+    assert_eq!(h.w.successes, 1, "it completed before the stop reached it");
+}
+
+#[test]
+fn upstream_error_mid_transaction_stops_it_and_fails_the_iteration() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, false)));
+    h.step(T0 + 2000, Operation::Continue, Err("upstream_error:503".into()));
+    h.step(T0 + 2000, Operation::Stop, Err("upstream_error:503".into()));
+    assert_eq!(h.iterations_finished(), vec![(Outcome::Failure, Some("upstream_error:503".into()))]);
+    assert_eq!(h.w.current, None);
+}
+
+#[test]
+fn stop_when_idle_is_stopped_at_once() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Sukses, None, false)));
+    h.w.control(Control::Stop, T0 + 1).unwrap();
+    assert_eq!(h.w.state(), State::Stopped);
+    assert_eq!(h.w.stop_reason, Some(StopReason::User));
+    assert_eq!(h.w.poll(T0 + 1000), Step::Idle, "no /start after the acknowledgement");
+    h.w.control(Control::Stop, T0 + 2).unwrap();
+    assert!(matches!(h.w.control(Control::Resume, T0 + 3), Err(Error::Conflict(_))));
+    assert!(matches!(h.w.control(Control::Pause, T0 + 3), Err(Error::Conflict(_))));
+}
+
+#[test]
+fn stop_with_a_call_in_flight_is_stopping_until_the_answer_is_recorded() {
+    let mut h = Harness::new(policy());
+    let id = h.claim(T0, Operation::Start);
+    h.w.control(Control::Stop, T0 + 1).unwrap();
+    assert_eq!(h.w.state(), State::Stopping);
+    assert!(matches!(h.w.poll(T0 + 2), Step::Resend(_)), "the call in flight is never interrupted");
+    h.w.on_answer(&id, Ok(tx("T1", Status::Sukses, None, false)), T0 + 3).unwrap();
+    assert_eq!(h.w.state(), State::Stopped);
+    assert_eq!(h.w.successes, 1, "the answer is recorded in full");
+    assert_eq!(h.w.poll(T0 + 10_000), Step::Idle);
+}
+
+#[test]
+fn stop_while_processing_or_awaiting_otp_stops_the_transaction_upstream() {
+    for otp in [true, false] {
+        let mut h = Harness::new(policy());
+        h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, otp)));
+        h.w.drain_effects();
+        h.w.control(Control::Stop, T0 + 5).unwrap();
+        assert_eq!(h.w.state(), State::Stopping);
+        if otp {
+            assert!(h.w.drain_effects().contains(&Effect::OtpCancelled { transaction_id: "T1".into() }));
+        }
+        h.step(T0 + 5, Operation::Stop, Ok(tx("T1", Status::Gagal, Some("stopped"), false)));
+        assert_eq!(h.iterations_finished(), vec![(Outcome::Stopped, Some(STOPPED_BY_USER.into()))]);
+        assert_eq!(h.w.state(), State::Stopped);
+        assert_eq!(h.w.poll(T0 + 100_000), Step::Idle);
+    }
+}
+
+#[test]
+fn stop_during_a_start_that_answers_processing_stops_it_next() {
+    let mut h = Harness::new(policy());
+    let id = h.claim(T0, Operation::Start);
+    h.w.control(Control::Stop, T0 + 1).unwrap();
+    h.w.on_answer(&id, Ok(tx("T1", Status::Processing, None, true)), T0 + 2).unwrap();
+    assert_eq!(h.w.state(), State::Stopping);
+    h.step(T0 + 2, Operation::Stop, Ok(tx("T1", Status::Gagal, Some("stopped"), false)));
+    assert_eq!(h.w.state(), State::Stopped);
+    assert!(h.w.current.is_none());
+}
+
+#[test]
+fn pause_makes_no_calls_until_resume_and_keeps_otp_waits() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    h.w.control(Control::Pause, T0 + 1).unwrap();
+    assert_eq!(h.w.state(), State::Paused);
+    assert_eq!(h.w.next_due(), None);
+    h.w.otp_submitted("T1", T0 + 2).unwrap();
+    assert_eq!(h.w.poll(T0 + 3), Step::Idle, "paused: the submitted OTP waits");
+    assert_eq!(h.w.next_due(), None);
+    h.w.control(Control::Resume, T0 + 4).unwrap();
+    assert_eq!(h.w.state(), State::Running);
+    h.step(T0 + 4, Operation::Otp, Ok(tx("T1", Status::Sukses, None, false)));
+    assert_eq!(h.w.successes, 1);
+}
+
+#[test]
+fn an_otp_that_expired_while_paused_times_out_on_resume() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    h.w.control(Control::Pause, T0 + 1).unwrap();
+    h.w.control(Control::Resume, T0 + 70_000).unwrap();
+    h.step(T0 + 70_000, Operation::Stop, Ok(tx("T1", Status::Gagal, Some("stopped"), false)));
+    assert_eq!(h.w.last_result.as_ref().unwrap().reason.as_deref(), Some(OTP_TIMEOUT));
+}
+
+#[test]
+fn pause_with_a_call_in_flight_is_pausing_then_paused() {
+    let mut h = Harness::new(policy());
+    let id = h.claim(T0, Operation::Start);
+    h.w.control(Control::Pause, T0 + 1).unwrap();
+    assert_eq!(h.w.state(), State::Pausing);
+    h.w.on_answer(&id, Ok(tx("T1", Status::Sukses, None, false)), T0 + 2).unwrap();
+    assert_eq!(h.w.state(), State::Paused);
+    assert_eq!(h.w.poll(T0 + 10_000), Step::Idle);
+    h.w.control(Control::Resume, T0 + 10_001).unwrap();
+    assert!(matches!(h.w.poll(T0 + 10_001), Step::Call(_)));
+}
+
+#[test]
+fn a_lost_answer_is_resent_with_the_same_request_id() {
+    let mut h = Harness::new(policy());
+    let id = h.claim(T0, Operation::Start);
+    // The runner died before recording: the saved worker still has the call in flight.
+    let saved = serde_json::to_string(&h.w).unwrap();
+    let mut w: Worker = serde_json::from_str(&saved).unwrap();
+    match w.poll(T0 + 30_000) {
+        Step::Resend(f) => assert_eq!(f.request_id, id),
+        s => panic!("{s:?}"),
+    }
+    w.on_answer(&id, Ok(tx("T1", Status::Sukses, None, false)), T0 + 30_001).unwrap();
+    assert_eq!(w.successes, 1);
+    assert!(matches!(w.on_answer(&id, Ok(tx("T1", Status::Sukses, None, false)), T0 + 30_002), Err(Error::Stale(_))));
+}
+
+#[test]
+fn a_stopped_worker_starts_a_new_run_and_a_running_one_is_left_alone() {
+    let mut h = Harness::new(Policy { max_iterations: Some(1), ..policy() });
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Sukses, None, false)));
+    assert_eq!(h.w.state(), State::Stopped);
+    assert!(h.w.start_new_run(policy(), T0 + 5));
+    assert_eq!((h.w.run_id, h.w.iterations, h.w.state()), (2, 0, State::Running));
+    assert!(!h.w.start_new_run(policy(), T0 + 6), "a running worker is left as it is");
+    assert_eq!(h.w.run_id, 2);
+}
+
+#[test]
+fn the_api_object_has_every_contract_field() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    let j = h.w.to_json();
+    for key in [
+        "binding_id", "run_id", "state", "phase", "stop_reason", "policy", "iterations", "successes", "failures",
+        "consecutive_failures", "current_transaction", "last_result", "next_step_at", "created_at", "updated_at",
+    ] {
+        assert!(j.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(j["state"], "running");
+    assert_eq!(j["phase"], "awaiting_otp");
+    assert_eq!(j["current_transaction"]["id"], "T1");
+    assert_eq!(j["created_at"], "2027-01-15T08:00:00.000Z");
+}
