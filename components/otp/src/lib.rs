@@ -1,0 +1,82 @@
+//! The OTP queue API (CONTRACT section 3): `GET /api/otp` lists the
+//! transactions waiting for an OTP, `POST /api/otp/{transaction_id}` submits
+//! one. An OTP is never logged and never answered back; it stays in the queue
+//! only until the tick has sent it.
+
+use serde::Deserialize;
+use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http_component;
+use stepwise_engine::time::rfc3339;
+use stepwise_store::{effects, otp_queue, workers, Db};
+use stepwise_web::{authed, json, no_route, json_body, json_response, limit, now_ms, query, ApiError, ApiResult};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submit {
+    otp: String,
+}
+
+fn list(req: &Request, _: &Params) -> ApiResult {
+    let q = query(req, &["limit"])?;
+    let limit = limit(&q, 1000, 10_000)?;
+    let db = Db::open()?;
+    let items: Vec<_> = otp_queue::waiting(&db, now_ms(), limit)?
+        .into_iter()
+        .map(|i| {
+            json!({
+                "transaction_id": i.transaction_id,
+                "binding_id": i.binding_id,
+                "requested_at": rfc3339(i.requested_at),
+                "expires_at": rfc3339(i.expires_at),
+            })
+        })
+        .collect();
+    Ok(json_response(200, &json!({ "items": items })))
+}
+
+fn submit(req: &Request, params: &Params) -> ApiResult {
+    let tx = params.get("transaction_id").unwrap_or_default().to_string();
+    if tx.is_empty() || tx.len() > 128 {
+        return Err(ApiError::bad_field("transaction_id", "must be 1 to 128 characters"));
+    }
+    query(req, &[])?;
+    let body: Submit = json_body(req)?;
+    stepwise_engine::otp::validate(&body.otp).map_err(|e| ApiError::new(400, "invalid_otp", e.to_string()))?;
+    let now = now_ms();
+    let db = Db::open()?;
+    db.immediate(|db| {
+        let item = otp_queue::get(db, &tx)?
+            .ok_or_else(|| ApiError::not_found(format!("no transaction {tx} waits for an OTP")))?;
+        if item.submitted {
+            return Err(ApiError::new(409, "already_submitted", format!("an OTP was already submitted for {tx}")));
+        }
+        if now >= item.expires_at {
+            return Err(ApiError::new(404, "otp_expired", format!("the OTP wait for {tx} has expired")));
+        }
+        let stored = workers::load(db, &item.binding_id)?
+            .ok_or_else(|| ApiError::not_found(format!("no transaction {tx} waits for an OTP")))?;
+        let mut w = stored.worker;
+        w.otp_submitted(&tx, now).map_err(|e| match e {
+            stepwise_engine::Error::Expired(m) => ApiError::new(404, "otp_expired", m),
+            stepwise_engine::Error::Conflict(m) => ApiError::new(409, "already_submitted", m),
+            other => other.into(),
+        })?;
+        otp_queue::submit(db, &tx, &body.otp, now)?;
+        let lease = match (&stored.lease_owner, stored.lease_until) {
+            (Some(owner), Some(until)) if w.in_flight.is_some() => Some((owner.as_str(), until)),
+            _ => None,
+        };
+        effects::apply_and_save(db, &mut w, lease)?;
+        Ok(())
+    })?;
+    Ok(json_response(202, &json!({ "transaction_id": tx, "status": "submitted" })))
+}
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let mut router = Router::new();
+    router.get("/api/otp", authed(list));
+    router.post("/api/otp/:transaction_id", authed(submit));
+    router.any("/api/otp/*", authed(no_route));
+    router.handle(req)
+}

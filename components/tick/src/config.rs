@@ -1,0 +1,67 @@
+//! The tick's settings, from Spin variables, checked on every run.
+
+/// Validated settings.
+pub struct Config {
+    /// Upstream origin, no trailing slash.
+    pub upstream_url: String,
+    /// Per-call time-out.
+    pub timeout_ms: u64,
+    /// Workers advanced per tick at most.
+    pub batch: u32,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+}
+
+/// How long a claim outlives the call's time-out before another tick may take it over.
+pub const LEASE_MARGIN_MS: i64 = 5_000;
+
+fn var(name: &str) -> Result<String, String> {
+    spin_sdk::variables::get(name).map_err(|e| format!("variable {name}: {e:?}"))
+}
+
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(name: &str, min: T, max: T) -> Result<T, String> {
+    let v = var(name)?;
+    match v.trim().parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(format!("variable {name} must be a number from {min} to {max}, not {v:?}")),
+    }
+}
+
+/// Checks that `url` is an origin: `http(s)://host[:port]`, no path.
+pub fn origin(url: &str) -> Result<String, String> {
+    let u = url.trim().trim_end_matches('/');
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))
+        .ok_or_else(|| format!("upstream_url {url:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') || rest.contains('@') {
+        return Err(format!("upstream_url {url:?} must be an origin (scheme://host[:port], no path)"));
+    }
+    Ok(u.to_string())
+}
+
+impl Config {
+    /// Reads and checks the variables.
+    pub fn load() -> Result<Self, String> {
+        Ok(Self {
+            upstream_url: origin(&var("upstream_url")?)?,
+            timeout_ms: number("upstream_timeout_ms", 1, 300_000)?,
+            batch: number("tick_batch", 1, 100_000)?,
+            concurrency: number("tick_concurrency", 1, 1_000)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin;
+
+    #[test]
+    fn upstream_url_is_an_origin() {
+        assert_eq!(origin("http://127.0.0.1:3000/").unwrap(), "http://127.0.0.1:3000");
+        assert_eq!(origin("https://api.example.com").unwrap(), "https://api.example.com");
+        assert!(origin("http://a.com/v1").is_err());
+        assert!(origin("ftp://a.com").is_err());
+        assert!(origin("http://").is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! One tick: find the due workers, then per worker claim → call → record.
+
+use futures::future::{select, Either};
+use futures::StreamExt;
+use spin_sdk::http::{Method, Request, Response};
+use stepwise_engine::otp::MASK;
+use stepwise_engine::upstream::{judge, transport_failure, Call, Operation, Status};
+use stepwise_engine::worker::Step;
+use stepwise_store::requests::{self, NewRequest};
+use stepwise_store::{effects, otp_queue, workers, Db, StoreError};
+
+use crate::config::{Config, LEASE_MARGIN_MS};
+use crate::deadline::{elapsed_ms, Deadline};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A call claimed for one worker.
+struct Claimed {
+    binding_id: String,
+    request_id: String,
+    call: Call,
+    url: String,
+    body: Vec<u8>,
+}
+
+/// What the call came to.
+struct CallResult {
+    status_code: Option<u16>,
+    body: Vec<u8>,
+    timed_out: bool,
+    duration_ms: i64,
+}
+
+/// Tick totals, for the log line.
+#[derive(Default)]
+struct Totals {
+    claimed: u32,
+    recorded: u32,
+    errors: u32,
+}
+
+/// Runs one tick.
+pub async fn tick() -> Result<(), String> {
+    let started = wasi::clocks::monotonic_clock::now();
+    let cfg = Config::load()?;
+    let db = Db::open().map_err(|e| e.to_string())?;
+    let owner = format!("{:016x}", wasi::random::random::get_random_u64());
+    let due = workers::due(&db, now_ms(), cfg.batch).map_err(|e| e.to_string())?;
+    let mut totals = Totals::default();
+    let mut results = futures::stream::iter(due.iter().map(|id| advance(&db, &cfg, &owner, id))).buffer_unordered(cfg.concurrency);
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(true) => {
+                totals.claimed += 1;
+                totals.recorded += 1;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                totals.errors += 1;
+                eprintln!("tick: {e}");
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "tick", "due": due.len(), "claimed": totals.claimed, "recorded": totals.recorded,
+            "errors": totals.errors, "duration_ms": elapsed_ms(started),
+        })
+    );
+    Ok(())
+}
+
+/// Advances one worker by at most one call; `Ok(true)` when a call was made and recorded.
+async fn advance(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result<bool, String> {
+    let Some(claimed) = claim(db, cfg, owner, binding_id).map_err(|e| format!("claim {binding_id}: {e}"))? else {
+        return Ok(false);
+    };
+    let result = send(&claimed, cfg.timeout_ms).await;
+    record(db, owner, &claimed, &result).map_err(|e| format!("record {binding_id}: {e}"))?;
+    Ok(true)
+}
+
+/// The claim: one transaction deciding the step and taking the lease.
+fn claim(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result<Option<Claimed>, StoreError> {
+    db.immediate(|db| {
+        let now = now_ms();
+        let Some(stored) = workers::load(db, binding_id)? else { return Ok(None) };
+        if stored.lease_until.is_some_and(|t| t > now) {
+            return Ok(None); // another tick holds it
+        }
+        let mut w = stored.worker;
+        let lease = (owner, now + cfg.timeout_ms as i64 + LEASE_MARGIN_MS);
+        let (call, request_id) = match w.poll(now) {
+            Step::Call(call) => {
+                let url = format!("{}{}", cfg.upstream_url, call.path());
+                let masked = |id: i64| call.body(&w.binding_id, &id.to_string(), Some(MASK)).to_string();
+                let id = requests::insert(
+                    db,
+                    &NewRequest {
+                        binding_id: &w.binding_id,
+                        run_id: w.run_id,
+                        operation: call.op.as_str(),
+                        transaction_id: call.transaction_id.as_deref(),
+                        attempt_number: call.attempt,
+                        method: "POST",
+                        url: &url,
+                        payload: &masked,
+                        created_at: now,
+                    },
+                )?;
+                w.begin(call.clone(), id.to_string(), now);
+                (call, id.to_string())
+            }
+            Step::Resend(flight) => (flight.call, flight.request_id),
+            Step::Wait(_) | Step::Idle => {
+                effects::apply_and_save(db, &mut w, None)?;
+                return Ok(None);
+            }
+        };
+        let otp = match (&call.op, &call.transaction_id) {
+            (Operation::Otp, Some(tx)) => otp_queue::otp(db, tx)?,
+            _ => None,
+        };
+        let body = call.body(&w.binding_id, &request_id, otp.as_deref()).to_string().into_bytes();
+        let url = format!("{}{}", cfg.upstream_url, call.path());
+        effects::apply_and_save(db, &mut w, Some(lease))?;
+        Ok(Some(Claimed { binding_id: w.binding_id.clone(), request_id, call, url, body }))
+    })
+}
+
+/// The call: no lock held; bounded by the time-out.
+async fn send(c: &Claimed, timeout_ms: u64) -> CallResult {
+    let start = wasi::clocks::monotonic_clock::now();
+    let req = Request::builder()
+        .method(Method::Post)
+        .uri(&c.url)
+        .header("content-type", "application/json")
+        .header("x-request-id", &c.request_id)
+        .body(c.body.clone())
+        .build();
+    let call = Box::pin(spin_sdk::http::send::<_, Response>(req));
+    let (status_code, body, timed_out) = match select(call, Deadline::after_ms(timeout_ms)).await {
+        Either::Left((Ok(resp), _)) => (Some(*resp.status()), resp.into_body(), false),
+        Either::Left((Err(e), _)) => {
+            eprintln!("tick: {} {} failed: {e}", c.binding_id, c.call.op.as_str());
+            (None, Vec::new(), false)
+        }
+        Either::Right(_) => (None, Vec::new(), true),
+    };
+    CallResult { status_code, body, timed_out, duration_ms: elapsed_ms(start) }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Sukses => "SUKSES",
+        Status::Processing => "PROCESSING",
+        Status::Gagal => "GAGAL",
+    }
+}
+
+/// The record: response fields, the worker's new state, the lease released.
+fn record(db: &Db, owner: &str, c: &Claimed, r: &CallResult) -> Result<(), StoreError> {
+    db.immediate(|db| {
+        let now = now_ms();
+        let Some(stored) = workers::load(db, &c.binding_id)? else { return Ok(()) };
+        if stored.lease_owner.as_deref() != Some(owner) {
+            return Ok(()); // the lease expired and another tick took over; it records its own answer
+        }
+        let answer = match r.status_code {
+            Some(code) => judge(code, &r.body, &c.binding_id, &c.call),
+            None => Err(transport_failure(r.timed_out)),
+        };
+        let (code, message) = match &answer {
+            Ok(tx) => (status_name(tx.status), tx.reason.as_deref()),
+            Err(reason) => ("upstream_error", Some(reason.as_str())),
+        };
+        let body = String::from_utf8_lossy(&r.body);
+        let request_id: i64 = c.request_id.parse().map_err(|_| StoreError::Corrupt("request id".into()))?;
+        requests::record(
+            db,
+            request_id,
+            &requests::Response {
+                status_code: r.status_code,
+                response_code: code,
+                response_message: message,
+                response_payload: (!body.is_empty()).then_some(&*body),
+                is_success: answer.is_ok(),
+                duration_ms: r.duration_ms,
+                responded_at: now,
+            },
+        )?;
+        let mut w = stored.worker;
+        match w.on_answer(&c.request_id, answer, now) {
+            Ok(()) => effects::apply_and_save(db, &mut w, None),
+            Err(stepwise_engine::Error::Stale(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    })
+}

@@ -1,0 +1,108 @@
+//! The connection, transactions, and typed row access.
+
+use spin_sdk::sqlite3::{Connection, QueryResult, Value};
+use thiserror::Error;
+
+/// What can go wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// SQLite refused or failed.
+    #[error("database error: {0}")]
+    Sqlite(String),
+    /// A stored value could not be read back.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// An engine rule refused the change (mapped to an HTTP status by the caller).
+    #[error(transparent)]
+    Engine(#[from] stepwise_engine::Error),
+}
+
+impl From<spin_sdk::sqlite3::Error> for StoreError {
+    fn from(e: spin_sdk::sqlite3::Error) -> Self {
+        StoreError::Sqlite(format!("{e:?}"))
+    }
+}
+
+/// An open database with the schema migrated.
+pub struct Db {
+    conn: Connection,
+}
+
+/// A text parameter.
+pub fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+/// An integer parameter.
+pub fn int(i: i64) -> Value {
+    Value::Integer(i)
+}
+
+/// An optional integer parameter.
+pub fn opt_int(i: Option<i64>) -> Value {
+    i.map(Value::Integer).unwrap_or(Value::Null)
+}
+
+/// An optional text parameter.
+pub fn opt_text(s: Option<impl Into<String>>) -> Value {
+    s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null)
+}
+
+impl Db {
+    /// Opens the `default` database and applies pending migrations.
+    pub fn open() -> Result<Self, StoreError> {
+        let db = Db { conn: Connection::open_default()? };
+        crate::migrations::migrate(&db)?;
+        Ok(db)
+    }
+
+    /// Runs one statement.
+    pub fn exec(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
+        Ok(self.conn.execute(sql, params)?)
+    }
+
+    /// The rowid of the last insert on this connection.
+    pub fn last_insert_rowid(&self) -> i64 {
+        self.conn.last_insert_rowid()
+    }
+
+    /// Rows changed by the last statement.
+    pub fn changes(&self) -> u64 {
+        self.conn.changes()
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it returns
+    /// `Ok`, rolled back otherwise.
+    pub fn immediate<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
+        self.exec("BEGIN IMMEDIATE", &[])?;
+        match f(self) {
+            Ok(v) => match self.exec("COMMIT", &[]) {
+                Ok(_) => Ok(v),
+                Err(e) => {
+                    let _ = self.exec("ROLLBACK", &[]);
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = self.exec("ROLLBACK", &[]);
+                Err(e)
+            }
+        }
+    }
+
+    /// The first column of the first row as an integer (e.g. `SELECT count(*)`).
+    pub fn scalar_i64(&self, sql: &str, params: &[Value]) -> Result<Option<i64>, StoreError> {
+        let r = self.exec(sql, params)?;
+        Ok(r.rows.first().and_then(|row| row.get::<i64>(0)))
+    }
+}
+
+/// Reads a required column.
+pub fn col<'a, T: TryFrom<&'a Value>>(row: &spin_sdk::sqlite3::Row<'a>, name: &str) -> Result<T, StoreError> {
+    row.get::<T>(name).ok_or_else(|| StoreError::Corrupt(format!("column {name} missing or of the wrong type")))
+}
+
+/// Reads a nullable column.
+pub fn opt_col<'a, T: TryFrom<&'a Value>>(row: &spin_sdk::sqlite3::Row<'a>, name: &str) -> Option<T> {
+    row.get::<T>(name)
+}

@@ -1,0 +1,30 @@
+//! Carries out the engine's effects in the caller's transaction, then saves
+//! the worker: the one way every component persists a worker change.
+
+use stepwise_engine::time::Millis;
+use stepwise_engine::worker::{Effect, Worker};
+
+use crate::db::{Db, StoreError};
+use crate::{iterations, otp_queue, workers};
+
+/// Applies `w`'s pending effects and saves it with `lease` (None releases it).
+pub fn apply_and_save(db: &Db, w: &mut Worker, lease: Option<(&str, Millis)>) -> Result<(), StoreError> {
+    for effect in w.drain_effects() {
+        match effect {
+            Effect::OtpRequested { transaction_id, requested_at, expires_at } => {
+                otp_queue::enqueue(db, &transaction_id, &w.binding_id, w.run_id, requested_at, expires_at)?;
+            }
+            Effect::OtpCancelled { transaction_id } | Effect::OtpConsumed { transaction_id } => {
+                otp_queue::remove(db, &transaction_id)?;
+            }
+            Effect::IterationFinished(result) => {
+                if let Some(code) = iterations::insert(db, &w.binding_id, w.run_id, &result)? {
+                    if w.last_result.as_ref().is_some_and(|r| r.iteration == result.iteration) {
+                        w.set_last_receipt(code);
+                    }
+                }
+            }
+        }
+    }
+    workers::save(db, w, lease)
+}

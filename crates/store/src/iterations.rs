@@ -1,0 +1,73 @@
+//! Iteration rows, and the receipt code of every successful one.
+
+use stepwise_engine::receipt;
+use stepwise_engine::time::rfc3339;
+use stepwise_engine::worker::{IterationResult, Outcome};
+
+use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
+
+fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+        Outcome::Stopped => "stopped",
+    }
+}
+
+/// Inserts an iteration; a success gets a receipt code made from the row id.
+/// Returns the receipt code, if any.
+pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Result<Option<String>, StoreError> {
+    db.exec(
+        "INSERT INTO iterations (binding_id, run_id, iteration, outcome, reason, transaction_id, amount, balance,
+                                 started_at, finished_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            text(binding_id),
+            int(run_id as i64),
+            int(r.iteration as i64),
+            text(outcome_str(r.outcome)),
+            opt_text(r.reason.as_deref()),
+            opt_text(r.transaction_id.as_deref()),
+            opt_int(r.amount),
+            opt_int(r.balance),
+            int(r.started_at),
+            int(r.finished_at),
+        ],
+    )?;
+    if r.outcome != Outcome::Success {
+        return Ok(None);
+    }
+    let id = db.last_insert_rowid();
+    let code = receipt::code("SW", id as u64);
+    db.exec("UPDATE iterations SET receipt_code = ? WHERE id = ?", &[text(&code), int(id)])?;
+    Ok(Some(code))
+}
+
+/// A page of one binding's iterations, newest first, before row id `before`.
+pub fn list(db: &Db, binding_id: &str, limit: u32, before: Option<i64>) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
+    let r = db.exec(
+        "SELECT * FROM iterations WHERE binding_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+        &[text(binding_id), opt_int(before), int(i64::from(limit) + 1)],
+    )?;
+    let mut out = Vec::new();
+    let mut last_id = None;
+    for row in r.rows().take(limit as usize) {
+        let id: i64 = col(&row, "id")?;
+        last_id = Some(id);
+        out.push(serde_json::json!({
+            "id": id,
+            "run_id": col::<i64>(&row, "run_id")?,
+            "iteration": col::<i64>(&row, "iteration")?,
+            "outcome": col::<&str>(&row, "outcome")?,
+            "reason": opt_col::<&str>(&row, "reason"),
+            "transaction_id": opt_col::<&str>(&row, "transaction_id"),
+            "amount": opt_col::<i64>(&row, "amount"),
+            "balance": opt_col::<i64>(&row, "balance"),
+            "receipt_code": opt_col::<&str>(&row, "receipt_code"),
+            "started_at": rfc3339(col(&row, "started_at")?),
+            "finished_at": rfc3339(col(&row, "finished_at")?),
+        }));
+    }
+    let next = if r.rows.len() > limit as usize { last_id.map(|i| i.to_string()) } else { None };
+    Ok((out, next))
+}

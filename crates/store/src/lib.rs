@@ -1,0 +1,16 @@
+//! The store remembers: Stepwise's schema, migrations and queries over Spin's
+//! SQLite (`spin:sqlite/sqlite@3.0.0`), shared by the components.
+//!
+//! Every state change that must be atomic is one `BEGIN IMMEDIATE`
+//! transaction ([`Db::immediate`]); no transaction stays open across an
+//! outbound call.
+
+pub mod db;
+pub mod effects;
+pub mod iterations;
+pub mod migrations;
+pub mod otp_queue;
+pub mod requests;
+pub mod workers;
+
+pub use db::{Db, StoreError};

@@ -1,0 +1,191 @@
+//! The HTTP side shared by the API components: the contract's error shape
+//! (`{"error": {"code", "message"}}`), bearer-token auth compared in constant
+//! time, JSON bodies bounded at 64 KiB, query strings, and the clock.
+
+use serde::de::DeserializeOwned;
+use spin_sdk::http::{Request, Response};
+use subtle::ConstantTimeEq;
+
+pub use serde_json::{json, Value};
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// An API error: status, snake_case code, message.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Machine-readable code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self { status, code: code.to_string(), message: message.into() }
+    }
+
+    /// 400 naming the field.
+    pub fn bad_field(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::new(400, "invalid_request", format!("{field}: {message}"))
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message)
+    }
+
+    /// 500, for failures that are ours; the details go to the log, not the answer.
+    pub fn internal(context: &str, e: impl std::fmt::Display) -> Self {
+        eprintln!("{context}: {e}");
+        Self::new(500, "internal_error", format!("{context}; see the server log"))
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response {
+        json_response(self.status, &json!({ "error": { "code": self.code, "message": self.message } }))
+    }
+}
+
+impl From<stepwise_store::StoreError> for ApiError {
+    fn from(e: stepwise_store::StoreError) -> Self {
+        match e {
+            stepwise_store::StoreError::Engine(e) => e.into(),
+            other => ApiError::internal("storage failed", other),
+        }
+    }
+}
+
+impl From<stepwise_engine::Error> for ApiError {
+    fn from(e: stepwise_engine::Error) -> Self {
+        use stepwise_engine::Error as E;
+        match e {
+            E::Invalid(f) => ApiError::new(400, "invalid_request", f.to_string()),
+            E::Conflict(m) => ApiError::new(409, "conflict", m),
+            E::NotFound(m) => ApiError::new(404, "not_found", m),
+            E::Expired(m) => ApiError::new(404, "expired", m),
+            E::Stale(m) => ApiError::new(409, "conflict", m),
+        }
+    }
+}
+
+/// The result type of handlers.
+pub type ApiResult = Result<Response, ApiError>;
+
+/// A JSON answer.
+pub fn json_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(body.to_string())
+        .build()
+}
+
+/// Checks `Authorization: Bearer <api_token>` in constant time.
+pub fn authorize(req: &Request) -> Result<(), ApiError> {
+    let expected = spin_sdk::variables::get("api_token")
+        .map_err(|e| ApiError::internal("the api_token variable is not readable", format!("{e:?}")))?;
+    if expected.is_empty() {
+        return Err(ApiError::internal("refusing every request", "the api_token variable is empty"));
+    }
+    let given = req
+        .header("authorization")
+        .and_then(|h| h.as_str())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(401, "unauthorized", "a valid Authorization: Bearer token is required"))
+    }
+}
+
+/// Parses the JSON body into `T` (whose serde rules refuse unknown fields),
+/// answering 413 over [`MAX_BODY`] and 400 naming what is wrong.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let body = req.body();
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(413, "payload_too_large", format!("the body is over {MAX_BODY} bytes")));
+    }
+    if body.is_empty() {
+        return Err(ApiError::new(400, "invalid_request", "a JSON body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() { "invalid_json" } else { "invalid_request" };
+        ApiError::new(400, code, format!("body: {e}"))
+    })
+}
+
+/// The query string's parameters; an unknown name is refused.
+pub fn query(req: &Request, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(req.query().as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_field(k, format!("unknown query parameter (allowed: {})", allowed.join(", "))));
+    }
+    Ok(pairs)
+}
+
+/// One query parameter.
+pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// `limit` within 1..=max, default `default`.
+pub fn limit(pairs: &[(String, String)], default: u32, max: u32) -> Result<u32, ApiError> {
+    match param(pairs, "limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_field("limit", format!("must be a whole number from 1 to {max}"))),
+        },
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads a Spin variable.
+pub fn variable(name: &str) -> Result<String, ApiError> {
+    spin_sdk::variables::get(name)
+        .map_err(|e| ApiError::internal(&format!("the {name} variable is not readable"), format!("{e:?}")))
+}
+
+/// Reads a Spin variable that must parse as `T`.
+pub fn variable_as<T: std::str::FromStr>(name: &str) -> Result<T, ApiError> {
+    let v = variable(name)?;
+    v.trim()
+        .parse()
+        .map_err(|_| ApiError::internal(&format!("the {name} variable is invalid"), format!("cannot parse {v:?}")))
+}
+
+/// A handler of the API: borrows the request and the route's parameters.
+pub type Handler = fn(&Request, &spin_sdk::http::Params) -> ApiResult;
+
+/// Wraps a handler for spin-sdk's router: bearer auth first, and every error
+/// in the contract's shape.
+pub fn authed(h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
+    move |req, params| match authorize(&req).and_then(|()| h(&req, &params)) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Wraps a handler that needs no auth.
+pub fn open(h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
+    move |req, params| h(&req, &params).unwrap_or_else(ApiError::into_response)
+}
+
+/// The JSON 404 for paths no route knows.
+pub fn no_route(req: &Request, _: &spin_sdk::http::Params) -> ApiResult {
+    Err(ApiError::not_found(format!("no route for {:?} {}", req.method(), req.path())))
+}

@@ -1,0 +1,43 @@
+# Shared by the scripts: toolchain checks and the one build every script uses.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_toolchain() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+      export PATH="$HOME/.cargo/bin:$PATH"
+    else
+      echo "cargo not found: install Rust from rustup first" >&2
+      exit 1
+    fi
+  fi
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    log "installing the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+# The Wasm components: every workspace member under components/ and tests/components/.
+wasm_packages() {
+  local dir
+  for dir in components/*/ tests/components/*/; do
+    [ -f "$dir/Cargo.toml" ] || continue
+    sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1
+  done
+}
+
+# Builds the runner (native, release) and every component (wasm32-wasip2, release), once.
+build_all() {
+  ensure_toolchain
+  log "building the runner"
+  cargo build --release --locked -p stepwise-host
+  local args=()
+  local p
+  for p in $(wasm_packages); do args+=(-p "$p"); done
+  log "building the components: $(wasm_packages | tr '\n' ' ')"
+  cargo build --release --locked --target wasm32-wasip2 "${args[@]}"
+}
