@@ -61,18 +61,25 @@ pub struct RunnerConfig {
     manifest: PathBuf,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    tick_ms: Option<u64>,
     state_dir: Option<PathBuf>,
 }
 
 impl RunnerConfig {
     /// A runner for the manifest at `manifest` (relative to the repository root).
     pub fn new(manifest: &str) -> Self {
-        Self { manifest: project_root().join(manifest), env: Vec::new(), args: Vec::new(), state_dir: None }
+        Self { manifest: project_root().join(manifest), env: Vec::new(), args: Vec::new(), tick_ms: None, state_dir: None }
     }
 
     /// Sets a Spin variable through its `SPIN_VARIABLE_<NAME>` override.
     pub fn var(mut self, name: &str, value: &str) -> Self {
         self.env.push((format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()), value.to_string()));
+        self
+    }
+
+    /// Sets an environment variable of the runner process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -82,9 +89,10 @@ impl RunnerConfig {
         self
     }
 
-    /// Fires cron components every `ms`.
-    pub fn tick_ms(self, ms: u64) -> Self {
-        self.arg("--tick-ms").arg(&ms.to_string())
+    /// Fires cron components every `ms` (the last call wins).
+    pub fn tick_ms(mut self, ms: u64) -> Self {
+        self.tick_ms = Some(ms);
+        self
     }
 
     /// Uses an existing state dir (to share it between runners).
@@ -127,6 +135,7 @@ impl RunnerConfig {
             .arg("--cache-dir")
             .arg(&cache)
             .args(&self.args)
+            .args(self.tick_ms.map(|ms| vec!["--tick-ms".to_string(), ms.to_string()]).unwrap_or_default())
             .env("STEPWISE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

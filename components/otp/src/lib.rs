@@ -75,8 +75,8 @@ fn submit(req: &Request, params: &Params) -> ApiResult {
 #[http_component]
 fn handle(req: Request) -> Response {
     let mut router = Router::new();
-    router.get("/api/otp", authed(list));
-    router.post("/api/otp/:transaction_id", authed(submit));
-    router.any("/api/otp/*", authed(no_route));
+    router.get("/api/otp", authed("GET /api/otp", list));
+    router.post("/api/otp/:transaction_id", authed("POST /api/otp/:transaction_id", submit));
+    router.any("/api/otp/*", authed("ANY /api/otp/*", no_route));
     router.handle(req)
 }

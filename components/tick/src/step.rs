@@ -7,7 +7,7 @@ use stepwise_engine::otp::MASK;
 use stepwise_engine::upstream::{judge, transport_failure, Call, Operation, Status};
 use stepwise_engine::worker::Step;
 use stepwise_store::requests::{self, NewRequest};
-use stepwise_store::{effects, otp_queue, workers, Db, StoreError};
+use stepwise_store::{effects, metrics, otp_queue, workers, Db, StoreError};
 
 use crate::config::{Config, LEASE_MARGIN_MS};
 use crate::deadline::{elapsed_ms, Deadline};
@@ -21,6 +21,8 @@ fn now_ms() -> i64 {
 
 /// A call claimed for one worker.
 struct Claimed {
+    /// Time the claim took, µs.
+    claim_us: i64,
     binding_id: String,
     request_id: String,
     call: Call,
@@ -62,15 +64,24 @@ pub async fn tick() -> Result<(), String> {
             Ok(false) => {}
             Err(e) => {
                 totals.errors += 1;
-                eprintln!("tick: {e}");
+                eprintln!("{}", serde_json::json!({ "event": "tick_error", "error": e }));
             }
         }
+    }
+    let duration_us = elapsed_us(started);
+    let summary = db.immediate(|db| {
+        metrics::inc(db, "stepwise_ticks", &[], 1)?;
+        metrics::inc(db, "stepwise_tick_claimed", &[], totals.claimed.into())?;
+        metrics::observe(db, "stepwise_tick_duration_seconds", &[], duration_us as f64 / 1e6)
+    });
+    if let Err(e) = summary {
+        eprintln!("tick: metrics: {e}");
     }
     println!(
         "{}",
         serde_json::json!({
             "event": "tick", "due": due.len(), "claimed": totals.claimed, "recorded": totals.recorded,
-            "errors": totals.errors, "duration_ms": elapsed_ms(started),
+            "errors": totals.errors, "duration_ms": duration_us / 1000,
         })
     );
     Ok(())
@@ -88,7 +99,8 @@ async fn advance(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result
 
 /// The claim: one transaction deciding the step and taking the lease.
 fn claim(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result<Option<Claimed>, StoreError> {
-    db.immediate(|db| {
+    let started = wasi::clocks::monotonic_clock::now();
+    let claimed = db.immediate(|db| -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
         let Some(stored) = workers::load(db, binding_id)? else { return Ok(None) };
         if stored.lease_until.is_some_and(|t| t > now) {
@@ -130,8 +142,13 @@ fn claim(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result<Option<
         let body = call.body(&w.binding_id, &request_id, otp.as_deref()).to_string().into_bytes();
         let url = format!("{}{}", cfg.upstream_url, call.path());
         effects::apply_and_save(db, &mut w, Some(lease))?;
-        Ok(Some(Claimed { binding_id: w.binding_id.clone(), request_id, call, url, body }))
-    })
+        Ok(Some(Claimed { claim_us: 0, binding_id: w.binding_id.clone(), request_id, call, url, body }))
+    })?;
+    Ok(claimed.map(|c| Claimed { claim_us: elapsed_us(started), ..c }))
+}
+
+fn elapsed_us(start: wasi::clocks::monotonic_clock::Instant) -> i64 {
+    (wasi::clocks::monotonic_clock::now().saturating_sub(start) / 1_000) as i64
 }
 
 /// The call: no lock held; bounded by the time-out.
@@ -148,7 +165,13 @@ async fn send(c: &Claimed, timeout_ms: u64) -> CallResult {
     let (status_code, body, timed_out) = match select(call, Deadline::after_ms(timeout_ms)).await {
         Either::Left((Ok(resp), _)) => (Some(*resp.status()), resp.into_body(), false),
         Either::Left((Err(e), _)) => {
-            eprintln!("tick: {} {} failed: {e}", c.binding_id, c.call.op.as_str());
+            eprintln!(
+                "{}",
+                serde_json::json!({
+                    "event": "upstream_unreachable", "binding_id": c.binding_id, "request_id": c.request_id,
+                    "operation": c.call.op.as_str(), "error": e.to_string(),
+                })
+            );
             (None, Vec::new(), false)
         }
         Either::Right(_) => (None, Vec::new(), true),
@@ -166,6 +189,7 @@ fn status_name(s: Status) -> &'static str {
 
 /// The record: response fields, the worker's new state, the lease released.
 fn record(db: &Db, owner: &str, c: &Claimed, r: &CallResult) -> Result<(), StoreError> {
+    let started = wasi::clocks::monotonic_clock::now();
     db.immediate(|db| {
         let now = now_ms();
         let Some(stored) = workers::load(db, &c.binding_id)? else { return Ok(()) };
@@ -176,7 +200,7 @@ fn record(db: &Db, owner: &str, c: &Claimed, r: &CallResult) -> Result<(), Store
             Some(code) => judge(code, &r.body, &c.binding_id, &c.call),
             None => Err(transport_failure(r.timed_out)),
         };
-        let (code, message) = match &answer {
+        let (code, message): (&str, Option<&str>) = match &answer {
             Ok(tx) => (status_name(tx.status), tx.reason.as_deref()),
             Err(reason) => ("upstream_error", Some(reason.as_str())),
         };
@@ -193,8 +217,24 @@ fn record(db: &Db, owner: &str, c: &Claimed, r: &CallResult) -> Result<(), Store
                 is_success: answer.is_ok(),
                 duration_ms: r.duration_ms,
                 responded_at: now,
+                overhead_us: Some(c.claim_us + elapsed_us(started)),
             },
         )?;
+        let op = c.call.op.as_str();
+        metrics::inc(db, "stepwise_steps", &[("operation", op), ("result", &code.to_ascii_lowercase())], 1)?;
+        let status = match (r.status_code, r.timed_out) {
+            (Some(s), _) => s.to_string(),
+            (None, true) => "timeout".to_string(),
+            (None, false) => "unreachable".to_string(),
+        };
+        metrics::observe(
+            db,
+            "stepwise_upstream_call_duration_seconds",
+            &[("operation", op), ("status", &status)],
+            r.duration_ms as f64 / 1e3,
+        )?;
+        let step_us = c.claim_us + r.duration_ms * 1000 + elapsed_us(started);
+        metrics::observe(db, "stepwise_step_duration_seconds", &[("operation", op)], step_us as f64 / 1e6)?;
         let mut w = stored.worker;
         match w.on_answer(&c.request_id, answer, now) {
             Ok(()) => effects::apply_and_save(db, &mut w, None),

@@ -5,7 +5,7 @@ use stepwise_engine::time::Millis;
 use stepwise_engine::worker::{Effect, Worker};
 
 use crate::db::{Db, StoreError};
-use crate::{iterations, otp_queue, workers};
+use crate::{iterations, metrics, otp_queue, workers};
 
 /// Applies `w`'s pending effects and saves it with `lease` (None releases it).
 pub fn apply_and_save(db: &Db, w: &mut Worker, lease: Option<(&str, Millis)>) -> Result<(), StoreError> {
@@ -18,6 +18,12 @@ pub fn apply_and_save(db: &Db, w: &mut Worker, lease: Option<(&str, Millis)>) ->
                 otp_queue::remove(db, &transaction_id)?;
             }
             Effect::IterationFinished(result) => {
+                let outcome = match result.outcome {
+                    stepwise_engine::worker::Outcome::Success => "success",
+                    stepwise_engine::worker::Outcome::Failure => "failure",
+                    stepwise_engine::worker::Outcome::Stopped => "stopped",
+                };
+                metrics::inc(db, "stepwise_iterations", &[("outcome", outcome)], 1)?;
                 if let Some(code) = iterations::insert(db, &w.binding_id, w.run_id, &result)? {
                     if w.last_result.as_ref().is_some_and(|r| r.iteration == result.iteration) {
                         w.set_last_receipt(code);

@@ -8,6 +8,7 @@
 pub mod db;
 pub mod effects;
 pub mod iterations;
+pub mod metrics;
 pub mod migrations;
 pub mod otp_queue;
 pub mod requests;

@@ -4,8 +4,9 @@
 use crate::db::{int, Db, StoreError};
 
 /// Migrations in order; each runs in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE workers (
         binding_id TEXT PRIMARY KEY,
         run_id INTEGER NOT NULL,
@@ -71,7 +72,31 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         submitted_at INTEGER
     );
     CREATE INDEX otp_queue_requested ON otp_queue (requested_at);",
-)];
+    ),
+    (
+        2,
+        // Stepwise's own time around the call (claim + record), in µs: the
+        // orchestration overhead the benchmarks and metrics report.
+        "ALTER TABLE request_log ADD COLUMN overhead_us INTEGER",
+    ),
+    (
+        3,
+        "CREATE TABLE metric_counters (
+            name TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            value INTEGER NOT NULL,
+            PRIMARY KEY (name, labels)
+        );
+        CREATE TABLE metric_histograms (
+            name TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            sum REAL NOT NULL,
+            PRIMARY KEY (name, labels, bucket)
+        )",
+    ),
+];
 
 /// Applies every migration not applied yet.
 pub fn migrate(db: &Db) -> Result<(), StoreError> {

@@ -44,6 +44,8 @@ pub struct Response<'a> {
     pub duration_ms: i64,
     /// When it was recorded.
     pub responded_at: Millis,
+    /// Stepwise's own time around the call (claim + record), µs.
+    pub overhead_us: Option<i64>,
 }
 
 /// Longest response body kept.
@@ -91,7 +93,7 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
     });
     db.exec(
         "UPDATE request_log SET status_code = ?, response_code = ?, response_message = ?, response_payload = ?,
-                is_success = ?, duration_ms = ?, responded_at = ?
+                is_success = ?, duration_ms = ?, responded_at = ?, overhead_us = ?
          WHERE id = ?",
         &[
             r.status_code.map(|s| int(s.into())).unwrap_or(spin_sdk::sqlite3::Value::Null),
@@ -101,6 +103,7 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
             int(r.is_success as i64),
             int(r.duration_ms),
             int(r.responded_at),
+            crate::db::opt_int(r.overhead_us),
             int(id),
         ],
     )?;
@@ -136,6 +139,7 @@ pub fn list(db: &Db, binding_id: Option<&str>, limit: u32, before: Option<i64>) 
                 "response_payload": opt_col::<&str>(&row, "response_payload"),
                 "is_success": opt_col::<i64>(&row, "is_success").map(|v| v == 1),
                 "duration_ms": opt_col::<i64>(&row, "duration_ms"),
+                "overhead_us": opt_col::<i64>(&row, "overhead_us"),
                 "responded_at": ts("responded_at"),
             }))
         })

@@ -171,18 +171,38 @@ pub fn variable_as<T: std::str::FromStr>(name: &str) -> Result<T, ApiError> {
 /// A handler of the API: borrows the request and the route's parameters.
 pub type Handler = fn(&Request, &spin_sdk::http::Params) -> ApiResult;
 
-/// Wraps a handler for spin-sdk's router: bearer auth first, and every error
-/// in the contract's shape.
-pub fn authed(h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
-    move |req, params| match authorize(&req).and_then(|()| h(&req, &params)) {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+/// Counts the request in `stepwise_http_requests_total{route, status}` (in
+/// the database, so the count is exact across runner processes).
+fn count(route: &str, response: &Response) {
+    let status = response.status().to_string();
+    let counted = stepwise_store::Db::open().and_then(|db| {
+        stepwise_store::metrics::inc(&db, "stepwise_http_requests", &[("route", route), ("status", &status)], 1)
+    });
+    if let Err(e) = counted {
+        eprintln!("metrics: cannot count a request: {e}");
     }
 }
 
-/// Wraps a handler that needs no auth.
-pub fn open(h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
-    move |req, params| h(&req, &params).unwrap_or_else(ApiError::into_response)
+/// Wraps a handler for spin-sdk's router: bearer auth first, every error in
+/// the contract's shape, and the request counted under `route`.
+pub fn authed(route: &'static str, h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
+    move |req, params| {
+        let response = match authorize(&req).and_then(|()| h(&req, &params)) {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        count(route, &response);
+        response
+    }
+}
+
+/// Wraps a handler that needs no auth; the request is counted under `route`.
+pub fn open(route: &'static str, h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
+    move |req, params| {
+        let response = h(&req, &params).unwrap_or_else(ApiError::into_response);
+        count(route, &response);
+        response
+    }
 }
 
 /// The JSON 404 for paths no route knows.

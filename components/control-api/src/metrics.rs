@@ -1,0 +1,127 @@
+//! `GET /metrics`: the Prometheus (OpenMetrics) text exposition, encoded with
+//! `prometheus-client` from a snapshot read from the database on each scrape,
+//! so the figures are exact whatever runner process serves the scrape.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use spin_sdk::http::{Params, Request, Response};
+use stepwise_store::metrics::{self, BUCKETS};
+use stepwise_store::{otp_queue, workers, Db};
+use stepwise_web::{now_ms, query, ApiError, ApiResult};
+
+type Labels = Vec<(String, String)>;
+
+/// What one scrape reads.
+#[derive(Debug, Default)]
+struct Snapshot {
+    counters: Vec<(String, Labels, u64)>,
+    gauges: Vec<(String, Labels, f64)>,
+    histograms: Vec<(String, Labels, Vec<(f64, u64)>, f64, u64)>,
+}
+
+fn help(name: &str) -> &'static str {
+    match name {
+        "stepwise_steps" => "Upstream steps recorded, by operation and result",
+        "stepwise_step_duration_seconds" => "A step from claim to record, by operation",
+        "stepwise_upstream_call_duration_seconds" => "Upstream call latency, by operation and HTTP status",
+        "stepwise_iterations" => "Worker iterations finished, by outcome",
+        "stepwise_ticks" => "Ticks run",
+        "stepwise_tick_claimed" => "Workers claimed by ticks",
+        "stepwise_tick_duration_seconds" => "Duration of a tick",
+        "stepwise_http_requests" => "API requests, by route and status",
+        "stepwise_workers" => "Workers, by state",
+        "stepwise_otp_queue_length" => "Transactions waiting for an OTP",
+        "stepwise_otp_oldest_age_seconds" => "Age of the oldest transaction waiting for an OTP",
+        _ => "Stepwise metric",
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut i = 0;
+        while i < self.counters.len() {
+            let name = &self.counters[i].0;
+            let mut m = encoder.encode_descriptor(name, help(name), None, MetricType::Counter)?;
+            while i < self.counters.len() && self.counters[i].0 == *name {
+                let (_, labels, v) = &self.counters[i];
+                m.encode_family(labels)?.encode_counter::<Labels, u64, f64>(v, None)?;
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.gauges.len() {
+            let name = &self.gauges[i].0;
+            let mut m = encoder.encode_descriptor(name, help(name), None, MetricType::Gauge)?;
+            while i < self.gauges.len() && self.gauges[i].0 == *name {
+                let (_, labels, v) = &self.gauges[i];
+                m.encode_family(labels)?.encode_gauge(v)?;
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.histograms.len() {
+            let name = &self.histograms[i].0;
+            let mut m = encoder.encode_descriptor(name, help(name), None, MetricType::Histogram)?;
+            while i < self.histograms.len() && self.histograms[i].0 == *name {
+                let (_, labels, buckets, sum, count) = &self.histograms[i];
+                m.encode_family(labels)?.encode_histogram::<Labels>(*sum, *count, buckets, None)?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+
+fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
+    let mut s = Snapshot::default();
+    for c in metrics::counters(db)? {
+        s.counters.push((c.name, metrics::parse_labels(&c.labels), c.value.max(0) as u64));
+    }
+    for h in metrics::histograms(db)? {
+        // Per-bucket counts: the encoder accumulates them; `f64::MAX` is its +Inf.
+        let buckets: Vec<(f64, u64)> = h
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (BUCKETS.get(i).copied().unwrap_or(f64::MAX), (*n).max(0) as u64))
+            .collect();
+        let count = buckets.iter().map(|b| b.1).sum();
+        s.histograms.push((h.name, metrics::parse_labels(&h.labels), buckets, h.sum, count));
+    }
+    let mut by_state: Vec<(String, i64)> =
+        ["running", "pausing", "paused", "stopping", "stopped"].iter().map(|st| (st.to_string(), 0)).collect();
+    for (state, n) in workers::count_by_state(db)? {
+        if let Some(slot) = by_state.iter_mut().find(|(st, _)| *st == state) {
+            slot.1 = n;
+        }
+    }
+    for (state, n) in by_state {
+        s.gauges.push(("stepwise_workers".into(), vec![("state".into(), state)], n as f64));
+    }
+    let now = now_ms();
+    let (waiting, oldest) = otp_queue::stats(db, now)?;
+    s.gauges.push(("stepwise_otp_queue_length".into(), Vec::new(), waiting as f64));
+    let age = oldest.map(|t| (now - t).max(0) as f64 / 1e3).unwrap_or(0.0);
+    s.gauges.push(("stepwise_otp_oldest_age_seconds".into(), Vec::new(), age));
+    Ok(s)
+}
+
+/// `GET /metrics` (no auth, as Prometheus scrapes it).
+pub fn metrics(req: &Request, _: &Params) -> ApiResult {
+    query(req, &[])?;
+    let db = Db::open()?;
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot(&db)?));
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, &registry)
+        .map_err(|e| ApiError::internal("cannot encode the metrics", e))?;
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .header("cache-control", "no-store")
+        .body(body)
+        .build())
+}
