@@ -1,0 +1,149 @@
+//! The operator console: a single page of plain HTML, CSS and JavaScript
+//! (files under `assets/`, embedded at build time, no build step, nothing
+//! fetched from outside), served at `/` and `/console/...` by the catch-all
+//! route `/...`. The more specific routes (`/api/...`, `/v1/transactions/...`,
+//! `/sandbox/...`) keep winning over it.
+//!
+//! Every asset answers with a strong `ETag` (FNV-1a 64 of its bytes, computed
+//! at compile time) and `Cache-Control: no-cache`, so a browser always
+//! revalidates and gets `304 Not Modified` while the asset is unchanged, and
+//! the new asset at once after a deploy. Unknown paths answer a plain 404.
+
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+/// One embedded file.
+struct Asset {
+    body: &'static str,
+    content_type: &'static str,
+    etag: u64,
+}
+
+/// FNV-1a, 64 bits.
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+macro_rules! asset {
+    ($file:literal, $content_type:literal) => {{
+        const BODY: &str = include_str!(concat!("../assets/", $file));
+        Asset { body: BODY, content_type: $content_type, etag: fnv1a(BODY.as_bytes()) }
+    }};
+}
+
+static INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
+static CSS: Asset = asset!("app.css", "text/css; charset=utf-8");
+static JS: Asset = asset!("app.js", "application/javascript; charset=utf-8");
+
+/// The page may only load its own assets and talk to its own origin.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The asset served at `path`, if any.
+fn lookup(path: &str) -> Option<&'static Asset> {
+    match path {
+        "" | "/" | "/index.html" | "/console" | "/console/" | "/console/index.html" => Some(&INDEX),
+        "/console/app.css" => Some(&CSS),
+        "/console/app.js" => Some(&JS),
+        _ => None,
+    }
+}
+
+/// The quoted entity tag of an asset.
+fn etag(asset: &Asset) -> String {
+    format!("\"{:016x}\"", asset.etag)
+}
+
+/// Whether an `If-None-Match` header value matches `etag` (weak comparison,
+/// as RFC 9110 asks for `If-None-Match`; `*` matches any current entity).
+fn none_match(header: &str, etag: &str) -> bool {
+    header.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+fn text(status: u16, body: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
+        .body(body.to_string())
+        .build()
+}
+
+fn serve(asset: &Asset, if_none_match: Option<&str>, head: bool) -> Response {
+    let tag = etag(asset);
+    let mut b = Response::builder();
+    b.header("etag", tag.as_str())
+        .header("cache-control", "no-cache")
+        .header("x-content-type-options", "nosniff");
+    if asset.content_type.starts_with("text/html") {
+        b.header("content-security-policy", CSP)
+            .header("referrer-policy", "no-referrer")
+            .header("x-frame-options", "DENY");
+    }
+    if if_none_match.is_some_and(|h| none_match(h, &tag)) {
+        return b.status(304).body(Vec::<u8>::new()).build();
+    }
+    b.status(200).header("content-type", asset.content_type);
+    if head {
+        b.body(Vec::<u8>::new()).build()
+    } else {
+        b.body(asset.body).build()
+    }
+}
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let head = match req.method() {
+        Method::Get => false,
+        Method::Head => true,
+        _ => {
+            let mut r = text(405, "method not allowed: the console serves GET and HEAD\n");
+            r.set_header("allow", "GET, HEAD");
+            return r;
+        }
+    };
+    match lookup(req.path()) {
+        Some(asset) => serve(asset, req.header("if-none-match").and_then(|h| h.as_str()), head),
+        None => text(404, &format!("not found: {}\n", req.path())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_known_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn routes() {
+        assert!(std::ptr::eq(lookup("/").unwrap(), &INDEX));
+        assert!(std::ptr::eq(lookup("/console/").unwrap(), &INDEX));
+        assert!(std::ptr::eq(lookup("/console/app.js").unwrap(), &JS));
+        assert!(std::ptr::eq(lookup("/console/app.css").unwrap(), &CSS));
+        assert!(lookup("/console/nope.js").is_none());
+        assert!(lookup("/metrics").is_none());
+    }
+
+    #[test]
+    fn if_none_match() {
+        let tag = "\"00000000000000ab\"";
+        assert!(none_match(tag, tag));
+        assert!(none_match(&format!("W/{tag}"), tag));
+        assert!(none_match(&format!("\"x\", {tag}"), tag));
+        assert!(none_match("*", tag));
+        assert!(!none_match("\"00000000000000ac\"", tag));
+        assert!(!none_match("", tag));
+    }
+}
