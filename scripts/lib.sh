@@ -21,6 +21,14 @@ ensure_toolchain() {
   fi
 }
 
+# Test tools from PyPI: openapi-spec-validator checks the OpenAPI document.
+ensure_python_tools() {
+  if ! python3 -c "import openapi_spec_validator" >/dev/null 2>&1; then
+    log "installing openapi-spec-validator"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "openapi-spec-validator>=0.7,<1"
+  fi
+}
+
 # The Wasm components: every workspace member under components/ and tests/components/.
 wasm_packages() {
   local dir

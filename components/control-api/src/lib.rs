@@ -1,6 +1,7 @@
 //! The control API (CONTRACT section 3): parse → engine → store → answer.
 
 mod metrics;
+mod openapi;
 mod status;
 mod workers;
 
@@ -13,6 +14,8 @@ fn handle(req: Request) -> Response {
     let mut router = Router::new();
     router.get("/api/health", open("GET /api/health", status::health));
     router.get("/metrics", open("GET /metrics", metrics::metrics));
+    router.get("/api/openapi.json", open("GET /api/openapi.json", openapi::openapi_json_handler));
+    router.get("/api/docs", open("GET /api/docs", openapi::docs_handler));
     router.get("/api/status", authed("GET /api/status", status::status));
     router.get("/api/requests", authed("GET /api/requests", status::requests));
     router.get("/api/workers", authed("GET /api/workers", workers::list));

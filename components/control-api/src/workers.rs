@@ -11,19 +11,25 @@ use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, 
 /// Most binding ids in one request.
 const MAX_IDS: usize = 1000;
 
-#[derive(Deserialize)]
+/// `POST /api/workers`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StartRequest {
+pub struct StartRequest {
+    /// 1 to 1000 binding ids, each 1-64 characters of `[A-Za-z0-9._:-]`.
     binding_ids: Vec<String>,
+    /// Policy fields to change from the defaults.
     #[serde(default)]
     policy: PolicyPatch,
 }
 
-#[derive(Deserialize)]
+/// `POST /api/workers/pause|resume|stop`: either `binding_ids` or `"all": true`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkRequest {
+pub struct BulkRequest {
+    /// 1 to 1000 binding ids (all or nothing).
     #[serde(default)]
     binding_ids: Option<Vec<String>>,
+    /// Every worker the action applies to.
     #[serde(default)]
     all: Option<bool>,
 }

@@ -3,18 +3,11 @@
 //! one. An OTP is never logged and never answered back; it stays in the queue
 //! only until the tick has sent it.
 
-use serde::Deserialize;
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use stepwise_engine::time::rfc3339;
 use stepwise_store::{effects, otp_queue, workers, Db};
 use stepwise_web::{authed, json, no_route, json_body, json_response, limit, now_ms, query, ApiError, ApiResult};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Submit {
-    otp: String,
-}
 
 fn list(req: &Request, _: &Params) -> ApiResult {
     let q = query(req, &["limit"])?;
@@ -40,7 +33,7 @@ fn submit(req: &Request, params: &Params) -> ApiResult {
         return Err(ApiError::bad_field("transaction_id", "must be 1 to 128 characters"));
     }
     query(req, &[])?;
-    let body: Submit = json_body(req)?;
+    let body: stepwise_engine::otp::Submission = json_body(req)?;
     stepwise_engine::otp::validate(&body.otp).map_err(|e| ApiError::new(400, "invalid_otp", e.to_string()))?;
     let now = now_ms();
     let db = Db::open()?;

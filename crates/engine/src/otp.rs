@@ -3,6 +3,16 @@
 
 use crate::FieldError;
 
+/// `POST /api/otp/{transaction_id}`'s body.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// 4 to 8 digits.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{4,8}$", example = "123456"))]
+    pub otp: String,
+}
+
 /// What an OTP looks like in logs and answers.
 pub const MASK: &str = "******";
 

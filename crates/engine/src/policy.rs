@@ -10,6 +10,7 @@ pub const DAY_MS: u64 = 86_400_000;
 
 /// A worker's policy (CONTRACT section 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Policy {
     /// Iterations before the worker stops (`None`: unbounded).
     pub max_iterations: Option<u64>,
@@ -45,12 +46,15 @@ impl Default for Policy {
     }
 }
 
-/// A policy as given on start: every field optional, unknown fields refused.
+/// A policy as given on start: every field optional (the defaults come from
+/// the Spin variables), unknown fields refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyPatch {
-    /// See [`Policy::max_iterations`]; an explicit `null` means unbounded.
+    /// Iterations before the worker stops; an explicit `null` means unbounded.
     #[serde(default, deserialize_with = "explicit_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1))]
     pub max_iterations: Option<Option<u64>>,
     /// See [`Policy::interval_ms`].
     pub interval_ms: Option<u64>,

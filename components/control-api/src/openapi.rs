@@ -1,0 +1,393 @@
+//! `GET /api/openapi.json` (OpenAPI 3.1, generated with utoipa) and
+//! `GET /api/docs` (an offline page that renders it). Both are public: they
+//! hold no data, and a browser cannot send the bearer token on navigation.
+//!
+//! Request schemas are derived from the types the handlers parse
+//! (`StartRequest`, `BulkRequest`, `PolicyPatch`, `otp::Submission`); answer
+//! schemas are described by the documentation types below, which mirror the
+//! engine's and the store's JSON.
+
+#![allow(dead_code)]
+
+use spin_sdk::http::{Params, Request, Response};
+use stepwise_engine::otp::Submission;
+use stepwise_engine::policy::{Policy, PolicyPatch};
+use stepwise_web::{query, ApiResult};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::workers::{BulkRequest, StartRequest};
+
+/// The contract's error answer.
+#[derive(ToSchema)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// Error detail.
+#[derive(ToSchema)]
+struct ErrorDetail {
+    /// snake_case, e.g. `invalid_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`.
+    code: String,
+    /// What is wrong, naming the field for bad input.
+    message: String,
+}
+
+/// A binding worker (CONTRACT section 2).
+#[derive(ToSchema)]
+struct Worker {
+    binding_id: String,
+    run_id: u64,
+    /// `running`, `pausing`, `paused`, `stopping` or `stopped`.
+    state: String,
+    /// `idle`, `in_flight`, `awaiting_otp`, `processing` or `cooldown`.
+    phase: String,
+    /// `user`, `insufficient_balance_before_start`, `too_many_failures` or `max_iterations`.
+    stop_reason: Option<String>,
+    policy: Policy,
+    iterations: u64,
+    successes: u64,
+    failures: u64,
+    consecutive_failures: u32,
+    current_transaction: Option<CurrentTransaction>,
+    last_result: Option<IterationResult>,
+    /// RFC 3339 UTC.
+    next_step_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The transaction the current iteration works on.
+#[derive(ToSchema)]
+struct CurrentTransaction {
+    id: String,
+    /// `SUKSES`, `PROCESSING` or `GAGAL`.
+    status: String,
+    otp_required: bool,
+    otp_submitted: bool,
+    otp_expires_at: Option<String>,
+    polls: u32,
+    closing_reason: Option<String>,
+    /// Minor units.
+    amount: Option<i64>,
+    /// Minor units.
+    balance: Option<i64>,
+}
+
+/// The last finished iteration.
+#[derive(ToSchema)]
+struct IterationResult {
+    iteration: u64,
+    /// `success`, `failure` or `stopped`.
+    outcome: String,
+    reason: Option<String>,
+    transaction_id: Option<String>,
+    amount: Option<i64>,
+    balance: Option<i64>,
+    receipt_code: Option<String>,
+    started_at: String,
+    finished_at: String,
+}
+
+/// An iteration row.
+#[derive(ToSchema)]
+struct Iteration {
+    id: i64,
+    run_id: u64,
+    iteration: u64,
+    outcome: String,
+    reason: Option<String>,
+    transaction_id: Option<String>,
+    amount: Option<i64>,
+    balance: Option<i64>,
+    receipt_code: Option<String>,
+    started_at: String,
+    finished_at: String,
+}
+
+/// `{"workers": [...]}`.
+#[derive(ToSchema)]
+struct WorkerList {
+    workers: Vec<Worker>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// The answer to a bulk control.
+#[derive(ToSchema)]
+struct BulkAnswer {
+    affected: u64,
+    /// Present for `binding_ids` requests.
+    workers: Option<Vec<Worker>>,
+}
+
+/// `{"iterations": [...]}`, newest first.
+#[derive(ToSchema)]
+struct IterationList {
+    iterations: Vec<Iteration>,
+    next_cursor: Option<String>,
+}
+
+/// A request-log row (CONTRACT section 4). OTPs are masked as `******`.
+#[derive(ToSchema)]
+struct RequestLogEntry {
+    /// The row id: the request id that was sent.
+    request_id: String,
+    binding_id: String,
+    run_id: u64,
+    operation: String,
+    transaction_id: Option<String>,
+    attempt_number: u32,
+    is_latest: bool,
+    method: String,
+    url: String,
+    #[schema(value_type = Object)]
+    request_payload: serde_json::Value,
+    created_at: String,
+    status_code: Option<u16>,
+    response_code: Option<String>,
+    response_message: Option<String>,
+    response_payload: Option<String>,
+    is_success: Option<bool>,
+    duration_ms: Option<i64>,
+    overhead_us: Option<i64>,
+    responded_at: Option<String>,
+}
+
+/// `{"requests": [...]}`, newest first.
+#[derive(ToSchema)]
+struct RequestLog {
+    requests: Vec<RequestLogEntry>,
+    next_cursor: Option<String>,
+}
+
+/// Counts by state.
+#[derive(ToSchema)]
+struct StateCounts {
+    running: u64,
+    pausing: u64,
+    paused: u64,
+    stopping: u64,
+    stopped: u64,
+    total: u64,
+}
+
+/// The OTP queue's summary.
+#[derive(ToSchema)]
+struct OtpQueueStatus {
+    length: u64,
+    oldest_requested_at: Option<String>,
+    oldest_age_ms: Option<i64>,
+}
+
+/// Request-log size.
+#[derive(ToSchema)]
+struct RequestLogStatus {
+    rows: u64,
+}
+
+/// `GET /api/status`.
+#[derive(ToSchema)]
+struct Status {
+    workers: StateCounts,
+    otp_queue: OtpQueueStatus,
+    request_log: RequestLogStatus,
+    time: String,
+}
+
+/// `GET /api/health`.
+#[derive(ToSchema)]
+struct Health {
+    /// `ok`.
+    status: String,
+}
+
+/// A transaction waiting for an OTP.
+#[derive(ToSchema)]
+struct OtpItem {
+    transaction_id: String,
+    binding_id: String,
+    requested_at: String,
+    expires_at: String,
+}
+
+/// `{"items": [...]}`, oldest first.
+#[derive(ToSchema)]
+struct OtpList {
+    items: Vec<OtpItem>,
+}
+
+/// `{"transaction_id", "status": "submitted"}`.
+#[derive(ToSchema)]
+struct OtpSubmitted {
+    transaction_id: String,
+    status: String,
+}
+
+/// Liveness; no auth.
+#[utoipa::path(get, path = "/api/health", tag = "operations", security(()),
+    responses((status = 200, body = Health), (status = 500, body = ErrorBody)))]
+fn health() {}
+
+/// Workers by state, the OTP queue, the request log's size.
+#[utoipa::path(get, path = "/api/status", tag = "operations",
+    responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
+fn status() {}
+
+/// The request log, newest first.
+#[utoipa::path(get, path = "/api/requests", tag = "operations",
+    params(("binding_id" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = RequestLog), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+fn requests() {}
+
+/// Prometheus metrics (OpenMetrics text); no auth.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text")))]
+fn metrics() {}
+
+/// This document; no auth.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+fn openapi_json() {}
+
+/// A page that renders this document; no auth.
+#[utoipa::path(get, path = "/api/docs", tag = "operations", security(()),
+    responses((status = 200, description = "HTML", content_type = "text/html")))]
+fn docs() {}
+
+/// Workers, by binding id.
+#[utoipa::path(get, path = "/api/workers", tag = "workers",
+    params(("state" = Option<String>, Query, description = "running, pausing, paused, stopping or stopped"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = WorkerList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+fn list_workers() {}
+
+/// Starts workers: a running one is left as it is, a stopped one starts a new run.
+#[utoipa::path(post, path = "/api/workers", tag = "workers", request_body = StartRequest,
+    responses((status = 202, body = WorkerList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 413, body = ErrorBody)))]
+fn start_workers() {}
+
+/// Pauses, resumes or stops many workers.
+#[utoipa::path(post, path = "/api/workers/{action}", tag = "workers", request_body = BulkRequest,
+    params(("action" = String, Path, description = "pause, resume or stop")),
+    responses((status = 202, body = BulkAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+fn bulk_control() {}
+
+/// One worker.
+#[utoipa::path(get, path = "/api/workers/{binding_id}", tag = "workers",
+    params(("binding_id" = String, Path)),
+    responses((status = 200, body = Worker), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn get_worker() {}
+
+/// One worker's iterations, newest first.
+#[utoipa::path(get, path = "/api/workers/{binding_id}/iterations", tag = "workers",
+    params(("binding_id" = String, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = IterationList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn iterations() {}
+
+/// Pauses, resumes or stops one worker, at the loop boundary.
+#[utoipa::path(post, path = "/api/workers/{binding_id}/{action}", tag = "workers",
+    params(("binding_id" = String, Path), ("action" = String, Path, description = "pause, resume or stop")),
+    responses((status = 202, body = Worker), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+fn control() {}
+
+/// Transactions waiting for an OTP, oldest first.
+#[utoipa::path(get, path = "/api/otp", tag = "otp",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 10000)),
+    responses((status = 200, body = OtpList), (status = 401, body = ErrorBody)))]
+fn otp_list() {}
+
+/// Submits the OTP of a waiting transaction.
+#[utoipa::path(post, path = "/api/otp/{transaction_id}", tag = "otp", request_body = Submission,
+    params(("transaction_id" = String, Path)),
+    responses((status = 202, body = OtpSubmitted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, description = "Nothing waits for it (`not_found`), or the wait expired (`otp_expired`)", body = ErrorBody),
+              (status = 409, description = "An OTP was already submitted (`already_submitted`)", body = ErrorBody)))]
+fn otp_submit() {}
+
+/// The simulated upstream's protocol (CONTRACT section 1): start a transaction.
+#[utoipa::path(post, path = "/v1/transactions/start", tag = "sandbox", security(()),
+    params(("X-Request-Id" = String, Header)),
+    responses((status = 200, description = "The transaction")))]
+fn sandbox_start() {}
+
+/// The simulated upstream's protocol: `otp`, `continue`, `check`, `pause`, `resume` or `stop`.
+#[utoipa::path(post, path = "/v1/transactions/{id}/{operation}", tag = "sandbox", security(()),
+    params(("id" = String, Path), ("operation" = String, Path), ("X-Request-Id" = String, Header)),
+    responses((status = 200, description = "The transaction"), (status = 404, description = "Unknown transaction")))]
+fn sandbox_operation() {}
+
+/// Scripts the sandbox's outcomes for a binding (see components/sandbox/README.md).
+#[utoipa::path(put, path = "/sandbox/bindings/{binding_id}", tag = "sandbox", security(()),
+    params(("binding_id" = String, Path)), responses((status = 200, description = "The stored script")))]
+fn sandbox_script() {}
+
+/// The calls the sandbox received.
+#[utoipa::path(get, path = "/sandbox/calls", tag = "sandbox", security(()), responses((status = 200, description = "Calls")))]
+fn sandbox_calls() {}
+
+/// The sandbox's counts per binding.
+#[utoipa::path(get, path = "/sandbox/stats", tag = "sandbox", security(()), responses((status = 200, description = "Counts")))]
+fn sandbox_stats() {}
+
+/// The operator console (HTML).
+#[utoipa::path(get, path = "/", tag = "console", security(()),
+    responses((status = 200, description = "HTML", content_type = "text/html")))]
+fn console() {}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Stepwise", version = "0.1.0",
+         description = "Orchestrates transactions against an upstream service as durable, discrete steps."),
+    paths(health, status, requests, metrics, openapi_json, docs, list_workers, start_workers, bulk_control, get_worker,
+          iterations, control, otp_list, otp_submit, sandbox_start, sandbox_operation, sandbox_script, sandbox_calls,
+          sandbox_stats, console),
+    components(schemas(ErrorBody, ErrorDetail, Worker, CurrentTransaction, IterationResult, Iteration, WorkerList,
+                       BulkAnswer, IterationList, RequestLogEntry, RequestLog, StateCounts, OtpQueueStatus,
+                       RequestLogStatus, Status, Health, OtpItem, OtpList, OtpSubmitted, StartRequest, BulkRequest,
+                       PolicyPatch, Policy, Submission)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "workers"), (name = "otp"), (name = "operations"), (name = "sandbox", description = "The simulated upstream"),
+         (name = "console"))
+)]
+struct ApiDoc;
+
+/// The document as JSON text.
+pub fn document() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// `GET /api/openapi.json`.
+pub fn openapi_json_handler(req: &Request, _: &Params) -> ApiResult {
+    query(req, &[])?;
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-cache")
+        .body(document())
+        .build())
+}
+
+/// `GET /api/docs`.
+pub fn docs_handler(req: &Request, _: &Params) -> ApiResult {
+    query(req, &[])?;
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .body(include_str!("docs.html"))
+        .build())
+}
