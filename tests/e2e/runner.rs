@@ -144,10 +144,22 @@ fn guest_output_is_logged_with_the_component_name_and_traps_answer_500() {
         let l = r.logs();
         (l.contains("probe says hello on stdout") && l.contains("probe says hello on stderr")).then_some(l)
     });
-    let line = logs.lines().find(|l| l.contains("probe says hello on stdout")).unwrap();
-    assert!(line.contains("component=\"probe\""), "{line}");
-    let line = logs.lines().find(|l| l.contains("route=\"/probe/...\"") && l.contains("status=500")).expect("request log line");
-    assert!(line.contains("method=GET") && line.contains("duration_us="), "{line}");
+    // Logs are JSON lines (stderr is not a terminal): every line parses.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let hello = lines.iter().find(|l| l["message"] == "probe says hello on stdout").unwrap();
+    assert_eq!((hello["component"].as_str(), hello["stream"].as_str()), (Some("probe"), Some("stdout")));
+    let err = lines.iter().find(|l| l["message"] == "probe says hello on stderr").unwrap();
+    assert_eq!((err["component"].as_str(), err["level"].as_str()), (Some("probe"), Some("WARN")));
+    let request = lines
+        .iter()
+        .find(|l| l["target"] == "http" && l["route"] == "/probe/..." && l["status"] == 500)
+        .expect("a request log line for the trap");
+    assert_eq!(request["method"], "GET");
+    assert_eq!(request["component"], "probe");
+    assert!(request["duration_us"].is_u64());
 }
 
 fn cron_runs(r: &stepwise_e2e::Runner) -> Vec<(i64, i64)> {

@@ -48,6 +48,17 @@ fn success_loop_to_max_iterations_with_unique_numeric_request_ids() {
         assert!(r["duration_ms"].as_i64().is_some());
     }
 
+    // Each step is a JSON log line with its binding id and request id.
+    let steps: HashSet<String> = app
+        .runner
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["event"] == "step" && l["binding_id"] == "b-1")
+        .map(|l| l["request_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(steps, sent, "one step log line per request id");
+
     // Every success has a unique receipt code.
     let its = app.api("GET", "/api/workers/b-1/iterations", None).json();
     let its = its["iterations"].as_array().unwrap().clone();

@@ -93,7 +93,15 @@ async fn advance(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result
         return Ok(false);
     };
     let result = send(&claimed, cfg.timeout_ms).await;
-    record(db, owner, &claimed, &result).map_err(|e| format!("record {binding_id}: {e}"))?;
+    let code = record(db, owner, &claimed, &result).map_err(|e| format!("record {binding_id}: {e}"))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "step", "binding_id": binding_id, "request_id": claimed.request_id,
+            "operation": claimed.call.op.as_str(), "attempt": claimed.call.attempt,
+            "status_code": result.status_code, "result": code, "duration_ms": result.duration_ms,
+        })
+    );
     Ok(true)
 }
 
@@ -188,19 +196,20 @@ fn status_name(s: Status) -> &'static str {
 }
 
 /// The record: response fields, the worker's new state, the lease released.
-fn record(db: &Db, owner: &str, c: &Claimed, r: &CallResult) -> Result<(), StoreError> {
+/// Returns the result code recorded (`None` when another tick took the claim over).
+fn record(db: &Db, owner: &str, c: &Claimed, r: &CallResult) -> Result<Option<&'static str>, StoreError> {
     let started = wasi::clocks::monotonic_clock::now();
     db.immediate(|db| {
         let now = now_ms();
-        let Some(stored) = workers::load(db, &c.binding_id)? else { return Ok(()) };
+        let Some(stored) = workers::load(db, &c.binding_id)? else { return Ok(None) };
         if stored.lease_owner.as_deref() != Some(owner) {
-            return Ok(()); // the lease expired and another tick took over; it records its own answer
+            return Ok(None); // the lease expired and another tick took over; it records its own answer
         }
         let answer = match r.status_code {
             Some(code) => judge(code, &r.body, &c.binding_id, &c.call),
             None => Err(transport_failure(r.timed_out)),
         };
-        let (code, message): (&str, Option<&str>) = match &answer {
+        let (code, message): (&'static str, Option<&str>) = match &answer {
             Ok(tx) => (status_name(tx.status), tx.reason.as_deref()),
             Err(reason) => ("upstream_error", Some(reason.as_str())),
         };
@@ -237,8 +246,8 @@ fn record(db: &Db, owner: &str, c: &Claimed, r: &CallResult) -> Result<(), Store
         metrics::observe(db, "stepwise_step_duration_seconds", &[("operation", op)], step_us as f64 / 1e6)?;
         let mut w = stored.worker;
         match w.on_answer(&c.request_id, answer, now) {
-            Ok(()) => effects::apply_and_save(db, &mut w, None),
-            Err(stepwise_engine::Error::Stale(_)) => Ok(()),
+            Ok(()) => effects::apply_and_save(db, &mut w, None).map(|()| Some(code)),
+            Err(stepwise_engine::Error::Stale(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     })

@@ -1,8 +1,9 @@
 //! Guest stdout and stderr: each complete line is logged with the component's
 //! name, so the runner's log tells which component printed what.
 
-use std::io;
+use std::io::{self, Write};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -10,6 +11,31 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+static JSON_LINES: AtomicBool = AtomicBool::new(false);
+
+/// Logs are JSON lines: a guest line that is itself a JSON object is merged
+/// into the log line (its fields stay top-level, e.g. `binding_id`,
+/// `request_id`), not quoted inside a message.
+pub fn set_json_lines(on: bool) {
+    JSON_LINES.store(on, Ordering::Relaxed);
+}
+
+/// A guest line as a JSON log line, when the line is a JSON object.
+fn merged_json(line: &str, component: &str, stream: &str, level: &str) -> Option<String> {
+    let trimmed = line.trim();
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(trimmed).ok()?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    fields.entry("timestamp").or_insert(now.into());
+    fields.entry("level").or_insert(level.into());
+    fields.entry("target").or_insert("guest".into());
+    fields.insert("component".into(), component.into());
+    fields.insert("stream".into(), stream.into());
+    serde_json::to_string(&fields).ok()
+}
 
 /// Which guest stream.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +93,23 @@ impl LineWriter {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
         let component = &*self.out.component;
+        if JSON_LINES.load(Ordering::Relaxed) {
+            let (stream, level) = match self.out.stream {
+                Stream::Stdout => ("stdout", "INFO"),
+                Stream::Stderr => ("stderr", "WARN"),
+            };
+            let enabled = match self.out.stream {
+                Stream::Stdout => tracing::enabled!(target: "guest", tracing::Level::INFO),
+                Stream::Stderr => tracing::enabled!(target: "guest", tracing::Level::WARN),
+            };
+            if !enabled {
+                return;
+            }
+            if let Some(json) = merged_json(line, component, stream, level) {
+                let _ = writeln!(std::io::stderr().lock(), "{json}");
+                return;
+            }
+        }
         match self.out.stream {
             Stream::Stdout => tracing::info!(target: "guest", component, stream = "stdout", "{line}"),
             Stream::Stderr => tracing::warn!(target: "guest", component, stream = "stderr", "{line}"),
@@ -133,5 +176,23 @@ impl AsyncWrite for LineWriter {
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.flush_partial();
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged_json;
+
+    #[test]
+    fn json_guest_lines_keep_their_fields_top_level() {
+        let line = merged_json(r#"{"event":"tick","binding_id":"b-1","request_id":"42"}"#, "tick", "stdout", "INFO").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["binding_id"], "b-1");
+        assert_eq!(v["request_id"], "42");
+        assert_eq!(v["component"], "tick");
+        assert_eq!(v["level"], "INFO");
+        assert!(v["timestamp"].is_string());
+        assert!(merged_json("plain text", "tick", "stdout", "INFO").is_none());
+        assert!(merged_json("[1,2]", "tick", "stdout", "INFO").is_none());
     }
 }

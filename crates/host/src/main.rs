@@ -28,8 +28,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "stepwise", version, about = "Run a Spin application on wasmtime")]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    /// Log format on stderr: `auto` is text on a terminal, JSON lines otherwise.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -37,6 +37,7 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
+    Auto,
     Text,
     Json,
 }
@@ -71,11 +72,18 @@ enum Command {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("STEPWISE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match format {
+        LogFormat::Auto => !terminal,
+        LogFormat::Text => false,
+        LogFormat::Json => true,
+    };
+    guest_output::set_json_lines(json);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(terminal).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
     }
 }
 
