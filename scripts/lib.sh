@@ -29,6 +29,28 @@ ensure_python_tools() {
   fi
 }
 
+# Browser tests (tests/browser): Debian's chromium, driven by playwright-core
+# from npm (pinned in tests/browser/package-lock.json; node 20+ is on the machine).
+ensure_browser_tools() {
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing chromium (Debian package)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "node and npm (node 20 or newer) are needed for the browser tests" >&2
+    exit 1
+  fi
+  local dir="$ROOT/tests/browser"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    log "installing the browser tests' npm packages"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+    touch "$dir/node_modules"
+  fi
+}
+
 # The Wasm components: every workspace member under components/ and tests/components/.
 wasm_packages() {
   local dir
