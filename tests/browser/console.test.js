@@ -48,7 +48,11 @@ function waitMore(locator, than, what, timeout) {
   }, timeout);
 }
 
-describe('operator console', { timeout: 120000 }, () => {
+// A cold start compiles every component (target/e2e-cache is shared with the
+// Rust end-to-end tests, so it is usually warm); each test is bounded on its own.
+const TEST = { timeout: 30000 };
+
+describe('operator console', () => {
   before(async () => {
     runner = await Runner.start();
     browser = await launchBrowser();
@@ -70,7 +74,7 @@ describe('operator console', { timeout: 120000 }, () => {
       try { origin = new URL(url).origin; } catch { origin = url; }
       if (origin !== runner.origin) foreignRequests.push(`${r.method()} ${url}`);
     });
-  });
+  }, { timeout: 180000 });
 
   after(async () => {
     // Always, even when a test failed: close the browser and stop the runner.
@@ -79,9 +83,9 @@ describe('operator console', { timeout: 120000 }, () => {
     } finally {
       if (runner) await runner.stop();
     }
-  });
+  }, { timeout: 30000 });
 
-  test('sign in: a wrong token is refused, the right one opens the console', async () => {
+  test('sign in: a wrong token is refused, the right one opens the console', TEST, async () => {
     await page.goto(runner.url('/'));
     const signin = page.getByTestId('signin');
     await signin.waitFor({ state: 'visible' });
@@ -111,7 +115,7 @@ describe('operator console', { timeout: 120000 }, () => {
     );
   });
 
-  test('the start form starts three workers and they move', async () => {
+  test('the start form starts three workers and they move', TEST, async () => {
     // br-otp's first transaction asks for an OTP, then it succeeds forever.
     await runner.script(OTP_BINDING, { outcomes: ['otp'], then: 'success' });
 
@@ -136,7 +140,7 @@ describe('operator console', { timeout: 120000 }, () => {
     await screenshot(page, 'console-workers');
   });
 
-  test('pause one worker from its row, then resume it', async () => {
+  test('pause one worker from its row, then resume it', TEST, async () => {
     const id = 'br-1';
     await cell(id, 'worker-pause').click();
     await until(`${id} to be paused`, async () =>
@@ -158,7 +162,7 @@ describe('operator console', { timeout: 120000 }, () => {
     await waitMore(cell(id, 'worker-iterations'), frozen, `${id} to iterate again after resume`);
   });
 
-  test('OTP inbox: a wrong format shows the API error, the right OTP clears the row and the worker goes on', async () => {
+  test('OTP inbox: a wrong format shows the API error, the right OTP clears the row and the worker goes on', TEST, async () => {
     const inbox = page.getByTestId('otp-inbox');
     const otpRow = inbox.locator(`[data-testid=otp-row][data-binding-id="${OTP_BINDING}"]`);
     await otpRow.waitFor({ state: 'visible' });
@@ -209,7 +213,7 @@ describe('operator console', { timeout: 120000 }, () => {
     assert.equal(await inbox.getByTestId('otp-row').count(), 0);
   });
 
-  test('Stop all (confirmed) stops every worker', async () => {
+  test('Stop all (confirmed) stops every worker', TEST, async () => {
     let dialog = null;
     page.once('dialog', (d) => { dialog = d.message(); d.accept(); });
     await page.getByTestId('stop-all').click();
@@ -224,7 +228,7 @@ describe('operator console', { timeout: 120000 }, () => {
     await waitText(page.getByTestId('status-stopped'), '3', 'the status bar to count three stopped workers');
   });
 
-  test('the page stayed offline and raised no errors', () => {
+  test('the page stayed offline and raised no errors', TEST, () => {
     assert.deepEqual(foreignRequests, [], "the page requested only the runner's own origin");
     assert.deepEqual(pageErrors, [], 'no uncaught page errors');
     // Console errors are expected for the 401 and 400 answers above; anything else is not.
