@@ -40,6 +40,18 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The process's CPU time (user + system), in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 14th, stime the 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
 fn quiet(cfg: stepwise_e2e::RunnerConfig) -> stepwise_e2e::RunnerConfig {
     cfg.env("STEPWISE_LOG", "warn")
 }
@@ -63,6 +75,7 @@ fn main() {
     for id in &ids {
         app.script(id, json!({ "latency_ms": latency }));
     }
+    let cpu0 = cpu_seconds(app.runner.pid());
     let t0 = Instant::now();
     for chunk in ids.chunks(1000) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -73,6 +86,7 @@ fn main() {
         (s["workers"]["stopped"].as_u64() == Some(bindings)).then_some(())
     });
     let elapsed = t0.elapsed();
+    let cpu = cpu_seconds(app.runner.pid()) - cpu0;
     let total = bindings * iterations;
     let db = app.runner.database();
     let mut overhead: Vec<i64> = db
@@ -132,6 +146,12 @@ fn main() {
         overhead.len()
     );
     println!("    upstream call time: p50 {} ms, p99 {} ms", percentile(&call_ms, 0.5), percentile(&call_ms, 0.99));
+    println!(
+        "    runner CPU: {:.2} s ({:.0}% of one core), {:.0} us per iteration (Stepwise and the sandbox together)",
+        cpu,
+        100.0 * cpu / elapsed.as_secs_f64(),
+        1e6 * cpu / total as f64
+    );
     println!("    runner RSS after: {} MiB (peak {} MiB)", rss1 / 1024, hwm1 / 1024);
     println!("  memory: {idle_workers} running workers (interval 10 s) for {idle_seconds} s");
     println!("    workers running: {}, iterations done: {iterations_done}", status["workers"]["running"]);

@@ -110,6 +110,7 @@ export class Runner {
     const args = [
       'up',
       '--manifest', join(ROOT, 'spin.toml'),
+      '--runtime-config', join(ROOT, 'runtime-config.toml'),
       '--listen', '127.0.0.1:0',
       '--state-dir', join(stateDir, 'state'),
       '--cache-dir', join(ROOT, 'target/e2e-cache'),

@@ -13,9 +13,15 @@ pub const TOKEN: &str = "test-token-0123456789";
 /// How often test apps tick.
 pub const TICK_MS: u64 = 50;
 
-/// The app's runner config: `spin.toml`, the test token, fast ticks.
+/// The app's runner config: `spin.toml` with `runtime-config.toml`, the test
+/// token, fast ticks.
 pub fn config() -> RunnerConfig {
-    RunnerConfig::new("spin.toml").var("api_token", TOKEN).tick_ms(TICK_MS)
+    let runtime_config = crate::project_root().join("runtime-config.toml");
+    RunnerConfig::new("spin.toml")
+        .arg("--runtime-config")
+        .arg(runtime_config.to_str().expect("a UTF-8 path"))
+        .var("api_token", TOKEN)
+        .tick_ms(TICK_MS)
 }
 
 /// A running app.

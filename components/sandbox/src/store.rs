@@ -6,6 +6,10 @@
 
 use spin_sdk::sqlite3::{Connection, QueryResult, Value};
 
+/// The sandbox's own database label: a simulated upstream keeps its state
+/// apart from Stepwise's, as a real upstream would (see runtime-config.toml).
+pub const DATABASE: &str = "sandbox";
+
 use crate::machine::TxnState;
 use crate::protocol::Status;
 use crate::reply::ApiError;
@@ -197,7 +201,7 @@ pub struct Store {
 impl Store {
     /// Opens the `default` database and creates the tables if they are missing.
     pub fn open() -> Result<Store, ApiError> {
-        let conn = Connection::open_default().map_err(|e| storage_error("cannot open the default SQLite database", e))?;
+        let conn = Connection::open(DATABASE).map_err(|e| storage_error("cannot open the sandbox's SQLite database", e))?;
         let store = Store { conn };
         store.ensure_schema()?;
         Ok(store)

@@ -87,6 +87,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     let engine = crate::engine::build_engine()?;
     let linker = crate::engine::build_linker(&engine)?;
 
+    let self_dispatch = crate::http_trigger::SelfDispatch::default();
     let mut configs = std::collections::BTreeMap::new();
     for id in &used {
         let decl = &manifest.components[*id];
@@ -106,6 +107,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             self_addr,
             outbound_limiter: limiter.clone(),
+            self_dispatch: self_dispatch.clone(),
         });
         let component: Component = crate::engine::load_component(&engine, &decl.source, &opts.cache_dir)
             .with_context(|| format!("component `{id}`"))?;
@@ -177,6 +179,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         cron_handles.push(tokio::spawn(c.run_schedule(schedule, shutdown.clone())));
     }
     let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone()));
+    self_dispatch.set(&trigger);
     trigger.serve(listener, shutdown, opts.shutdown_grace).await;
 
     tracing::info!("shutting down: waiting for cron runs and guest tasks");

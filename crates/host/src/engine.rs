@@ -24,8 +24,10 @@ pub fn build_engine() -> Result<Engine> {
         .total_memories(MAX_INSTANCES)
         .total_tables(MAX_INSTANCES * 3)
         .max_memory_size(256 << 20)
-        .linear_memory_keep_resident(64 << 10)
-        .table_keep_resident(16 << 10);
+        // Reset the first pages of a reused slot with memset instead of
+        // madvise: no page faults and no TLB shootdowns on the hot path.
+        .linear_memory_keep_resident(256 << 10)
+        .table_keep_resident(64 << 10);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))
 }

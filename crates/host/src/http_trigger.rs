@@ -12,7 +12,6 @@ use anyhow::Result;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -83,6 +82,23 @@ impl Router {
                 base: &r.base,
                 path_info: path[r.base.len()..].to_string(),
             })
+    }
+}
+
+/// How a component's self request reaches this app's HTTP trigger in-process
+/// (no TCP, no second HTTP connection). Set once the trigger exists.
+#[derive(Clone, Default)]
+pub struct SelfDispatch(Arc<std::sync::OnceLock<std::sync::Weak<HttpTrigger>>>);
+
+impl SelfDispatch {
+    /// Points self requests at `trigger`.
+    pub fn set(&self, trigger: &Arc<HttpTrigger>) {
+        let _ = self.0.set(Arc::downgrade(trigger));
+    }
+
+    /// The trigger, while the app runs.
+    pub fn trigger(&self) -> Option<Arc<HttpTrigger>> {
+        self.0.get().and_then(std::sync::Weak::upgrade)
     }
 }
 
@@ -160,7 +176,13 @@ impl HttpTrigger {
         let _ = TokioExecutor::new();
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<HyperOutgoingBody> {
+    /// Serves one request: from a connection, or in-process for a component's
+    /// self request (see [`SelfDispatch`]).
+    pub async fn handle<B>(&self, mut req: Request<B>, client: SocketAddr) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -195,7 +217,7 @@ impl HttpTrigger {
         }
     }
 
-    fn set_spin_headers(&self, req: &mut Request<Incoming>, m: &RouteMatch<'_>, client: SocketAddr) {
+    fn set_spin_headers<B>(&self, req: &mut Request<B>, m: &RouteMatch<'_>, client: SocketAddr) {
         let host = req
             .headers()
             .get(http::header::HOST)
@@ -228,7 +250,11 @@ impl HttpTrigger {
         }
     }
 
-    async fn call(&self, component: &HttpComponent, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>> {
+    async fn call<B>(&self, component: &HttpComponent, req: Request<B>) -> Result<Response<HyperOutgoingBody>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let mut store = Store::new(component.pre.engine(), component.config.new_instance_state());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let werr = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
@@ -172,6 +172,8 @@ impl AllowedHosts {
 /// Per-instance outbound HTTP policy: the allow-list, the app's own address
 /// and the process-wide concurrency limit.
 pub struct OutboundHttp {
+    /// Serves self requests in-process.
+    pub dispatch: crate::http_trigger::SelfDispatch,
     /// The component's allow-list.
     pub allowed: Arc<AllowedHosts>,
     /// The runner's listen address (what `self` means).
@@ -212,19 +214,25 @@ impl WasiHttpHooks for OutboundHttp {
         };
         if dest == Destination::SelfApp {
             let addr = self.self_addr.to_string();
-            let mut parts = request.uri().clone().into_parts();
-            parts.scheme = Some(Scheme::HTTP);
-            parts.authority = match addr.parse() {
-                Ok(a) => Some(a),
-                Err(_) => return Box::new(async { Err(HttpError::HttpRequestUriInvalid) }),
-            };
-            match http::Uri::from_parts(parts) {
-                Ok(uri) => *request.uri_mut() = uri,
-                Err(_) => return Box::new(async { Err(HttpError::HttpRequestUriInvalid) }),
-            }
             if let Ok(v) = http::HeaderValue::from_str(&addr) {
                 request.headers_mut().insert(http::header::HOST, v);
             }
+            let dispatch = self.dispatch.clone();
+            let client = self.self_addr;
+            let limiter = self.limiter.clone();
+            return Box::new(async move {
+                let _permit = match limiter {
+                    Some(s) => Some(s.acquire_owned().await.map_err(|_| HttpError::ConnectionLimitReached)?),
+                    None => None,
+                };
+                let trigger = dispatch.trigger().ok_or(HttpError::ConnectionRefused)?;
+                let answer = trigger.handle(request, client);
+                let response = match options.and_then(|o| o.first_byte_timeout) {
+                    Some(limit) => tokio::time::timeout(limit, answer).await.map_err(|_| HttpError::ConnectionReadTimeout)?,
+                    None => answer.await,
+                };
+                Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
+            });
         }
         let limiter = self.limiter.clone();
         Box::new(async move {

@@ -33,6 +33,8 @@ pub struct ComponentConfig {
     pub self_addr: SocketAddr,
     /// The process-wide outbound concurrency limit.
     pub outbound_limiter: Option<Arc<Semaphore>>,
+    /// Serves self requests in-process.
+    pub self_dispatch: crate::http_trigger::SelfDispatch,
 }
 
 impl ComponentConfig {
@@ -50,6 +52,7 @@ impl ComponentConfig {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: OutboundHttp {
+                dispatch: self.self_dispatch.clone(),
                 allowed: self.allowed_hosts.clone(),
                 self_addr: self.self_addr,
                 limiter: self.outbound_limiter.clone(),
