@@ -542,25 +542,19 @@ impl Store {
 
     /// A call of `binding_id` begins: `current` + 1, `max_concurrent` follows.
     pub fn inflight_enter(&self, binding_id: &str) -> Result<(), ApiError> {
-        self.immediate(|s| {
-            s.exec(
-                "INSERT INTO sandbox_inflight (binding_id, current, max_concurrent) VALUES (?, 1, 1)
-                 ON CONFLICT (binding_id) DO UPDATE SET
-                    current = current + 1, max_concurrent = MAX(max_concurrent, current + 1)",
-                &[text(binding_id)],
-            )
-            .map(|_| ())
-        })
+        // One statement: atomic in autocommit mode, no explicit transaction needed.
+        self.exec(
+            "INSERT INTO sandbox_inflight (binding_id, current, max_concurrent) VALUES (?, 1, 1)
+             ON CONFLICT (binding_id) DO UPDATE SET
+                current = current + 1, max_concurrent = MAX(max_concurrent, current + 1)",
+            &[text(binding_id)],
+        )
+        .map(|_| ())
     }
 
     /// A call of `binding_id` ends: `current` - 1 (never below 0).
     pub fn inflight_exit(&self, binding_id: &str) -> Result<(), ApiError> {
-        self.immediate(|s| {
-            s.exec(
-                "UPDATE sandbox_inflight SET current = MAX(current - 1, 0) WHERE binding_id = ?",
-                &[text(binding_id)],
-            )
+        self.exec("UPDATE sandbox_inflight SET current = MAX(current - 1, 0) WHERE binding_id = ?", &[text(binding_id)])
             .map(|_| ())
-        })
     }
 }

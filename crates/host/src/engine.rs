@@ -27,7 +27,9 @@ pub fn build_engine() -> Result<Engine> {
         // Reset the first pages of a reused slot with memset instead of
         // madvise: no page faults and no TLB shootdowns on the hot path.
         .linear_memory_keep_resident(256 << 10)
-        .table_keep_resident(64 << 10);
+        .table_keep_resident(64 << 10)
+        // Decommit in batches: one madvise round (and TLB shootdown) per batch.
+        .decommit_batch_size(32);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))
 }

@@ -66,8 +66,7 @@ impl ConnectionPool {
         // WAL persists in the file; setting it on every connection is cheap and
         // makes a file created by another tool safe for concurrent readers.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        // Pages are read through a memory map rather than read(2) copies.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=268435456;")?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::ZERO)?;
         Ok(conn)
