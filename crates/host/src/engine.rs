@@ -31,6 +31,10 @@ pub fn build_engine() -> Result<Engine> {
         // Decommit in batches: one madvise round (and TLB shootdown) per batch.
         .decommit_batch_size(32);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Copy the (small) initial memory images into a pooled slot instead of
+    // mapping them copy-on-write: every fresh instance writes its data pages,
+    // and each copy-on-write fault flushed the TLB of every core (profiled).
+    config.memory_init_cow(false);
     Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))
 }
 
