@@ -196,3 +196,48 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     tracing::info!("stopped");
     Ok(())
 }
+
+/// `stepwise bench-instantiate`: times what every request pays before the
+/// guest runs (a fresh `Store` with its WASI context, and instantiation from
+/// the pre-instantiated component in the pooling allocator), `iterations`
+/// times, and prints the distribution.
+pub async fn bench_instantiate(wasm: &std::path::Path, cache_dir: &std::path::Path, iterations: usize) -> Result<()> {
+    let engine = crate::engine::build_engine()?;
+    let linker = crate::engine::build_linker(&engine)?;
+    let component = crate::engine::load_component(&engine, wasm, cache_dir)?;
+    let pre = ProxyPre::new(linker.instantiate_pre(&component).map_err(werr)?).map_err(werr)?;
+    let config = ComponentConfig {
+        id: Arc::from("bench"),
+        variables: Default::default(),
+        key_value: KeyValueAccess { stores: Arc::new(KeyValueStores::default()), allowed: Arc::from(Vec::new()) },
+        sqlite: SqliteAccess { databases: Arc::new(SqliteDatabases::default()), allowed: Arc::from(Vec::new()) },
+        allowed_hosts: Arc::new(AllowedHosts::default()),
+        environment: Vec::new(),
+        self_addr: "127.0.0.1:0".parse()?,
+        outbound_limiter: None,
+        self_dispatch: Default::default(),
+    };
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations + 1000 {
+        let start = std::time::Instant::now();
+        let mut store = wasmtime::Store::new(&engine, config.new_instance_state());
+        let instance = pre.instantiate_async(&mut store).await.map_err(werr)?;
+        let elapsed = start.elapsed();
+        drop((instance, store));
+        if i >= 1000 {
+            samples.push(elapsed.as_nanos() as u64); // after 1,000 warm-up rounds
+        }
+    }
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+    let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1000.0;
+    println!(
+        "instantiate {}: {} rounds, p50 {:.1} us, p99 {:.1} us, mean {:.1} us",
+        wasm.display(),
+        samples.len(),
+        pct(0.5),
+        pct(0.99),
+        mean
+    );
+    Ok(())
+}

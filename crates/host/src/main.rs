@@ -73,6 +73,18 @@ enum Command {
         #[arg(long, default_value_t = 30_000)]
         shutdown_grace_ms: u64,
     },
+    /// Times per-request instantiation of an HTTP component (for scripts/bench).
+    #[command(hide = true)]
+    BenchInstantiate {
+        /// The component.
+        wasm: PathBuf,
+        /// Where compiled code is cached.
+        #[arg(long, default_value = "target/e2e-cache")]
+        cache_dir: PathBuf,
+        /// Measured rounds (after 1,000 warm-up rounds).
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -133,6 +145,9 @@ fn main() -> std::process::ExitCode {
                     shutdown_grace: Duration::from_millis(shutdown_grace_ms),
                 };
                 app::up(opts, rx).await
+            }
+            Command::BenchInstantiate { wasm, cache_dir, iterations } => {
+                app::bench_instantiate(&wasm, &cache_dir, iterations.max(1)).await
             }
         }
     });
