@@ -89,22 +89,13 @@ fn main() {
     let cpu = cpu_seconds(app.runner.pid()) - cpu0;
     let total = bindings * iterations;
     let db = app.runner.database();
-    let mut overhead: Vec<i64> = db
-        .prepare("SELECT overhead_us FROM request_log WHERE overhead_us IS NOT NULL")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    overhead.sort_unstable();
-    let mut call_ms: Vec<i64> = db
-        .prepare("SELECT duration_ms FROM request_log WHERE duration_ms IS NOT NULL")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    call_ms.sort_unstable();
+    // A request-log column's values, sorted.
+    let column = |name: &str| -> Vec<i64> {
+        let sql = format!("SELECT {name} FROM request_log WHERE {name} IS NOT NULL ORDER BY {name}");
+        db.prepare(&sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let overhead = column("overhead_us");
+    let call_ms = column("duration_ms");
     let starts = app.sandbox_stats()["total_starts"].as_u64().unwrap_or(0);
     assert_eq!(starts, total, "the sandbox saw exactly the expected starts");
     let (rss1, hwm1) = rss_kib(app.runner.pid());

@@ -38,42 +38,38 @@ fn help(name: &str) -> &'static str {
     }
 }
 
-impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut i = 0;
-        while i < self.counters.len() {
-            let name = &self.counters[i].0;
-            let mut m = encoder.encode_descriptor(name, help(name), None, MetricType::Counter)?;
-            while i < self.counters.len() && self.counters[i].0 == *name {
-                let (_, labels, v) = &self.counters[i];
-                m.encode_family(labels)?.encode_counter::<Labels, u64, f64>(v, None)?;
-                i += 1;
-            }
+/// Encodes `series` (sorted by name) as metric families of type `kind`,
+/// one descriptor per name, one sample per label set.
+fn encode_families<T>(
+    encoder: &mut DescriptorEncoder,
+    series: &[T],
+    kind: MetricType,
+    name_labels: impl Fn(&T) -> (&str, &Labels),
+    mut sample: impl FnMut(prometheus_client::encoding::MetricEncoder, &T) -> Result<(), std::fmt::Error>,
+) -> Result<(), std::fmt::Error> {
+    let mut i = 0;
+    while i < series.len() {
+        let name = name_labels(&series[i]).0;
+        let mut family = encoder.encode_descriptor(name, help(name), None, kind)?;
+        while i < series.len() && name_labels(&series[i]).0 == name {
+            sample(family.encode_family(name_labels(&series[i]).1)?, &series[i])?;
+            i += 1;
         }
-        let mut i = 0;
-        while i < self.gauges.len() {
-            let name = &self.gauges[i].0;
-            let mut m = encoder.encode_descriptor(name, help(name), None, MetricType::Gauge)?;
-            while i < self.gauges.len() && self.gauges[i].0 == *name {
-                let (_, labels, v) = &self.gauges[i];
-                m.encode_family(labels)?.encode_gauge(v)?;
-                i += 1;
-            }
-        }
-        let mut i = 0;
-        while i < self.histograms.len() {
-            let name = &self.histograms[i].0;
-            let mut m = encoder.encode_descriptor(name, help(name), None, MetricType::Histogram)?;
-            while i < self.histograms.len() && self.histograms[i].0 == *name {
-                let (_, labels, buckets, sum, count) = &self.histograms[i];
-                m.encode_family(labels)?.encode_histogram::<Labels>(*sum, *count, buckets, None)?;
-                i += 1;
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }
 
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_families(&mut encoder, &self.counters, MetricType::Counter, |c| (&c.0, &c.1), |mut m, c| {
+            m.encode_counter::<Labels, u64, f64>(&c.2, None)
+        })?;
+        encode_families(&mut encoder, &self.gauges, MetricType::Gauge, |g| (&g.0, &g.1), |mut m, g| m.encode_gauge(&g.2))?;
+        encode_families(&mut encoder, &self.histograms, MetricType::Histogram, |h| (&h.0, &h.1), |mut m, h| {
+            m.encode_histogram::<Labels>(h.3, h.4, &h.2, None)
+        })
+    }
+}
 
 fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
     let mut s = Snapshot::default();

@@ -65,18 +65,16 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         .map(|t| t.component.as_str())
         .chain(manifest.cron_triggers.iter().map(|t| t.component.as_str()))
         .collect();
-    let kv_labels: Vec<String> = used
-        .iter()
-        .flat_map(|c| manifest.components[*c].key_value_stores.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let db_labels: Vec<String> = used
-        .iter()
-        .flat_map(|c| manifest.components[*c].sqlite_databases.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    // Every label a used component declares, once.
+    let labels = |declared: fn(&crate::manifest::ComponentDecl) -> &Vec<String>| -> Vec<String> {
+        used.iter()
+            .flat_map(|c| declared(&manifest.components[*c]).iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let kv_labels = labels(|c| &c.key_value_stores);
+    let db_labels = labels(|c| &c.sqlite_databases);
     let kv = Arc::new(KeyValueStores::open(&opts.state_dir, &runtime_config.key_value_stores, &kv_labels)?);
     let dbs = Arc::new(SqliteDatabases::open(&opts.state_dir, &runtime_config.sqlite_databases, &db_labels)?);
 

@@ -32,19 +32,19 @@ impl KeyValueStores {
     /// `<state_dir>/sqlite_key_value.db` unless the runtime config places it.
     pub fn open(state_dir: &Path, configured: &BTreeMap<String, PathBuf>, used: &[String]) -> Result<Self> {
         let mut pools = HashMap::new();
-        for label in used {
-            let path = match configured.get(label) {
-                Some(p) => p.clone(),
-                None if label == "default" => state_dir.join("sqlite_key_value.db"),
-                None => anyhow::bail!(
-                    "key-value store `{label}` is not defined: add [key_value_store.{label}] to the runtime config"
-                ),
-            };
+        let paths = crate::sqlite::store_paths(
+            state_dir,
+            configured,
+            used,
+            "sqlite_key_value.db",
+            ("key-value store", "key_value_store"),
+        )?;
+        for (label, path) in paths {
             let pool = ConnectionPool::open(&path)?;
             let conn = pool.get()?;
             conn.execute(SCHEMA, [])?;
             pool.put(conn);
-            pools.insert(label.clone(), pool);
+            pools.insert(label, pool);
         }
         Ok(Self { pools })
     }

@@ -94,6 +94,26 @@ impl ConnectionPool {
     }
 }
 
+/// Where each used store label lives: the runtime config's path, or the
+/// `default` label's file in the state dir as Spin puts it. Any other label
+/// must be placed by the runtime config (as in Spin): an error names the
+/// missing `[section.label]`.
+pub fn store_paths(
+    state_dir: &Path,
+    configured: &BTreeMap<String, PathBuf>,
+    used: &[String],
+    default_file: &str,
+    (what, section): (&str, &str),
+) -> Result<Vec<(String, PathBuf)>> {
+    used.iter()
+        .map(|label| match configured.get(label) {
+            Some(p) => Ok((label.clone(), p.clone())),
+            None if label == "default" => Ok((label.clone(), state_dir.join(default_file))),
+            None => anyhow::bail!("{what} `{label}` is not defined: add [{section}.{label}] to the runtime config"),
+        })
+        .collect()
+}
+
 /// The databases of the app, by label.
 #[derive(Debug, Default)]
 pub struct SqliteDatabases {
@@ -105,15 +125,8 @@ impl SqliteDatabases {
     /// runtime config places it (or others) elsewhere.
     pub fn open(state_dir: &Path, configured: &BTreeMap<String, PathBuf>, used: &[String]) -> Result<Self> {
         let mut pools = HashMap::new();
-        for label in used {
-            let path = match configured.get(label) {
-                Some(p) => p.clone(),
-                None if label == "default" => state_dir.join("sqlite_db.db"),
-                None => anyhow::bail!(
-                    "SQLite database `{label}` is not defined: add [sqlite_database.{label}] to the runtime config"
-                ),
-            };
-            pools.insert(label.clone(), ConnectionPool::open(&path)?);
+        for (label, path) in store_paths(state_dir, configured, used, "sqlite_db.db", ("SQLite database", "sqlite_database"))? {
+            pools.insert(label, ConnectionPool::open(&path)?);
         }
         Ok(Self { pools })
     }
