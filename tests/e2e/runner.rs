@@ -55,6 +55,7 @@ fn key_value_and_sqlite_persist_across_a_restart() {
     assert_eq!(r.send("PUT", "/probe/kv?key=greeting", &[], Some(b"hello kv")).status, 204);
     assert_eq!(r.send("POST", "/probe/sql", &[], Some(b"one")).body, "1 1");
     assert_eq!(r.send("POST", "/probe/sql", &[], Some(b"two")).body, "2 1");
+    assert_eq!(r.get("/probe/sql-v2").body, "1", "fermyon:spin/sqlite@2.0.0 sees the same database");
     // A transaction left open by a guest is rolled back, never leaked into the next request.
     assert_eq!(r.send("POST", "/probe/sql-tx", &[], None).status, 200);
     assert_eq!(r.get("/probe/sql").body, "2");

@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     with: {
         "fermyon:spin/key-value.store": crate::key_value::KvStore,
         "spin:sqlite/sqlite.connection": crate::sqlite::SqliteConnection,
+        "fermyon:spin/sqlite.connection": crate::sqlite::SqliteConnection,
     },
 });
 

@@ -1,4 +1,5 @@
-//! Spin SQLite (`spin:sqlite/sqlite@3.0.0`): named databases in SQLite files,
+//! Spin SQLite (`spin:sqlite/sqlite@3.0.0`, and the older
+//! `fermyon:spin/sqlite@2.0.0` on the same connections): named databases in SQLite files,
 //! WAL mode, a busy timeout, and one connection per `open` taken from a pool,
 //! so `last-insert-rowid`, `changes` and transactions are never shared with
 //! another instance.
@@ -312,6 +313,74 @@ impl wit::HostConnection for InstanceState {
         // Dropping the entry returns the connection to the pool.
         self.table.delete(this)?;
         Ok(())
+    }
+}
+
+/// `fermyon:spin/sqlite@2.0.0` (spin-sdk's `sqlite` module): the same
+/// connections as version 3, without `last-insert-rowid` and `changes`.
+mod v2 {
+    use super::{wit as v3, InstanceState, SqliteConnection};
+    use crate::bindings::fermyon::spin::sqlite as wit;
+    use wasmtime::component::Resource;
+
+    fn error(e: v3::Error) -> wit::Error {
+        match e {
+            v3::Error::NoSuchDatabase => wit::Error::NoSuchDatabase,
+            v3::Error::AccessDenied => wit::Error::AccessDenied,
+            v3::Error::InvalidConnection => wit::Error::InvalidConnection,
+            v3::Error::DatabaseFull => wit::Error::DatabaseFull,
+            v3::Error::Io(m) => wit::Error::Io(m),
+        }
+    }
+
+    fn value_in(v: wit::Value) -> v3::Value {
+        match v {
+            wit::Value::Integer(i) => v3::Value::Integer(i),
+            wit::Value::Real(f) => v3::Value::Real(f),
+            wit::Value::Text(s) => v3::Value::Text(s),
+            wit::Value::Blob(b) => v3::Value::Blob(b),
+            wit::Value::Null => v3::Value::Null,
+        }
+    }
+
+    fn value_out(v: v3::Value) -> wit::Value {
+        match v {
+            v3::Value::Integer(i) => wit::Value::Integer(i),
+            v3::Value::Real(f) => wit::Value::Real(f),
+            v3::Value::Text(s) => wit::Value::Text(s),
+            v3::Value::Blob(b) => wit::Value::Blob(b),
+            v3::Value::Null => wit::Value::Null,
+        }
+    }
+
+    impl wit::Host for InstanceState {}
+
+    impl wit::HostConnection for InstanceState {
+        async fn open(&mut self, database: String) -> Result<Resource<SqliteConnection>, wit::Error> {
+            v3::HostConnection::open(self, database).await.map_err(error)
+        }
+
+        async fn execute(
+            &mut self,
+            this: Resource<SqliteConnection>,
+            statement: String,
+            parameters: Vec<wit::Value>,
+        ) -> Result<wit::QueryResult, wit::Error> {
+            let params = parameters.into_iter().map(value_in).collect();
+            let r = v3::HostConnection::execute(self, this, statement, params).await.map_err(error)?;
+            Ok(wit::QueryResult {
+                columns: r.columns,
+                rows: r
+                    .rows
+                    .into_iter()
+                    .map(|row| wit::RowResult { values: row.values.into_iter().map(value_out).collect() })
+                    .collect(),
+            })
+        }
+
+        async fn drop(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+            v3::HostConnection::drop(self, this).await
+        }
     }
 }
 

@@ -70,6 +70,14 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             let n: i64 = r.rows().next().and_then(|row| row.get::<i64>("n")).unwrap_or(-1);
             text(200, n.to_string())
         }
+        (Method::Get, "/sql-v2") => {
+            // The same database through spin-sdk's older `sqlite` module
+            // (`fermyon:spin/sqlite@2.0.0`).
+            let db = spin_sdk::sqlite::Connection::open_default()?;
+            let r = db.execute("SELECT count(*) AS n FROM probe WHERE v = ?", &[spin_sdk::sqlite::Value::Text("two".into())])?;
+            let n: i64 = r.rows().next().and_then(|row| row.get::<i64>("n")).unwrap_or(-1);
+            text(200, n.to_string())
+        }
         (Method::Post, "/sql-tx") => {
             // Opens a transaction and leaves it open: the runner must roll it
             // back when the instance ends, so it never leaks into another request.
