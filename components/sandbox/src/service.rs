@@ -1,7 +1,8 @@
-//! Serves one upstream protocol call: validate, count it in flight, sleep the
-//! binding's latency, then — in one `BEGIN IMMEDIATE` transaction — replay a
-//! stored answer for a repeated request_id or decide and apply the call, store
-//! its answer and record the call.
+//! Serves one upstream protocol call: validate, then — in one `BEGIN
+//! IMMEDIATE` transaction — count it in flight, replay a stored answer for a
+//! repeated request_id or decide and apply the call, store its answer and
+//! record the call; then sleep the binding's latency (and a `slow:` delay)
+//! before answering, and count it out.
 
 use std::time::Duration;
 
@@ -84,14 +85,12 @@ pub fn handle(store: &Store, target: &Target, header: Option<&str>, body: &[u8])
         Ok(l) => l,
         Err(e) => return e.reply(),
     };
-    if let Some((binding_id, _)) = &located {
-        if let Err(e) = store.inflight_enter(binding_id) {
-            return e.reply();
-        }
-    }
-    sleep_ms(located.as_ref().map(|(_, lat)| *lat).unwrap_or(0));
-
+    // The call counts as in flight from here (counted in the same transaction
+    // as the work) until its answer leaves, latency included.
     let result = store.immediate(|s| {
+        if let Some((binding_id, _)) = &located {
+            s.inflight_enter(binding_id)?;
+        }
         let mut record = CallRecord {
             received_at_ms,
             op: op.as_str(),
@@ -130,14 +129,20 @@ pub fn handle(store: &Store, target: &Target, header: Option<&str>, body: &[u8])
         Ok(answer)
     });
 
+    let latency = located.as_ref().map(|(_, lat)| *lat).unwrap_or(0);
+    // A failed transaction rolled its in-flight count back: nothing to take off.
+    let counted = result.is_ok();
     let reply = match result {
         Ok(answer) => {
-            sleep_ms(answer.delay_ms);
+            sleep_ms(latency.saturating_add(answer.delay_ms));
             Reply { status: answer.stored.status, body: answer.stored.body }
         }
-        Err(e) => e.reply(),
+        Err(e) => {
+            sleep_ms(latency);
+            e.reply()
+        }
     };
-    if let Some((binding_id, _)) = &located {
+    if let (true, Some((binding_id, _))) = (counted, &located) {
         if let Err(e) = store.inflight_exit(binding_id) {
             eprintln!("sandbox: cannot decrement in-flight count of {binding_id}: {}", e.message);
         }

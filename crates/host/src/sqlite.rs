@@ -44,6 +44,9 @@ pub struct ConnectionPool {
 /// How many idle connections a pool keeps.
 const MAX_IDLE: usize = 64;
 
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 impl ConnectionPool {
     /// Opens (creating if needed) the file at `path` in WAL mode and checks it is usable.
     pub fn open(path: &Path) -> Result<Arc<Self>> {
@@ -57,7 +60,29 @@ impl ConnectionPool {
         });
         let conn = pool.connect().with_context(|| format!("cannot open SQLite file {}", path.display()))?;
         pool.put(conn);
+        Self::start_checkpointer(&pool)?;
         Ok(pool)
+    }
+
+    /// Checkpoints the WAL from a thread of its own, so no guest's commit
+    /// pays for a checkpoint (and its fsync) while holding the write lock.
+    /// PASSIVE checkpoints run alongside writers and readers; a busy one is
+    /// simply tried again next round. Ends when the pool is dropped.
+    fn start_checkpointer(pool: &Arc<Self>) -> Result<()> {
+        let conn = Connection::open(&pool.path)?;
+        conn.busy_timeout(Duration::ZERO)?;
+        let weak = Arc::downgrade(pool);
+        std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+            while weak.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    if !is_busy(&e) {
+                        tracing::warn!("WAL checkpoint failed: {e}");
+                    }
+                }
+            }
+        })?;
+        Ok(())
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
@@ -67,7 +92,8 @@ impl ConnectionPool {
         // WAL persists in the file; setting it on every connection is cheap and
         // makes a file created by another tool safe for concurrent readers.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+        // Commits never checkpoint: the pool's checkpointer thread does.
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;")?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::ZERO)?;
         Ok(conn)
@@ -442,6 +468,28 @@ mod tests {
         release.join().unwrap();
         let n: i64 = waiter.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_background_checkpointer_copies_the_wal_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let pool = ConnectionPool::open(&path).unwrap();
+        let c = pool.get().unwrap();
+        let auto: i64 = c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+        assert_eq!(auto, 0, "commits never checkpoint");
+        c.execute_batch("CREATE TABLE t(x BLOB)").unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        for _ in 0..200 {
+            c.execute("INSERT INTO t VALUES (zeroblob(4000))", []).unwrap();
+        }
+        // Nobody here checkpoints, so the database file only grows once the
+        // pool's own thread has copied the WAL into it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < before + 700_000 {
+            assert!(std::time::Instant::now() < deadline, "the WAL was never checkpointed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
