@@ -284,3 +284,70 @@ fn runtime_config_places_stores_and_rejects_unknown_types() {
     let e = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).try_start().err().expect("refused");
     assert!(e.contains("`redis`"), "{e}");
 }
+
+fn sleep_intervals(r: &stepwise_e2e::Runner) -> Vec<(i64, i64)> {
+    let db = r.database();
+    let mut stmt = db.prepare("SELECT started_us, ended_us FROM sleep_log ORDER BY started_us").unwrap();
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn fetch_three_sleeps_at_once(r: &stepwise_e2e::Runner) {
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let url = r.url("/probe/fetch?url=/probe/sleep-log?ms=300");
+            std::thread::spawn(move || request("GET", &url, &[], None).unwrap())
+        })
+        .collect();
+    for t in threads {
+        let a = t.join().unwrap();
+        assert_eq!((a.status, a.body.as_str()), (200, "200 logged"));
+    }
+}
+
+#[test]
+fn outbound_max_concurrent_requests_is_enforced() {
+    // Without a limit, three calls made at once overlap...
+    let free = probe().start();
+    fetch_three_sleeps_at_once(&free);
+    let runs = sleep_intervals(&free);
+    assert!(runs.windows(2).any(|w| w[1].0 < w[0].1), "unlimited calls ran one by one: {runs:?}");
+    drop(free);
+
+    // ...with `max_concurrent_requests = 1` they run one at a time.
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("runtime-config.toml");
+    std::fs::write(&rc, "[outbound_http]\nmax_concurrent_requests = 1\n").unwrap();
+    let limited = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).start();
+    fetch_three_sleeps_at_once(&limited);
+    let runs = sleep_intervals(&limited);
+    assert_eq!(runs.len(), 3);
+    for w in runs.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two outbound calls overlapped under a limit of 1: {runs:?}");
+    }
+}
+
+#[test]
+fn compiled_code_is_cached_and_reused_on_the_next_start() {
+    let cache = tempfile::tempdir().unwrap();
+    let list = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut files: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .map(|p| {
+                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, modified)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let mut r = probe().cache_dir(cache.path()).start();
+    let first = list();
+    // probe.wasm (served twice) and probe_cron.wasm: one entry per distinct Wasm.
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(r.terminate().success());
+    r.restart();
+    assert_eq!(r.get("/probe/seen").body, "1");
+    assert_eq!(list(), first, "the second start compiled nothing: same files, untouched");
+}

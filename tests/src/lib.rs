@@ -63,12 +63,13 @@ pub struct RunnerConfig {
     args: Vec<String>,
     tick_ms: Option<u64>,
     state_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl RunnerConfig {
     /// A runner for the manifest at `manifest` (relative to the repository root).
     pub fn new(manifest: &str) -> Self {
-        Self { manifest: project_root().join(manifest), env: Vec::new(), args: Vec::new(), tick_ms: None, state_dir: None }
+        Self { manifest: project_root().join(manifest), env: Vec::new(), args: Vec::new(), tick_ms: None, state_dir: None, cache_dir: None }
     }
 
     /// Sets a Spin variable through its `SPIN_VARIABLE_<NAME>` override.
@@ -92,6 +93,12 @@ impl RunnerConfig {
     /// Fires cron components every `ms` (the last call wins).
     pub fn tick_ms(mut self, ms: u64) -> Self {
         self.tick_ms = Some(ms);
+        self
+    }
+
+    /// Caches compiled code in `dir` instead of the tests' shared cache.
+    pub fn cache_dir(mut self, dir: &Path) -> Self {
+        self.cache_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -122,7 +129,7 @@ impl RunnerConfig {
         let log_dir = tempfile::tempdir().expect("temp dir");
         let log_path = log_dir.path().join("stderr.log");
         let log = File::create(&log_path).expect("log file");
-        let cache = project_root().join("target/e2e-cache");
+        let cache = self.cache_dir.clone().unwrap_or_else(|| project_root().join("target/e2e-cache"));
         let mut cmd = Command::new(runner_binary());
         cmd.current_dir(project_root())
             .arg("up")

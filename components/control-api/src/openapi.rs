@@ -75,7 +75,7 @@ struct CurrentTransaction {
 }
 
 /// The last finished iteration.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 struct IterationResult {
     iteration: u64,
     /// `success`, `failure` or `stopped`.
@@ -89,20 +89,13 @@ struct IterationResult {
     finished_at: String,
 }
 
-/// An iteration row.
-#[derive(ToSchema)]
+/// An iteration row: its id and run, and the iteration's result.
+#[derive(ToSchema, serde::Serialize)]
 struct Iteration {
     id: i64,
     run_id: u64,
-    iteration: u64,
-    outcome: String,
-    reason: Option<String>,
-    transaction_id: Option<String>,
-    amount: Option<i64>,
-    balance: Option<i64>,
-    receipt_code: Option<String>,
-    started_at: String,
-    finished_at: String,
+    #[serde(flatten)]
+    result: IterationResult,
 }
 
 /// `{"workers": [...]}`.

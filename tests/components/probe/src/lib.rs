@@ -113,6 +113,21 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             std::thread::sleep(std::time::Duration::from_millis(ms));
             text(200, format!("slept {ms}"))
         }
+        (_, "/sleep-log") => {
+            // Sleeps `ms` and records when it started and ended, so tests can
+            // see which calls overlapped.
+            let ms: u64 = query_param(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let now_us = || {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+            };
+            let started = now_us();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            let ended = now_us();
+            let db = Connection::open_default()?;
+            db.execute("CREATE TABLE IF NOT EXISTS sleep_log (started_us INTEGER, ended_us INTEGER)", &[])?;
+            db.execute("INSERT INTO sleep_log VALUES (?, ?)", &[Value::Integer(started), Value::Integer(ended)])?;
+            text(200, "logged")
+        }
         (_, "/print") => {
             println!("probe says hello on stdout");
             eprintln!("probe says hello on stderr");
