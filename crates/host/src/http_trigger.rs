@@ -12,7 +12,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -173,7 +173,6 @@ impl HttpTrigger {
         if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("shutdown: open connections did not finish within {grace:?}");
         }
-        let _ = TokioExecutor::new();
     }
 
     /// Serves one request: from a connection, or in-process for a component's

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 /// A parsed and validated manifest.
@@ -96,12 +97,13 @@ struct RawManifest {
 #[serde(deny_unknown_fields)]
 struct RawApplication {
     name: String,
-    #[serde(default)]
-    version: Option<String>,
-    #[serde(default)]
-    authors: Vec<String>,
-    #[serde(default)]
-    description: Option<String>,
+    // Accepted and not used by the runner.
+    #[serde(default, rename = "version")]
+    _version: Option<IgnoredAny>,
+    #[serde(default, rename = "authors")]
+    _authors: Option<IgnoredAny>,
+    #[serde(default, rename = "description")]
+    _description: Option<IgnoredAny>,
     #[serde(default)]
     trigger: Option<toml::Table>,
 }
@@ -110,8 +112,8 @@ struct RawApplication {
 #[serde(deny_unknown_fields)]
 struct RawComponent {
     source: toml::Value,
-    #[serde(default)]
-    description: Option<String>,
+    #[serde(default, rename = "description")]
+    _description: Option<IgnoredAny>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
@@ -123,11 +125,11 @@ struct RawComponent {
     #[serde(default)]
     environment: BTreeMap<String, String>,
     /// Used by `spin build` only.
-    #[serde(default)]
-    build: Option<toml::Table>,
+    #[serde(default, rename = "build")]
+    _build: Option<IgnoredAny>,
     /// Used by Spin's tooling only.
-    #[serde(default)]
-    tool: Option<toml::Table>,
+    #[serde(default, rename = "tool")]
+    _tool: Option<IgnoredAny>,
     // Known Spin features the runner does not implement: named in the error.
     #[serde(default)]
     files: Option<toml::Value>,
@@ -148,8 +150,8 @@ struct RawComponent {
 struct RawHttpTrigger {
     route: toml::Value,
     component: toml::Value,
-    #[serde(default)]
-    id: Option<String>,
+    #[serde(default, rename = "id")]
+    _id: Option<IgnoredAny>,
     #[serde(default)]
     executor: Option<toml::Table>,
 }
@@ -159,8 +161,8 @@ struct RawHttpTrigger {
 struct RawCronTrigger {
     component: toml::Value,
     cron_expression: String,
-    #[serde(default)]
-    id: Option<String>,
+    #[serde(default, rename = "id")]
+    _id: Option<IgnoredAny>,
 }
 
 impl Manifest {
@@ -182,7 +184,6 @@ impl Manifest {
         if raw.spin_manifest_version.as_integer() != Some(2) {
             bail!("spin_manifest_version must be 2 (the only version the runner supports)");
         }
-        let _ = (&raw.application.version, &raw.application.authors, &raw.application.description);
         if let Some(t) = &raw.application.trigger {
             let names: Vec<_> = t.keys().cloned().collect();
             bail!("[application.trigger.*] settings are not supported by the stepwise runner (found: {})", names.join(", "));
@@ -209,7 +210,6 @@ impl Manifest {
                         let t: RawHttpTrigger = toml::Value::Table(t)
                             .try_into()
                             .context("invalid [[trigger.http]] entry")?;
-                        let _ = &t.id;
                         if t.executor.is_some() {
                             bail!("[[trigger.http]] `executor` is not supported by the stepwise runner (only Spin's default executor)");
                         }
@@ -227,7 +227,6 @@ impl Manifest {
                         let t: RawCronTrigger = toml::Value::Table(t)
                             .try_into()
                             .context("invalid [[trigger.cron]] entry")?;
-                        let _ = &t.id;
                         let component = component_ref(&t.component, "cron")?;
                         cron_triggers.push(CronTrigger { component, cron_expression: t.cron_expression });
                     }
@@ -288,7 +287,6 @@ fn convert_component(id: &str, rc: RawComponent, base_dir: &Path) -> Result<Comp
             bail!("component `{id}` uses `{field}`, which the stepwise runner does not support");
         }
     }
-    let _ = (&rc.description, &rc.build, &rc.tool);
     let source = match &rc.source {
         toml::Value::String(s) => base_dir.join(s),
         _ => bail!("component `{id}`: only a local file path is supported as `source` (not a URL or registry reference)"),
