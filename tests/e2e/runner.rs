@@ -179,6 +179,10 @@ fn cron_fires_at_tick_ms() {
         let runs = cron_runs(&r);
         (runs.len() >= 10).then_some(runs)
     });
+    // Each run is logged.
+    let logged = r.logs().lines().filter(|l| l.contains("\"target\":\"cron\"") && l.contains("\"component\":\"probe-cron\"")).count();
+    // Run n is logged before run n + 1 starts: the 9 runs before the last are.
+    assert!(logged >= 9, "a log line per cron run: {logged}");
     // Runs follow the period: consecutive starts are about 50 ms apart, never much less.
     for w in runs.windows(2) {
         let gap = w[1].0 - w[0].0;

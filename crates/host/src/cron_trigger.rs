@@ -80,7 +80,7 @@ impl CronComponent {
         .await;
         let duration_us = start.elapsed().as_micros() as u64;
         match &result {
-            Ok(()) => tracing::debug!(target: "cron", component = &*self.config.id, duration_us, "cron run ok"),
+            Ok(()) => tracing::info!(target: "cron", component = &*self.config.id, duration_us, "cron run ok"),
             Err(e) => tracing::error!(target: "cron", component = &*self.config.id, duration_us, "cron run failed: {e:#}"),
         }
         result
