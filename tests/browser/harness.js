@@ -8,7 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -105,12 +105,16 @@ export class Runner {
       throw new Error(`${RUNNER} is missing: build first with scripts/build (scripts/test does it for you)`);
     }
     const stateDir = await mkdtemp(join(tmpdir(), 'stepwise-browser-'));
+    // The sandbox's database inside this run's state dir (a relative path in
+    // a runtime config resolves next to the file, as in Spin).
+    const runtimeConfig = join(stateDir, 'runtime-config.toml');
+    writeFileSync(runtimeConfig, '[sqlite_database.sandbox]\ntype = "spin"\npath = "state/sandbox.db"\n');
     const logPath = join(stateDir, 'runner.log');
     const log = createWriteStream(logPath);
     const args = [
       'up',
       '--manifest', join(ROOT, 'spin.toml'),
-      '--runtime-config', join(ROOT, 'runtime-config.toml'),
+      '--runtime-config', runtimeConfig,
       '--listen', '127.0.0.1:0',
       '--state-dir', join(stateDir, 'state'),
       '--cache-dir', join(ROOT, 'target/e2e-cache'),

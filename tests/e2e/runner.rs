@@ -280,13 +280,17 @@ fn runtime_config_places_stores_and_rejects_unknown_types() {
     .unwrap();
     let r = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).start();
     assert_eq!(r.send("PUT", "/probe/kv?key=k", &[], Some(b"v")).status, 204);
-    assert!(r.state_dir.join("custom-kv.db").exists());
+    assert!(dir.path().join("custom-kv.db").exists(), "a relative path resolves next to the runtime config, as in Spin");
+    assert!(!r.state_dir.join("sqlite_key_value.db").exists());
     assert!(r.get("/probe/fetch?url=http://self/probe/seen").body.starts_with("200"));
     drop(r);
 
     std::fs::write(&rc, "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://localhost\"\n").unwrap();
     let e = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).try_start().err().expect("refused");
     assert!(e.contains("`redis`"), "{e}");
+    std::fs::write(&rc, "[key_value_store.default]\ntype = \"spin\"\n").unwrap();
+    let e = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).try_start().err().expect("refused");
+    assert!(e.contains("in-memory"), "a store Spin would keep in memory is refused by name: {e}");
 }
 
 fn sleep_intervals(r: &stepwise_e2e::Runner) -> Vec<(i64, i64)> {

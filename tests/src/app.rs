@@ -13,15 +13,14 @@ pub const TOKEN: &str = "test-token-0123456789";
 /// How often test apps tick.
 pub const TICK_MS: u64 = 50;
 
-/// The app's runner config: `spin.toml` with `runtime-config.toml`, the test
-/// token, fast ticks.
+/// The runtime config tests use: the sandbox's database inside the runner's
+/// own (temporary) state dir, so parallel tests never share it.
+pub const RUNTIME_CONFIG: &str = "[sqlite_database.sandbox]\ntype = \"spin\"\npath = \"sandbox.db\"\n";
+
+/// The app's runner config: `spin.toml`, the sandbox's database in the state
+/// dir, the test token, fast ticks.
 pub fn config() -> RunnerConfig {
-    let runtime_config = crate::project_root().join("runtime-config.toml");
-    RunnerConfig::new("spin.toml")
-        .arg("--runtime-config")
-        .arg(runtime_config.to_str().expect("a UTF-8 path"))
-        .var("api_token", TOKEN)
-        .tick_ms(TICK_MS)
+    RunnerConfig::new("spin.toml").runtime_config(RUNTIME_CONFIG).var("api_token", TOKEN).tick_ms(TICK_MS)
 }
 
 /// A running app.

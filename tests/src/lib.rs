@@ -64,12 +64,13 @@ pub struct RunnerConfig {
     tick_ms: Option<u64>,
     state_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    runtime_config: Option<String>,
 }
 
 impl RunnerConfig {
     /// A runner for the manifest at `manifest` (relative to the repository root).
     pub fn new(manifest: &str) -> Self {
-        Self { manifest: project_root().join(manifest), env: Vec::new(), args: Vec::new(), tick_ms: None, state_dir: None, cache_dir: None }
+        Self { manifest: project_root().join(manifest), env: Vec::new(), args: Vec::new(), tick_ms: None, state_dir: None, cache_dir: None, runtime_config: None }
     }
 
     /// Sets a Spin variable through its `SPIN_VARIABLE_<NAME>` override.
@@ -93,6 +94,13 @@ impl RunnerConfig {
     /// Fires cron components every `ms` (the last call wins).
     pub fn tick_ms(mut self, ms: u64) -> Self {
         self.tick_ms = Some(ms);
+        self
+    }
+
+    /// A runtime config, written into the runner's state dir (so relative
+    /// paths in it stay inside that dir) and passed with `--runtime-config`.
+    pub fn runtime_config(mut self, toml: &str) -> Self {
+        self.runtime_config = Some(toml.to_string());
         self
     }
 
@@ -126,6 +134,12 @@ impl RunnerConfig {
                 (t.path().to_path_buf(), Some(t))
             }
         };
+        let mut runtime_config_args = Vec::new();
+        if let Some(text) = &self.runtime_config {
+            let path = state_dir.join("runtime-config.toml");
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            runtime_config_args = vec!["--runtime-config".into(), path.to_string_lossy().into_owned()];
+        }
         let log_dir = tempfile::tempdir().expect("temp dir");
         let log_path = log_dir.path().join("stderr.log");
         let log = File::create(&log_path).expect("log file");
@@ -142,6 +156,7 @@ impl RunnerConfig {
             .arg("--cache-dir")
             .arg(&cache)
             .args(&self.args)
+            .args(&runtime_config_args)
             .args(self.tick_ms.map(|ms| vec!["--tick-ms".to_string(), ms.to_string()]).unwrap_or_default())
             .env("STEPWISE_LOG", "info")
             .stdin(Stdio::null())

@@ -54,7 +54,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
     let runtime_config = match &opts.runtime_config {
-        Some(p) => RuntimeConfig::load(p, &opts.state_dir)?,
+        Some(p) => RuntimeConfig::load(p)?,
         None => RuntimeConfig::default(),
     };
     let vars = AppVariables::resolve(&manifest, |k| std::env::var(k).ok())?;

@@ -1,5 +1,6 @@
 //! The runtime config file (`--runtime-config`), in Spin's format: where the
-//! key-value stores and SQLite databases live, and outbound HTTP limits.
+//! key-value stores and SQLite databases live (relative paths resolve next to
+//! the file, as in Spin), and outbound HTTP limits.
 //! Only Spin's built-in `spin` store type is supported; anything else is an
 //! error naming it.
 
@@ -49,17 +50,22 @@ struct RawOutbound {
 }
 
 impl RuntimeConfig {
-    /// Reads the file; relative store paths resolve against `state_dir`, as Spin does.
-    pub fn load(path: &Path, state_dir: &Path) -> Result<Self> {
+    /// Reads the file. As in Spin, relative store paths resolve against the
+    /// directory the file is in.
+    pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read runtime config {}", path.display()))?;
-        Self::parse(&text, state_dir).with_context(|| format!("invalid runtime config {}", path.display()))
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Self::parse(&text, &base).with_context(|| format!("invalid runtime config {}", path.display()))
     }
 
-    /// Parses runtime config text.
-    pub fn parse(text: &str, state_dir: &Path) -> Result<Self> {
+    /// Parses runtime config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self> {
         let raw: Raw = toml::from_str(text)?;
-        let stores = |section: &str, m: BTreeMap<String, RawStore>, default_file: &str| -> Result<BTreeMap<String, PathBuf>> {
+        let stores = |section: &str, m: BTreeMap<String, RawStore>| -> Result<BTreeMap<String, PathBuf>> {
             let mut out = BTreeMap::new();
             for (label, s) in m {
                 if s.kind != "spin" {
@@ -68,8 +74,12 @@ impl RuntimeConfig {
                 if let Some(k) = s.other.keys().next() {
                     bail!("[{section}.{label}]: unsupported setting `{k}`");
                 }
-                let p = s.path.unwrap_or_else(|| PathBuf::from(format!("{label}_{default_file}")));
-                out.insert(label, if p.is_absolute() { p } else { state_dir.join(p) });
+                // Spin keeps a `spin` store without a path in memory; the
+                // runner's per-instance connections cannot share one.
+                let Some(p) = s.path else {
+                    bail!("[{section}.{label}] needs a `path`: the stepwise runner has no in-memory stores");
+                };
+                out.insert(label, if p.is_absolute() { p } else { base.join(p) });
             }
             Ok(out)
         };
@@ -78,8 +88,8 @@ impl RuntimeConfig {
             bail!("[outbound_http] max_concurrent_requests must be at least 1");
         }
         Ok(Self {
-            key_value_stores: stores("key_value_store", raw.key_value_store, "key_value.db")?,
-            sqlite_databases: stores("sqlite_database", raw.sqlite_database, "db.db")?,
+            key_value_stores: stores("key_value_store", raw.key_value_store)?,
+            sqlite_databases: stores("sqlite_database", raw.sqlite_database)?,
             max_concurrent_outbound_requests: max,
         })
     }
@@ -102,10 +112,10 @@ path = "/abs/db.db"
 [outbound_http]
 max_concurrent_requests = 8
 "#,
-            Path::new("/state"),
+            Path::new("/config"),
         )
         .unwrap();
-        assert_eq!(c.key_value_stores["default"], PathBuf::from("/state/kv.db"));
+        assert_eq!(c.key_value_stores["default"], PathBuf::from("/config/kv.db"), "relative to the file, as Spin does");
         assert_eq!(c.sqlite_databases["default"], PathBuf::from("/abs/db.db"));
         assert_eq!(c.max_concurrent_outbound_requests, Some(8));
     }
@@ -118,5 +128,7 @@ max_concurrent_requests = 8
         assert!(e.contains("`redis`"), "{e}");
         assert!(RuntimeConfig::parse("[llm_compute]\ntype = \"x\"", Path::new(".")).is_err());
         assert!(RuntimeConfig::parse("[outbound_http]\nmax_concurrent_requests = 0", Path::new(".")).is_err());
+        let e = RuntimeConfig::parse("[sqlite_database.x]\ntype = \"spin\"", Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("[sqlite_database.x]") && e.contains("`path`"), "{e}");
     }
 }
