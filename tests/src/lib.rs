@@ -309,10 +309,7 @@ impl Runner {
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let status = poll_until(Duration::from_secs(60), "the runner to exit after SIGTERM", || {
-            child.try_wait().ok().flatten()
-        });
-        status
+        poll_until(Duration::from_secs(60), "the runner to exit after SIGTERM", || child.try_wait().ok().flatten())
     }
 
     /// SIGKILL: no shutdown at all, as in a crash.

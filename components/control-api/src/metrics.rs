@@ -18,7 +18,18 @@ type Labels = Vec<(String, String)>;
 struct Snapshot {
     counters: Vec<(String, Labels, u64)>,
     gauges: Vec<(String, Labels, f64)>,
-    histograms: Vec<(String, Labels, Vec<(f64, u64)>, f64, u64)>,
+    histograms: Vec<HistogramSeries>,
+}
+
+/// One histogram series as the encoder takes it.
+#[derive(Debug)]
+struct HistogramSeries {
+    name: String,
+    labels: Labels,
+    /// (upper bound, count in this bucket alone); `f64::MAX` is +Inf.
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
 }
 
 fn help(name: &str) -> &'static str {
@@ -65,8 +76,8 @@ impl Collector for Snapshot {
             m.encode_counter::<Labels, u64, f64>(&c.2, None)
         })?;
         encode_families(&mut encoder, &self.gauges, MetricType::Gauge, |g| (&g.0, &g.1), |mut m, g| m.encode_gauge(&g.2))?;
-        encode_families(&mut encoder, &self.histograms, MetricType::Histogram, |h| (&h.0, &h.1), |mut m, h| {
-            m.encode_histogram::<Labels>(h.3, h.4, &h.2, None)
+        encode_families(&mut encoder, &self.histograms, MetricType::Histogram, |h| (&h.name, &h.labels), |mut m, h| {
+            m.encode_histogram::<Labels>(h.sum, h.count, &h.buckets, None)
         })
     }
 }
@@ -85,7 +96,7 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
             .map(|(i, n)| (BUCKETS.get(i).copied().unwrap_or(f64::MAX), (*n).max(0) as u64))
             .collect();
         let count = buckets.iter().map(|b| b.1).sum();
-        s.histograms.push((h.name, metrics::parse_labels(&h.labels), buckets, h.sum, count));
+        s.histograms.push(HistogramSeries { name: h.name, labels: metrics::parse_labels(&h.labels), buckets, sum: h.sum, count });
     }
     let mut by_state: Vec<(String, i64)> =
         ["running", "pausing", "paused", "stopping", "stopped"].iter().map(|st| (st.to_string(), 0)).collect();

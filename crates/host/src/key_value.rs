@@ -92,7 +92,7 @@ impl wit::Host for InstanceState {}
 
 impl wit::HostStore for InstanceState {
     async fn open(&mut self, label: String) -> Result<Resource<KvStore>, wit::Error> {
-        if !self.key_value.allowed.iter().any(|l| *l == label) {
+        if !self.key_value.allowed.contains(&label) {
             return Err(wit::Error::AccessDenied);
         }
         let pool = self.key_value.stores.pools.get(&label).cloned().ok_or(wit::Error::NoSuchStore)?;

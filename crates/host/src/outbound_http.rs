@@ -146,7 +146,7 @@ impl AllowedHosts {
     }
 
     fn allows_self(&self) -> bool {
-        self.entries.iter().any(|e| *e == AllowedHost::SelfApp)
+        self.entries.contains(&AllowedHost::SelfApp)
     }
 
     /// Decides whether a request to `scheme://authority` may go out, and where.

@@ -269,7 +269,7 @@ impl wit::Host for InstanceState {}
 
 impl wit::HostConnection for InstanceState {
     async fn open(&mut self, database: String) -> Result<Resource<SqliteConnection>, wit::Error> {
-        if !self.sqlite.allowed.iter().any(|l| *l == database) {
+        if !self.sqlite.allowed.contains(&database) {
             return Err(wit::Error::AccessDenied);
         }
         let pool = self.sqlite.databases.pool(&database).ok_or(wit::Error::NoSuchDatabase)?;
