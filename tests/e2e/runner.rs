@@ -183,10 +183,12 @@ fn cron_fires_at_tick_ms() {
     let logged = r.logs().lines().filter(|l| l.contains("\"target\":\"cron\"") && l.contains("\"component\":\"probe-cron\"")).count();
     // Run n is logged before run n + 1 starts: the 9 runs before the last are.
     assert!(logged >= 9, "a log line per cron run: {logged}");
-    // Runs follow the period: consecutive starts are about 50 ms apart, never much less.
+    // Runs follow the period: consecutive starts are about 50 ms apart, never
+    // back to back. (Timestamps are taken inside the guest, after
+    // instantiation, so one slow instantiation can shorten a single gap.)
     for w in runs.windows(2) {
         let gap = w[1].0 - w[0].0;
-        assert!(gap >= 40_000, "runs started {gap} µs apart with --tick-ms 50");
+        assert!(gap >= 25_000, "runs started {gap} µs apart with --tick-ms 50");
     }
 }
 
