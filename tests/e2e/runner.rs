@@ -227,6 +227,23 @@ fn two_runners_share_one_state_dir_without_lock_errors() {
     let failures: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     assert!(failures.is_empty(), "failed writes: {failures:?}");
     assert_eq!(a.get("/probe/sql").body, (8 * per_thread).to_string());
+
+    // Key-value writes from both processes wait for each other's locks too.
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let base = if i % 2 == 0 { a.url("") } else { b.url("") };
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|n| request("PUT", &format!("{base}/probe/kv?key=k{i}-{n}"), &[], Some(b"v")).unwrap())
+                    .filter(|ans| ans.status != 204)
+                    .map(|ans| ans.body)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let failures: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(failures.is_empty(), "failed key-value writes: {failures:?}");
+    assert_eq!(b.get("/probe/kv?key=k0-0").body, "v");
     for logs in [a.logs(), b.logs()] {
         assert!(!logs.contains("database is locked"), "{logs}");
     }

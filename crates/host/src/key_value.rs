@@ -78,7 +78,7 @@ impl KvStore {
         let label = self.label.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get()?;
-            let r = f(&conn, &label);
+            let r = crate::sqlite::waiting(&conn, |c| f(c, &label));
             pool.put(conn);
             r
         })

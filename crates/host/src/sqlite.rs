@@ -234,6 +234,15 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Runs `f` on a pooled connection allowed to wait up to [`BUSY_TIMEOUT`]
+/// for another's lock (pooled connections otherwise never wait). Blocking:
+/// call it on tokio's blocking pool.
+pub fn waiting<T>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let r = conn.busy_timeout(BUSY_TIMEOUT).and_then(|()| f(conn));
+    let _ = conn.busy_timeout(Duration::ZERO);
+    r
+}
+
 /// Runs `sql` on the blocking pool, waiting up to [`BUSY_TIMEOUT`] for locks.
 async fn run_waiting(
     conn: Connection,
@@ -241,19 +250,18 @@ async fn run_waiting(
     params: Vec<SqlValue>,
 ) -> Result<(Connection, rusqlite::Result<wit::QueryResult>), tokio::task::JoinError> {
     tokio::task::spawn_blocking(move || {
-        let r = conn.busy_timeout(BUSY_TIMEOUT).and_then(|()| run_statement(&conn, &sql, params));
-        let _ = conn.busy_timeout(std::time::Duration::ZERO);
+        let r = waiting(&conn, |c| run_statement(c, &sql, &params));
         (conn, r)
     })
     .await
 }
 
 /// Runs one statement and collects its rows.
-pub fn run_statement(conn: &Connection, sql: &str, params: Vec<SqlValue>) -> rusqlite::Result<wit::QueryResult> {
+pub fn run_statement(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<wit::QueryResult> {
     let mut stmt = conn.prepare_cached(sql)?;
     let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
     let n = columns.len();
-    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let mut values = Vec::with_capacity(n);
@@ -298,7 +306,7 @@ impl wit::HostConnection for InstanceState {
         }
         let entry = self.table.get_mut(&this).map_err(|_| wit::Error::InvalidConnection)?;
         let conn = entry.conn.as_ref().ok_or(wit::Error::InvalidConnection)?;
-        let first = run_statement(conn, &statement, params.clone());
+        let first = run_statement(conn, &statement, &params);
         if !matches!(&first, Err(e) if is_busy(e)) {
             if conn.is_autocommit() {
                 entry.write_turn = None;
@@ -435,19 +443,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
         let c = pool.get().unwrap();
-        run_statement(&c, "CREATE TABLE t(i INTEGER, r REAL, s TEXT, b BLOB, n)", vec![]).unwrap();
+        run_statement(&c, "CREATE TABLE t(i INTEGER, r REAL, s TEXT, b BLOB, n)", &[]).unwrap();
         run_statement(
             &c,
             "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
-            vec![SqlValue::Integer(7), SqlValue::Real(1.5), SqlValue::Text("x".into()), SqlValue::Blob(vec![1]), SqlValue::Null],
+            &[SqlValue::Integer(7), SqlValue::Real(1.5), SqlValue::Text("x".into()), SqlValue::Blob(vec![1]), SqlValue::Null],
         )
         .unwrap();
         assert_eq!(c.changes(), 1);
-        let q = run_statement(&c, "SELECT * FROM t", vec![]).unwrap();
+        let q = run_statement(&c, "SELECT * FROM t", &[]).unwrap();
         assert_eq!(q.columns, vec!["i", "r", "s", "b", "n"]);
         assert!(matches!(q.rows[0].values[0], wit::Value::Integer(7)));
         assert!(matches!(q.rows[0].values[4], wit::Value::Null));
-        assert!(run_statement(&c, "SELEC nonsense", vec![]).is_err());
+        assert!(run_statement(&c, "SELEC nonsense", &[]).is_err());
     }
 
     #[tokio::test]
@@ -457,7 +465,7 @@ mod tests {
         let holder = pool.get().unwrap();
         holder.execute_batch("CREATE TABLE t(x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
         let waiter = pool.get().unwrap();
-        let e = run_statement(&waiter, "INSERT INTO t VALUES (2)", vec![]).unwrap_err();
+        let e = run_statement(&waiter, "INSERT INTO t VALUES (2)", &[]).unwrap_err();
         assert!(is_busy(&e), "inline attempts do not wait: {e}");
         let release = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(100));
