@@ -110,15 +110,10 @@ fn parse_control(params: &Params) -> Result<Control, ApiError> {
 
 /// Applies `control` to one worker inside the caller's transaction, keeping a lease it holds.
 fn apply(db: &Db, id: &str, control: Control, now: i64) -> Result<Value, StoreError> {
-    let stored = workers::load(db, id)?.ok_or_else(|| stepwise_engine::Error::NotFound(format!("no worker {id}")))?;
-    let mut w = stored.worker;
-    w.control(control, now)?;
-    let lease = match (&stored.lease_owner, stored.lease_until) {
-        (Some(owner), Some(until)) if w.in_flight.is_some() => Some((owner.as_str(), until)),
-        _ => None,
-    };
-    effects::apply_and_save(db, &mut w, lease)?;
-    Ok(w.to_json())
+    let mut stored = workers::load(db, id)?.ok_or_else(|| stepwise_engine::Error::NotFound(format!("no worker {id}")))?;
+    stored.worker.control(control, now)?;
+    effects::apply_and_save_keeping_lease(db, &mut stored)?;
+    Ok(stored.worker.to_json())
 }
 
 /// `POST /api/workers/{id}/pause|resume|stop`. The answer and the tick's

@@ -46,20 +46,15 @@ fn submit(req: &Request, params: &Params) -> ApiResult {
         if now >= item.expires_at {
             return Err(ApiError::new(404, "otp_expired", format!("the OTP wait for {tx} has expired")));
         }
-        let stored = workers::load(db, &item.binding_id)?
+        let mut stored = workers::load(db, &item.binding_id)?
             .ok_or_else(|| ApiError::not_found(format!("no transaction {tx} waits for an OTP")))?;
-        let mut w = stored.worker;
-        w.otp_submitted(&tx, now).map_err(|e| match e {
+        stored.worker.otp_submitted(&tx, now).map_err(|e| match e {
             stepwise_engine::Error::Expired(m) => ApiError::new(404, "otp_expired", m),
             stepwise_engine::Error::Conflict(m) => ApiError::new(409, "already_submitted", m),
             other => other.into(),
         })?;
         otp_queue::submit(db, &tx, &body.otp, now)?;
-        let lease = match (&stored.lease_owner, stored.lease_until) {
-            (Some(owner), Some(until)) if w.in_flight.is_some() => Some((owner.as_str(), until)),
-            _ => None,
-        };
-        effects::apply_and_save(db, &mut w, lease)?;
+        effects::apply_and_save_keeping_lease(db, &mut stored)?;
         Ok(())
     })?;
     Ok(json_response(202, &json!({ "transaction_id": tx, "status": "submitted" })))

@@ -116,7 +116,7 @@ fn claim(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result<Option<
         }
         let mut w = stored.worker;
         let lease = (owner, now + cfg.timeout_ms as i64 + LEASE_MARGIN_MS);
-        let (call, request_id) = match w.poll(now) {
+        let (call, request_id, url) = match w.poll(now) {
             Step::Call(call) => {
                 let url = format!("{}{}", cfg.upstream_url, call.path());
                 let masked = |id: i64| call.body(&w.binding_id, &id.to_string(), Some(MASK)).to_string();
@@ -135,9 +135,12 @@ fn claim(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result<Option<
                     },
                 )?;
                 w.begin(call.clone(), id.to_string(), now);
-                (call, id.to_string())
+                (call, id.to_string(), url)
             }
-            Step::Resend(flight) => (flight.call, flight.request_id),
+            Step::Resend(flight) => {
+                let url = format!("{}{}", cfg.upstream_url, flight.call.path());
+                (flight.call, flight.request_id, url)
+            }
             Step::Wait(_) | Step::Idle => {
                 effects::apply_and_save(db, &mut w, None)?;
                 return Ok(None);
@@ -148,7 +151,6 @@ fn claim(db: &Db, cfg: &Config, owner: &str, binding_id: &str) -> Result<Option<
             _ => None,
         };
         let body = call.body(&w.binding_id, &request_id, otp.as_deref()).to_string().into_bytes();
-        let url = format!("{}{}", cfg.upstream_url, call.path());
         effects::apply_and_save(db, &mut w, Some(lease))?;
         Ok(Some(Claimed { claim_us: 0, binding_id: w.binding_id.clone(), request_id, call, url, body }))
     })?;

@@ -184,6 +184,14 @@ pub struct OutboundHttp {
     pub component: Arc<str>,
 }
 
+/// Waits for a place under `[outbound_http] max_concurrent_requests`, if set.
+async fn permit(limiter: Option<Arc<Semaphore>>) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, HttpError> {
+    match limiter {
+        Some(s) => s.acquire_owned().await.map(Some).map_err(|_| HttpError::ConnectionLimitReached),
+        None => Ok(None),
+    }
+}
+
 type SendFuture = Box<
     dyn Future<
             Output = Result<
@@ -221,10 +229,7 @@ impl WasiHttpHooks for OutboundHttp {
             let client = self.self_addr;
             let limiter = self.limiter.clone();
             return Box::new(async move {
-                let _permit = match limiter {
-                    Some(s) => Some(s.acquire_owned().await.map_err(|_| HttpError::ConnectionLimitReached)?),
-                    None => None,
-                };
+                let _permit = permit(limiter).await?;
                 let trigger = dispatch.trigger().ok_or(HttpError::ConnectionRefused)?;
                 let answer = trigger.handle(request, client);
                 let response = match options.and_then(|o| o.first_byte_timeout) {
@@ -237,10 +242,7 @@ impl WasiHttpHooks for OutboundHttp {
         let limiter = self.limiter.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let _permit = match limiter {
-                Some(s) => Some(s.acquire_owned().await.map_err(|_| HttpError::ConnectionLimitReached)?),
-                None => None,
-            };
+            let _permit = permit(limiter).await?;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })

@@ -6,6 +6,7 @@ use stepwise_engine::worker::{Effect, Worker};
 
 use crate::db::{Db, StoreError};
 use crate::{iterations, metrics, otp_queue, workers};
+use crate::workers::Stored;
 
 /// Applies `w`'s pending effects and saves it with `lease` (None releases it).
 pub fn apply_and_save(db: &Db, w: &mut Worker, lease: Option<(&str, Millis)>) -> Result<(), StoreError> {
@@ -33,4 +34,15 @@ pub fn apply_and_save(db: &Db, w: &mut Worker, lease: Option<(&str, Millis)>) ->
         }
     }
     workers::save(db, w, lease)
+}
+
+/// Saves a change made outside the tick's own record (a control request, an
+/// OTP submission): the lease is kept while a call is still in flight, so the
+/// tick that sent it records its answer, and released otherwise.
+pub fn apply_and_save_keeping_lease(db: &Db, stored: &mut Stored) -> Result<(), StoreError> {
+    let lease = match (&stored.lease_owner, stored.lease_until) {
+        (Some(owner), Some(until)) if stored.worker.in_flight.is_some() => Some((owner.clone(), until)),
+        _ => None,
+    };
+    apply_and_save(db, &mut stored.worker, lease.as_ref().map(|(owner, until)| (owner.as_str(), *until)))
 }
