@@ -352,13 +352,10 @@
     return r;
   }
 
-  /** The enabled actions for a state. */
-  function actionsFor(state) {
-    return {
-      pause: state === 'running',
-      resume: state === 'paused' || state === 'pausing',
-      stop: state !== 'stopped' && state !== 'stopping',
-    };
+  /** The enabled actions: the API's `allowed_actions` (the engine decides, not the console). */
+  function actionsFor(w) {
+    const allowed = new Set(w.allowed_actions || []);
+    return { pause: allowed.has('pause'), resume: allowed.has('resume'), stop: allowed.has('stop') };
   }
 
   function lastResultParts(last) {
@@ -391,7 +388,7 @@
     setAttr(r.nextStep, 'title', w.next_step_at || null);
     setText(r.nextStep, r.held || fmtRelative(r.nextAt, true));
     r.nextStep.classList.toggle('dim', Boolean(r.held));
-    const a = actionsFor(w.state);
+    const a = actionsFor(w);
     r.pause.disabled = busy || !a.pause;
     r.resume.disabled = busy || !a.resume;
     r.stop.disabled = busy || !a.stop;
@@ -778,7 +775,7 @@
     D.worker = w;
     setText($('detail-binding-id'), w.binding_id);
     stateBadge($('detail-state'), w.state);
-    const a = actionsFor(w.state);
+    const a = actionsFor(w);
     $('detail-pause').disabled = !a.pause;
     $('detail-resume').disabled = !a.resume;
     $('detail-stop').disabled = !a.stop;

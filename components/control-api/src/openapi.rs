@@ -53,6 +53,9 @@ struct Worker {
     last_result: Option<IterationResult>,
     /// RFC 3339 UTC.
     next_step_at: Option<String>,
+    /// The controls that change this worker now (`pause`, `resume`, `stop`),
+    /// as the engine decides them; the console shows exactly these.
+    allowed_actions: Vec<String>,
     created_at: String,
     updated_at: String,
 }
@@ -126,7 +129,12 @@ struct IterationList {
 struct RequestLogEntry {
     /// The row id: the request id that was sent.
     request_id: String,
-    binding_id: String,
+    /// The kind of machine that made the call (`worker`).
+    machine_kind: String,
+    /// Its id (a worker's binding id).
+    machine_id: String,
+    /// The binding, for a worker's calls.
+    binding_id: Option<String>,
     run_id: u64,
     operation: String,
     transaction_id: Option<String>,

@@ -1,6 +1,7 @@
 //! Health, status and the request log.
 
 use spin_sdk::http::{Params, Request};
+use stepwise_engine::machine::Kind;
 use stepwise_store::{otp_queue, requests, workers, Db};
 use stepwise_web::{json, json_response, limit, now_ms, param, query, ApiError, ApiResult};
 
@@ -52,7 +53,7 @@ pub fn requests(req: &Request, _: &Params) -> ApiResult {
         Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_field("cursor", "not a cursor from this API"))?),
     };
     let db = Db::open()?;
-    let rows = requests::list(&db, binding, limit, before)?;
+    let rows = requests::list(&db, binding.map(|b| (Kind::Worker, b)), limit, before)?;
     let next = if rows.len() == limit as usize {
         rows.last().and_then(|r| r["request_id"].as_str()).map(String::from)
     } else {

@@ -5,11 +5,15 @@ use spin_sdk::http::{Params, Request};
 use stepwise_engine::binding;
 use stepwise_engine::policy::{Policy, PolicyPatch};
 use stepwise_engine::worker::{Control, State, Worker};
-use stepwise_store::{effects, iterations, workers, Db, StoreError};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, variable, variable_as, ApiError, ApiResult, Value};
+use stepwise_engine::machine::Kind;
+use stepwise_store::{effects, iterations, machines, workers, Db, StoreError};
+use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, ApiError, ApiResult, Value};
 
-/// Most binding ids in one request.
-const MAX_IDS: usize = 1000;
+use stepwise_engine::binding::MAX_IDS;
+
+/// Workers changed per transaction by a bulk `{"all": true}` control, so the
+/// write lock is held briefly however many workers there are.
+const BULK_BATCH: u32 = 200;
 
 /// `POST /api/workers`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -40,23 +44,8 @@ fn invalid(e: stepwise_engine::FieldError) -> ApiError {
 
 /// The policy defaults from the Spin variables.
 fn policy_defaults() -> Result<Policy, ApiError> {
-    let max_iterations = variable("max_iterations")?;
-    let max_iterations = match max_iterations.trim() {
-        "" | "null" => None,
-        v => Some(v.parse().map_err(|_| ApiError::internal("the max_iterations variable is invalid", v))?),
-    };
-    let p = Policy {
-        max_iterations,
-        interval_ms: variable_as("interval_ms")?,
-        cooldown_ms: variable_as("cooldown_ms")?,
-        max_cooldown_ms: variable_as("max_cooldown_ms")?,
-        max_consecutive_failures: variable_as("max_consecutive_failures")?,
-        otp_timeout_ms: variable_as("otp_timeout_ms")?,
-        processing_poll_ms: variable_as("processing_poll_ms")?,
-        max_processing_polls: variable_as("max_processing_polls")?,
-    };
-    p.validate().map_err(|e| ApiError::internal("the policy variables are invalid", e))?;
-    Ok(p)
+    Policy::from_variables(|name| spin_sdk::variables::get(name).ok())
+        .map_err(|e| ApiError::internal("the policy variables are invalid", e))
 }
 
 fn dedup(ids: Vec<String>) -> Vec<String> {
@@ -79,7 +68,7 @@ pub fn start(req: &Request, _: &Params) -> ApiResult {
             let mut w = match workers::load(db, id)? {
                 None => Worker::new(id, policy.clone(), now),
                 Some(s) => {
-                    let mut w = s.worker;
+                    let mut w = s.machine;
                     if w.start_new_run(policy.clone(), now) {
                         // The claim from the previous run is over.
                     } else {
@@ -89,7 +78,7 @@ pub fn start(req: &Request, _: &Params) -> ApiResult {
                     w
                 }
             };
-            effects::apply_and_save(db, &mut w, None)?;
+            effects::apply_and_save(db, &mut w, None, now)?;
             out.push(w.to_json());
         }
         Ok::<_, StoreError>(out)
@@ -111,9 +100,9 @@ fn parse_control(params: &Params) -> Result<Control, ApiError> {
 /// Applies `control` to one worker inside the caller's transaction, keeping a lease it holds.
 fn apply(db: &Db, id: &str, control: Control, now: i64) -> Result<Value, StoreError> {
     let mut stored = workers::load(db, id)?.ok_or_else(|| stepwise_engine::Error::NotFound(format!("no worker {id}")))?;
-    stored.worker.control(control, now)?;
-    effects::apply_and_save_keeping_lease(db, &mut stored)?;
-    Ok(stored.worker.to_json())
+    stored.machine.control(control, now)?;
+    effects::apply_and_save_keeping_lease(db, &mut stored, now)?;
+    Ok(stored.machine.to_json())
 }
 
 /// `POST /api/workers/{id}/pause|resume|stop`. The answer and the tick's
@@ -129,12 +118,10 @@ pub fn control(req: &Request, params: &Params) -> ApiResult {
     Ok(json_response(202, &w))
 }
 
-fn applies(w: &Worker, control: Control) -> bool {
-    match control {
-        Control::Stop => !w.stopped,
-        Control::Pause => w.state() == State::Running,
-        Control::Resume => matches!(w.state(), State::Paused | State::Pausing),
-    }
+/// The states in which `control` changes a worker (the engine's
+/// `allowed_actions`, per state), for the bulk `{"all": true}` scan.
+fn states_for(control: Control) -> Vec<&'static str> {
+    State::ALL.into_iter().filter(|s| stepwise_engine::worker::allowed_in(*s).contains(&control)).map(State::as_str).collect()
 }
 
 /// `POST /api/workers/pause|resume|stop` with `{"binding_ids": [...]}` (all or
@@ -152,7 +139,7 @@ pub fn bulk(req: &Request, params: &Params) -> ApiResult {
             let out = db.immediate(|db| {
                 let mut missing = Vec::new();
                 for id in &ids {
-                    if workers::load(db, id)?.is_none() {
+                    if !workers::exists(db, id)? {
                         missing.push(id.clone());
                     }
                 }
@@ -164,18 +151,33 @@ pub fn bulk(req: &Request, params: &Params) -> ApiResult {
             Ok(json_response(202, &json!({ "affected": out.len(), "workers": out })))
         }
         (None, Some(true)) => {
-            let n = db.immediate(|db| {
-                let mut n = 0;
-                for id in workers::all_ids(db)? {
-                    if let Some(s) = workers::load(db, &id)? {
-                        if applies(&s.worker, control) {
-                            apply(db, &id, control, now)?;
-                            n += 1;
+            // Bounded batches, each its own short transaction: the write lock
+            // is never held for the whole table. Each worker is re-checked
+            // inside its batch's transaction, so one that changed meanwhile
+            // is skipped rather than refused.
+            let states = states_for(control);
+            let mut after = String::new();
+            let mut n = 0;
+            loop {
+                let (done, last) = db.immediate(|db| {
+                    let ids = machines::ids(db, Kind::Worker, &states, &after, BULK_BATCH)?;
+                    let mut done = 0;
+                    for id in &ids {
+                        if let Some(s) = workers::load(db, id)? {
+                            if s.machine.allowed_actions().contains(&control) {
+                                apply(db, id, control, now)?;
+                                done += 1;
+                            }
                         }
                     }
+                    Ok::<_, StoreError>((done, ids.last().cloned()))
+                })?;
+                n += done;
+                match last {
+                    Some(id) => after = id,
+                    None => break,
                 }
-                Ok::<_, StoreError>(n)
-            })?;
+            }
             Ok(json_response(202, &json!({ "affected": n })))
         }
         _ => Err(ApiError::bad_field("body", "give either binding_ids (a list) or \"all\": true")),
@@ -208,7 +210,7 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     match workers::load(&db, &id)? {
-        Some(s) => Ok(json_response(200, &s.worker.to_json())),
+        Some(s) => Ok(json_response(200, &s.machine.to_json())),
         None => Err(ApiError::not_found(format!("no worker {id}"))),
     }
 }
@@ -223,7 +225,7 @@ pub fn iterations(req: &Request, params: &Params) -> ApiResult {
         Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::bad_field("cursor", "not a cursor from this API"))?),
     };
     let db = Db::open()?;
-    if workers::load(&db, &id)?.is_none() {
+    if !workers::exists(&db, &id)? {
         return Err(ApiError::not_found(format!("no worker {id}")));
     }
     let (rows, next) = iterations::list(&db, &id, limit, before)?;

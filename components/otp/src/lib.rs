@@ -38,24 +38,19 @@ fn submit(req: &Request, params: &Params) -> ApiResult {
     let now = now_ms();
     let db = Db::open()?;
     db.immediate(|db| {
-        let item = otp_queue::get(db, &tx)?
-            .ok_or_else(|| ApiError::not_found(format!("no transaction {tx} waits for an OTP")))?;
-        if item.submitted {
-            return Err(ApiError::new(409, "already_submitted", format!("an OTP was already submitted for {tx}")));
-        }
-        if now >= item.expires_at {
-            return Err(ApiError::new(404, "otp_expired", format!("the OTP wait for {tx} has expired")));
-        }
-        let mut stored = workers::load(db, &item.binding_id)?
-            .ok_or_else(|| ApiError::not_found(format!("no transaction {tx} waits for an OTP")))?;
-        stored.worker.otp_submitted(&tx, now).map_err(|e| match e {
+        // The queue says which worker the transaction belongs to; the worker
+        // (the engine) decides whether the OTP may be taken.
+        let not_waiting = || ApiError::not_found(format!("no transaction {tx} waits for an OTP"));
+        let item = otp_queue::get(db, &tx)?.ok_or_else(not_waiting)?;
+        let mut stored = workers::load(db, &item.binding_id)?.ok_or_else(not_waiting)?;
+        stored.machine.otp_submitted(&tx, now).map_err(|e| match e {
             stepwise_engine::Error::Expired(m) => ApiError::new(404, "otp_expired", m),
             stepwise_engine::Error::Conflict(m) => ApiError::new(409, "already_submitted", m),
             other => other.into(),
         })?;
         otp_queue::submit(db, &tx, &body.otp, now)?;
-        effects::apply_and_save_keeping_lease(db, &mut stored)?;
-        Ok(())
+        effects::apply_and_save_keeping_lease(db, &mut stored, now)?;
+        Ok::<(), ApiError>(())
     })?;
     Ok(json_response(202, &json!({ "transaction_id": tx, "status": "submitted" })))
 }

@@ -1,19 +1,12 @@
 //! The tick's settings, from Spin variables, checked on every run.
 
+use stepwise_store::stepper;
+
 /// Validated settings.
 pub struct Config {
-    /// Upstream origin, no trailing slash.
-    pub upstream_url: String,
-    /// Per-call time-out.
-    pub timeout_ms: u64,
-    /// Workers advanced per tick at most.
-    pub batch: u32,
-    /// Calls in flight at once.
-    pub concurrency: usize,
+    /// What the stepper needs.
+    pub stepper: stepper::Config,
 }
-
-/// How long a claim outlives the call's time-out before another tick may take it over.
-pub const LEASE_MARGIN_MS: i64 = 5_000;
 
 fn var(name: &str) -> Result<String, String> {
     spin_sdk::variables::get(name).map_err(|e| format!("variable {name}: {e:?}"))
@@ -44,10 +37,13 @@ impl Config {
     /// Reads and checks the variables.
     pub fn load() -> Result<Self, String> {
         Ok(Self {
-            upstream_url: origin(&var("upstream_url")?)?,
-            timeout_ms: number("upstream_timeout_ms", 1, 300_000)?,
-            batch: number("tick_batch", 1, 100_000)?,
-            concurrency: number("tick_concurrency", 1, 1_000)?,
+            stepper: stepper::Config {
+                upstream_url: origin(&var("upstream_url")?)?,
+                timeout_ms: number("upstream_timeout_ms", 1, 300_000)?,
+                batch: number("tick_batch", 1, 100_000)?,
+                concurrency: number("tick_concurrency", 1, 1_000)?,
+                budget_ms: number("tick_budget_ms", 0, 3_600_000)?,
+            },
         })
     }
 }

@@ -1,9 +1,11 @@
-//! The tick (cron): advances each due binding worker by exactly one upstream
-//! call. Per worker, three moves: claim (one `BEGIN IMMEDIATE` transaction:
-//! check the desired state, take the lease, write the request-log row whose
-//! id becomes the request id), call (no lock held), record (one transaction:
-//! response fields, the worker's new state, the lease released). Up to
-//! `tick_concurrency` workers move at once.
+//! The tick (cron): config, then the store's stepper with the real transport.
+//! It claims due machines and keeps stepping them, each step one upstream
+//! call recorded before the next, until `tick_budget_ms` runs out. Per step,
+//! three moves: claim (one `BEGIN IMMEDIATE` transaction: check the desired
+//! state, take the lease, write the request-log row whose id becomes the
+//! request id), call (no lock held), record (one transaction: response
+//! fields, the machine's new state, the lease released). Up to
+//! `tick_concurrency` calls are in flight at once.
 
 mod config;
 mod deadline;

@@ -5,6 +5,9 @@ use crate::FieldError;
 /// Longest binding id.
 pub const MAX_LEN: usize = 64;
 
+/// Most binding ids in one request (start and bulk control).
+pub const MAX_IDS: usize = 1000;
+
 /// Checks one binding id; `field` names it in the error.
 pub fn validate(id: &str, field: &str) -> Result<(), FieldError> {
     if id.is_empty() || id.len() > MAX_LEN {

@@ -37,4 +37,7 @@ pub enum Error {
     /// An upstream answer that belongs to no call in flight.
     #[error("stale answer: {0}")]
     Stale(String),
+    /// A stored value that cannot be read back.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
 }

@@ -6,6 +6,7 @@
 //! upstream call, a wait until a deadline, or nothing), in the manner of
 //! `quinn-proto`'s sans-I/O state machines.
 //!
+//! - [`machine`]: what every durable machine is to the tick.
 //! - [`worker`]: the binding worker and its loop rule (CONTRACT section 2).
 //! - [`policy`]: worker policies, their defaults and validation.
 //! - [`upstream`]: the upstream transaction service's protocol (section 1).
@@ -15,6 +16,7 @@
 
 pub mod binding;
 pub mod error;
+pub mod machine;
 pub mod otp;
 pub mod policy;
 pub mod receipt;

@@ -118,6 +118,32 @@ impl Policy {
         Ok(())
     }
 
+    /// The defaults from the Spin variables of the same names, read with
+    /// `var` (`max_iterations` empty or `null`: unbounded). A missing or
+    /// unparsable variable is an error naming it.
+    pub fn from_variables(var: impl Fn(&str) -> Option<String>) -> Result<Policy, FieldError> {
+        fn num<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, name: &str) -> Result<T, FieldError> {
+            let v = var(name).ok_or_else(|| FieldError::new(name, "the variable is not set"))?;
+            v.trim().parse().map_err(|_| FieldError::new(name, format!("the variable is not a number: {v:?}")))
+        }
+        let max_iterations = match var("max_iterations").as_deref().map(str::trim) {
+            None | Some("") | Some("null") => None,
+            Some(_) => Some(num(&var, "max_iterations")?),
+        };
+        let p = Policy {
+            max_iterations,
+            interval_ms: num(&var, "interval_ms")?,
+            cooldown_ms: num(&var, "cooldown_ms")?,
+            max_cooldown_ms: num(&var, "max_cooldown_ms")?,
+            max_consecutive_failures: num(&var, "max_consecutive_failures")?,
+            otp_timeout_ms: num(&var, "otp_timeout_ms")?,
+            processing_poll_ms: num(&var, "processing_poll_ms")?,
+            max_processing_polls: num(&var, "max_processing_polls")?,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
     /// The cool-down after the `n`-th failure in a row (n >= 1):
     /// `cooldown_ms * 2^(n-1)`, capped at `max_cooldown_ms`.
     pub fn cooldown_after(&self, n: u32) -> u64 {
@@ -152,6 +178,24 @@ mod tests {
         assert_eq!(Policy::default().with(&patch).unwrap_err().field, "policy.max_cooldown_ms");
         let patch = PolicyPatch { max_iterations: Some(Some(0)), ..Default::default() };
         assert!(Policy::default().with(&patch).is_err());
+    }
+
+    #[test]
+    fn defaults_come_from_the_variables() {
+        let vars = |over: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                over.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()).or_else(|| {
+                    let d = serde_json::to_value(Policy::default()).ok()?;
+                    d.get(name).map(|v| if v.is_null() { String::new() } else { v.to_string() })
+                })
+            }
+        };
+        assert_eq!(Policy::from_variables(vars(&[])).unwrap(), Policy::default());
+        let p = Policy::from_variables(vars(&[("max_iterations", "7"), ("interval_ms", " 5 ")])).unwrap();
+        assert_eq!((p.max_iterations, p.interval_ms), (Some(7), 5));
+        assert_eq!(Policy::from_variables(vars(&[("cooldown_ms", "x")])).unwrap_err().field, "cooldown_ms");
+        assert_eq!(Policy::from_variables(vars(&[("max_processing_polls", "0")])).unwrap_err().field, "policy.max_processing_polls");
+        assert_eq!(Policy::from_variables(|_| None).unwrap_err().field, "interval_ms");
     }
 
     #[test]

@@ -1,77 +1,733 @@
-//! Receipt codes: unique, short, and checkable by eye.
+//! Receipt codes: unique, short, not sequential, and checkable by eye.
 //!
-//! A code is a prefix, the issuing row's unique database id in base 36, and a
-//! check character (the id's digits weighted mod 36), e.g. `SW-00002S-K`. The
-//! database id makes it unique; the check character catches a mistyped code.
+//! # Shape
+//!
+//! A code is `PREFIX-BODY-C`, for example `TR-F6Z87JCP-4` (transfer 1):
+//!
+//! - `PREFIX` names what the receipt is for: [`WORKER_PREFIX`] (`SW`, a successful binding-worker
+//!   iteration) or [`TRANSFER_PREFIX`] (`TR`, a transfer). A prefix is 1 to 16 characters from
+//!   `0-9A-Z`.
+//! - `BODY` is the issuing row's id, scrambled (see below) and written in base 36 (`0-9A-Z`) with a
+//!   fixed width: 8 characters for every id below 36^8 ≈ 2.8·10^12 (far beyond 2^40 ≈ 1.1·10^12),
+//!   13 characters for the (in practice unreachable) larger ids, so every `u64` has a code.
+//! - `C` is one check character from `0-9A-Z`.
+//!
+//! Only upper case is accepted: a code is an identifier compared byte for byte (it is stored on
+//! the row and is the journal's `external_ref`), so it has exactly one spelling, and
+//! [`parse`] refuses lower case as [`ReceiptError::Malformed`]. A caller that takes codes typed by
+//! people may upper-case them first (`s.trim().to_ascii_uppercase()`).
+//!
+//! # Unique but not sequential
+//!
+//! The id is not written as it is (that would give away how many receipts exist and make the next
+//! one guessable). It goes through a fixed, keyed Feistel permutation of the numbers
+//! `0 .. 36^8` (or `0 .. 36^13` for the long body): the number is split into a high and a low
+//! half of 4 base-36 digits each (6 and 7 for the long body) and, for 8 rounds, one half is
+//! replaced by (that half + a scrambling function of the other half) modulo the half's size, the
+//! halves taking turns. Each round can be undone (subtract the same amount), so the whole is a
+//! bijection: two ids never share a code, with no database retry, and [`id_of`] recovers the id
+//! from a code. The key is a constant in this file: this hides the order, it is not a secret
+//! against someone who has the source. The constants must never change, or new codes could
+//! collide with the ones already issued.
+//!
+//! # The check character
+//!
+//! The check is computed over every character of the prefix and of the body, so a mistyped
+//! prefix is caught too. Like ISO 7064 it chooses the check character so that a weighted sum of
+//! all the characters, the check included, is zero. The arithmetic is in a set of exactly 36
+//! values where every weight can be undone: each character stands for a pair (an element of the
+//! 4-element field GF(4), an element of the 9-element field GF(9)); the sum is built Horner-style,
+//! `t = A·t + x` for each character `x`, with `A = (ω, 1 + i)`, and the check `c` is the one that
+//! makes the final `t` zero. Because `A`, `A − 1`, `A + 1`, `A² − 1` and `A² + 1` all have inverses,
+//! the code is rejected after any one of these mistakes, wherever it is (prefix, body or check):
+//!
+//! - one character replaced by another (`x → y`),
+//! - two neighbouring characters swapped (`xy → yx`), the check character included,
+//! - two characters one apart swapped (`xzy → yzx`, and so across a `-`, e.g. `TR-3…` → `T3-R…`),
+//! - a doubled character mistyped as another doubled one (`xx → yy`, `xzx → yzy`).
+//!
+//! Any other change is caught with probability 35/36. ISO 7064 MOD 37,36 itself is not used:
+//! its hybrid recurrence lets about one neighbour swap in 600 through (`IJ…` and `JI…` have the
+//! same MOD 37,36 check), and section 7 of the contract asks for all of them to be caught.
+//!
+//! [`parse`] tells a code that is not shaped like one ([`ReceiptError::Malformed`]) from a
+//! well-shaped code whose check character does not match, i.e. a mistyped one
+//! ([`ReceiptError::CheckFailed`]).
+
+/// The prefix of a successful binding-worker iteration's receipt.
+pub const WORKER_PREFIX: &str = "SW";
+/// The prefix of a transfer's receipt.
+pub const TRANSFER_PREFIX: &str = "TR";
+
+/// The longest prefix [`parse`] accepts.
+pub const MAX_PREFIX_LEN: usize = 16;
 
 const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
-fn base36(mut n: u64, width: usize) -> String {
-    let mut out = Vec::new();
-    while n > 0 {
+/// How a body splits into a high and a low half, in base-36 digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Width {
+    high: u32,
+    low: u32,
+}
+
+impl Width {
+    const fn len(self) -> usize {
+        (self.high + self.low) as usize
+    }
+    const fn high_size(self) -> u64 {
+        36u64.pow(self.high)
+    }
+    const fn low_size(self) -> u64 {
+        36u64.pow(self.low)
+    }
+}
+
+/// The body of every id below 36^8.
+const SHORT: Width = Width { high: 4, low: 4 };
+/// The body of the ids from 36^8 on (36^13 > 2^64).
+const LONG: Width = Width { high: 6, low: 7 };
+/// The first id that needs the long body.
+const SHORT_LIMIT: u64 = 36u64.pow(8);
+
+const ROUNDS: usize = 8;
+/// The Feistel round keys. Fixed forever: changing one changes every code.
+const KEYS: [u64; ROUNDS] = [
+    0x243F_6A88_85A3_08D3,
+    0x1319_8A2E_0370_7344,
+    0xA409_3822_299F_31D0,
+    0x082E_FA98_EC4E_6C89,
+    0x4528_21E6_38D0_1377,
+    0xBE54_66CF_34E9_0C6C,
+    0xC0AC_29B7_C97C_50DD,
+    0x3F84_D5B5_B547_0917,
+];
+
+/// The round function: any function of the other half keeps the round a bijection; this one
+/// (murmur3's 64-bit finaliser over the half and the round key) spreads every input bit.
+fn round_fn(round: usize, half: u64) -> u64 {
+    let mut x = half ^ KEYS[round];
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
+
+/// The Feistel permutation of `(high, low)`, with `high < 36^w.high` and `low < 36^w.low`.
+fn permute(w: Width, mut high: u64, mut low: u64) -> (u64, u64) {
+    let (hs, ls) = (w.high_size(), w.low_size());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            high = (high + round_fn(round, low) % hs) % hs;
+        } else {
+            low = (low + round_fn(round, high) % ls) % ls;
+        }
+    }
+    (high, low)
+}
+
+/// The inverse of [`permute`]: the rounds undone in reverse order.
+fn unpermute(w: Width, mut high: u64, mut low: u64) -> (u64, u64) {
+    let (hs, ls) = (w.high_size(), w.low_size());
+    for round in (0..ROUNDS).rev() {
+        if round % 2 == 0 {
+            high = (high + hs - round_fn(round, low) % hs) % hs;
+        } else {
+            low = (low + ls - round_fn(round, high) % ls) % ls;
+        }
+    }
+    (high, low)
+}
+
+/// Appends `n` (< 36^digits) in base 36 with exactly `digits` characters.
+fn push_base36(out: &mut Vec<u8>, mut n: u64, digits: u32) {
+    let start = out.len();
+    for _ in 0..digits {
         out.push(ALPHABET[(n % 36) as usize]);
         n /= 36;
     }
-    while out.len() < width {
-        out.push(b'0');
+    out[start..].reverse();
+}
+
+/// The value (0..36) of a character of the alphabet.
+fn value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'A'..=b'Z' => Some(b - b'A' + 10),
+        _ => None,
     }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
 }
 
-fn check_char(body: &str) -> char {
-    let sum: u64 = body
-        .bytes()
-        .enumerate()
-        .map(|(i, b)| (i as u64 + 1) * ALPHABET.iter().position(|a| *a == b).unwrap_or(0) as u64)
-        .sum();
-    ALPHABET[(sum % 36) as usize] as char
+/// Reads base-36 digits (already known to be in the alphabet).
+fn read_base36(digits: &[u8]) -> u64 {
+    digits
+        .iter()
+        .fold(0, |n, &b| n * 36 + u64::from(value(b).unwrap_or(0)))
 }
 
-/// The receipt code for the row with database id `id`, under `prefix`
-/// (`SW` for worker iterations, `TR` for transfers).
+/// The check arithmetic. A value `v` in 0..36 stands for the pair (`v / 9` in GF(4), `v % 9` in
+/// GF(9)). GF(4) = {0, 1, ω, ω+1} with ω² = ω + 1, `b1·ω + b0` encoded as the bits `b1 b0`;
+/// GF(9) = GF(3)[i] with i² = −1, `h1·i + h0` encoded as `3·h1 + h0`.
+mod ring {
+    fn split(v: u8) -> (u8, u8, u8) {
+        let h = v % 9;
+        (v / 9, h / 3, h % 3)
+    }
+    fn join(g: u8, h1: u8, h0: u8) -> u8 {
+        g * 9 + h1 * 3 + h0
+    }
+
+    /// `a + b`.
+    pub(super) fn add(a: u8, b: u8) -> u8 {
+        let (ag, a1, a0) = split(a);
+        let (bg, b1, b0) = split(b);
+        join(ag ^ bg, (a1 + b1) % 3, (a0 + b0) % 3)
+    }
+
+    /// `−a`.
+    pub(super) fn neg(a: u8) -> u8 {
+        let (g, h1, h0) = split(a);
+        join(g, (3 - h1) % 3, (3 - h0) % 3)
+    }
+
+    /// `A·a` with `A = (ω, 1 + i)`.
+    pub(super) fn mul_a(a: u8) -> u8 {
+        let (g, h1, h0) = split(a);
+        // ω·(b1·ω + b0) = b1·ω² + b0·ω = (b1 + b0)·ω + b1.
+        let (b1, b0) = (g >> 1, g & 1);
+        let g = ((b1 ^ b0) << 1) | b1;
+        // (1 + i)·(h1·i + h0) = (h0 + h1)·i + (h0 − h1).
+        join(g, (h0 + h1) % 3, (h0 + 3 - h1) % 3)
+    }
+
+    /// One Horner step: `A·t + x`.
+    pub(super) fn step(t: u8, x: u8) -> u8 {
+        add(mul_a(t), x)
+    }
+}
+
+/// The Horner sum over the alphabet characters of `bytes` (others are skipped).
+fn check_sum<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u8 {
+    parts
+        .into_iter()
+        .flatten()
+        .filter_map(|&b| value(b))
+        .fold(0, ring::step)
+}
+
+/// The check character that makes the sum over `parts` and the check zero.
+fn check_char<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u8 {
+    ALPHABET[ring::neg(ring::mul_a(check_sum(parts))) as usize]
+}
+
+fn is_prefix(p: &[u8]) -> bool {
+    (1..=MAX_PREFIX_LEN).contains(&p.len()) && p.iter().all(|&b| value(b).is_some())
+}
+
+/// The receipt code for the row with database id `id`, under `prefix` ([`WORKER_PREFIX`] or
+/// [`TRANSFER_PREFIX`]; a prefix is 1 to 16 characters from `0-9A-Z`). Different ids give
+/// different codes, always, and consecutive ids give unrelated-looking codes.
 pub fn code(prefix: &str, id: u64) -> String {
-    let body = base36(id, 6);
-    format!("{prefix}-{body}-{}", check_char(&body))
+    debug_assert!(
+        is_prefix(prefix.as_bytes()),
+        "bad receipt prefix {prefix:?}"
+    );
+    let w = if id < SHORT_LIMIT { SHORT } else { LONG };
+    let (high, low) = permute(w, id / w.low_size(), id % w.low_size());
+    let mut body = Vec::with_capacity(w.len());
+    push_base36(&mut body, high, w.high);
+    push_base36(&mut body, low, w.low);
+    let check = check_char([prefix.as_bytes(), &body]);
+    let mut out = String::with_capacity(prefix.len() + w.len() + 3);
+    out.push_str(prefix);
+    out.push('-');
+    body.iter().for_each(|&b| out.push(char::from(b)));
+    out.push('-');
+    out.push(char::from(check));
+    out
 }
 
-/// Whether `code` is well formed with a correct check character.
-pub fn is_valid(code: &str) -> bool {
-    let mut parts = code.split('-');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(p), Some(body), Some(check), None) => {
-            !p.is_empty()
-                && body.len() >= 6
-                && body.bytes().all(|b| ALPHABET.contains(&b))
-                && check.len() == 1
-                && check.starts_with(check_char(body))
-        }
-        _ => false,
+/// Why a string is not a receipt code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Not shaped like a code: not `PREFIX-BODY-C`, a prefix that is not 1 to 16 characters, a
+    /// body that is not 8 or 13 characters, or a character outside `0-9A-Z` (lower case
+    /// included).
+    #[error("not a receipt code (expected PREFIX-XXXXXXXX-C, upper case)")]
+    Malformed,
+    /// Shaped like a code, but the check character does not match: a mistyped code.
+    #[error("receipt code check failed (mistyped code?)")]
+    CheckFailed,
+}
+
+/// A well-formed receipt code whose check character matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// E.g. `TR`.
+    pub prefix: String,
+    /// The scrambled id, 8 (or 13) base-36 characters.
+    pub body: String,
+    /// The check character.
+    pub check: char,
+}
+
+impl Parsed {
+    /// The id this code was made from, or `None` for a long body that [`code`] never makes (one
+    /// that decodes to an id below 36^8, which gets a short body, or above `u64::MAX`).
+    pub fn id(&self) -> Option<u64> {
+        let body = self.body.as_bytes();
+        let w = if body.len() == SHORT.len() {
+            SHORT
+        } else {
+            LONG
+        };
+        let split = w.high as usize;
+        let high = read_base36(body.get(..split)?);
+        let low = read_base36(body.get(split..)?);
+        let (high, low) = unpermute(w, high, low);
+        let id = u128::from(high) * u128::from(w.low_size()) + u128::from(low);
+        let id = u64::try_from(id).ok()?;
+        (w == SHORT || id >= SHORT_LIMIT).then_some(id)
     }
+}
+
+/// Reads a receipt code: [`ReceiptError::Malformed`] if it is not shaped like one,
+/// [`ReceiptError::CheckFailed`] if the check character does not match (a mistyped code).
+pub fn parse(code: &str) -> Result<Parsed, ReceiptError> {
+    let mut parts = code.as_bytes().split(|&b| b == b'-');
+    let (Some(prefix), Some(body), Some(check), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ReceiptError::Malformed);
+    };
+    let well_formed = is_prefix(prefix)
+        && (body.len() == SHORT.len() || body.len() == LONG.len())
+        && body.iter().all(|&b| value(b).is_some())
+        && check.len() == 1
+        && check.iter().all(|&b| value(b).is_some());
+    if !well_formed {
+        return Err(ReceiptError::Malformed);
+    }
+    if check_sum([prefix, body, check]) != 0 {
+        return Err(ReceiptError::CheckFailed);
+    }
+    // All ASCII by now.
+    let text = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
+    Ok(Parsed {
+        prefix: text(prefix),
+        body: text(body),
+        check: char::from(check[0]),
+    })
+}
+
+/// Whether `code` is well formed with a matching check character.
+pub fn is_valid(code: &str) -> bool {
+    parse(code).is_ok()
+}
+
+/// The id a valid code was made from (the inverse of [`code`], whatever the prefix), or `None`
+/// if `code` does not parse or is not one [`code`] makes.
+pub fn id_of(code: &str) -> Option<u64> {
+    parse(code).ok()?.id()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
-    #[test]
-    fn codes_are_unique_and_valid() {
-        let mut seen = std::collections::HashSet::new();
-        for id in 1..5000u64 {
-            let c = code("SW", id);
-            assert!(is_valid(&c), "{c}");
-            assert!(seen.insert(c));
+    /// A deterministic generator of test ids (splitmix64).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
         }
-        assert_eq!(code("SW", 100), "SW-00002S-Y");
+    }
+
+    fn body(code: &str) -> &str {
+        code.split('-').nth(1).unwrap()
+    }
+
+    /// Interesting ids: the edges of the short and long bodies, and a spread of the rest.
+    fn sample_ids(n: usize) -> Vec<u64> {
+        let mut ids = vec![
+            0,
+            1,
+            2,
+            35,
+            36,
+            100,
+            123_456,
+            (1 << 40) - 1,
+            1 << 40,
+            SHORT_LIMIT - 1,
+            SHORT_LIMIT,
+            SHORT_LIMIT + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut rng = Rng(7);
+        while ids.len() < n {
+            ids.push(match ids.len() % 3 {
+                0 => rng.next() % 1_000_000,
+                1 => rng.next() % (1 << 40),
+                _ => rng.next(),
+            });
+        }
+        ids
+    }
+
+    /// Codes under both prefixes, and a longer one with digits.
+    fn sample_codes(n: usize) -> Vec<String> {
+        sample_ids(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| code(["SW", "TR", "X9Q"][i % 3], id))
+            .collect()
     }
 
     #[test]
-    fn a_typo_is_caught() {
-        let c = code("TR", 123_456);
-        let mut bad = c.clone().into_bytes();
-        bad[4] = if bad[4] == b'1' { b'2' } else { b'1' };
-        assert!(!is_valid(&String::from_utf8(bad).unwrap()));
-        assert!(!is_valid("TR-XYZ"));
-        assert!(!is_valid("nonsense"));
+    fn shape_and_pinned_values() {
+        let c = code("TR", 1);
+        assert_eq!(c.len(), "TR-XXXXXXXX-C".len(), "{c}");
+        assert_eq!(code("SW", SHORT_LIMIT - 1).len(), "SW-XXXXXXXX-C".len());
+        assert_eq!(code("SW", SHORT_LIMIT).len(), "SW-XXXXXXXXXXXXX-C".len());
+        assert_eq!(code("SW", u64::MAX).len(), "SW-XXXXXXXXXXXXX-C".len());
+        // Codes are stored: the scheme must never change. These pin it.
+        assert_eq!(code("TR", 1), "TR-F6Z87JCP-4");
+        assert_eq!(code("SW", 100), "SW-XJWKW94K-N");
+        assert_eq!(code("TR", 1 << 40), "TR-QRVGYOAX-W");
+        assert_eq!(code("SW", u64::MAX), "SW-I9LT68YJG4GHB-R");
+    }
+
+    #[test]
+    fn the_permutation_is_a_bijection_on_small_widths() {
+        // The same code as the real widths, with domains small enough to enumerate.
+        for w in [
+            Width { high: 1, low: 1 },
+            Width { high: 1, low: 2 },
+            Width { high: 2, low: 1 },
+            Width { high: 2, low: 2 },
+        ] {
+            let (hs, ls) = (w.high_size(), w.low_size());
+            let mut seen = HashSet::new();
+            for x in 0..hs * ls {
+                let (h, l) = permute(w, x / ls, x % ls);
+                assert!(h < hs && l < ls);
+                assert!(seen.insert((h, l)), "{w:?}: {x} collides");
+                assert_eq!(unpermute(w, h, l), (x / ls, x % ls));
+            }
+            assert_eq!(seen.len() as u64, hs * ls);
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_and_valid_over_a_large_range() {
+        let mut seen = HashSet::new();
+        for id in 0..1_000_000u64 {
+            let c = code("SW", id);
+            assert_eq!(parse(&c).map(|p| p.id()), Ok(Some(id)), "{c}");
+            assert!(seen.insert(c));
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_at_random_ids() {
+        let mut rng = Rng(42);
+        let mut seen = HashSet::new();
+        let mut ids = HashSet::new();
+        for i in 0..300_000 {
+            let id = match i % 3 {
+                0 => rng.next() % (1 << 40),
+                1 => rng.next() % SHORT_LIMIT,
+                _ => rng.next(),
+            };
+            let c = code("TR", id);
+            assert_eq!(id_of(&c), Some(id), "{c}");
+            assert_eq!(seen.insert(c), ids.insert(id));
+        }
+    }
+
+    #[test]
+    fn id_of_round_trips() {
+        for id in sample_ids(20_000) {
+            for prefix in ["SW", "TR"] {
+                let c = code(prefix, id);
+                assert_eq!(id_of(&c), Some(id), "{c}");
+                let p = parse(&c).unwrap();
+                assert_eq!(p.prefix, prefix);
+                assert_eq!(format!("{}-{}-{}", p.prefix, p.body, p.check), c);
+            }
+        }
+        assert_eq!(id_of("TR-XYZ"), None);
+        let mut bad = code("TR", 5).into_bytes();
+        bad[3] = if bad[3] == b'0' { b'1' } else { b'0' };
+        assert_eq!(id_of(std::str::from_utf8(&bad).unwrap()), None);
+    }
+
+    #[test]
+    fn a_long_body_that_code_never_makes_has_no_id() {
+        // A long body standing for a short id: well formed, check right, but not ours.
+        let (high, low) = permute(LONG, 0, 12_345);
+        let mut b = Vec::new();
+        push_base36(&mut b, high, LONG.high);
+        push_base36(&mut b, low, LONG.low);
+        let check = char::from(check_char([b"TR".as_slice(), &b]));
+        let c = format!("TR-{}-{check}", std::str::from_utf8(&b).unwrap());
+        assert!(is_valid(&c));
+        assert_eq!(id_of(&c), None);
+        // And one that decodes to more than u64::MAX.
+        let (high, low) = permute(LONG, LONG.high_size() - 1, 0);
+        let mut b = Vec::new();
+        push_base36(&mut b, high, LONG.high);
+        push_base36(&mut b, low, LONG.low);
+        let check = char::from(check_char([b"SW".as_slice(), &b]));
+        let c = format!("SW-{}-{check}", std::str::from_utf8(&b).unwrap());
+        assert!(is_valid(&c));
+        assert_eq!(id_of(&c), None);
+    }
+
+    #[test]
+    fn consecutive_ids_give_unordered_unrelated_codes() {
+        let n = 200_000u64;
+        let (mut ordered, mut share2, mut share3, mut near, mut run, mut longest_run) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut prev = code("TR", 0);
+        for id in 1..=n {
+            let c = code("TR", id);
+            let (a, b) = (body(&prev), body(&c));
+            if b > a {
+                ordered += 1;
+                run += 1;
+                longest_run = longest_run.max(run);
+            } else {
+                run = 0;
+            }
+            let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+            share2 += u64::from(common >= 2);
+            share3 += u64::from(common >= 3);
+            let (x, y) = (read_base36(a.as_bytes()), read_base36(b.as_bytes()));
+            near += u64::from(x.abs_diff(y) < SHORT_LIMIT / 1000);
+            prev = c;
+        }
+        // A random order: about half the pairs go up, runs are short, neighbours are far apart.
+        let pct = |k: u64| k as f64 * 100.0 / n as f64;
+        println!(
+            "{}% in order, longest run {longest_run}, {}% share 2, {}% share 3, {}% near",
+            pct(ordered),
+            pct(share2),
+            pct(share3),
+            pct(near)
+        );
+        assert!(
+            (45.0..55.0).contains(&pct(ordered)),
+            "{}% in order",
+            pct(ordered)
+        );
+        assert!(longest_run < 25, "a run of {longest_run} increasing codes");
+        assert!(
+            pct(share2) < 1.0,
+            "{}% share 2 leading characters",
+            pct(share2)
+        );
+        assert!(
+            pct(share3) < 0.05,
+            "{}% share 3 leading characters",
+            pct(share3)
+        );
+        assert!(
+            pct(near) < 1.0,
+            "{}% are within 0.1% of each other",
+            pct(near)
+        );
+    }
+
+    #[test]
+    fn the_check_algebra_catches_every_single_error_and_swap() {
+        use ring::*;
+        for x in 0..36u8 {
+            // Every step is a bijection of the running sum, so a difference is never undone.
+            let images: HashSet<u8> = (0..36).map(|t| step(t, x)).collect();
+            assert_eq!(images.len(), 36);
+            assert_eq!(add(x, neg(x)), 0);
+        }
+        for t in 0..36u8 {
+            for x in 0..36u8 {
+                for y in (0..36u8).filter(|&y| y != x) {
+                    assert_ne!(step(t, x), step(t, y), "substitution");
+                    assert_ne!(step(step(t, x), y), step(step(t, y), x), "neighbour swap");
+                    assert_ne!(step(step(t, x), x), step(step(t, y), y), "twin");
+                    for z in 0..36u8 {
+                        let s = |a, b, c| step(step(step(t, a), b), c);
+                        assert_ne!(s(x, z, y), s(y, z, x), "jump swap");
+                        assert_ne!(s(x, z, x), s(y, z, y), "jump twin");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The alternatives tried at every position: the alphabet, lower case, punctuation, spaces
+    /// and a few non-ASCII look-alikes.
+    fn alternatives() -> Vec<char> {
+        let mut v: Vec<char> = (0x20u8..0x7F).map(char::from).collect();
+        v.extend([
+            '\t', '\n', '\0', 'é', 'ß', 'Ø', '٣', 'Ａ', '０', '–', '\u{200B}',
+        ]);
+        v
+    }
+
+    #[test]
+    fn every_single_character_substitution_is_rejected() {
+        let alts = alternatives();
+        let mut cases = 0;
+        for c in sample_codes(600) {
+            let chars: Vec<char> = c.chars().collect();
+            for i in 0..chars.len() {
+                for &alt in alts.iter().filter(|&&a| a != chars[i]) {
+                    let mut typo = chars.clone();
+                    typo[i] = alt;
+                    let typo: String = typo.into_iter().collect();
+                    let want = if chars[i] != '-' && value(alt as u8).is_some() && alt.is_ascii() {
+                        ReceiptError::CheckFailed
+                    } else {
+                        ReceiptError::Malformed
+                    };
+                    assert_eq!(parse(&typo), Err(want), "{c} -> {typo}");
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases > 500_000, "{cases}");
+    }
+
+    #[test]
+    fn every_swap_of_neighbours_is_rejected() {
+        for c in sample_codes(20_000) {
+            let b = c.as_bytes();
+            // Neighbours, and characters one apart (so also across a '-').
+            for gap in [1, 2] {
+                for i in 0..b.len() - gap {
+                    if b[i] == b[i + gap] {
+                        continue;
+                    }
+                    let mut s = b.to_vec();
+                    s.swap(i, i + gap);
+                    let s = String::from_utf8(s).unwrap();
+                    let want = if b[i] == b'-' || b[i + gap] == b'-' {
+                        ReceiptError::Malformed
+                    } else {
+                        ReceiptError::CheckFailed
+                    };
+                    assert_eq!(parse(&s), Err(want), "{c} -> {s}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parse_tells_malformed_from_check_failed() {
+        use ReceiptError::*;
+        let good = code("TR", 123_456);
+        assert!(is_valid(&good));
+        let (prefix_body, check) = good.rsplit_once('-').unwrap();
+        let wrong = ALPHABET
+            .iter()
+            .map(|&b| char::from(b))
+            .find(|&ch| ch.to_string() != check)
+            .unwrap();
+        let mistyped = format!("{prefix_body}-{wrong}");
+        assert_eq!(parse(&mistyped), Err(CheckFailed));
+        assert!(!is_valid(&mistyped));
+        for bad in [
+            "",
+            "-",
+            "--",
+            "TR",
+            "TR-",
+            "TR--",
+            "TR-XYZ",
+            "nonsense",
+            "TR-ABCDEFGH",
+            "TR-ABCDEFGH-",
+            "TR-ABCDEFGH-12",
+            "TR-ABCDEFG-1",
+            "TR-ABCDEFGHI-1",
+            "TR-ABCDEFGHIJKL-1",
+            "TR-ABCDEFGHIJKLMN-1",
+            "-ABCDEFGH-1",
+            "TR-ABCD-EFGH-1",
+            "TR-ABCDEFGH-1-",
+            "TOOLONGPREFIX1234-ABCDEFGH-1",
+            "SW-00002S-Y", // the old format
+        ] {
+            assert_eq!(parse(bad), Err(Malformed), "{bad:?}");
+            assert_eq!(id_of(bad), None);
+        }
+        // Lower case, spaces and other decorations are refused, not fixed up.
+        for bad in [
+            good.to_ascii_lowercase(),
+            format!(" {good}"),
+            format!("{good}\n"),
+            good.replacen('-', "_", 1),
+            good.replacen('-', "–", 1),
+        ] {
+            assert_eq!(parse(&bad), Err(Malformed), "{bad:?}");
+        }
+        // A well-formed code that was never issued still checks (the API's 404, not 400).
+        let unissued = format!(
+            "TR-ZZZZZZZZ-{}",
+            char::from(check_char([b"TR".as_slice(), b"ZZZZZZZZ"]))
+        );
+        assert!(parse(&unissued).is_ok());
+        assert_eq!(
+            ReceiptError::Malformed.to_string(),
+            "not a receipt code (expected PREFIX-XXXXXXXX-C, upper case)"
+        );
+    }
+
+    #[test]
+    fn the_prefix_is_covered_by_the_check() {
+        let sw = code("SW", 77);
+        let as_tr = sw.replacen("SW", "TR", 1);
+        assert_eq!(parse(&as_tr), Err(ReceiptError::CheckFailed));
+        // Same id, different prefixes: different codes, same body.
+        assert_ne!(code("SW", 77), code("TR", 77));
+        assert_eq!(body(&code("SW", 77)), body(&code("TR", 77)));
+    }
+
+    /// Why not ISO 7064 MOD 37,36 as such: its hybrid recurrence lets some neighbour swaps
+    /// through, which section 7 of the contract forbids.
+    #[test]
+    fn iso_7064_mod_37_36_misses_some_neighbour_swaps() {
+        /// ISO 7064 hybrid MOD (m+1),m over values, giving the check value.
+        fn hybrid(m: u32, s: &[u8]) -> u32 {
+            let p = s.iter().fold(m, |p, &v| {
+                let s = (p + u32::from(v)) % m;
+                (if s == 0 { m } else { s }) * 2 % (m + 1)
+            });
+            (m + 1 - p) % m
+        }
+        let values = |s: &[u8]| {
+            s.iter()
+                .map(|&b| value(b).unwrap_or(0))
+                .collect::<Vec<u8>>()
+        };
+        // Sanity: ISO 7064's MOD 11,10 example, 0794 -> check 5.
+        assert_eq!(hybrid(10, &[0, 7, 9, 4]), 5);
+        assert_eq!(
+            hybrid(36, &values(b"IJ000000")),
+            hybrid(36, &values(b"JI000000"))
+        );
+        // Ours does not.
+        assert_ne!(
+            check_char([b"IJ000000".as_slice()]),
+            check_char([b"JI000000".as_slice()])
+        );
     }
 }

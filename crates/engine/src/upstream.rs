@@ -41,9 +41,29 @@ pub struct Call {
     pub transaction_id: Option<String>,
     /// 1 for a first try; n + 1 for the retry after n failures in a row.
     pub attempt: u32,
+    /// The iteration (1-based, within the run) this call belongs to.
+    #[serde(default)]
+    pub iteration: u64,
 }
 
 impl Call {
+    /// What this call is a retry of, within a run: the request log moves its
+    /// `is_latest` flag along calls that share this key. A start is keyed by
+    /// the first iteration of its run of consecutive failures (so a start
+    /// that succeeded at once is its own latest attempt, and the retry after
+    /// a failed one takes the flag over); a call on a transaction by the
+    /// transaction and the operation.
+    pub fn operation_key(&self) -> String {
+        match (&self.op, &self.transaction_id) {
+            (Operation::Start, _) => {
+                let first = self.iteration.saturating_sub(u64::from(self.attempt.saturating_sub(1)));
+                format!("start:{first}")
+            }
+            (op, Some(tx)) => format!("{}:{tx}", op.as_str()),
+            (op, None) => op.as_str().to_string(),
+        }
+    }
+
     /// The path under the upstream origin.
     pub fn path(&self) -> String {
         match (&self.op, &self.transaction_id) {
@@ -87,6 +107,17 @@ pub enum Status {
     Gagal,
 }
 
+impl Status {
+    /// The contract's name (`SUKSES`, `PROCESSING`, `GAGAL`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sukses => "SUKSES",
+            Status::Processing => "PROCESSING",
+            Status::Gagal => "GAGAL",
+        }
+    }
+}
+
 /// A transaction as the upstream answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
@@ -113,30 +144,81 @@ pub struct Transaction {
 /// The reason given when the start is refused for lack of balance: a hard stop.
 pub const INSUFFICIENT_BALANCE: &str = "insufficient_balance_before_start";
 
+/// Why a call failed as a call (CONTRACT section 1): written
+/// `upstream_error:<detail>` wherever a reason string is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// A non-2xx answer.
+    Status(u16),
+    /// A 2xx whose body is not a transaction.
+    InvalidBody,
+    /// The transaction belongs to another binding.
+    BindingMismatch,
+    /// The answer is about another transaction.
+    TransactionMismatch,
+    /// No answer within `upstream_timeout_ms`.
+    Timeout,
+    /// No HTTP answer at all (refused, reset, DNS...).
+    Unreachable,
+}
+
+/// The prefix of every [`UpstreamError`]'s string form.
+pub const UPSTREAM_ERROR: &str = "upstream_error";
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let detail = match self {
+            UpstreamError::Status(s) => return write!(f, "{UPSTREAM_ERROR}:{s}"),
+            UpstreamError::InvalidBody => "invalid_body",
+            UpstreamError::BindingMismatch => "binding_mismatch",
+            UpstreamError::TransactionMismatch => "transaction_mismatch",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Unreachable => "unreachable",
+        };
+        write!(f, "{UPSTREAM_ERROR}:{detail}")
+    }
+}
+
+impl std::str::FromStr for UpstreamError {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let detail = s.strip_prefix(UPSTREAM_ERROR).and_then(|r| r.strip_prefix(':')).ok_or(())?;
+        Ok(match detail {
+            "invalid_body" => UpstreamError::InvalidBody,
+            "binding_mismatch" => UpstreamError::BindingMismatch,
+            "transaction_mismatch" => UpstreamError::TransactionMismatch,
+            "timeout" => UpstreamError::Timeout,
+            "unreachable" => UpstreamError::Unreachable,
+            code => UpstreamError::Status(code.parse().map_err(|_| ())?),
+        })
+    }
+}
+
 /// What one call came to.
-pub type Answer = Result<Transaction, String>;
+pub type Answer = Result<Transaction, UpstreamError>;
 
 /// Judges an HTTP answer: a 2xx with a transaction body is the transaction;
 /// anything else is a failed step with reason `upstream_error:...`.
 pub fn judge(status_code: u16, body: &[u8], binding_id: &str, call: &Call) -> Answer {
     if !(200..300).contains(&status_code) {
-        return Err(format!("upstream_error:{status_code}"));
+        return Err(UpstreamError::Status(status_code));
     }
-    let tx: Transaction = serde_json::from_slice(body).map_err(|_| "upstream_error:invalid_body".to_string())?;
+    let tx: Transaction = serde_json::from_slice(body).map_err(|_| UpstreamError::InvalidBody)?;
     if tx.binding_id != binding_id {
-        return Err("upstream_error:binding_mismatch".to_string());
+        return Err(UpstreamError::BindingMismatch);
     }
     if let Some(id) = &call.transaction_id {
         if *id != tx.id {
-            return Err("upstream_error:transaction_mismatch".to_string());
+            return Err(UpstreamError::TransactionMismatch);
         }
     }
     Ok(tx)
 }
 
-/// The reason for a call that got no HTTP answer at all.
-pub fn transport_failure(timed_out: bool) -> String {
-    if timed_out { "upstream_error:timeout".to_string() } else { "upstream_error:unreachable".to_string() }
+/// The error for a call that got no HTTP answer at all.
+pub fn transport_failure(timed_out: bool) -> UpstreamError {
+    if timed_out { UpstreamError::Timeout } else { UpstreamError::Unreachable }
 }
 
 #[cfg(test)]
@@ -144,7 +226,7 @@ mod tests {
     use super::*;
 
     fn call(op: Operation, tx: Option<&str>) -> Call {
-        Call { op, transaction_id: tx.map(String::from), attempt: 1 }
+        Call { op, transaction_id: tx.map(String::from), attempt: 1, iteration: 1 }
     }
 
     #[test]
@@ -170,12 +252,38 @@ mod tests {
         assert_eq!((tx.status, tx.amount, tx.balance), (Status::Sukses, Some(1000), Some(5000)));
         let minimal = br#"{"id":"T1","binding_id":"b-1","status":"PROCESSING","reason":null,"otp_required":true}"#;
         assert!(judge(200, minimal, "b-1", &call(Operation::Start, None)).unwrap().otp_required);
-        assert_eq!(judge(503, b"", "b-1", &call(Operation::Start, None)).unwrap_err(), "upstream_error:503");
-        assert_eq!(judge(200, b"{", "b-1", &call(Operation::Start, None)).unwrap_err(), "upstream_error:invalid_body");
+        let err = |code, body: &[u8], b, c: &Call| judge(code, body, b, c).unwrap_err().to_string();
+        assert_eq!(err(503, b"", "b-1", &call(Operation::Start, None)), "upstream_error:503");
+        assert_eq!(err(200, b"{", "b-1", &call(Operation::Start, None)), "upstream_error:invalid_body");
         let odd = br#"{"id":"T1","binding_id":"b-1","status":"MAYBE"}"#;
-        assert_eq!(judge(200, odd, "b-1", &call(Operation::Start, None)).unwrap_err(), "upstream_error:invalid_body");
-        assert_eq!(judge(200, ok, "b-2", &call(Operation::Start, None)).unwrap_err(), "upstream_error:binding_mismatch");
-        assert_eq!(judge(200, ok, "b-1", &call(Operation::Check, Some("T9"))).unwrap_err(), "upstream_error:transaction_mismatch");
-        assert_eq!(transport_failure(true), "upstream_error:timeout");
+        assert_eq!(err(200, odd, "b-1", &call(Operation::Start, None)), "upstream_error:invalid_body");
+        assert_eq!(err(200, ok, "b-2", &call(Operation::Start, None)), "upstream_error:binding_mismatch");
+        assert_eq!(err(200, ok, "b-1", &call(Operation::Check, Some("T9"))), "upstream_error:transaction_mismatch");
+        assert_eq!(transport_failure(true).to_string(), "upstream_error:timeout");
+    }
+
+    #[test]
+    fn upstream_errors_round_trip_through_their_strings() {
+        for e in [
+            UpstreamError::Status(503),
+            UpstreamError::InvalidBody,
+            UpstreamError::BindingMismatch,
+            UpstreamError::TransactionMismatch,
+            UpstreamError::Timeout,
+            UpstreamError::Unreachable,
+        ] {
+            assert_eq!(e.to_string().parse::<UpstreamError>(), Ok(e));
+        }
+        assert!("declined".parse::<UpstreamError>().is_err());
+        assert!("upstream_error:teapot".parse::<UpstreamError>().is_err());
+    }
+
+    #[test]
+    fn starts_are_keyed_per_run_of_failures_and_calls_per_transaction() {
+        let start = |iteration, attempt| Call { op: Operation::Start, transaction_id: None, attempt, iteration };
+        assert_eq!(start(1, 1).operation_key(), "start:1");
+        assert_eq!(start(2, 1).operation_key(), "start:2", "a start after a success is its own latest");
+        assert_eq!(start(3, 2).operation_key(), start(2, 1).operation_key(), "the retry after a failure shares the key");
+        assert_eq!(call(Operation::Check, Some("T1")).operation_key(), "check:T1");
     }
 }

@@ -1,32 +1,49 @@
 //! The binding worker: one per `binding_id`, looping start → evaluate →
 //! continue, wait or stop (CONTRACT section 2).
 //!
-//! A [`Worker`] is a plain value the store keeps between steps. The tick asks
-//! it for the next [`Step`] with [`Worker::poll`], makes at most that one
-//! upstream call, and feeds the answer back with [`Worker::on_answer`]. The
-//! control API changes only the desired state ([`Worker::control`]); the next
-//! poll sees it, so a stop or pause lands at the loop boundary and never
-//! interrupts a call in flight. Side effects the store must carry out in the
-//! same transaction (OTP queue items, iteration rows) come out of
-//! [`Worker::drain_effects`].
+//! A [`Worker`] is a plain value the store keeps between steps, and a
+//! [`Machine`]: the stepper asks it for the next [`Step`] with
+//! [`Worker::poll`], makes at most that one upstream call, and feeds the
+//! answer back with [`Worker::on_answer`]. The control API changes only the
+//! operator's [`Intent`] ([`Worker::control`]); the next poll sees it, so a
+//! stop or pause lands at the loop boundary and never interrupts a call in
+//! flight. Side effects the store must carry out in the same transaction (OTP
+//! queue items, iteration rows) come out of [`Worker::drain_effects`].
+//!
+//! Where the worker is lives in one enum, [`Run`], whose variants carry their
+//! own data: a stopped worker has a stop reason and nothing in flight, a call
+//! in flight has its request id, an open transaction has its OTP wait or its
+//! next poll. Combinations the loop rule forbids cannot be stored.
+
+mod legacy;
+mod reason;
 
 use serde::{Deserialize, Serialize};
 
+pub use reason::Reason;
+
+use crate::machine::{self, Kind, Machine};
 use crate::policy::Policy;
 use crate::time::{rfc3339, Millis};
-use crate::upstream::{Answer, Call, Operation, Status, Transaction, INSUFFICIENT_BALANCE};
+use crate::upstream::{Answer, Call, Operation, Status, Transaction};
 use crate::Error;
 
-/// What the operator wants.
+/// A call in flight (see [`machine::InFlight`]).
+pub type InFlight = machine::InFlight<Call>;
+
+/// What the tick should do with this worker now (see [`machine::Step`]).
+pub type Step = machine::Step<Call>;
+
+/// What the operator wants of a live run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Desired {
+pub enum Intent {
     /// Loop.
-    Running,
+    Run,
     /// No upstream calls until resumed.
-    Paused,
+    Pause,
     /// Finish what is open, then stop.
-    Stopped,
+    Stop,
 }
 
 /// The worker's state as the API shows it.
@@ -46,6 +63,9 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the contract's order.
+    pub const ALL: [State; 5] = [State::Running, State::Pausing, State::Paused, State::Stopping, State::Stopped];
+
     /// The state's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,13 +79,11 @@ impl State {
 
     /// Parses a state name (for list filters).
     pub fn parse(s: &str) -> Option<State> {
-        [State::Running, State::Pausing, State::Paused, State::Stopping, State::Stopped]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        State::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
-/// Where in the loop the worker is.
+/// Where in the loop the worker is, as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -75,7 +93,7 @@ pub enum Phase {
     InFlight,
     /// The open transaction waits for an OTP.
     AwaitingOtp,
-    /// The open transaction is PROCESSING and being polled.
+    /// The open transaction is PROCESSING and being polled (or stopped upstream).
     Processing,
     /// Cooling down after a failure.
     Cooldown,
@@ -107,22 +125,40 @@ pub enum Outcome {
     Stopped,
 }
 
-/// The reason recorded when the operator's stop ends an open transaction.
-pub const STOPPED_BY_USER: &str = "stopped_by_user";
-/// No OTP within `otp_timeout_ms`.
-pub const OTP_TIMEOUT: &str = "otp_timeout";
-/// Still PROCESSING after `max_processing_polls`.
-pub const PROCESSING_TIMEOUT: &str = "processing_timeout";
+impl Outcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Stopped => "stopped",
+        }
+    }
+}
 
-/// A transaction's wait for its OTP.
+/// What the open transaction waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OtpWait {
-    /// When the OTP was asked for.
-    pub requested_at: Millis,
-    /// When the wait ends with `otp_timeout`.
-    pub expires_at: Millis,
-    /// Whether an OTP was submitted (the value itself stays in the OTP queue).
-    pub submitted: bool,
+#[serde(tag = "next", rename_all = "snake_case")]
+pub enum TxNext {
+    /// An OTP from a human.
+    Otp {
+        /// When it was asked for.
+        requested_at: Millis,
+        /// When the wait ends with `otp_timeout`.
+        expires_at: Millis,
+        /// Whether an OTP was submitted (the value itself stays in the OTP queue).
+        submitted: bool,
+    },
+    /// The next `/continue` or `/check`.
+    Poll {
+        /// Due at.
+        at: Millis,
+    },
+    /// `/stop` on it; the iteration then ends with this reason.
+    Close {
+        /// Why.
+        reason: Reason,
+    },
 }
 
 /// The transaction the current iteration works on.
@@ -132,28 +168,70 @@ pub struct OpenTransaction {
     pub id: String,
     /// Last known status.
     pub status: Status,
-    /// The OTP wait, while there is one.
-    pub otp: Option<OtpWait>,
     /// Polls made while PROCESSING.
     pub polls: u32,
-    /// Set when the transaction must be stopped upstream; the iteration then
-    /// ends with this reason.
-    pub closing: Option<String>,
     /// Amount, minor units.
     pub amount: Option<i64>,
     /// Balance, minor units.
     pub balance: Option<i64>,
+    /// What comes next for it.
+    pub next: TxNext,
 }
 
-/// A call sent and not yet answered.
+impl OpenTransaction {
+    fn otp_wait(&self) -> Option<(Millis, bool)> {
+        match self.next {
+            TxNext::Otp { expires_at, submitted, .. } => Some((expires_at, submitted)),
+            _ => None,
+        }
+    }
+}
+
+/// Where a live run is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InFlight {
-    /// The call.
-    pub call: Call,
-    /// Its request id (the request log row's id).
-    pub request_id: String,
-    /// When it was first sent.
-    pub sent_at: Millis,
+#[serde(tag = "at", rename_all = "snake_case")]
+pub enum Position {
+    /// No transaction open; the next `/start` is due at `next_start_at`.
+    Between {
+        /// Due at.
+        next_start_at: Millis,
+        /// Whether the wait is a cool-down after a failure.
+        cooling: bool,
+    },
+    /// A call is in flight.
+    Calling {
+        /// The call.
+        flight: InFlight,
+        /// The transaction it is about (`None` for a start).
+        open: Option<OpenTransaction>,
+        /// When the iteration's first call went out.
+        iteration_started_at: Millis,
+    },
+    /// A transaction is open and no call is in flight.
+    Open {
+        /// The transaction.
+        tx: OpenTransaction,
+        /// When the iteration's first call went out.
+        iteration_started_at: Millis,
+    },
+}
+
+/// The run: live (with the operator's intent) or over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "run", rename_all = "snake_case")]
+pub enum Run {
+    /// Looping, pausing or stopping.
+    Live {
+        /// The operator's intent.
+        intent: Intent,
+        /// Where in the loop.
+        position: Position,
+    },
+    /// Over: no more upstream calls in this run.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+    },
 }
 
 /// A finished iteration.
@@ -164,7 +242,7 @@ pub struct IterationResult {
     /// How it ended.
     pub outcome: Outcome,
     /// Why, when it did not succeed.
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// The transaction, when one was created.
     pub transaction_id: Option<String>,
     /// Amount, minor units.
@@ -205,516 +283,9 @@ pub enum Effect {
     IterationFinished(IterationResult),
 }
 
-/// What the tick should do with this worker now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Make this call: write its request-log row, then [`Worker::begin`].
-    Call(Call),
-    /// A call whose answer was never recorded: send it again, same request id.
-    Resend(InFlight),
-    /// Nothing before this time.
-    Wait(Millis),
-    /// Nothing until an outside event (resume, OTP, new run).
-    Idle,
-}
-
-/// A binding worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Worker {
-    /// The binding.
-    pub binding_id: String,
-    /// Run number: 1, then + 1 each time a stopped worker is started again.
-    pub run_id: u64,
-    /// The operator's intent.
-    pub desired: Desired,
-    /// Whether the run is over.
-    pub stopped: bool,
-    /// Why it is over.
-    pub stop_reason: Option<StopReason>,
-    /// Where in the loop.
-    pub phase: Phase,
-    /// The run's policy.
-    pub policy: Policy,
-    /// Iterations finished in this run.
-    pub iterations: u64,
-    /// Of which succeeded.
-    pub successes: u64,
-    /// Of which failed.
-    pub failures: u64,
-    /// Failures in a row.
-    pub consecutive_failures: u32,
-    /// The open transaction.
-    pub current: Option<OpenTransaction>,
-    /// The call in flight.
-    pub in_flight: Option<InFlight>,
-    /// When the current iteration's first call went out.
-    pub iteration_started_at: Option<Millis>,
-    /// The last finished iteration.
-    pub last_result: Option<IterationResult>,
-    /// When the next step is due (`None`: on an outside event only).
-    pub next_step_at: Option<Millis>,
-    /// Created.
-    pub created_at: Millis,
-    /// Last changed.
-    pub updated_at: Millis,
-    #[serde(skip)]
-    effects: Vec<Effect>,
-}
-
-impl Worker {
-    /// A new worker, running from `now`.
-    pub fn new(binding_id: &str, policy: Policy, now: Millis) -> Self {
-        Self {
-            binding_id: binding_id.to_string(),
-            run_id: 1,
-            desired: Desired::Running,
-            stopped: false,
-            stop_reason: None,
-            phase: Phase::Idle,
-            policy,
-            iterations: 0,
-            successes: 0,
-            failures: 0,
-            consecutive_failures: 0,
-            current: None,
-            in_flight: None,
-            iteration_started_at: None,
-            last_result: None,
-            next_step_at: Some(now),
-            created_at: now,
-            updated_at: now,
-            effects: Vec::new(),
-        }
-    }
-
-    /// Starts a new run of a stopped worker; a worker that is not stopped is
-    /// left as it is. Returns whether a new run began.
-    pub fn start_new_run(&mut self, policy: Policy, now: Millis) -> bool {
-        if !self.stopped {
-            return false;
-        }
-        let run_id = self.run_id + 1;
-        let created_at = self.created_at;
-        *self = Worker::new(&self.binding_id, policy, now);
-        self.run_id = run_id;
-        self.created_at = created_at;
-        true
-    }
-
-    /// The state the API shows.
-    pub fn state(&self) -> State {
-        if self.stopped {
-            return State::Stopped;
-        }
-        match self.desired {
-            Desired::Running => State::Running,
-            Desired::Paused if self.in_flight.is_some() => State::Pausing,
-            Desired::Paused => State::Paused,
-            Desired::Stopped => State::Stopping,
-        }
-    }
-
-    /// When the tick should next look at this worker (`None`: only after an
-    /// outside event). A worker with a call in flight is due as soon as its
-    /// lease expires, which the store tracks.
-    pub fn next_due(&self) -> Option<Millis> {
-        if let Some(f) = &self.in_flight {
-            return Some(f.sent_at);
-        }
-        if self.stopped || self.desired == Desired::Paused {
-            return None;
-        }
-        self.next_step_at
-    }
-
-    /// Takes the effects produced since the last call.
-    pub fn drain_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.effects)
-    }
-
-    fn max_iterations_reached(&self) -> bool {
-        self.policy.max_iterations.is_some_and(|m| self.iterations >= m)
-    }
-
-    /// Decides the next step at `now` (the claim). A [`Step::Call`] must be
-    /// followed by [`Worker::begin`] in the same transaction.
-    pub fn poll(&mut self, now: Millis) -> Step {
-        self.updated_at = now;
-        if self.stopped {
-            return Step::Idle;
-        }
-        if let Some(f) = &self.in_flight {
-            return Step::Resend(f.clone());
-        }
-        match self.desired {
-            Desired::Paused => return Step::Idle,
-            Desired::Stopped => {
-                return match &mut self.current {
-                    Some(tx) => {
-                        tx.closing.get_or_insert_with(|| STOPPED_BY_USER.to_string());
-                        Step::Call(Call { op: Operation::Stop, transaction_id: Some(tx.id.clone()), attempt: 1 })
-                    }
-                    None => {
-                        self.finish_run(StopReason::User);
-                        Step::Idle
-                    }
-                };
-            }
-            Desired::Running => {}
-        }
-        if let Some(t) = self.next_step_at {
-            if t > now {
-                return Step::Wait(t);
-            }
-        }
-        let Some(tx) = &mut self.current else {
-            if self.max_iterations_reached() {
-                self.finish_run(StopReason::MaxIterations);
-                return Step::Idle;
-            }
-            return Step::Call(Call { op: Operation::Start, transaction_id: None, attempt: self.consecutive_failures + 1 });
-        };
-        let id = Some(tx.id.clone());
-        if tx.closing.is_some() {
-            return Step::Call(Call { op: Operation::Stop, transaction_id: id, attempt: 1 });
-        }
-        if let Some(wait) = &tx.otp {
-            if wait.submitted {
-                return Step::Call(Call { op: Operation::Otp, transaction_id: id, attempt: 1 });
-            }
-            if now < wait.expires_at {
-                self.next_step_at = Some(wait.expires_at);
-                return Step::Wait(wait.expires_at);
-            }
-            tx.otp = None;
-            tx.closing = Some(OTP_TIMEOUT.to_string());
-            let transaction_id = tx.id.clone();
-            self.effects.push(Effect::OtpCancelled { transaction_id });
-            return Step::Call(Call { op: Operation::Stop, transaction_id: id, attempt: 1 });
-        }
-        if tx.polls >= self.policy.max_processing_polls {
-            tx.closing = Some(PROCESSING_TIMEOUT.to_string());
-            return Step::Call(Call { op: Operation::Stop, transaction_id: id, attempt: 1 });
-        }
-        let op = if tx.polls == 0 { Operation::Continue } else { Operation::Check };
-        Step::Call(Call { op, transaction_id: id, attempt: 1 })
-    }
-
-    /// Marks `call` as sent with `request_id` (same transaction as the claim).
-    pub fn begin(&mut self, call: Call, request_id: String, now: Millis) {
-        if call.op == Operation::Start {
-            self.iteration_started_at = Some(now);
-        }
-        self.in_flight = Some(InFlight { call, request_id, sent_at: now });
-        self.phase = Phase::InFlight;
-        self.updated_at = now;
-    }
-
-    /// Records the answer to the call in flight with `request_id`.
-    pub fn on_answer(&mut self, request_id: &str, answer: Answer, now: Millis) -> Result<(), Error> {
-        match &self.in_flight {
-            Some(f) if f.request_id == request_id => {}
-            _ => return Err(Error::Stale(format!("no call {request_id} in flight for {}", self.binding_id))),
-        }
-        let Some(flight) = self.in_flight.take() else {
-            return Err(Error::Stale(request_id.to_string()));
-        };
-        self.updated_at = now;
-        match flight.call.op {
-            Operation::Start => match answer {
-                Err(reason) => self.finish_iteration(Outcome::Failure, Some(reason), None, now),
-                Ok(tx) => self.evaluate(tx, false, now),
-            },
-            Operation::Otp => {
-                if let Some(tx) = &mut self.current {
-                    tx.otp = None;
-                    self.effects.push(Effect::OtpConsumed { transaction_id: tx.id.clone() });
-                }
-                match answer {
-                    Err(reason) => self.close_open(reason, now),
-                    Ok(tx) => self.evaluate(tx, true, now),
-                }
-            }
-            Operation::Continue | Operation::Check => {
-                if let Some(tx) = &mut self.current {
-                    tx.polls += 1;
-                }
-                match answer {
-                    Err(reason) => self.close_open(reason, now),
-                    Ok(tx) => self.evaluate(tx, false, now),
-                }
-            }
-            Operation::Stop => {
-                let closing = self.current.as_ref().and_then(|t| t.closing.clone());
-                let reason = closing.unwrap_or_else(|| STOPPED_BY_USER.to_string());
-                match answer {
-                    Ok(tx) if tx.status == Status::Sukses => self.finish_iteration(Outcome::Success, None, Some(&tx), now),
-                    Ok(tx) => {
-                        let outcome = if reason == STOPPED_BY_USER { Outcome::Stopped } else { Outcome::Failure };
-                        self.finish_iteration(outcome, Some(reason), Some(&tx), now)
-                    }
-                    Err(_) => {
-                        let outcome = if reason == STOPPED_BY_USER { Outcome::Stopped } else { Outcome::Failure };
-                        self.finish_iteration(outcome, Some(reason), None, now)
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Evaluates a transaction answer. `after_otp`: the answer to `/otp`, so a
-    /// renewed OTP demand starts a new wait.
-    fn evaluate(&mut self, tx: Transaction, after_otp: bool, now: Millis) {
-        match tx.status {
-            Status::Sukses => self.finish_iteration(Outcome::Success, None, Some(&tx), now),
-            Status::Gagal => {
-                let reason = tx.reason.clone().unwrap_or_else(|| "gagal".to_string());
-                let hard = reason == INSUFFICIENT_BALANCE;
-                self.finish_iteration(Outcome::Failure, Some(reason), Some(&tx), now);
-                if hard && !self.stopped {
-                    self.finish_run(StopReason::InsufficientBalanceBeforeStart);
-                } else if hard {
-                    self.stop_reason = Some(StopReason::InsufficientBalanceBeforeStart);
-                }
-            }
-            Status::Processing => {
-                let open = self.current.get_or_insert_with(|| OpenTransaction {
-                    id: tx.id.clone(),
-                    status: tx.status,
-                    otp: None,
-                    polls: 0,
-                    closing: None,
-                    amount: tx.amount,
-                    balance: tx.balance,
-                });
-                open.status = tx.status;
-                open.amount = tx.amount.or(open.amount);
-                open.balance = tx.balance.or(open.balance);
-                if tx.otp_required {
-                    if open.otp.is_none() || after_otp {
-                        let expires_at = now.saturating_add(self.policy.otp_timeout_ms as i64);
-                        open.otp = Some(OtpWait { requested_at: now, expires_at, submitted: false });
-                        self.effects.push(Effect::OtpRequested {
-                            transaction_id: open.id.clone(),
-                            requested_at: now,
-                            expires_at,
-                        });
-                    }
-                    self.phase = Phase::AwaitingOtp;
-                    self.next_step_at = open.otp.as_ref().map(|w| w.expires_at);
-                } else {
-                    self.phase = Phase::Processing;
-                    self.next_step_at = Some(now.saturating_add(self.policy.processing_poll_ms as i64));
-                }
-                if self.desired == Desired::Stopped {
-                    self.close_open(STOPPED_BY_USER.to_string(), now);
-                }
-            }
-        }
-    }
-
-    /// The open transaction must be stopped upstream; the iteration then ends with `reason`.
-    fn close_open(&mut self, reason: String, now: Millis) {
-        match &mut self.current {
-            Some(tx) => {
-                if let Some(_wait) = tx.otp.take() {
-                    self.effects.push(Effect::OtpCancelled { transaction_id: tx.id.clone() });
-                }
-                tx.closing.get_or_insert(reason);
-                self.phase = Phase::Processing;
-                self.next_step_at = Some(now);
-            }
-            None => self.finish_iteration(Outcome::Failure, Some(reason), None, now),
-        }
-    }
-
-    fn finish_iteration(&mut self, outcome: Outcome, reason: Option<String>, tx: Option<&Transaction>, now: Millis) {
-        self.iterations += 1;
-        match outcome {
-            Outcome::Success => {
-                self.successes += 1;
-                self.consecutive_failures = 0;
-            }
-            Outcome::Failure => {
-                self.failures += 1;
-                self.consecutive_failures += 1;
-            }
-            Outcome::Stopped => {}
-        }
-        let open = self.current.take();
-        if let Some(o) = &open {
-            if o.otp.is_some() {
-                self.effects.push(Effect::OtpCancelled { transaction_id: o.id.clone() });
-            }
-        }
-        let result = IterationResult {
-            iteration: self.iterations,
-            outcome,
-            reason,
-            transaction_id: tx.map(|t| t.id.clone()).or_else(|| open.as_ref().map(|o| o.id.clone())),
-            amount: tx.and_then(|t| t.amount).or(open.as_ref().and_then(|o| o.amount)),
-            balance: tx.and_then(|t| t.balance).or(open.as_ref().and_then(|o| o.balance)),
-            started_at: self.iteration_started_at.take().unwrap_or(now),
-            finished_at: now,
-            receipt_code: None,
-        };
-        self.last_result = Some(result.clone());
-        self.effects.push(Effect::IterationFinished(result));
-
-        if self.desired == Desired::Stopped {
-            self.finish_run(StopReason::User);
-        } else if outcome == Outcome::Failure && self.consecutive_failures >= self.policy.max_consecutive_failures {
-            self.finish_run(StopReason::TooManyFailures);
-        } else if self.max_iterations_reached() {
-            self.finish_run(StopReason::MaxIterations);
-        } else if outcome == Outcome::Failure {
-            self.phase = Phase::Cooldown;
-            let wait = self.policy.cooldown_after(self.consecutive_failures);
-            self.next_step_at = Some(now.saturating_add(wait as i64));
-        } else {
-            self.phase = Phase::Idle;
-            self.next_step_at = Some(now.saturating_add(self.policy.interval_ms as i64));
-        }
-    }
-
-    fn finish_run(&mut self, reason: StopReason) {
-        self.stopped = true;
-        self.desired = Desired::Stopped;
-        self.stop_reason.get_or_insert(reason);
-        self.phase = Phase::Idle;
-        self.next_step_at = None;
-    }
-
-    /// Sets the receipt code of the last (successful) iteration.
-    pub fn set_last_receipt(&mut self, code: String) {
-        if let Some(r) = &mut self.last_result {
-            r.receipt_code = Some(code);
-        }
-    }
-
-    /// Applies an operator's control request.
-    pub fn control(&mut self, control: Control, now: Millis) -> Result<(), Error> {
-        self.updated_at = now;
-        match control {
-            Control::Stop => {
-                if self.stopped {
-                    return Ok(());
-                }
-                self.desired = Desired::Stopped;
-                if self.in_flight.is_none() {
-                    if self.current.is_some() {
-                        self.close_open(STOPPED_BY_USER.to_string(), now);
-                    } else {
-                        self.finish_run(StopReason::User);
-                    }
-                }
-                Ok(())
-            }
-            Control::Pause => {
-                self.check_controllable()?;
-                self.desired = Desired::Paused;
-                Ok(())
-            }
-            Control::Resume => {
-                self.check_controllable()?;
-                if self.desired == Desired::Paused {
-                    self.desired = Desired::Running;
-                    if self.next_step_at.is_none() {
-                        self.next_step_at = Some(now);
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn check_controllable(&self) -> Result<(), Error> {
-        if self.stopped {
-            return Err(Error::Conflict(format!("worker {} is stopped; start it again for a new run", self.binding_id)));
-        }
-        if self.desired == Desired::Stopped {
-            return Err(Error::Conflict(format!("worker {} is stopping", self.binding_id)));
-        }
-        Ok(())
-    }
-
-    /// An OTP was submitted for `transaction_id` (the value stays in the OTP
-    /// queue). The next step sends it, unless the worker is paused.
-    pub fn otp_submitted(&mut self, transaction_id: &str, now: Millis) -> Result<(), Error> {
-        let wait = self
-            .current
-            .as_mut()
-            .filter(|t| t.id == transaction_id && !self.stopped)
-            .and_then(|t| t.otp.as_mut())
-            .ok_or_else(|| Error::NotFound(format!("no transaction {transaction_id} waits for an OTP")))?;
-        if wait.submitted {
-            return Err(Error::Conflict(format!("an OTP was already submitted for {transaction_id}")));
-        }
-        if now >= wait.expires_at {
-            return Err(Error::Expired(format!("the OTP wait for {transaction_id} has expired")));
-        }
-        wait.submitted = true;
-        self.next_step_at = Some(now);
-        self.updated_at = now;
-        Ok(())
-    }
-
-    /// The worker object of the API (CONTRACT section 2).
-    pub fn to_json(&self) -> serde_json::Value {
-        let ts = |t: Option<Millis>| t.map(rfc3339);
-        let current = self.current.as_ref().map(|t| {
-            serde_json::json!({
-                "id": t.id,
-                "status": t.status,
-                "otp_required": t.otp.is_some(),
-                "otp_submitted": t.otp.as_ref().map(|w| w.submitted).unwrap_or(false),
-                "otp_expires_at": ts(t.otp.as_ref().map(|w| w.expires_at)),
-                "polls": t.polls,
-                "closing_reason": t.closing,
-                "amount": t.amount,
-                "balance": t.balance,
-            })
-        });
-        let last = self.last_result.as_ref().map(|r| {
-            serde_json::json!({
-                "iteration": r.iteration,
-                "outcome": r.outcome,
-                "reason": r.reason,
-                "transaction_id": r.transaction_id,
-                "amount": r.amount,
-                "balance": r.balance,
-                "receipt_code": r.receipt_code,
-                "started_at": rfc3339(r.started_at),
-                "finished_at": rfc3339(r.finished_at),
-            })
-        });
-        let phase = match self.in_flight {
-            Some(_) => Phase::InFlight,
-            None => self.phase,
-        };
-        serde_json::json!({
-            "binding_id": self.binding_id,
-            "run_id": self.run_id,
-            "state": self.state().as_str(),
-            "phase": phase,
-            "stop_reason": self.stop_reason,
-            "policy": self.policy,
-            "iterations": self.iterations,
-            "successes": self.successes,
-            "failures": self.failures,
-            "consecutive_failures": self.consecutive_failures,
-            "current_transaction": current,
-            "last_result": last,
-            "next_step_at": ts(if self.stopped { None } else { self.next_step_at }),
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-        })
-    }
-}
-
 /// An operator's control request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Control {
     /// Stop at the loop boundary.
     Stop,
@@ -725,13 +296,675 @@ pub enum Control {
 }
 
 impl Control {
+    /// Every control.
+    pub const ALL: [Control; 3] = [Control::Pause, Control::Resume, Control::Stop];
+
+    /// The control's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::Stop => "stop",
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+        }
+    }
+
     /// Parses `stop`, `pause` or `resume`.
     pub fn parse(s: &str) -> Option<Control> {
-        match s {
-            "stop" => Some(Control::Stop),
-            "pause" => Some(Control::Pause),
-            "resume" => Some(Control::Resume),
+        Control::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// The controls that change a worker in `state` (see [`Worker::allowed_actions`]).
+pub fn allowed_in(state: State) -> &'static [Control] {
+    match state {
+        State::Running => &[Control::Pause, Control::Stop],
+        State::Pausing | State::Paused => &[Control::Resume, Control::Stop],
+        State::Stopping | State::Stopped => &[],
+    }
+}
+
+/// An outside event for a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// An operator's control.
+    Control(Control),
+    /// An OTP was submitted for this transaction (the value stays in the OTP queue).
+    OtpSubmitted {
+        /// Transaction.
+        transaction_id: String,
+    },
+}
+
+/// The run's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Iterations finished in this run.
+    pub iterations: u64,
+    /// Of which succeeded.
+    pub successes: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+}
+
+/// A binding worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worker {
+    /// The binding.
+    pub binding_id: String,
+    /// Run number: 1, then + 1 each time a stopped worker is started again.
+    pub run_id: u64,
+    /// The run's policy.
+    pub policy: Policy,
+    /// The run's counters.
+    pub counts: Counts,
+    /// Where the run is.
+    pub run: Run,
+    /// The last finished iteration.
+    pub last_result: Option<IterationResult>,
+    /// Created.
+    pub created_at: Millis,
+    /// Last changed.
+    pub updated_at: Millis,
+    #[serde(skip)]
+    effects: Vec<Effect>,
+}
+
+/// What a finished upstream call leaves of the iteration: the open transaction
+/// (if any) and when the iteration began.
+struct Context {
+    open: Option<OpenTransaction>,
+    started_at: Millis,
+}
+
+impl Worker {
+    /// A new worker, running from `now`.
+    pub fn new(binding_id: &str, policy: Policy, now: Millis) -> Self {
+        Self {
+            binding_id: binding_id.to_string(),
+            run_id: 1,
+            policy,
+            counts: Counts::default(),
+            run: Run::Live { intent: Intent::Run, position: Position::Between { next_start_at: now, cooling: false } },
+            last_result: None,
+            created_at: now,
+            updated_at: now,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Reads a stored snapshot, of this release or of the one before (whose
+    /// flags and options are converted to [`Run`]).
+    pub fn from_snapshot(snapshot: &str) -> Result<Worker, Error> {
+        match serde_json::from_str::<Worker>(snapshot) {
+            Ok(w) => Ok(w),
+            Err(current) => legacy::parse(snapshot)
+                .map_err(|old| Error::Corrupt(format!("worker snapshot: {current}; as the previous format: {old}"))),
+        }
+    }
+
+    /// Starts a new run of a stopped worker; a worker that is not stopped is
+    /// left as it is. Returns whether a new run began.
+    pub fn start_new_run(&mut self, policy: Policy, now: Millis) -> bool {
+        if !self.is_stopped() {
+            return false;
+        }
+        let run_id = self.run_id + 1;
+        let created_at = self.created_at;
+        *self = Worker::new(&self.binding_id, policy, now);
+        self.run_id = run_id;
+        self.created_at = created_at;
+        true
+    }
+
+    /// Whether the run is over.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.run, Run::Stopped { .. })
+    }
+
+    /// Why the run is over, once it is.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        match self.run {
+            Run::Stopped { reason } => Some(reason),
+            Run::Live { .. } => None,
+        }
+    }
+
+    /// The call in flight, if any.
+    pub fn in_flight(&self) -> Option<&InFlight> {
+        match &self.run {
+            Run::Live { position: Position::Calling { flight, .. }, .. } => Some(flight),
             _ => None,
         }
+    }
+
+    /// The open transaction, if any.
+    pub fn current(&self) -> Option<&OpenTransaction> {
+        match &self.run {
+            Run::Live { position: Position::Calling { open, .. }, .. } => open.as_ref(),
+            Run::Live { position: Position::Open { tx, .. }, .. } => Some(tx),
+            _ => None,
+        }
+    }
+
+    /// The state the API shows.
+    pub fn state(&self) -> State {
+        match &self.run {
+            Run::Stopped { .. } => State::Stopped,
+            Run::Live { intent: Intent::Run, .. } => State::Running,
+            Run::Live { intent: Intent::Pause, position: Position::Calling { .. } } => State::Pausing,
+            Run::Live { intent: Intent::Pause, .. } => State::Paused,
+            Run::Live { intent: Intent::Stop, .. } => State::Stopping,
+        }
+    }
+
+    /// Where in the loop, as the API shows it.
+    pub fn phase(&self) -> Phase {
+        match &self.run {
+            Run::Stopped { .. } => Phase::Idle,
+            Run::Live { position, .. } => match position {
+                Position::Between { cooling: false, .. } => Phase::Idle,
+                Position::Between { cooling: true, .. } => Phase::Cooldown,
+                Position::Calling { .. } => Phase::InFlight,
+                Position::Open { tx, .. } => match tx.next {
+                    TxNext::Otp { .. } => Phase::AwaitingOtp,
+                    TxNext::Poll { .. } | TxNext::Close { .. } => Phase::Processing,
+                },
+            },
+        }
+    }
+
+    /// When the next step is due as the API shows it (`None` when stopped,
+    /// in flight, or due on an outside event only).
+    pub fn next_step_at(&self) -> Option<Millis> {
+        match &self.run {
+            Run::Live { position: Position::Between { next_start_at, .. }, .. } => Some(*next_start_at),
+            Run::Live { position: Position::Open { tx, .. }, .. } => match tx.next {
+                TxNext::Otp { expires_at, submitted: false, .. } => Some(expires_at),
+                TxNext::Otp { submitted: true, .. } | TxNext::Close { .. } => Some(self.updated_at),
+                TxNext::Poll { at } => Some(at),
+            },
+            _ => None,
+        }
+    }
+
+    /// The controls that would change this worker now (the console shows
+    /// exactly these). Any other control is refused with a conflict, except
+    /// the ones that are no-ops by nature: stop of a stopping or stopped
+    /// worker, pause of a paused one, resume of a running one.
+    pub fn allowed_actions(&self) -> Vec<Control> {
+        allowed_in(self.state()).to_vec()
+    }
+
+    fn max_iterations_reached(&self) -> bool {
+        self.policy.max_iterations.is_some_and(|m| self.counts.iterations >= m)
+    }
+
+    fn call(&self, op: Operation, transaction_id: Option<String>, attempt: u32) -> Call {
+        Call { op, transaction_id, attempt, iteration: self.counts.iterations + 1 }
+    }
+
+    /// Decides the next step at `now` (the claim). A [`Step::Call`] must be
+    /// followed by [`Worker::begin`] in the same transaction.
+    pub fn poll(&mut self, now: Millis) -> Step {
+        self.updated_at = now;
+        let (intent, position) = match &mut self.run {
+            Run::Stopped { .. } => return Step::Idle,
+            Run::Live { intent, position } => (*intent, position),
+        };
+        match position {
+            Position::Calling { flight, .. } => Step::Resend(flight.clone()),
+            Position::Between { next_start_at, .. } => match intent {
+                Intent::Pause => Step::Idle,
+                Intent::Stop => {
+                    self.finish_run(StopReason::User);
+                    Step::Idle
+                }
+                Intent::Run if *next_start_at > now => Step::Wait(*next_start_at),
+                Intent::Run if self.max_iterations_reached() => {
+                    self.finish_run(StopReason::MaxIterations);
+                    Step::Idle
+                }
+                Intent::Run => Step::Call(self.call(Operation::Start, None, self.counts.consecutive_failures + 1)),
+            },
+            Position::Open { tx, .. } => {
+                if intent == Intent::Pause {
+                    return Step::Idle;
+                }
+                if intent == Intent::Stop && !matches!(tx.next, TxNext::Close { .. }) {
+                    if tx.otp_wait().is_some() {
+                        self.effects.push(Effect::OtpCancelled { transaction_id: tx.id.clone() });
+                    }
+                    tx.next = TxNext::Close { reason: Reason::StoppedByUser };
+                }
+                let id = Some(tx.id.clone());
+                let polls = tx.polls;
+                let op = match &tx.next {
+                    TxNext::Close { .. } => Operation::Stop,
+                    TxNext::Otp { submitted: true, .. } => Operation::Otp,
+                    TxNext::Otp { expires_at, .. } if now < *expires_at => return Step::Wait(*expires_at),
+                    TxNext::Otp { .. } => {
+                        self.effects.push(Effect::OtpCancelled { transaction_id: tx.id.clone() });
+                        tx.next = TxNext::Close { reason: Reason::OtpTimeout };
+                        Operation::Stop
+                    }
+                    TxNext::Poll { at } if *at > now => return Step::Wait(*at),
+                    TxNext::Poll { .. } if polls >= self.policy.max_processing_polls => {
+                        tx.next = TxNext::Close { reason: Reason::ProcessingTimeout };
+                        Operation::Stop
+                    }
+                    TxNext::Poll { .. } if polls == 0 => Operation::Continue,
+                    TxNext::Poll { .. } => Operation::Check,
+                };
+                Step::Call(self.call(op, id, 1))
+            }
+        }
+    }
+
+    /// Marks `call` as sent with `request_id` (same transaction as the claim).
+    pub fn begin(&mut self, call: Call, request_id: String, now: Millis) {
+        self.updated_at = now;
+        let Run::Live { position, .. } = &mut self.run else { return };
+        let (open, iteration_started_at) = match std::mem::replace(position, Position::Between { next_start_at: now, cooling: false }) {
+            Position::Open { tx, iteration_started_at } => (Some(tx), iteration_started_at),
+            Position::Between { .. } => (None, now),
+            calling @ Position::Calling { .. } => {
+                // A call is already in flight: it must be answered first.
+                *position = calling;
+                return;
+            }
+        };
+        *position = Position::Calling { flight: InFlight { call, request_id, sent_at: now }, open, iteration_started_at };
+    }
+
+    /// Records the answer to the call in flight with `request_id`.
+    pub fn on_answer(&mut self, request_id: &str, answer: Answer, now: Millis) -> Result<(), Error> {
+        let stale = || Error::Stale(format!("no call {request_id} in flight for {}", self.binding_id));
+        let Run::Live { position, .. } = &mut self.run else { return Err(stale()) };
+        let Position::Calling { flight, .. } = position else { return Err(stale()) };
+        if flight.request_id != request_id {
+            return Err(stale());
+        }
+        let placeholder = Position::Between { next_start_at: now, cooling: false };
+        let Position::Calling { flight, open, iteration_started_at } = std::mem::replace(position, placeholder) else {
+            return Err(stale());
+        };
+        self.updated_at = now;
+        let ctx = Context { open, started_at: iteration_started_at };
+        match flight.call.op {
+            Operation::Start => match answer {
+                Err(e) => self.finish_iteration(ctx, Outcome::Failure, Some(Reason::Upstream(e)), None, now),
+                Ok(tx) => self.evaluate(ctx, tx, false, now),
+            },
+            Operation::Otp => {
+                if let Some(tx) = &ctx.open {
+                    self.effects.push(Effect::OtpConsumed { transaction_id: tx.id.clone() });
+                }
+                match answer {
+                    Err(e) => self.close_open(ctx, Reason::Upstream(e), now),
+                    Ok(tx) => self.evaluate(ctx, tx, true, now),
+                }
+            }
+            Operation::Continue | Operation::Check => {
+                let mut ctx = ctx;
+                if let Some(tx) = &mut ctx.open {
+                    tx.polls += 1;
+                }
+                match answer {
+                    Err(e) => self.close_open(ctx, Reason::Upstream(e), now),
+                    Ok(tx) => self.evaluate(ctx, tx, false, now),
+                }
+            }
+            Operation::Stop => {
+                let reason = match ctx.open.as_ref().map(|t| &t.next) {
+                    Some(TxNext::Close { reason }) => reason.clone(),
+                    _ => Reason::StoppedByUser,
+                };
+                let outcome = if reason == Reason::StoppedByUser { Outcome::Stopped } else { Outcome::Failure };
+                match answer {
+                    Ok(tx) if tx.status == Status::Sukses => self.finish_iteration(ctx, Outcome::Success, None, Some(&tx), now),
+                    Ok(tx) => self.finish_iteration(ctx, outcome, Some(reason), Some(&tx), now),
+                    Err(_) => self.finish_iteration(ctx, outcome, Some(reason), None, now),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn intent(&self) -> Option<Intent> {
+        match self.run {
+            Run::Live { intent, .. } => Some(intent),
+            Run::Stopped { .. } => None,
+        }
+    }
+
+    fn set_position(&mut self, p: Position) {
+        if let Run::Live { position, .. } = &mut self.run {
+            *position = p;
+        }
+    }
+
+    /// Evaluates a transaction answer. `after_otp`: the answer to `/otp`, so a
+    /// renewed OTP demand starts a new wait.
+    fn evaluate(&mut self, ctx: Context, tx: Transaction, after_otp: bool, now: Millis) {
+        match tx.status {
+            Status::Sukses => self.finish_iteration(ctx, Outcome::Success, None, Some(&tx), now),
+            Status::Gagal => {
+                let reason = Reason::declined(tx.reason.as_deref());
+                let hard = reason == Reason::InsufficientBalanceBeforeStart;
+                self.finish_iteration(ctx, Outcome::Failure, Some(reason), Some(&tx), now);
+                // The first hard stop wins: an operator's stop acknowledged
+                // while this call was in flight came first and stays the reason.
+                if hard && !self.is_stopped() {
+                    self.finish_run(StopReason::InsufficientBalanceBeforeStart);
+                }
+            }
+            Status::Processing => {
+                let started_at = ctx.started_at;
+                let mut open = ctx.open.unwrap_or_else(|| OpenTransaction {
+                    id: tx.id.clone(),
+                    status: tx.status,
+                    polls: 0,
+                    amount: tx.amount,
+                    balance: tx.balance,
+                    next: TxNext::Poll { at: now },
+                });
+                open.status = tx.status;
+                open.amount = tx.amount.or(open.amount);
+                open.balance = tx.balance.or(open.balance);
+                open.next = if tx.otp_required {
+                    match open.next {
+                        TxNext::Otp { requested_at, expires_at, submitted } if !after_otp => {
+                            TxNext::Otp { requested_at, expires_at, submitted }
+                        }
+                        _ => {
+                            let expires_at = now.saturating_add(self.policy.otp_timeout_ms as i64);
+                            self.effects.push(Effect::OtpRequested {
+                                transaction_id: open.id.clone(),
+                                requested_at: now,
+                                expires_at,
+                            });
+                            TxNext::Otp { requested_at: now, expires_at, submitted: false }
+                        }
+                    }
+                } else {
+                    TxNext::Poll { at: now.saturating_add(self.policy.processing_poll_ms as i64) }
+                };
+                let ctx = Context { open: Some(open), started_at };
+                if self.intent() == Some(Intent::Stop) {
+                    self.close_open(ctx, Reason::StoppedByUser, now);
+                } else if let Some(tx) = ctx.open {
+                    self.set_position(Position::Open { tx, iteration_started_at: started_at });
+                }
+            }
+        }
+    }
+
+    /// The open transaction must be stopped upstream; the iteration then ends
+    /// with `reason` (a reason set before stays).
+    fn close_open(&mut self, ctx: Context, reason: Reason, now: Millis) {
+        match ctx.open {
+            Some(mut tx) => {
+                if tx.otp_wait().is_some() {
+                    self.effects.push(Effect::OtpCancelled { transaction_id: tx.id.clone() });
+                }
+                if !matches!(tx.next, TxNext::Close { .. }) {
+                    tx.next = TxNext::Close { reason };
+                }
+                self.set_position(Position::Open { tx, iteration_started_at: ctx.started_at });
+            }
+            None => self.finish_iteration(ctx, Outcome::Failure, Some(reason), None, now),
+        }
+    }
+
+    fn finish_iteration(&mut self, ctx: Context, outcome: Outcome, reason: Option<Reason>, tx: Option<&Transaction>, now: Millis) {
+        let c = &mut self.counts;
+        c.iterations += 1;
+        match outcome {
+            Outcome::Success => {
+                c.successes += 1;
+                c.consecutive_failures = 0;
+            }
+            Outcome::Failure => {
+                c.failures += 1;
+                c.consecutive_failures += 1;
+            }
+            Outcome::Stopped => {}
+        }
+        let open = ctx.open;
+        if let Some(o) = &open {
+            if o.otp_wait().is_some() {
+                self.effects.push(Effect::OtpCancelled { transaction_id: o.id.clone() });
+            }
+        }
+        let result = IterationResult {
+            iteration: self.counts.iterations,
+            outcome,
+            reason,
+            transaction_id: tx.map(|t| t.id.clone()).or_else(|| open.as_ref().map(|o| o.id.clone())),
+            amount: tx.and_then(|t| t.amount).or(open.as_ref().and_then(|o| o.amount)),
+            balance: tx.and_then(|t| t.balance).or(open.as_ref().and_then(|o| o.balance)),
+            started_at: ctx.started_at,
+            finished_at: now,
+            receipt_code: None,
+        };
+        self.last_result = Some(result.clone());
+        self.effects.push(Effect::IterationFinished(result));
+
+        if self.intent() == Some(Intent::Stop) {
+            self.finish_run(StopReason::User);
+        } else if outcome == Outcome::Failure && self.counts.consecutive_failures >= self.policy.max_consecutive_failures {
+            self.finish_run(StopReason::TooManyFailures);
+        } else if self.max_iterations_reached() {
+            self.finish_run(StopReason::MaxIterations);
+        } else if outcome == Outcome::Failure {
+            let wait = self.policy.cooldown_after(self.counts.consecutive_failures);
+            self.set_position(Position::Between { next_start_at: now.saturating_add(wait as i64), cooling: true });
+        } else {
+            let wait = self.policy.interval_ms as i64;
+            self.set_position(Position::Between { next_start_at: now.saturating_add(wait), cooling: false });
+        }
+    }
+
+    /// Ends the run; a run already over keeps its first reason.
+    fn finish_run(&mut self, reason: StopReason) {
+        if !self.is_stopped() {
+            self.run = Run::Stopped { reason };
+        }
+    }
+
+    /// Sets the receipt code of the last (successful) iteration.
+    pub fn set_last_receipt(&mut self, code: String) {
+        if let Some(r) = &mut self.last_result {
+            r.receipt_code = Some(code);
+        }
+    }
+
+    /// Applies an operator's control request (see [`Worker::allowed_actions`]).
+    pub fn control(&mut self, control: Control, now: Millis) -> Result<(), Error> {
+        let state = self.state();
+        let noop = matches!(
+            (control, state),
+            (Control::Stop, State::Stopping | State::Stopped) | (Control::Pause, State::Paused | State::Pausing) | (Control::Resume, State::Running)
+        );
+        if noop {
+            return Ok(());
+        }
+        if !self.allowed_actions().contains(&control) {
+            let why = match state {
+                State::Stopped => "is stopped; start it again for a new run",
+                _ => "is stopping",
+            };
+            return Err(Error::Conflict(format!("cannot {} worker {}: it {why}", control.as_str(), self.binding_id)));
+        }
+        self.updated_at = now;
+        let Run::Live { intent, position } = &mut self.run else { return Ok(()) };
+        match control {
+            Control::Pause => *intent = Intent::Pause,
+            Control::Resume => *intent = Intent::Run,
+            Control::Stop => {
+                *intent = Intent::Stop;
+                match position {
+                    Position::Calling { .. } => {}
+                    Position::Between { .. } => self.finish_run(StopReason::User),
+                    Position::Open { tx, .. } => {
+                        if tx.otp_wait().is_some() {
+                            self.effects.push(Effect::OtpCancelled { transaction_id: tx.id.clone() });
+                        }
+                        if !matches!(tx.next, TxNext::Close { .. }) {
+                            tx.next = TxNext::Close { reason: Reason::StoppedByUser };
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an OTP may be submitted for `transaction_id` at `now`, and why
+    /// not: [`Error::NotFound`] when nothing waits for it, [`Error::Conflict`]
+    /// when one was already submitted, [`Error::Expired`] when the wait is over.
+    pub fn check_otp_submission(&self, transaction_id: &str, now: Millis) -> Result<(), Error> {
+        let not_found = || Error::NotFound(format!("no transaction {transaction_id} waits for an OTP"));
+        let tx = match &self.run {
+            Run::Live { position: Position::Open { tx, .. }, .. } if tx.id == transaction_id => tx,
+            _ => return Err(not_found()),
+        };
+        match tx.next {
+            TxNext::Otp { submitted: true, .. } => {
+                Err(Error::Conflict(format!("an OTP was already submitted for {transaction_id}")))
+            }
+            TxNext::Otp { expires_at, .. } if now >= expires_at => {
+                Err(Error::Expired(format!("the OTP wait for {transaction_id} has expired")))
+            }
+            TxNext::Otp { .. } => Ok(()),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// An OTP was submitted for `transaction_id` (the value stays in the OTP
+    /// queue). The next step sends it, unless the worker is paused.
+    pub fn otp_submitted(&mut self, transaction_id: &str, now: Millis) -> Result<(), Error> {
+        self.check_otp_submission(transaction_id, now)?;
+        if let Run::Live { position: Position::Open { tx, .. }, .. } = &mut self.run {
+            if let TxNext::Otp { submitted, .. } = &mut tx.next {
+                *submitted = true;
+            }
+        }
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// The worker object of the API (CONTRACT section 2), with the controls
+    /// that apply to it now (`allowed_actions`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let ts = |t: Option<Millis>| t.map(rfc3339);
+        let current = self.current().map(|t| {
+            let otp = t.otp_wait();
+            let closing = match &t.next {
+                TxNext::Close { reason } => Some(reason.to_string()),
+                _ => None,
+            };
+            serde_json::json!({
+                "id": t.id,
+                "status": t.status,
+                "otp_required": otp.is_some(),
+                "otp_submitted": otp.map(|o| o.1).unwrap_or(false),
+                "otp_expires_at": ts(otp.map(|o| o.0)),
+                "polls": t.polls,
+                "closing_reason": closing,
+                "amount": t.amount,
+                "balance": t.balance,
+            })
+        });
+        let last = self.last_result.as_ref().map(|r| {
+            serde_json::json!({
+                "iteration": r.iteration,
+                "outcome": r.outcome,
+                "reason": r.reason.as_ref().map(Reason::to_string),
+                "transaction_id": r.transaction_id,
+                "amount": r.amount,
+                "balance": r.balance,
+                "receipt_code": r.receipt_code,
+                "started_at": rfc3339(r.started_at),
+                "finished_at": rfc3339(r.finished_at),
+            })
+        });
+        let actions: Vec<&str> = self.allowed_actions().into_iter().map(Control::as_str).collect();
+        serde_json::json!({
+            "binding_id": self.binding_id,
+            "run_id": self.run_id,
+            "state": self.state().as_str(),
+            "phase": self.phase(),
+            "stop_reason": self.stop_reason(),
+            "policy": self.policy,
+            "iterations": self.counts.iterations,
+            "successes": self.counts.successes,
+            "failures": self.counts.failures,
+            "consecutive_failures": self.counts.consecutive_failures,
+            "current_transaction": current,
+            "last_result": last,
+            "next_step_at": ts(self.next_step_at()),
+            "allowed_actions": actions,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+        })
+    }
+}
+
+impl Machine for Worker {
+    type Call = Call;
+    type Answer = Answer;
+    type Signal = Signal;
+    type Effect = Effect;
+
+    const KIND: Kind = Kind::Worker;
+
+    fn id(&self) -> &str {
+        &self.binding_id
+    }
+
+    fn run(&self) -> u64 {
+        self.run_id
+    }
+
+    fn state_name(&self) -> &'static str {
+        self.state().as_str()
+    }
+
+    fn poll(&mut self, now: Millis) -> Step {
+        Worker::poll(self, now)
+    }
+
+    fn begin(&mut self, call: Call, request_id: String, now: Millis) {
+        Worker::begin(self, call, request_id, now)
+    }
+
+    fn on_answer(&mut self, request_id: &str, answer: Answer, now: Millis) -> Result<(), Error> {
+        Worker::on_answer(self, request_id, answer, now)
+    }
+
+    fn on_signal(&mut self, signal: Signal, now: Millis) -> Result<(), Error> {
+        match signal {
+            Signal::Control(c) => self.control(c, now),
+            Signal::OtpSubmitted { transaction_id } => self.otp_submitted(&transaction_id, now),
+        }
+    }
+
+    /// A worker with a call in flight is due when it was sent (the store
+    /// adds the lease); a paused or stopped one only on an outside event.
+    fn next_due(&self) -> Option<Millis> {
+        match &self.run {
+            Run::Stopped { .. } => None,
+            Run::Live { position: Position::Calling { flight, .. }, .. } => Some(flight.sent_at),
+            Run::Live { intent: Intent::Pause, .. } => None,
+            Run::Live { intent: Intent::Stop, .. } => Some(self.updated_at),
+            Run::Live { intent: Intent::Run, .. } => self.next_step_at(),
+        }
+    }
+
+    fn drain_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
     }
 }

@@ -23,9 +23,35 @@ impl From<spin_sdk::sqlite3::Error> for StoreError {
     }
 }
 
+/// What the store needs of a SQLite connection: Spin's
+/// (`spin:sqlite/sqlite@3.0.0`) in the components, rusqlite natively (the
+/// `native` feature) for the stepper's tests.
+pub trait Sql {
+    /// Runs one statement.
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError>;
+    /// The rowid of the last insert on this connection.
+    fn last_insert_rowid(&self) -> i64;
+    /// Rows changed by the last statement.
+    fn changes(&self) -> u64;
+}
+
+impl Sql for Connection {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
+        Ok(Connection::execute(self, sql, params)?)
+    }
+
+    fn last_insert_rowid(&self) -> i64 {
+        Connection::last_insert_rowid(self)
+    }
+
+    fn changes(&self) -> u64 {
+        Connection::changes(self)
+    }
+}
+
 /// An open database with the schema migrated.
 pub struct Db {
-    conn: Connection,
+    conn: Box<dyn Sql>,
 }
 
 /// A text parameter.
@@ -51,14 +77,19 @@ pub fn opt_text(s: Option<impl Into<String>>) -> Value {
 impl Db {
     /// Opens the `default` database and applies pending migrations.
     pub fn open() -> Result<Self, StoreError> {
-        let db = Db { conn: Connection::open_default()? };
+        Self::on(Box::new(Connection::open_default()?))
+    }
+
+    /// Uses `conn` and applies pending migrations.
+    pub fn on(conn: Box<dyn Sql>) -> Result<Self, StoreError> {
+        let db = Db { conn };
         crate::migrations::migrate(&db)?;
         Ok(db)
     }
 
     /// Runs one statement.
     pub fn exec(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
-        Ok(self.conn.execute(sql, params)?)
+        self.conn.execute(sql, params)
     }
 
     /// The rowid of the last insert on this connection.

@@ -6,14 +6,6 @@ use stepwise_engine::worker::{IterationResult, Outcome};
 
 use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
 
-fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::Failure => "failure",
-        Outcome::Stopped => "stopped",
-    }
-}
-
 /// Inserts an iteration; a success gets a receipt code made from the row id.
 /// Returns the receipt code, if any.
 pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Result<Option<String>, StoreError> {
@@ -25,8 +17,8 @@ pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Re
             text(binding_id),
             int(run_id as i64),
             int(r.iteration as i64),
-            text(outcome_str(r.outcome)),
-            opt_text(r.reason.as_deref()),
+            text(r.outcome.as_str()),
+            opt_text(r.reason.as_ref().map(|r| r.to_string())),
             opt_text(r.transaction_id.as_deref()),
             opt_int(r.amount),
             opt_int(r.balance),
@@ -38,7 +30,7 @@ pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Re
         return Ok(None);
     }
     let id = db.last_insert_rowid();
-    let code = receipt::code("SW", id as u64);
+    let code = receipt::code(receipt::WORKER_PREFIX, id as u64);
     db.exec("UPDATE iterations SET receipt_code = ? WHERE id = ?", &[text(&code), int(id)])?;
     Ok(Some(code))
 }
@@ -46,8 +38,8 @@ pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Re
 /// A page of one binding's iterations, newest first, before row id `before`.
 pub fn list(db: &Db, binding_id: &str, limit: u32, before: Option<i64>) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
     let r = db.exec(
-        "SELECT * FROM iterations WHERE binding_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-        &[text(binding_id), opt_int(before), int(i64::from(limit) + 1)],
+        "SELECT * FROM iterations WHERE binding_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        &[text(binding_id), int(before.unwrap_or(i64::MAX)), int(i64::from(limit) + 1)],
     )?;
     let mut out = Vec::new();
     let mut last_id = None;

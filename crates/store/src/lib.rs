@@ -8,10 +8,15 @@
 pub mod db;
 pub mod effects;
 pub mod iterations;
+pub mod lease;
+pub mod machines;
 pub mod metrics;
 pub mod migrations;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod otp_queue;
 pub mod requests;
+pub mod stepper;
 pub mod workers;
 
 pub use db::{Db, StoreError};

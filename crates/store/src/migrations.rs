@@ -96,6 +96,105 @@ const MIGRATIONS: &[(i64, &str)] = &[
             PRIMARY KEY (name, labels, bucket)
         )",
     ),
+    (
+        4,
+        // The durable-machine core: one `machines` table for every kind
+        // (workers now; sagas and transfers next) with one due index; the
+        // request log keyed by machine kind and id; the outbox, the inbox
+        // and idempotency keys. Every worker and request-log row is kept:
+        // workers' snapshots are converted as they are next read.
+        "CREATE TABLE machines (
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            run INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            due_at INTEGER,
+            lease_owner TEXT,
+            lease_until INTEGER,
+            snapshot TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (kind, id)
+        ) WITHOUT ROWID;
+        CREATE INDEX machines_due ON machines (due_at) WHERE due_at IS NOT NULL;
+        CREATE INDEX machines_state ON machines (kind, state, id);
+        INSERT INTO machines (kind, id, run, state, due_at, lease_owner, lease_until, snapshot, created_at, updated_at)
+            SELECT 'worker', binding_id, run_id, state, next_due, lease_owner, lease_until, snapshot, created_at, updated_at
+            FROM workers;
+        DROP TABLE workers;
+
+        CREATE TABLE request_log_v4 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            machine_kind TEXT NOT NULL,
+            machine_id TEXT NOT NULL,
+            run INTEGER NOT NULL,
+            operation TEXT NOT NULL,
+            target TEXT,
+            operation_key TEXT NOT NULL,
+            attempt_number INTEGER NOT NULL,
+            is_latest INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            url TEXT NOT NULL,
+            request_payload TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            status_code INTEGER,
+            response_code TEXT,
+            response_message TEXT,
+            response_payload TEXT,
+            is_success INTEGER,
+            duration_ms INTEGER,
+            responded_at INTEGER,
+            overhead_us INTEGER
+        );
+        INSERT INTO request_log_v4 (id, machine_kind, machine_id, run, operation, target, operation_key, attempt_number,
+                                    is_latest, method, url, request_payload, created_at, status_code, response_code,
+                                    response_message, response_payload, is_success, duration_ms, responded_at, overhead_us)
+            SELECT id, 'worker', binding_id, run_id, operation, transaction_id,
+                   'worker:' || operation_key, attempt_number, is_latest, method, url, request_payload, created_at,
+                   status_code, response_code, response_message, response_payload, is_success, duration_ms,
+                   responded_at, overhead_us
+            FROM request_log;
+        UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'request_log'), 0))
+            WHERE name = 'request_log_v4';
+        DROP TABLE request_log;
+        ALTER TABLE request_log_v4 RENAME TO request_log;
+        CREATE INDEX request_log_machine ON request_log (machine_kind, machine_id, id);
+        CREATE INDEX request_log_key ON request_log (operation_key) WHERE is_latest = 1;
+
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            type TEXT NOT NULL,
+            subject_kind TEXT NOT NULL,
+            subject_id TEXT NOT NULL,
+            definition TEXT,
+            data TEXT NOT NULL,
+            at INTEGER NOT NULL
+        );
+        CREATE INDEX outbox_type ON outbox (type, seq);
+
+        CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            subject_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            result TEXT NOT NULL,
+            received_at INTEGER NOT NULL,
+            UNIQUE (source, dedup_key)
+        );
+        CREATE INDEX inbox_subject ON inbox (source, subject_id, id);
+
+        CREATE TABLE idempotency_keys (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            subject_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (scope, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX idempotency_expiry ON idempotency_keys (expires_at)",
+    ),
 ];
 
 /// Applies every migration not applied yet.

@@ -1,31 +1,43 @@
 //! The request log (CONTRACT section 4): every outside call is inserted whole
 //! before it is sent; the row's id is the request id. After the answer only
-//! the response fields are updated.
+//! the response fields are updated. Rows belong to a machine (kind and id);
+//! a worker's rows answer `GET /api/requests?binding_id=`.
 
+use stepwise_engine::machine::Kind;
 use stepwise_engine::time::Millis;
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
 
 /// A call about to be sent.
 pub struct NewRequest<'a> {
-    /// Binding.
-    pub binding_id: &'a str,
-    /// Run.
-    pub run_id: u64,
+    /// The machine's kind.
+    pub kind: Kind,
+    /// The machine's id (a worker's binding id).
+    pub machine_id: &'a str,
+    /// Its run.
+    pub run: u64,
     /// Operation name (`start`, `otp`, ...).
     pub operation: &'a str,
-    /// Transaction, when the call is about one.
-    pub transaction_id: Option<&'a str>,
+    /// What the call is about (a worker's transaction), when it is about one.
+    pub target: Option<&'a str>,
     /// 1, or n + 1 for the retry after n recorded failures.
     pub attempt_number: u32,
+    /// What the call retries within the run: `is_latest` moves along rows
+    /// that share it (see `stepwise_engine::upstream::Call::operation_key`).
+    pub operation_key: &'a str,
     /// HTTP method.
     pub method: &'a str,
-    /// Full URL.
-    pub url: &'a str,
-    /// The body as sent (with any OTP masked), given the request id.
-    pub payload: &'a dyn Fn(i64) -> String,
     /// Now.
     pub created_at: Millis,
+}
+
+/// What is sent, known once the request id is: the full URL and the body as
+/// logged (with any OTP masked).
+pub struct Formatted {
+    /// Full URL.
+    pub url: String,
+    /// The body as logged.
+    pub payload: String,
 }
 
 /// The answer's fields.
@@ -52,33 +64,31 @@ pub struct Response<'a> {
 pub const MAX_PAYLOAD: usize = 16 * 1024;
 
 /// Inserts the row whole (moving `is_latest` to it) and returns its id: the
-/// request id. The payload names that id, so it is written in the same
-/// transaction right after the id is known.
-pub fn insert(db: &Db, r: &NewRequest<'_>) -> Result<i64, StoreError> {
-    let key = match r.transaction_id {
-        Some(tx) => format!("{}:{}:{}:{}", r.binding_id, r.run_id, tx, r.operation),
-        None => format!("{}:{}:{}", r.binding_id, r.run_id, r.operation),
-    };
+/// request id. The URL and payload may name that id, so `format` makes them
+/// from it and they are written in the same transaction; if `format` fails
+/// the caller's transaction rolls back and no row remains.
+pub fn insert(db: &Db, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Formatted, StoreError>) -> Result<i64, StoreError> {
+    let key = format!("{}:{}:{}:{}", r.kind.as_str(), r.machine_id, r.run, r.operation_key);
     db.exec("UPDATE request_log SET is_latest = 0 WHERE operation_key = ? AND is_latest = 1", &[text(&key)])?;
     db.exec(
-        "INSERT INTO request_log (binding_id, run_id, operation, transaction_id, operation_key, attempt_number,
+        "INSERT INTO request_log (machine_kind, machine_id, run, operation, target, operation_key, attempt_number,
                                   is_latest, method, url, request_payload, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, '', '', ?)",
         &[
-            text(r.binding_id),
-            int(r.run_id as i64),
+            text(r.kind.as_str()),
+            text(r.machine_id),
+            int(r.run as i64),
             text(r.operation),
-            opt_text(r.transaction_id),
+            opt_text(r.target),
             text(key),
             int(r.attempt_number.into()),
             text(r.method),
-            text(r.url),
-            text(""),
             int(r.created_at),
         ],
     )?;
     let id = db.last_insert_rowid();
-    db.exec("UPDATE request_log SET request_payload = ? WHERE id = ?", &[text((r.payload)(id)), int(id)])?;
+    let f = format(id)?;
+    db.exec("UPDATE request_log SET url = ?, request_payload = ? WHERE id = ?", &[text(f.url), text(f.payload), int(id)])?;
     Ok(id)
 }
 
@@ -110,23 +120,33 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The newest rows, optionally of one binding, before `before` (an id).
-pub fn list(db: &Db, binding_id: Option<&str>, limit: u32, before: Option<i64>) -> Result<Vec<serde_json::Value>, StoreError> {
-    let r = db.exec(
-        "SELECT * FROM request_log WHERE (?1 IS NULL OR binding_id = ?1) AND (?2 IS NULL OR id < ?2)
-         ORDER BY id DESC LIMIT ?3",
-        &[opt_text(binding_id), before.map(int).unwrap_or(spin_sdk::sqlite3::Value::Null), int(limit.into())],
-    )?;
+/// The newest rows before `before` (an id), of one machine when `machine` is
+/// given. Each form is its own statement, so each uses its index (the
+/// machine index, or the primary key).
+pub fn list(db: &Db, machine: Option<(Kind, &str)>, limit: u32, before: Option<i64>) -> Result<Vec<serde_json::Value>, StoreError> {
+    let before = int(before.unwrap_or(i64::MAX));
+    let r = match machine {
+        Some((kind, id)) => db.exec(
+            "SELECT * FROM request_log WHERE machine_kind = ? AND machine_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            &[text(kind.as_str()), text(id), before, int(limit.into())],
+        )?,
+        None => db.exec("SELECT * FROM request_log WHERE id < ? ORDER BY id DESC LIMIT ?", &[before, int(limit.into())])?,
+    };
     r.rows()
         .map(|row| {
             let payload: &str = col(&row, "request_payload")?;
             let ts = |name: &str| opt_col::<i64>(&row, name).map(stepwise_engine::time::rfc3339);
+            let kind: &str = col(&row, "machine_kind")?;
+            let machine_id: &str = col(&row, "machine_id")?;
+            let worker = kind == Kind::Worker.as_str();
             Ok(serde_json::json!({
                 "request_id": col::<i64>(&row, "id")?.to_string(),
-                "binding_id": col::<&str>(&row, "binding_id")?,
-                "run_id": col::<i64>(&row, "run_id")?,
+                "machine_kind": kind,
+                "machine_id": machine_id,
+                "binding_id": worker.then_some(machine_id),
+                "run_id": col::<i64>(&row, "run")?,
                 "operation": col::<&str>(&row, "operation")?,
-                "transaction_id": opt_col::<&str>(&row, "transaction_id"),
+                "transaction_id": if worker { opt_col::<&str>(&row, "target") } else { None },
                 "attempt_number": col::<i64>(&row, "attempt_number")?,
                 "is_latest": col::<i64>(&row, "is_latest")? == 1,
                 "method": col::<&str>(&row, "method")?,

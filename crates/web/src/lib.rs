@@ -68,6 +68,7 @@ impl From<stepwise_engine::Error> for ApiError {
             E::NotFound(m) => ApiError::new(404, "not_found", m),
             E::Expired(m) => ApiError::new(404, "expired", m),
             E::Stale(m) => ApiError::new(409, "conflict", m),
+            E::Corrupt(m) => ApiError::internal("stored data is unreadable", m),
         }
     }
 }

@@ -1,0 +1,159 @@
+//! The `machines` table: every durable machine (kind, id) with its run, the
+//! state name the API filters on, when it is next due, its lease and its
+//! snapshot (the engine's value as JSON). One due index serves every kind.
+
+use stepwise_engine::machine::{Kind, Machine};
+use stepwise_engine::time::Millis;
+
+use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
+use crate::lease::Lease;
+
+/// A machine as stored, with its lease.
+#[derive(Debug, Clone)]
+pub struct Stored<M> {
+    /// The engine's machine.
+    pub machine: M,
+    /// Who holds the claim, if anyone.
+    pub lease: Option<Lease>,
+}
+
+/// A due machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Due {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its id.
+    pub id: String,
+}
+
+/// Reads a snapshot (a kind may convert older forms, see [`Snapshot`]).
+pub trait Snapshot: Sized {
+    /// Parses a stored snapshot.
+    fn from_snapshot(s: &str) -> Result<Self, StoreError>;
+}
+
+impl Snapshot for stepwise_engine::worker::Worker {
+    fn from_snapshot(s: &str) -> Result<Self, StoreError> {
+        Ok(stepwise_engine::worker::Worker::from_snapshot(s)?)
+    }
+}
+
+/// Loads one machine.
+pub fn load<M: Machine + Snapshot>(db: &Db, id: &str) -> Result<Option<Stored<M>>, StoreError> {
+    let r = db.exec(
+        "SELECT snapshot, lease_owner, lease_until FROM machines WHERE kind = ? AND id = ?",
+        &[text(M::KIND.as_str()), text(id)],
+    )?;
+    let Some(row) = r.rows().next() else { return Ok(None) };
+    let snapshot: &str = col(&row, "snapshot")?;
+    let lease = match (opt_col::<&str>(&row, "lease_owner"), opt_col::<i64>(&row, "lease_until")) {
+        (Some(owner), Some(until)) => Some(Lease { owner: owner.to_string(), until }),
+        _ => None,
+    };
+    Ok(Some(Stored { machine: M::from_snapshot(snapshot)?, lease }))
+}
+
+/// Whether the machine exists.
+pub fn exists(db: &Db, kind: Kind, id: &str) -> Result<bool, StoreError> {
+    let n = db.scalar_i64("SELECT count(*) FROM machines WHERE kind = ? AND id = ?", &[text(kind.as_str()), text(id)])?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// Inserts or updates a machine at `now`, setting (or clearing) its lease.
+pub fn save<M: Machine>(db: &Db, m: &M, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
+    let snapshot = serde_json::to_string(m).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    db.exec(
+        "INSERT INTO machines (kind, id, run, state, due_at, lease_owner, lease_until, snapshot, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (kind, id) DO UPDATE SET
+           run = excluded.run, state = excluded.state, due_at = excluded.due_at,
+           lease_owner = excluded.lease_owner, lease_until = excluded.lease_until,
+           snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+        &[
+            text(M::KIND.as_str()),
+            text(m.id()),
+            int(m.run() as i64),
+            text(m.state_name()),
+            opt_int(m.next_due()),
+            opt_text(lease.map(|l| l.owner.as_str())),
+            opt_int(lease.map(|l| l.until)),
+            text(snapshot),
+            int(now),
+            int(now),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Machines due at `now` and not leased, oldest due first.
+pub fn due(db: &Db, now: Millis, limit: u32) -> Result<Vec<Due>, StoreError> {
+    let r = db.exec(
+        "SELECT kind, id FROM machines
+         WHERE due_at IS NOT NULL AND due_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+         ORDER BY due_at LIMIT ?2",
+        &[int(now), int(limit.into())],
+    )?;
+    r.rows()
+        .filter_map(|row| {
+            let kind = col::<&str>(&row, "kind").ok().and_then(Kind::parse)?;
+            Some(col::<&str>(&row, "id").map(|id| Due { kind, id: id.to_string() }))
+        })
+        .collect()
+}
+
+/// A page of one kind's machines by id, optionally of one state; returns
+/// the page and the cursor (the last id) for the next one. Each form is its
+/// own statement, so each uses its index (`machines_state` or the key).
+pub fn list<M: Machine + Snapshot>(db: &Db, state: Option<&str>, limit: u32, after: Option<&str>) -> Result<(Vec<M>, Option<String>), StoreError> {
+    let kind = text(M::KIND.as_str());
+    let n = int(i64::from(limit) + 1);
+    let after = text(after.unwrap_or(""));
+    let r = match state {
+        Some(s) => db.exec(
+            "SELECT snapshot FROM machines WHERE kind = ? AND state = ? AND id > ? ORDER BY id LIMIT ?",
+            &[kind, text(s), after, n],
+        )?,
+        None => db.exec("SELECT snapshot FROM machines WHERE kind = ? AND id > ? ORDER BY id LIMIT ?", &[kind, after, n])?,
+    };
+    let mut page = r.rows().map(|row| col::<&str>(&row, "snapshot").and_then(M::from_snapshot)).collect::<Result<Vec<M>, _>>()?;
+    let next = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|m| m.id().to_string())
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// Up to `limit` ids of one kind after `after`, optionally only in one of `states`.
+pub fn ids(db: &Db, kind: Kind, states: &[&str], after: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    if states.is_empty() {
+        let r = db.exec(
+            "SELECT id FROM machines WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+            &[text(kind.as_str()), text(after), int(limit.into())],
+        )?;
+        for row in r.rows() {
+            out.push(col::<&str>(&row, "id")?.to_string());
+        }
+        return Ok(out);
+    }
+    for state in states {
+        let r = db.exec(
+            "SELECT id FROM machines WHERE kind = ? AND state = ? AND id > ? ORDER BY id LIMIT ?",
+            &[text(kind.as_str()), text(*state), text(after), int(limit.into())],
+        )?;
+        for row in r.rows() {
+            out.push(col::<&str>(&row, "id")?.to_string());
+        }
+    }
+    out.sort();
+    out.truncate(limit as usize);
+    Ok(out)
+}
+
+/// Machines of one kind per state.
+pub fn count_by_state(db: &Db, kind: Kind) -> Result<Vec<(String, i64)>, StoreError> {
+    let r = db.exec("SELECT state, count(*) AS n FROM machines WHERE kind = ? GROUP BY state", &[text(kind.as_str())])?;
+    r.rows().map(|row| Ok((col::<&str>(&row, "state")?.to_string(), col::<i64>(&row, "n")?))).collect()
+}
