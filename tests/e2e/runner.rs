@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use stepwise_e2e::upstream::CountingUpstream;
 use stepwise_e2e::{poll_until, request, RunnerConfig};
 
 fn probe() -> RunnerConfig {
@@ -377,4 +378,67 @@ fn compiled_code_is_cached_and_reused_on_the_next_start() {
     r.restart();
     assert_eq!(r.get("/probe/seen").body, "1");
     assert_eq!(list(), first, "the second start compiled nothing: same files, untouched");
+}
+
+/// Makes `n` sequential outbound calls from one guest request (POSTs of
+/// `size` bytes with `content-length` when `size > 0`) and checks they all
+/// answered 200.
+fn fetch_many(r: &stepwise_e2e::Runner, upstream: &CountingUpstream, path: &str, n: usize, size: usize) {
+    let a = r.get(&format!("/probe/fetch-many?n={n}&size={size}&url={}{path}", upstream.origin()));
+    assert_eq!(a.status, 200, "{}\n{}", a.body, r.logs());
+    assert_eq!(a.body, vec!["200"; n].join(" "));
+}
+
+#[test]
+fn outbound_connections_are_pooled_and_kept_alive() {
+    let upstream = CountingUpstream::start();
+    let r = probe().var("peer_url", &upstream.origin()).start();
+    let n = 20;
+    fetch_many(&r, &upstream, "/pooled", n, 0);
+    // Another guest request (a new instance) draws on the same pool.
+    fetch_many(&r, &upstream, "/pooled-again", 5, 0);
+    let requests = upstream.wait_for_requests(n + 5, Duration::from_secs(30));
+    let connections = upstream.connections();
+    // Sequential calls reuse the kept-alive connection; a call that races the
+    // previous connection's return to the pool may open one more.
+    assert!(connections <= 3, "{} calls opened {connections} connections", n + 5);
+    let on_first = requests.iter().filter(|q| q.connection == requests[0].connection).count();
+    assert!(on_first >= n / 2, "one connection carried only {on_first} of {} calls", n + 5);
+    assert!(requests.iter().all(|q| q.header("host") == Some(&format!("127.0.0.1:{}", upstream.port)[..])), "{requests:?}");
+}
+
+#[test]
+fn connection_pooling_false_opens_a_connection_per_call() {
+    let upstream = CountingUpstream::start();
+    let r = probe()
+        .var("peer_url", &upstream.origin())
+        .runtime_config("[outbound_http]\nconnection_pooling = false\n")
+        .start();
+    let n = 6;
+    fetch_many(&r, &upstream, "/unpooled", n, 1000);
+    let requests = upstream.wait_for_requests(n, Duration::from_secs(30));
+    assert_eq!(upstream.connections(), n, "one connection per call without pooling: {requests:?}");
+    let mut used: Vec<u64> = requests.iter().map(|q| q.connection).collect();
+    used.dedup();
+    assert_eq!(used.len(), n, "no connection carried two calls: {requests:?}");
+    assert!(requests.iter().all(|q| q.body_len == 1000 && q.body_is_digits), "{requests:?}");
+}
+
+#[test]
+fn pooled_request_bodies_go_out_with_content_length_not_chunked() {
+    let upstream = CountingUpstream::start();
+    let r = probe().var("peer_url", &upstream.origin()).start();
+    // Large enough to leave the guest in several writes.
+    let size = 200_000;
+    fetch_many(&r, &upstream, "/body", 3, size);
+    let requests = upstream.wait_for_requests(3, Duration::from_secs(30));
+    for q in &requests {
+        assert_eq!(q.method, "POST");
+        assert_eq!(q.header("content-length"), Some(&size.to_string()[..]), "{q:?}");
+        assert_eq!(q.header("transfer-encoding"), None, "{q:?}");
+        assert_eq!(q.body_len, size, "{q:?}");
+        assert!(q.body_is_digits, "the body arrived intact: {q:?}");
+    }
+    assert!(upstream.connections() < 3, "the three POSTs shared a connection: {requests:?}");
+    assert!(upstream.log().iter().all(|l| !l.contains(" 400 ")), "the upstream saw a malformed request: {:?}", upstream.log());
 }

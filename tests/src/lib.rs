@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod app;
+pub mod upstream;
 
 pub use serde_json::{json, Value};
 

@@ -20,6 +20,7 @@ use crate::http_trigger::{HttpComponent, HttpTrigger};
 use crate::key_value::{KeyValueAccess, KeyValueStores};
 use crate::manifest::Manifest;
 use crate::outbound_http::AllowedHosts;
+use crate::outbound_pool::OutboundClient;
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::{SqliteAccess, SqliteDatabases};
 use crate::state::ComponentConfig;
@@ -81,6 +82,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
     let self_addr = listener.local_addr()?;
     let limiter = runtime_config.max_concurrent_outbound_requests.map(|n| Arc::new(Semaphore::new(n)));
+    let outbound_client = Arc::new(OutboundClient::new(runtime_config.outbound_connection_pooling)?);
 
     let engine = crate::engine::build_engine()?;
     let linker = crate::engine::build_linker(&engine)?;
@@ -106,6 +108,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             self_addr,
             outbound_limiter: limiter.clone(),
             self_dispatch: self_dispatch.clone(),
+            outbound_client: outbound_client.clone(),
         });
         let component: Component = crate::engine::load_component(&engine, &decl.source, &opts.cache_dir)
             .with_context(|| format!("component `{id}`"))?;
@@ -214,6 +217,7 @@ pub async fn bench_instantiate(wasm: &std::path::Path, cache_dir: &std::path::Pa
         self_addr: "127.0.0.1:0".parse()?,
         outbound_limiter: None,
         self_dispatch: Default::default(),
+        outbound_client: Arc::new(OutboundClient::new(true)?),
     };
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 1000 {

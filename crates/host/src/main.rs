@@ -13,6 +13,7 @@ mod http_trigger;
 mod key_value;
 mod manifest;
 mod outbound_http;
+mod outbound_pool;
 mod runtime_config;
 mod sqlite;
 mod state;

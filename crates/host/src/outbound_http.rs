@@ -2,7 +2,8 @@
 //! its `allowed_outbound_hosts`; `self` means this app, reached over loopback at
 //! the runner's own listen address (never the incoming `Host` header, see
 //! CVE-2024-32980). As in Spin, a self request is a relative URL (`/path`) or
-//! one addressed to `http://self.alt`.
+//! one addressed to `http://self.alt`. Every other allowed request goes out
+//! through the app's [`OutboundClient`] (connections pooled per origin).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ use wasmtime::StoreContextMut;
 use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types as wit_types};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttp, WasiHttpHooks, WasiHttpView};
+
+use crate::outbound_pool::OutboundClient;
 
 /// Which ports an allowed host admits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,8 +172,8 @@ impl AllowedHosts {
     }
 }
 
-/// Per-instance outbound HTTP policy: the allow-list, the app's own address
-/// and the process-wide concurrency limit.
+/// Per-instance outbound HTTP policy: the allow-list, the app's own address,
+/// the process-wide concurrency limit and the app's shared client.
 pub struct OutboundHttp {
     /// Serves self requests in-process.
     pub dispatch: crate::http_trigger::SelfDispatch,
@@ -182,6 +185,8 @@ pub struct OutboundHttp {
     pub limiter: Option<Arc<Semaphore>>,
     /// The component id, for logs.
     pub component: Arc<str>,
+    /// Sends the requests that leave the app (pooled connections).
+    pub client: Arc<OutboundClient>,
 }
 
 /// Waits for a place under `[outbound_http] max_concurrent_requests`, if set.
@@ -240,11 +245,13 @@ impl WasiHttpHooks for OutboundHttp {
             });
         }
         let limiter = self.limiter.clone();
+        let client = self.client.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
             let _permit = permit(limiter).await?;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            let response = client.send(request, options).await?;
+            // The pool drives the connection; its errors reach the guest
+            // through the response body.
+            Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
         })
     }
 }

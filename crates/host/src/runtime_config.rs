@@ -1,6 +1,7 @@
 //! The runtime config file (`--runtime-config`), in Spin's format: where the
 //! key-value stores and SQLite databases live (relative paths resolve next to
-//! the file, as in Spin), and outbound HTTP limits.
+//! the file, as in Spin), and outbound HTTP settings (connection pooling and
+//! the concurrency limit).
 //! Only Spin's built-in `spin` store type is supported; anything else is an
 //! error naming it.
 
@@ -11,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 /// The parsed runtime config.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Key-value store files by label.
     pub key_value_stores: BTreeMap<String, PathBuf>,
@@ -19,6 +20,20 @@ pub struct RuntimeConfig {
     pub sqlite_databases: BTreeMap<String, PathBuf>,
     /// `[outbound_http] max_concurrent_requests`.
     pub max_concurrent_outbound_requests: Option<usize>,
+    /// `[outbound_http] connection_pooling`: keep outbound connections alive
+    /// and reuse them per origin (true unless set to false, as Spin documents).
+    pub outbound_connection_pooling: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            key_value_stores: BTreeMap::new(),
+            sqlite_databases: BTreeMap::new(),
+            max_concurrent_outbound_requests: None,
+            outbound_connection_pooling: true,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -47,6 +62,8 @@ struct RawStore {
 struct RawOutbound {
     #[serde(default)]
     max_concurrent_requests: Option<usize>,
+    #[serde(default)]
+    connection_pooling: Option<bool>,
 }
 
 impl RuntimeConfig {
@@ -83,7 +100,8 @@ impl RuntimeConfig {
             }
             Ok(out)
         };
-        let max = raw.outbound_http.and_then(|o| o.max_concurrent_requests);
+        let max = raw.outbound_http.as_ref().and_then(|o| o.max_concurrent_requests);
+        let pooling = raw.outbound_http.as_ref().and_then(|o| o.connection_pooling).unwrap_or(true);
         if max == Some(0) {
             bail!("[outbound_http] max_concurrent_requests must be at least 1");
         }
@@ -91,6 +109,7 @@ impl RuntimeConfig {
             key_value_stores: stores("key_value_store", raw.key_value_store)?,
             sqlite_databases: stores("sqlite_database", raw.sqlite_database)?,
             max_concurrent_outbound_requests: max,
+            outbound_connection_pooling: pooling,
         })
     }
 }
@@ -118,6 +137,23 @@ max_concurrent_requests = 8
         assert_eq!(c.key_value_stores["default"], PathBuf::from("/config/kv.db"), "relative to the file, as Spin does");
         assert_eq!(c.sqlite_databases["default"], PathBuf::from("/abs/db.db"));
         assert_eq!(c.max_concurrent_outbound_requests, Some(8));
+        assert!(c.outbound_connection_pooling, "pooling stays on when only the limit is set");
+    }
+
+    #[test]
+    fn connection_pooling_defaults_to_true_and_can_be_turned_off() {
+        let parse = |text: &str| RuntimeConfig::parse(text, Path::new("."));
+        assert!(RuntimeConfig::default().outbound_connection_pooling, "no runtime config");
+        assert!(parse("").unwrap().outbound_connection_pooling, "no [outbound_http]");
+        assert!(parse("[outbound_http]\n").unwrap().outbound_connection_pooling, "an empty [outbound_http]");
+        assert!(parse("[outbound_http]\nconnection_pooling = true").unwrap().outbound_connection_pooling);
+        let off = parse("[outbound_http]\nconnection_pooling = false\nmax_concurrent_requests = 4").unwrap();
+        assert!(!off.outbound_connection_pooling);
+        assert_eq!(off.max_concurrent_outbound_requests, Some(4));
+        let e = format!("{:#}", parse("[outbound_http]\nconnection_pooling = \"no\"").unwrap_err());
+        assert!(e.contains("connection_pooling"), "a non-boolean is an error naming the key: {e}");
+        let e = format!("{:#}", parse("[outbound_http]\nconnection_pool = false").unwrap_err());
+        assert!(e.contains("connection_pool"), "a misspelt key is refused, not ignored: {e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::guest_output::{GuestOutput, Stream};
 use crate::key_value::KeyValueAccess;
 use crate::outbound_http::{AllowedHosts, OutboundHttp};
+use crate::outbound_pool::OutboundClient;
 use crate::sqlite::SqliteAccess;
 use crate::variables::ComponentVariables;
 
@@ -35,6 +36,8 @@ pub struct ComponentConfig {
     pub outbound_limiter: Option<Arc<Semaphore>>,
     /// Serves self requests in-process.
     pub self_dispatch: crate::http_trigger::SelfDispatch,
+    /// The app's outbound HTTP client (one pool for all components).
+    pub outbound_client: Arc<OutboundClient>,
 }
 
 impl ComponentConfig {
@@ -57,6 +60,7 @@ impl ComponentConfig {
                 self_addr: self.self_addr,
                 limiter: self.outbound_limiter.clone(),
                 component: self.id.clone(),
+                client: self.outbound_client.clone(),
             },
             variables: self.variables.clone(),
             key_value: self.key_value.clone(),

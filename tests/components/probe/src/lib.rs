@@ -106,6 +106,28 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                 Err(e) => text(502, format!("refused: {e}")),
             }
         }
+        (_, "/fetch-many") => {
+            // `n` sequential calls to `url`, one after the other; with `size`,
+            // each is a POST of `size` bytes (the digits 0-9 repeated) with its
+            // `content-length` set, as the Stepwise components send bodies.
+            let url = query_param(&req, "url").unwrap_or_default();
+            let n: usize = query_param(&req, "n").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let size: usize = query_param(&req, "size").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut statuses = Vec::with_capacity(n);
+            for i in 0..n {
+                let out = if size == 0 {
+                    Request::get(&url).build()
+                } else {
+                    let body: Vec<u8> = (0..size).map(|b| b'0' + (b % 10) as u8).collect();
+                    Request::post(&url, body).header("content-length", size.to_string()).build()
+                };
+                match spin_sdk::http::send::<_, Response>(out).await {
+                    Ok(resp) => statuses.push(resp.status().to_string()),
+                    Err(e) => return Ok(text(502, format!("call {}: {e}", i + 1))),
+                }
+            }
+            text(200, statuses.join(" "))
+        }
         (_, "/sleep") => {
             let ms: u64 = query_param(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
             // Tests wait for this line to know the request is in flight.
