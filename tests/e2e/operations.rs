@@ -34,16 +34,18 @@ fn metrics_count_what_the_scenario_did() {
     app.wait_stopped("m-ok");
     app.wait_stopped("m-fail");
     assert_eq!(app.api("GET", "/api/workers/nobody", None).status, 404);
+    // A tick counts itself when it ends (after its budget).
+    app.wait_ticks(1);
 
     let m = scrape(&app);
-    assert_eq!(get(&m, r#"stepwise_steps_total{operation="start",result="sukses"}"#), 4.0);
-    assert_eq!(get(&m, r#"stepwise_steps_total{operation="start",result="upstream_error"}"#), 1.0);
+    assert_eq!(get(&m, r#"stepwise_steps_total{kind="worker",operation="start",result="sukses"}"#), 4.0);
+    assert_eq!(get(&m, r#"stepwise_steps_total{kind="worker",operation="start",result="upstream_error"}"#), 1.0);
     assert_eq!(get(&m, r#"stepwise_iterations_total{outcome="success"}"#), 4.0);
     assert_eq!(get(&m, r#"stepwise_iterations_total{outcome="failure"}"#), 1.0);
-    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_count{operation="start",status="200"}"#), 4.0);
-    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_count{operation="start",status="503"}"#), 1.0);
-    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_bucket{le="+Inf",operation="start",status="200"}"#), 4.0);
-    assert_eq!(get(&m, r#"stepwise_step_duration_seconds_count{operation="start"}"#), 5.0);
+    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_count{kind="worker",operation="start",status="200"}"#), 4.0);
+    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_count{kind="worker",operation="start",status="503"}"#), 1.0);
+    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_bucket{le="+Inf",kind="worker",operation="start",status="200"}"#), 4.0);
+    assert_eq!(get(&m, r#"stepwise_step_duration_seconds_count{kind="worker",operation="start"}"#), 5.0);
     assert_eq!(get(&m, r#"stepwise_workers{state="stopped"}"#), 2.0);
     assert_eq!(get(&m, r#"stepwise_workers{state="running"}"#), 0.0);
     assert_eq!(get(&m, "stepwise_otp_queue_length"), 0.0);

@@ -17,10 +17,18 @@ pub const TICK_MS: u64 = 50;
 /// own (temporary) state dir, so parallel tests never share it.
 pub const RUNTIME_CONFIG: &str = "[sqlite_database.sandbox]\ntype = \"spin\"\npath = \"sandbox.db\"\n";
 
+/// How long a test app's tick keeps stepping (the default is 900 ms for the
+/// 1 s cron; with fast ticks a shorter budget keeps `wait_ticks` short).
+pub const TICK_BUDGET_MS: &str = "200";
+
 /// The app's runner config: `spin.toml`, the sandbox's database in the state
 /// dir, the test token, fast ticks.
 pub fn config() -> RunnerConfig {
-    RunnerConfig::new("spin.toml").runtime_config(RUNTIME_CONFIG).var("api_token", TOKEN).tick_ms(TICK_MS)
+    RunnerConfig::new("spin.toml")
+        .runtime_config(RUNTIME_CONFIG)
+        .var("api_token", TOKEN)
+        .var("tick_budget_ms", TICK_BUDGET_MS)
+        .tick_ms(TICK_MS)
 }
 
 /// A running app.

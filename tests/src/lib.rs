@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod app;
+pub mod plain_upstream;
 pub mod upstream;
 
 pub use serde_json::{json, Value};
@@ -95,6 +96,12 @@ impl RunnerConfig {
     /// Fires cron components every `ms` (the last call wins).
     pub fn tick_ms(mut self, ms: u64) -> Self {
         self.tick_ms = Some(ms);
+        self
+    }
+
+    /// Fires cron components on their own schedule (what Spin does), not every N ms.
+    pub fn cron_schedule(mut self) -> Self {
+        self.tick_ms = None;
         self
     }
 

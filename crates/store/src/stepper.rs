@@ -420,10 +420,18 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
             if now >= deadline {
                 break;
             }
-            clock.sleep_until(next_query.min(deadline)).await;
+            clock.sleep_until(next_query.max(now + 1).min(deadline)).await;
             continue;
         }
-        let wake = if now < deadline { next_query.min(deadline) } else { Millis::MAX };
+        // Wake for the next due query only while there is room for more
+        // machines; otherwise wait for a driver to finish. The wake time is
+        // always in the future, so waiting really waits (and lets the
+        // runtime make progress on the calls in flight).
+        let wake = if now < deadline && active.len() < cfg.concurrency {
+            next_query.max(now + 1).min(deadline)
+        } else {
+            Millis::MAX
+        };
         let finished = if wake == Millis::MAX {
             active.next().await
         } else {

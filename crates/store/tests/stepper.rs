@@ -305,3 +305,4 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     let db = open(&path);
     assert_eq!(db.scalar_i64("SELECT count(*) FROM schema_migrations", &[]).unwrap(), Some(4));
 }
+

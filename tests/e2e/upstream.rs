@@ -1,0 +1,79 @@
+//! The worker loop against upstreams as users run them: one written apart
+//! from Stepwise, in its own process over TCP, that reads `Content-Length`
+//! only; and the default 1 s cron (what real Spin gives), which must not
+//! hold each worker to one step per firing.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use stepwise_e2e::app::{self, App};
+use stepwise_e2e::plain_upstream::PlainUpstream;
+use stepwise_e2e::{json, poll_until, Value};
+
+#[test]
+fn workers_run_against_a_plain_http_1_1_upstream_that_reads_content_length_only() {
+    let up = PlainUpstream::start();
+    let app = App::with(app::config().var("upstream_url", &up.origin()));
+    app.start_workers(&["b-plain"], json!({ "max_iterations": 3 }));
+    let w = app.wait_stopped("b-plain");
+    assert_eq!((w["successes"].as_u64(), w["stop_reason"].as_str()), (Some(3), Some("max_iterations")), "{w}");
+
+    // The OTP flow: the OTP's body arrives in full too.
+    app.start_workers(&["otp-1"], json!({ "max_iterations": 1 }));
+    let item = poll_until(Duration::from_secs(30), "the OTP item", || {
+        app.api("GET", "/api/otp", None).json()["items"].as_array().and_then(|i| i.first().cloned())
+    });
+    let tx = item["transaction_id"].as_str().unwrap().to_string();
+    let a = app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": "123456" })));
+    assert_eq!(a.status, 202, "{}", a.body);
+    let w = app.wait_stopped("otp-1");
+    assert_eq!(w["successes"], 1, "the upstream accepted the OTP it read: {w}");
+
+    let calls = up.calls();
+    assert_eq!(calls.len(), 5, "3 starts, 1 start + 1 otp: {calls:?}");
+    for c in &calls {
+        assert!(c["content_length"].as_str().is_some_and(|l| l.parse::<usize>().ok() == c["body_len"].as_u64().map(|n| n as usize)), "{c}");
+        assert_eq!(c["transfer_encoding"], Value::Null, "no chunked body: {c}");
+        assert_eq!(c["header_request_id"], c["request_id"], "X-Request-Id is the body's request_id: {c}");
+        assert_eq!(c["duplicate"], false);
+    }
+    let sent: HashSet<String> = calls.iter().map(|c| c["request_id"].as_str().unwrap().to_string()).collect();
+    let logged: HashSet<String> = ["b-plain", "otp-1"]
+        .iter()
+        .flat_map(|b| app.request_log(b))
+        .map(|r| r["request_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, logged, "the request log's ids are the ids the upstream saw");
+}
+
+#[test]
+fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
+    // No --tick-ms: the cron fires once a second, as on Spin. Before the tick
+    // kept stepping within its budget, each worker took one step per firing
+    // (at least 5 firings for 5 iterations).
+    let cfg = app::config().cron_schedule().var("tick_budget_ms", "900").var("tick_concurrency", "32");
+    let a = App::with(cfg.clone());
+    let b = App::with(cfg.state_dir(&a.runner.state_dir));
+    let ids: Vec<String> = (0..200).map(|i| format!("c-{i:03}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for id in &refs {
+        a.script(id, json!({ "latency_ms": 5 }));
+    }
+    let (ta, tb) = (a.ticks(), b.ticks());
+    a.start_workers(&refs, json!({ "max_iterations": 5 }));
+    poll_until(Duration::from_secs(60), "all 200 workers stopped", || {
+        let s = b.api("GET", "/api/status", None).json();
+        (s["workers"]["stopped"] == 200).then_some(())
+    });
+    let firings = (a.ticks() - ta).max(b.ticks() - tb);
+    assert!(firings <= 3, "1000 iterations took {firings} cron firings on one runner");
+    let stats = a.sandbox_stats();
+    assert_eq!(stats["total_starts"], 1000, "exactly 1000 starts");
+    for id in &refs {
+        assert_eq!(stats["bindings"][id]["starts"], 5, "{id}");
+        assert_eq!(stats["bindings"][id]["max_concurrent"], 1, "{id}: never two calls in flight for one binding");
+    }
+    for logs in [a.runner.logs(), b.runner.logs()] {
+        assert!(!logs.contains("database is locked"), "lock errors in the log");
+    }
+}

@@ -1,0 +1,134 @@
+//! A transaction service written apart from Stepwise (CONTRACT section 1):
+//! Python's `http.server` in its own process, HTTP/1.1 with keep-alive,
+//! reading request bodies by `Content-Length` only, as many real upstreams do
+//! (a chunked body arrives empty and is answered 400). Bindings whose id
+//! starts with `otp-` ask for an OTP (`123456`) on start; every other start
+//! succeeds. A repeated `request_id` is answered again without new work.
+//! `GET /calls` lists what it received.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{poll_until, request};
+
+const SCRIPT: &str = r#"
+import http.server, json, sys, threading
+
+lock = threading.Lock()
+calls = []
+answers = {}
+transactions = {}
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        with lock:
+            self.answer(200, {"calls": list(calls)})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        call = {"path": self.path, "content_length": self.headers.get("Content-Length"),
+                "transfer_encoding": self.headers.get("Transfer-Encoding"),
+                "header_request_id": self.headers.get("X-Request-Id"), "body_len": len(raw)}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            with lock:
+                calls.append(call)
+            return self.answer(400, {"error": "no JSON body"})
+        call["request_id"] = body.get("request_id")
+        with lock:
+            call["duplicate"] = call["request_id"] in answers
+            calls.append(call)
+            if call["duplicate"]:
+                status, doc = answers[call["request_id"]]
+                return self.answer(status, doc)
+            parts = self.path.strip("/").split("/")
+            if parts[-1] == "start":
+                binding = body.get("binding_id", "")
+                tx = {"id": "P%d" % (len(transactions) + 1), "binding_id": binding, "status": "SUKSES",
+                      "reason": None, "otp_required": False, "amount": 1000, "balance": 9000}
+                if binding.startswith("otp-"):
+                    tx.update(status="PROCESSING", otp_required=True)
+                transactions[tx["id"]] = tx
+            else:
+                tx = transactions.get(parts[-2])
+                if tx is None:
+                    return self.answer(404, {"error": "unknown transaction"})
+                op = parts[-1]
+                if op == "otp":
+                    ok = body.get("otp") == "123456"
+                    tx.update(status="SUKSES" if ok else "GAGAL", otp_required=False, reason=None if ok else "wrong_otp")
+                elif op == "stop" and tx["status"] == "PROCESSING":
+                    tx.update(status="GAGAL", otp_required=False, reason="stopped")
+            answers[call["request_id"]] = (200, dict(tx))
+            self.answer(200, tx)
+
+    def log_message(self, format, *args):
+        pass
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+server = Server(("127.0.0.1", 0), Handler)
+print(json.dumps({"port": server.server_address[1]}), flush=True)
+server.serve_forever()
+"#;
+
+/// A running plain upstream; killed on drop.
+pub struct PlainUpstream {
+    child: Child,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+impl PlainUpstream {
+    /// Starts it (needs `python3`) and waits until it listens.
+    pub fn start() -> Self {
+        let mut child = Command::new("python3")
+            .args(["-u", "-c", SCRIPT])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the plain upstream");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut first = String::new();
+        BufReader::new(stdout).read_line(&mut first).expect("the plain upstream prints its port");
+        let port = serde_json::from_str::<Value>(&first).ok().and_then(|v| v["port"].as_u64()).expect("a port line") as u16;
+        let up = Self { child, port };
+        poll_until(Duration::from_secs(30), "the plain upstream to answer", || request("GET", &format!("{}/calls", up.origin()), &[], None).ok());
+        up
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every call it received, oldest first.
+    pub fn calls(&self) -> Vec<Value> {
+        let a = request("GET", &format!("{}/calls", self.origin()), &[], None).expect("GET /calls");
+        a.json()["calls"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for PlainUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
