@@ -1,27 +1,37 @@
-//! `scripts/bench workers`: the binding-worker loop against the sandbox.
+//! `scripts/bench workers`: the binding-worker loop as users run it.
 //!
-//! 1. Throughput: N bindings × M iterations (default 200 × 5) against the
-//!    sandbox with L ms latency (default 5); iterations/s from the first start
-//!    to the last worker stopped, and the orchestration overhead per upstream
-//!    call (the tick's own claim + record time, µs, from the request log).
-//! 2. Memory: W running workers (default 10,000) ticking for S seconds; the
-//!    runner's RSS (VmRSS, VmHWM).
+//! The upstream is the sandbox served by a second `stepwise up` process and
+//! reached over TCP (`upstream_url` points at it), as a real upstream is.
+//! Each scenario runs with the default 1 s cron (what Spin gives) and with
+//! `--tick-ms 5`; the in-process sandbox figures (the upstream inside the
+//! app, no socket) are reported beside them, labelled as such.
+//!
+//! 1. Throughput: N bindings × M iterations (default 200 × 5) with L ms
+//!    upstream latency (default 5): iterations/s from the start request to
+//!    the last worker stopped, Stepwise's CPU-seconds per 1,000 iterations
+//!    (the Stepwise process alone: the upstream runs in its own).
+//! 2. Latency: one binding × I iterations (default 200) with 0 ms latency:
+//!    the time per iteration (gaps between consecutive steps, from the
+//!    runner's step log lines, µs precision), p50 and p99.
+//! 3. Memory: W running workers (default 10,000, interval 10 s) for S
+//!    seconds: the Stepwise process's RSS.
 //!
 //! Settings by environment: BENCH_BINDINGS, BENCH_ITERATIONS, BENCH_LATENCY_MS,
-//! BENCH_TICK_MS, BENCH_CONCURRENCY, BENCH_IDLE_WORKERS, BENCH_IDLE_SECONDS.
+//! BENCH_SINGLE_ITERATIONS, BENCH_CONCURRENCY, BENCH_IDLE_WORKERS,
+//! BENCH_IDLE_SECONDS, BENCH_REPEATS.
 
 use std::time::{Duration, Instant};
 
 use stepwise_e2e::app::{self, App};
-use stepwise_e2e::{json, poll_until};
+use stepwise_e2e::{json, poll_until, RunnerConfig, Value};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
+fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -52,35 +62,87 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
-fn quiet(cfg: stepwise_e2e::RunnerConfig) -> stepwise_e2e::RunnerConfig {
-    cfg.env("STEPWISE_LOG", "warn")
+/// How the tick fires.
+#[derive(Clone, Copy)]
+enum Tick {
+    /// The manifest's cron (every second), as on Spin.
+    Cron,
+    /// `--tick-ms 5`.
+    Fast,
 }
 
-fn main() {
-    let bindings = env("BENCH_BINDINGS", 200);
-    let iterations = env("BENCH_ITERATIONS", 5);
-    let latency = env("BENCH_LATENCY_MS", 5);
-    let tick_ms = env("BENCH_TICK_MS", 5);
-    let concurrency = env("BENCH_CONCURRENCY", 64);
-    let idle_workers = env("BENCH_IDLE_WORKERS", 10_000);
-    let idle_seconds = env("BENCH_IDLE_SECONDS", 20);
-    let repeats = env("BENCH_REPEATS", 5).max(1);
+impl Tick {
+    fn label(self) -> &'static str {
+        match self {
+            Tick::Cron => "default 1 s cron",
+            Tick::Fast => "--tick-ms 5",
+        }
+    }
 
-    // 1. Throughput and overhead.
-    let cfg = app::config()
-        .tick_ms(tick_ms)
-        .var("tick_concurrency", &concurrency.to_string())
-        .var("tick_batch", "10000");
-    let app = App::with(quiet(cfg));
-    // The scenario lasts about half a second, so it runs `repeats` times (new
-    // bindings each round, same app) and the median round is reported.
+    fn apply(self, cfg: RunnerConfig) -> RunnerConfig {
+        let cfg = cfg.var("tick_budget_ms", "900");
+        match self {
+            Tick::Cron => cfg.cron_schedule(),
+            Tick::Fast => cfg.tick_ms(5),
+        }
+    }
+}
+
+/// Where the upstream is.
+enum Upstream {
+    /// A second runner process serving the sandbox, over TCP.
+    Process(App),
+    /// The sandbox inside the Stepwise app (no socket).
+    InProcess,
+}
+
+impl Upstream {
+    fn label(&self) -> &'static str {
+        match self {
+            Upstream::Process(_) => "upstream in its own process over TCP",
+            Upstream::InProcess => "IN-PROCESS sandbox (no socket)",
+        }
+    }
+}
+
+/// The upstream process: the same app (its sandbox serves the transactions),
+/// with a tick that never fires anything of its own.
+fn upstream_process() -> App {
+    App::with(app::config().cron_schedule().env("STEPWISE_LOG", "warn"))
+}
+
+/// The Stepwise app under measurement, pointed at `up`.
+fn stepwise(up: &Upstream, tick: Tick, concurrency: u64, log: &str) -> App {
+    let mut cfg = tick.apply(app::config()).var("tick_concurrency", &concurrency.to_string()).var("tick_batch", "1000").env("STEPWISE_LOG", log);
+    if let Upstream::Process(u) = up {
+        cfg = cfg.var("upstream_url", &format!("http://{}", u.runner.addr));
+    }
+    App::with(cfg)
+}
+
+/// The app whose sandbox serves the calls.
+fn sandbox<'a>(up: &'a Upstream, app: &'a App) -> &'a App {
+    match up {
+        Upstream::Process(u) => u,
+        Upstream::InProcess => app,
+    }
+}
+
+struct Throughput {
+    median: f64,
+    rounds: Vec<f64>,
+    cpu_per_1000: f64,
+}
+
+fn throughput(up: &Upstream, tick: Tick, bindings: u64, iterations: u64, latency: u64, concurrency: u64, repeats: u64) -> Throughput {
+    let app = stepwise(up, tick, concurrency, "warn");
+    let sb = sandbox(up, &app);
+    let mut rounds = Vec::new();
     let mut cpu = 0.0;
-    let mut rounds: Vec<f64> = Vec::new();
-    let mut busy = Duration::ZERO;
     for round in 0..repeats {
         let ids: Vec<String> = (0..bindings).map(|i| format!("bench-{round}-{i:05}")).collect();
         for id in &ids {
-            app.script(id, json!({ "latency_ms": latency }));
+            sb.script(id, json!({ "latency_ms": latency }));
         }
         let cpu0 = cpu_seconds(app.runner.pid());
         let t0 = Instant::now();
@@ -93,84 +155,118 @@ fn main() {
             let s = app.api("GET", "/api/status", None).json();
             (s["workers"]["stopped"].as_u64() == Some(done)).then_some(())
         });
-        busy += t0.elapsed();
+        let secs = t0.elapsed().as_secs_f64();
         cpu += cpu_seconds(app.runner.pid()) - cpu0;
-        rounds.push((bindings * iterations) as f64 / t0.elapsed().as_secs_f64());
+        rounds.push((bindings * iterations) as f64 / secs);
     }
-    let mut sorted_rounds = rounds.clone();
-    sorted_rounds.sort_by(|a, b| a.total_cmp(b));
-    let median = sorted_rounds[sorted_rounds.len() / 2];
-    let total = bindings * iterations * repeats;
-    let db = app.runner.database();
-    // A request-log column's values, sorted.
-    let column = |name: &str| -> Vec<i64> {
-        let sql = format!("SELECT {name} FROM request_log WHERE {name} IS NOT NULL ORDER BY {name}");
-        db.prepare(&sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
-    let overhead = column("overhead_us");
-    let call_ms = column("duration_ms");
-    let starts = app.sandbox_stats()["total_starts"].as_u64().unwrap_or(0);
-    assert_eq!(starts, total, "the sandbox saw exactly the expected starts");
-    let elapsed = busy;
-    let (rss1, hwm1) = rss_kib(app.runner.pid());
-    drop(app);
+    let starts = sb.sandbox_stats()["total_starts"].as_u64().unwrap_or(0);
+    let expected = bindings * iterations * repeats;
+    // The upstream process serves one Stepwise app at a time; its count covers every round.
+    assert!(starts >= expected, "the sandbox saw {starts} starts, expected at least {expected}");
+    let mut sorted = rounds.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    Throughput { median: sorted[sorted.len() / 2], rounds, cpu_per_1000: 1000.0 * cpu / expected as f64 }
+}
 
-    // 2. Memory with many running workers.
-    let cfg = app::config()
-        .tick_ms(tick_ms)
-        .var("tick_concurrency", &concurrency.to_string())
-        .var("tick_batch", "1000");
-    let app = App::with(quiet(cfg));
-    let ids: Vec<String> = (0..idle_workers).map(|i| format!("idle-{i:05}")).collect();
+/// One binding × `iterations` at 0 ms latency: gaps between its steps, µs.
+fn single(up: &Upstream, tick: Tick, iterations: u64) -> (u64, u64, f64) {
+    let app = stepwise(up, tick, 64, "info");
+    let id = format!("single-{}", std::process::id());
+    sandbox(up, &app).script(&id, json!({ "latency_ms": 0 }));
+    let t0 = Instant::now();
+    app.start_workers(&[&id], json!({ "max_iterations": iterations }));
+    app.wait_stopped(&id);
+    let total = t0.elapsed().as_secs_f64();
+    let mut stamps: Vec<i64> = app
+        .runner
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["event"] == "step" && l["id"] == id.as_str())
+        .filter_map(|l| l["timestamp"].as_str().and_then(micros))
+        .collect();
+    stamps.sort();
+    let mut gaps: Vec<u64> = stamps.windows(2).map(|w| (w[1] - w[0]).max(0) as u64).collect();
+    gaps.sort();
+    assert_eq!(stamps.len() as u64, iterations, "one step line per iteration");
+    (percentile(&gaps, 0.5), percentile(&gaps, 0.99), total)
+}
+
+/// `2026-12-01T11:31:43.902850Z` → µs since the epoch.
+fn micros(ts: &str) -> Option<i64> {
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
+    let frac = format!("{frac:0<6}");
+    let us: i64 = frac.get(..6)?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000) + us)
+}
+
+fn memory(up: &Upstream, workers: u64, seconds: u64) -> (u64, u64, Value) {
+    let app = stepwise(up, Tick::Cron, 64, "warn");
+    let ids: Vec<String> = (0..workers).map(|i| format!("idle-{i:05}")).collect();
     for chunk in ids.chunks(1000) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         app.start_workers(&refs, json!({ "interval_ms": 10_000 }));
     }
-    let until = Instant::now() + Duration::from_secs(idle_seconds);
-    let mut peak = (0, 0);
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut peak = 0;
     while Instant::now() < until {
-        let r = rss_kib(app.runner.pid());
-        peak = (peak.0.max(r.0), peak.1.max(r.1));
+        peak = peak.max(rss_kib(app.runner.pid()).0);
         std::thread::sleep(Duration::from_millis(500));
     }
-    let status = app.api("GET", "/api/status", None).json();
-    let iterations_done: i64 = app
-        .runner
-        .database()
-        .query_row("SELECT count(*) FROM iterations", [], |r| r.get(0))
-        .unwrap();
+    let hwm = rss_kib(app.runner.pid()).1;
+    (peak, hwm, app.api("GET", "/api/status", None).json())
+}
 
-    println!("workers benchmark");
-    println!("  throughput: {bindings} bindings x {iterations} iterations, sandbox latency {latency} ms, tick every {tick_ms} ms, tick_concurrency {concurrency}, {repeats} rounds");
-    println!(
-        "    median round {median:.0} iterations/s (rounds: {}); {total} iterations in {:.2} s overall",
-        rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
-        elapsed.as_secs_f64()
-    );
-    println!(
-        "    orchestration overhead per call (claim + record): p50 {} us, p99 {} us, max {} us ({} calls)",
-        percentile(&overhead, 0.5),
-        percentile(&overhead, 0.99),
-        overhead.last().copied().unwrap_or(0),
-        overhead.len()
-    );
-    println!("    upstream call time: p50 {} ms, p99 {} ms", percentile(&call_ms, 0.5), percentile(&call_ms, 0.99));
-    println!(
-        "    runner CPU: {:.2} s ({:.0}% of one core), {:.0} us per iteration (Stepwise and the sandbox together)",
-        cpu,
-        100.0 * cpu / elapsed.as_secs_f64(),
-        1e6 * cpu / total as f64
-    );
-    println!("    runner RSS after: {} MiB (peak {} MiB)", rss1 / 1024, hwm1 / 1024);
-    println!("  memory: {idle_workers} running workers (interval 10 s) for {idle_seconds} s");
-    println!("    workers running: {}, iterations done: {iterations_done}", status["workers"]["running"]);
-    println!("    runner RSS: {} MiB now-peak sampled, VmHWM {} MiB", peak.0 / 1024, peak.1 / 1024);
-    println!(
-        "RESULT iterations_per_s={:.0} overhead_p50_us={} overhead_p99_us={} rss_10k_mib={} hwm_10k_mib={}",
-        median,
-        percentile(&overhead, 0.5),
-        percentile(&overhead, 0.99),
-        peak.0 / 1024,
-        peak.1 / 1024
-    );
+fn main() {
+    let bindings = env("BENCH_BINDINGS", 200);
+    let iterations = env("BENCH_ITERATIONS", 5);
+    let latency = env("BENCH_LATENCY_MS", 5);
+    let single_iterations = env("BENCH_SINGLE_ITERATIONS", 200);
+    let concurrency = env("BENCH_CONCURRENCY", 64);
+    let idle_workers = env("BENCH_IDLE_WORKERS", 10_000);
+    let idle_seconds = env("BENCH_IDLE_SECONDS", 20);
+    let repeats = env("BENCH_REPEATS", 5).max(1);
+
+    println!("workers benchmark (tick_budget_ms 900, tick_concurrency {concurrency})");
+    let mut results = Vec::new();
+    for up in [Upstream::Process(upstream_process()), Upstream::InProcess] {
+        for tick in [Tick::Cron, Tick::Fast] {
+            let t = throughput(&up, tick, bindings, iterations, latency, concurrency, repeats);
+            let (p50, p99, total) = single(&up, tick, single_iterations);
+            println!("  {}, {}:", up.label(), tick.label());
+            println!(
+                "    {bindings} bindings x {iterations} iterations, {latency} ms latency: median {:.0} iterations/s (rounds: {})",
+                t.median,
+                t.rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+            );
+            println!("    Stepwise CPU: {:.2} CPU-seconds per 1,000 iterations", t.cpu_per_1000);
+            println!(
+                "    1 binding x {single_iterations} iterations, 0 ms latency: per iteration p50 {:.2} ms, p99 {:.2} ms ({:.2} s from start to stopped)",
+                p50 as f64 / 1000.0,
+                p99 as f64 / 1000.0,
+                total
+            );
+            let key = format!("{}_{}", if matches!(up, Upstream::Process(_)) { "tcp" } else { "inproc" }, if matches!(tick, Tick::Cron) { "cron" } else { "fast" });
+            results.push(format!("{key}_iterations_per_s={:.0} {key}_cpu_s_per_1000={:.2} {key}_p50_us={p50} {key}_p99_us={p99}", t.median, t.cpu_per_1000));
+        }
+        if let Upstream::Process(_) = up {
+            let (peak, hwm, status) = memory(&up, idle_workers, idle_seconds);
+            println!("  memory, {}: {idle_workers} running workers (interval 10 s) for {idle_seconds} s, default cron", up.label());
+            println!("    workers running: {}; Stepwise RSS peak sampled {} MiB, VmHWM {} MiB", status["workers"]["running"], peak / 1024, hwm / 1024);
+            results.push(format!("rss_10k_mib={}", peak / 1024));
+        }
+    }
+    println!("RESULT {}", results.join(" "));
 }
