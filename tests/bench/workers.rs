@@ -89,20 +89,38 @@ impl Tick {
 }
 
 /// Where the upstream is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Where {
+    /// A second runner process serving the sandbox, over TCP.
+    Process,
+    /// The sandbox inside the Stepwise app (no socket).
+    InProcess,
+}
+
+impl Where {
+    fn label(self) -> &'static str {
+        match self {
+            Where::Process => "upstream in its own process over TCP",
+            Where::InProcess => "IN-PROCESS sandbox (no socket)",
+        }
+    }
+
+    /// A fresh upstream for one Stepwise app: an upstream treats a repeated
+    /// request id as the same request, and every new app's ids start at 1.
+    fn upstream(self) -> Upstream {
+        match self {
+            Where::Process => Upstream::Process(upstream_process()),
+            Where::InProcess => Upstream::InProcess,
+        }
+    }
+}
+
+/// An upstream.
 enum Upstream {
     /// A second runner process serving the sandbox, over TCP.
     Process(App),
     /// The sandbox inside the Stepwise app (no socket).
     InProcess,
-}
-
-impl Upstream {
-    fn label(&self) -> &'static str {
-        match self {
-            Upstream::Process(_) => "upstream in its own process over TCP",
-            Upstream::InProcess => "IN-PROCESS sandbox (no socket)",
-        }
-    }
 }
 
 /// The upstream process: the same app (its sandbox serves the transactions),
@@ -134,7 +152,8 @@ struct Throughput {
     cpu_per_1000: f64,
 }
 
-fn throughput(up: &Upstream, tick: Tick, bindings: u64, iterations: u64, latency: u64, concurrency: u64, repeats: u64) -> Throughput {
+fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u64, concurrency: u64, repeats: u64) -> Throughput {
+    let up = &at.upstream();
     let app = stepwise(up, tick, concurrency, "warn");
     let sb = sandbox(up, &app);
     let mut rounds = Vec::new();
@@ -151,25 +170,32 @@ fn throughput(up: &Upstream, tick: Tick, bindings: u64, iterations: u64, latency
             app.start_workers(&refs, json!({ "max_iterations": iterations }));
         }
         let done = bindings * (round + 1);
-        poll_until(Duration::from_secs(600), "every worker stopped", || {
+        // Polled every 10 ms (not with the tests' backoff): a round lasts
+        // well under a second, so the end must be seen promptly.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
             let s = app.api("GET", "/api/status", None).json();
-            (s["workers"]["stopped"].as_u64() == Some(done)).then_some(())
-        });
+            if s["workers"]["stopped"].as_u64() == Some(done) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "every worker stopped within 600 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let secs = t0.elapsed().as_secs_f64();
         cpu += cpu_seconds(app.runner.pid()) - cpu0;
         rounds.push((bindings * iterations) as f64 / secs);
     }
     let starts = sb.sandbox_stats()["total_starts"].as_u64().unwrap_or(0);
     let expected = bindings * iterations * repeats;
-    // The upstream process serves one Stepwise app at a time; its count covers every round.
-    assert!(starts >= expected, "the sandbox saw {starts} starts, expected at least {expected}");
+    assert_eq!(starts, expected, "the sandbox saw exactly the expected starts");
     let mut sorted = rounds.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     Throughput { median: sorted[sorted.len() / 2], rounds, cpu_per_1000: 1000.0 * cpu / expected as f64 }
 }
 
 /// One binding × `iterations` at 0 ms latency: gaps between its steps, µs.
-fn single(up: &Upstream, tick: Tick, iterations: u64) -> (u64, u64, f64) {
+fn single(at: Where, tick: Tick, iterations: u64) -> (u64, u64, f64) {
+    let up = &at.upstream();
     let app = stepwise(up, tick, 64, "info");
     let id = format!("single-{}", std::process::id());
     sandbox(up, &app).script(&id, json!({ "latency_ms": 0 }));
@@ -212,7 +238,8 @@ fn micros(ts: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000) + us)
 }
 
-fn memory(up: &Upstream, workers: u64, seconds: u64) -> (u64, u64, Value) {
+fn memory(at: Where, workers: u64, seconds: u64) -> (u64, u64, Value) {
+    let up = &at.upstream();
     let app = stepwise(up, Tick::Cron, 64, "warn");
     let ids: Vec<String> = (0..workers).map(|i| format!("idle-{i:05}")).collect();
     for chunk in ids.chunks(1000) {
@@ -241,10 +268,10 @@ fn main() {
 
     println!("workers benchmark (tick_budget_ms 900, tick_concurrency {concurrency})");
     let mut results = Vec::new();
-    for up in [Upstream::Process(upstream_process()), Upstream::InProcess] {
+    for up in [Where::Process, Where::InProcess] {
         for tick in [Tick::Cron, Tick::Fast] {
-            let t = throughput(&up, tick, bindings, iterations, latency, concurrency, repeats);
-            let (p50, p99, total) = single(&up, tick, single_iterations);
+            let t = throughput(up, tick, bindings, iterations, latency, concurrency, repeats);
+            let (p50, p99, total) = single(up, tick, single_iterations);
             println!("  {}, {}:", up.label(), tick.label());
             println!(
                 "    {bindings} bindings x {iterations} iterations, {latency} ms latency: median {:.0} iterations/s (rounds: {})",
@@ -258,11 +285,11 @@ fn main() {
                 p99 as f64 / 1000.0,
                 total
             );
-            let key = format!("{}_{}", if matches!(up, Upstream::Process(_)) { "tcp" } else { "inproc" }, if matches!(tick, Tick::Cron) { "cron" } else { "fast" });
+            let key = format!("{}_{}", if up == Where::Process { "tcp" } else { "inproc" }, if matches!(tick, Tick::Cron) { "cron" } else { "fast" });
             results.push(format!("{key}_iterations_per_s={:.0} {key}_cpu_s_per_1000={:.2} {key}_p50_us={p50} {key}_p99_us={p99}", t.median, t.cpu_per_1000));
         }
-        if let Upstream::Process(_) = up {
-            let (peak, hwm, status) = memory(&up, idle_workers, idle_seconds);
+        if up == Where::Process {
+            let (peak, hwm, status) = memory(up, idle_workers, idle_seconds);
             println!("  memory, {}: {idle_workers} running workers (interval 10 s) for {idle_seconds} s, default cron", up.label());
             println!("    workers running: {}; Stepwise RSS peak sampled {} MiB, VmHWM {} MiB", status["workers"]["running"], peak / 1024, hwm / 1024);
             results.push(format!("rss_10k_mib={}", peak / 1024));

@@ -56,6 +56,10 @@ impl Clock for Wall {
             Deadline::after_ms(wait as u64).await;
         }
     }
+
+    fn micros(&self) -> i64 {
+        (wasi::clocks::monotonic_clock::now() / 1_000) as i64
+    }
 }
 
 /// Runs one tick.

@@ -121,6 +121,24 @@ impl Db {
         }
     }
 
+    /// Runs `f` inside a savepoint of the caller's transaction: its changes
+    /// are kept if it returns `Ok` and undone otherwise, leaving the rest of
+    /// the transaction as it was.
+    pub fn savepoint<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
+        self.exec("SAVEPOINT step", &[])?;
+        match f(self) {
+            Ok(v) => {
+                self.exec("RELEASE step", &[])?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.exec("ROLLBACK TO step", &[]);
+                let _ = self.exec("RELEASE step", &[]);
+                Err(e)
+            }
+        }
+    }
+
     /// The first column of the first row as an integer (e.g. `SELECT count(*)`).
     pub fn scalar_i64(&self, sql: &str, params: &[Value]) -> Result<Option<i64>, StoreError> {
         let r = self.exec(sql, params)?;

@@ -29,6 +29,61 @@ pub fn observe(db: &Db, name: &str, labels: &[(&str, &str)], seconds: f64) -> Re
     Ok(())
 }
 
+/// Counter increments and histogram observations gathered over a batch of
+/// steps and written together by [`Batch::flush`], in the same transaction
+/// as the facts they count: one upsert per series instead of one per step.
+#[derive(Debug, Default)]
+pub struct Batch {
+    counters: std::collections::BTreeMap<(String, String), i64>,
+    histograms: std::collections::BTreeMap<(String, String, i64), (i64, f64)>,
+}
+
+impl Batch {
+    /// Adds `by` to the counter `name{labels}`.
+    pub fn inc(&mut self, name: &str, labels: &[(&str, &str)], by: i64) {
+        *self.counters.entry((name.to_string(), label_string(labels))).or_default() += by;
+    }
+
+    /// Records one observation of `seconds` in the histogram `name{labels}`.
+    pub fn observe(&mut self, name: &str, labels: &[(&str, &str)], seconds: f64) {
+        let bucket = BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len()) as i64;
+        let slot = self.histograms.entry((name.to_string(), label_string(labels), bucket)).or_default();
+        slot.0 += 1;
+        slot.1 += seconds;
+    }
+
+    /// Moves everything in `other` into this batch.
+    pub fn merge(&mut self, other: Batch) {
+        for (k, v) in other.counters {
+            *self.counters.entry(k).or_default() += v;
+        }
+        for (k, (n, sum)) in other.histograms {
+            let slot = self.histograms.entry(k).or_default();
+            slot.0 += n;
+            slot.1 += sum;
+        }
+    }
+
+    /// Writes the batch (in the caller's transaction) and empties it.
+    pub fn flush(&mut self, db: &Db) -> Result<(), StoreError> {
+        for ((name, labels), by) in std::mem::take(&mut self.counters) {
+            db.exec(
+                "INSERT INTO metric_counters (name, labels, value) VALUES (?, ?, ?)
+                 ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                &[text(name), text(labels), crate::db::int(by)],
+            )?;
+        }
+        for ((name, labels, bucket), (n, sum)) in std::mem::take(&mut self.histograms) {
+            db.exec(
+                "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (name, labels, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum",
+                &[text(name), text(labels), crate::db::int(bucket), crate::db::int(n), spin_sdk::sqlite3::Value::Real(sum)],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The stored form of a label set: a JSON list of `[name, value]` pairs.
 pub fn label_string(labels: &[(&str, &str)]) -> String {
     serde_json::to_string(labels).unwrap_or_else(|_| "[]".to_string())

@@ -63,18 +63,45 @@ pub struct Response<'a> {
 /// Longest response body kept.
 pub const MAX_PAYLOAD: usize = 16 * 1024;
 
-/// Inserts the row whole (moving `is_latest` to it) and returns its id: the
-/// request id. The URL and payload may name that id, so `format` makes them
-/// from it and they are written in the same transaction; if `format` fails
-/// the caller's transaction rolls back and no row remains.
-pub fn insert(db: &Db, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Formatted, StoreError>) -> Result<i64, StoreError> {
+/// Hands out request ids inside one write transaction: the ids the
+/// request log's `AUTOINCREMENT` would give, read once from
+/// `sqlite_sequence` and counted on here. Only valid while the caller holds
+/// the write lock (`BEGIN IMMEDIATE`), so no other writer can take one.
+#[derive(Debug, Default)]
+pub struct Ids {
+    next: Option<i64>,
+}
+
+impl Ids {
+    /// The next id.
+    pub fn take(&mut self, db: &Db) -> Result<i64, StoreError> {
+        let next = match self.next {
+            Some(n) => n,
+            None => db.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = 'request_log'", &[])?.unwrap_or(0) + 1,
+        };
+        self.next = Some(next + 1);
+        Ok(next)
+    }
+}
+
+/// Inserts the row whole, with its id from `ids` (moving `is_latest` to
+/// it), and returns the id: the request id. The URL and payload may name
+/// that id, so `format` makes them from it before the one insert; if
+/// `format` fails nothing is written (a validation failure writes no row).
+pub fn insert(db: &Db, ids: &mut Ids, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Formatted, StoreError>) -> Result<i64, StoreError> {
     let key = format!("{}:{}:{}:{}", r.kind.as_str(), r.machine_id, r.run, r.operation_key);
-    db.exec("UPDATE request_log SET is_latest = 0 WHERE operation_key = ? AND is_latest = 1", &[text(&key)])?;
+    let id = ids.take(db)?;
+    let f = format(id)?;
+    // A first attempt of a new key has no earlier row to take the flag from.
+    if r.attempt_number > 1 || r.target.is_some() {
+        db.exec("UPDATE request_log SET is_latest = 0 WHERE operation_key = ? AND is_latest = 1", &[text(&key)])?;
+    }
     db.exec(
-        "INSERT INTO request_log (machine_kind, machine_id, run, operation, target, operation_key, attempt_number,
+        "INSERT INTO request_log (id, machine_kind, machine_id, run, operation, target, operation_key, attempt_number,
                                   is_latest, method, url, request_payload, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, '', '', ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
         &[
+            int(id),
             text(r.kind.as_str()),
             text(r.machine_id),
             int(r.run as i64),
@@ -83,12 +110,11 @@ pub fn insert(db: &Db, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Fo
             text(key),
             int(r.attempt_number.into()),
             text(r.method),
+            text(f.url),
+            text(f.payload),
             int(r.created_at),
         ],
     )?;
-    let id = db.last_insert_rowid();
-    let f = format(id)?;
-    db.exec("UPDATE request_log SET url = ?, request_payload = ? WHERE id = ?", &[text(f.url), text(f.payload), int(id)])?;
     Ok(id)
 }
 

@@ -91,6 +91,11 @@ pub trait Clock {
     fn now(&self) -> Millis;
     /// Completes at `t` (at once if it has passed).
     fn sleep_until(&self, t: Millis) -> impl Future<Output = ()>;
+    /// A monotonic clock in µs, for measuring Stepwise's own time per step
+    /// (the request log's `overhead_us`); 0 where nothing measures it.
+    fn micros(&self) -> i64 {
+        0
+    }
 }
 
 /// A judged answer, with what the request log and metrics keep of it.
@@ -132,6 +137,7 @@ pub trait Stepped: Machine + Snapshot {
 }
 
 /// A claimed step of one machine.
+#[derive(Debug, Clone)]
 pub struct Claimed<C> {
     /// The machine's id.
     pub id: String,
@@ -172,67 +178,85 @@ fn save<M: Stepped>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> R
     machines::save(db, m, lease, now)
 }
 
+/// What the claim of one machine (already loaded, lease checked) came to.
+fn claim_loaded<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owner: &str, m: &mut M, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+    let lease = Lease { owner: owner.to_string(), until: now + lease_ms(cfg.timeout_ms) };
+    let (call, request_id, outbound, entry) = match m.poll(now) {
+        Step::Call(call) => {
+            let entry = m.log_entry(&call);
+            let mut prepared = None;
+            let rid = requests::insert(
+                db,
+                ids,
+                &NewRequest {
+                    kind: M::KIND,
+                    machine_id: m.id(),
+                    run: m.run(),
+                    operation: entry.operation,
+                    target: entry.target.as_deref(),
+                    attempt_number: entry.attempt,
+                    operation_key: &entry.operation_key,
+                    method: "POST",
+                    created_at: now,
+                },
+                |rid| {
+                    let (out, logged) = m.outbound(db, cfg, &call, &rid.to_string())?;
+                    let url = out.url.clone();
+                    prepared = Some(out);
+                    Ok(Formatted { url, payload: logged })
+                },
+            )?;
+            m.begin(call.clone(), rid.to_string(), now);
+            let out = prepared.ok_or_else(|| StoreError::Corrupt("the request was not formatted".into()))?;
+            (call, rid.to_string(), out, entry)
+        }
+        Step::Resend(flight) => {
+            let entry = m.log_entry(&flight.call);
+            let (out, _) = m.outbound(db, cfg, &flight.call, &flight.request_id)?;
+            (flight.call, flight.request_id, out, entry)
+        }
+        Step::Local | Step::Wait(_) | Step::Idle => {
+            save(db, m, None, now)?;
+            return Ok(None);
+        }
+    };
+    save(db, m, Some(&lease), now)?;
+    Ok(Some(Claimed {
+        id: m.id().to_string(),
+        call,
+        request_id,
+        operation: entry.operation,
+        attempt: entry.attempt,
+        outbound,
+        lease,
+        claim_us: 0,
+    }))
+}
+
+/// Claims one machine inside the caller's transaction.
+fn claim_in<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owner: &str, id: &str, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+    let Some(stored) = machines::load::<M>(db, id)? else { return Ok(None) };
+    if !lease::claimable(stored.lease.as_ref(), now) {
+        return Ok(None);
+    }
+    let mut m = stored.machine;
+    claim_loaded(db, ids, cfg, owner, &mut m, now)
+}
+
 /// The claim: one transaction that decides the step and takes the lease.
 /// `None` when the machine is leased by another stepper or has nothing to
 /// send now (its effects, e.g. an OTP that timed out, are saved).
 pub fn claim<M: Stepped>(db: &Db, cfg: &Config, owner: &str, id: &str, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+    db.immediate(|db| claim_in::<M>(db, &mut requests::Ids::default(), cfg, owner, id, now))
+}
+
+/// Claims several machines in one transaction, each in a savepoint of its
+/// own: a machine whose claim fails (its error is in the list) leaves the
+/// others' claims standing.
+pub fn claim_many<M: Stepped>(db: &Db, cfg: &Config, owner: &str, ids: &[String], now: Millis) -> Result<Vec<(String, Result<Option<Claimed<M::Call>>, StoreError>)>, StoreError> {
     db.immediate(|db| {
-        let Some(stored) = machines::load::<M>(db, id)? else { return Ok(None) };
-        if !lease::claimable(stored.lease.as_ref(), now) {
-            return Ok(None);
-        }
-        let mut m = stored.machine;
-        let lease = Lease { owner: owner.to_string(), until: now + lease_ms(cfg.timeout_ms) };
-        let (call, request_id) = match m.poll(now) {
-            Step::Call(call) => {
-                let entry = m.log_entry(&call);
-                let mut prepared = None;
-                let rid = requests::insert(
-                    db,
-                    &NewRequest {
-                        kind: M::KIND,
-                        machine_id: m.id(),
-                        run: m.run(),
-                        operation: entry.operation,
-                        target: entry.target.as_deref(),
-                        attempt_number: entry.attempt,
-                        operation_key: &entry.operation_key,
-                        method: "POST",
-                        created_at: now,
-                    },
-                    |rid| {
-                        let (out, logged) = m.outbound(db, cfg, &call, &rid.to_string())?;
-                        let url = out.url.clone();
-                        prepared = Some(out);
-                        Ok(Formatted { url, payload: logged })
-                    },
-                )?;
-                m.begin(call.clone(), rid.to_string(), now);
-                let out = prepared.ok_or_else(|| StoreError::Corrupt("the request was not formatted".into()))?;
-                (call, (rid.to_string(), out, entry))
-            }
-            Step::Resend(flight) => {
-                let entry = m.log_entry(&flight.call);
-                let (out, _) = m.outbound(db, cfg, &flight.call, &flight.request_id)?;
-                (flight.call, (flight.request_id, out, entry))
-            }
-            Step::Local | Step::Wait(_) | Step::Idle => {
-                save(db, &mut m, None, now)?;
-                return Ok(None);
-            }
-        };
-        let (request_id, outbound, entry) = request_id;
-        save(db, &mut m, Some(&lease), now)?;
-        Ok(Some(Claimed {
-            id: id.to_string(),
-            call,
-            request_id,
-            operation: entry.operation,
-            attempt: entry.attempt,
-            outbound,
-            lease,
-            claim_us: 0,
-        }))
+        let mut rids = requests::Ids::default();
+        Ok(ids.iter().map(|id| (id.clone(), db.savepoint(|db| claim_in::<M>(db, &mut rids, cfg, owner, id, now)))).collect())
     })
 }
 
@@ -244,100 +268,122 @@ fn status_label(r: &CallResult) -> String {
     }
 }
 
+/// What recording one answer (and, when asked, claiming the next step) came to.
+pub struct RecordOutcome<C> {
+    /// The record.
+    pub recorded: Recorded,
+    /// The next step's claim, made in the same transaction right after the
+    /// record, when the machine was due again at once.
+    pub next: Option<Claimed<C>>,
+}
+
+/// Records one answer inside the caller's transaction; with `claim_next`,
+/// a machine due again at once is claimed for its next step right away
+/// (recorded first, in the same transaction, so the rule "each step is
+/// recorded before the next" holds and the lease is never let go).
+#[allow(clippy::too_many_arguments)]
+fn record_in<M: Stepped>(
+    db: &Db,
+    ids: &mut requests::Ids,
+    cfg: &Config,
+    owner: &str,
+    c: &Claimed<M::Call>,
+    r: &CallResult,
+    now: Millis,
+    claim_next: bool,
+    metrics: &mut metrics::Batch,
+) -> Result<RecordOutcome<M::Call>, StoreError> {
+    let stale = RecordOutcome { recorded: Recorded::Stale, next: None };
+    let Some(stored) = machines::load::<M>(db, &c.id)? else { return Ok(stale) };
+    if !stored.lease.as_ref().is_some_and(|l| l.is_owned_by(owner)) {
+        return Ok(stale);
+    }
+    let mut m = stored.machine;
+    let judged = m.judge(&c.call, r);
+    let body = String::from_utf8_lossy(&r.body);
+    let request_id: i64 = c.request_id.parse().map_err(|_| StoreError::Corrupt(format!("request id {:?}", c.request_id)))?;
+    match m.on_answer(&c.request_id, judged.answer, now) {
+        Ok(()) => {}
+        Err(stepwise_engine::Error::Stale(_)) => return Ok(stale),
+        Err(e) => return Err(e.into()),
+    }
+    requests::record(
+        db,
+        request_id,
+        &requests::Response {
+            status_code: r.status_code,
+            response_code: &judged.response_code,
+            response_message: judged.response_message.as_deref(),
+            response_payload: (!body.is_empty()).then_some(&*body),
+            is_success: judged.is_success,
+            duration_ms: r.duration_ms,
+            responded_at: now,
+            overhead_us: Some(c.claim_us),
+        },
+    )?;
+    let op = c.operation;
+    let kind = M::KIND.as_str();
+    let result = judged.response_code.to_ascii_lowercase();
+    metrics.inc("stepwise_steps", &[("kind", kind), ("operation", op), ("result", &result)], 1);
+    let status = status_label(r);
+    metrics.observe("stepwise_upstream_call_duration_seconds", &[("kind", kind), ("operation", op), ("status", &status)], r.duration_ms as f64 / 1e3);
+    let step_us = c.claim_us + r.duration_ms * 1000;
+    metrics.observe("stepwise_step_duration_seconds", &[("kind", kind), ("operation", op)], step_us as f64 / 1e6);
+    let next_due = m.next_due();
+    let recorded = Recorded::Done { response_code: judged.response_code, next_due };
+    if claim_next && next_due.is_some_and(|d| d <= now) {
+        let effects = m.drain_effects();
+        m.apply(db, effects)?;
+        let next = claim_loaded(db, ids, cfg, owner, &mut m, now)?;
+        return Ok(RecordOutcome { recorded, next });
+    }
+    save(db, &mut m, None, now)?;
+    Ok(RecordOutcome { recorded, next: None })
+}
+
 /// The record: the answer judged and fed to the machine, the lease released,
 /// in one transaction. A record whose lease another stepper has taken over
 /// is [`Recorded::Stale`] and changes nothing.
 pub fn record<M: Stepped>(db: &Db, owner: &str, c: &Claimed<M::Call>, r: &CallResult, now: Millis, record_us: i64) -> Result<Recorded, StoreError> {
+    let cfg = Config { upstream_url: String::new(), timeout_ms: 0, batch: 1, concurrency: 1, budget_ms: 0 };
+    let c2 = Claimed { claim_us: c.claim_us + record_us, ..c.clone() };
     db.immediate(|db| {
-        let Some(stored) = machines::load::<M>(db, &c.id)? else { return Ok(Recorded::Stale) };
-        if !stored.lease.as_ref().is_some_and(|l| l.is_owned_by(owner)) {
-            return Ok(Recorded::Stale);
-        }
-        let mut m = stored.machine;
-        let judged = m.judge(&c.call, r);
-        let body = String::from_utf8_lossy(&r.body);
-        let request_id: i64 = c.request_id.parse().map_err(|_| StoreError::Corrupt(format!("request id {:?}", c.request_id)))?;
-        requests::record(
-            db,
-            request_id,
-            &requests::Response {
-                status_code: r.status_code,
-                response_code: &judged.response_code,
-                response_message: judged.response_message.as_deref(),
-                response_payload: (!body.is_empty()).then_some(&*body),
-                is_success: judged.is_success,
-                duration_ms: r.duration_ms,
-                responded_at: now,
-                overhead_us: Some(c.claim_us + record_us),
-            },
-        )?;
-        let op = c.operation;
-        let kind = M::KIND.as_str();
-        let result = judged.response_code.to_ascii_lowercase();
-        metrics::inc(db, "stepwise_steps", &[("kind", kind), ("operation", op), ("result", &result)], 1)?;
-        let status = status_label(r);
-        metrics::observe(
-            db,
-            "stepwise_upstream_call_duration_seconds",
-            &[("kind", kind), ("operation", op), ("status", &status)],
-            r.duration_ms as f64 / 1e3,
-        )?;
-        let step_us = c.claim_us + r.duration_ms * 1000 + record_us;
-        metrics::observe(db, "stepwise_step_duration_seconds", &[("kind", kind), ("operation", op)], step_us as f64 / 1e6)?;
-        match m.on_answer(&c.request_id, judged.answer, now) {
-            Ok(()) => {
-                save(db, &mut m, None, now)?;
-                Ok(Recorded::Done { response_code: judged.response_code, next_due: m.next_due() })
-            }
-            Err(stepwise_engine::Error::Stale(_)) => Ok(Recorded::Stale),
-            Err(e) => Err(e.into()),
-        }
+        let mut batch = metrics::Batch::default();
+        let out = record_in::<M>(db, &mut requests::Ids::default(), &cfg, owner, &c2, r, now, false, &mut batch)?;
+        batch.flush(db)?;
+        Ok(out.recorded)
     })
 }
 
-/// What one step of a machine came to, for the tick's totals and log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// Nothing to do now (or leased elsewhere).
-    NotClaimed,
-    /// A call was made and its answer recorded.
-    Recorded {
-        /// When it is due again.
-        next_due: Option<Millis>,
-    },
-    /// A call was made but its answer was discarded (lease taken over).
-    Discarded,
-}
-
-/// Claim → call → record for one machine of kind `M`; logs the step.
-pub async fn step<M: Stepped, T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, transport: &T, clock: &C, id: &str) -> Result<StepOutcome, StoreError> {
-    let Some(claimed) = claim::<M>(db, cfg, owner, id, clock.now())? else { return Ok(StepOutcome::NotClaimed) };
-    let result = transport.send(&claimed.outbound).await;
-    let recorded = record::<M>(db, owner, &claimed, &result, clock.now(), 0)?;
-    let code = match &recorded {
-        Recorded::Done { response_code, .. } => Some(response_code.as_str()),
-        Recorded::Stale => None,
-    };
-    println!(
-        "{}",
-        serde_json::json!({
-            "event": "step", "kind": M::KIND.as_str(), "id": id,
-            "binding_id": (M::KIND == Kind::Worker).then_some(id),
-            "request_id": claimed.request_id, "operation": claimed.operation, "attempt": claimed.attempt,
-            "status_code": result.status_code, "result": code, "duration_ms": result.duration_ms,
-        })
-    );
-    Ok(match recorded {
-        Recorded::Done { next_due, .. } => StepOutcome::Recorded { next_due },
-        Recorded::Stale => StepOutcome::Discarded,
+/// Records several answers in one transaction, each machine in a savepoint
+/// of its own, and with `claim_next` claims the next step of every machine
+/// that is due again at once. Metrics are gathered over the batch and
+/// written once, in the same transaction.
+pub fn record_many<M: Stepped>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    answers: &[(Claimed<M::Call>, CallResult)],
+    now: Millis,
+    claim_next: bool,
+) -> Result<Vec<Result<RecordOutcome<M::Call>, StoreError>>, StoreError> {
+    db.immediate(|db| {
+        let mut ids = requests::Ids::default();
+        let mut batch = metrics::Batch::default();
+        let out = answers
+            .iter()
+            .map(|(c, r)| {
+                let mut mine = metrics::Batch::default();
+                let o = db.savepoint(|db| record_in::<M>(db, &mut ids, cfg, owner, c, r, now, claim_next, &mut mine));
+                if o.is_ok() {
+                    batch.merge(mine);
+                }
+                o
+            })
+            .collect();
+        batch.flush(db)?;
+        Ok(out)
     })
-}
-
-/// Steps one machine of any kind.
-async fn step_any<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, transport: &T, clock: &C, due: &Due) -> Result<StepOutcome, StoreError> {
-    match due.kind {
-        Kind::Worker => step::<Worker, T, C>(db, cfg, owner, transport, clock, &due.id).await,
-    }
 }
 
 /// A tick's totals.
@@ -351,47 +397,127 @@ pub struct Totals {
     pub recorded: u32,
     /// Answers discarded because another stepper took the machine over.
     pub discarded: u32,
-    /// Steps that failed with a storage error.
+    /// Claims or records that failed with a storage error (each machine's
+    /// in a savepoint of its own, so the others in its batch stand).
     pub errors: u32,
 }
 
-/// Keeps stepping one machine while it is due again at once and the budget lasts.
-async fn drive<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, transport: &T, clock: &C, due: &Due, deadline: Millis) -> Totals {
-    let mut t = Totals::default();
-    loop {
-        match step_any(db, cfg, owner, transport, clock, due).await {
-            Ok(StepOutcome::NotClaimed) => break,
-            Ok(StepOutcome::Discarded) => {
-                t.claimed += 1;
-                t.discarded += 1;
-                break;
-            }
-            Ok(StepOutcome::Recorded { next_due }) => {
-                t.claimed += 1;
-                t.recorded += 1;
-                let now = clock.now();
-                if now >= deadline || !next_due.is_some_and(|d| d <= now) {
-                    break;
-                }
-            }
+/// A claim of any kind of machine.
+enum AnyClaim {
+    Worker(Claimed<<Worker as Machine>::Call>),
+}
+
+impl AnyClaim {
+    fn outbound(&self) -> &Outbound {
+        match self {
+            AnyClaim::Worker(c) => &c.outbound,
+        }
+    }
+}
+
+fn log_error(what: &str, kind: Kind, id: &str, e: &StoreError) {
+    eprintln!("{}", serde_json::json!({ "event": "tick_error", "during": what, "kind": kind.as_str(), "id": id, "error": e.to_string() }));
+}
+
+fn log_step<C>(kind: Kind, c: &Claimed<C>, r: &CallResult, code: Option<&str>) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "step", "kind": kind.as_str(), "id": c.id,
+            "binding_id": (kind == Kind::Worker).then_some(c.id.as_str()),
+            "request_id": c.request_id, "operation": c.operation, "attempt": c.attempt,
+            "status_code": r.status_code, "result": code, "duration_ms": r.duration_ms,
+        })
+    );
+}
+
+/// Claims the due machines (one transaction per kind); returns the claims.
+/// A machine whose claim fails is put in `failed` and not tried again in
+/// this tick (it is logged once per tick, not at every look).
+fn claim_due<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, due: &[Due], failed: &mut HashSet<Due>, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
+    let ids: Vec<String> = due.iter().filter(|d| d.kind == Kind::Worker && !failed.contains(d)).map(|d| d.id.clone()).collect();
+    let mut out = Vec::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let t0 = clock.micros();
+    let claims = claim_many::<Worker>(db, cfg, owner, &ids, clock.now())?;
+    let share = (clock.micros() - t0) / ids.len() as i64;
+    for (id, c) in claims {
+        match c {
+            Ok(Some(c)) => out.push(AnyClaim::Worker(Claimed { claim_us: share, ..c })),
+            Ok(None) => {}
             Err(e) => {
-                t.errors += 1;
-                eprintln!("{}", serde_json::json!({ "event": "tick_error", "kind": due.kind.as_str(), "id": due.id, "error": e.to_string() }));
-                break;
+                totals.errors += 1;
+                log_error("claim", Kind::Worker, &id, &e);
+                failed.insert(Due { kind: Kind::Worker, id });
             }
         }
     }
-    t
+    Ok(out)
+}
+
+/// Records a batch of answers (one transaction per kind) and returns the
+/// next steps claimed in the same transactions.
+fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: Vec<(AnyClaim, CallResult)>, claim_next: bool, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
+    let workers: Vec<(Claimed<_>, CallResult)> = done
+        .into_iter()
+        .map(|(c, r)| match c {
+            AnyClaim::Worker(c) => (c, r),
+        })
+        .collect();
+    let mut next = Vec::new();
+    if workers.is_empty() {
+        return Ok(next);
+    }
+    let t0 = clock.micros();
+    let outcomes = record_many::<Worker>(db, cfg, owner, &workers, clock.now(), claim_next)?;
+    let share = (clock.micros() - t0) / workers.len() as i64;
+    for ((c, r), o) in workers.iter().zip(outcomes) {
+        match o {
+            Ok(RecordOutcome { recorded, next: n }) => {
+                let code = match &recorded {
+                    Recorded::Done { response_code, .. } => {
+                        totals.recorded += 1;
+                        Some(response_code.as_str())
+                    }
+                    Recorded::Stale => {
+                        totals.discarded += 1;
+                        None
+                    }
+                };
+                log_step(Kind::Worker, c, r, code);
+                if let Some(n) = n {
+                    totals.claimed += 1;
+                    next.push(AnyClaim::Worker(Claimed { claim_us: share, ..n }));
+                }
+            }
+            Err(e) => {
+                totals.errors += 1;
+                log_error("record", Kind::Worker, &c.id, &e);
+            }
+        }
+    }
+    Ok(next)
 }
 
 /// One tick: steps due machines until `cfg.budget_ms` has passed (and what
 /// is in flight then has been recorded). `owner` names this tick's leases.
+///
+/// Claims are made in batches (every machine due when the tick looks, one
+/// transaction); the answers that are in when the tick wakes are recorded
+/// together in one transaction, which also claims the next step of each
+/// machine due again at once. Up to `cfg.concurrency` calls are in flight.
 pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, transport: &T, clock: &C) -> Result<Totals, StoreError> {
     let deadline = clock.now().saturating_add(cfg.budget_ms as i64);
     let mut totals = Totals::default();
     let mut seen: HashSet<Due> = HashSet::new();
+    let mut failed: HashSet<Due> = HashSet::new();
     let mut active = FuturesUnordered::new();
-    let mut driving: HashSet<Due> = HashSet::new();
+    let send = |c: AnyClaim| async move {
+        let r = transport.send(c.outbound()).await;
+        (c, r)
+    };
     let mut next_query = i64::MIN;
     let mut first = true;
     loop {
@@ -401,18 +527,15 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
         if (first || now < deadline) && active.len() < cfg.concurrency && now >= next_query {
             first = false;
             let room = (cfg.concurrency - active.len()).min(cfg.batch as usize) as u32;
-            for due in machines::due(db, now, room)? {
-                if driving.contains(&due) {
-                    continue;
-                }
-                if seen.insert(due.clone()) {
+            let due = machines::due(db, now, room)?;
+            for d in &due {
+                if seen.insert(d.clone()) {
                     totals.due += 1;
                 }
-                driving.insert(due.clone());
-                active.push(async move {
-                    let t = drive(db, cfg, owner, transport, clock, &due, deadline).await;
-                    (due, t)
-                });
+            }
+            for c in claim_due(db, cfg, owner, clock, &due, &mut failed, &mut totals)? {
+                totals.claimed += 1;
+                active.push(send(c));
             }
             next_query = now + IDLE_POLL_MS;
         }
@@ -424,32 +547,37 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
             continue;
         }
         // Wake for the next due query only while there is room for more
-        // machines; otherwise wait for a driver to finish. The wake time is
-        // always in the future, so waiting really waits (and lets the
-        // runtime make progress on the calls in flight).
-        let wake = if now < deadline && active.len() < cfg.concurrency {
-            next_query.max(now + 1).min(deadline)
+        // machines; otherwise wait for answers. The wake time is always in
+        // the future, so waiting really waits (and lets the runtime make
+        // progress on the calls in flight).
+        let wake = if now < deadline && active.len() < cfg.concurrency { next_query.max(now + 1).min(deadline) } else { Millis::MAX };
+        // Every answer that is in, at least one (polled with the real
+        // context, so calls still pending are woken when they complete).
+        let answers = std::future::poll_fn(|cx| {
+            let mut got = Vec::new();
+            while let std::task::Poll::Ready(Some(x)) = active.poll_next_unpin(cx) {
+                got.push(x);
+            }
+            if got.is_empty() { std::task::Poll::Pending } else { std::task::Poll::Ready(got) }
+        });
+        let done = if wake == Millis::MAX {
+            answers.await
         } else {
-            Millis::MAX
-        };
-        let finished = if wake == Millis::MAX {
-            active.next().await
-        } else {
-            match select(active.next(), std::pin::pin!(clock.sleep_until(wake))).await {
-                Either::Left((f, _)) => f,
-                Either::Right(((), _)) => None,
+            match select(std::pin::pin!(answers), std::pin::pin!(clock.sleep_until(wake))).await {
+                Either::Left((got, _)) => got,
+                Either::Right(((), _)) => Vec::new(),
             }
         };
-        if let Some((due, t)) = finished {
-            driving.remove(&due);
-            totals.claimed += t.claimed;
-            totals.recorded += t.recorded;
-            totals.discarded += t.discarded;
-            totals.errors += t.errors;
-            // A machine that just finished its run of steps may be due again
-            // soon: look at once rather than after the idle interval.
-            next_query = clock.now();
+        if done.is_empty() {
+            continue;
         }
+        let claim_next = clock.now() < deadline;
+        for c in record_batch(db, cfg, owner, clock, done, claim_next, &mut totals)? {
+            active.push(send(c));
+        }
+        // More may be due now (another runner's machine whose lease ran out,
+        // a new start): look at once rather than after the idle interval.
+        next_query = clock.now();
     }
     Ok(totals)
 }

@@ -306,3 +306,23 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     assert_eq!(db.scalar_i64("SELECT count(*) FROM schema_migrations", &[]).unwrap(), Some(4));
 }
 
+
+#[test]
+fn a_machine_that_cannot_be_read_fails_alone_and_once_per_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir.path().join("db"));
+    start(&db, "w-a", one(2), T0);
+    start(&db, "w-c", one(2), T0);
+    db.exec(
+        "INSERT INTO machines (kind, id, run, state, due_at, snapshot, created_at, updated_at)
+         VALUES ('worker', 'w-b', 1, 'running', ?, '{\"not\": \"a worker\"}', 0, 0)",
+        &[stepwise_store::db::int(T0)],
+    )
+    .unwrap();
+    let clock = VirtualClock(Cell::new(T0));
+    let up = Upstream::new(&clock, 1);
+    let t = block_on(stepper::run(&db, &cfg(), "A", &up, &clock)).unwrap();
+    assert_eq!((t.recorded, t.errors), (4, 1), "the others in its batch are stepped: {t:?}");
+    assert_eq!(worker(&db, "w-a").counts.iterations, 2);
+    assert_eq!(worker(&db, "w-c").counts.iterations, 2);
+}
