@@ -1,10 +1,13 @@
 //! `scripts/bench workers`: the binding-worker loop as users run it.
 //!
-//! The upstream is the sandbox served by a second `stepwise up` process and
-//! reached over TCP (`upstream_url` points at it), as a real upstream is.
-//! Each scenario runs with the default 1 s cron (what Spin gives) and with
-//! `--tick-ms 5`; the in-process sandbox figures (the upstream inside the
-//! app, no socket) are reported beside them, labelled as such.
+//! The upstream runs in its own process and is reached over TCP
+//! (`upstream_url` points at it), as a real upstream is: `bench-upstream`
+//! (tests/bench/upstream.rs, a small hyper server), and for reference the
+//! sandbox served by a second `stepwise up` (which is itself the bottleneck:
+//! it writes its own SQLite database on every call). Each scenario runs with
+//! the default 1 s cron (what Spin gives) and with `--tick-ms 5`; the
+//! in-process sandbox figures (the upstream inside the app, no socket) are
+//! reported beside them, labelled as such.
 //!
 //! 1. Throughput: N bindings × M iterations (default 200 × 5) with L ms
 //!    upstream latency (default 5): iterations/s from the start request to
@@ -23,7 +26,7 @@
 use std::time::{Duration, Instant};
 
 use stepwise_e2e::app::{self, App};
-use stepwise_e2e::{json, poll_until, RunnerConfig, Value};
+use stepwise_e2e::{json, RunnerConfig, Value};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -91,6 +94,8 @@ impl Tick {
 /// Where the upstream is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Where {
+    /// `bench-upstream` (tests/bench/upstream.rs) in its own process, over TCP.
+    Fast,
     /// A second runner process serving the sandbox, over TCP.
     Process,
     /// The sandbox inside the Stepwise app (no socket).
@@ -100,23 +105,64 @@ enum Where {
 impl Where {
     fn label(self) -> &'static str {
         match self {
-            Where::Process => "upstream in its own process over TCP",
+            Where::Fast => "upstream in its own process over TCP (bench-upstream)",
+            Where::Process => "the sandbox in its own runner process over TCP",
             Where::InProcess => "IN-PROCESS sandbox (no socket)",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Where::Fast => "tcp",
+            Where::Process => "sandbox_tcp",
+            Where::InProcess => "inproc",
         }
     }
 
     /// A fresh upstream for one Stepwise app: an upstream treats a repeated
     /// request id as the same request, and every new app's ids start at 1.
-    fn upstream(self) -> Upstream {
+    fn upstream(self, latency_ms: u64) -> Upstream {
         match self {
+            Where::Fast => Upstream::Fast(FastUpstream::start(latency_ms)),
             Where::Process => Upstream::Process(upstream_process()),
             Where::InProcess => Upstream::InProcess,
         }
     }
 }
 
+/// A running `bench-upstream`; killed on drop.
+struct FastUpstream {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FastUpstream {
+    fn start(latency_ms: u64) -> Self {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("own path").with_file_name("bench-upstream");
+        let mut child = std::process::Command::new(&exe)
+            .args(["--latency-ms", &latency_ms.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("bench-upstream prints its port");
+        let port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("listening <port>");
+        FastUpstream { child, port }
+    }
+}
+
+impl Drop for FastUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An upstream.
 enum Upstream {
+    /// `bench-upstream`, over TCP.
+    Fast(FastUpstream),
     /// A second runner process serving the sandbox, over TCP.
     Process(App),
     /// The sandbox inside the Stepwise app (no socket).
@@ -132,17 +178,20 @@ fn upstream_process() -> App {
 /// The Stepwise app under measurement, pointed at `up`.
 fn stepwise(up: &Upstream, tick: Tick, concurrency: u64, log: &str) -> App {
     let mut cfg = tick.apply(app::config()).var("tick_concurrency", &concurrency.to_string()).var("tick_batch", "1000").env("STEPWISE_LOG", log);
-    if let Upstream::Process(u) = up {
-        cfg = cfg.var("upstream_url", &format!("http://{}", u.runner.addr));
+    match up {
+        Upstream::Fast(f) => cfg = cfg.var("upstream_url", &format!("http://127.0.0.1:{}", f.port)),
+        Upstream::Process(u) => cfg = cfg.var("upstream_url", &format!("http://{}", u.runner.addr)),
+        Upstream::InProcess => {}
     }
     App::with(cfg)
 }
 
-/// The app whose sandbox serves the calls.
-fn sandbox<'a>(up: &'a Upstream, app: &'a App) -> &'a App {
+/// The app whose sandbox serves the calls, if a sandbox does.
+fn sandbox<'a>(up: &'a Upstream, app: &'a App) -> Option<&'a App> {
     match up {
-        Upstream::Process(u) => u,
-        Upstream::InProcess => app,
+        Upstream::Fast(_) => None,
+        Upstream::Process(u) => Some(u),
+        Upstream::InProcess => Some(app),
     }
 }
 
@@ -150,18 +199,24 @@ struct Throughput {
     median: f64,
     rounds: Vec<f64>,
     cpu_per_1000: f64,
+    /// Upstream call time as Stepwise measured it (request log), p50 and p99, ms.
+    call_ms: (i64, i64),
+    /// Stepwise's own time per call (claim + record shares), p50 and p99, µs.
+    overhead_us: (i64, i64),
 }
 
 fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u64, concurrency: u64, repeats: u64) -> Throughput {
-    let up = &at.upstream();
+    let up = &at.upstream(latency);
     let app = stepwise(up, tick, concurrency, "warn");
     let sb = sandbox(up, &app);
     let mut rounds = Vec::new();
     let mut cpu = 0.0;
     for round in 0..repeats {
         let ids: Vec<String> = (0..bindings).map(|i| format!("bench-{round}-{i:05}")).collect();
-        for id in &ids {
-            sb.script(id, json!({ "latency_ms": latency }));
+        if let Some(sb) = sb {
+            for id in &ids {
+                sb.script(id, json!({ "latency_ms": latency }));
+            }
         }
         let cpu0 = cpu_seconds(app.runner.pid());
         let t0 = Instant::now();
@@ -185,20 +240,39 @@ fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u6
         cpu += cpu_seconds(app.runner.pid()) - cpu0;
         rounds.push((bindings * iterations) as f64 / secs);
     }
-    let starts = sb.sandbox_stats()["total_starts"].as_u64().unwrap_or(0);
     let expected = bindings * iterations * repeats;
-    assert_eq!(starts, expected, "the sandbox saw exactly the expected starts");
+    if let Some(sb) = sb {
+        let starts = sb.sandbox_stats()["total_starts"].as_u64().unwrap_or(0);
+        assert_eq!(starts, expected, "the sandbox saw exactly the expected starts");
+    }
     let mut sorted = rounds.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
-    Throughput { median: sorted[sorted.len() / 2], rounds, cpu_per_1000: 1000.0 * cpu / expected as f64 }
+    let db = app.runner.database();
+    let successes: i64 = db.query_row("SELECT count(*) FROM iterations WHERE outcome = 'success'", [], |r| r.get(0)).unwrap();
+    assert_eq!(successes as u64, expected, "every iteration succeeded");
+    let column = |name: &str| -> Vec<i64> {
+        let sql = format!("SELECT {name} FROM request_log WHERE {name} IS NOT NULL ORDER BY {name}");
+        db.prepare(&sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let calls = column("duration_ms");
+    let overhead = column("overhead_us");
+    Throughput {
+        median: sorted[sorted.len() / 2],
+        rounds,
+        cpu_per_1000: 1000.0 * cpu / expected as f64,
+        call_ms: (percentile(&calls, 0.5), percentile(&calls, 0.99)),
+        overhead_us: (percentile(&overhead, 0.5), percentile(&overhead, 0.99)),
+    }
 }
 
 /// One binding × `iterations` at 0 ms latency: gaps between its steps, µs.
 fn single(at: Where, tick: Tick, iterations: u64) -> (u64, u64, f64) {
-    let up = &at.upstream();
+    let up = &at.upstream(0);
     let app = stepwise(up, tick, 64, "info");
     let id = format!("single-{}", std::process::id());
-    sandbox(up, &app).script(&id, json!({ "latency_ms": 0 }));
+    if let Some(sb) = sandbox(up, &app) {
+        sb.script(&id, json!({ "latency_ms": 0 }));
+    }
     let t0 = Instant::now();
     app.start_workers(&[&id], json!({ "max_iterations": iterations }));
     app.wait_stopped(&id);
@@ -239,7 +313,7 @@ fn micros(ts: &str) -> Option<i64> {
 }
 
 fn memory(at: Where, workers: u64, seconds: u64) -> (u64, u64, Value) {
-    let up = &at.upstream();
+    let up = &at.upstream(0);
     let app = stepwise(up, Tick::Cron, 64, "warn");
     let ids: Vec<String> = (0..workers).map(|i| format!("idle-{i:05}")).collect();
     for chunk in ids.chunks(1000) {
@@ -268,8 +342,11 @@ fn main() {
 
     println!("workers benchmark (tick_budget_ms 900, tick_concurrency {concurrency})");
     let mut results = Vec::new();
-    for up in [Where::Process, Where::InProcess] {
+    for up in [Where::Fast, Where::Process, Where::InProcess] {
         for tick in [Tick::Cron, Tick::Fast] {
+            if up == Where::Process && matches!(tick, Tick::Fast) {
+                continue; // the sandbox as an upstream is shown once, for reference
+            }
             let t = throughput(up, tick, bindings, iterations, latency, concurrency, repeats);
             let (p50, p99, total) = single(up, tick, single_iterations);
             println!("  {}, {}:", up.label(), tick.label());
@@ -280,15 +357,19 @@ fn main() {
             );
             println!("    Stepwise CPU: {:.2} CPU-seconds per 1,000 iterations", t.cpu_per_1000);
             println!(
+                "    upstream call time seen by Stepwise: p50 {} ms, p99 {} ms; Stepwise's own time per call: p50 {} us, p99 {} us",
+                t.call_ms.0, t.call_ms.1, t.overhead_us.0, t.overhead_us.1
+            );
+            println!(
                 "    1 binding x {single_iterations} iterations, 0 ms latency: per iteration p50 {:.2} ms, p99 {:.2} ms ({:.2} s from start to stopped)",
                 p50 as f64 / 1000.0,
                 p99 as f64 / 1000.0,
                 total
             );
-            let key = format!("{}_{}", if up == Where::Process { "tcp" } else { "inproc" }, if matches!(tick, Tick::Cron) { "cron" } else { "fast" });
+            let key = format!("{}_{}", up.key(), if matches!(tick, Tick::Cron) { "cron" } else { "fast" });
             results.push(format!("{key}_iterations_per_s={:.0} {key}_cpu_s_per_1000={:.2} {key}_p50_us={p50} {key}_p99_us={p99}", t.median, t.cpu_per_1000));
         }
-        if up == Where::Process {
+        if up == Where::Fast {
             let (peak, hwm, status) = memory(up, idle_workers, idle_seconds);
             println!("  memory, {}: {idle_workers} running workers (interval 10 s) for {idle_seconds} s, default cron", up.label());
             println!("    workers running: {}; Stepwise RSS peak sampled {} MiB, VmHWM {} MiB", status["workers"]["running"], peak / 1024, hwm / 1024);
