@@ -398,3 +398,48 @@ fn two_hundred_workers_times_five_on_two_runners_sharing_one_state_dir() {
         assert!(!logs.contains("database is locked"), "lock errors in the log");
     }
 }
+
+/// A worker snapshot exactly as the previous release stored it: running, cooling down.
+const PREVIOUS_WORKER: &str = r#"{"binding_id":"b-kept","run_id":3,"desired":"running","stopped":false,"stop_reason":null,"phase":"cooldown","policy":{"max_iterations":4,"interval_ms":0,"cooldown_ms":10,"max_cooldown_ms":60000,"max_consecutive_failures":5,"otp_timeout_ms":300000,"processing_poll_ms":2000,"max_processing_polls":30},"iterations":2,"successes":1,"failures":1,"consecutive_failures":1,"current":null,"in_flight":null,"iteration_started_at":null,"last_result":{"iteration":2,"outcome":"failure","reason":"upstream_error:503","transaction_id":null,"amount":null,"balance":null,"started_at":1000,"finished_at":1001,"receipt_code":null},"next_step_at":1011,"created_at":1,"updated_at":1001}"#;
+
+#[test]
+fn a_state_dir_written_by_the_previous_release_opens_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("sqlite_db.db")).unwrap();
+        c.execute_batch(include_str!("../../crates/store/tests/fixtures/schema_v3.sql")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);
+             INSERT INTO iterations (binding_id, run_id, iteration, outcome, started_at, finished_at, receipt_code)
+               VALUES ('b-kept', 3, 1, 'success', 10, 20, 'SW-00002S-Y');
+             INSERT INTO iterations (binding_id, run_id, iteration, outcome, reason, started_at, finished_at)
+               VALUES ('b-kept', 3, 2, 'failure', 'upstream_error:503', 1000, 1001);",
+        )
+        .unwrap();
+        c.execute("INSERT INTO workers VALUES ('b-kept', 3, 'running', 1011, NULL, NULL, ?1, 1, 1001)", [PREVIOUS_WORKER]).unwrap();
+        for (id, code) in [(7, 200), (8, 503)] {
+            c.execute(
+                "INSERT INTO request_log (id, binding_id, run_id, operation, operation_key, attempt_number, is_latest, method, url,
+                     request_payload, created_at, status_code, response_code, is_success, duration_ms)
+                 VALUES (?1, 'b-kept', 3, 'start', 'b-kept:3:start', ?1 - 6, ?1 - 7, 'POST', 'http://self.alt/v1/transactions/start',
+                     '{}', 5, ?2, 'x', 1, 3)",
+                rusqlite::params![id, code],
+            )
+            .unwrap();
+        }
+    }
+    let app = App::with(app::config().state_dir(dir.path()));
+    // The worker carries on from where it was: two more iterations to its max of 4.
+    let w = app.wait_stopped("b-kept");
+    assert_eq!((w["run_id"].as_u64(), w["iterations"].as_u64(), w["successes"].as_u64()), (Some(3), Some(4), Some(3)), "{w}");
+    assert_eq!(w["stop_reason"], "max_iterations");
+    let its = app.api("GET", "/api/workers/b-kept/iterations", None).json();
+    let its: Vec<(u64, Value)> = its["iterations"].as_array().unwrap().iter().map(|i| (i["iteration"].as_u64().unwrap(), i["receipt_code"].clone())).collect();
+    assert_eq!(its.len(), 4, "the two old iterations and the two new ones: {its:?}");
+    assert_eq!(its[3], (1, json!("SW-00002S-Y")), "the old receipt stays");
+    let log = app.request_log("b-kept");
+    let ids: Vec<u64> = log.iter().map(|r| r["request_id"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(&ids[ids.len() - 2..], &[8, 7], "the old request-log rows, with their ids");
+    assert!(ids[..ids.len() - 2].iter().all(|id| *id > 8), "new request ids continue after the old ones: {ids:?}");
+}

@@ -7,6 +7,8 @@
 
 pub mod db;
 pub mod effects;
+pub mod idempotency;
+pub mod inbox;
 pub mod iterations;
 pub mod lease;
 pub mod machines;
@@ -15,6 +17,7 @@ pub mod migrations;
 #[cfg(feature = "native")]
 pub mod native;
 pub mod otp_queue;
+pub mod outbox;
 pub mod requests;
 pub mod stepper;
 pub mod workers;

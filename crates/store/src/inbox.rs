@@ -1,0 +1,18 @@
+//! The inbox: notifications from outside (the payment gateway's webhook),
+//! each stored once under its deduplication key, in the same transaction
+//! that applies it.
+
+use stepwise_engine::time::Millis;
+
+use crate::db::{int, text, Db, StoreError};
+
+/// Stores a notification unless one with the same `(source, dedup_key)` is
+/// stored already; returns whether it is new.
+pub fn store(db: &Db, source: &str, dedup_key: &str, subject_id: &str, payload: &str, result: &str, now: Millis) -> Result<bool, StoreError> {
+    db.exec(
+        "INSERT INTO inbox (source, dedup_key, subject_id, payload, result, received_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (source, dedup_key) DO NOTHING",
+        &[text(source), text(dedup_key), text(subject_id), text(payload), text(result), int(now)],
+    )?;
+    Ok(db.changes() == 1)
+}
