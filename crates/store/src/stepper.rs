@@ -250,10 +250,13 @@ pub fn claim<M: Stepped>(db: &Db, cfg: &Config, owner: &str, id: &str, now: Mill
     db.immediate(|db| claim_in::<M>(db, &mut requests::Ids::default(), cfg, owner, id, now))
 }
 
+/// One machine's claim in a batch: its id and what its claim came to.
+pub type ClaimResult<C> = (String, Result<Option<Claimed<C>>, StoreError>);
+
 /// Claims several machines in one transaction, each in a savepoint of its
 /// own: a machine whose claim fails (its error is in the list) leaves the
 /// others' claims standing.
-pub fn claim_many<M: Stepped>(db: &Db, cfg: &Config, owner: &str, ids: &[String], now: Millis) -> Result<Vec<(String, Result<Option<Claimed<M::Call>>, StoreError>)>, StoreError> {
+pub fn claim_many<M: Stepped>(db: &Db, cfg: &Config, owner: &str, ids: &[String], now: Millis) -> Result<Vec<ClaimResult<M::Call>>, StoreError> {
     db.immediate(|db| {
         let mut rids = requests::Ids::default();
         Ok(ids.iter().map(|id| (id.clone(), db.savepoint(|db| claim_in::<M>(db, &mut rids, cfg, owner, id, now)))).collect())
@@ -355,6 +358,9 @@ pub fn record<M: Stepped>(db: &Db, owner: &str, c: &Claimed<M::Call>, r: &CallRe
     })
 }
 
+/// One machine's record in a batch.
+pub type RecordResult<C> = Result<RecordOutcome<C>, StoreError>;
+
 /// Records several answers in one transaction, each machine in a savepoint
 /// of its own, and with `claim_next` claims the next step of every machine
 /// that is due again at once. Metrics are gathered over the batch and
@@ -366,7 +372,7 @@ pub fn record_many<M: Stepped>(
     answers: &[(Claimed<M::Call>, CallResult)],
     now: Millis,
     claim_next: bool,
-) -> Result<Vec<Result<RecordOutcome<M::Call>, StoreError>>, StoreError> {
+) -> Result<Vec<RecordResult<M::Call>>, StoreError> {
     db.immediate(|db| {
         let mut ids = requests::Ids::default();
         let mut batch = metrics::Batch::default();

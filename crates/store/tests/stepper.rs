@@ -34,11 +34,9 @@ impl Clock for VirtualClock {
         self.0.get()
     }
     /// Virtual time: the clock moves to `t` when the sleep is first polled.
-    fn sleep_until(&self, t: i64) -> impl Future<Output = ()> {
-        async move {
-            if t > self.0.get() {
-                self.0.set(t);
-            }
+    async fn sleep_until(&self, t: i64) {
+        if t > self.0.get() {
+            self.0.set(t);
         }
     }
 }
