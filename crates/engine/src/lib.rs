@@ -11,15 +11,19 @@
 //! - [`policy`]: worker policies, their defaults and validation.
 //! - [`upstream`]: the upstream transaction service's protocol (section 1).
 //! - [`binding`], [`otp`]: input rules for binding ids and OTPs.
+//! - [`payment`]: the Midtrans notification signature and payment statuses.
 //! - [`receipt`]: receipt codes.
+//! - [`saga`]: saga definitions, templates and the saga machine.
 //! - [`time`]: RFC 3339 formatting of engine timestamps.
 
 pub mod binding;
 pub mod error;
 pub mod machine;
 pub mod otp;
+pub mod payment;
 pub mod policy;
 pub mod receipt;
+pub mod saga;
 pub mod time;
 pub mod upstream;
 pub mod worker;

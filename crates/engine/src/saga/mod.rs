@@ -1,0 +1,8 @@
+//! Sagas (declarative, with compensation): the definition model and its
+//! validation ([`definition`]), templates ([`template`]), and the saga
+//! machine ([`machine`]).
+
+pub mod definition;
+pub mod template;
+
+pub use definition::{Definition, Fault, Service};
