@@ -21,6 +21,8 @@ use crate::Error;
 pub enum Kind {
     /// A binding worker ([`crate::worker::Worker`]).
     Worker,
+    /// A saga ([`crate::saga::machine::Saga`]).
+    Saga,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Worker => "worker",
+            Kind::Saga => "saga",
         }
     }
 
@@ -35,6 +38,7 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "worker" => Some(Kind::Worker),
+            "saga" => Some(Kind::Saga),
             _ => None,
         }
     }
@@ -132,7 +136,9 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        assert_eq!(Kind::parse(Kind::Worker.as_str()), Some(Kind::Worker));
+        for k in [Kind::Worker, Kind::Saga] {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
         assert_eq!(Kind::parse("nope"), None);
     }
 

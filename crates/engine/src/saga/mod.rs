@@ -3,6 +3,8 @@
 //! machine ([`machine`]).
 
 pub mod definition;
+pub mod machine;
 pub mod template;
 
 pub use definition::{Definition, Fault, Service};
+pub use machine::Saga;
