@@ -19,6 +19,7 @@ pub mod native;
 pub mod otp_queue;
 pub mod outbox;
 pub mod requests;
+pub mod sagas;
 pub mod stepper;
 pub mod workers;
 

@@ -195,6 +195,39 @@ const MIGRATIONS: &[(i64, &str)] = &[
         ) WITHOUT ROWID;
         CREATE INDEX idempotency_expiry ON idempotency_keys (expires_at)",
     ),
+    (
+        5,
+        // Sagas: stored definitions (every version), the sagas' own index
+        // (by definition, with the order id of their payment), and their
+        // history. The sagas themselves are machines of kind `saga`.
+        "CREATE TABLE saga_definitions (
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            built_in INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (name, version)
+        ) WITHOUT ROWID;
+        CREATE TABLE sagas (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            definition TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            order_id TEXT,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX sagas_definition ON sagas (definition, id);
+        CREATE UNIQUE INDEX sagas_order ON sagas (order_id) WHERE order_id IS NOT NULL;
+        CREATE TABLE saga_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            saga_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            step TEXT,
+            data TEXT NOT NULL,
+            at INTEGER NOT NULL
+        );
+        CREATE INDEX saga_events_saga ON saga_events (saga_id, seq)",
+    ),
 ];
 
 /// Applies every migration not applied yet.

@@ -24,6 +24,7 @@ use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 use stepwise_engine::machine::{lease_ms, Kind, Machine, Step};
 use stepwise_engine::time::Millis;
+use stepwise_engine::saga::Saga;
 use stepwise_engine::worker::Worker;
 
 use crate::db::{Db, StoreError};
@@ -37,6 +38,10 @@ use crate::requests::{self, Formatted, NewRequest};
 pub struct Config {
     /// The upstream transaction service's origin (workers).
     pub upstream_url: String,
+    /// The saga services' origins (`<service>_url`).
+    pub services: std::collections::BTreeMap<stepwise_engine::saga::Service, String>,
+    /// `midtrans_server_key`, for the payment services' Basic auth (never logged).
+    pub midtrans_server_key: String,
     /// Per-call time-out.
     pub timeout_ms: u64,
     /// Machines claimed per due query at most.
@@ -113,7 +118,7 @@ pub struct Judged<A> {
 /// What one call of a machine is to the request log.
 pub struct LogEntry {
     /// Operation name.
-    pub operation: &'static str,
+    pub operation: String,
     /// What it is about.
     pub target: Option<String>,
     /// Attempt number.
@@ -146,7 +151,7 @@ pub struct Claimed<C> {
     /// Its request id.
     pub request_id: String,
     /// Its operation name (for logs and metrics).
-    pub operation: &'static str,
+    pub operation: String,
     /// Its attempt number.
     pub attempt: u32,
     /// What to send.
@@ -192,7 +197,7 @@ fn claim_loaded<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owne
                     kind: M::KIND,
                     machine_id: m.id(),
                     run: m.run(),
-                    operation: entry.operation,
+                    operation: &entry.operation,
                     target: entry.target.as_deref(),
                     attempt_number: entry.attempt,
                     operation_key: &entry.operation_key,
@@ -324,7 +329,7 @@ fn record_in<M: Stepped>(
             overhead_us: Some(c.claim_us),
         },
     )?;
-    let op = c.operation;
+    let op = c.operation.as_str();
     let kind = M::KIND.as_str();
     let result = judged.response_code.to_ascii_lowercase();
     metrics.inc("stepwise_steps", &[("kind", kind), ("operation", op), ("result", &result)], 1);
@@ -348,7 +353,15 @@ fn record_in<M: Stepped>(
 /// in one transaction. A record whose lease another stepper has taken over
 /// is [`Recorded::Stale`] and changes nothing.
 pub fn record<M: Stepped>(db: &Db, owner: &str, c: &Claimed<M::Call>, r: &CallResult, now: Millis, record_us: i64) -> Result<Recorded, StoreError> {
-    let cfg = Config { upstream_url: String::new(), timeout_ms: 0, batch: 1, concurrency: 1, budget_ms: 0 };
+    let cfg = Config {
+        upstream_url: String::new(),
+        services: Default::default(),
+        midtrans_server_key: String::new(),
+        timeout_ms: 0,
+        batch: 1,
+        concurrency: 1,
+        budget_ms: 0,
+    };
     let c2 = Claimed { claim_us: c.claim_us + record_us, ..c.clone() };
     db.immediate(|db| {
         let mut batch = metrics::Batch::default();
@@ -411,12 +424,14 @@ pub struct Totals {
 /// A claim of any kind of machine.
 enum AnyClaim {
     Worker(Claimed<<Worker as Machine>::Call>),
+    Saga(Claimed<<Saga as Machine>::Call>),
 }
 
 impl AnyClaim {
     fn outbound(&self) -> &Outbound {
         match self {
             AnyClaim::Worker(c) => &c.outbound,
+            AnyClaim::Saga(c) => &c.outbound,
         }
     }
 }
@@ -437,49 +452,69 @@ fn log_step<C>(kind: Kind, c: &Claimed<C>, r: &CallResult, code: Option<&str>) {
     );
 }
 
-/// Claims the due machines (one transaction per kind); returns the claims.
-/// A machine whose claim fails is put in `failed` and not tried again in
-/// this tick (it is logged once per tick, not at every look).
-fn claim_due<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, due: &[Due], failed: &mut HashSet<Due>, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
-    let ids: Vec<String> = due.iter().filter(|d| d.kind == Kind::Worker && !failed.contains(d)).map(|d| d.id.clone()).collect();
+/// Claims the due machines of kind `M` (one transaction).
+#[allow(clippy::too_many_arguments)]
+fn claim_kind<M: Stepped, C: Clock>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    clock: &C,
+    due: &[Due],
+    failed: &mut HashSet<Due>,
+    totals: &mut Totals,
+    wrap: fn(Claimed<M::Call>) -> AnyClaim,
+) -> Result<Vec<AnyClaim>, StoreError> {
+    let ids: Vec<String> = due.iter().filter(|d| d.kind == M::KIND && !failed.contains(d)).map(|d| d.id.clone()).collect();
     let mut out = Vec::new();
     if ids.is_empty() {
         return Ok(out);
     }
     let t0 = clock.micros();
-    let claims = claim_many::<Worker>(db, cfg, owner, &ids, clock.now())?;
+    let claims = claim_many::<M>(db, cfg, owner, &ids, clock.now())?;
     let share = (clock.micros() - t0) / ids.len() as i64;
     for (id, c) in claims {
         match c {
-            Ok(Some(c)) => out.push(AnyClaim::Worker(Claimed { claim_us: share, ..c })),
+            Ok(Some(c)) => out.push(wrap(Claimed { claim_us: share, ..c })),
             Ok(None) => {}
             Err(e) => {
                 totals.errors += 1;
-                log_error("claim", Kind::Worker, &id, &e);
-                failed.insert(Due { kind: Kind::Worker, id });
+                log_error("claim", M::KIND, &id, &e);
+                failed.insert(Due { kind: M::KIND, id });
             }
         }
     }
     Ok(out)
 }
 
-/// Records a batch of answers (one transaction per kind) and returns the
-/// next steps claimed in the same transactions.
-fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: Vec<(AnyClaim, CallResult)>, claim_next: bool, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
-    let workers: Vec<(Claimed<_>, CallResult)> = done
-        .into_iter()
-        .map(|(c, r)| match c {
-            AnyClaim::Worker(c) => (c, r),
-        })
-        .collect();
+/// Claims the due machines (one transaction per kind); returns the claims.
+/// A machine whose claim fails is put in `failed` and not tried again in
+/// this tick (it is logged once per tick, not at every look).
+fn claim_due<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, due: &[Due], failed: &mut HashSet<Due>, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
+    let mut out = claim_kind::<Worker, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Worker)?;
+    out.extend(claim_kind::<Saga, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Saga)?);
+    Ok(out)
+}
+
+/// Records the answers of kind `M` (one transaction); returns the next claims.
+#[allow(clippy::too_many_arguments)]
+fn record_kind<M: Stepped, C: Clock>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    clock: &C,
+    done: Vec<(Claimed<M::Call>, CallResult)>,
+    claim_next: bool,
+    totals: &mut Totals,
+    wrap: fn(Claimed<M::Call>) -> AnyClaim,
+) -> Result<Vec<AnyClaim>, StoreError> {
     let mut next = Vec::new();
-    if workers.is_empty() {
+    if done.is_empty() {
         return Ok(next);
     }
     let t0 = clock.micros();
-    let outcomes = record_many::<Worker>(db, cfg, owner, &workers, clock.now(), claim_next)?;
-    let share = (clock.micros() - t0) / workers.len() as i64;
-    for ((c, r), o) in workers.iter().zip(outcomes) {
+    let outcomes = record_many::<M>(db, cfg, owner, &done, clock.now(), claim_next)?;
+    let share = (clock.micros() - t0) / done.len() as i64;
+    for ((c, r), o) in done.iter().zip(outcomes) {
         match o {
             Ok(RecordOutcome { recorded, next: n }) => {
                 let code = match &recorded {
@@ -492,18 +527,34 @@ fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: V
                         None
                     }
                 };
-                log_step(Kind::Worker, c, r, code);
+                log_step(M::KIND, c, r, code);
                 if let Some(n) = n {
                     totals.claimed += 1;
-                    next.push(AnyClaim::Worker(Claimed { claim_us: share, ..n }));
+                    next.push(wrap(Claimed { claim_us: share, ..n }));
                 }
             }
             Err(e) => {
                 totals.errors += 1;
-                log_error("record", Kind::Worker, &c.id, &e);
+                log_error("record", M::KIND, &c.id, &e);
             }
         }
     }
+    Ok(next)
+}
+
+/// Records a batch of answers (one transaction per kind) and returns the
+/// next steps claimed in the same transactions.
+fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: Vec<(AnyClaim, CallResult)>, claim_next: bool, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
+    let mut workers = Vec::new();
+    let mut sagas = Vec::new();
+    for (c, r) in done {
+        match c {
+            AnyClaim::Worker(c) => workers.push((c, r)),
+            AnyClaim::Saga(c) => sagas.push((c, r)),
+        }
+    }
+    let mut next = record_kind::<Worker, C>(db, cfg, owner, clock, workers, claim_next, totals, AnyClaim::Worker)?;
+    next.extend(record_kind::<Saga, C>(db, cfg, owner, clock, sagas, claim_next, totals, AnyClaim::Saga)?);
     Ok(next)
 }
 

@@ -45,7 +45,7 @@ pub fn count_by_state(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
 impl crate::stepper::Stepped for Worker {
     fn log_entry(&self, call: &Call) -> LogEntry {
         LogEntry {
-            operation: call.op.as_str(),
+            operation: call.op.as_str().to_string(),
             target: call.transaction_id.clone(),
             attempt: call.attempt,
             operation_key: call.operation_key(),

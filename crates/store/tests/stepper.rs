@@ -20,7 +20,15 @@ use stepwise_store::{effects, requests, workers, Db};
 const T0: i64 = 1_800_000_000_000;
 
 fn cfg() -> Config {
-    Config { upstream_url: "http://up.test".into(), timeout_ms: 1000, batch: 100, concurrency: 8, budget_ms: 900 }
+    Config {
+        upstream_url: "http://up.test".into(),
+        services: Default::default(),
+        midtrans_server_key: String::new(),
+        timeout_ms: 1000,
+        batch: 100,
+        concurrency: 8,
+        budget_ms: 900,
+    }
 }
 
 fn open(path: &Path) -> Db {
@@ -301,7 +309,7 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     // Opening again runs nothing twice.
     drop(db);
     let db = open(&path);
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM schema_migrations", &[]).unwrap(), Some(4));
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM schema_migrations", &[]).unwrap(), Some(5));
 }
 
 
@@ -323,4 +331,73 @@ fn a_machine_that_cannot_be_read_fails_alone_and_once_per_tick() {
     assert_eq!((t.recorded, t.errors), (4, 1), "the others in its batch are stepped: {t:?}");
     assert_eq!(worker(&db, "w-a").counts.iterations, 2);
     assert_eq!(worker(&db, "w-c").counts.iterations, 2);
+}
+
+/// Answers the checkout services: every call succeeds (with a total for the reservation).
+struct Services<'a> {
+    clock: &'a VirtualClock,
+    sent: RefCell<Vec<Outbound>>,
+}
+
+impl Transport for Services<'_> {
+    fn send(&self, req: &Outbound) -> impl Future<Output = CallResult> {
+        self.sent.borrow_mut().push(req.clone());
+        self.clock.0.set(self.clock.0.get() + 1);
+        let body = if req.url.ends_with("/v1/reservations") {
+            serde_json::json!({"transaction_id": "x", "status": "reserved", "total": 20000})
+        } else if req.url.ends_with("/status") {
+            serde_json::json!({"transaction_status": "pending"})
+        } else {
+            serde_json::json!({"ok": true})
+        };
+        ready(CallResult { status_code: Some(200), body: body.to_string().into_bytes(), timed_out: false, duration_ms: 1 })
+    }
+}
+
+#[test]
+fn a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_and_basic_auth() {
+    use stepwise_engine::saga::machine::{Saga, Settings, Status};
+    use stepwise_engine::saga::Service;
+    use stepwise_store::sagas;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir.path().join("db"));
+    sagas::ensure_built_ins(&db, T0).unwrap();
+    let def = sagas::definition(&db, "checkout").unwrap().unwrap().definition;
+    assert_eq!(def.version, 1);
+    let input = serde_json::json!({"user_token": "tok", "items": [{"product_id": "p1", "price": 10000, "quantity": 2}]});
+    let settings = Settings { call_timeout_ms: 1000, payment_ttl_ms: 900_000, payment_poll_ms: 30_000 };
+    let id = db
+        .immediate(|db| {
+            let id = sagas::next_id(db)?;
+            let mut s = Saga::new(&id, def.clone(), None, input.clone(), settings.clone(), T0);
+            sagas::insert(db, &mut s, T0)?;
+            Ok::<_, stepwise_store::StoreError>(id)
+        })
+        .unwrap();
+    let mut c = cfg();
+    for s in Service::ALL {
+        c.services.insert(s, format!("http://{}.test", s.as_str()));
+    }
+    c.midtrans_server_key = "SB-key".into();
+    let clock = VirtualClock(Cell::new(T0));
+    let up = Services { clock: &clock, sent: RefCell::new(Vec::new()) };
+    let t = block_on(stepper::run(&db, &Config { budget_ms: 1000, ..c }, "A", &up, &clock)).unwrap();
+    assert_eq!((t.recorded, t.errors), (4, 0), "four steps up to the wait: {t:?}");
+    let s = sagas::load(&db, &id).unwrap().unwrap().machine;
+    assert_eq!(s.status(), Status::Waiting);
+    let sent = up.sent.borrow();
+    assert_eq!(sent[1].url, "http://products.test/v1/reservations");
+    let header = |o: &Outbound, name: &str| o.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(header(&sent[1], "idempotency-key"), Some(format!("{id}:reserve_stock:action")));
+    assert_eq!(header(&sent[2], "authorization").as_deref(), Some("Basic U0Ita2V5Og=="), "the payment service gets Basic auth");
+    assert_eq!(header(&sent[1], "authorization"), None, "the others do not");
+    let log = requests::list(&db, Some((Kind::Saga, &id)), 10, None).unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[0]["operation"], "commit_reservation:action");
+    assert_eq!(log[3]["request_id"].as_str(), header(&sent[0], "x-request-id").as_deref(), "the row id is the request id sent");
+    let events: Vec<String> = sagas::events(&db, &id).unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(&events[..3], ["saga_started", "step_started", "step_completed"]);
+    let (out, _) = stepwise_store::outbox::page(&db, 0, None, 10).unwrap();
+    assert_eq!(out.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["committed"]);
+    assert_eq!(sagas::by_order(&db, &id).unwrap().as_deref(), Some(id.as_str()), "the order is indexed for the webhook");
 }

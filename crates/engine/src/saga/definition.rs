@@ -27,7 +27,7 @@ fn fault(path: impl Into<String>, message: impl Into<String>) -> Fault {
 }
 
 /// The outside services a step may call; each is an origin from the variable `<name>_url`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Service {
     /// Users (authorization).

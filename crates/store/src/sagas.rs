@@ -1,0 +1,290 @@
+//! Sagas in the store: their definitions (every version, the built-ins
+//! stored at first use), the sagas' index (definition, order id), their
+//! history, and how the stepper drives them (calls to the saga services with
+//! `X-Request-Id`, `Idempotency-Key` and, for the payment services, Basic
+//! auth).
+
+use stepwise_engine::machine::{Kind, Machine};
+use stepwise_engine::receipt;
+use stepwise_engine::saga::definition::{Definition, BUILT_IN};
+use stepwise_engine::saga::machine::{judge, Answer, Call, Effect, Saga};
+use stepwise_engine::time::{rfc3339, Millis};
+
+use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
+use crate::lease::Lease;
+use crate::machines::{self, Snapshot};
+use crate::outbox::{self, NewEvent};
+use crate::stepper::{CallResult, Config, Judged, LogEntry, Outbound};
+
+/// The prefix of saga ids (which are also their payments' order ids).
+pub const ID_PREFIX: &str = "SG";
+
+/// A stored definition.
+#[derive(Debug, Clone)]
+pub struct StoredDefinition {
+    /// The definition (with its version).
+    pub definition: Definition,
+    /// The body as posted.
+    pub body: serde_json::Value,
+    /// Whether it is one of the built-ins.
+    pub built_in: bool,
+    /// Stored at.
+    pub created_at: Millis,
+}
+
+impl StoredDefinition {
+    /// The API's form: the body as posted, with its version.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.body.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.insert("version".into(), serde_json::json!(self.definition.version));
+            m.insert("built_in".into(), serde_json::json!(self.built_in));
+            m.insert("created_at".into(), serde_json::json!(rfc3339(self.created_at)));
+        }
+        v
+    }
+}
+
+fn parse_stored(name: &str, version: i64, body: &str, built_in: bool, created_at: Millis) -> Result<StoredDefinition, StoreError> {
+    let body: serde_json::Value = serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("definition {name}: {e}")))?;
+    let mut definition = Definition::parse(&body).map_err(|e| StoreError::Corrupt(format!("definition {name} v{version}: {e}")))?;
+    definition.version = version as u32;
+    Ok(StoredDefinition { definition, body, built_in, created_at })
+}
+
+/// Stores the built-in definitions that are not stored yet (first use).
+pub fn ensure_built_ins(db: &Db, now: Millis) -> Result<(), StoreError> {
+    for (name, text_body) in BUILT_IN {
+        let n = db.scalar_i64("SELECT count(*) FROM saga_definitions WHERE name = ?", &[text(name)])?;
+        if n.unwrap_or(0) == 0 {
+            db.exec(
+                "INSERT INTO saga_definitions (name, version, body, built_in, created_at) VALUES (?, 1, ?, 1, ?)",
+                &[text(name), text(text_body), int(now)],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores `body` (already validated as `d`) as the next version of its name.
+pub fn store_definition(db: &Db, d: &Definition, body: &serde_json::Value, now: Millis) -> Result<StoredDefinition, StoreError> {
+    let version = db.scalar_i64("SELECT coalesce(max(version), 0) + 1 FROM saga_definitions WHERE name = ?", &[text(&d.name)])?.unwrap_or(1);
+    db.exec(
+        "INSERT INTO saga_definitions (name, version, body, built_in, created_at) VALUES (?, ?, ?, 0, ?)",
+        &[text(&d.name), int(version), text(body.to_string()), int(now)],
+    )?;
+    let mut definition = d.clone();
+    definition.version = version as u32;
+    Ok(StoredDefinition { definition, body: body.clone(), built_in: false, created_at: now })
+}
+
+/// The newest version of `name`.
+pub fn definition(db: &Db, name: &str) -> Result<Option<StoredDefinition>, StoreError> {
+    let r = db.exec(
+        "SELECT version, body, built_in, created_at FROM saga_definitions WHERE name = ? ORDER BY version DESC LIMIT 1",
+        &[text(name)],
+    )?;
+    let Some(row) = r.rows().next() else { return Ok(None) };
+    Ok(Some(parse_stored(name, col(&row, "version")?, col(&row, "body")?, col::<i64>(&row, "built_in")? == 1, col(&row, "created_at")?)?))
+}
+
+/// The newest version of every definition, by name.
+pub fn definitions(db: &Db) -> Result<Vec<StoredDefinition>, StoreError> {
+    let r = db.exec(
+        "SELECT d.name, d.version, d.body, d.built_in, d.created_at FROM saga_definitions d
+         WHERE d.version = (SELECT max(version) FROM saga_definitions WHERE name = d.name) ORDER BY d.name",
+        &[],
+    )?;
+    r.rows()
+        .map(|row| parse_stored(col(&row, "name")?, col(&row, "version")?, col(&row, "body")?, col::<i64>(&row, "built_in")? == 1, col(&row, "created_at")?))
+        .collect()
+}
+
+/// A new saga id: unique (from the index's sequence), not sequential, with a
+/// check character (the receipt-code scheme under [`ID_PREFIX`]).
+pub fn next_id(db: &Db) -> Result<String, StoreError> {
+    let seq = db.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = 'sagas'", &[])?.unwrap_or(0) + 1;
+    Ok(receipt::code(ID_PREFIX, seq as u64))
+}
+
+/// Inserts a new saga (its index row and its machine) in the caller's transaction.
+pub fn insert(db: &Db, s: &mut Saga, now: Millis) -> Result<(), StoreError> {
+    db.exec(
+        "INSERT INTO sagas (id, definition, version, order_id, created_at) VALUES (?, ?, ?, NULL, ?)",
+        &[text(&s.id), text(&s.definition.name), int(s.definition.version.into()), int(now)],
+    )?;
+    save(db, s, None, now)
+}
+
+/// Loads one saga.
+pub fn load(db: &Db, id: &str) -> Result<Option<machines::Stored<Saga>>, StoreError> {
+    machines::load(db, id)
+}
+
+/// Carries out a saga's effects and saves it with `lease`.
+pub fn save(db: &Db, s: &mut Saga, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
+    let effects = s.drain_effects();
+    apply(db, s, effects)?;
+    machines::save(db, s, lease, now)
+}
+
+/// Saves a change made outside the tick (an operator's action, a
+/// notification): the lease is kept while a call is in flight.
+pub fn save_keeping_lease(db: &Db, stored: &mut machines::Stored<Saga>, now: Millis) -> Result<(), StoreError> {
+    let in_flight = matches!(stored.machine.phase, stepwise_engine::saga::machine::Phase::Calling { .. });
+    let lease = stored.lease.clone().filter(|_| in_flight);
+    save(db, &mut stored.machine, lease.as_ref(), now)
+}
+
+fn apply(db: &Db, s: &Saga, effects: Vec<Effect>) -> Result<(), StoreError> {
+    for e in effects {
+        match e {
+            Effect::History(ev) => {
+                db.exec(
+                    "INSERT INTO saga_events (saga_id, type, step, data, at) VALUES (?, ?, ?, ?, ?)",
+                    &[text(&s.id), text(&ev.kind), opt_text(ev.step.as_deref()), text(ev.data.to_string()), int(ev.at)],
+                )?;
+                crate::metrics::inc(db, "stepwise_saga_events", &[("definition", &s.definition.name), ("type", &ev.kind)], 1)?;
+            }
+            Effect::Outbox { kind, data } => {
+                outbox::append(
+                    db,
+                    &NewEvent {
+                        kind: &kind,
+                        subject_kind: Kind::Saga.as_str(),
+                        subject_id: &s.id,
+                        definition: Some(&s.definition.name),
+                        data: &data,
+                        at: s.updated_at,
+                    },
+                )?;
+            }
+        }
+    }
+    if let Some(order) = s.order_id() {
+        db.exec("UPDATE sagas SET order_id = ? WHERE id = ? AND order_id IS NULL", &[text(order), text(&s.id)])?;
+    }
+    Ok(())
+}
+
+/// The saga that waits (or waited) for `order_id`'s payment.
+pub fn by_order(db: &Db, order_id: &str) -> Result<Option<String>, StoreError> {
+    let r = db.exec("SELECT id FROM sagas WHERE order_id = ?", &[text(order_id)])?;
+    let id = r.rows().next().and_then(|row| opt_col::<&str>(&row, "id").map(String::from));
+    Ok(id)
+}
+
+/// A page of sagas by id, optionally of one definition and one status.
+pub fn list(db: &Db, definition: Option<&str>, status: Option<&str>, limit: u32, after: Option<&str>) -> Result<(Vec<Saga>, Option<String>), StoreError> {
+    let Some(def) = definition else { return machines::list::<Saga>(db, status, limit, after) };
+    let n = int(i64::from(limit) + 1);
+    let after = text(after.unwrap_or(""));
+    let r = match status {
+        Some(st) => db.exec(
+            "SELECT m.snapshot FROM sagas s JOIN machines m ON m.kind = 'saga' AND m.id = s.id
+             WHERE s.definition = ? AND m.state = ? AND s.id > ? ORDER BY s.id LIMIT ?",
+            &[text(def), text(st), after, n],
+        )?,
+        None => db.exec(
+            "SELECT m.snapshot FROM sagas s JOIN machines m ON m.kind = 'saga' AND m.id = s.id
+             WHERE s.definition = ? AND s.id > ? ORDER BY s.id LIMIT ?",
+            &[text(def), after, n],
+        )?,
+    };
+    let mut page = r.rows().map(|row| col::<&str>(&row, "snapshot").and_then(Saga::from_snapshot)).collect::<Result<Vec<_>, _>>()?;
+    let next = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// A saga's history, oldest first.
+pub fn events(db: &Db, id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+    let r = db.exec("SELECT seq, type, step, data, at FROM saga_events WHERE saga_id = ? ORDER BY seq", &[text(id)])?;
+    r.rows()
+        .map(|row| {
+            let data: &str = col(&row, "data")?;
+            Ok(serde_json::json!({
+                "seq": col::<i64>(&row, "seq")?,
+                "type": col::<&str>(&row, "type")?,
+                "step": opt_col::<&str>(&row, "step"),
+                "data": serde_json::from_str::<serde_json::Value>(data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                "at": rfc3339(col(&row, "at")?),
+            }))
+        })
+        .collect()
+}
+
+impl Snapshot for Saga {
+    fn from_snapshot(s: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("saga snapshot: {e}")))
+    }
+}
+
+/// `Authorization: Basic base64(server_key + ":")`.
+fn basic_auth(server_key: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{server_key}:")))
+}
+
+/// How the stepper drives a saga.
+impl crate::stepper::Stepped for Saga {
+    fn log_entry(&self, call: &Call) -> LogEntry {
+        LogEntry {
+            operation: call.operation(),
+            target: Some(call.step_name.clone()),
+            attempt: call.attempt,
+            operation_key: call.operation(),
+        }
+    }
+
+    fn outbound(&self, _db: &Db, cfg: &Config, call: &Call, request_id: &str) -> Result<(Outbound, String), StoreError> {
+        let origin = cfg
+            .services
+            .get(&call.service)
+            .ok_or_else(|| StoreError::Corrupt(format!("no origin for service {} (variable {})", call.service, call.service.variable())))?;
+        let mut headers = vec![
+            ("x-request-id".to_string(), request_id.to_string()),
+            ("idempotency-key".to_string(), call.idempotency_key.clone()),
+        ];
+        if call.service.basic_auth() {
+            headers.push(("authorization".to_string(), basic_auth(&cfg.midtrans_server_key)));
+        }
+        let body = call.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+        let out = Outbound {
+            method: call.method.as_str(),
+            url: format!("{origin}{}", call.path),
+            headers,
+            body: body.clone().into_bytes(),
+            timeout_ms: call.timeout_ms,
+        };
+        Ok((out, if body.is_empty() { "null".into() } else { body }))
+    }
+
+    fn judge(&self, _call: &Call, r: &CallResult) -> Judged<Answer> {
+        let answer = judge(r.status_code, &r.body, r.timed_out);
+        let (response_code, response_message, is_success) = match &answer {
+            Answer::Ok(_) => ("ok".to_string(), None, true),
+            Answer::Retryable(reason) => ("retryable".to_string(), Some(reason.clone()), false),
+            Answer::Fatal { reason, .. } => ("failed".to_string(), Some(reason.clone()), false),
+        };
+        Judged { answer, response_code, response_message, is_success }
+    }
+
+    fn apply(&mut self, db: &Db, effects: Vec<Effect>) -> Result<(), StoreError> {
+        apply(db, self, effects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_is_the_key_and_a_colon() {
+        assert_eq!(basic_auth("SB-key"), "Basic U0Ita2V5Og==");
+    }
+}
