@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod app;
+pub mod plain_services;
 pub mod plain_upstream;
 pub mod upstream;
 

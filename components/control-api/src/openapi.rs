@@ -20,7 +20,7 @@ use crate::workers::{BulkRequest, StartRequest};
 
 /// The contract's error answer.
 #[derive(ToSchema)]
-struct ErrorBody {
+pub(crate) struct ErrorBody {
     error: ErrorDetail,
 }
 
@@ -354,14 +354,26 @@ impl Modify for BearerAuth {
          description = "Orchestrates transactions against an upstream service as durable, discrete steps."),
     paths(health, status, requests, metrics, openapi_json, docs, list_workers, start_workers, bulk_control, get_worker,
           iterations, control, otp_list, otp_submit, sandbox_start, sandbox_operation, sandbox_script, sandbox_calls,
-          sandbox_stats, console),
+          sandbox_stats, console,
+          crate::openapi_sagas::list_definitions, crate::openapi_sagas::create_definition, crate::openapi_sagas::get_definition,
+          crate::openapi_sagas::start_saga, crate::openapi_sagas::list_sagas, crate::openapi_sagas::get_saga,
+          crate::openapi_sagas::saga_history, crate::openapi_sagas::rollback, crate::openapi_sagas::retry_step,
+          crate::openapi_sagas::outbox, crate::openapi_sagas::stats, crate::openapi_sagas::webhook),
     components(schemas(ErrorBody, ErrorDetail, Worker, CurrentTransaction, IterationResult, Iteration, WorkerList,
                        BulkAnswer, IterationList, RequestLogEntry, RequestLog, StateCounts, OtpQueueStatus,
                        RequestLogStatus, Status, Health, OtpItem, OtpList, OtpSubmitted, StartRequest, BulkRequest,
-                       PolicyPatch, Policy, Submission)),
+                       PolicyPatch, Policy, Submission,
+                       crate::openapi_sagas::SagaRequest, crate::openapi_sagas::SagaRetry, crate::openapi_sagas::SagaWait,
+                       crate::openapi_sagas::SagaStepDefinition, crate::openapi_sagas::SagaDefinition,
+                       crate::openapi_sagas::SagaDefinitionList, crate::openapi_sagas::SagaStart, crate::openapi_sagas::SagaCompensation,
+                       crate::openapi_sagas::SagaStep, crate::openapi_sagas::Saga, crate::openapi_sagas::SagaList,
+                       crate::openapi_sagas::SagaEvent, crate::openapi_sagas::SagaHistory, crate::openapi_sagas::RollbackRequest,
+                       crate::openapi_sagas::OutboxEvent, crate::openapi_sagas::OutboxPage,
+                       crate::openapi_sagas::MidtransNotification)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "workers"), (name = "otp"), (name = "operations"), (name = "sandbox", description = "The simulated upstream"),
+    tags((name = "workers"), (name = "otp"), (name = "sagas", description = "Sagas with compensation, the payment webhook, the event outbox"),
+         (name = "operations"), (name = "sandbox", description = "The simulated upstream"),
          (name = "console"))
 )]
 struct ApiDoc;

@@ -1,5 +1,6 @@
 //! The tick's settings, from Spin variables, checked on every run.
 
+use stepwise_engine::saga::Service;
 use stepwise_store::stepper;
 
 /// Validated settings.
@@ -20,15 +21,15 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(name: &str, min
     }
 }
 
-/// Checks that `url` is an origin: `http(s)://host[:port]`, no path.
-pub fn origin(url: &str) -> Result<String, String> {
+/// Checks that the variable `name`'s `url` is an origin: `http(s)://host[:port]`, no path.
+pub fn origin(name: &str, url: &str) -> Result<String, String> {
     let u = url.trim().trim_end_matches('/');
     let rest = u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"))
-        .ok_or_else(|| format!("upstream_url {url:?} must start with http:// or https://"))?;
+        .ok_or_else(|| format!("{name} {url:?} must start with http:// or https://"))?;
     if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') || rest.contains('@') {
-        return Err(format!("upstream_url {url:?} must be an origin (scheme://host[:port], no path)"));
+        return Err(format!("{name} {url:?} must be an origin (scheme://host[:port], no path)"));
     }
     Ok(u.to_string())
 }
@@ -36,9 +37,16 @@ pub fn origin(url: &str) -> Result<String, String> {
 impl Config {
     /// Reads and checks the variables.
     pub fn load() -> Result<Self, String> {
+        let mut services = std::collections::BTreeMap::new();
+        for s in Service::ALL {
+            let name = s.variable();
+            services.insert(s, origin(&name, &var(&name)?)?);
+        }
         Ok(Self {
             stepper: stepper::Config {
-                upstream_url: origin(&var("upstream_url")?)?,
+                upstream_url: origin("upstream_url", &var("upstream_url")?)?,
+                services,
+                midtrans_server_key: var("midtrans_server_key")?,
                 timeout_ms: number("upstream_timeout_ms", 1, 300_000)?,
                 batch: number("tick_batch", 1, 100_000)?,
                 concurrency: number("tick_concurrency", 1, 1_000)?,
@@ -54,10 +62,10 @@ mod tests {
 
     #[test]
     fn upstream_url_is_an_origin() {
-        assert_eq!(origin("http://127.0.0.1:3000/").unwrap(), "http://127.0.0.1:3000");
-        assert_eq!(origin("https://api.example.com").unwrap(), "https://api.example.com");
-        assert!(origin("http://a.com/v1").is_err());
-        assert!(origin("ftp://a.com").is_err());
-        assert!(origin("http://").is_err());
+        assert_eq!(origin("upstream_url", "http://127.0.0.1:3000/").unwrap(), "http://127.0.0.1:3000");
+        assert_eq!(origin("upstream_url", "https://api.example.com").unwrap(), "https://api.example.com");
+        assert!(origin("wallet_url", "http://a.com/v1").unwrap_err().starts_with("wallet_url "));
+        assert!(origin("upstream_url", "ftp://a.com").is_err());
+        assert!(origin("upstream_url", "http://").is_err());
     }
 }

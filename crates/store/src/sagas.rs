@@ -201,6 +201,16 @@ pub fn list(db: &Db, definition: Option<&str>, status: Option<&str>, limit: u32,
     Ok((page, next))
 }
 
+/// Sagas per definition and status.
+pub fn count_by_definition_and_status(db: &Db) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let r = db.exec(
+        "SELECT s.definition AS definition, m.state AS state, count(*) AS n FROM sagas s
+         JOIN machines m ON m.kind = 'saga' AND m.id = s.id GROUP BY s.definition, m.state",
+        &[],
+    )?;
+    r.rows().map(|row| Ok((col::<&str>(&row, "definition")?.to_string(), col::<&str>(&row, "state")?.to_string(), col::<i64>(&row, "n")?))).collect()
+}
+
 /// A saga's history, oldest first.
 pub fn events(db: &Db, id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
     let r = db.exec("SELECT seq, type, step, data, at FROM saga_events WHERE saga_id = ? ORDER BY seq", &[text(id)])?;

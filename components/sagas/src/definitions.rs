@@ -1,0 +1,43 @@
+//! `/api/saga-definitions`: the newest version of each, one by name, and
+//! posting a definition (201; a name posted again stores the next version).
+
+use spin_sdk::http::{Params, Request};
+use stepwise_engine::saga::Definition;
+use stepwise_store::{sagas, Db};
+use stepwise_web::{json, json_body, json_response, now_ms, query, ApiError, ApiResult, Value};
+
+/// `GET /api/saga-definitions`.
+pub fn list(req: &Request, _: &Params) -> ApiResult {
+    query(req, &[])?;
+    let db = Db::open()?;
+    let now = now_ms();
+    db.immediate(|db| sagas::ensure_built_ins(db, now))?;
+    let defs: Vec<Value> = sagas::definitions(&db)?.iter().map(sagas::StoredDefinition::to_json).collect();
+    Ok(json_response(200, &json!({ "definitions": defs })))
+}
+
+/// `GET /api/saga-definitions/{name}`.
+pub fn detail(req: &Request, params: &Params) -> ApiResult {
+    query(req, &[])?;
+    let name = params.get("name").unwrap_or_default();
+    let db = Db::open()?;
+    let now = now_ms();
+    db.immediate(|db| sagas::ensure_built_ins(db, now))?;
+    match sagas::definition(&db, name)? {
+        Some(d) => Ok(json_response(200, &d.to_json())),
+        None => Err(ApiError::not_found(format!("no saga definition {name:?}"))),
+    }
+}
+
+/// `POST /api/saga-definitions`: 422 naming the path of the first fault.
+pub fn create(req: &Request, _: &Params) -> ApiResult {
+    let body: Value = json_body(req)?;
+    let def = Definition::parse(&body).map_err(|f| ApiError::new(422, "invalid_definition", f.to_string()))?;
+    let db = Db::open()?;
+    let now = now_ms();
+    let stored = db.immediate(|db| {
+        sagas::ensure_built_ins(db, now)?;
+        sagas::store_definition(db, &def, &body, now)
+    })?;
+    Ok(json_response(201, &stored.to_json()))
+}

@@ -1,0 +1,160 @@
+//! `/api/sagas...`: start (with an idempotency key), list, detail, history,
+//! and the operator's rollback and retry.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use spin_sdk::http::{Params, Request};
+use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
+use stepwise_store::{idempotency, sagas, Db};
+use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, variable_as, ApiError, ApiResult, Value};
+
+/// How long a saga's idempotency key is kept.
+const KEEP_KEYS_MS: i64 = 7 * 86_400_000;
+
+/// `POST /api/sagas`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The definition's name (its newest version is used).
+    definition: String,
+    /// The input (an object with the definition's required keys).
+    input: Value,
+    /// The client's correlation id (default: the saga id).
+    #[serde(default)]
+    correlation_id: Option<String>,
+    /// Makes the start safe to repeat.
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+fn printable(s: &str, field: &str, max: usize) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > max || !s.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        return Err(ApiError::bad_field(field, format!("must be 1 to {max} printable ASCII characters")));
+    }
+    Ok(())
+}
+
+fn settings() -> Result<Settings, ApiError> {
+    Ok(Settings {
+        call_timeout_ms: variable_as("upstream_timeout_ms")?,
+        payment_ttl_ms: variable_as("payment_ttl_ms")?,
+        payment_poll_ms: variable_as("payment_poll_ms")?,
+    })
+}
+
+/// `POST /api/sagas`: 202 with the new saga; the same idempotency key with
+/// the same body answers the same saga (200), with another body 409.
+pub fn start(req: &Request, _: &Params) -> ApiResult {
+    let body: StartRequest = json_body(req)?;
+    if let Some(c) = &body.correlation_id {
+        printable(c, "correlation_id", 128)?;
+    }
+    if let Some(k) = &body.idempotency_key {
+        printable(k, "idempotency_key", 255)?;
+    }
+    let hash = hex::encode(Sha256::digest(json!({ "definition": body.definition, "input": body.input, "correlation_id": body.correlation_id }).to_string()));
+    let settings = settings()?;
+    let now = now_ms();
+    let db = Db::open()?;
+    let (status, saga) = db.immediate(|db| {
+        if let Some(key) = &body.idempotency_key {
+            match idempotency::check(db, "saga", key, &hash, now)? {
+                idempotency::Seen::Same(id) => {
+                    let s = sagas::load(db, &id)?.ok_or_else(|| ApiError::not_found(format!("no saga {id}")))?;
+                    return Ok((200, s.machine.to_json()));
+                }
+                idempotency::Seen::Different => {
+                    return Err(ApiError::new(409, "idempotency_key_reused", "this idempotency_key was used with another request"));
+                }
+                idempotency::Seen::New => {}
+            }
+        }
+        sagas::ensure_built_ins(db, now)?;
+        let def = sagas::definition(db, &body.definition)?
+            .ok_or_else(|| ApiError::not_found(format!("no saga definition {:?}", body.definition)))?
+            .definition;
+        def.check_input(&body.input).map_err(|m| ApiError::new(400, "invalid_request", m))?;
+        let id = sagas::next_id(db)?;
+        let mut saga = Saga::new(&id, def, body.correlation_id.as_deref(), body.input.clone(), settings.clone(), now);
+        sagas::insert(db, &mut saga, now)?;
+        if let Some(key) = &body.idempotency_key {
+            idempotency::remember(db, "saga", key, &hash, &id, now, KEEP_KEYS_MS)?;
+        }
+        Ok((202, saga.to_json()))
+    })?;
+    Ok(json_response(status, &saga))
+}
+
+fn load(db: &Db, params: &Params) -> Result<stepwise_store::machines::Stored<Saga>, ApiError> {
+    let id = params.get("id").unwrap_or_default();
+    sagas::load(db, id)?.ok_or_else(|| ApiError::not_found(format!("no saga {id}")))
+}
+
+/// `GET /api/sagas?status=&definition=&limit=&cursor=`.
+pub fn list(req: &Request, _: &Params) -> ApiResult {
+    let q = query(req, &["status", "definition", "limit", "cursor"])?;
+    let status = match param(&q, "status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::bad_field("status", "must be one of running, waiting, compensating, completed, compensated, expired, failed")
+        })?),
+    };
+    let definition = param(&q, "definition").filter(|s| !s.is_empty());
+    let limit = limit(&q, 50, 1000)?;
+    let cursor = param(&q, "cursor").filter(|c| !c.is_empty());
+    let db = Db::open()?;
+    let (page, next) = sagas::list(&db, definition, status.map(Status::as_str), limit, cursor)?;
+    let page: Vec<Value> = page.iter().map(Saga::to_json).collect();
+    Ok(json_response(200, &json!({ "sagas": page, "next_cursor": next })))
+}
+
+/// `GET /api/sagas/{id}`.
+pub fn detail(req: &Request, params: &Params) -> ApiResult {
+    query(req, &[])?;
+    let db = Db::open()?;
+    Ok(json_response(200, &load(&db, params)?.machine.to_json()))
+}
+
+/// `GET /api/sagas/{id}/events`: its history, oldest first.
+pub fn history(req: &Request, params: &Params) -> ApiResult {
+    query(req, &[])?;
+    let db = Db::open()?;
+    let s = load(&db, params)?;
+    Ok(json_response(200, &json!({ "events": sagas::events(&db, &s.machine.id)? })))
+}
+
+/// `POST /api/sagas/{id}/rollback` `{"reason"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    reason: String,
+}
+
+/// Applies an operator's signal in one transaction (the call in flight, if
+/// any, keeps its lease and is recorded first).
+fn apply(params: &Params, signal: Signal) -> ApiResult {
+    let now = now_ms();
+    let db = Db::open()?;
+    let saga = db.immediate(|db| {
+        let mut s = load(db, params)?;
+        s.machine.signal(signal, now)?;
+        sagas::save_keeping_lease(db, &mut s, now)?;
+        Ok::<_, ApiError>(s.machine.to_json())
+    })?;
+    Ok(json_response(202, &saga))
+}
+
+/// `POST /api/sagas/{id}/rollback`: 202; 409 past the pivot or when it has ended.
+pub fn rollback(req: &Request, params: &Params) -> ApiResult {
+    query(req, &[])?;
+    let body: RollbackRequest = json_body(req)?;
+    printable(&body.reason, "reason", 256)?;
+    apply(params, Signal::Rollback { reason: body.reason })
+}
+
+/// `POST /api/sagas/{id}/steps/{step}/retry`: 202; 409 unless that step (or its compensation) holds the saga.
+pub fn retry(req: &Request, params: &Params) -> ApiResult {
+    query(req, &[])?;
+    let step = params.get("step").unwrap_or_default().to_string();
+    apply(params, Signal::Retry { step })
+}

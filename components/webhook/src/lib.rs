@@ -1,0 +1,139 @@
+//! `POST /webhooks/midtrans`: the Midtrans HTTP notification (CONTRACT
+//! section 5, "The payment webhook"). No bearer token: the signature is the
+//! authentication. Checks, in order: the size (413 over 64 KiB), the JSON
+//! and its fields (400), the signature (401), the order (404: no saga waits
+//! for or has waited for it). Then, in one transaction, the notification is
+//! stored once (a duplicate — same order, `transaction_status`,
+//! `fraud_status` and `status_code` — changes nothing) and applied to the
+//! saga's payment wait. It never waits for a call in flight: the saga keeps
+//! its lease and the tick records that call's answer as usual.
+
+use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http_component;
+use stepwise_engine::payment;
+use stepwise_engine::saga::machine::Signal;
+use stepwise_store::{inbox, metrics, sagas, Db};
+use stepwise_web::{json, json_response, no_route, now_ms, open, variable, ApiError, ApiResult, Value, MAX_BODY};
+
+/// The notification's fields that the webhook reads.
+#[derive(Debug)]
+struct Notification {
+    order_id: String,
+    status_code: String,
+    gross_amount: String,
+    signature_key: String,
+    transaction_status: payment::Status,
+    fraud_status: Option<String>,
+}
+
+fn field(v: &Value, name: &str) -> Result<String, ApiError> {
+    match v.get(name) {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 512 => Ok(s.clone()),
+        Some(Value::String(_)) => Err(ApiError::bad_field(name, "must be 1 to 512 characters")),
+        Some(_) => Err(ApiError::bad_field(name, "must be a string")),
+        None => Err(ApiError::bad_field(name, "is required")),
+    }
+}
+
+fn parse(body: &[u8]) -> Result<Notification, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "invalid_json", format!("body: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_field("body", "must be a JSON object"));
+    }
+    let status = field(&v, "transaction_status")?;
+    let transaction_status = payment::Status::parse(&status)
+        .ok_or_else(|| ApiError::bad_field("transaction_status", format!("unknown status {status:?}")))?;
+    let fraud_status = match v.get("fraud_status") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::bad_field("fraud_status", "must be a string")),
+    };
+    Ok(Notification {
+        order_id: field(&v, "order_id")?,
+        status_code: field(&v, "status_code")?,
+        gross_amount: field(&v, "gross_amount")?,
+        signature_key: field(&v, "signature_key")?,
+        transaction_status,
+        fraud_status,
+    })
+}
+
+/// Counts the notification's result (`accepted`, `duplicate`, `bad_signature`, ...).
+fn count(result: &str) {
+    let counted = Db::open().and_then(|db| metrics::inc(&db, "stepwise_webhook_notifications", &[("result", result)], 1));
+    if let Err(e) = counted {
+        eprintln!("webhook: cannot count a notification: {e}");
+    }
+}
+
+fn refuse(result: &str, e: ApiError) -> ApiError {
+    count(result);
+    e
+}
+
+fn notify(req: &Request, _: &Params) -> ApiResult {
+    let body = req.body();
+    if body.len() > MAX_BODY {
+        return Err(refuse("too_large", ApiError::new(413, "payload_too_large", format!("the body is over {MAX_BODY} bytes"))));
+    }
+    let n = parse(body).map_err(|e| refuse("malformed", e))?;
+    let key = variable("midtrans_server_key")?;
+    if !payment::verify(&n.order_id, &n.status_code, &n.gross_amount, &key, &n.signature_key) {
+        return Err(refuse("bad_signature", ApiError::new(401, "invalid_signature", "signature_key does not match the notification")));
+    }
+    let now = now_ms();
+    let db = Db::open()?;
+    let raw = String::from_utf8_lossy(body).into_owned();
+    let result = db.immediate(|db| {
+        let saga_id = sagas::by_order(db, &n.order_id)?
+            .ok_or_else(|| ApiError::not_found(format!("no saga waits for order {}", n.order_id)))?;
+        let dedup = format!("{}:{}:{}:{}", n.order_id, n.transaction_status.as_str(), n.fraud_status.as_deref().unwrap_or(""), n.status_code);
+        if !inbox::store(db, "midtrans", &dedup, &saga_id, &raw, "accepted", now)? {
+            return Ok::<_, ApiError>(("duplicate", saga_id));
+        }
+        let mut stored = sagas::load(db, &saga_id)?.ok_or_else(|| ApiError::not_found(format!("no saga {saga_id}")))?;
+        stored.machine.signal(
+            Signal::Payment { status: n.transaction_status, fraud_status: n.fraud_status.clone(), gross_amount: n.gross_amount.clone() },
+            now,
+        )?;
+        sagas::save_keeping_lease(db, &mut stored, now)?;
+        metrics::inc(db, "stepwise_webhook_notifications", &[("result", "accepted")], 1)?;
+        Ok(("accepted", saga_id))
+    });
+    let (result, saga_id) = match result {
+        Ok(r) => r,
+        Err(e) if e.status == 404 => return Err(refuse("unknown_order", e)),
+        Err(e) => return Err(e),
+    };
+    if result == "duplicate" {
+        count("duplicate");
+    }
+    Ok(json_response(200, &json!({ "status": result, "order_id": n.order_id, "saga_id": saga_id })))
+}
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let mut router = Router::new();
+    router.post("/webhooks/midtrans", open("POST /webhooks/midtrans", notify));
+    router.any("/webhooks/*", open("ANY /webhooks/*", no_route));
+    router.handle(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_needs_its_fields() {
+        let ok = br#"{"order_id":"o","status_code":"200","gross_amount":"1.00","signature_key":"s","transaction_status":"settlement"}"#;
+        let n = parse(ok).unwrap();
+        assert_eq!((n.order_id.as_str(), n.transaction_status), ("o", payment::Status::Settlement));
+        assert!(parse(b"{").is_err());
+        let e = parse(br#"{"order_id":"o","status_code":"200","gross_amount":"1.00","transaction_status":"settlement"}"#).unwrap_err();
+        assert_eq!((e.status, e.message.as_str()), (400, "signature_key: is required"));
+        let e = parse(br#"{"order_id":"o","status_code":"200","gross_amount":1,"signature_key":"s","transaction_status":"settlement"}"#).unwrap_err();
+        assert_eq!(e.message, "gross_amount: must be a string");
+        let e = parse(br#"{"order_id":"o","status_code":"200","gross_amount":"1","signature_key":"s","transaction_status":"paid"}"#).unwrap_err();
+        assert!(e.message.starts_with("transaction_status: unknown"));
+    }
+}

@@ -1,0 +1,285 @@
+//! Sagas end to end: the real runner and components (sagas API, tick,
+//! webhook) against saga services written apart from Stepwise (a Python
+//! `http.server` in its own process over TCP, reading `Content-Length`
+//! only), with Midtrans notifications signed as the gateway signs them.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sha2::{Digest, Sha512};
+use stepwise_e2e::app::{self, App};
+use stepwise_e2e::plain_services::PlainServices;
+use stepwise_e2e::{json, poll_until, Answer, Value};
+
+const KEY: &str = "SB-Mid-server-e2e";
+
+const SERVICES: [&str; 7] = ["users", "products", "payment", "payment_api", "wallet", "risk", "betting"];
+
+fn app(services: &PlainServices) -> App {
+    let mut cfg = app::config().var("midtrans_server_key", KEY);
+    for s in SERVICES {
+        cfg = cfg.var(&format!("{s}_url"), &services.origin());
+    }
+    App::with(cfg)
+}
+
+fn checkout_input(product: &str) -> Value {
+    json!({"user_token": "tok", "items": [{"product_id": product, "price": 10000, "quantity": 2}], "payment_ttl_ms": 600000})
+}
+
+fn start(app: &App, definition: &str, input: Value) -> Value {
+    let a = app.api("POST", "/api/sagas", Some(json!({ "definition": definition, "input": input })));
+    assert_eq!(a.status, 202, "{}", a.body);
+    a.json()
+}
+
+fn saga(app: &App, id: &str) -> Value {
+    let a = app.api("GET", &format!("/api/sagas/{id}"), None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.json()
+}
+
+fn wait_status(app: &App, id: &str, status: &str) -> Value {
+    poll_until(Duration::from_secs(30), &format!("saga {id} {status}"), || {
+        let s = saga(app, id);
+        (s["status"] == status).then_some(s)
+    })
+}
+
+fn signature(order: &str, status_code: &str, gross: &str) -> String {
+    hex::encode(Sha512::digest(format!("{order}{status_code}{gross}{KEY}")))
+}
+
+fn notify(app: &App, order: &str, status: &str, gross: &str) -> Answer {
+    let body = json!({
+        "order_id": order, "status_code": "200", "gross_amount": gross, "transaction_status": status,
+        "fraud_status": "accept", "signature_key": signature(order, "200", gross), "payment_type": "bank_transfer",
+    });
+    app.runner.json("POST", "/webhooks/midtrans", &[], &body)
+}
+
+fn events(app: &App) -> Vec<Value> {
+    let a = app.api("GET", "/api/events?after=0&limit=1000", None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.json()["events"].as_array().cloned().unwrap_or_default()
+}
+
+fn history(app: &App, id: &str) -> Vec<String> {
+    let a = app.api("GET", &format!("/api/sagas/{id}/events"), None).json();
+    a["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn checkout_settled_by_the_webhook_completes_and_later_notifications_change_nothing() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let s = start(&app, "checkout", checkout_input("p1"));
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!((s["definition"].as_str(), s["correlation_id"].as_str()), (Some("checkout"), Some(id.as_str())));
+    let w = wait_status(&app, &id, "waiting");
+    assert_eq!(w["current_step"], "await_payment");
+    assert_eq!(w["output"]["token"], format!("tok-{id}"));
+
+    let (calls, effects) = services.calls();
+    let paths: Vec<&str> = calls.iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/v1/users/authorize", "/v1/reservations", "/snap/v1/transactions", &format!("/v1/reservations/{id}/commit")[..]]);
+    for c in &calls {
+        let h = &c["headers"];
+        assert!(h["idempotency-key"].as_str().unwrap().starts_with(&format!("{id}:")), "{c}");
+        assert!(h["x-request-id"].as_str().unwrap().bytes().all(|b| b.is_ascii_digit()), "{c}");
+        assert!(h["transfer-encoding"].is_null(), "no chunked bodies: {c}");
+    }
+    assert!(calls[2]["headers"]["authorization"].as_str().unwrap().starts_with("Basic "), "Snap gets Basic auth");
+    assert!(calls[1]["headers"]["authorization"].is_null(), "the others do not");
+    assert_eq!(calls[2]["body"]["transaction_details"], json!({"order_id": id, "gross_amount": 20000}));
+    assert_eq!(effects.as_object().unwrap().len(), 4, "one effect per idempotency key");
+
+    let a = notify(&app, &id, "settlement", "20000.00");
+    assert_eq!((a.status, a.json()["status"].as_str()), (200, Some("accepted")), "{}", a.body);
+    let done = wait_status(&app, &id, "completed");
+    assert_eq!(done["steps"][5]["status"], "completed");
+
+    // A duplicate, then a late expire and cancel: all answered, none changes the saga.
+    assert_eq!(notify(&app, &id, "settlement", "20000.00").json()["status"], "duplicate");
+    for late in ["expire", "cancel"] {
+        assert_eq!(notify(&app, &id, late, "20000.00").status, 200);
+    }
+    assert_eq!(saga(&app, &id)["status"], "completed");
+    let h = history(&app, &id);
+    assert_eq!(h.iter().filter(|t| *t == "payment_notified").count(), 3, "{h:?}");
+    assert_eq!(h.iter().filter(|t| *t == "saga_completed").count(), 1);
+    let kinds: Vec<String> = events(&app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["committed", "settled"], "settled once");
+    let log = app.api("GET", "/api/requests?limit=100", None).json();
+    let saga_rows = log["requests"].as_array().unwrap().iter().filter(|r| r["machine_id"] == id.as_str()).count();
+    assert_eq!(saga_rows, 5, "one request-log row per call (the last one settles the stock)");
+}
+
+#[test]
+fn the_webhook_refuses_bad_notifications_and_none_changes_anything() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    wait_status(&app, &id, "waiting");
+    let before = history(&app, &id).len();
+
+    let mut bad = json!({"order_id": id, "status_code": "200", "gross_amount": "20000.00", "transaction_status": "settlement",
+                         "signature_key": signature(&id, "200", "20000.01")});
+    let a = app.runner.json("POST", "/webhooks/midtrans", &[], &bad);
+    assert_eq!((a.status, a.json()["error"]["code"].as_str()), (401, Some("invalid_signature")), "{}", a.body);
+    bad.as_object_mut().unwrap().remove("gross_amount");
+    let a = app.runner.json("POST", "/webhooks/midtrans", &[], &bad);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("gross_amount"), "{}", a.body);
+    let a = app.runner.send("POST", "/webhooks/midtrans", &[("content-type", "application/json")], Some(b"{not json"));
+    assert_eq!(a.status, 400);
+    let a = notify(&app, "SG-UNKNOWN0-0", "settlement", "20000.00");
+    assert_eq!(a.status, 404, "{}", a.body);
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024));
+    let a = app.runner.send("POST", "/webhooks/midtrans", &[("content-type", "application/json")], Some(big.as_bytes()));
+    assert_eq!(a.status, 413);
+
+    assert_eq!(saga(&app, &id)["status"], "waiting", "nothing changed");
+    assert_eq!(history(&app, &id).len(), before, "not even the history");
+    let m = app.runner.get("/metrics").body;
+    for result in ["bad_signature", "malformed", "unknown_order", "too_large"] {
+        assert!(m.contains(&format!("stepwise_webhook_notifications_total{{result=\"{result}\"}}")), "{result} counted");
+    }
+}
+
+#[test]
+fn rollback_while_waiting_compensates_in_reverse_and_past_the_pivot_is_a_conflict() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    wait_status(&app, &id, "waiting");
+    let a = app.api("POST", &format!("/api/sagas/{id}/rollback"), Some(json!({ "reason": "customer asked" })));
+    assert_eq!(a.status, 202, "{}", a.body);
+    let s = wait_status(&app, &id, "compensated");
+    assert_eq!(s["reason"], "rollback: customer asked");
+    let (calls, _) = services.calls();
+    let tail: Vec<&str> = calls.iter().rev().take(2).map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(tail, [&format!("/v1/reservations/{id}/release")[..], &format!("/v2/{id}/cancel")[..]], "reverse order");
+    let a = app.api("POST", &format!("/api/sagas/{id}/rollback"), Some(json!({ "reason": "again" })));
+    assert_eq!(a.status, 409, "an ended saga: {}", a.body);
+    assert!(events(&app).iter().any(|e| e["saga_id"] == id.as_str() && e["type"] == "cancelled"));
+
+    let id2 = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    wait_status(&app, &id2, "waiting");
+    assert_eq!(notify(&app, &id2, "settlement", "20000.00").status, 200);
+    let a = app.api("POST", &format!("/api/sagas/{id2}/rollback"), Some(json!({ "reason": "late" })));
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(a.body.contains("pivot"), "{}", a.body);
+}
+
+#[test]
+fn a_stock_failure_compensates_with_no_payment_created() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let id = start(&app, "checkout", checkout_input("none"))["id"].as_str().unwrap().to_string();
+    let s = wait_status(&app, &id, "compensated");
+    assert_eq!(s["reason"], "product_not_found");
+    assert_eq!(s["steps"][1]["status"], "failed");
+    assert_eq!(s["steps"][2]["status"], "skipped");
+    let (calls, _) = services.calls();
+    assert!(calls.iter().all(|c| !c["path"].as_str().unwrap().starts_with("/snap")), "no payment created");
+    assert!(calls.iter().all(|c| !c["path"].as_str().unwrap().ends_with("/release")), "nothing was reserved, nothing released");
+}
+
+#[test]
+fn cashout_with_the_liability_update_failing_debits_the_wallet_back() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    services.fail("/v1/liabilities/bs1", 422, 1);
+    let id = start(&app, "cashout", json!({"bet_slip_id": "bs1", "user_id": "u1", "bookmaker_type": "b", "bookmaker_id": "1"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = wait_status(&app, &id, "compensated");
+    assert_eq!(s["reason"], "injected");
+    let (calls, _) = services.calls();
+    let debit = calls.iter().find(|c| c["path"] == "/v1/wallets/u1/debit").expect("the wallet is debited back");
+    assert_eq!(debit["body"], json!({"amount": 1500, "reference": id}));
+    assert_eq!(debit["headers"]["idempotency-key"], format!("{id}:wallet_credit:compensation"));
+
+    let ok = start(&app, "cashout", json!({"bet_slip_id": "bs2", "user_id": "u2", "bookmaker_type": "b", "bookmaker_id": "1"}));
+    wait_status(&app, ok["id"].as_str().unwrap(), "completed");
+}
+
+#[test]
+fn definitions_are_listed_validated_with_the_path_of_the_fault_and_a_posted_one_runs() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let list = app.api("GET", "/api/saga-definitions", None).json();
+    let names: HashSet<&str> = list["definitions"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert!(names.contains("checkout") && names.contains("cashout"), "{list}");
+    let bad = json!({"name": "odd", "timeout_ms": 1000, "steps": [
+        {"name": "a", "action": {"service": "wallets", "method": "POST", "path": "/x"}}]});
+    let a = app.api("POST", "/api/saga-definitions", Some(bad));
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.json()["error"]["message"].as_str().unwrap().starts_with("steps[0].action.service: unknown service \"wallets\""), "{}", a.body);
+
+    let def = json!({"name": "ping", "timeout_ms": 60000, "input": {"required": ["who"]}, "events": {"completed": "ping.done"},
+        "steps": [{"name": "hello", "action": {"service": "users", "method": "POST", "path": "/v1/users/authorize", "body": {"token": "$.input.who"}}}]});
+    let a = app.api("POST", "/api/saga-definitions", Some(def.clone()));
+    assert_eq!((a.status, a.json()["version"].as_u64()), (201, Some(1)), "{}", a.body);
+    let a = app.api("POST", "/api/saga-definitions", Some(def));
+    assert_eq!(a.json()["version"], 2, "posting a name again stores the next version");
+    let a = app.api("POST", "/api/sagas", Some(json!({"definition": "ping", "input": {}})));
+    assert_eq!(a.status, 400, "a missing input key: {}", a.body);
+    assert!(a.body.contains("input.who"), "{}", a.body);
+    let id = start(&app, "ping", json!({"who": "ann"}))["id"].as_str().unwrap().to_string();
+    let s = wait_status(&app, &id, "completed");
+    assert_eq!((s["version"].as_u64(), s["steps"][0]["output"]["user_id"].as_str()), (Some(2), Some("u-ann")));
+    assert!(events(&app).iter().any(|e| e["type"] == "ping.done" && e["definition"] == "ping"));
+    let a = app.api("POST", "/api/sagas", Some(json!({"definition": "nope", "input": {}})));
+    assert_eq!(a.status, 404);
+}
+
+#[test]
+fn the_same_idempotency_key_gives_the_same_saga_and_another_body_a_conflict() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let body = json!({"definition": "checkout", "input": checkout_input("p1"), "idempotency_key": "order-77"});
+    let a = app.api("POST", "/api/sagas", Some(body.clone()));
+    assert_eq!(a.status, 202, "{}", a.body);
+    let b = app.api("POST", "/api/sagas", Some(body));
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(a.json()["id"], b.json()["id"]);
+    let c = app.api("POST", "/api/sagas", Some(json!({"definition": "checkout", "input": checkout_input("p2"), "idempotency_key": "order-77"})));
+    assert_eq!((c.status, c.json()["error"]["code"].as_str()), (409, Some("idempotency_key_reused")), "{}", c.body);
+    let list = app.api("GET", "/api/sagas?definition=checkout", None).json();
+    assert_eq!(list["sagas"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_event_stream_pages_in_order_and_every_event_appears_once() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        wait_status(&app, id, "waiting");
+        assert_eq!(notify(&app, id, "settlement", "20000.00").status, 200);
+    }
+    for id in &ids {
+        wait_status(&app, id, "completed");
+    }
+    let mut after = 0u64;
+    let mut seen = Vec::new();
+    loop {
+        let page = app.api("GET", &format!("/api/events?after={after}&limit=5"), None).json();
+        let evs = page["events"].as_array().unwrap().clone();
+        if evs.is_empty() {
+            break;
+        }
+        seen.extend(evs.iter().map(|e| e["seq"].as_u64().unwrap()));
+        after = page["next_after"].as_u64().unwrap();
+    }
+    assert_eq!(seen.len(), 12, "committed and settled for each of 6 sagas");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, once each: {seen:?}");
+    let settled = app.api("GET", "/api/events?type=settled&limit=100", None).json();
+    assert_eq!(settled["events"].as_array().unwrap().len(), 6);
+}

@@ -1,0 +1,190 @@
+//! The saga services (CONTRACT section 5's users, products, Midtrans Snap
+//! and Core API, wallet, risk, betting) as a server written apart from
+//! Stepwise: Python's `http.server` in its own process, HTTP/1.1 with
+//! keep-alive, reading bodies by `Content-Length` only. Each answer is
+//! remembered by `Idempotency-Key` (a repeated key answers it again and does
+//! nothing twice). `GET /calls` lists every request with its headers;
+//! `PUT /fail` `{"path_suffix": "/v1/liabilities/bs1", "status": 503, "times": 99}`
+//! makes matching calls fail.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{poll_until, request};
+
+const SCRIPT: &str = r#"
+import http.server, json, sys, threading, base64
+
+KEY = sys.argv[1]
+lock = threading.Lock()
+calls = []
+answers = {}
+orders = {}
+effects = {}
+fails = []
+
+def auth_ok(h):
+    want = "Basic " + base64.b64encode((KEY + ":").encode()).decode()
+    return h.get("Authorization") == want
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    def do_GET(self):
+        if self.path == "/calls":
+            with lock:
+                return self.answer(200, {"calls": list(calls), "effects": dict(effects)})
+        self.serve("GET", None)
+
+    def do_PUT(self):
+        b = self.body() or {}
+        with lock:
+            fails.append(dict(b))
+        self.answer(200, b)
+
+    def do_POST(self):
+        self.serve("POST", self.body())
+
+    def serve(self, method, b):
+        key = self.headers.get("Idempotency-Key")
+        with lock:
+            calls.append({"method": method, "path": self.path, "body": b,
+                          "headers": {k.lower(): v for k, v in self.headers.items()}})
+            for f in fails:
+                if f["times"] > 0 and self.path.endswith(f["path_suffix"]):
+                    f["times"] -= 1
+                    return self.answer(f["status"], {"error": {"code": "injected", "message": "injected"}})
+            if key and key in answers:
+                status, doc = answers[key]
+                return self.answer(status, doc)
+            status, doc = self.route(method, b or {})
+            if key and status < 500:
+                answers[key] = (status, doc)
+                if 200 <= status < 300:
+                    effects[key] = effects.get(key, 0) + 1
+            return self.answer(status, doc)
+
+    def route(self, method, b):
+        p = self.path
+        parts = p.strip("/").split("/")
+        if p == "/v1/users/authorize":
+            if b.get("token") == "bad":
+                return 401, {"error": {"code": "unauthorized", "message": "bad token"}}
+            return 200, {"user_id": "u-" + str(b.get("token"))}
+        if p == "/v1/reservations":
+            total = sum(int(i["price"]) * int(i["quantity"]) for i in b.get("items", []))
+            if any(i.get("product_id") == "none" for i in b.get("items", [])):
+                return 404, {"error": {"code": "product_not_found", "message": "no such product"}}
+            return 200, {"transaction_id": b.get("transaction_id"), "status": "reserved", "total": total}
+        if p.startswith("/v1/reservations/"):
+            return 200, {"transaction_id": parts[2], "status": {"release": "cancelled", "commit": "committed", "settle": "settled"}.get(parts[3], "?")}
+        if p.startswith("/snap/") or p.startswith("/v2/"):
+            if not auth_ok(self.headers):
+                return 401, {"error": {"code": "unauthorized", "message": "Basic auth"}}
+            if p == "/snap/v1/transactions":
+                oid = b["transaction_details"]["order_id"]
+                orders[oid] = "pending"
+                return 201, {"token": "tok-" + oid, "redirect_url": "https://pay.example/" + oid}
+            oid, verb = parts[1], parts[2]
+            if verb == "status":
+                return 200, {"order_id": oid, "transaction_status": orders.get(oid, "pending"), "status_code": "200"}
+            if verb == "expire":
+                if orders.get(oid) == "settlement":
+                    return 412, {"error": {"code": "already_paid", "message": "paid"}}
+                orders[oid] = "expire"
+                return 200, {"order_id": oid, "transaction_status": "expire"}
+            if verb == "cancel":
+                orders[oid] = "cancel"
+                return 200, {"order_id": oid, "transaction_status": "cancel"}
+        if p.startswith("/v1/bet-slips/"):
+            verb = parts[-1]
+            if verb == "validate":
+                return 200, {"eligible": True, "stake": 1000}
+            if verb == "quote":
+                return 200, {"quote_id": "q-" + parts[2], "amount": 1000 * int(b.get("odds_bp", 10000)) // 10000}
+            return 200, {"bet_slip_id": parts[2], "status": verb}
+        if p == "/v1/odds/live":
+            return 200, {"odds_bp": 15000}
+        if p.startswith("/v1/wallets/") or p.startswith("/v1/liabilities/"):
+            return 200, {"ok": True, "path": p}
+        return 404, {"error": {"code": "no_route", "message": p}}
+
+    def log_message(self, format, *args):
+        pass
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+server = Server(("127.0.0.1", 0), Handler)
+print(json.dumps({"port": server.server_address[1]}), flush=True)
+server.serve_forever()
+"#;
+
+/// The saga services in a Python process; killed on drop.
+pub struct PlainServices {
+    child: Child,
+    /// The port (127.0.0.1).
+    pub port: u16,
+}
+
+impl PlainServices {
+    /// Starts them, checking Basic auth against `server_key`.
+    pub fn start(server_key: &str) -> Self {
+        let mut child = Command::new("python3")
+            .args(["-u", "-c", SCRIPT, server_key])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the plain services");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut first).expect("a port line");
+        let port = serde_json::from_str::<Value>(&first).ok().and_then(|v| v["port"].as_u64()).expect("a port") as u16;
+        let s = Self { child, port };
+        poll_until(Duration::from_secs(30), "the plain services to answer", || request("GET", &format!("{}/calls", s.origin()), &[], None).ok());
+        s
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every call, oldest first, and the effects counted per idempotency key.
+    pub fn calls(&self) -> (Vec<Value>, Value) {
+        let a = request("GET", &format!("{}/calls", self.origin()), &[], None).expect("GET /calls").json();
+        (a["calls"].as_array().cloned().unwrap_or_default(), a["effects"].clone())
+    }
+
+    /// Makes the next `times` calls whose path ends with `suffix` answer `status`.
+    pub fn fail(&self, suffix: &str, status: u16, times: u32) {
+        let body = serde_json::json!({ "path_suffix": suffix, "status": status, "times": times }).to_string();
+        request("PUT", &format!("{}/fail", self.origin()), &[], Some(body.as_bytes())).expect("PUT /fail");
+    }
+}
+
+impl Drop for PlainServices {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
