@@ -283,3 +283,120 @@ fn the_event_stream_pages_in_order_and_every_event_appears_once() {
     let settled = app.api("GET", "/api/events?type=settled&limit=100", None).json();
     assert_eq!(settled["events"].as_array().unwrap().len(), 6);
 }
+
+fn app_with(services: &PlainServices, f: impl FnOnce(stepwise_e2e::RunnerConfig) -> stepwise_e2e::RunnerConfig) -> App {
+    let mut cfg = app::config().var("midtrans_server_key", KEY);
+    for s in SERVICES {
+        cfg = cfg.var(&format!("{s}_url"), &services.origin());
+    }
+    App::with(f(cfg))
+}
+
+#[test]
+fn checkout_settled_by_polling_when_no_webhook_comes() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "200"));
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    wait_status(&app, &id, "waiting");
+    services.pay(&id);
+    let s = wait_status(&app, &id, "completed");
+    assert!(s["steps"][4]["attempts"].as_u64().unwrap() >= 1, "polled: {s}");
+    let (calls, _) = services.calls();
+    assert!(calls.iter().any(|c| c["path"] == format!("/v2/{id}/status") && c["method"] == "GET"), "{calls:#?}");
+}
+
+#[test]
+fn a_payment_that_runs_out_is_expired_and_compensated_with_expired_after_committed() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "100000"));
+    let mut input = checkout_input("p1");
+    input["payment_ttl_ms"] = json!(300);
+    let id = start(&app, "checkout", input)["id"].as_str().unwrap().to_string();
+    let s = wait_status(&app, &id, "expired");
+    assert_eq!(s["reason"], "payment_expired");
+    let (calls, _) = services.calls();
+    let paths: Vec<String> = calls.iter().map(|c| c["path"].as_str().unwrap().to_string()).collect();
+    let tail: Vec<&str> = paths.iter().rev().take(3).map(String::as_str).collect();
+    assert_eq!(tail, [&format!("/v1/reservations/{id}/release")[..], &format!("/v2/{id}/cancel")[..], &format!("/v2/{id}/expire")[..]]);
+    let release = calls.iter().find(|c| c["path"] == format!("/v1/reservations/{id}/release")).unwrap();
+    assert_eq!(release["body"], json!({"reason": "payment_expired"}));
+    let kinds: Vec<String> = events(&app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["committed", "expired"]);
+}
+
+#[test]
+fn payment_creation_failing_on_every_attempt_uses_three_request_ids_and_one_key_then_releases_the_stock() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    services.fail("/snap/v1/transactions", 503, 3);
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    let s = wait_status(&app, &id, "compensated");
+    assert_eq!((s["reason"].as_str(), s["steps"][2]["attempts"].as_u64()), (Some("http_503"), Some(3)));
+    let (calls, _) = services.calls();
+    let snaps: Vec<&Value> = calls.iter().filter(|c| c["path"] == "/snap/v1/transactions").collect();
+    assert_eq!(snaps.len(), 3);
+    let ids: HashSet<&str> = snaps.iter().map(|c| c["headers"]["x-request-id"].as_str().unwrap()).collect();
+    let keys: HashSet<&str> = snaps.iter().map(|c| c["headers"]["idempotency-key"].as_str().unwrap()).collect();
+    assert_eq!((ids.len(), keys.len()), (3, 1), "three request ids, one idempotency key");
+    assert!(calls.iter().any(|c| c["path"] == format!("/v1/reservations/{id}/release")), "the stock is released");
+    let log = app.api("GET", "/api/requests?limit=100", None).json();
+    let rows: Vec<&Value> = log["requests"].as_array().unwrap().iter().filter(|r| r["operation"] == "create_payment:action").collect();
+    let attempts: Vec<(i64, bool)> = rows.iter().map(|r| (r["attempt_number"].as_i64().unwrap(), r["is_latest"].as_bool().unwrap())).collect();
+    assert_eq!(attempts, [(3, true), (2, false), (1, false)], "newest first; is_latest on the last attempt");
+}
+
+#[test]
+fn an_unauthorized_user_ends_compensated_with_nothing_reserved() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let mut input = checkout_input("p1");
+    input["user_token"] = json!("bad");
+    let id = start(&app, "checkout", input)["id"].as_str().unwrap().to_string();
+    let s = wait_status(&app, &id, "compensated");
+    assert_eq!(s["reason"], "unauthorized");
+    let (calls, _) = services.calls();
+    assert_eq!(calls.len(), 1, "only the authorization was called: {calls:?}");
+}
+
+#[test]
+fn a_compensation_that_keeps_failing_holds_the_saga_and_a_retry_after_recovery_finishes_it() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    services.fail("/snap/v1/transactions", 400, 1);
+    services.fail("/release", 500, 3);
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    let s = wait_status(&app, &id, "failed");
+    assert_eq!(s["reason"], "compensation_failed:reserve_stock");
+    assert_eq!(s["steps"][1]["compensation"]["status"], "failed");
+    let a = app.api("POST", &format!("/api/sagas/{id}/steps/create_payment/retry"), None);
+    assert_eq!(a.status, 409, "only the held step: {}", a.body);
+    let a = app.api("POST", &format!("/api/sagas/{id}/steps/reserve_stock/retry"), None);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let s = wait_status(&app, &id, "compensated");
+    assert_eq!(s["steps"][1]["compensation"]["attempts"], 4);
+    let h = history(&app, &id);
+    assert!(h.contains(&"compensation_failed".to_string()) && h.contains(&"compensation_retry_requested".to_string()), "{h:?}");
+}
+
+#[test]
+fn a_runner_killed_during_a_saga_call_finishes_it_after_restart_with_no_effect_applied_twice() {
+    let services = PlainServices::start(KEY);
+    let mut app = app_with(&services, |c| c.var("upstream_timeout_ms", "2000"));
+    services.delay("/v1/reservations", 1500);
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    poll_until(Duration::from_secs(30), "the reservation call in flight", || {
+        let (calls, _) = services.calls();
+        calls.iter().any(|c| c["path"] == "/v1/reservations").then_some(())
+    });
+    app.runner.kill();
+    app.runner.restart();
+    wait_status(&app, &id, "waiting");
+    let (calls, effects) = services.calls();
+    let reserves: Vec<&Value> = calls.iter().filter(|c| c["path"] == "/v1/reservations").collect();
+    assert!(reserves.len() >= 2, "the call was sent again: {reserves:?}");
+    let rid: HashSet<&str> = reserves.iter().map(|c| c["headers"]["x-request-id"].as_str().unwrap()).collect();
+    assert_eq!(rid.len(), 1, "with the same request id");
+    for (key, n) in effects.as_object().unwrap() {
+        assert_eq!(n, 1, "{key} applied once");
+    }
+}

@@ -5,7 +5,9 @@
 //! remembered by `Idempotency-Key` (a repeated key answers it again and does
 //! nothing twice). `GET /calls` lists every request with its headers;
 //! `PUT /fail` `{"path_suffix": "/v1/liabilities/bs1", "status": 503, "times": 99}`
-//! makes matching calls fail.
+//! makes matching calls fail; `PUT /delay` `{"path_suffix", "ms"}` makes them
+//! slow (a second call with the same key waits for the first's answer);
+//! `POST /pay/{order_id}` marks an order paid.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +27,8 @@ answers = {}
 orders = {}
 effects = {}
 fails = []
+delays = []
+pending = {}
 
 def auth_ok(h):
     want = "Basic " + base64.b64encode((KEY + ":").encode()).decode()
@@ -58,30 +62,52 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         b = self.body() or {}
         with lock:
-            fails.append(dict(b))
+            (delays if self.path == "/delay" else fails).append(dict(b))
         self.answer(200, b)
 
     def do_POST(self):
+        if self.path.startswith("/pay/"):
+            with lock:
+                orders[self.path[5:]] = "settlement"
+            return self.answer(200, {"paid": self.path[5:]})
         self.serve("POST", self.body())
 
     def serve(self, method, b):
         key = self.headers.get("Idempotency-Key")
+        while True:
+            with lock:
+                calls.append({"method": method, "path": self.path, "body": b,
+                              "headers": {k.lower(): v for k, v in self.headers.items()}})
+                for f in fails:
+                    if f["times"] > 0 and self.path.endswith(f["path_suffix"]):
+                        f["times"] -= 1
+                        return self.answer(f["status"], {"error": {"code": "injected", "message": "injected"}})
+                if key and key in answers:
+                    status, doc = answers[key]
+                    return self.answer(status, doc)
+                waiting = pending.get(key) if key else None
+                if waiting is None:
+                    done = threading.Event()
+                    if key:
+                        pending[key] = done
+                    delay = next((d["ms"] for d in delays if self.path.endswith(d["path_suffix"])), 0)
+                    break
+            # The same key is being served: wait for its answer, then give it again.
+            waiting.wait(30)
+            with lock:
+                calls.pop()
+        if delay:
+            threading.Event().wait(delay / 1000.0)
         with lock:
-            calls.append({"method": method, "path": self.path, "body": b,
-                          "headers": {k.lower(): v for k, v in self.headers.items()}})
-            for f in fails:
-                if f["times"] > 0 and self.path.endswith(f["path_suffix"]):
-                    f["times"] -= 1
-                    return self.answer(f["status"], {"error": {"code": "injected", "message": "injected"}})
-            if key and key in answers:
-                status, doc = answers[key]
-                return self.answer(status, doc)
             status, doc = self.route(method, b or {})
             if key and status < 500:
                 answers[key] = (status, doc)
                 if 200 <= status < 300:
                     effects[key] = effects.get(key, 0) + 1
-            return self.answer(status, doc)
+            if key:
+                pending.pop(key, None)
+            done.set()
+        return self.answer(status, doc)
 
     def route(self, method, b):
         p = self.path
@@ -134,6 +160,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        # A client that went away (a runner killed by a test) is expected.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
 server = Server(("127.0.0.1", 0), Handler)
 print(json.dumps({"port": server.server_address[1]}), flush=True)
 server.serve_forever()
@@ -173,6 +204,17 @@ impl PlainServices {
     pub fn calls(&self) -> (Vec<Value>, Value) {
         let a = request("GET", &format!("{}/calls", self.origin()), &[], None).expect("GET /calls").json();
         (a["calls"].as_array().cloned().unwrap_or_default(), a["effects"].clone())
+    }
+
+    /// Makes calls whose path ends with `suffix` answer after `ms` (the work is done at the end).
+    pub fn delay(&self, suffix: &str, ms: u64) {
+        let body = serde_json::json!({ "path_suffix": suffix, "ms": ms }).to_string();
+        request("PUT", &format!("{}/delay", self.origin()), &[], Some(body.as_bytes())).expect("PUT /delay");
+    }
+
+    /// Marks an order paid at the payment API (its status answers `settlement`), with no notification.
+    pub fn pay(&self, order_id: &str) {
+        request("POST", &format!("{}/pay/{order_id}", self.origin()), &[], Some(b"{}")).expect("POST /pay");
     }
 
     /// Makes the next `times` calls whose path ends with `suffix` answer `status`.

@@ -15,13 +15,25 @@ struct Http;
 impl Transport for Http {
     async fn send(&self, out: &Outbound) -> CallResult {
         let start = wasi::clocks::monotonic_clock::now();
+        let method = match out.method {
+            "GET" => Method::Get,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => Method::Post,
+        };
+        let bodiless = matches!(method, Method::Get | Method::Delete);
         let mut req = Request::builder();
-        req.method(Method::Post)
-            .uri(&out.url)
-            .header("content-type", "application/json")
-            // The body is known in full: say its length, so an upstream that
-            // reads Content-Length only (and not chunked bodies) gets all of it.
-            .header("content-length", out.body.len().to_string());
+        req.method(method).uri(&out.url);
+        if !out.body.is_empty() {
+            req.header("content-type", "application/json");
+        }
+        if !out.body.is_empty() || !bodiless {
+            // The body is known in full (perhaps empty): say its length, so an
+            // upstream that reads Content-Length only (and not chunked
+            // bodies) gets all of it.
+            req.header("content-length", out.body.len().to_string());
+        }
         for (k, v) in &out.headers {
             req.header(k, v);
         }

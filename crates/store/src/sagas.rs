@@ -256,10 +256,10 @@ impl crate::stepper::Stepped for Saga {
             .services
             .get(&call.service)
             .ok_or_else(|| StoreError::Corrupt(format!("no origin for service {} (variable {})", call.service, call.service.variable())))?;
-        let mut headers = vec![
-            ("x-request-id".to_string(), request_id.to_string()),
-            ("idempotency-key".to_string(), call.idempotency_key.clone()),
-        ];
+        let mut headers = vec![("x-request-id".to_string(), request_id.to_string())];
+        if let Some(key) = &call.idempotency_key {
+            headers.push(("idempotency-key".to_string(), key.clone()));
+        }
         if call.service.basic_auth() {
             headers.push(("authorization".to_string(), basic_auth(&cfg.midtrans_server_key)));
         }

@@ -178,8 +178,9 @@ pub struct Call {
     pub path: String,
     /// The body.
     pub body: Option<Value>,
-    /// `Idempotency-Key`: the same on every attempt of this call.
-    pub idempotency_key: String,
+    /// `Idempotency-Key`: the same on every attempt of this call (none on a
+    /// status poll, which must see the payment as it is now).
+    pub idempotency_key: Option<String>,
     /// Per-attempt time-out.
     pub timeout_ms: u64,
 }
@@ -541,7 +542,7 @@ impl Saga {
             method: req.method,
             path,
             body,
-            idempotency_key: format!("{}:{}:{}", self.id, def.name, purpose.as_str()),
+            idempotency_key: Some(format!("{}:{}:{}", self.id, def.name, purpose.as_str())),
             timeout_ms: def.timeout_ms.unwrap_or(self.settings.call_timeout_ms),
         })
     }
@@ -562,7 +563,7 @@ impl Saga {
             method,
             path: format!("{order}/{verb}"),
             body: None,
-            idempotency_key: format!("{}:{}:{}", self.id, def.name, purpose.as_str()),
+            idempotency_key: (purpose != Purpose::Status).then(|| format!("{}:{}:{}", self.id, def.name, purpose.as_str())),
             timeout_ms: def.timeout_ms.unwrap_or(self.settings.call_timeout_ms),
         }
     }
