@@ -149,7 +149,7 @@ fn launch(mut cmd: Command, port: u16, log_dir: tempfile::TempDir) -> Result<(Ch
                 signal(*p, libc::SIGKILL);
             }
             let msg = format!("spin up exited with {status} before serving:\n{logs}");
-            let taken = logs.contains("Address already in use") || logs.contains("Unable to listen");
+            let taken = logs.contains("is already in use") || logs.contains("Address already in use");
             return Err(if taken { StartError::PortTaken(msg) } else { StartError::Other(msg) });
         }
         // Its own "Serving" line (so a server of another process on this
