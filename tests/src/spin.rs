@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, poll_until, project_root, request, Runner, RunnerConfig, RunnerKind};
+use crate::{free_port, project_root, request, Runner, RunnerConfig, RunnerKind};
 
 /// A Spin CLI with the spin-trigger-cron plugin.
 #[derive(Clone, Debug)]
@@ -218,7 +218,7 @@ fn signal(pid: u32, sig: libc::c_int) {
 
 /// SIGKILL for `child` and all its descendants, as in a crash: each is
 /// stopped first (so none can fork while the tree is listed), then all are
-/// killed; returns once every one has exited.
+/// killed; returns once every one has exited (30 s at most).
 pub(crate) fn kill_tree(child: &mut Child) {
     let root = child.id();
     let mut tree = process_tree(root);
@@ -236,7 +236,12 @@ pub(crate) fn kill_tree(child: &mut Child) {
         signal(*p, libc::SIGKILL);
     }
     let _ = child.wait();
-    poll_until(Duration::from_secs(30), "every Spin process to exit after SIGKILL", || tree.iter().all(|p| is_gone(*p)).then_some(()));
+    // No panic here: this also runs in `Drop`, maybe while a test unwinds
+    // (a restart on a port still held fails with Spin's own message).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tree.iter().all(|p| is_gone(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The `spin up` command line of the README's "Running on Spin" section:
