@@ -51,6 +51,29 @@ ensure_browser_tools() {
   fi
 }
 
+# Real Spin for the Spin suite (tests/e2e/spin.rs): SPIN_BIN if set, else
+# `spin` on PATH, else ../shared/tools/spin/install.sh beside the project (it
+# unpacks Spin 4.0.2 and the spin-trigger-cron plugin and prints the exports).
+# Exports SPIN_BIN (and SPIN_DATA_DIR from install.sh); returns 1 if none.
+find_spin() {
+  if [ -n "${SPIN_BIN:-}" ]; then
+    [ -x "$SPIN_BIN" ] || { echo "SPIN_BIN=$SPIN_BIN is not an executable" >&2; exit 1; }
+    export SPIN_BIN
+    return 0
+  fi
+  if command -v spin >/dev/null 2>&1; then
+    SPIN_BIN="$(command -v spin)"
+    export SPIN_BIN
+    return 0
+  fi
+  local install="$ROOT/../shared/tools/spin/install.sh"
+  [ -f "$install" ] || return 1
+  local exports
+  exports="$(bash "$install")" || { echo "$install failed" >&2; exit 1; }
+  eval "$exports"
+  export SPIN_BIN SPIN_DATA_DIR
+}
+
 # The Wasm components: every workspace member under components/ and tests/components/.
 wasm_packages() {
   local dir

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::{poll_until, Answer, Runner, RunnerConfig};
+use crate::{poll_until, Answer, Runner, RunnerConfig, RunnerKind};
 
 /// The API token every test app uses.
 pub const TOKEN: &str = "test-token-0123456789";
 
-/// How often test apps tick.
+/// How often test apps tick on the runner.
 pub const TICK_MS: u64 = 50;
 
 /// The runtime config tests use: the sandbox's database inside the runner's
@@ -21,14 +21,25 @@ pub const RUNTIME_CONFIG: &str = "[sqlite_database.sandbox]\ntype = \"spin\"\npa
 /// 1 s cron; with fast ticks a shorter budget keeps `wait_ticks` short).
 pub const TICK_BUDGET_MS: &str = "200";
 
-/// The app's runner config: `spin.toml`, the sandbox's database in the state
-/// dir, the test token, fast ticks.
+/// The app's runner config on the host `STEPWISE_E2E_RUNNER` names (the
+/// runner by default): see [`config_on`].
 pub fn config() -> RunnerConfig {
-    RunnerConfig::new("spin.toml")
-        .runtime_config(RUNTIME_CONFIG)
-        .var("api_token", TOKEN)
-        .var("tick_budget_ms", TICK_BUDGET_MS)
-        .tick_ms(TICK_MS)
+    config_on(RunnerKind::from_env())
+}
+
+/// The app's config on `kind`: `spin.toml`, the sandbox's database in the
+/// state dir, the test token; on the runner fast ticks (`--tick-ms`, a short
+/// budget). On Spin the cron plugin fires the tick every second and it steps
+/// for the default `tick_budget_ms` (900 ms); and as the plugin gives cron
+/// components no origin for self requests (`http://self.alt` fails with
+/// `HttpRequestUriInvalid`), `upstream_url` is the app's own listen address,
+/// where the sandbox answers (README, "Running on Spin").
+pub fn config_on(kind: RunnerKind) -> RunnerConfig {
+    let cfg = RunnerConfig::new("spin.toml").on(kind).runtime_config(RUNTIME_CONFIG).var("api_token", TOKEN);
+    match kind {
+        RunnerKind::Stepwise => cfg.var("tick_budget_ms", TICK_BUDGET_MS).tick_ms(TICK_MS),
+        RunnerKind::Spin => cfg.var_with_addr("upstream_url", "http://{addr}"),
+    }
 }
 
 /// A running app.

@@ -1,6 +1,7 @@
-//! The end-to-end harness: starts the real `stepwise` runner with the real
-//! components on a free port and a temporary state dir, talks HTTP to it,
-//! stops it (gracefully or with SIGKILL) and restarts it on the same state.
+//! The end-to-end harness: starts the real `stepwise` runner (or real Spin,
+//! `spin up`, see [`RunnerKind`] and [`spin`]) with the real components on a
+//! free port and a temporary state dir, talks HTTP to it, stops it
+//! (gracefully or with SIGKILL) and restarts it on the same state.
 //!
 //! Everything is built once beforehand by `scripts/test` (or `scripts/build`);
 //! the harness only checks that the artifacts are there.
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 pub mod app;
 pub mod plain_services;
 pub mod plain_upstream;
+pub mod scenarios;
+pub mod spin;
 pub mod upstream;
 
 pub use serde_json::{json, Value};
@@ -58,43 +61,103 @@ pub fn poll_until<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Opti
     }
 }
 
+/// Which host serves the app under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunnerKind {
+    /// `stepwise up`, the project's own runner (the default).
+    Stepwise,
+    /// `spin up`: real Spin with the spin-trigger-cron plugin (see [`spin`]).
+    Spin,
+}
+
+impl RunnerKind {
+    /// From `STEPWISE_E2E_RUNNER`: `spin`, or `stepwise` (also when unset).
+    pub fn from_env() -> RunnerKind {
+        match std::env::var("STEPWISE_E2E_RUNNER").as_deref() {
+            Ok("spin") => RunnerKind::Spin,
+            Ok("stepwise") | Ok("") | Err(_) => RunnerKind::Stepwise,
+            Ok(other) => panic!("STEPWISE_E2E_RUNNER={other}: expected `spin` or `stepwise`"),
+        }
+    }
+}
+
+/// An environment variable of the runner process.
+#[derive(Clone)]
+enum EnvValue {
+    Plain(String),
+    /// `{addr}` is replaced by the `host:port` the app listens on.
+    WithAddr(String),
+}
+
 /// How to start a runner.
 #[derive(Clone)]
 pub struct RunnerConfig {
     manifest: PathBuf,
-    env: Vec<(String, String)>,
+    kind: RunnerKind,
+    env: Vec<(String, EnvValue)>,
     args: Vec<String>,
     tick_ms: Option<u64>,
     state_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     runtime_config: Option<String>,
+    port: Option<u16>,
 }
 
 impl RunnerConfig {
-    /// A runner for the manifest at `manifest` (relative to the repository root).
+    /// A runner for the manifest at `manifest` (relative to the repository
+    /// root), of the kind `STEPWISE_E2E_RUNNER` names ([`RunnerKind::from_env`]).
     pub fn new(manifest: &str) -> Self {
-        Self { manifest: project_root().join(manifest), env: Vec::new(), args: Vec::new(), tick_ms: None, state_dir: None, cache_dir: None, runtime_config: None }
+        Self {
+            manifest: project_root().join(manifest),
+            kind: RunnerKind::from_env(),
+            env: Vec::new(),
+            args: Vec::new(),
+            tick_ms: None,
+            state_dir: None,
+            cache_dir: None,
+            runtime_config: None,
+            port: None,
+        }
+    }
+
+    /// Runs it on `kind` (`stepwise up` or `spin up`).
+    pub fn on(mut self, kind: RunnerKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// What it runs on.
+    pub fn kind(&self) -> RunnerKind {
+        self.kind
     }
 
     /// Sets a Spin variable through its `SPIN_VARIABLE_<NAME>` override.
     pub fn var(mut self, name: &str, value: &str) -> Self {
-        self.env.push((format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()), value.to_string()));
+        self.env.push((spin_variable(name), EnvValue::Plain(value.to_string())));
+        self
+    }
+
+    /// Sets a Spin variable to `template` with `{addr}` replaced by the
+    /// `host:port` the app listens on (a free port is chosen before the start).
+    pub fn var_with_addr(mut self, name: &str, template: &str) -> Self {
+        self.env.push((spin_variable(name), EnvValue::WithAddr(template.to_string())));
         self
     }
 
     /// Sets an environment variable of the runner process.
     pub fn env(mut self, name: &str, value: &str) -> Self {
-        self.env.push((name.to_string(), value.to_string()));
+        self.env.push((name.to_string(), EnvValue::Plain(value.to_string())));
         self
     }
 
-    /// Adds a command-line argument to `stepwise up`.
+    /// Adds a command-line argument to `stepwise up` (or `spin up`).
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
         self
     }
 
-    /// Fires cron components every `ms` (the last call wins).
+    /// Fires cron components every `ms` (the last call wins). The runner's
+    /// `--tick-ms`: Spin has no such thing, and a Spin start refuses it.
     pub fn tick_ms(mut self, ms: u64) -> Self {
         self.tick_ms = Some(ms);
         self
@@ -107,13 +170,15 @@ impl RunnerConfig {
     }
 
     /// A runtime config, written into the runner's state dir (so relative
-    /// paths in it stay inside that dir) and passed with `--runtime-config`.
+    /// paths in it stay inside that dir) and passed with `--runtime-config`
+    /// (Spin: `--runtime-config-file`).
     pub fn runtime_config(mut self, toml: &str) -> Self {
         self.runtime_config = Some(toml.to_string());
         self
     }
 
-    /// Caches compiled code in `dir` instead of the tests' shared cache.
+    /// Caches compiled code in `dir` instead of the tests' shared cache
+    /// (the runner's `--cache-dir`; Spin keeps its own wasmtime cache).
     pub fn cache_dir(mut self, dir: &Path) -> Self {
         self.cache_dir = Some(dir.to_path_buf());
         self
@@ -122,6 +187,12 @@ impl RunnerConfig {
     /// Uses an existing state dir (to share it between runners).
     pub fn state_dir(mut self, dir: &Path) -> Self {
         self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Listens on this port of 127.0.0.1 instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -135,20 +206,59 @@ impl RunnerConfig {
 
     /// Starts the runner; `Err` carries its stderr if it exited instead of serving.
     pub fn try_start(&self) -> Result<Runner, String> {
-        require_built(&runner_binary());
-        let (state_dir, owned) = match &self.state_dir {
+        match self.kind {
+            RunnerKind::Stepwise => self.try_start_stepwise(),
+            RunnerKind::Spin => spin::start(self),
+        }
+    }
+
+    fn needs_addr(&self) -> bool {
+        self.env.iter().any(|(_, v)| matches!(v, EnvValue::WithAddr(_)))
+    }
+
+    /// The environment with `{addr}` resolved.
+    fn resolved_env(&self, addr: &str) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|(k, v)| match v {
+                EnvValue::Plain(s) => (k.clone(), s.clone()),
+                EnvValue::WithAddr(t) => (k.clone(), t.replace("{addr}", addr)),
+            })
+            .collect()
+    }
+
+    /// The state dir (a new temporary one unless given) and its owner.
+    fn make_state_dir(&self) -> (PathBuf, Option<tempfile::TempDir>) {
+        match &self.state_dir {
             Some(d) => (d.clone(), None),
             None => {
                 let t = tempfile::tempdir().expect("temp dir");
                 (t.path().to_path_buf(), Some(t))
             }
-        };
-        let mut runtime_config_args = Vec::new();
-        if let Some(text) = &self.runtime_config {
-            let path = state_dir.join("runtime-config.toml");
-            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            runtime_config_args = vec!["--runtime-config".into(), path.to_string_lossy().into_owned()];
         }
+    }
+
+    /// Writes the runtime config, if any, into the state dir.
+    fn write_runtime_config(&self, state_dir: &Path) -> Result<Option<PathBuf>, String> {
+        let Some(text) = &self.runtime_config else { return Ok(None) };
+        let path = state_dir.join("runtime-config.toml");
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(Some(path))
+    }
+
+    fn try_start_stepwise(&self) -> Result<Runner, String> {
+        require_built(&runner_binary());
+        let (state_dir, owned) = self.make_state_dir();
+        let runtime_config_args = match self.write_runtime_config(&state_dir)? {
+            Some(path) => vec!["--runtime-config".to_string(), path.to_string_lossy().into_owned()],
+            None => Vec::new(),
+        };
+        let port = match self.port {
+            Some(p) => p,
+            None if self.needs_addr() => free_port(),
+            None => 0,
+        };
+        let env = self.resolved_env(&format!("127.0.0.1:{port}"));
         let log_dir = tempfile::tempdir().expect("temp dir");
         let log_path = log_dir.path().join("stderr.log");
         let log = File::create(&log_path).expect("log file");
@@ -159,7 +269,7 @@ impl RunnerConfig {
             .arg("--manifest")
             .arg(&self.manifest)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
             .arg(&state_dir)
             .arg("--cache-dir")
@@ -171,7 +281,7 @@ impl RunnerConfig {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
-        for (k, v) in &self.env {
+        for (k, v) in &env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().map_err(|e| format!("cannot spawn runner: {e}"))?;
@@ -189,12 +299,13 @@ impl RunnerConfig {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
                 return Ok(Runner {
                     child: Some(child),
+                    kind: RunnerKind::Stepwise,
                     addr,
                     state_dir,
                     _owned_state: owned,
                     log_path,
                     _log_dir: log_dir,
-                    config: self.clone(),
+                    config: Some(self.clone()),
                 });
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -210,9 +321,19 @@ impl RunnerConfig {
     }
 }
 
-/// A running `stepwise up`.
+fn spin_variable(name: &str) -> String {
+    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
+}
+
+/// A port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// A running `stepwise up` (or `spin up`).
 pub struct Runner {
     child: Option<Child>,
+    kind: RunnerKind,
     /// `host:port` it listens on.
     pub addr: String,
     /// Its state dir.
@@ -220,7 +341,8 @@ pub struct Runner {
     _owned_state: Option<tempfile::TempDir>,
     log_path: PathBuf,
     _log_dir: tempfile::TempDir,
-    config: RunnerConfig,
+    /// How to start it again (`None`: started from a command line, not restartable).
+    config: Option<RunnerConfig>,
 }
 
 /// An HTTP answer.
@@ -306,33 +428,59 @@ impl Runner {
         s
     }
 
-    /// The OS process id.
+    /// The OS process id (Spin: of `spin up`, the parent of its trigger processes).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit.
+    /// What it runs on.
+    pub fn kind(&self) -> RunnerKind {
+        self.kind
+    }
+
+    /// Stops it and waits (bounded) for the exit: SIGTERM for the runner;
+    /// SIGINT for Spin (what Ctrl-C sends: the cron plugin handles SIGINT,
+    /// a SIGTERM kills it), whose trigger processes must all be gone.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("runner is running");
+        let tree = match self.kind {
+            RunnerKind::Stepwise => Vec::new(),
+            RunnerKind::Spin => spin::process_tree(child.id()),
+        };
+        let signal = if self.kind == RunnerKind::Spin { libc::SIGINT } else { libc::SIGTERM };
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(child.id() as libc::pid_t, signal);
         }
-        poll_until(Duration::from_secs(60), "the runner to exit after SIGTERM", || child.try_wait().ok().flatten())
+        let status = poll_until(Duration::from_secs(60), "the runner to exit after SIGTERM/SIGINT", || child.try_wait().ok().flatten());
+        poll_until(Duration::from_secs(30), "Spin's trigger processes to exit", || tree.iter().all(|p| spin::is_gone(*p)).then_some(()));
+        status
     }
 
-    /// SIGKILL: no shutdown at all, as in a crash.
+    /// SIGKILL: no shutdown at all, as in a crash. On Spin every process of
+    /// it (`spin up`, its HTTP trigger, the cron trigger and its plugin)
+    /// dies at once; this returns once they are all gone (the port is free).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            match self.kind {
+                RunnerKind::Stepwise => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                RunnerKind::Spin => spin::kill_tree(&mut child),
+            }
         }
     }
 
-    /// Starts a new runner process on the same state dir (a new port).
+    /// Starts a new runner process on the same state dir (the runner: a new
+    /// port; Spin: the same port, as the app's `upstream_url` points there).
     pub fn restart(&mut self) {
         self.kill();
-        let cfg = self.config.clone().state_dir(&self.state_dir);
+        let mut cfg = self.config.clone().expect("this runner was started from a command line: no restart").state_dir(&self.state_dir);
+        if self.kind == RunnerKind::Spin {
+            let port = self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("addr has a port");
+            cfg = cfg.port(port);
+        }
         let mut next = cfg.start();
         self.child = next.child.take();
         self.addr = next.addr.clone();

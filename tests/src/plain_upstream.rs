@@ -4,7 +4,8 @@
 //! (a chunked body arrives empty and is answered 400). Bindings whose id
 //! starts with `otp-` ask for an OTP (`123456`) on start; every other start
 //! succeeds. A repeated `request_id` is answered again without new work.
-//! `GET /calls` lists what it received.
+//! `GET /calls` lists what it received, each call with the number of the TCP
+//! connection it came on (1, 2, ... in the order they were accepted).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -21,9 +22,16 @@ lock = threading.Lock()
 calls = []
 answers = {}
 transactions = {}
+accepted = [0]
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        with lock:
+            accepted[0] += 1
+            self.connection_id = accepted[0]
 
     def answer(self, status, doc):
         body = json.dumps(doc).encode()
@@ -42,7 +50,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         call = {"path": self.path, "content_length": self.headers.get("Content-Length"),
                 "transfer_encoding": self.headers.get("Transfer-Encoding"),
-                "header_request_id": self.headers.get("X-Request-Id"), "body_len": len(raw)}
+                "header_request_id": self.headers.get("X-Request-Id"), "body_len": len(raw),
+                "connection": self.connection_id}
         try:
             body = json.loads(raw)
         except ValueError:

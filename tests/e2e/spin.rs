@@ -1,0 +1,138 @@
+//! The app on real Spin (Spin 4 with the spin-trigger-cron plugin): the
+//! workers' scenarios of tests/e2e/workers.rs, unchanged, through `spin up`,
+//! and the README's "Running on Spin" command as it is written.
+//!
+//! Needs a Spin: `SPIN_BIN`, `spin` on PATH, or ../shared/tools/spin/install.sh
+//! (see `stepwise_e2e::spin::install`). `scripts/test` runs this suite when
+//! one is there (`--features spin`) and says so when it is not.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use stepwise_e2e::app::{self, App, RUNTIME_CONFIG};
+use stepwise_e2e::plain_upstream::PlainUpstream;
+use stepwise_e2e::spin::{readme_spin_up, start_command_line};
+use stepwise_e2e::{free_port, json, poll_until, project_root, request, scenarios, RunnerKind, Value};
+
+const SPIN: RunnerKind = RunnerKind::Spin;
+
+/// What every scenario's log must not hold: the HTTP trigger and the cron
+/// plugin are two processes on one SQLite file, and a tick must never fail.
+fn assert_clean(app: &App) {
+    // A tick's own line comes at the end of its run, after its steps' lines.
+    poll_until(Duration::from_secs(10), "a tick's log line", || app.runner.logs().contains("\"event\":\"tick\"").then_some(()));
+    let logs = app.runner.logs();
+    for bad in ["database is locked", "tick failed", "HttpRequestUriInvalid", "upstream_unreachable", "panicked"] {
+        assert!(!logs.contains(bad), "`{bad}` in Spin's log:\n{logs}");
+    }
+}
+
+#[test]
+fn success_loop_with_unique_numeric_request_ids() {
+    assert_clean(&scenarios::success_loop_with_unique_numeric_request_ids(SPIN));
+}
+
+#[test]
+fn insufficient_balance_stops_the_worker() {
+    assert_clean(&scenarios::insufficient_balance_stop(SPIN));
+}
+
+#[test]
+fn otp_flow_and_the_otp_never_leaks() {
+    let app = scenarios::otp_flow(SPIN);
+    assert_clean(&app);
+    // Spin also writes each component's output under <state-dir>/logs.
+    for entry in std::fs::read_dir(app.runner.state_dir.join("logs")).expect("Spin's component logs") {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains("918273"), "OTP leaked into Spin's component logs");
+    }
+}
+
+#[test]
+fn stop_with_a_call_in_flight() {
+    // Its 1.5 s call outlasts the 1 s cron: the plugin starts the next tick
+    // while this one waits (runs overlap on Spin), and the leases keep them apart.
+    assert_clean(&scenarios::stop_with_a_call_in_flight(SPIN));
+}
+
+#[test]
+fn pause_and_resume() {
+    assert_clean(&scenarios::pause_and_resume(SPIN));
+}
+
+#[test]
+fn sigkill_of_every_spin_process_resends_the_same_request_id() {
+    let app = scenarios::sigkill_resends_the_same_request_id(SPIN);
+    assert_clean(&app);
+}
+
+/// The README's command, as written, from a copy of the project's layout
+/// (spin.toml, runtime-config.toml, the built components): the state lands
+/// in `.spin/` beside the manifest, the sandbox's database where
+/// runtime-config.toml puts it, and the tick reaches the sandbox.
+#[test]
+fn the_readme_command_runs_the_app() {
+    let line = readme_spin_up().unwrap();
+    assert!(line.contains("--runtime-config-file runtime-config.toml"), "{line}");
+    let dir = tempfile::tempdir().unwrap();
+    let root = project_root();
+    for f in ["spin.toml", "runtime-config.toml"] {
+        std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(root.join("target"), dir.path().join("target")).unwrap();
+    let port = free_port();
+    let here = line.replace("127.0.0.1:3000", &format!("127.0.0.1:{port}"));
+    assert!(here.matches(&format!("127.0.0.1:{port}")).count() >= 2, "listen address and upstream_url: {line}");
+    let token = here
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("SPIN_VARIABLE_API_TOKEN="))
+        .expect("the command sets the API token")
+        .to_string();
+    let runner = start_command_line(&here, dir.path(), port).unwrap();
+
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let body = json!({ "binding_ids": ["b-readme"], "policy": { "max_iterations": 2 } }).to_string();
+    let a = request("POST", &runner.url("/api/workers"), &headers, Some(body.as_bytes())).unwrap();
+    assert_eq!(a.status, 202, "{}", a.body);
+    let w: Value = poll_until(Duration::from_secs(30), "the README's worker to stop", || {
+        let w = request("GET", &runner.url("/api/workers/b-readme"), &headers, None).ok()?.json();
+        (w["state"] == "stopped").then_some(w)
+    });
+    assert_eq!((w["successes"].as_u64(), w["stop_reason"].as_str()), (Some(2), Some("max_iterations")), "{w}");
+    let spin = dir.path().join(".spin");
+    for f in ["sqlite_db.db", "sqlite_key_value.db", "sandbox.db"] {
+        assert!(spin.join(f).exists(), ".spin/{f} is missing: {:?}", std::fs::read_dir(&spin).map(|d| d.count()));
+    }
+    let logs = runner.logs();
+    assert!(!logs.contains("HttpRequestUriInvalid") && !logs.contains("database is locked"), "{logs}");
+}
+
+/// Spin pools outbound connections by default, but its runtime-config parser
+/// gives `connection_pooling` a default of `false` when an `[outbound_http]`
+/// section is there without it (README, "Running on Spin").
+#[test]
+fn outbound_connections_are_pooled_unless_an_outbound_http_section_leaves_the_key_out() {
+    let cases = [
+        ("", true),
+        ("[outbound_http]\nmax_concurrent_requests = 64\n", false),
+        ("[outbound_http]\nmax_concurrent_requests = 64\nconnection_pooling = true\n", true),
+    ];
+    for (extra, pooled) in cases {
+        let up = PlainUpstream::start();
+        let cfg = app::config_on(SPIN).runtime_config(&format!("{RUNTIME_CONFIG}{extra}")).var("upstream_url", &up.origin());
+        let app = App::with(cfg);
+        app.start_workers(&["b-pool"], json!({ "max_iterations": 6 }));
+        let w = app.wait_stopped("b-pool");
+        assert_eq!(w["successes"], 6, "{extra:?}: {w}");
+        let calls = up.calls();
+        assert_eq!(calls.len(), 6, "{calls:?}");
+        let connections: HashSet<u64> = calls.iter().map(|c| c["connection"].as_u64().unwrap()).collect();
+        if pooled {
+            assert!(connections.len() < 6, "{extra:?}: pooled, yet 6 calls came on {} connections", connections.len());
+        } else {
+            assert_eq!(connections.len(), 6, "{extra:?}: a new connection per call");
+        }
+        assert_clean(&app);
+    }
+}
