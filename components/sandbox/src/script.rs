@@ -12,7 +12,9 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::reply::ApiError;
+use stepwise_web::ApiError;
+
+use crate::reply::bad_request;
 
 /// The starting balance of a binding nobody scripted.
 pub const DEFAULT_BALANCE: i64 = 1_000_000_000;
@@ -22,6 +24,13 @@ pub const DEFAULT_AMOUNT: i64 = 1000;
 pub const DEFAULT_OTP: &str = "123456";
 /// The longest sleep a script may ask for (`latency_ms`, `slow:<ms>`): ten minutes.
 pub const MAX_SLEEP_MS: u64 = 600_000;
+/// Sleeps `ms` milliseconds (a script's latency or `slow:` delay).
+pub fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// The most outcomes one script may list.
 pub const MAX_OUTCOMES: usize = 100_000;
 
@@ -132,7 +141,7 @@ struct ScriptInput {
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_script", message)
+    bad_request("invalid_script", message)
 }
 
 impl Script {
@@ -143,7 +152,7 @@ impl Script {
         }
         let input: ScriptInput = serde_json::from_slice(body).map_err(|e| {
             if e.is_syntax() || e.is_eof() {
-                ApiError::bad_request("bad_json", format!("the body is not JSON: {e}"))
+                bad_request("bad_json", format!("the body is not JSON: {e}"))
             } else {
                 invalid(e.to_string())
             }
@@ -171,10 +180,10 @@ impl Script {
         }
         let mut outcomes = Vec::with_capacity(raw.len());
         for (i, s) in raw.iter().enumerate() {
-            outcomes.push(Outcome::parse(s).map_err(|m| ApiError::bad_request("unknown_outcome", format!("outcomes[{i}]: {m}")))?);
+            outcomes.push(Outcome::parse(s).map_err(|m| bad_request("unknown_outcome", format!("outcomes[{i}]: {m}")))?);
         }
         let then = match input.then {
-            Some(s) => Outcome::parse(&s).map_err(|m| ApiError::bad_request("unknown_outcome", format!("then: {m}")))?,
+            Some(s) => Outcome::parse(&s).map_err(|m| bad_request("unknown_outcome", format!("then: {m}")))?,
             None => d.then,
         };
         Ok(Script { balance, amount, latency_ms, otp, outcomes, then })
