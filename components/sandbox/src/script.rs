@@ -10,7 +10,9 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use spin_sdk::http::Request;
 
 use stepwise_web::ApiError;
 
@@ -24,6 +26,27 @@ pub const DEFAULT_AMOUNT: i64 = 1000;
 pub const DEFAULT_OTP: &str = "123456";
 /// The longest sleep a script may ask for (`latency_ms`, `slow:<ms>`): ten minutes.
 pub const MAX_SLEEP_MS: u64 = 600_000;
+/// Reads a script's body as `T` (whose serde rules refuse unknown
+/// fields): `400` `bad_json` when it is not JSON, `invalid_script` when it
+/// does not fit; `None` for an empty body.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            bad_request("bad_json", format!("the body is not JSON: {e}"))
+        } else {
+            invalid(e.to_string())
+        }
+    })
+}
+
+/// A control's script body, which must be there (`400` `invalid_script` without one).
+pub fn script_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    parse_body(req.body())?.ok_or_else(|| invalid("a JSON body is required"))
+}
+
 /// Sleeps `ms` milliseconds (a script's latency or `slow:` delay).
 pub fn sleep_ms(ms: u64) {
     if ms > 0 {
@@ -147,16 +170,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 impl Script {
     /// Parses and validates a script body; an empty body means all defaults.
     pub fn parse(body: &[u8]) -> Result<Script, ApiError> {
-        if body.iter().all(|b| b.is_ascii_whitespace()) {
-            return Ok(Script::default());
-        }
-        let input: ScriptInput = serde_json::from_slice(body).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                bad_request("bad_json", format!("the body is not JSON: {e}"))
-            } else {
-                invalid(e.to_string())
-            }
-        })?;
+        let Some(input) = parse_body::<ScriptInput>(body)? else { return Ok(Script::default()) };
         let d = Script::default();
         let balance = input.balance.unwrap_or(d.balance);
         let amount = input.amount.unwrap_or(d.amount);

@@ -297,7 +297,7 @@ impl Store {
                 int(script.latency_ms as i64),
                 text(&script.otp),
                 Value::Text(outcomes),
-                text(&script.then.to_string()),
+                text(script.then.to_string()),
                 int(now_ms()),
             ],
         )?;
@@ -341,7 +341,7 @@ impl Store {
             "INSERT OR IGNORE INTO sandbox_bindings
                 (binding_id, balance, amount, latency_ms, otp, outcomes, then_outcome, next_index, scripted, updated_at_ms)
              VALUES (?, ?, ?, 0, ?, '[]', ?, 0, 0, ?)",
-            &[text(binding_id), int(d.balance), int(d.amount), text(&d.otp), text(&d.then.to_string()), int(now_ms())],
+            &[text(binding_id), int(d.balance), int(d.amount), text(&d.otp), text(d.then.to_string()), int(now_ms())],
         )?;
         Ok(())
     }

@@ -19,6 +19,7 @@ use spin_sdk::http::{Params, Request};
 use stepwise_web::{path_param, ApiError};
 
 use crate::reply::{bad_request, Reply};
+use crate::script::parse_body;
 use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{corrupt, int, now_ms, opt_text, text, Store};
@@ -270,7 +271,7 @@ struct SlipScript {
 /// fresh, open slip (defaults: eligible, [`DEFAULT_STAKE`]).
 pub fn put(req: &Request, params: &Params) -> Result<Reply, ApiError> {
     let id = path_param(params, "id")?;
-    let b: SlipScript = call::body(req).map_err(|e| bad_request("invalid_script", e.message))?;
+    let b: SlipScript = parse_body(req.body())?.unwrap_or_default();
     let d = Slip::default();
     let slip = Slip { eligible: b.eligible.unwrap_or(d.eligible), stake: b.stake.unwrap_or(d.stake), reason: b.reason, ..d };
     if slip.stake < 0 {

@@ -18,8 +18,8 @@ use serde_json::json;
 use stepwise_web::ApiError;
 
 use crate::reply::{bad_request, Reply};
-use crate::script::MAX_SLEEP_MS;
-use crate::services::Service;
+use crate::script::{parse_body, MAX_SLEEP_MS};
+use crate::services::{operations, Service};
 use crate::store::{corrupt, internal_json, text, Store};
 
 /// The tables.
@@ -122,26 +122,17 @@ impl FaultScript {
     /// Parses and validates `PUT /sandbox/services/{service}`'s body; an
     /// empty body clears the script.
     pub fn parse(service: Service, body: &[u8]) -> Result<FaultScript, ApiError> {
-        if body.iter().all(|b| b.is_ascii_whitespace()) {
-            return Ok(FaultScript::default());
-        }
         let invalid = |m: String| bad_request("invalid_script", m);
-        let script: FaultScript = serde_json::from_slice(body).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                bad_request("bad_json", format!("the body is not JSON: {e}"))
-            } else {
-                invalid(e.to_string())
-            }
-        })?;
+        let Some(script) = parse_body::<FaultScript>(body)? else { return Ok(FaultScript::default()) };
         if script.latency_ms > MAX_SLEEP_MS {
             return Err(invalid(format!("latency_ms must be at most {MAX_SLEEP_MS}")));
         }
         for (op, fault) in &script.fail {
-            if op != ANY && !service.operations().contains(&op.as_str()) {
+            if op != ANY && !operations(service).contains(&op.as_str()) {
                 return Err(invalid(format!(
                     "fail.{op}: {} has no operation `{op}`; its operations: {}, or `*`",
                     service.as_str(),
-                    service.operations().join(", ")
+                    operations(service).join(", ")
                 )));
             }
             if !(400..=599).contains(&fault.status) {

@@ -17,58 +17,18 @@ pub mod users;
 pub mod wallet;
 
 /// A simulated service, named as in the definitions (`<name>_url`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Service {
-    /// `POST /v1/users/authorize`.
-    Users,
-    /// `/v1/reservations/...`.
-    Products,
-    /// Midtrans Snap: `POST /snap/v1/transactions`.
-    Payment,
-    /// Midtrans Core API: `/v2/{order_id}/status|cancel|expire`.
-    PaymentApi,
-    /// `/v1/wallets/{user_id}/credit|debit`.
-    Wallet,
-    /// `/v1/odds/live`, `/v1/liabilities/{bet_slip_id}[/restore]`.
-    Risk,
-    /// `/v1/bet-slips/{id}/cashout/...`.
-    Betting,
-}
+pub use stepwise_engine::saga::Service;
 
-impl Service {
-    /// Every service.
-    pub const ALL: [Service; 7] =
-        [Service::Users, Service::Products, Service::Payment, Service::PaymentApi, Service::Wallet, Service::Risk, Service::Betting];
-
-    /// Its name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Users => "users",
-            Service::Products => "products",
-            Service::Payment => "payment",
-            Service::PaymentApi => "payment_api",
-            Service::Wallet => "wallet",
-            Service::Risk => "risk",
-            Service::Betting => "betting",
-        }
-    }
-
-    /// The service with that name.
-    pub fn from_name(s: &str) -> Option<Service> {
-        Service::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
-    /// Its operations, as fault scripts and call records name them.
-    pub fn operations(self) -> &'static [&'static str] {
-        match self {
-            Service::Users => &["authorize"],
-            Service::Products => &["reserve", "release", "commit", "settle"],
-            Service::Payment => &["create"],
-            Service::PaymentApi => &["status", "cancel", "expire"],
-            Service::Wallet => &["credit", "debit"],
-            Service::Risk => &["odds", "liability", "restore"],
-            Service::Betting => &["validate", "quote", "complete", "restore"],
-        }
+/// A service's operations, as fault scripts and call records name them.
+pub fn operations(service: Service) -> &'static [&'static str] {
+    match service {
+        Service::Users => &["authorize"],
+        Service::Products => &["reserve", "release", "commit", "settle"],
+        Service::Payment => &["create"],
+        Service::PaymentApi => &["status", "cancel", "expire"],
+        Service::Wallet => &["credit", "debit"],
+        Service::Risk => &["odds", "liability", "restore"],
+        Service::Betting => &["validate", "quote", "complete", "restore"],
     }
 }
 
@@ -85,11 +45,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip() {
+    fn every_service_has_operations() {
         for s in Service::ALL {
-            assert_eq!(Service::from_name(s.as_str()), Some(s));
-            assert!(!s.operations().is_empty());
+            assert!(!operations(s).is_empty(), "{s}");
         }
-        assert_eq!(Service::from_name("wallets"), None);
     }
 }

@@ -25,7 +25,7 @@ use spin_sdk::http::{Method, Params, Request, Response};
 use stepwise_engine::payment::{self, Status};
 use stepwise_web::{path_param, ApiError};
 
-use crate::reply::{bad_request, Reply};
+use crate::reply::Reply;
 use crate::services::payment::{self as orders, gross_amount, server_key, status_code, transaction_time, Order};
 use crate::store::{corrupt, int, now_ms, text, Store};
 
@@ -166,7 +166,7 @@ async fn deliver(body: &str, order: &Value) -> Result<Reply, ApiError> {
 pub async fn pay(req: Request, params: Params) -> Response {
     let result = async {
         let order_id = path_param(&params, "order_id")?;
-        let report = stepwise_web::json_body::<Pay>(&req).map_err(|e| bad_request("invalid_payment", e.message))?.report()?;
+        let report = stepwise_web::json_body::<Pay>(&req)?.report()?;
         let key = server_key()?;
         let store = Store::open()?;
         let (body, order) = store.immediate(|s| {

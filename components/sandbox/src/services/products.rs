@@ -22,6 +22,7 @@ use spin_sdk::http::{Params, Request};
 use stepwise_web::{path_param, ApiError};
 
 use crate::reply::{bad_request, Reply};
+use crate::script::script_body;
 use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{corrupt, int, now_ms, opt_text, text, Store};
@@ -426,7 +427,7 @@ struct ProductScript {
 /// `PUT /sandbox/products/{id}` `{"price", "stock"}`: sets the catalog entry.
 pub fn put(req: &Request, params: &Params) -> Result<Reply, ApiError> {
     let id = path_param(params, "id")?;
-    let p: ProductScript = stepwise_web::json_body(req).map_err(|e| bad_request("invalid_script", e.message))?;
+    let p: ProductScript = script_body(req)?;
     if !valid_id(&id) {
         return Err(bad_request("invalid_script", format!("the product id must be 1 to {MAX_ID_LEN} bytes")));
     }

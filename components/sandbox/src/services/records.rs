@@ -14,7 +14,7 @@ use stepwise_web::{path_param, ApiError};
 use crate::records::{parse_limit, query, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::reply::{bad_request, Reply};
 use crate::services::faults::{self, FaultScript};
-use crate::services::Service;
+use crate::services::{operations, Service};
 use crate::store::{int, text, Store};
 
 /// Equality filters on `sandbox_svc_calls` from the query string.
@@ -35,7 +35,7 @@ impl Filter {
             }
             let column = match k.as_str() {
                 "service" => {
-                    Service::from_name(&v).ok_or_else(|| bad_request("invalid_query", format!("unknown service `{v}`")))?;
+                    Service::parse(&v).ok_or_else(|| bad_request("invalid_query", format!("unknown service `{v}`")))?;
                     "service = ?"
                 }
                 "operation" => "operation = ?",
@@ -125,7 +125,7 @@ pub fn calls(req: &Request, _: &Params) -> Result<Reply, ApiError> {
 
 fn service_param(params: &Params) -> Result<Service, ApiError> {
     let name = path_param(params, "service")?;
-    Service::from_name(&name).ok_or_else(|| {
+    Service::parse(&name).ok_or_else(|| {
         let known: Vec<&str> = Service::ALL.iter().map(|s| s.as_str()).collect();
         ApiError::new(404, "unknown_service", format!("no service `{name}`; the services: {}", known.join(", ")))
     })
@@ -142,7 +142,7 @@ fn summary(s: &Store, service: Service) -> Result<Value, ApiError> {
     let n = |c: &str| row.as_ref().and_then(|r| r.get::<i64>(c)).unwrap_or(0);
     Ok(json!({
         "service": service.as_str(),
-        "operations": service.operations(),
+        "operations": operations(service),
         "script": faults::load(s, service)?,
         "calls": n("calls"), "duplicates": n("duplicates"), "injected": n("injected"),
         "refused": n("refused"), "effects": n("effects"),

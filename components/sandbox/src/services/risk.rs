@@ -15,6 +15,7 @@ use spin_sdk::http::{Params, Request};
 use stepwise_web::{path_param, ApiError};
 
 use crate::reply::{bad_request, Reply};
+use crate::script::script_body;
 use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{int, text, Store};
@@ -127,7 +128,7 @@ struct OddsScript {
 /// `PUT /sandbox/odds/{bet_slip_id}` `{"odds_bp"}` (1 to [`MAX_ODDS_BP`]).
 pub fn put_odds(req: &Request, params: &Params) -> Result<Reply, ApiError> {
     let id = path_param(params, "bet_slip_id")?;
-    let o: OddsScript = stepwise_web::json_body(req).map_err(|e| bad_request("invalid_script", e.message))?;
+    let o: OddsScript = script_body(req)?;
     if !(1..=MAX_ODDS_BP).contains(&o.odds_bp) {
         return Err(bad_request("invalid_script", format!("odds_bp must be from 1 to {MAX_ODDS_BP}")));
     }

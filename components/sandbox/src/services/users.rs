@@ -12,6 +12,7 @@ use spin_sdk::http::{Params, Request};
 use stepwise_web::{path_param, ApiError};
 
 use crate::reply::{bad_request, Reply};
+use crate::script::parse_body;
 use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{text, Store};
@@ -109,7 +110,7 @@ pub fn authorize_call(req: &Request, _: &Params) -> Result<Reply, ApiError> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenScript {
     user_id: Option<String>,
@@ -120,11 +121,11 @@ fn view(token: &str, t: &Token) -> Reply {
     Reply::json(200, &json!({ "token": token, "user_id": t.user_id, "status": t.status.as_str() }))
 }
 
-/// `PUT /sandbox/users/{token}` `{"user_id"?, "status"?}` (defaults:
+/// `PUT /sandbox/users/{token}` `{"user_id"?, "status"?}` (an empty body is all defaults:
 /// `user-<token>`, `ok`).
 pub fn put(req: &Request, params: &Params) -> Result<Reply, ApiError> {
     let token = path_param(params, "token")?;
-    let body: TokenScript = stepwise_web::json_body(req).map_err(|e| bad_request("invalid_script", e.message))?;
+    let body: TokenScript = parse_body(req.body())?.unwrap_or_default();
     let t = Token {
         user_id: body.user_id.unwrap_or_else(|| format!("user-{token}")),
         status: body.status.unwrap_or(TokenStatus::Ok),

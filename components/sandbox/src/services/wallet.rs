@@ -13,6 +13,7 @@ use spin_sdk::http::{Params, Request};
 use stepwise_web::{path_param, ApiError};
 
 use crate::reply::{bad_request, Reply};
+use crate::script::script_body;
 use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{int, now_ms, opt_text, text, Store};
@@ -139,7 +140,7 @@ struct WalletScript {
 /// `PUT /sandbox/wallets/{user_id}` `{"balance"}`.
 pub fn put(req: &Request, params: &Params) -> Result<Reply, ApiError> {
     let user_id = path_param(params, "user_id")?;
-    let w: WalletScript = stepwise_web::json_body(req).map_err(|e| bad_request("invalid_script", e.message))?;
+    let w: WalletScript = script_body(req)?;
     if w.balance < 0 {
         return Err(bad_request("invalid_script", "balance must not be negative"));
     }
