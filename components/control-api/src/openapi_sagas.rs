@@ -299,3 +299,44 @@ pub fn stats() {}
               (status = 404, description = "No saga waits for or has waited for that order", body = ErrorBody),
               (status = 413, body = ErrorBody)))]
 pub fn webhook() {}
+
+/// The sandbox's simulated users service (see components/sandbox/README.md).
+#[utoipa::path(post, path = "/v1/users/authorize", tag = "sandbox", security(()), responses((status = 200, description = "`{\"user_id\"}`")))]
+pub fn sandbox_users() {}
+
+/// The sandbox's simulated products service: reserve stock.
+#[utoipa::path(post, path = "/v1/reservations", tag = "sandbox", security(()), responses((status = 200, description = "The reservation")))]
+pub fn sandbox_reserve() {}
+
+/// The sandbox's simulated products service: `release`, `commit` or `settle` a reservation.
+#[utoipa::path(post, path = "/v1/reservations/{id}/{action}", tag = "sandbox", security(()),
+    params(("id" = String, Path), ("action" = String, Path)), responses((status = 200, description = "The reservation")))]
+pub fn sandbox_reservation() {}
+
+/// The sandbox's simulated Midtrans Snap: create a payment.
+#[utoipa::path(post, path = "/snap/v1/transactions", tag = "sandbox", security(()), responses((status = 201, description = "`{\"token\", \"redirect_url\"}`")))]
+pub fn sandbox_snap() {}
+
+/// The sandbox's simulated Midtrans Core API: `status` (GET), `cancel` or `expire` (POST).
+#[utoipa::path(post, path = "/v2/{order_id}/{action}", tag = "sandbox", security(()),
+    params(("order_id" = String, Path), ("action" = String, Path)), responses((status = 200, description = "The order")))]
+pub fn sandbox_core_api() {}
+
+/// The sandbox's simulated wallet: `credit` or `debit`.
+#[utoipa::path(post, path = "/v1/wallets/{user_id}/{action}", tag = "sandbox", security(()),
+    params(("user_id" = String, Path), ("action" = String, Path)), responses((status = 200, description = "The wallet")))]
+pub fn sandbox_wallet() {}
+
+/// The sandbox's simulated risk service: live odds.
+#[utoipa::path(post, path = "/v1/odds/live", tag = "sandbox", security(()), responses((status = 200, description = "`{\"odds_bp\"}`")))]
+pub fn sandbox_odds() {}
+
+/// The sandbox's simulated risk service: update (or `/restore`) a liability.
+#[utoipa::path(post, path = "/v1/liabilities/{bet_slip_id}", tag = "sandbox", security(()),
+    params(("bet_slip_id" = String, Path)), responses((status = 200, description = "The liability")))]
+pub fn sandbox_liability() {}
+
+/// The sandbox's simulated betting service: `validate`, `quote`, `complete` or `restore` a cash-out.
+#[utoipa::path(post, path = "/v1/bet-slips/{id}/cashout/{action}", tag = "sandbox", security(()),
+    params(("id" = String, Path), ("action" = String, Path)), responses((status = 200, description = "The cash-out")))]
+pub fn sandbox_betting() {}

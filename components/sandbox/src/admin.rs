@@ -2,37 +2,46 @@
 //! transaction inspection, wipe and health.
 
 use serde_json::json;
+use spin_sdk::http::{Params, Request};
+use stepwise_web::{path_param, ApiError};
 
 use crate::protocol::{parse_txn_id, txn_label};
-use crate::reply::{ApiError, Reply};
+use crate::reply::{bad_request, Reply};
 use crate::script::Script;
 use crate::store::Store;
 
 /// `PUT /sandbox/bindings/{id}`: validates and stores the script (balance and
 /// outcome position start over), answers the stored binding.
-pub fn put_binding(store: &Store, binding_id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+pub fn put_binding(req: &Request, params: &Params) -> Result<Reply, ApiError> {
+    let binding_id = path_param(params, "binding_id")?;
     if binding_id.len() > crate::protocol::MAX_BINDING_ID_LEN {
-        return Err(ApiError::bad_request("invalid_field", "binding_id is too long"));
+        return Err(bad_request("invalid_field", "binding_id is too long"));
     }
-    let script = Script::parse(body)?;
-    store.put_script(binding_id, &script)?;
-    get_binding(store, binding_id)
+    let script = Script::parse(req.body())?;
+    let store = Store::open()?;
+    store.put_script(&binding_id, &script)?;
+    binding(&store, &binding_id)
 }
 
 /// `GET /sandbox/bindings/{id}`: the binding's script, balance and next outcome index.
-pub fn get_binding(store: &Store, binding_id: &str) -> Result<Reply, ApiError> {
+pub fn get_binding(_: &Request, params: &Params) -> Result<Reply, ApiError> {
+    binding(&Store::open()?, &path_param(params, "binding_id")?)
+}
+
+fn binding(store: &Store, binding_id: &str) -> Result<Reply, ApiError> {
     match store.binding_json(binding_id)? {
         Some(v) => Ok(Reply::json(200, &v)),
-        None => Err(ApiError::not_found("unknown_binding", format!("binding `{binding_id}` was never scripted or started"))),
+        None => Err(ApiError::new(404, "unknown_binding", format!("binding `{binding_id}` was never scripted or started"))),
     }
 }
 
 /// `GET /sandbox/transactions/{id}`: a transaction with the fields the
 /// protocol does not show (polls, paused, the outcome it was started with).
-pub fn get_transaction(store: &Store, raw_id: &str) -> Result<Reply, ApiError> {
-    let unknown = || ApiError::not_found("unknown_transaction", format!("no transaction `{raw_id}`"));
-    let id = parse_txn_id(raw_id).ok_or_else(unknown)?;
-    let row = store.load_txn(id)?.ok_or_else(unknown)?;
+pub fn get_transaction(_: &Request, params: &Params) -> Result<Reply, ApiError> {
+    let raw_id = path_param(params, "id")?;
+    let unknown = || ApiError::new(404, "unknown_transaction", format!("no transaction `{raw_id}`"));
+    let id = parse_txn_id(&raw_id).ok_or_else(unknown)?;
+    let row = Store::open()?.load_txn(id)?.ok_or_else(unknown)?;
     let t = &row.state;
     Ok(Reply::json(
         200,
@@ -54,13 +63,13 @@ pub fn get_transaction(store: &Store, raw_id: &str) -> Result<Reply, ApiError> {
     ))
 }
 
-/// `DELETE /sandbox`: empties every sandbox table.
-pub fn wipe(store: &Store) -> Result<Reply, ApiError> {
-    store.wipe()?;
+/// `DELETE /sandbox`: empties every sandbox table, the services' too.
+pub fn wipe(_: &Request, _: &Params) -> Result<Reply, ApiError> {
+    Store::open()?.wipe()?;
     Ok(Reply::json(200, &json!({ "ok": true, "wiped": true })))
 }
 
 /// `GET /sandbox/health`: `{"ok": true}` (touches no storage).
-pub fn health() -> Reply {
-    Reply::json(200, &json!({ "ok": true }))
+pub fn health(_: &Request, _: &Params) -> Result<Reply, ApiError> {
+    Ok(Reply::json(200, &json!({ "ok": true })))
 }

@@ -5,7 +5,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::reply::ApiError;
+use stepwise_web::ApiError;
+
+use crate::reply::bad_request;
 
 /// The longest `request_id` accepted (digits).
 pub const MAX_REQUEST_ID_LEN: usize = 64;
@@ -130,7 +132,7 @@ fn string_field(obj: &Map<String, Value>, name: &str) -> Option<String> {
 /// Extra fields are ignored.
 pub fn parse_call(op: Op, body: &[u8], header: Option<&str>) -> Result<CallInput, Rejection> {
     let reject = |code: &str, message: String, request_id: Option<String>, binding_id: Option<String>| Rejection {
-        error: ApiError::bad_request(code, message),
+        error: bad_request(code, message),
         request_id,
         binding_id,
     };

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use spin_sdk::http::Request;
 use spin_sdk::sqlite3::Value;
+use stepwise_web::ApiError;
 
 use crate::protocol::Op;
-use crate::query::parse_query;
-use crate::reply::ApiError;
+use crate::reply::bad_request;
 use crate::script::DEFAULT_BALANCE;
 use crate::store::{int, text, Store};
 
@@ -16,6 +17,20 @@ use crate::store::{int, text, Store};
 pub const DEFAULT_LIMIT: i64 = 1000;
 /// The largest `limit` accepted.
 pub const MAX_LIMIT: i64 = 100_000;
+
+/// The query string's decoded `(name, value)` pairs, in order; a name
+/// outside `known` is refused with `400` (`invalid_query`).
+pub fn query(req: &Request, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    stepwise_web::query(req, known).map_err(|e| bad_request("invalid_query", e.message))
+}
+
+/// A `limit` parameter from 1 to `max`; `400` (`invalid_query`) otherwise.
+pub fn parse_limit(v: &str, max: i64) -> Result<i64, ApiError> {
+    match v.parse::<i64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(bad_request("invalid_query", format!("limit must be from 1 to {max}"))),
+    }
+}
 
 /// The filters of `GET /sandbox/calls`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +53,8 @@ impl CallsFilter {
     /// Reads the query string: `binding_id`, `op`, `transaction_id`,
     /// `request_id`, `after_seq`, `limit` (1 to 100000, default 1000).
     /// Unknown parameters and bad values are refused; empty values mean no filter.
-    pub fn from_query(q: &str) -> Result<CallsFilter, ApiError> {
-        let bad = |m: String| ApiError::bad_request("invalid_query", m);
+    pub fn from_request(req: &Request) -> Result<CallsFilter, ApiError> {
+        let bad = |m: String| bad_request("invalid_query", m);
         let mut f = CallsFilter {
             binding_id: None,
             op: None,
@@ -48,11 +63,7 @@ impl CallsFilter {
             after_seq: None,
             limit: DEFAULT_LIMIT,
         };
-        const KNOWN: [&str; 6] = ["binding_id", "op", "transaction_id", "request_id", "after_seq", "limit"];
-        for (k, v) in parse_query(q).map_err(bad)? {
-            if !KNOWN.contains(&k.as_str()) {
-                return Err(bad(format!("unknown parameter `{k}`; known: {}", KNOWN.join(", "))));
-            }
+        for (k, v) in query(req, &["binding_id", "op", "transaction_id", "request_id", "after_seq", "limit"])? {
             if v.is_empty() {
                 continue;
             }
@@ -62,10 +73,7 @@ impl CallsFilter {
                 "request_id" => f.request_id = Some(v),
                 "op" => f.op = Some(Op::from_name(&v).ok_or_else(|| bad(format!("unknown op `{v}`")))?),
                 "after_seq" => f.after_seq = Some(v.parse().map_err(|_| bad(format!("after_seq `{v}` is not an integer")))?),
-                "limit" => match v.parse::<i64>() {
-                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => f.limit = n,
-                    _ => return Err(bad(format!("limit must be from 1 to {MAX_LIMIT}"))),
-                },
+                "limit" => f.limit = parse_limit(&v, MAX_LIMIT)?,
                 _ => {}
             }
         }
@@ -235,20 +243,25 @@ pub fn stats(store: &Store) -> Result<Stats, ApiError> {
 mod tests {
     use super::*;
 
+    fn from_query(q: &str) -> Result<CallsFilter, ApiError> {
+        let req = Request::builder().method(spin_sdk::http::Method::Get).uri(format!("/sandbox/calls?{q}")).build();
+        CallsFilter::from_request(&req)
+    }
+
     #[test]
     fn filters() {
-        let f = CallsFilter::from_query("binding_id=b%2D1&op=start&limit=5&after_seq=3&request_id=&x_unused=").unwrap_err();
+        let f = from_query("binding_id=b%2D1&op=start&limit=5&after_seq=3&request_id=&x_unused=").unwrap_err();
         assert_eq!(f.code, "invalid_query");
-        let f = CallsFilter::from_query("binding_id=b%2D1&op=start&limit=5&after_seq=3&request_id=").unwrap();
+        let f = from_query("binding_id=b%2D1&op=start&limit=5&after_seq=3&request_id=").unwrap();
         assert_eq!(f.binding_id.as_deref(), Some("b-1"));
         assert_eq!((f.op, f.limit, f.after_seq, f.request_id.clone()), (Some(Op::Start), 5, Some(3), None));
         let (where_, params) = f.sql();
         assert_eq!(where_, " WHERE binding_id = ? AND op = ? AND seq > ?");
         assert_eq!(params.len(), 3);
-        let d = CallsFilter::from_query("").unwrap();
+        let d = from_query("").unwrap();
         assert_eq!((d.limit, d.sql().0), (DEFAULT_LIMIT, String::new()));
-        for bad in ["op=nope", "limit=0", "limit=100001", "limit=x", "after_seq=x", "what=1", "binding_id=%"] {
-            assert!(CallsFilter::from_query(bad).is_err(), "{bad}");
+        for bad in ["op=nope", "limit=0", "limit=100001", "limit=x", "after_seq=x", "what=1"] {
+            assert!(from_query(bad).is_err(), "{bad}");
         }
     }
 }

@@ -1,7 +1,11 @@
-//! What the sandbox answers: a status code and a JSON body, and the error
-//! shape every failure uses: `{"error": {"code": "snake_case", "message": "..."}}`.
+//! What the sandbox answers: a status code and a JSON body kept as text, so
+//! a stored answer is replayed byte for byte. Failures are
+//! [`stepwise_web::ApiError`]s, answered in the contract's shape
+//! `{"error": {"code": "snake_case", "message": "..."}}`.
 
 use serde::Serialize;
+use spin_sdk::http::Response;
+use stepwise_web::ApiError;
 
 /// An HTTP answer before it is turned into a Spin response: always JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,70 +17,43 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A `200` (or other status) answer with `value` serialized as its body.
+    /// An answer with `value` serialized as its body.
     pub fn json(status: u16, value: &impl Serialize) -> Reply {
         match serde_json::to_string(value) {
             Ok(body) => Reply { status, body },
-            Err(e) => ApiError::internal(format!("cannot serialize the answer: {e}")).reply(),
+            Err(e) => error(&internal(format!("cannot serialize the answer: {e}"))),
         }
     }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The Spin response.
+    pub fn into_response(self) -> Response {
+        Response::builder().status(self.status).header("content-type", "application/json").body(self.body).build()
+    }
 }
 
-/// A failure answered as `{"error": {"code", "message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// The HTTP status code (4xx for bad input, 5xx for the sandbox's own trouble).
-    pub status: u16,
-    /// A stable snake_case code tests can match on.
-    pub code: String,
-    /// A human-readable explanation.
-    pub message: String,
+/// The JSON text of an error's body.
+pub fn error_body(e: &ApiError) -> String {
+    e.body().to_string()
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorInner<'a>,
+/// An error as an answer.
+pub fn error(e: &ApiError) -> Reply {
+    Reply { status: e.status, body: error_body(e) }
 }
 
-#[derive(Serialize)]
-struct ErrorInner<'a> {
-    code: &'a str,
-    message: &'a str,
+/// `400` with a code of the sandbox's own (`bad_json`, `invalid_script`, ...).
+pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(400, code, message)
 }
 
-impl ApiError {
-    /// An error with any status.
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.to_string(), message: message.into() }
-    }
-
-    /// `400`: the request is malformed.
-    pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
-        ApiError::new(400, code, message)
-    }
-
-    /// `404`: nothing there.
-    pub fn not_found(code: &str, message: impl Into<String>) -> ApiError {
-        ApiError::new(404, code, message)
-    }
-
-    /// `500`: the sandbox itself failed (storage, serialization).
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(500, "sandbox_internal_error", message)
-    }
-
-    /// The JSON body of this error.
-    pub fn body(&self) -> String {
-        let body = ErrorBody { error: ErrorInner { code: &self.code, message: &self.message } };
-        // Two strings cannot fail to serialize; the fallback keeps this panic-free anyway.
-        serde_json::to_string(&body)
-            .unwrap_or_else(|_| r#"{"error":{"code":"sandbox_internal_error","message":"serialization"}}"#.to_string())
-    }
-
-    /// This error as an answer.
-    pub fn reply(&self) -> Reply {
-        Reply { status: self.status, body: self.body() }
-    }
+/// `500`: the sandbox itself failed (serialization, a broken invariant).
+pub fn internal(message: impl Into<String>) -> ApiError {
+    ApiError::new(500, "sandbox_internal_error", message)
 }
 
 #[cfg(test)]
@@ -85,10 +62,11 @@ mod tests {
 
     #[test]
     fn error_shape() {
-        let r = ApiError::bad_request("bad_json", "nope \"quoted\"").reply();
+        let r = error(&bad_request("bad_json", "nope \"quoted\""));
         assert_eq!(r.status, 400);
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["error"]["code"], "bad_json");
         assert_eq!(v["error"]["message"], "nope \"quoted\"");
+        assert!(!r.is_success() && Reply::json(201, &1).is_success());
     }
 }

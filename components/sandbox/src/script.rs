@@ -10,9 +10,13 @@
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use spin_sdk::http::Request;
 
-use crate::reply::ApiError;
+use stepwise_web::ApiError;
+
+use crate::reply::bad_request;
 
 /// The starting balance of a binding nobody scripted.
 pub const DEFAULT_BALANCE: i64 = 1_000_000_000;
@@ -22,6 +26,34 @@ pub const DEFAULT_AMOUNT: i64 = 1000;
 pub const DEFAULT_OTP: &str = "123456";
 /// The longest sleep a script may ask for (`latency_ms`, `slow:<ms>`): ten minutes.
 pub const MAX_SLEEP_MS: u64 = 600_000;
+/// Reads a script's body as `T` (whose serde rules refuse unknown
+/// fields): `400` `bad_json` when it is not JSON, `invalid_script` when it
+/// does not fit; `None` for an empty body.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            bad_request("bad_json", format!("the body is not JSON: {e}"))
+        } else {
+            invalid(e.to_string())
+        }
+    })
+}
+
+/// A control's script body, which must be there (`400` `invalid_script` without one).
+pub fn script_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    parse_body(req.body())?.ok_or_else(|| invalid("a JSON body is required"))
+}
+
+/// Sleeps `ms` milliseconds (a script's latency or `slow:` delay).
+pub fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// The most outcomes one script may list.
 pub const MAX_OUTCOMES: usize = 100_000;
 
@@ -132,22 +164,13 @@ struct ScriptInput {
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_script", message)
+    bad_request("invalid_script", message)
 }
 
 impl Script {
     /// Parses and validates a script body; an empty body means all defaults.
     pub fn parse(body: &[u8]) -> Result<Script, ApiError> {
-        if body.iter().all(|b| b.is_ascii_whitespace()) {
-            return Ok(Script::default());
-        }
-        let input: ScriptInput = serde_json::from_slice(body).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                ApiError::bad_request("bad_json", format!("the body is not JSON: {e}"))
-            } else {
-                invalid(e.to_string())
-            }
-        })?;
+        let Some(input) = parse_body::<ScriptInput>(body)? else { return Ok(Script::default()) };
         let d = Script::default();
         let balance = input.balance.unwrap_or(d.balance);
         let amount = input.amount.unwrap_or(d.amount);
@@ -171,10 +194,10 @@ impl Script {
         }
         let mut outcomes = Vec::with_capacity(raw.len());
         for (i, s) in raw.iter().enumerate() {
-            outcomes.push(Outcome::parse(s).map_err(|m| ApiError::bad_request("unknown_outcome", format!("outcomes[{i}]: {m}")))?);
+            outcomes.push(Outcome::parse(s).map_err(|m| bad_request("unknown_outcome", format!("outcomes[{i}]: {m}")))?);
         }
         let then = match input.then {
-            Some(s) => Outcome::parse(&s).map_err(|m| ApiError::bad_request("unknown_outcome", format!("then: {m}")))?,
+            Some(s) => Outcome::parse(&s).map_err(|m| bad_request("unknown_outcome", format!("then: {m}")))?,
             None => d.then,
         };
         Ok(Script { balance, amount, latency_ms, otp, outcomes, then })

@@ -1,24 +1,32 @@
-//! The sandbox's state in Spin SQLite (the `default` database): the schema
-//! (all tables prefixed `sandbox_`, created on first use), the
-//! `BEGIN IMMEDIATE` helper every read-then-write goes through, and the typed
-//! reads and writes of bindings, transactions, stored answers, call records
-//! and in-flight counters.
+//! The sandbox's state in Spin SQLite (its own `sandbox` database, through
+//! [`stepwise_store::Db`]): the schema (all tables prefixed `sandbox_`,
+//! created on first use; each simulated service declares its own tables),
+//! the `BEGIN IMMEDIATE` and savepoint helpers every read-then-write goes
+//! through, and the typed reads and writes of the upstream protocol's
+//! bindings, transactions, stored answers, call records and in-flight
+//! counters.
 
-use spin_sdk::sqlite3::{Connection, QueryResult, Value};
+use spin_sdk::sqlite3::{QueryResult, Value};
+use stepwise_store::{Db, StoreError};
+use stepwise_web::ApiError;
+
+pub use stepwise_store::db::{int, opt_text, text};
+pub use stepwise_web::now_ms;
+
+use crate::machine::TxnState;
+use crate::protocol::Status;
+use crate::reply::internal;
+use crate::script::{Outcome, Script};
 
 /// The sandbox's own database label: a simulated upstream keeps its state
 /// apart from Stepwise's, as a real upstream would (see runtime-config.toml).
 pub const DATABASE: &str = "sandbox";
 
-use crate::machine::TxnState;
-use crate::protocol::Status;
-use crate::reply::ApiError;
-use crate::script::{Outcome, Script};
+/// Bumped when the schema changes; stored in `sandbox_meta`. 2: the
+/// simulated saga services' tables.
+const SCHEMA_VERSION: i64 = 2;
 
-/// Bumped when the schema changes; stored in `sandbox_meta`.
-const SCHEMA_VERSION: i64 = 1;
-
-/// The schema, idempotent.
+/// The upstream protocol's schema, idempotent.
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sandbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     // One row per binding that was scripted or started. `outcomes` is a JSON
@@ -83,39 +91,34 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
-/// The tables `DELETE /sandbox` empties (`sandbox_meta` only marks the schema).
+/// The upstream protocol's tables that `DELETE /sandbox` empties
+/// (`sandbox_meta` only marks the schema).
 const DATA_TABLES: &[&str] =
     &["sandbox_calls", "sandbox_requests", "sandbox_transactions", "sandbox_bindings", "sandbox_inflight"];
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// A storage failure, answered `500` (`sandbox_storage_error`).
+pub fn storage_error(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(500, "sandbox_storage_error", format!("{what}: {e}"))
 }
 
-/// A text parameter.
-pub fn text(s: &str) -> Value {
-    Value::Text(s.to_string())
-}
-
-/// An optional text parameter (`NULL` for `None`).
-pub fn opt_text(s: Option<&str>) -> Value {
-    s.map(text).unwrap_or(Value::Null)
-}
-
-/// An integer parameter.
-pub fn int(i: i64) -> Value {
-    Value::Integer(i)
-}
-
-fn storage_error(what: &str, e: impl std::fmt::Debug) -> ApiError {
-    ApiError::new(500, "sandbox_storage_error", format!("{what}: {e:?}"))
-}
-
-fn corrupt(what: &str) -> ApiError {
+/// Stored data that cannot be read back, answered `500` (`sandbox_storage_error`).
+pub fn corrupt(what: &str) -> ApiError {
     ApiError::new(500, "sandbox_storage_error", format!("unexpected stored data: {what}"))
+}
+
+/// A value as the JSON text it is stored as.
+pub fn internal_json(v: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(v).map_err(|e| internal(format!("cannot serialize a stored value: {e}")))
+}
+
+/// Carries the caller's error through [`Db::immediate`] and
+/// [`Db::savepoint`], whose own failures (BEGIN, COMMIT) become storage errors.
+struct Failed(ApiError);
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Failed(storage_error("transaction", e))
+    }
 }
 
 /// One column of the first row, converted; `None` when there is no row or the value is NULL.
@@ -193,44 +196,54 @@ pub struct CallRecord {
     pub otp_ok: Option<bool>,
 }
 
-/// A connection to the `default` database with the sandbox schema in place.
+/// A connection to the `sandbox` database with the sandbox schema in place.
 pub struct Store {
-    conn: Connection,
+    db: Db,
 }
 
 impl Store {
-    /// Opens the `default` database and creates the tables if they are missing.
+    /// Opens the `sandbox` database and creates the tables if they are missing.
     pub fn open() -> Result<Store, ApiError> {
-        let conn = Connection::open(DATABASE).map_err(|e| storage_error("cannot open the sandbox's SQLite database", e))?;
-        let store = Store { conn };
+        let db = Db::open_named(DATABASE).map_err(|e| storage_error("cannot open the sandbox's SQLite database", e))?;
+        let store = Store { db };
         store.ensure_schema()?;
         Ok(store)
     }
 
     /// Runs one statement.
     pub fn exec(&self, sql: &str, params: &[Value]) -> Result<QueryResult, ApiError> {
-        self.conn.execute(sql, params).map_err(|e| storage_error(sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ").as_str(), e))
+        self.db.exec(sql, params).map_err(|e| storage_error(sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ").as_str(), e))
+    }
+
+    /// Rows changed by the last statement.
+    pub fn changes(&self) -> u64 {
+        self.db.changes()
+    }
+
+    /// The rowid of the last insert.
+    pub fn last_insert_rowid(&self) -> i64 {
+        self.db.last_insert_rowid()
     }
 
     /// Runs `f` inside `BEGIN IMMEDIATE` ... `COMMIT` (rolled back on error), so
     /// a read-then-write never interleaves with another writer, even one in
     /// another process on the same file.
     pub fn immediate<T>(&self, f: impl FnOnce(&Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
-        self.exec("BEGIN IMMEDIATE", &[])?;
-        let result = f(self).and_then(|v| self.exec("COMMIT", &[]).map(|_| v));
-        if result.is_err() {
-            // Also after a failed COMMIT; an error here means nothing is open.
-            let _ = self.conn.execute("ROLLBACK", &[]);
-        }
-        result
+        self.db.immediate(|_| f(self).map_err(Failed)).map_err(|Failed(e)| e)
+    }
+
+    /// Runs `f` inside a savepoint of the caller's transaction: its writes
+    /// are undone when it fails, the rest of the transaction stays.
+    pub fn savepoint<T>(&self, f: impl FnOnce(&Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        self.db.savepoint(|_| f(self).map_err(Failed)).map_err(|Failed(e)| e)
     }
 
     /// One read on the fast path; the schema is created (and WAL set) only when
     /// the marker is missing or older.
     fn ensure_schema(&self) -> Result<(), ApiError> {
         let current = self
-            .conn
-            .execute("SELECT value FROM sandbox_meta WHERE key = 'schema_version'", &[])
+            .db
+            .exec("SELECT value FROM sandbox_meta WHERE key = 'schema_version'", &[])
             .ok()
             .and_then(|r| first::<i64>(&r, "value"));
         if current == Some(SCHEMA_VERSION) {
@@ -238,11 +251,11 @@ impl Store {
         }
         // Must run outside a transaction; the host may already use WAL, and a
         // refusal (another connection busy) is harmless: WAL is an optimisation.
-        if let Err(e) = self.conn.execute("PRAGMA journal_mode=WAL", &[]) {
-            eprintln!("sandbox: PRAGMA journal_mode=WAL refused: {e:?}");
+        if let Err(e) = self.db.exec("PRAGMA journal_mode=WAL", &[]) {
+            eprintln!("sandbox: PRAGMA journal_mode=WAL refused: {e}");
         }
         self.immediate(|s| {
-            for sql in SCHEMA {
+            for sql in SCHEMA.iter().chain(crate::services::SCHEMA.iter().flat_map(|t| t.iter())) {
                 s.exec(sql, &[])?;
             }
             s.exec(
@@ -257,7 +270,7 @@ impl Store {
     /// transaction id is never reused within one database.
     pub fn wipe(&self) -> Result<(), ApiError> {
         self.immediate(|s| {
-            for table in DATA_TABLES {
+            for table in DATA_TABLES.iter().chain(crate::services::TABLES.iter().flat_map(|t| t.iter())) {
                 s.exec(&format!("DELETE FROM {table}"), &[])?;
             }
             Ok(())
@@ -268,7 +281,7 @@ impl Store {
 
     /// Stores a binding's script: balance and outcome position start over.
     pub fn put_script(&self, binding_id: &str, script: &Script) -> Result<(), ApiError> {
-        let outcomes = serde_json::to_string(&script.outcome_strings()).map_err(|e| ApiError::internal(e.to_string()))?;
+        let outcomes = serde_json::to_string(&script.outcome_strings()).map_err(|e| internal(e.to_string()))?;
         self.exec(
             "INSERT INTO sandbox_bindings
                 (binding_id, balance, amount, latency_ms, otp, outcomes, then_outcome, next_index, scripted, updated_at_ms)
@@ -284,7 +297,7 @@ impl Store {
                 int(script.latency_ms as i64),
                 text(&script.otp),
                 Value::Text(outcomes),
-                text(&script.then.to_string()),
+                text(script.then.to_string()),
                 int(now_ms()),
             ],
         )?;
@@ -328,7 +341,7 @@ impl Store {
             "INSERT OR IGNORE INTO sandbox_bindings
                 (binding_id, balance, amount, latency_ms, otp, outcomes, then_outcome, next_index, scripted, updated_at_ms)
              VALUES (?, ?, ?, 0, ?, '[]', ?, 0, 0, ?)",
-            &[text(binding_id), int(d.balance), int(d.amount), text(&d.otp), text(&d.then.to_string()), int(now_ms())],
+            &[text(binding_id), int(d.balance), int(d.amount), text(&d.otp), text(d.then.to_string()), int(now_ms())],
         )?;
         Ok(())
     }
@@ -384,7 +397,7 @@ impl Store {
         let update = "UPDATE sandbox_bindings SET balance = balance - ?, updated_at_ms = ? WHERE binding_id = ?";
         let params = [int(amount), int(now_ms()), text(binding_id)];
         self.exec(update, &params)?;
-        if self.conn.changes() == 0 {
+        if self.db.changes() == 0 {
             self.ensure_binding(binding_id)?;
             self.exec(update, &params)?;
         }
@@ -417,7 +430,7 @@ impl Store {
                 int(now),
             ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.db.last_insert_rowid())
     }
 
     /// A transaction's binding and that binding's latency (for the work done before the main transaction).

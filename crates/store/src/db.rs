@@ -80,6 +80,13 @@ impl Db {
         Self::on(Box::new(Connection::open_default()?))
     }
 
+    /// Opens the database `label` (one of the component's `sqlite_databases`)
+    /// as it is, without Stepwise's migrations: for a component that keeps a
+    /// schema of its own there, as the sandbox does in `sandbox`.
+    pub fn open_named(label: &str) -> Result<Self, StoreError> {
+        Ok(Db { conn: Box::new(Connection::open(label)?) })
+    }
+
     /// Uses `conn` and applies pending migrations.
     pub fn on(conn: Box<dyn Sql>) -> Result<Self, StoreError> {
         let db = Db { conn };

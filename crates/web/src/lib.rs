@@ -12,7 +12,7 @@ pub use serde_json::{json, Value};
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// An API error: status, snake_case code, message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status.
     pub status: u16,
@@ -42,6 +42,11 @@ impl ApiError {
     pub fn internal(context: &str, e: impl std::fmt::Display) -> Self {
         eprintln!("{context}: {e}");
         Self::new(500, "internal_error", format!("{context}; see the server log"))
+    }
+
+    /// The body of its response: `{"error": {"code", "message"}}`.
+    pub fn body(&self) -> Value {
+        json!({ "error": { "code": self.code, "message": self.message } })
     }
 
     /// The response.
@@ -136,6 +141,35 @@ pub fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// Decodes `%XX` escapes (a `+` stays a `+`, as in a path); `None` for a
+/// broken escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A route parameter (`:name` in spin-sdk's router), percent-decoded and
+/// not empty; 400 `invalid_path` otherwise.
+pub fn path_param(params: &spin_sdk::http::Params, name: &str) -> Result<String, ApiError> {
+    let raw = params.get(name).unwrap_or_default();
+    match percent_decode(raw) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(ApiError::new(400, "invalid_path", format!("cannot decode path segment `{raw}`"))),
+    }
+}
+
 /// `limit` within 1..=max, default `default`.
 pub fn limit(pairs: &[(String, String)], default: u32, max: u32) -> Result<u32, ApiError> {
     match param(pairs, "limit") {
@@ -215,4 +249,25 @@ pub fn open(route: &'static str, h: Handler) -> impl Fn(Request, spin_sdk::http:
 /// The JSON 404 for paths no route knows.
 pub fn no_route(req: &Request, _: &spin_sdk::http::Params) -> ApiResult {
     Err(ApiError::not_found(format!("no route for {:?} {}", req.method(), req.path())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_path_segments() {
+        assert_eq!(percent_decode("b%2F1").as_deref(), Some("b/1"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%E2%9C%93").as_deref(), Some("\u{2713}"));
+        for broken in ["%", "%4", "%zz", "%FF"] {
+            assert_eq!(percent_decode(broken), None, "{broken}");
+        }
+    }
+
+    #[test]
+    fn error_body() {
+        let e = ApiError::new(409, "insufficient_stock", "p1: 3 wanted, 2 left");
+        assert_eq!(e.body(), json!({"error": {"code": "insufficient_stock", "message": "p1: 3 wanted, 2 left"}}));
+    }
 }

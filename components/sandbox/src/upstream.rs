@@ -4,11 +4,12 @@
 //! record the call; then sleep the binding's latency (and a `slow:` delay)
 //! before answering, and count it out.
 
-use std::time::Duration;
-
 use crate::machine::{decide_call, decide_start, Action, StartDecision, TxnState};
 use crate::protocol::{parse_call, parse_txn_id, txn_label, CallInput, Op, Target, TxnView};
-use crate::reply::{ApiError, Reply};
+use stepwise_web::ApiError;
+
+use crate::reply::{error, error_body, internal, Reply};
+use crate::script::sleep_ms;
 use crate::store::{now_ms, CallRecord, StoredAnswer, Store};
 
 /// A decided answer, before it is stored.
@@ -17,12 +18,6 @@ struct Answer {
     otp_ok: Option<bool>,
     /// Sleep after committing (`slow:<ms>`).
     delay_ms: u64,
-}
-
-fn sleep_ms(ms: u64) {
-    if ms > 0 {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
 }
 
 fn view(id: i64, binding_id: &str, txn: &TxnState, balance: i64) -> TxnView {
@@ -65,9 +60,9 @@ pub fn handle(store: &Store, target: &Target, header: Option<&str>, body: &[u8])
                 otp_ok: None,
             };
             if let Err(e) = store.record_call(&record) {
-                return e.reply();
+                return error(&e);
             }
-            return rejection.error.reply();
+            return error(&rejection.error);
         }
     };
 
@@ -83,7 +78,7 @@ pub fn handle(store: &Store, target: &Target, header: Option<&str>, body: &[u8])
     };
     let located = match located {
         Ok(l) => l,
-        Err(e) => return e.reply(),
+        Err(e) => return error(&e),
     };
     // The call counts as in flight from here (counted in the same transaction
     // as the work) until its answer leaves, latency included.
@@ -139,7 +134,7 @@ pub fn handle(store: &Store, target: &Target, header: Option<&str>, body: &[u8])
         }
         Err(e) => {
             sleep_ms(latency);
-            e.reply()
+            error(&e)
         }
     };
     if let (true, Some((binding_id, _))) = (counted, &located) {
@@ -152,14 +147,14 @@ pub fn handle(store: &Store, target: &Target, header: Option<&str>, body: &[u8])
 
 /// `/start`: create a transaction from the binding's next outcome.
 fn start(s: &Store, input: &CallInput) -> Result<Answer, ApiError> {
-    let binding_id = input.binding_id.as_deref().ok_or_else(|| ApiError::internal("start without binding_id"))?;
+    let binding_id = input.binding_id.as_deref().ok_or_else(|| internal("start without binding_id"))?;
     let b = s.start_binding(binding_id)?;
     match decide_start(b.balance, b.amount, &b.next_outcome) {
         StartDecision::Error { status } => {
             s.advance_outcome(binding_id)?;
             let err = ApiError::new(status, "upstream_error", format!("scripted outcome error:{status}"));
             Ok(Answer {
-                stored: StoredAnswer { status, body: err.body(), binding_id: Some(binding_id.to_string()), transaction_id: None },
+                stored: StoredAnswer { status, body: error_body(&err), binding_id: Some(binding_id.to_string()), transaction_id: None },
                 otp_ok: None,
                 delay_ms: 0,
             })
@@ -194,9 +189,9 @@ fn on_transaction(s: &Store, op: Op, target: &Target, txn_id: Option<i64>, input
     };
     let Some(row) = row else {
         let raw = target.raw_id.as_deref().unwrap_or("");
-        let err = ApiError::not_found("unknown_transaction", format!("no transaction `{raw}`"));
+        let err = ApiError::new(404, "unknown_transaction", format!("no transaction `{raw}`"));
         return Ok(Answer {
-            stored: StoredAnswer { status: 404, body: err.body(), binding_id: None, transaction_id: None },
+            stored: StoredAnswer { status: 404, body: error_body(&err), binding_id: None, transaction_id: None },
             otp_ok: None,
             delay_ms: 0,
         });
@@ -209,7 +204,7 @@ fn on_transaction(s: &Store, op: Op, target: &Target, txn_id: Option<i64>, input
         Op::Pause => Action::Pause,
         Op::Resume => Action::Resume,
         Op::Stop => Action::Stop,
-        Op::Start => return Err(ApiError::internal("start on a transaction")),
+        Op::Start => return Err(internal("start on a transaction")),
     };
     let step = decide_call(&row.state, action, balance);
     if step.txn != row.state {
