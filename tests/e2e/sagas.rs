@@ -400,3 +400,92 @@ fn a_runner_killed_during_a_saga_call_finishes_it_after_restart_with_no_effect_a
         assert_eq!(n, 1, "{key} applied once");
     }
 }
+
+/// The app with its own sandbox serving every saga service (the default configuration).
+fn sandboxed() -> App {
+    App::start()
+}
+
+fn product(app: &App, id: &str, price: u64, stock: u64) {
+    let a = app.runner.json("PUT", &format!("/sandbox/products/{id}"), &[], &json!({ "price": price, "stock": stock }));
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+fn stock(app: &App, id: &str) -> Value {
+    let a = app.runner.get(&format!("/sandbox/products/{id}"));
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.json()
+}
+
+#[test]
+fn checkout_against_the_sandbox_settles_by_its_pay_action_and_each_stock_failure_compensates() {
+    let app = sandboxed();
+    product(&app, "p-ok", 10000, 5);
+    product(&app, "p-zero", 10000, 0);
+    product(&app, "p-low", 10000, 1);
+    let input = |product: &str, price: u64| json!({"user_token": "demo", "items": [{"product_id": product, "price": price, "quantity": 2}], "payment_ttl_ms": 600000});
+    let ok = start(&app, "checkout", input("p-ok", 10000))["id"].as_str().unwrap().to_string();
+    let failing = [
+        (input("p-none", 10000), "product_not_found"),
+        (input("p-zero", 10000), "out_of_stock"),
+        (input("p-low", 10000), "insufficient_stock"),
+        (input("p-ok", 9999), "price_mismatch"),
+    ];
+    let ids: Vec<(String, &str)> = failing.iter().map(|(i, r)| (start(&app, "checkout", i.clone())["id"].as_str().unwrap().to_string(), *r)).collect();
+    for (id, reason) in &ids {
+        let s = wait_status(&app, id, "compensated");
+        assert_eq!(s["reason"], *reason, "{s}");
+        assert_eq!(s["steps"][2]["status"], "skipped", "no payment created");
+    }
+    wait_status(&app, &ok, "waiting");
+    assert_eq!(stock(&app, "p-ok")["held"], 2, "only the good checkout holds stock");
+    let paid = app.runner.json("POST", &format!("/sandbox/payments/{ok}/pay"), &[], &json!({"status": "settlement"}));
+    assert_eq!(paid.status, 200, "the webhook accepted the sandbox's signed notification: {}", paid.body);
+    wait_status(&app, &ok, "completed");
+    let p = stock(&app, "p-ok");
+    assert_eq!((p["sold"].as_u64(), p["held"].as_u64(), p["stock"].as_u64()), (Some(2), Some(0), Some(3)), "{p}");
+    for (name, s) in [("p-zero", stock(&app, "p-zero")), ("p-low", stock(&app, "p-low"))] {
+        assert_eq!(s["held"], 0, "{name}: nothing reserved");
+    }
+}
+
+#[test]
+fn a_sandbox_checkout_that_expires_gives_the_stock_back() {
+    let app = sandboxed();
+    product(&app, "p-exp", 5000, 4);
+    let id = start(&app, "checkout", json!({"user_token": "demo", "items": [{"product_id": "p-exp", "price": 5000, "quantity": 3}], "payment_ttl_ms": 300}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&app, &id, "expired");
+    let p = stock(&app, "p-exp");
+    assert_eq!((p["stock"].as_u64(), p["held"].as_u64()), (Some(4), Some(0)), "the stock is back: {p}");
+    let r = app.runner.get(&format!("/sandbox/reservations/{id}")).json();
+    assert_eq!(r["status"], "expired", "{r}");
+    let pay = app.runner.get(&format!("/sandbox/payments/{id}")).json();
+    assert_eq!(pay["transaction_status"], "expire", "{pay}");
+}
+
+#[test]
+fn metrics_count_sagas_by_definition_and_status_compensations_and_notifications() {
+    let app = sandboxed();
+    product(&app, "p-m", 100, 10);
+    let ok = start(&app, "checkout", json!({"user_token": "demo", "items": [{"product_id": "p-m", "price": 100, "quantity": 1}], "payment_ttl_ms": 600000}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&app, &ok, "waiting");
+    let a = app.api("POST", &format!("/api/sagas/{ok}/rollback"), Some(json!({"reason": "metrics"})));
+    assert_eq!(a.status, 202);
+    wait_status(&app, &ok, "compensated");
+    assert_eq!(notify(&app, &ok, "settlement", "1.00").status, 401, "signed with the test key, not the sandbox's");
+    let m = app.runner.get("/metrics").body;
+    for series in [
+        r#"stepwise_sagas{definition="checkout",status="compensated"} 1.0"#,
+        r#"stepwise_saga_events_total{definition="checkout",type="compensation_completed"} 2"#,
+        r#"stepwise_webhook_notifications_total{result="bad_signature"} 1"#,
+    ] {
+        assert!(m.lines().any(|l| l == series), "missing {series} in\n{m}");
+    }
+    assert!(m.contains(r#"stepwise_step_duration_seconds_count{kind="saga",operation="reserve_stock:action"}"#), "saga step durations");
+}

@@ -8,7 +8,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use spin_sdk::http::{Params, Request, Response};
 use stepwise_store::metrics::{self, BUCKETS};
-use stepwise_store::{otp_queue, workers, Db};
+use stepwise_store::{otp_queue, sagas, workers, Db};
 use stepwise_web::{now_ms, query, ApiError, ApiResult};
 
 type Labels = Vec<(String, String)>;
@@ -34,7 +34,7 @@ struct HistogramSeries {
 
 fn help(name: &str) -> &'static str {
     match name {
-        "stepwise_steps" => "Upstream steps recorded, by operation and result",
+        "stepwise_steps" => "Outbound steps recorded, by machine kind, operation and result",
         "stepwise_step_duration_seconds" => "A step from claim to record, by operation",
         "stepwise_upstream_call_duration_seconds" => "Upstream call latency, by operation and HTTP status",
         "stepwise_iterations" => "Worker iterations finished, by outcome",
@@ -45,6 +45,9 @@ fn help(name: &str) -> &'static str {
         "stepwise_workers" => "Workers, by state",
         "stepwise_otp_queue_length" => "Transactions waiting for an OTP",
         "stepwise_otp_oldest_age_seconds" => "Age of the oldest transaction waiting for an OTP",
+        "stepwise_sagas" => "Sagas, by definition and status",
+        "stepwise_saga_events" => "Saga history events, by definition and type (step_failed, compensation_completed, ...)",
+        "stepwise_webhook_notifications" => "Payment notifications received, by result",
         _ => "Stepwise metric",
     }
 }
@@ -107,6 +110,9 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
     }
     for (state, n) in by_state {
         s.gauges.push(("stepwise_workers".into(), vec![("state".into(), state)], n as f64));
+    }
+    for (definition, status, n) in sagas::count_by_definition_and_status(db)? {
+        s.gauges.push(("stepwise_sagas".into(), vec![("definition".into(), definition), ("status".into(), status)], n as f64));
     }
     let now = now_ms();
     let (waiting, oldest) = otp_queue::stats(db, now)?;

@@ -199,7 +199,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         // Sagas: stored definitions (every version), the sagas' own index
         // (by definition, with the order id of their payment), and their
-        // history. The sagas themselves are machines of kind `saga`.
+        // history. The sagas themselves are machines of kind `saga`. The
+        // instance's random salt keeps saga ids (which are payment order
+        // ids at the gateway) apart from another database's.
         "CREATE TABLE saga_definitions (
             name TEXT NOT NULL,
             version INTEGER NOT NULL,
@@ -226,7 +228,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
             data TEXT NOT NULL,
             at INTEGER NOT NULL
         );
-        CREATE INDEX saga_events_saga ON saga_events (saga_id, seq)",
+        CREATE INDEX saga_events_saga ON saga_events (saga_id, seq);
+        CREATE TABLE instance (salt INTEGER NOT NULL);
+        INSERT INTO instance (salt) SELECT abs(random()) % 16777216",
     ),
 ];
 

@@ -100,11 +100,14 @@ pub fn definitions(db: &Db) -> Result<Vec<StoredDefinition>, StoreError> {
         .collect()
 }
 
-/// A new saga id: unique (from the index's sequence), not sequential, with a
+/// A new saga id: unique in this database (from the index's sequence),
+/// apart from other databases' (the instance's random salt above the
+/// sequence: saga ids are the gateway's order ids), not sequential, with a
 /// check character (the receipt-code scheme under [`ID_PREFIX`]).
 pub fn next_id(db: &Db) -> Result<String, StoreError> {
     let seq = db.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = 'sagas'", &[])?.unwrap_or(0) + 1;
-    Ok(receipt::code(ID_PREFIX, seq as u64))
+    let salt = db.scalar_i64("SELECT salt FROM instance", &[])?.ok_or_else(|| StoreError::Corrupt("no instance salt".into()))?;
+    Ok(receipt::code(ID_PREFIX, ((salt as u64) << 40) | seq as u64))
 }
 
 /// Inserts a new saga (its index row and its machine) in the caller's transaction.
