@@ -66,6 +66,55 @@ fn sigkill_of_every_spin_process_resends_the_same_request_id() {
     assert_clean(&app);
 }
 
+fn wait_saga(app: &App, id: &str, status: &str) -> Value {
+    poll_until(Duration::from_secs(60), &format!("saga {id} {status}"), || {
+        let s = app.api("GET", &format!("/api/sagas/{id}"), None).json();
+        (s["status"] == status).then_some(s)
+    })
+}
+
+#[test]
+fn a_checkout_is_settled_by_the_webhook_on_spin() {
+    let app = App::with(app::config_on(SPIN));
+    let a = app.runner.json("PUT", "/sandbox/products/p-spin", &[], &json!({"price": 15000, "stock": 3}));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let input = json!({"user_token": "demo", "items": [{"product_id": "p-spin", "price": 15000, "quantity": 2}], "payment_ttl_ms": 600000});
+    let s = app.api("POST", "/api/sagas", Some(json!({"definition": "checkout", "input": input})));
+    assert_eq!(s.status, 202, "{}", s.body);
+    let id = s.json()["id"].as_str().unwrap().to_string();
+    wait_saga(&app, &id, "waiting");
+    // The sandbox (an HTTP component) sends the signed notification to the webhook over http://self.alt.
+    let paid = app.runner.json("POST", &format!("/sandbox/payments/{id}/pay"), &[], &json!({"status": "settlement"}));
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    wait_saga(&app, &id, "completed");
+    let p = app.runner.get("/sandbox/products/p-spin").json();
+    assert_eq!((p["sold"].as_u64(), p["stock"].as_u64()), (Some(2), Some(1)), "{p}");
+    let kinds: Vec<String> = app.api("GET", "/api/events", None).json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["saga_id"] == id.as_str())
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["committed", "settled"]);
+    assert_clean(&app);
+}
+
+#[test]
+fn a_cashout_is_compensated_on_spin() {
+    let app = App::with(app::config_on(SPIN));
+    let a = app.runner.json("PUT", "/sandbox/services/risk", &[], &json!({"fail": {"liability": {"status": 422, "times": 1, "code": "limit"}}}));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let input = json!({"bet_slip_id": "bs-spin", "user_id": "u-spin", "bookmaker_type": "b", "bookmaker_id": "1"});
+    let s = app.api("POST", "/api/sagas", Some(json!({"definition": "cashout", "input": input})));
+    assert_eq!(s.status, 202, "{}", s.body);
+    let id = s.json()["id"].as_str().unwrap().to_string();
+    let done = wait_saga(&app, &id, "compensated");
+    assert_eq!(done["reason"], "limit");
+    assert_eq!(done["steps"][3]["status"], "compensated", "the wallet credit was debited back: {done}");
+    assert_clean(&app);
+}
+
 /// The README's command, as written, from a copy of the project's layout
 /// (spin.toml, runtime-config.toml, the built components): the state lands
 /// in `.spin/` beside the manifest, the sandbox's database where

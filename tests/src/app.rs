@@ -38,7 +38,11 @@ pub fn config_on(kind: RunnerKind) -> RunnerConfig {
     let cfg = RunnerConfig::new("spin.toml").on(kind).runtime_config(RUNTIME_CONFIG).var("api_token", TOKEN);
     match kind {
         RunnerKind::Stepwise => cfg.var("tick_budget_ms", TICK_BUDGET_MS).tick_ms(TICK_MS),
-        RunnerKind::Spin => cfg.var_with_addr("upstream_url", "http://{addr}"),
+        // On Spin the tick cannot call the app itself through http://self.alt
+        // (README, "Running on Spin"): every outside origin is the app's address.
+        RunnerKind::Spin => ["upstream_url", "users_url", "products_url", "payment_url", "payment_api_url", "wallet_url", "risk_url", "betting_url"]
+            .into_iter()
+            .fold(cfg, |cfg, var| cfg.var_with_addr(var, "http://{addr}")),
     }
 }
 
