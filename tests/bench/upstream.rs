@@ -1,9 +1,11 @@
 //! `bench-upstream`: a small, fast transaction service (CONTRACT section 1's
-//! protocol) for the workers benchmark, in its own process over TCP, so the
-//! figures show Stepwise rather than a slow simulated upstream. HTTP/1.1
-//! with keep-alive (hyper); every start succeeds after `--latency-ms`; a
-//! repeated `request_id` is answered again without new work; bodies are read
-//! by their length. Prints `listening <port>` once it serves.
+//! protocol) and the checkout's saga services, for the benchmarks, in its own
+//! process over TCP, so the figures show Stepwise rather than a slow
+//! simulated upstream. HTTP/1.1 with keep-alive (hyper); every start and
+//! every service call succeeds after `--latency-ms` (a payment stays
+//! pending); a repeated `request_id` or `Idempotency-Key` is answered again
+//! without new work; bodies are read by their length. Prints
+//! `listening <port>` once it serves.
 //!
 //! Usage: `bench-upstream [--latency-ms N]`
 
@@ -29,15 +31,25 @@ struct State {
 
 async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
+    let idempotency_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from);
+    let get = req.method() == hyper::Method::GET;
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(answer(400, Bytes::from_static(b"{\"error\":\"body\"}"))),
     };
-    let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
-        return Ok(answer(400, Bytes::from_static(b"{\"error\":\"no JSON body\"}")));
+    let doc = match serde_json::from_slice::<Value>(&body) {
+        Ok(d) => d,
+        Err(_) if get || body.is_empty() => Value::Null,
+        Err(_) => return Ok(answer(400, Bytes::from_static(b"{\"error\":\"no JSON body\"}"))),
     };
-    let request_id = doc["request_id"].as_str().unwrap_or_default().to_string();
-    let seen = state.answers.lock().map(|a| a.get(&request_id).cloned()).unwrap_or(None);
+    // Workers' calls repeat a request id; sagas' calls an Idempotency-Key.
+    // A GET (a payment status poll) is never replayed.
+    let dedup = match idempotency_key {
+        _ if get => String::new(),
+        Some(k) => format!("key:{k}"),
+        None => format!("rid:{}", doc["request_id"].as_str().unwrap_or_default()),
+    };
+    let seen = if dedup.is_empty() { None } else { state.answers.lock().map(|a| a.get(&dedup).cloned()).unwrap_or(None) };
     if let Some(a) = seen {
         return Ok(answer(200, a));
     }
@@ -45,18 +57,41 @@ async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::
         // (tokio's timer has 1 ms steps: even a zero sleep would wait for one)
         tokio::time::sleep(latency).await;
     }
-    let tx = if path.ends_with("/start") {
+    let (status, tx) = if path.ends_with("/start") {
         let id = state.next_tx.fetch_add(1, Ordering::Relaxed) + 1;
-        json!({"id": format!("B{id}"), "binding_id": doc["binding_id"], "status": "SUKSES", "reason": null,
-               "otp_required": false, "amount": 1000, "balance": 1_000_000})
+        (200, json!({"id": format!("B{id}"), "binding_id": doc["binding_id"], "status": "SUKSES", "reason": null,
+               "otp_required": false, "amount": 1000, "balance": 1_000_000}))
+    } else if let Some(a) = saga_service(&path, &doc) {
+        a
     } else {
-        return Ok(answer(404, Bytes::from_static(b"{\"error\":\"only starts succeed here\"}")));
+        return Ok(answer(404, Bytes::from_static(b"{\"error\":\"no such route\"}")));
     };
     let bytes = Bytes::from(tx.to_string());
-    if let Ok(mut a) = state.answers.lock() {
-        a.insert(request_id, bytes.clone());
+    if !dedup.is_empty() {
+        if let Ok(mut a) = state.answers.lock() {
+            a.insert(dedup, bytes.clone());
+        }
     }
-    Ok(answer(200, bytes))
+    Ok(answer(status, bytes))
+}
+
+/// The checkout's services, answering at once: authorization, a reservation
+/// (its total), a Snap payment, the reservation's commit, release and
+/// settle, and the Core API's status, cancel and expire.
+fn saga_service(path: &str, doc: &Value) -> Option<(u16, Value)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Some(match parts.as_slice() {
+        ["v1", "users", "authorize"] => (200, json!({"user_id": "u1"})),
+        ["v1", "reservations"] => {
+            let total: i64 = doc["items"].as_array()?.iter().map(|i| i["price"].as_i64().unwrap_or(0) * i["quantity"].as_i64().unwrap_or(0)).sum();
+            (200, json!({"transaction_id": doc["transaction_id"], "status": "reserved", "total": total}))
+        }
+        ["v1", "reservations", id, op] => (200, json!({"transaction_id": id, "status": op})),
+        ["snap", "v1", "transactions"] => (201, json!({"token": "t", "redirect_url": "https://pay.example/t"})),
+        ["v2", id, "status"] => (200, json!({"order_id": id, "transaction_status": "pending", "status_code": "201"})),
+        ["v2", id, op] => (200, json!({"order_id": id, "transaction_status": op})),
+        _ => return None,
+    })
 }
 
 fn answer(status: u16, body: Bytes) -> Response<Full<Bytes>> {

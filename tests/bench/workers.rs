@@ -283,33 +283,13 @@ fn single(at: Where, tick: Tick, iterations: u64) -> (u64, u64, f64) {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["event"] == "step" && l["id"] == id.as_str())
-        .filter_map(|l| l["timestamp"].as_str().and_then(micros))
+        .filter_map(|l| l["timestamp"].as_str().and_then(stepwise_e2e::timestamp_micros))
         .collect();
     stamps.sort();
     let mut gaps: Vec<u64> = stamps.windows(2).map(|w| (w[1] - w[0]).max(0) as u64).collect();
     gaps.sort();
     assert_eq!(stamps.len() as u64, iterations, "one step line per iteration");
     (percentile(&gaps, 0.5), percentile(&gaps, 0.99), total)
-}
-
-/// `2026-12-01T11:31:43.902850Z` → µs since the epoch.
-fn micros(ts: &str) -> Option<i64> {
-    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
-    let frac = format!("{frac:0<6}");
-    let us: i64 = frac.get(..6)?.parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000) + us)
 }
 
 fn memory(at: Where, workers: u64, seconds: u64) -> (u64, u64, Value) {

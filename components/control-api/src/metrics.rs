@@ -126,7 +126,7 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
 pub fn metrics(req: &Request, _: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
-    db.immediate(metrics::fold_reads)?;
+    db.immediate(metrics::fold_counts)?;
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot(&db)?));
     let mut body = String::new();

@@ -58,10 +58,11 @@ fn parse(body: &[u8]) -> Result<Notification, ApiError> {
     })
 }
 
-/// Counts the notification's result (`accepted`, `duplicate`, `bad_signature`, ...).
+/// Counts the notification's result (`accepted`, `duplicate`, `bad_signature`,
+/// ...) through the key-value store: refusals and duplicates write nothing
+/// to the database.
 fn count(result: &str) {
-    let counted = Db::open().and_then(|db| metrics::inc(&db, "stepwise_webhook_notifications", &[("result", result)], 1));
-    if let Err(e) = counted {
+    if let Err(e) = metrics::count_kv("stepwise_webhook_notifications", &[("result", result)]) {
         eprintln!("webhook: cannot count a notification: {e}");
     }
 }
@@ -97,7 +98,6 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
             now,
         )?;
         sagas::save_keeping_lease(db, &mut stored, now)?;
-        metrics::inc(db, "stepwise_webhook_notifications", &[("result", "accepted")], 1)?;
         Ok(("accepted", saga_id))
     });
     let (result, saga_id) = match result {
@@ -105,9 +105,7 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
         Err(e) if e.status == 404 => return Err(refuse("unknown_order", e)),
         Err(e) => return Err(e),
     };
-    if result == "duplicate" {
-        count("duplicate");
-    }
+    count(result);
     Ok(json_response(200, &json!({ "status": result, "order_id": n.order_id, "saga_id": saga_id })))
 }
 

@@ -154,52 +154,58 @@ pub fn histograms(db: &Db) -> Result<Vec<Histogram>, StoreError> {
     Ok(out)
 }
 
-/// Read requests are counted in the key-value store, not the database: a
-/// GET must not wait for (or hold) the database's single writer. Each read
+/// Counts that must not write to the database (a read request must not
+/// wait for, or hold, the database's single writer; the webhook answers fast
+/// whatever the saga is doing) go through the key-value store: each count
 /// writes one key of its own (so no count is ever lost to a concurrent
 /// read-modify-write, which Spin's key-value store cannot do atomically),
-/// and a scrape folds the keys into `metric_counters` ([`fold_reads`]).
-const READ_PREFIX: &str = "metrics/read/";
+/// and a scrape folds the keys into `metric_counters` ([`fold_counts`]).
+const KV_PREFIX: &str = "metrics/count/";
 
-/// A key no other read will use: the route, the status and 64 random bits.
-fn read_key(route: &str, status: &str) -> String {
+/// A key no other count will use: 64 random bits, then the series.
+fn kv_key(name: &str, labels: &[(&str, &str)]) -> String {
     use std::hash::BuildHasher;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let salt = std::collections::hash_map::RandomState::new().hash_one(nanos);
-    format!("{READ_PREFIX}{status}/{salt:016x}/{route}")
+    format!("{KV_PREFIX}{salt:016x}/{name}\u{1f}{}", label_string(labels))
 }
 
-fn parse_read_key(key: &str) -> Option<(&str, &str)> {
-    let rest = key.strip_prefix(READ_PREFIX)?;
-    let (status, rest) = rest.split_once('/')?;
-    let (_salt, route) = rest.split_once('/')?;
-    Some((route, status))
+fn parse_kv_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(KV_PREFIX)?;
+    let (_salt, series) = rest.split_once('/')?;
+    series.split_once('\u{1f}')
 }
 
-/// Counts one read request of `route` answered with `status` in
-/// `stepwise_http_requests` (through the key-value store).
-pub fn count_read(route: &str, status: &str) -> Result<(), StoreError> {
-    let kv = spin_sdk::key_value::Store::open_default().map_err(|e| StoreError::Sqlite(format!("key-value: {e:?}")))?;
-    kv.set(&read_key(route, status), b"1").map_err(|e| StoreError::Sqlite(format!("key-value: {e:?}")))
+fn kv_err(e: spin_sdk::key_value::Error) -> StoreError {
+    StoreError::Sqlite(format!("key-value: {e:?}"))
 }
 
-/// Folds the read counts waiting in the key-value store into the database,
-/// in the caller's transaction. A key is counted only if it still exists
-/// when this transaction deletes it, so two scrapes (serialized by the
-/// database) never count one read twice.
-pub fn fold_reads(db: &Db) -> Result<(), StoreError> {
-    let kv_err = |e: spin_sdk::key_value::Error| StoreError::Sqlite(format!("key-value: {e:?}"));
+/// Adds one to the counter `name{labels}` through the key-value store.
+pub fn count_kv(name: &str, labels: &[(&str, &str)]) -> Result<(), StoreError> {
+    let kv = spin_sdk::key_value::Store::open_default().map_err(kv_err)?;
+    kv.set(&kv_key(name, labels), b"1").map_err(kv_err)
+}
+
+/// Folds the counts waiting in the key-value store into the database, in
+/// the caller's transaction. A key is counted only if it still exists when
+/// this transaction deletes it, so two scrapes (serialized by the database)
+/// never count one twice.
+pub fn fold_counts(db: &Db) -> Result<(), StoreError> {
     let kv = spin_sdk::key_value::Store::open_default().map_err(kv_err)?;
     let mut counts: std::collections::BTreeMap<(String, String), i64> = std::collections::BTreeMap::new();
     for key in kv.get_keys().map_err(kv_err)? {
-        let Some((route, status)) = parse_read_key(&key) else { continue };
+        let Some((name, labels)) = parse_kv_key(&key) else { continue };
         if kv.exists(&key).map_err(kv_err)? {
             kv.delete(&key).map_err(kv_err)?;
-            *counts.entry((route.to_string(), status.to_string())).or_default() += 1;
+            *counts.entry((name.to_string(), labels.to_string())).or_default() += 1;
         }
     }
-    for ((route, status), n) in counts {
-        inc(db, "stepwise_http_requests", &[("route", &route), ("status", &status)], n)?;
+    for ((name, labels), n) in counts {
+        db.exec(
+            "INSERT INTO metric_counters (name, labels, value) VALUES (?, ?, ?)
+             ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+            &[text(name), text(labels), crate::db::int(n)],
+        )?;
     }
     Ok(())
 }
@@ -209,11 +215,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_keys_are_unique_and_parse_back() {
-        let a = read_key("GET /api/workers/:binding_id", "200");
-        let b = read_key("GET /api/workers/:binding_id", "200");
+    fn count_keys_are_unique_and_parse_back() {
+        let labels = [("route", "GET /api/workers/:binding_id"), ("status", "200")];
+        let a = kv_key("stepwise_http_requests", &labels);
+        let b = kv_key("stepwise_http_requests", &labels);
         assert_ne!(a, b);
-        assert_eq!(parse_read_key(&a), Some(("GET /api/workers/:binding_id", "200")));
-        assert_eq!(parse_read_key("other/key"), None);
+        assert_eq!(parse_kv_key(&a), Some(("stepwise_http_requests", label_string(&labels).as_str())));
+        assert_eq!(parse_kv_key("other/key"), None);
     }
 }

@@ -206,20 +206,13 @@ pub fn variable_as<T: std::str::FromStr>(name: &str) -> Result<T, ApiError> {
 /// A handler of the API: borrows the request and the route's parameters.
 pub type Handler = fn(&Request, &spin_sdk::http::Params) -> ApiResult;
 
-/// Counts the request in `stepwise_http_requests_total{route, status}`. A
-/// read (GET, HEAD) is counted through the key-value store, so it never
-/// writes to the database; any other request in a short database
-/// transaction of its own. Either way the count is exact across runner
-/// processes (see `stepwise_store::metrics::count_read`).
-fn count(req: &Request, route: &str, response: &Response) {
+/// Counts the request in `stepwise_http_requests_total{route, status}`
+/// through the key-value store, so counting never writes to the database
+/// (a read never waits for its writer; see `stepwise_store::metrics::count_kv`).
+/// The count is exact across runner processes.
+fn count(_req: &Request, route: &str, response: &Response) {
     let status = response.status().to_string();
-    let counted = match req.method() {
-        spin_sdk::http::Method::Get | spin_sdk::http::Method::Head => stepwise_store::metrics::count_read(route, &status),
-        _ => stepwise_store::Db::open().and_then(|db| {
-            stepwise_store::metrics::inc(&db, "stepwise_http_requests", &[("route", route), ("status", &status)], 1)
-        }),
-    };
-    if let Err(e) = counted {
+    if let Err(e) = stepwise_store::metrics::count_kv("stepwise_http_requests", &[("route", route), ("status", &status)]) {
         eprintln!("metrics: cannot count a request: {e}");
     }
 }

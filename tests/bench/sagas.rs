@@ -1,0 +1,283 @@
+//! `scripts/bench sagas`: checkout sagas as users run them, with the saga
+//! services in their own process over TCP (`bench-upstream`), on the
+//! default 1 s cron and with `--tick-ms 5`.
+//!
+//! 1. Start to `waiting`: first S checkouts one at a time (default 50, each
+//!    after the previous one waits), then N at once from C client threads
+//!    (default 400 from 8); each saga's time from its creation to the end of
+//!    its fourth step (`commit_reservation`, after which it waits for the
+//!    payment), from the sagas' own timestamps (ms); p50 and p99, and sagas
+//!    reaching `waiting` per second (first creation to last wait).
+//! 2. The webhook: signed settlement notifications for W waiting sagas
+//!    (default 2,000), sent by wrk at 64 connections for BENCH_SECONDS (each
+//!    order once accepted, then answered as a duplicate); requests/s,
+//!    latency, and how many settled.
+//! 3. 10,000 sagas waiting at once: Stepwise's RSS and CPU while they wait,
+//!    and the ticks' durations.
+//!
+//! Settings by environment: BENCH_SAGAS, BENCH_SINGLE_SAGAS, BENCH_CLIENTS, BENCH_WAITING,
+//! BENCH_IDLE_SAGAS, BENCH_SECONDS, BENCH_LATENCY_MS.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha512};
+use stepwise_e2e::app::{self, App};
+use stepwise_e2e::{json, poll_until, RunnerConfig, Value};
+
+const KEY: &str = "SB-Mid-server-bench";
+const SERVICES: [&str; 7] = ["users", "products", "payment", "payment_api", "wallet", "risk", "betting"];
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `bench-upstream` in its own process; killed on drop.
+struct Services {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Services {
+    fn start(latency_ms: u64) -> Self {
+        let exe = std::env::current_exe().expect("own path").with_file_name("bench-upstream");
+        let mut child = std::process::Command::new(&exe)
+            .args(["--latency-ms", &latency_ms.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a port line");
+        let port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("listening <port>");
+        Services { child, port }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stepwise(services: &Services, fast: bool, log: &str) -> App {
+    let mut cfg: RunnerConfig = app::config().var("midtrans_server_key", KEY).var("tick_budget_ms", "900").env("STEPWISE_LOG", log);
+    cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
+    for s in SERVICES {
+        cfg = cfg.var(&format!("{s}_url"), &format!("http://127.0.0.1:{}", services.port));
+    }
+    App::with(cfg)
+}
+
+fn checkout(i: u64) -> Value {
+    json!({"definition": "checkout", "input": {"user_token": "bench", "items": [{"product_id": format!("p{}", i % 50), "price": 10000, "quantity": 2}],
+           "payment_ttl_ms": 3_600_000}})
+}
+
+/// Posts `n` checkouts from `clients` threads; returns their ids.
+fn start_many(app: &App, n: u64, clients: u64) -> Vec<String> {
+    let per = n.div_ceil(clients);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || {
+                    (c * per..((c + 1) * per).min(n))
+                        .map(|i| {
+                            let a = app.api("POST", "/api/sagas", Some(checkout(i)));
+                            assert_eq!(a.status, 202, "{}", a.body);
+                            a.json()["id"].as_str().unwrap().to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn wait_all_waiting(app: &App, n: usize) {
+    poll_until(Duration::from_secs(600), "every saga waiting", || {
+        let m = app.runner.get("/metrics").body;
+        let waiting = m
+            .lines()
+            .find(|l| l.starts_with(r#"stepwise_sagas{definition="checkout",status="waiting"}"#))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        (waiting as usize >= n).then_some(())
+    });
+}
+
+fn millis(ts: &Value) -> i64 {
+    ts.as_str().and_then(stepwise_e2e::timestamp_micros).unwrap_or(0) / 1000
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Start-to-waiting latencies (ms, sorted) and sagas per second.
+fn to_waiting(app: &App, ids: &[String]) -> (Vec<i64>, f64) {
+    let mut lat = Vec::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    for id in ids {
+        let s = app.api("GET", &format!("/api/sagas/{id}"), None).json();
+        let created = millis(&s["created_at"]);
+        let waiting = millis(&s["steps"][3]["ended_at"]);
+        first = first.min(created);
+        last = last.max(waiting);
+        lat.push(waiting - created);
+    }
+    lat.sort();
+    (lat, ids.len() as f64 * 1000.0 / (last - first).max(1) as f64)
+}
+
+fn main() {
+    let n = env("BENCH_SAGAS", 400);
+    let single = env("BENCH_SINGLE_SAGAS", 50);
+    let clients = env("BENCH_CLIENTS", 8);
+    let waiting_n = env("BENCH_WAITING", 2000);
+    let idle_n = env("BENCH_IDLE_SAGAS", 10_000);
+    let seconds = env("BENCH_SECONDS", 10);
+    let latency = env("BENCH_LATENCY_MS", 0);
+    println!("sagas benchmark (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms 900)");
+
+    // 1. Start to waiting, on both ticks: one saga at a time (latency), then
+    // N at once from C clients (throughput, and latency under that load).
+    for fast in [false, true] {
+        let services = Services::start(latency);
+        let app = stepwise(&services, fast, "info");
+        app.wait_ticks(1); // a tick has started: not the runner's start-up
+        let mut one = Vec::new();
+        for i in 0..single {
+            let a = app.api("POST", "/api/sagas", Some(checkout(i)));
+            assert_eq!(a.status, 202, "{}", a.body);
+            let id = a.json()["id"].as_str().unwrap().to_string();
+            poll_until(Duration::from_secs(30), "the saga waiting", || {
+                (app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"] == "waiting").then_some(())
+            });
+            one.push(id);
+        }
+        let (lat1, _) = to_waiting(&app, &one);
+        let ids = start_many(&app, n, clients);
+        wait_all_waiting(&app, ids.len() + one.len());
+        let (lat, rate) = to_waiting(&app, &ids);
+        println!("  {}:", if fast { "--tick-ms 5" } else { "default 1 s cron" });
+        println!(
+            "    one checkout at a time ({single}), start to waiting (4 steps): p50 {} ms, p99 {} ms",
+            percentile(&lat1, 0.5),
+            percentile(&lat1, 0.99)
+        );
+        println!(
+            "    {n} checkouts at once from {clients} clients: {rate:.0} sagas/s reached waiting; start to waiting p50 {} ms, p99 {} ms",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+    }
+
+    // 2. The webhook at 64 connections.
+    let services = Services::start(latency);
+    let app = stepwise(&services, true, "warn");
+    let ids = start_many(&app, waiting_n, clients);
+    wait_all_waiting(&app, ids.len());
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = dir.path().join("bodies.jsonl");
+    let mut text = String::new();
+    for id in &ids {
+        let sig = hex::encode(Sha512::digest(format!("{id}20020000.00{KEY}")));
+        text.push_str(&json!({"order_id": id, "status_code": "200", "gross_amount": "20000.00", "transaction_status": "settlement",
+            "fraud_status": "accept", "signature_key": sig}).to_string());
+        text.push('\n');
+    }
+    std::fs::write(&bodies, text).unwrap();
+    let lua = dir.path().join("notify.lua");
+    std::fs::write(
+        &lua,
+        r#"local bodies = {}
+for line in io.lines(os.getenv("BODIES")) do bodies[#bodies + 1] = line end
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", "/webhooks/midtrans", {["Content-Type"] = "application/json"}, bodies[i])
+end
+"#,
+    )
+    .unwrap();
+    let cpu0 = cpu_seconds(app.runner.pid());
+    let out = std::process::Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(&lua)
+        .arg(app.runner.url("/"))
+        .env("BODIES", &bodies)
+        .output()
+        .expect("wrk runs (scripts/bench installs it)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let cpu = cpu_seconds(app.runner.pid()) - cpu0;
+    let rps = report.lines().find(|l| l.starts_with("Requests/sec:")).unwrap_or("Requests/sec: ?").trim().to_string();
+    let p50 = report.lines().find(|l| l.trim_start().starts_with("50%")).unwrap_or("").trim().to_string();
+    let p99 = report.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim().to_string();
+    let non2xx = report.lines().find(|l| l.contains("Non-2xx")).unwrap_or("no non-2xx answers").trim().to_string();
+    let m = app.runner.get("/metrics").body;
+    let count = |result: &str| {
+        m.lines()
+            .find(|l| l.starts_with(&format!("stepwise_webhook_notifications_total{{result=\"{result}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or("0")
+            .to_string()
+    };
+    println!("  webhook: {waiting_n} waiting checkouts, signed settlements from wrk -t2 -c64 for {seconds} s: {rps} (latency {p50}, {p99}; {non2xx})");
+    println!("    accepted {} (each order once), duplicates {}; runner CPU {:.1} s", count("accepted"), count("duplicate"), cpu);
+    drop(app);
+
+    // 3. Many sagas waiting at once.
+    let services = Services::start(latency);
+    let app = stepwise(&services, false, "info");
+    let t0 = Instant::now();
+    let ids = start_many(&app, idle_n, clients);
+    wait_all_waiting(&app, ids.len());
+    let started = t0.elapsed();
+    let cpu0 = cpu_seconds(app.runner.pid());
+    let ticks0 = app.ticks();
+    let t1 = Instant::now();
+    let mut peak = 0;
+    while t1.elapsed() < Duration::from_secs(seconds) {
+        peak = peak.max(rss_kib(app.runner.pid()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let cpu = cpu_seconds(app.runner.pid()) - cpu0;
+    let durations: Vec<i64> = app
+        .runner
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["event"] == "tick")
+        .skip(ticks0)
+        .filter_map(|l| l["duration_ms"].as_i64())
+        .collect();
+    println!(
+        "  {idle_n} checkouts waiting for payment at once (started and waiting in {:.1} s): Stepwise RSS peak {} MiB; while they wait {:.0}% of a core; {} ticks of {} ms each",
+        started.as_secs_f64(),
+        peak / 1024,
+        100.0 * cpu / t1.elapsed().as_secs_f64(),
+        durations.len(),
+        durations.iter().max().copied().unwrap_or(0)
+    );
+}
