@@ -85,10 +85,15 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
     let now = now_ms();
     let db = Db::open()?;
     let raw = String::from_utf8_lossy(body).into_owned();
+    let dedup = format!("{}:{}:{}:{}", n.order_id, n.transaction_status.as_str(), n.fraud_status.as_deref().unwrap_or(""), n.status_code);
+    // A duplicate (gateways resend) is answered from a read, without the write lock.
+    if inbox::seen(&db, "midtrans", &dedup)? {
+        count("duplicate");
+        return Ok(json_response(200, &json!({ "status": "duplicate", "order_id": n.order_id })));
+    }
     let result = db.immediate(|db| {
         let saga_id = sagas::by_order(db, &n.order_id)?
             .ok_or_else(|| ApiError::not_found(format!("no saga waits for order {}", n.order_id)))?;
-        let dedup = format!("{}:{}:{}:{}", n.order_id, n.transaction_status.as_str(), n.fraud_status.as_deref().unwrap_or(""), n.status_code);
         if !inbox::store(db, "midtrans", &dedup, &saga_id, &raw, "accepted", now)? {
             return Ok::<_, ApiError>(("duplicate", saga_id));
         }
