@@ -119,21 +119,6 @@ fn millis(ts: &Value) -> i64 {
     ts.as_str().and_then(stepwise_e2e::timestamp_micros).unwrap_or(0) / 1000
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
 /// Start-to-waiting latencies (ms, sorted) and sagas per second.
 fn to_waiting(app: &App, ids: &[String]) -> (Vec<i64>, f64) {
     let mut lat = Vec::new();
@@ -221,7 +206,7 @@ end
 "#,
     )
     .unwrap();
-    let cpu0 = cpu_seconds(app.runner.pid());
+    let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
     let out = std::process::Command::new("wrk")
         .args(["-t2", "-c64", &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(&lua)
@@ -230,7 +215,7 @@ end
         .output()
         .expect("wrk runs (scripts/bench installs it)");
     let report = String::from_utf8_lossy(&out.stdout);
-    let cpu = cpu_seconds(app.runner.pid()) - cpu0;
+    let cpu = stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
     let rps = report.lines().find(|l| l.starts_with("Requests/sec:")).unwrap_or("Requests/sec: ?").trim().to_string();
     let p50 = report.lines().find(|l| l.trim_start().starts_with("50%")).unwrap_or("").trim().to_string();
     let p99 = report.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim().to_string();
@@ -254,15 +239,15 @@ end
     let ids = start_many(&app, idle_n, clients);
     wait_all_waiting(&app, ids.len());
     let started = t0.elapsed();
-    let cpu0 = cpu_seconds(app.runner.pid());
+    let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
     let ticks0 = app.ticks();
     let t1 = Instant::now();
     let mut peak = 0;
     while t1.elapsed() < Duration::from_secs(seconds) {
-        peak = peak.max(rss_kib(app.runner.pid()));
+        peak = peak.max(stepwise_e2e::process_rss_kib(app.runner.pid()).0);
         std::thread::sleep(Duration::from_millis(250));
     }
-    let cpu = cpu_seconds(app.runner.pid()) - cpu0;
+    let cpu = stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
     let durations: Vec<i64> = app
         .runner
         .logs()

@@ -40,31 +40,6 @@ fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     sorted[i]
 }
 
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// The process's CPU time (user + system), in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is the 14th, stime the 15th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
 /// How the tick fires.
 #[derive(Clone, Copy)]
 enum Tick {
@@ -218,7 +193,7 @@ fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u6
                 sb.script(id, json!({ "latency_ms": latency }));
             }
         }
-        let cpu0 = cpu_seconds(app.runner.pid());
+        let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
         let t0 = Instant::now();
         for chunk in ids.chunks(1000) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -237,7 +212,7 @@ fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u6
             std::thread::sleep(Duration::from_millis(10));
         }
         let secs = t0.elapsed().as_secs_f64();
-        cpu += cpu_seconds(app.runner.pid()) - cpu0;
+        cpu += stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
         rounds.push((bindings * iterations) as f64 / secs);
     }
     let expected = bindings * iterations * repeats;
@@ -303,10 +278,10 @@ fn memory(at: Where, workers: u64, seconds: u64) -> (u64, u64, Value) {
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut peak = 0;
     while Instant::now() < until {
-        peak = peak.max(rss_kib(app.runner.pid()).0);
+        peak = peak.max(stepwise_e2e::process_rss_kib(app.runner.pid()).0);
         std::thread::sleep(Duration::from_millis(500));
     }
-    let hwm = rss_kib(app.runner.pid()).1;
+    let hwm = stepwise_e2e::process_rss_kib(app.runner.pid()).1;
     (peak, hwm, app.api("GET", "/api/status", None).json())
 }
 

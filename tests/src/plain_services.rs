@@ -9,8 +9,7 @@
 //! slow (a second call with the same key waits for the first's answer);
 //! `POST /pay/{order_id}` marks an order paid.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -180,16 +179,7 @@ pub struct PlainServices {
 impl PlainServices {
     /// Starts them, checking Basic auth against `server_key`.
     pub fn start(server_key: &str) -> Self {
-        let mut child = Command::new("python3")
-            .args(["-u", "-c", SCRIPT, server_key])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the plain services");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut first).expect("a port line");
-        let port = serde_json::from_str::<Value>(&first).ok().and_then(|v| v["port"].as_u64()).expect("a port") as u16;
+        let (child, port) = crate::spawn_python_server("the plain services", SCRIPT, &[server_key]);
         let s = Self { child, port };
         poll_until(Duration::from_secs(30), "the plain services to answer", || request("GET", &format!("{}/calls", s.origin()), &[], None).ok());
         s

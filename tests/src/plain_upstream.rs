@@ -7,8 +7,7 @@
 //! `GET /calls` lists what it received, each call with the number of the TCP
 //! connection it came on (1, 2, ... in the order they were accepted).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -107,17 +106,7 @@ pub struct PlainUpstream {
 impl PlainUpstream {
     /// Starts it (needs `python3`) and waits until it listens.
     pub fn start() -> Self {
-        let mut child = Command::new("python3")
-            .args(["-u", "-c", SCRIPT])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the plain upstream");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).expect("the plain upstream prints its port");
-        let port = serde_json::from_str::<Value>(&first).ok().and_then(|v| v["port"].as_u64()).expect("a port line") as u16;
+        let (child, port) = crate::spawn_python_server("the plain upstream", SCRIPT, &[]);
         let up = Self { child, port };
         poll_until(Duration::from_secs(30), "the plain upstream to answer", || request("GET", &format!("{}/calls", up.origin()), &[], None).ok());
         up

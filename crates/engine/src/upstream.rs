@@ -84,7 +84,8 @@ impl Call {
     }
 }
 
-fn encode_segment(s: &str) -> String {
+/// Percent-encodes `s` as one URL path segment (unreserved characters stay).
+pub(crate) fn encode_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),

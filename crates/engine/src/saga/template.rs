@@ -138,19 +138,10 @@ pub fn render(t: &Value, ctx: &Value) -> Result<Value, String> {
 /// Renders a request path: like [`render`], with every interpolated value
 /// percent-encoded as one path segment.
 pub fn render_path(t: &str, ctx: &Value) -> Result<String, String> {
-    match render_opt(&Value::String(t.to_string()), ctx, &encode_segment)? {
+    match render_opt(&Value::String(t.to_string()), ctx, &crate::upstream::encode_segment)? {
         Some(Value::String(s)) => Ok(s),
         _ => Err(format!("the path {t:?} must render to a string")),
     }
-}
-
-fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `None`: an optional path that found nothing.
