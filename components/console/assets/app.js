@@ -750,6 +750,12 @@
     if (failed) throw failed.reason;
   }
 
+  /** A span the ticker keeps as "in 59m" / "3s ago" ("due 3s ago" when `due`). */
+  function relSpan(at, due) {
+    const t = parseTime(at);
+    return h('span', { 'data-rel-at': t === null ? '' : String(t), 'data-due': due ? '1' : null, class: 'rel' }, fmtRelative(t, due));
+  }
+
   function kv(dl, pairs) {
     if (!pairs) {
       dl.replaceChildren(h('dt', { class: 'none', text: 'none' }));
@@ -772,8 +778,7 @@
     $('detail-pause').disabled = !a.pause;
     $('detail-resume').disabled = !a.resume;
     $('detail-stop').disabled = !a.stop;
-    const nextAt = parseTime(w.next_step_at);
-    const next = h('span', { 'data-next-at': nextAt === null ? '' : String(nextAt), class: 'rel' }, fmtRelative(nextAt, true));
+    const next = relSpan(w.next_step_at, true);
     kv($('detail-fields'), [
       ['state', w.state, { field: 'state' }],
       ['phase', w.phase, { field: 'phase' }],
@@ -973,6 +978,16 @@
 
   const currentCursor = (p) => p.stack[p.stack.length - 1];
 
+  /** A filter's `<select>`: "all" (value "") and `values` sorted, keeping `current` chosen (and listed). */
+  function setOptions(sel, values, current) {
+    const list = [...new Set(values)].sort();
+    if (current && !list.includes(current)) list.push(current);
+    if ([...sel.options].map((o) => o.value).join('\n') !== ['', ...list].join('\n')) {
+      sel.replaceChildren(h('option', { value: '', text: 'all' }), ...list.map((v) => h('option', { value: v, text: v })));
+    }
+    if (sel.value !== current) sel.value = current;
+  }
+
   /** "850 ms" under a second, else "1m 05s". */
   const fmtMs = (ms) => (ms === null || ms === undefined ? '—' : ms < 1000 ? `${ms} ms` : fmtDuration(ms));
 
@@ -1018,14 +1033,7 @@
   async function loadDefinitions() {
     const data = await api('GET', '/api/saga-definitions');
     S.definitions = Array.isArray(data && data.definitions) ? data.definitions : [];
-    const sel = $('sagas-definition-filter');
-    const names = S.definitions.map((d) => d.name).filter(Boolean).sort();
-    if (S.definition && !names.includes(S.definition)) names.push(S.definition);
-    const want = ['', ...names].join('\n');
-    if ([...sel.options].map((o) => o.value).join('\n') !== want) {
-      sel.replaceChildren(h('option', { value: '', text: 'all' }), ...names.map((n) => h('option', { value: n, text: n })));
-    }
-    sel.value = S.definition;
+    setOptions($('sagas-definition-filter'), S.definitions.map((d) => d.name).filter(Boolean), S.definition);
     for (const d of S.definitions) {
       for (const t of Object.values((d && d.events) || {})) addEventType(t);
       for (const st of (d && d.steps) || []) if (st && st.emit) addEventType(st.emit);
@@ -1094,17 +1102,18 @@
     reconcile($('sagas-tbody'), list, (s) => s.id, S.rows, createSagaRow, updateSagaRow);
     $('sagas-table').classList.remove('loading');
     show($('sagas-empty'), list.length === 0);
-    const what = [S.status, S.definition].filter(Boolean).join(' ');
-    setText($('sagas-empty'), `No ${what ? `${what} ` : ''}sagas${S.stack.length > 1 ? ' on this page' : ''}.`);
+    setText($('sagas-empty'), `No ${sagasWhat()}sagas${S.stack.length > 1 ? ' on this page' : ''}.`);
     renderSagasPager();
   }
+
+  /** "waiting checkout " for the filters in force ("" for none). */
+  const sagasWhat = () => [S.status, S.definition].filter(Boolean).map((x) => `${x} `).join('');
 
   function renderSagasPager() {
     renderPagerOf('sagas', S);
     const n = S.order.length;
     const first = (S.stack.length - 1) * PAGE_SIZE;
-    const what = [S.status, S.definition].filter(Boolean).join(' ');
-    setText($('sagas-range'), S.loaded && n ? `${fmtNum(first + 1)}–${fmtNum(first + n)} ${what ? `${what} ` : ''}sagas` : '');
+    setText($('sagas-range'), S.loaded && n ? `${fmtNum(first + 1)}–${fmtNum(first + n)} ${sagasWhat()}sagas` : '');
   }
 
   /** A new filter or page: back to a loading state and fetch it now. */
@@ -1160,11 +1169,6 @@
     for (const id of ['saga-detail-body', 'saga-steps-panel', 'saga-history-panel']) show($(id), on);
   }
 
-  /** A span the ticker keeps as "in 59m" / "3s ago". */
-  function relSpan(at) {
-    const t = parseTime(at);
-    return h('span', { 'data-rel-at': t === null ? '' : String(t), class: 'rel' }, fmtRelative(t));
-  }
 
   function renderSaga(s) {
     G.saga = s;
@@ -1373,12 +1377,7 @@
   }
 
   function renderEventTypes() {
-    const sel = $('events-type-filter');
-    const types = [...E.types].sort();
-    if (E.type && !E.types.has(E.type)) types.push(E.type);
-    if ([...sel.options].map((o) => o.value).join('\n') === ['', ...types].join('\n')) return;
-    sel.replaceChildren(h('option', { value: '', text: 'all' }), ...types.map((t) => h('option', { value: t, text: t })));
-    sel.value = E.type;
+    setOptions($('events-type-filter'), [...E.types], E.type);
   }
 
   async function loadEvents() {
@@ -1556,13 +1555,9 @@
     for (const r of W.rows.values()) setText(r.nextStep, r.held || fmtRelative(r.nextAt, true));
     for (const r of O.rows.values()) renderOtpLeft(r);
     renderOldest();
-    for (const el of document.querySelectorAll('#detail-fields [data-next-at]')) {
-      const v = el.dataset.nextAt;
-      setText(el, fmtRelative(v === '' ? null : Number(v), true));
-    }
-    for (const el of document.querySelectorAll('#saga-detail-fields [data-rel-at]')) {
+    for (const el of document.querySelectorAll('dl.kv [data-rel-at]')) {
       const v = el.dataset.relAt;
-      setText(el, fmtRelative(v === '' ? null : Number(v)));
+      setText(el, fmtRelative(v === '' ? null : Number(v), el.dataset.due === '1'));
     }
   }
 
