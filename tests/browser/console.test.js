@@ -1,6 +1,10 @@
 // The operator console in headless Chromium against the real runner, the real
 // components and the sandbox upstream: sign in, start workers, watch them
-// move, pause and resume one, answer an OTP (a wrong format first), stop all.
+// move, pause and resume one, answer an OTP (a wrong format first), stop all;
+// then sagas started through the API against the app's own sandbox services:
+// the list and its filters and pages, a saga's steps and history, rollback of
+// a waiting checkout, retry of a held compensation once its fault is cleared,
+// and the event stream following the outbox to a payment's `settled`.
 // The data-testid hooks are the console's contract (components/console/README.md).
 //
 // The tests of this file run in order on one runner and one page: each goes on
@@ -23,6 +27,11 @@ const foreignRequests = [];
 const consoleErrors = [];
 
 const row = (id) => page.locator(`[data-testid=worker-row][data-binding-id="${id}"]`);
+const sagaRow = (id) => page.locator(`[data-testid=saga-row][data-saga-id="${id}"]`);
+const stepRow = (step) => page.getByTestId('saga-detail-view').locator(`[data-testid=saga-step-row][data-step="${step}"]`);
+const historyTypes = async () => page.getByTestId('saga-history-tbody').locator('[data-testid=saga-event-row]')
+  .evaluateAll((rows) => rows.map((r) => r.dataset.type));
+const eventRow = (sagaId, type) => page.locator(`[data-testid=event-row][data-saga-id="${sagaId}"][data-type="${type}"]`);
 const cell = (id, testId) => row(id).getByTestId(testId);
 /** A cell's number ("1,234" → 1234); NaN for "—". */
 const num = async (locator) => {
@@ -46,6 +55,39 @@ function waitMore(locator, than, what, timeout) {
     const n = await num(locator);
     return n > than ? n : null;
   }, timeout);
+}
+
+/** A sandbox control call (components/sandbox/README.md) that must answer 200. */
+async function sandbox(method, path, body) {
+  const a = await runner.fetch(method, path, body);
+  assert.equal(a.status, 200, `${method} ${path}: ${a.status} ${a.text}`);
+  return a.body;
+}
+
+/** Starts a checkout of `quantity` × `product` at `price` through the API; answers the saga. */
+async function startCheckout(product, { price = 10000, quantity = 1 } = {}) {
+  const input = { user_token: 'demo', items: [{ product_id: product, price, quantity }], payment_ttl_ms: 600000 };
+  const a = await runner.api('POST', '/api/sagas', { definition: 'checkout', input });
+  assert.equal(a.status, 202, a.text);
+  return a.body;
+}
+
+/** Waits until the API shows the saga with `status`; answers it. */
+function sagaReaches(id, status, timeout) {
+  return until(`saga ${id} to be ${status}`, async () => {
+    const a = await runner.api('GET', `/api/sagas/${encodeURIComponent(id)}`);
+    return a.status === 200 && a.body.status === status ? a.body : null;
+  }, timeout);
+}
+
+/** Opens a saga's detail with the go-to box of the sagas list. */
+async function openSaga(id) {
+  await page.getByTestId('tab-sagas').click();
+  await page.getByTestId('sagas-view').waitFor({ state: 'visible' });
+  await page.getByTestId('sagas-goto').fill(id);
+  await page.getByTestId('sagas-goto').press('Enter');
+  await page.getByTestId('saga-detail-view').waitFor({ state: 'visible' });
+  await waitText(page.getByTestId('saga-detail-id'), id, `the detail of ${id}`);
 }
 
 // A cold start compiles every component (target/e2e-cache is shared with the
@@ -226,6 +268,248 @@ describe('operator console', () => {
       assert.equal(await text(cell(id, 'worker-stop-reason')), 'user', `${id}: stop_reason user`);
     }
     await waitText(page.getByTestId('status-stopped'), '3', 'the status bar to count three stopped workers');
+  });
+
+  // ------------------------------------------------------------------ sagas
+
+  const PRODUCT = 'pr-1';
+  const EMPTY = 'pr-empty';
+  let waiting; // a checkout waiting for its payment (rolled back from the page later)
+  let cancelled; // a checkout that found no stock
+
+  test('the sagas tab lists sagas with their status, and the filters narrow it', TEST, async () => {
+    await sandbox('PUT', `/sandbox/products/${PRODUCT}`, { price: 10000, stock: 100 });
+    await sandbox('PUT', `/sandbox/products/${EMPTY}`, { price: 5000, stock: 0 });
+    waiting = (await startCheckout(PRODUCT, { quantity: 2 })).id;
+    cancelled = (await startCheckout(EMPTY)).id;
+    await sagaReaches(waiting, 'waiting');
+    await sagaReaches(cancelled, 'compensated');
+
+    await page.getByTestId('tab-sagas').click();
+    await page.getByTestId('sagas-view').waitFor({ state: 'visible' });
+    assert.equal(await visible(page.getByTestId('workers-view')), false, 'the workers list is hidden');
+    assert.equal(await page.getByTestId('tab-sagas').getAttribute('aria-current'), 'page');
+    assert.equal(await visible(page.getByTestId('otp-inbox')), true, 'the OTP inbox stays');
+    await sagaRow(waiting).waitFor({ state: 'visible' });
+    await sagaRow(cancelled).waitFor({ state: 'visible' });
+    await waitText(sagaRow(waiting).getByTestId('saga-status'), 'waiting', 'the waiting checkout');
+    assert.equal(await text(sagaRow(waiting).getByTestId('saga-definition')), 'checkout v1');
+    assert.equal(await text(sagaRow(waiting).getByTestId('saga-current-step')), 'await_payment');
+    assert.equal(await text(sagaRow(waiting).getByTestId('saga-progress')), '4/6');
+    await waitText(sagaRow(cancelled).getByTestId('saga-status'), 'compensated', 'the checkout without stock');
+    assert.equal(await text(sagaRow(cancelled).getByTestId('saga-reason')), 'out_of_stock');
+    assert.equal(await page.getByTestId('saga-row').count(), 2);
+
+    // Status: the API's filter; each change goes back to page 1.
+    const status = page.getByTestId('sagas-status-filter');
+    await status.selectOption('waiting');
+    await until('only the waiting checkout', async () => (await sagaRow(cancelled).count()) === 0 && (await sagaRow(waiting).count()) === 1);
+    await status.selectOption('compensated');
+    await until('only the compensated checkout', async () => (await sagaRow(waiting).count()) === 0 && (await sagaRow(cancelled).count()) === 1);
+    await status.selectOption('completed');
+    await page.getByTestId('sagas-empty').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('sagas-empty'), 'No completed sagas.', 'the empty list message');
+    await status.selectOption('');
+
+    // Definition: the names come from /api/saga-definitions.
+    const definition = page.getByTestId('sagas-definition-filter');
+    await until('the definitions in the filter', async () => {
+      const names = await definition.locator('option').evaluateAll((os) => os.map((o) => o.value));
+      return names.includes('checkout') && names.includes('cashout');
+    });
+    await definition.selectOption('cashout');
+    await waitText(page.getByTestId('sagas-empty'), 'No cashout sagas.', 'no cash-out sagas yet');
+    assert.equal(await page.getByTestId('saga-row').count(), 0);
+    await definition.selectOption('checkout');
+    await sagaRow(waiting).waitFor({ state: 'visible' });
+    await sagaRow(cancelled).waitFor({ state: 'visible' });
+    await definition.selectOption('');
+    await until('both checkouts again', async () => (await page.getByTestId('saga-row').count()) === 2);
+  });
+
+  test('the sagas list pages with next_cursor', TEST, async () => {
+    // 51 cash-outs: one more than a page.
+    const ids = [];
+    for (let i = 0; i < 51; i++) {
+      const input = { bet_slip_id: `bs-page-${i}`, user_id: `u-${i}`, bookmaker_type: 'sportsbook', bookmaker_id: 'bk-1' };
+      const a = await runner.api('POST', '/api/sagas', { definition: 'cashout', input });
+      assert.equal(a.status, 202, a.text);
+      ids.push(a.body.id);
+    }
+    await page.getByTestId('sagas-definition-filter').selectOption('cashout');
+    await until('a full first page', async () => (await page.getByTestId('saga-row').count()) === 50);
+    await waitText(page.getByTestId('sagas-range'), '1–50 cashout sagas', 'the range of page 1');
+    const first = await page.getByTestId('saga-row').evaluateAll((rows) => rows.map((r) => r.dataset.sagaId));
+    assert.equal(await page.getByTestId('sagas-prev').isDisabled(), true);
+    await until('Next to be enabled', () => page.getByTestId('sagas-next').isEnabled());
+    await page.getByTestId('sagas-next').click();
+    await waitText(page.getByTestId('sagas-page'), 'Page 2', 'page 2');
+    await until('one row on page 2', async () => (await page.getByTestId('saga-row').count()) === 1);
+    const last = await page.getByTestId('saga-row').first().getAttribute('data-saga-id');
+    assert.ok(!first.includes(last), 'page 2 goes on after page 1');
+    assert.deepEqual([...first, last].sort(), [...ids].sort(), 'the two pages hold every cash-out once');
+    await waitText(page.getByTestId('sagas-range'), '51–51 cashout sagas', 'the range of page 2');
+    assert.equal(await page.getByTestId('sagas-next').isDisabled(), true, 'no page 3');
+    await page.getByTestId('sagas-prev').click();
+    await waitText(page.getByTestId('sagas-page'), 'Page 1', 'back on page 1');
+    await until('page 1 again', async () => (await page.getByTestId('saga-row').count()) === 50);
+    await page.getByTestId('sagas-definition-filter').selectOption('');
+  });
+
+  test("a saga's detail shows its steps and its history", TEST, async () => {
+    await sagaRow(waiting).getByTestId('saga-link').click();
+    await page.getByTestId('saga-detail-view').waitFor({ state: 'visible' });
+    assert.equal(await visible(page.getByTestId('sagas-view')), false);
+    await waitText(page.getByTestId('saga-detail-id'), waiting, 'the saga id heading');
+    await waitText(page.getByTestId('saga-detail-status'), 'waiting', 'the status badge');
+    const fields = page.getByTestId('saga-detail-fields');
+    await waitText(fields.locator('[data-field=current_step]'), 'await_payment', 'current_step');
+    assert.equal(await text(fields.locator('[data-field=definition]')), 'checkout v1');
+    assert.equal(await text(fields.locator('[data-field=can_roll_back]')), 'yes');
+    assert.match(await text(page.getByTestId('saga-detail-output')), /"redirect_url"/, "the checkout's output: the payment's token and URL");
+
+    assert.equal(await page.getByTestId('saga-step-row').count(), 6);
+    for (const step of ['authorize_user', 'reserve_stock', 'create_payment', 'commit_reservation']) {
+      assert.equal(await text(stepRow(step).getByTestId('step-status')), 'completed', `${step} completed`);
+      assert.equal(await text(stepRow(step).getByTestId('step-attempts')), '1', `${step}: one attempt`);
+      assert.match(await text(stepRow(step).getByTestId('step-duration')), /^\d+ ms$|^\d+s$/, `${step}: its duration`);
+      assert.equal(await text(stepRow(step).getByTestId('step-error')), '—');
+    }
+    assert.equal(await text(stepRow('await_payment').getByTestId('step-status')), 'waiting');
+    assert.equal(await text(stepRow('finalize_stock').getByTestId('step-status')), 'pending');
+    assert.equal(await page.getByTestId('step-retry').filter({ visible: true }).count(), 0, 'nothing to retry');
+    assert.equal(await page.getByTestId('saga-rollback').isEnabled(), true, 'rollback applies before the pivot');
+
+    await until('the history up to the payment wait', async () => {
+      const types = await historyTypes();
+      return types[0] === 'saga_started' && types.filter((t) => t === 'step_completed').length === 4 && types.at(-1) === 'step_started';
+    });
+    const waitStarted = page.locator('[data-testid=saga-event-row][data-type=step_started][data-step=await_payment]');
+    assert.match(await text(waitStarted.getByTestId('saga-event-data')), new RegExp(`order_id: ${waiting}`));
+    // The whole detail in one picture: a taller window for the screenshot.
+    const size = page.viewportSize();
+    await page.setViewportSize({ width: size.width, height: 1280 });
+    try {
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await screenshot(page, 'console-sagas');
+    } finally {
+      await page.setViewportSize(size);
+    }
+  });
+
+  test('rollback from the page compensates the waiting checkout', TEST, async () => {
+    const message = page.getByTestId('saga-detail-message');
+    await page.getByTestId('saga-rollback').click();
+    await waitText(message, 'Enter a reason for the rollback.', 'a reason is asked for');
+    assert.equal(await message.getAttribute('data-kind'), 'error');
+
+    await page.getByTestId('saga-rollback-reason').fill('customer asked');
+    await page.getByTestId('saga-rollback').click();
+    await waitText(message, new RegExp(`^Rollback requested for ${waiting} \\(now (compensating|compensated)\\)\\.$`), 'the rollback message');
+    await waitText(page.getByTestId('saga-detail-status'), 'compensated', 'the saga to be compensated');
+    const fields = page.getByTestId('saga-detail-fields');
+    await waitText(fields.locator('[data-field=reason]'), 'rollback: customer asked', "the operator's reason");
+    await waitText(fields.locator('[data-field=can_roll_back]'), 'no', 'rollback no longer applies');
+    assert.equal(await page.getByTestId('saga-rollback').isDisabled(), true);
+    assert.equal(await page.getByTestId('saga-rollback-reason').inputValue(), '', 'the reason box is cleared');
+    for (const step of ['reserve_stock', 'create_payment']) {
+      await waitText(stepRow(step).getByTestId('step-compensation-status'), 'completed', `${step} compensated`);
+    }
+    // Every step as the API has it (the wait the rollback ended, the step it never reached).
+    const api = await sagaReaches(waiting, 'compensated');
+    for (const st of api.steps) {
+      assert.equal(await text(stepRow(st.name).getByTestId('step-status')), st.status, `${st.name}: the API's status`);
+      assert.equal(await text(stepRow(st.name).getByTestId('step-error')), st.error || '—', `${st.name}: the API's error`);
+    }
+    await until('the rollback in the history', async () => {
+      const types = await historyTypes();
+      return types.includes('rollback_requested') && types.includes('compensation_completed') && types.at(-1) === 'saga_compensated';
+    });
+    const p = await sandbox('GET', `/sandbox/products/${PRODUCT}`);
+    assert.deepEqual([p.stock, p.held], [100, 0], 'the stock came back');
+    assert.equal((await sagaReaches(waiting, 'compensated')).reason, 'rollback: customer asked');
+  });
+
+  test('a held compensation: Retry finishes it once the fault is cleared', TEST, async () => {
+    // create_payment fails at once (400), and releasing the stock keeps failing: the saga is held.
+    await sandbox('PUT', '/sandbox/services/payment', { fail: { create: { status: 400, times: 1, code: 'bad_order' } } });
+    await sandbox('PUT', '/sandbox/services/products', { fail: { release: { status: 500, times: 'always' } } });
+    const held = (await startCheckout(PRODUCT)).id;
+    await sagaReaches(held, 'failed');
+    await openSaga(held);
+    await waitText(page.getByTestId('saga-detail-status'), 'failed', 'the held saga');
+    const fields = page.getByTestId('saga-detail-fields');
+    await waitText(fields.locator('[data-field=reason]'), 'compensation_failed:reserve_stock', 'why it is held');
+    assert.equal(await text(stepRow('create_payment').getByTestId('step-status')), 'failed');
+    assert.equal(await text(stepRow('create_payment').getByTestId('step-error')), 'bad_order');
+    const holder = stepRow('reserve_stock');
+    assert.equal(await text(holder.getByTestId('step-compensation-status')), 'failed');
+    assert.equal(await text(holder.getByTestId('step-compensation-attempts')), '3 att.');
+    assert.equal(await text(holder.getByTestId('step-compensation-error')), 'http_500');
+    // Retry only where the saga is held: on reserve_stock's compensation, not on the failed create_payment.
+    assert.equal(await page.getByTestId('step-retry').filter({ visible: true }).count(), 1);
+    assert.equal(await visible(holder.getByTestId('step-retry')), true);
+    assert.equal(await visible(stepRow('create_payment').getByTestId('step-retry')), false);
+    assert.equal(await page.getByTestId('saga-rollback').isDisabled(), true, 'a held compensation cannot be rolled back');
+
+    await sandbox('PUT', '/sandbox/services/products', {});
+    await sandbox('PUT', '/sandbox/services/payment', {});
+    await holder.getByTestId('step-retry').click();
+    await waitText(page.getByTestId('saga-detail-message'),
+      new RegExp(`^Retry of reserve_stock requested for ${held} \\(now (compensating|compensated)\\)\\.$`), 'the retry message');
+    await waitText(page.getByTestId('saga-detail-status'), 'compensated', 'the saga to finish compensating');
+    await waitText(holder.getByTestId('step-compensation-status'), 'completed', 'the compensation to complete');
+    assert.equal(await text(holder.getByTestId('step-compensation-attempts')), '4 att.', 'one fresh attempt');
+    assert.equal(await page.getByTestId('step-retry').filter({ visible: true }).count(), 0, 'nothing is held any more');
+    await until('the retry in the history', async () => {
+      const types = await historyTypes();
+      return types.includes('compensation_retry_requested') && types.at(-1) === 'saga_compensated';
+    });
+  });
+
+  test('the event stream shows committed, then settled after the payment', TEST, async () => {
+    await page.getByTestId('tab-events').click();
+    await page.getByTestId('events-view').waitFor({ state: 'visible' });
+    // What the earlier sagas announced is there (the stream reads the outbox from the start).
+    await eventRow(waiting, 'cancelled').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('events-follow'), /^Following · after seq \d+/, 'the stream to follow');
+
+    const paid = (await startCheckout(PRODUCT)).id;
+    const committed = eventRow(paid, 'committed');
+    await committed.waitFor({ state: 'visible' });
+    assert.equal(await text(committed.getByTestId('event-definition')), 'checkout');
+    assert.equal(await eventRow(paid, 'settled').count(), 0, 'not settled before the payment');
+    await sagaReaches(paid, 'waiting');
+
+    await sandbox('POST', `/sandbox/payments/${encodeURIComponent(paid)}/pay`, { status: 'settlement' });
+    const settled = eventRow(paid, 'settled');
+    await settled.waitFor({ state: 'visible' });
+    const seqs = await page.locator(`[data-testid=event-row][data-saga-id="${paid}"]`).evaluateAll((rows) => rows.map((r) => [r.dataset.type, Number(r.dataset.seq)]));
+    assert.deepEqual(seqs.map(([t]) => t), ['settled', 'committed'], 'newest first');
+    assert.ok(seqs[0][1] > seqs[1][1], 'settled comes after committed in the outbox');
+    const all = await page.getByTestId('event-row').evaluateAll((rows) => rows.map((r) => Number(r.dataset.seq)));
+    assert.deepEqual(all, [...all].sort((a, b) => b - a), 'the whole stream is newest first');
+    assert.equal(new Set(all).size, all.length, 'every event once');
+
+    // The type filter.
+    const type = page.getByTestId('events-type-filter');
+    await type.selectOption('settled');
+    await until('only settled events', async () => {
+      const types = await page.getByTestId('event-row').evaluateAll((rows) => rows.map((r) => r.dataset.type));
+      return types.length > 0 && types.every((t) => t === 'settled');
+    });
+    await settled.waitFor({ state: 'visible' });
+    assert.equal(await committed.count(), 0);
+    await type.selectOption('');
+    await committed.waitFor({ state: 'visible' });
+    await settled.waitFor({ state: 'visible' });
+
+    // The subject links to the saga: completed, and past its pivot, so no rollback.
+    await settled.getByTestId('event-subject').locator('a').click();
+    await page.getByTestId('saga-detail-view').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('saga-detail-status'), 'completed', 'the paid checkout to complete');
+    assert.equal(await page.getByTestId('saga-rollback').isDisabled(), true, 'no rollback past the pivot');
+    assert.equal(await text(stepRow('finalize_stock').getByTestId('step-status')), 'completed');
   });
 
   test('the page stayed offline and raised no errors', TEST, () => {

@@ -12,6 +12,9 @@
   const STATUS_EVERY_MS = 2000;
   const OTP_EVERY_MS = 1500;
   const DETAIL_EVERY_MS = 2000;
+  const SAGAS_EVERY_MS = 2000;
+  const SAGA_EVERY_MS = 1500;
+  const EVENTS_EVERY_MS = 1500;
   const REQUEST_TIMEOUT_MS = 15000;
   const STATES = ['running', 'pausing', 'paused', 'stopping', 'stopped'];
   const POLICY_FIELDS = [
@@ -409,9 +412,7 @@
   }
 
   function renderPager() {
-    $('workers-prev').disabled = W.stack.length <= 1;
-    $('workers-next').disabled = !W.next;
-    setText($('workers-page'), `Page ${W.stack.length}`);
+    renderPagerOf('workers', W);
     renderRange();
   }
 
@@ -465,15 +466,7 @@
   }
 
   function gotoPage(delta) {
-    if (delta > 0) {
-      if (!W.next) return;
-      W.stack.push(W.next);
-    } else {
-      if (W.stack.length <= 1) return;
-      W.stack.pop();
-    }
-    W.next = null;
-    W.loaded = false;
+    if (!turnPage(W, delta)) return;
     $('workers-table').classList.add('loading');
     renderPager();
     pollers.workers.kick();
@@ -757,6 +750,12 @@
     if (failed) throw failed.reason;
   }
 
+  /** A span the ticker keeps as "in 59m" / "3s ago" ("due 3s ago" when `due`). */
+  function relSpan(at, due) {
+    const t = parseTime(at);
+    return h('span', { 'data-rel-at': t === null ? '' : String(t), 'data-due': due ? '1' : null, class: 'rel' }, fmtRelative(t, due));
+  }
+
   function kv(dl, pairs) {
     if (!pairs) {
       dl.replaceChildren(h('dt', { class: 'none', text: 'none' }));
@@ -779,8 +778,7 @@
     $('detail-pause').disabled = !a.pause;
     $('detail-resume').disabled = !a.resume;
     $('detail-stop').disabled = !a.stop;
-    const nextAt = parseTime(w.next_step_at);
-    const next = h('span', { 'data-next-at': nextAt === null ? '' : String(nextAt), class: 'rel' }, fmtRelative(nextAt, true));
+    const next = relSpan(w.next_step_at, true);
     kv($('detail-fields'), [
       ['state', w.state, { field: 'state' }],
       ['phase', w.phase, { field: 'phase' }],
@@ -946,33 +944,607 @@
       flash($('detail-message'), '', '');
       show($('detail-error'), false);
     }
-    show($('workers-view'), false);
-    show($('detail-view'), true);
-    document.title = `${id} · Stepwise console`;
-    pollers.workers.stop();
-    pollers.detail.start();
+    showView('detail', id);
     window.scrollTo(0, 0);
   }
 
   function openList() {
     D.id = null;
-    pollers.detail.stop();
-    show($('detail-view'), false);
-    show($('workers-view'), true);
-    document.title = 'Stepwise console';
-    pollers.workers.start();
+    showView('workers');
+  }
+
+  // ----------------------------------------------------------------- sagas
+
+  /** Cursor paging (`{stack, next, loaded}`): Next pushes `next`, Prev pops. False when it cannot move. */
+  function turnPage(p, delta) {
+    if (delta > 0) {
+      if (!p.next) return false;
+      p.stack.push(p.next);
+    } else {
+      if (p.stack.length <= 1) return false;
+      p.stack.pop();
+    }
+    p.next = null;
+    p.loaded = false;
+    return true;
+  }
+
+  /** The `<prefix>-prev`, `<prefix>-next` and `<prefix>-page` of a cursor-paged list. */
+  function renderPagerOf(prefix, p) {
+    $(`${prefix}-prev`).disabled = p.stack.length <= 1;
+    $(`${prefix}-next`).disabled = !p.next;
+    setText($(`${prefix}-page`), `Page ${p.stack.length}`);
+  }
+
+  const currentCursor = (p) => p.stack[p.stack.length - 1];
+
+  /** A filter's `<select>`: "all" (value "") and `values` sorted, keeping `current` chosen (and listed). */
+  function setOptions(sel, values, current) {
+    const list = [...new Set(values)].sort();
+    if (current && !list.includes(current)) list.push(current);
+    if ([...sel.options].map((o) => o.value).join('\n') !== ['', ...list].join('\n')) {
+      sel.replaceChildren(h('option', { value: '', text: 'all' }), ...list.map((v) => h('option', { value: v, text: v })));
+    }
+    if (sel.value !== current) sel.value = current;
+  }
+
+  /** "850 ms" under a second, else "1m 05s". */
+  const fmtMs = (ms) => (ms === null || ms === undefined ? '—' : ms < 1000 ? `${ms} ms` : fmtDuration(ms));
+
+  /** An object for a cell: `key: value · key: value` (values as JSON unless strings); "—" for nothing. */
+  function compactJson(v) {
+    if (v === null || v === undefined) return '—';
+    if (typeof v !== 'object' || Array.isArray(v)) return typeof v === 'string' ? v : JSON.stringify(v);
+    const parts = Object.entries(v).map(([k, x]) => `${k}: ${typeof x === 'string' ? x : JSON.stringify(x)}`);
+    return parts.length ? parts.join(' · ') : '—';
+  }
+
+  /** A badge's colour for an event type (saga history and outbox). */
+  function eventTone(type) {
+    const t = String(type || '');
+    if (/fail|deny/.test(t)) return 'err';
+    if (/retry/.test(t)) return 'warn';
+    if (/cancel|expire|compensat|rollback/.test(t)) return 'orange';
+    if (/complete|settle|commit/.test(t)) return 'ok';
+    return 'none';
+  }
+
+  function toneBadge(el, text, tone) {
+    setText(el, text || '');
+    const cls = `badge tone-${tone}`;
+    if (el.className !== cls) el.className = cls;
+  }
+
+  // The list: one page, keyed by saga id.
+  const S = {
+    status: '',
+    definition: '',
+    stack: [null],
+    next: null,
+    rows: new Map(), // saga id -> row refs
+    order: [],
+    loaded: false,
+    definitions: null, // the stored definitions, once loaded
+  };
+
+  const sagasKey = () => `${S.status}|${S.definition}|${currentCursor(S) || ''}`;
+
+  /** `GET /api/saga-definitions`: the definition filter's names and the event types they emit. */
+  async function loadDefinitions() {
+    const data = await api('GET', '/api/saga-definitions');
+    S.definitions = Array.isArray(data && data.definitions) ? data.definitions : [];
+    setOptions($('sagas-definition-filter'), S.definitions.map((d) => d.name).filter(Boolean), S.definition);
+    for (const d of S.definitions) {
+      for (const t of Object.values((d && d.events) || {})) addEventType(t);
+      for (const st of (d && d.steps) || []) if (st && st.emit) addEventType(st.emit);
+    }
+  }
+
+  /** The definitions, once per opening of a view (a failure only leaves the filters as they are). */
+  async function ensureDefinitions() {
+    if (S.definitions) return;
+    try {
+      await loadDefinitions();
+    } catch (e) {
+      if (quiet(e)) throw e;
+    }
+  }
+
+  async function loadSagas() {
+    const key = sagasKey();
+    const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (S.status) q.set('status', S.status);
+    if (S.definition) q.set('definition', S.definition);
+    const cursor = currentCursor(S);
+    if (cursor) q.set('cursor', cursor);
+    const [data] = await Promise.all([api('GET', `/api/sagas?${q}`), ensureDefinitions()]);
+    if (key !== sagasKey()) return; // the page or a filter changed meanwhile
+    S.next = (data && data.next_cursor) || null;
+    S.loaded = true;
+    renderSagas(Array.isArray(data && data.sagas) ? data.sagas : []);
+  }
+
+  function createSagaRow(s, id) {
+    const r = {};
+    r.link = h('a', { href: `#/sagas/${encodeURIComponent(id)}`, class: 'cell-id', 'data-testid': 'saga-link', text: id });
+    r.status = h('span', { class: 'badge', 'data-testid': 'saga-status' });
+    r.definition = h('td', { 'data-testid': 'saga-definition' });
+    r.current = h('td', { class: 'mono', 'data-testid': 'saga-current-step' });
+    r.progress = h('td', { class: 'num', 'data-testid': 'saga-progress' });
+    r.reason = h('td', { class: 'ellip', 'data-testid': 'saga-reason' });
+    r.created = h('td', { 'data-testid': 'saga-created' });
+    r.updated = h('td', { 'data-testid': 'saga-updated' });
+    r.el = h('tr', { 'data-testid': 'saga-row', 'data-saga-id': id },
+      h('td', null, r.link), r.definition, h('td', null, r.status), r.current, r.progress, r.reason, r.created, r.updated);
+    return r;
+  }
+
+  function updateSagaRow(r, s) {
+    setAttr(r.el, 'data-status', s.status);
+    setAttr(r.el, 'data-definition', s.definition);
+    stateBadge(r.status, s.status);
+    setText(r.definition, `${dash(s.definition)}${s.version ? ` v${s.version}` : ''}`);
+    setText(r.current, dash(s.current_step));
+    const steps = Array.isArray(s.steps) ? s.steps : [];
+    setText(r.progress, steps.length ? `${steps.filter((x) => x.status === 'completed').length}/${steps.length}` : '—');
+    setText(r.reason, dash(s.reason));
+    setAttr(r.reason, 'title', s.reason || null);
+    r.reason.classList.toggle('reason', s.status === 'failed');
+    r.reason.classList.toggle('dim', !s.reason);
+    setText(r.created, fmtClock(s.created_at));
+    setAttr(r.created, 'title', s.created_at || null);
+    setText(r.updated, fmtClock(s.updated_at));
+    setAttr(r.updated, 'title', s.updated_at || null);
+  }
+
+  function renderSagas(list) {
+    S.order = list.map((s) => s.id);
+    reconcile($('sagas-tbody'), list, (s) => s.id, S.rows, createSagaRow, updateSagaRow);
+    $('sagas-table').classList.remove('loading');
+    show($('sagas-empty'), list.length === 0);
+    setText($('sagas-empty'), `No ${sagasWhat()}sagas${S.stack.length > 1 ? ' on this page' : ''}.`);
+    renderSagasPager();
+  }
+
+  /** "waiting checkout " for the filters in force ("" for none). */
+  const sagasWhat = () => [S.status, S.definition].filter(Boolean).map((x) => `${x} `).join('');
+
+  function renderSagasPager() {
+    renderPagerOf('sagas', S);
+    const n = S.order.length;
+    const first = (S.stack.length - 1) * PAGE_SIZE;
+    setText($('sagas-range'), S.loaded && n ? `${fmtNum(first + 1)}–${fmtNum(first + n)} ${sagasWhat()}sagas` : '');
+  }
+
+  /** A new filter or page: back to a loading state and fetch it now. */
+  function reloadSagas() {
+    S.loaded = false;
+    $('sagas-table').classList.add('loading');
+    renderSagasPager();
+    pollers.sagas.kick();
+  }
+
+  function setSagaFilter(field, value) {
+    if (S[field] === value && S.stack.length === 1) return;
+    S[field] = value;
+    S.stack = [null];
+    S.next = null;
+    reloadSagas();
+  }
+
+  // One saga: its fields, steps and history.
+  const G = {
+    id: null,
+    saga: null,
+    stepRows: new Map(), // step name -> row refs
+    eventRows: new Map(), // seq -> row refs
+    busy: false, // an operator's action is under way
+  };
+
+  async function loadSaga() {
+    const id = G.id;
+    if (!id) return;
+    const enc = encodeURIComponent(id);
+    const [s, ev] = await Promise.allSettled([api('GET', `/api/sagas/${enc}`), api('GET', `/api/sagas/${enc}/events`)]);
+    if (G.id !== id) return;
+    if (s.status === 'rejected') {
+      const e = s.reason;
+      if (e && e.status === 404) {
+        flash($('saga-detail-error'), e.message || `No saga ${id}.`, 'error');
+        showSagaPanels(false);
+        stateBadge($('saga-detail-status'), '');
+        renderRollback(null);
+        return;
+      }
+      throw e;
+    }
+    show($('saga-detail-error'), false);
+    showSagaPanels(true);
+    renderSaga(s.value);
+    if (ev.status === 'fulfilled') renderHistory(ev.value);
+    else throw ev.reason;
+  }
+
+  function showSagaPanels(on) {
+    for (const id of ['saga-detail-body', 'saga-steps-panel', 'saga-history-panel']) show($(id), on);
+  }
+
+
+  function renderSaga(s) {
+    G.saga = s;
+    setText($('saga-detail-id'), s.id);
+    stateBadge($('saga-detail-status'), s.status);
+    kv($('saga-detail-fields'), [
+      ['definition', `${dash(s.definition)}${s.version ? ` v${s.version}` : ''}`, { field: 'definition' }],
+      ['status', s.status, { field: 'status' }],
+      ['reason', s.reason, { field: 'reason' }],
+      ['current_step', s.current_step, { field: 'current_step', mono: true }],
+      ['correlation_id', s.correlation_id, { field: 'correlation_id', mono: true }],
+      ['can_roll_back', s.can_roll_back ? 'yes' : 'no', { field: 'can_roll_back' }],
+      ['deadline_at', s.deadline_at ? h('span', null, `${fmtClock(s.deadline_at)} (`, relSpan(s.deadline_at), ')') : null, { title: s.deadline_at, field: 'deadline_at' }],
+      ['created_at', fmtClock(s.created_at), { title: s.created_at, field: 'created_at' }],
+      ['updated_at', fmtClock(s.updated_at), { title: s.updated_at, field: 'updated_at' }],
+    ]);
+    setText($('saga-detail-input'), prettyJson(s.input));
+    setText($('saga-detail-output'), prettyJson(s.output));
+    setText($('saga-detail-json'), JSON.stringify(s, null, 2));
+    const steps = Array.isArray(s.steps) ? s.steps : [];
+    reconcile($('saga-steps-tbody'), steps, (st) => st.name, G.stepRows, createStepRow, updateStepRow);
+    renderRollback(s);
+  }
+
+  /** Rollback applies when the engine says so (`can_roll_back`); the console never decides it. */
+  function renderRollback(s) {
+    const on = Boolean(s && s.can_roll_back) && !G.busy;
+    $('saga-rollback').disabled = !on;
+    $('saga-rollback-reason').disabled = !on;
+    setAttr($('saga-rollback-form'), 'title', s && !s.can_roll_back
+      ? `Rollback does not apply now: the saga is ${s.status}${s.status === 'waiting' || s.status === 'running' ? ' past its pivot step' : ''}.`
+      : null);
+  }
+
+  /**
+   * Whether this step holds the saga, so that retrying it applies: the saga
+   * is `failed` and the step (its action or its compensation) failed. The
+   * saga's `current_step` names the holder; the API's 409 says the rest.
+   */
+  function holdsSaga(s, st) {
+    if (!s || s.status !== 'failed') return false;
+    if (s.current_step && s.current_step !== st.name) return false;
+    return st.status === 'failed' || Boolean(st.compensation && st.compensation.status === 'failed');
+  }
+
+  function createStepRow(st, name) {
+    const r = {};
+    r.cells = {};
+    for (const f of ['index', 'name', 'attempts', 'duration', 'started', 'error']) {
+      r.cells[f] = h('td', { 'data-testid': `step-${f}` });
+    }
+    for (const f of ['index', 'attempts', 'duration']) r.cells[f].className = 'num';
+    r.cells.name.className = 'mono';
+    r.cells.error.className = 'ellip';
+    r.status = h('span', { class: 'badge', 'data-testid': 'step-status' });
+    r.compStatus = h('span', { class: 'badge', 'data-testid': 'step-compensation-status' });
+    r.compAttempts = h('span', { class: 'muted', 'data-testid': 'step-compensation-attempts' });
+    r.compError = h('span', { class: 'mono ellip', 'data-testid': 'step-compensation-error' });
+    r.comp = h('span', { class: 'last' }, r.compStatus, r.compAttempts, r.compError);
+    r.outPre = h('pre');
+    r.out = h('details', { class: 'payload', 'data-testid': 'step-output' }, h('summary', { text: 'view' }), r.outPre);
+    r.noOut = h('span', { class: 'dim', text: '—' });
+    r.outCell = h('td', { class: 'wrap' }, r.out, r.noOut);
+    r.retry = h('button', { type: 'button', class: 'btn btn-xs', 'data-testid': 'step-retry', 'data-step': name, 'aria-label': `Retry ${name}`, text: 'Retry', hidden: true });
+    r.retry.addEventListener('click', () => retryStep(name, r.retry));
+    r.el = h('tr', { 'data-testid': 'saga-step-row', 'data-step': name },
+      r.cells.index, r.cells.name, h('td', null, r.status), r.cells.attempts, r.cells.duration, r.cells.started, r.cells.error,
+      h('td', { 'data-testid': 'step-compensation' }, r.comp), r.outCell,
+      h('td', { class: 'col-actions' }, r.retry));
+    return r;
+  }
+
+  function updateStepRow(r, st) {
+    const s = G.saga;
+    const i = s && Array.isArray(s.steps) ? s.steps.indexOf(st) : -1;
+    setText(r.cells.index, i >= 0 ? i + 1 : '');
+    setText(r.cells.name, st.name);
+    setAttr(r.el, 'data-status', st.status);
+    stateBadge(r.status, st.status);
+    setText(r.cells.attempts, fmtNum(st.attempts));
+    const started = parseTime(st.started_at);
+    const open = st.duration_ms === null || st.duration_ms === undefined;
+    setText(r.cells.duration, !open ? fmtMs(st.duration_ms)
+      : started !== null && (st.status === 'running' || st.status === 'waiting') ? `${fmtDuration(Math.max(0, serverNow() - started))}…` : '—');
+    setAttr(r.cells.duration, 'title', st.ended_at ? `ended ${st.ended_at}` : null);
+    setText(r.cells.started, fmtClock(st.started_at));
+    setAttr(r.cells.started, 'title', st.started_at || null);
+    setText(r.cells.error, dash(st.error));
+    setAttr(r.cells.error, 'title', st.error || null);
+    r.cells.error.classList.toggle('reason', Boolean(st.error));
+    const c = st.compensation;
+    setAttr(r.el, 'data-compensation-status', c ? c.status : null);
+    stateBadge(r.compStatus, c ? c.status : '');
+    setText(r.compAttempts, c ? `${fmtNum(c.attempts)} att.` : '—');
+    setAttr(r.compAttempts, 'title', c ? `${c.attempts} attempt${c.attempts === 1 ? '' : 's'} of the compensation` : null);
+    setText(r.compError, c ? c.error || '' : '');
+    setAttr(r.compError, 'title', (c && c.error) || null);
+    r.compError.classList.toggle('reason', Boolean(c && c.error));
+    const hasOut = st.output !== null && st.output !== undefined;
+    show(r.out, hasOut);
+    show(r.noOut, !hasOut);
+    setText(r.outPre, hasOut ? prettyJson(st.output) : '');
+    const held = holdsSaga(s, st);
+    show(r.retry, held);
+    r.retry.disabled = G.busy;
+    const what = st.status === 'failed' ? st.name : `${st.name}'s compensation`;
+    setText(r.retry, st.status === 'failed' ? 'Retry' : 'Retry compensation');
+    setAttr(r.retry, 'aria-label', `Retry ${what}`);
+    setAttr(r.retry, 'title', held ? `Run ${what} again with fresh attempts` : null);
+  }
+
+  function createHistoryRow(ev, key) {
+    const r = {};
+    r.seq = h('td', { class: 'num', 'data-testid': 'saga-event-seq' });
+    r.time = h('td', { 'data-testid': 'saga-event-time' });
+    r.type = h('span', { class: 'badge', 'data-testid': 'saga-event-type' });
+    r.step = h('td', { class: 'mono', 'data-testid': 'saga-event-step' });
+    r.data = h('td', { class: 'mono data-cell', 'data-testid': 'saga-event-data' });
+    r.el = h('tr', { 'data-testid': 'saga-event-row', 'data-seq': key }, r.seq, r.time, h('td', null, r.type), r.step, r.data);
+    return r;
+  }
+
+  function updateHistoryRow(r, ev) {
+    setAttr(r.el, 'data-type', ev.type);
+    setAttr(r.el, 'data-step', ev.step || null);
+    setText(r.seq, ev.seq);
+    setText(r.time, fmtClock(ev.at));
+    setAttr(r.time, 'title', ev.at || null);
+    toneBadge(r.type, ev.type, eventTone(ev.type));
+    setText(r.step, dash(ev.step));
+    setText(r.data, compactJson(ev.data));
+  }
+
+  function renderHistory(data) {
+    const events = Array.isArray(data && data.events) ? data.events : [];
+    reconcile($('saga-history-tbody'), events, (ev) => String(ev.seq), G.eventRows, createHistoryRow, updateHistoryRow);
+    show($('saga-history-empty'), events.length === 0);
+    setText($('saga-history-count'), fmtNum(events.length));
+  }
+
+  /** Runs an operator's saga action; the answer (202: the saga) is shown at once. */
+  async function sagaAction(path, body, label, button) {
+    const id = G.id;
+    const msg = $('saga-detail-message');
+    delete msg.dataset.errorCode;
+    G.busy = true;
+    if (button) button.disabled = true;
+    renderRollback(G.saga);
+    try {
+      const s = await api('POST', `/api/sagas/${encodeURIComponent(id)}/${path}`, body);
+      if (G.id === id && s && s.id === id) renderSaga(s);
+      flash(msg, `${label} for ${id}${s && s.status ? ` (now ${s.status})` : ''}.`, 'ok');
+      return true;
+    } catch (e) {
+      if (!quiet(e)) {
+        flash(msg, `${label}: ${e.message}`, 'error');
+        msg.dataset.errorCode = e.code || '';
+      }
+      return false;
+    } finally {
+      G.busy = false;
+      if (G.saga && G.id === id) renderSaga(G.saga);
+      pollers.saga.kick();
+    }
+  }
+
+  async function submitRollback(ev) {
+    ev.preventDefault();
+    const input = $('saga-rollback-reason');
+    const reason = input.value.trim();
+    if (!G.id || G.busy) return;
+    if (!reason) {
+      flash($('saga-detail-message'), 'Enter a reason for the rollback.', 'error');
+      input.focus();
+      return;
+    }
+    if (await sagaAction('rollback', { reason }, 'Rollback requested', $('saga-rollback'))) input.value = '';
+  }
+
+  function retryStep(step, button) {
+    if (!G.id || G.busy) return;
+    sagaAction(`steps/${encodeURIComponent(step)}/retry`, undefined, `Retry of ${step} requested`, button);
+  }
+
+  // ------------------------------------------------------- the event stream
+
+  const EVENTS_KEEP = 500; // the newest events kept on the page
+  const EVENTS_PAGE = 500; // per request
+  const EVENTS_PAGES_PER_POLL = 10; // catching up a long outbox: at most this many requests per poll
+  const EVENT_TYPES = ['committed', 'settled', 'cancelled', 'expired', 'transfer.completed', 'transfer.failed'];
+
+  const E = {
+    type: '',
+    after: 0, // the outbox's `next_after`: everything up to it has been read
+    list: [], // oldest first, the newest EVENTS_KEEP
+    rows: new Map(), // seq -> row refs
+    caughtUp: false,
+    gen: 0, // bumped when the filter changes: answers to an older one are dropped
+    types: new Set(EVENT_TYPES),
+  };
+
+  function addEventType(t) {
+    if (typeof t !== 'string' || !t || E.types.has(t)) return;
+    E.types.add(t);
+    renderEventTypes();
+  }
+
+  function renderEventTypes() {
+    setOptions($('events-type-filter'), [...E.types], E.type);
+  }
+
+  async function loadEvents() {
+    const gen = E.gen;
+    await ensureDefinitions();
+    let got = 0;
+    for (let i = 0; i < EVENTS_PAGES_PER_POLL; i++) {
+      const q = new URLSearchParams({ after: String(E.after), limit: String(EVENTS_PAGE) });
+      if (E.type) q.set('type', E.type);
+      const data = await api('GET', `/api/events?${q}`);
+      if (gen !== E.gen) return; // the filter changed meanwhile
+      const events = Array.isArray(data && data.events) ? data.events : [];
+      const before = E.after;
+      for (const ev of events) {
+        if (typeof ev.seq === 'number' && ev.seq > E.after) {
+          E.list.push(ev);
+          addEventType(ev.type);
+        }
+      }
+      const next = Number(data && data.next_after);
+      const last = events.length ? events[events.length - 1].seq : before;
+      E.after = Math.max(before, Number.isFinite(next) ? next : 0, typeof last === 'number' ? last : 0);
+      got += events.length;
+      if (events.length < EVENTS_PAGE || E.after === before) { E.caughtUp = true; break; }
+      E.caughtUp = false;
+    }
+    if (E.list.length > EVENTS_KEEP) E.list.splice(0, E.list.length - EVENTS_KEEP);
+    if (got || !E.rendered) renderEvents();
+    renderEventsFollow();
+  }
+
+  function createEventRow(ev, key) {
+    const r = {};
+    r.seq = h('td', { class: 'num', 'data-testid': 'event-seq' });
+    r.time = h('td', { 'data-testid': 'event-time' });
+    r.type = h('span', { class: 'badge', 'data-testid': 'event-type' });
+    r.subject = h('td', { class: 'mono', 'data-testid': 'event-subject' });
+    r.definition = h('td', { 'data-testid': 'event-definition' });
+    r.data = h('td', { class: 'mono data-cell', 'data-testid': 'event-data' });
+    r.el = h('tr', { 'data-testid': 'event-row', 'data-seq': key }, r.seq, r.time, h('td', null, r.type), r.subject, r.definition, r.data);
+    return r;
+  }
+
+  function updateEventRow(r, ev) {
+    setAttr(r.el, 'data-type', ev.type);
+    setAttr(r.el, 'data-saga-id', ev.saga_id || null);
+    setAttr(r.el, 'data-receipt-code', ev.receipt_code || null);
+    setText(r.seq, ev.seq);
+    setText(r.time, fmtClock(ev.at));
+    setAttr(r.time, 'title', ev.at || null);
+    toneBadge(r.type, ev.type, eventTone(ev.type));
+    if (!r.subject.firstChild) {
+      r.subject.append(ev.saga_id
+        ? h('a', { href: `#/sagas/${encodeURIComponent(ev.saga_id)}`, title: `saga ${ev.saga_id}`, text: ev.saga_id })
+        : h('span', { title: ev.receipt_code ? `transfer ${ev.receipt_code}` : null, text: dash(ev.receipt_code) }));
+    }
+    setText(r.definition, dash(ev.definition));
+    setText(r.data, compactJson(ev.data));
+  }
+
+  function renderEvents() {
+    E.rendered = true;
+    const newestFirst = E.list.slice().reverse();
+    reconcile($('events-tbody'), newestFirst, (ev) => String(ev.seq), E.rows, createEventRow, updateEventRow);
+    show($('events-empty'), newestFirst.length === 0);
+    setText($('events-empty'), E.type ? `No ${E.type} events yet.` : 'No events yet.');
+    setText($('events-count'), fmtNum(newestFirst.length));
+    setAttr($('events-count'), 'title', E.list.length >= EVENTS_KEEP ? `the newest ${EVENTS_KEEP} are shown` : null);
+  }
+
+  function renderEventsFollow() {
+    setText($('events-follow'), E.caughtUp ? `Following · after seq ${fmtNum(E.after)}` : `Catching up · seq ${fmtNum(E.after)}…`);
+  }
+
+  function setEventType(type) {
+    if (type === E.type) return;
+    E.type = type;
+    E.gen += 1;
+    resetEvents();
+    pollers.events.kick();
+  }
+
+  function resetEvents() {
+    E.after = 0;
+    E.list = [];
+    E.rows.clear();
+    E.caughtUp = false;
+    E.rendered = false;
+    $('events-tbody').replaceChildren();
+    setText($('events-count'), '0');
+    setText($('events-follow'), '');
+  }
+
+  // ----------------------------------------------------------------- views
+
+  // Each view: its element, its poller and its tab. Only the open view polls.
+  const VIEWS = {
+    workers: { el: 'workers-view', poller: 'workers', tab: 'workers' },
+    detail: { el: 'detail-view', poller: 'detail', tab: 'workers' },
+    sagas: { el: 'sagas-view', poller: 'sagas', tab: 'sagas' },
+    saga: { el: 'saga-detail-view', poller: 'saga', tab: 'sagas' },
+    events: { el: 'events-view', poller: 'events', tab: 'events' },
+  };
+  let view = null;
+
+  function showView(name, title) {
+    const v = VIEWS[name];
+    for (const [k, o] of Object.entries(VIEWS)) {
+      if (k === name) continue;
+      pollers[o.poller].stop();
+      show($(o.el), false);
+    }
+    show($(v.el), true);
+    for (const t of document.querySelectorAll('[data-view-tab]')) setAttr(t, 'aria-current', t.dataset.viewTab === v.tab ? 'page' : null);
+    // The start form is for workers; the OTP inbox stays in every view.
+    show($('start-panel'), v.tab === 'workers');
+    $('status').classList.toggle('off-view', v.tab !== 'workers');
+    document.title = title ? `${title} · Stepwise console` : 'Stepwise console';
+    view = name;
+    pollers[v.poller].start();
+  }
+
+  function openSagas() {
+    G.id = null;
+    S.definitions = null; // new definitions may have been posted meanwhile
+    showView('sagas', 'Sagas');
+  }
+
+  function openSaga(id) {
+    if (G.id !== id) {
+      G.id = id;
+      G.saga = null;
+      G.busy = false;
+      for (const m of [G.stepRows, G.eventRows]) m.clear();
+      for (const el of ['saga-steps-tbody', 'saga-history-tbody', 'saga-detail-fields']) $(el).replaceChildren();
+      for (const el of ['saga-detail-input', 'saga-detail-output', 'saga-detail-json', 'saga-history-count']) setText($(el), '');
+      setText($('saga-detail-id'), id);
+      stateBadge($('saga-detail-status'), '');
+      $('saga-rollback-reason').value = '';
+      renderRollback(null);
+      flash($('saga-detail-message'), '', '');
+      show($('saga-detail-error'), false);
+      show($('saga-history-empty'), false);
+    }
+    showView('saga', id);
+    window.scrollTo(0, 0);
+  }
+
+  function openEvents() {
+    G.id = null;
+    S.definitions = null;
+    showView('events', 'Events');
+  }
+
+  function decodeHashPart(s) {
+    try { return decodeURIComponent(s); } catch (_) { return s; }
   }
 
   function route() {
     if (!token) return;
-    const m = /^#\/workers\/(.+)$/.exec(location.hash);
-    if (m) {
-      let id;
-      try { id = decodeURIComponent(m[1]); } catch (_) { id = m[1]; }
-      openDetail(id);
-    } else {
-      openList();
-    }
+    const hash = location.hash;
+    let m;
+    if ((m = /^#\/workers\/(.+)$/.exec(hash))) openDetail(decodeHashPart(m[1]));
+    else if ((m = /^#\/sagas\/(.+)$/.exec(hash))) openSaga(decodeHashPart(m[1]));
+    else if (/^#\/sagas\/?$/.test(hash)) openSagas();
+    else if (/^#\/events\/?$/.test(hash)) openEvents();
+    else openList();
   }
 
   // ----------------------------------------------------------- the ticker
@@ -983,9 +1555,9 @@
     for (const r of W.rows.values()) setText(r.nextStep, r.held || fmtRelative(r.nextAt, true));
     for (const r of O.rows.values()) renderOtpLeft(r);
     renderOldest();
-    for (const el of document.querySelectorAll('#detail-fields [data-next-at]')) {
-      const v = el.dataset.nextAt;
-      setText(el, fmtRelative(v === '' ? null : Number(v), true));
+    for (const el of document.querySelectorAll('dl.kv [data-rel-at]')) {
+      const v = el.dataset.relAt;
+      setText(el, fmtRelative(v === '' ? null : Number(v), el.dataset.due === '1'));
     }
   }
 
@@ -996,6 +1568,9 @@
     workers: poller(loadWorkers, WORKERS_EVERY_MS),
     otp: poller(loadOtp, OTP_EVERY_MS),
     detail: poller(loadDetail, DETAIL_EVERY_MS),
+    sagas: poller(loadSagas, SAGAS_EVERY_MS),
+    saga: poller(loadSaga, SAGA_EVERY_MS),
+    events: poller(loadEvents, EVENTS_EVERY_MS),
   };
   let ticker = null;
 
@@ -1015,11 +1590,34 @@
     D.id = null;
     D.itRows.clear();
     D.rqRows.clear();
+    S.rows.clear();
+    S.order = [];
+    S.stack = [null];
+    S.next = null;
+    S.loaded = false;
+    S.status = '';
+    S.definition = '';
+    S.definitions = null;
+    $('sagas-status-filter').value = '';
+    $('sagas-definition-filter').value = '';
+    $('sagas-tbody').replaceChildren();
+    G.id = null;
+    G.saga = null;
+    G.busy = false;
+    G.stepRows.clear();
+    G.eventRows.clear();
+    $('saga-steps-tbody').replaceChildren();
+    $('saga-history-tbody').replaceChildren();
+    E.type = '';
+    E.gen += 1;
+    resetEvents();
+    $('events-type-filter').value = '';
+    view = null;
     status.counts = null;
     status.oldestAt = null;
     conn.lastOk = 0;
     conn.error = null;
-    for (const id of ['workers-message', 'detail-message', 'otp-message', 'start-error', 'start-result']) flash($(id), '', '');
+    for (const id of ['workers-message', 'detail-message', 'otp-message', 'start-error', 'start-result', 'saga-detail-message']) flash($(id), '', '');
   }
 
   function signOut(message) {
@@ -1049,6 +1647,7 @@
     }
     renderSelection();
     renderPager();
+    renderEventTypes();
     show($('otp-empty'), true);
     setText($('otp-count'), '0');
     pollers.status.start();
@@ -1090,13 +1689,22 @@
 
   // --------------------------------------------------------------- wiring
 
+  /** `<prefix>-goto-form`: Enter opens `<hash><typed id>`. */
+  function gotoForm(prefix, hash) {
+    $(`${prefix}-goto-form`).addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const id = $(`${prefix}-goto`).value.trim();
+      if (id) location.hash = `${hash}${encodeURIComponent(id)}`;
+    });
+  }
+
   function init() {
     $('signin-form').addEventListener('submit', submitSignIn);
     $('signout').addEventListener('click', () => signOut(''));
     $('workers-state-filter').addEventListener('change', (ev) => setFilter(ev.target.value));
     for (const b of document.querySelectorAll('[data-filter-state]')) {
       b.addEventListener('click', () => {
-        if (location.hash.startsWith('#/workers/')) location.hash = '#/';
+        if (view !== 'workers') location.hash = '#/';
         setFilter(b.dataset.filterState);
       });
     }
@@ -1131,11 +1739,14 @@
       bulkAction('stop', { all: true }, 'Stop all');
     });
     $('start-form').addEventListener('submit', submitStart);
-    $('workers-goto-form').addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const id = $('workers-goto').value.trim();
-      if (id) location.hash = `#/workers/${encodeURIComponent(id)}`;
-    });
+    gotoForm('workers', '#/workers/');
+    gotoForm('sagas', '#/sagas/');
+    $('sagas-status-filter').addEventListener('change', (ev) => setSagaFilter('status', ev.target.value));
+    $('sagas-definition-filter').addEventListener('change', (ev) => setSagaFilter('definition', ev.target.value));
+    $('sagas-prev').addEventListener('click', () => { if (turnPage(S, -1)) reloadSagas(); });
+    $('sagas-next').addEventListener('click', () => { if (turnPage(S, 1)) reloadSagas(); });
+    $('saga-rollback-form').addEventListener('submit', submitRollback);
+    $('events-type-filter').addEventListener('change', (ev) => setEventType(ev.target.value));
     $('iterations-prev').addEventListener('click', () => { if (D.itStack.length > 1) { D.itStack.pop(); pollers.detail.kick(); } });
     $('iterations-next').addEventListener('click', () => { if (D.itNext) { D.itStack.push(D.itNext); D.itNext = null; $('iterations-next').disabled = true; pollers.detail.kick(); } });
     $('requests-prev').addEventListener('click', () => { if (D.rqStack.length > 1) { D.rqStack.pop(); pollers.detail.kick(); } });
