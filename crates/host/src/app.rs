@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, Semaphore};
 use tokio_util::task::TaskTracker;
 use wasmtime::component::Component;
@@ -83,7 +82,8 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     let kv = Arc::new(KeyValueStores::open(&opts.state_dir, &runtime_config.key_value_stores, &kv_labels)?);
     let dbs = Arc::new(SqliteDatabases::open(&opts.state_dir, &runtime_config.sqlite_databases, &db_labels)?);
 
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let listener =
+        crate::connections::bind_listener(opts.listen).with_context(|| format!("cannot listen on {}", opts.listen))?;
     let self_addr = listener.local_addr()?;
     let limiter = runtime_config.max_concurrent_outbound_requests.map(|n| Arc::new(Semaphore::new(n)));
     let outbound_client = Arc::new(OutboundClient::new(runtime_config.outbound_connection_pooling)?);

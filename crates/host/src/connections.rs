@@ -17,6 +17,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::clock::now_ms;
 
+/// The listen backlog: how many connections the kernel completes and queues
+/// before the runner accepts them, in a burst or while it is at
+/// `--max-connections` (the kernel caps it at `net.core.somaxconn`). Beyond it
+/// new connections are not completed and clients retry their SYN.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `addr` with [`LISTEN_BACKLOG`] (std's default is 128).
+pub fn bind_listener(addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The activity of one connection, shared by its reader, its requests and its
 /// idle watch.
 #[derive(Debug)]
