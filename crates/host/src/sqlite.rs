@@ -690,12 +690,19 @@ mod tests {
         assert_eq!((count(&r.unwrap()), ran), (2_000_000, Ran::Offloaded), "straight to the blocking pool next time");
     }
 
-    async fn big_table(c: &mut SqliteConnection, rows: i64) {
+    /// A database with a table `t` of `rows` rows, an instance's connection
+    /// to it, and the sum of `t.x`.
+    async fn big_table(rows: i64) -> (tempfile::TempDir, Arc<ConnectionPool>, SqliteConnection, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        let mut c = instance_connection(&pool);
         let fill = format!(
             "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT x FROM c"
         );
         c.run("CREATE TABLE t(x INTEGER)".into(), vec![]).await.0.unwrap();
         c.run(fill, vec![]).await.0.unwrap();
+        let before = sum(&mut c).await;
+        (dir, pool, c, before)
     }
 
     async fn sum(c: &mut SqliteConnection) -> i64 {
@@ -704,12 +711,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn an_interrupted_autocommit_write_runs_again_exactly_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
-        let mut c = instance_connection(&pool);
         let rows = 300_000;
-        big_table(&mut c, rows).await;
-        let before = sum(&mut c).await;
+        let (_dir, _pool, mut c, before) = big_table(rows).await;
         let update = "UPDATE t SET x = x + 1";
         let (r, ran) = c.run(update.into(), vec![]).await;
         r.unwrap();
@@ -721,12 +724,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_long_write_in_a_transaction_is_never_interrupted_but_remembered() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
-        let mut c = instance_connection(&pool);
         let rows = 300_000;
-        big_table(&mut c, rows).await;
-        let before = sum(&mut c).await;
+        let (_dir, pool, mut c, before) = big_table(rows).await;
         let update = "UPDATE t SET x = x + 1";
         c.run("BEGIN IMMEDIATE".into(), vec![]).await.0.unwrap();
         let (r, ran) = c.run(update.into(), vec![]).await;
