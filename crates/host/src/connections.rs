@@ -64,8 +64,12 @@ impl ConnState {
         InFlight(self.clone())
     }
 
+    /// Bytes arrived: activity, and (between requests) a header on its way.
+    /// Bytes read during a request are its body, not the next header.
     fn read(&self) {
-        self.bytes_pending.store(true, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            self.bytes_pending.store(true, Ordering::Relaxed);
+        }
         self.last_activity_ms.store(now_ms(), Ordering::Relaxed);
     }
 
@@ -206,7 +210,13 @@ mod tests {
         io.read_exact(&mut buf).await.unwrap();
         assert!(state.bytes_pending());
         assert!(tokio::time::timeout(wait, state.idle(idle)).await.is_err(), "a header is on its way");
-        drop(state.request_started());
+        let body = state.request_started();
         assert!(!state.bytes_pending());
+        client.write_all(b"body").await.unwrap();
+        let mut buf = [0u8; 4];
+        io.read_exact(&mut buf).await.unwrap();
+        drop(body);
+        assert!(!state.bytes_pending(), "a request's body is not the next header");
+        assert!(tokio::time::timeout(Duration::from_secs(5), state.idle(idle)).await.is_ok());
     }
 }
