@@ -440,3 +440,387 @@ fn pooled_request_bodies_go_out_with_content_length_not_chunked() {
     assert!(upstream.connections() < 3, "the three POSTs shared a connection: {requests:?}");
     assert!(upstream.log().iter().all(|l| !l.contains(" 400 ")), "the upstream saw a malformed request: {:?}", upstream.log());
 }
+
+// ---------------------------------------------------------------------------
+// Slow, large and misbehaving clients and guests (the runner's limits)
+// ---------------------------------------------------------------------------
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Instant;
+
+fn connect(r: &stepwise_e2e::Runner) -> TcpStream {
+    let s = TcpStream::connect(&r.addr).expect("connect to the runner");
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads a response's head (status line and headers) from a raw connection.
+fn read_head(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte)? {
+            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, String::from_utf8_lossy(&head).into_owned())),
+            _ => head.push(byte[0]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Reads one whole response (content-length or chunked) from a keep-alive connection.
+fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, String)> {
+    let head = read_head(s)?;
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let mut body = Vec::new();
+    if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        s.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut byte)?;
+                line.push(byte[0]);
+            }
+            let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            s.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn get_on(s: &mut TcpStream, path: &str) -> (u16, String) {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n").unwrap();
+    read_response(s).unwrap()
+}
+
+/// Whether the peer closed `s` (non-blocking; `s` must be non-blocking).
+fn closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn slowloris_connections_do_not_stop_normal_requests_and_close_at_the_header_timeout() {
+    let header_timeout = Duration::from_secs(3);
+    let r = probe().arg("--header-timeout-ms").arg("3000").arg("--idle-timeout-ms").arg("2000").start();
+    let n = 500;
+    // Each connection sends a header section that never ends, a byte at a time.
+    let header: Vec<u8> = [&b"GET /probe/seen HTTP/1.1\r\nHost: probe\r\nX-Slow: "[..], &[b'a'; 2000]].concat();
+    // The first byte goes out at once: a connection silent for the idle
+    // timeout would be closed as idle, not as slow.
+    let conns: Vec<(TcpStream, Instant)> = (0..n)
+        .map(|_| {
+            let mut s = connect(&r);
+            let opened = Instant::now();
+            s.write_all(&header[..1]).unwrap();
+            s.set_nonblocking(true).unwrap();
+            (s, opened)
+        })
+        .collect();
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attacker = std::thread::spawn({
+        let rounds = rounds.clone();
+        move || {
+            let mut conns: Vec<(TcpStream, Instant, Option<Duration>)> = conns.into_iter().map(|(s, t)| (s, t, None)).collect();
+            let give_up = Instant::now() + header_timeout + Duration::from_secs(30);
+            let mut i = 0;
+            while conns.iter().any(|c| c.2.is_none()) && Instant::now() < give_up {
+                for (s, opened, closed_after) in conns.iter_mut().filter(|c| c.2.is_none()) {
+                    if closed(s) || s.write(&header[(i + 1) % header.len()..][..1]).is_err() {
+                        *closed_after = Some(opened.elapsed());
+                    }
+                }
+                i += 1;
+                rounds.store(i, std::sync::atomic::Ordering::SeqCst);
+                // The attack's pace (a byte per connection every 100 ms), not synchronisation.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            conns.into_iter().map(|c| c.2).collect::<Vec<_>>()
+        }
+    });
+    poll_until(Duration::from_secs(10), "the slow connections to be sending", || {
+        (rounds.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
+    });
+    // Meanwhile, normal requests are served promptly.
+    for _ in 0..20 {
+        let started = Instant::now();
+        let a = r.get("/probe/seen");
+        assert_eq!((a.status, a.body.as_str()), (200, "1"));
+        assert!(started.elapsed() < Duration::from_secs(2), "a normal request took {:?}", started.elapsed());
+    }
+    let served_at = rounds.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(served_at < 25, "the normal requests were served while the slow connections were still open (round {served_at})");
+
+    let closed_after = attacker.join().unwrap();
+    let never: usize = closed_after.iter().filter(|c| c.is_none()).count();
+    assert_eq!(never, 0, "{never} slow connections were never closed");
+    let times: Vec<Duration> = closed_after.into_iter().flatten().collect();
+    let (min, max) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+    assert!(*min >= header_timeout - Duration::from_millis(300), "a slow connection was closed before the header timeout: {min:?}");
+    assert!(*max < header_timeout + Duration::from_secs(10), "a slow connection outlived the header timeout: {max:?}");
+    assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"header_timeout\"}"), n as u64);
+    assert!(r.logs().contains("header section not received within 3s"), "{}", r.logs());
+    assert_eq!(r.get("/probe/seen").status, 200);
+}
+
+#[test]
+fn idle_keep_alive_connections_close_and_oversized_headers_get_431() {
+    let r = probe().arg("--idle-timeout-ms").arg("500").arg("--max-header-bytes").arg("4096").start();
+    // A connection in use stays open across requests well beyond the idle timeout.
+    let mut busy = connect(&r);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(get_on(&mut busy, "/probe/seen"), (200, "1".to_string()));
+        std::thread::sleep(Duration::from_millis(100)); // a client's think time, under the idle timeout
+    }
+    // One that goes quiet after a request with a body, and one that never
+    // says anything, are closed.
+    let mut quiet = connect(&r);
+    // (The body goes out after `100 Continue`, while the request is in
+    // flight, so the runner reads it apart from the header.)
+    write!(quiet, "POST /probe/body-len HTTP/1.1\r\nHost: probe\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n").unwrap();
+    assert!(read_head(&mut quiet).unwrap().starts_with("HTTP/1.1 100"));
+    quiet.write_all(b"hello").unwrap();
+    assert_eq!(read_response(&mut quiet).unwrap(), (200, "5".to_string()));
+    let silent = connect(&r);
+    let since = Instant::now();
+    for mut s in [quiet, silent] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        let r = s.read(&mut buf);
+        let timed_out = matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+        assert!(matches!(r, Ok(0) | Err(_)) && !timed_out, "closed by the runner: {r:?}");
+    }
+    let waited = since.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    assert!(r.runner_metric("stepwise_http_idle_closed_total") >= 2);
+    assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"header_timeout\"}"), 0, "idle is not a refusal");
+
+    // A header section over --max-header-bytes.
+    let mut big = connect(&r);
+    write!(big, "GET /probe/seen HTTP/1.1\r\nHost: probe\r\nX-Big: {}\r\n\r\n", "a".repeat(8000)).unwrap();
+    let head = read_head(&mut big).unwrap();
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"header_too_large\"}"), 1);
+    let a = r.send("GET", "/probe/seen", &[("x-fits", &"a".repeat(3000))], None);
+    assert_eq!(a.status, 200, "headers under the limit are fine");
+}
+
+/// Sends a 50 MiB body (declared with content-length, or chunked) while
+/// reading the answer, as a client that does not wait for one would.
+fn post_50_mib(r: &stepwise_e2e::Runner, chunked: bool) -> String {
+    let total: usize = 50 << 20;
+    let mut s = connect(r);
+    let framing = if chunked { "transfer-encoding: chunked".to_string() } else { format!("content-length: {total}") };
+    write!(s, "POST /probe/body-len HTTP/1.1\r\nHost: probe\r\n{framing}\r\n\r\n").unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            let ok = if chunked {
+                writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).and_then(|()| writer.write_all(&chunk)).and_then(|()| writer.write_all(b"\r\n"))
+            } else {
+                writer.write_all(&chunk)
+            };
+            if ok.is_err() {
+                break; // the runner closed the connection after its answer
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = read_head(&mut s).expect("an answer before the connection closed");
+    drop(s);
+    let sent = sender.join().unwrap();
+    assert!(sent < total, "the runner read the whole 50 MiB body ({sent} bytes sent)");
+    head
+}
+
+#[test]
+fn a_50_mib_body_is_refused_with_413_and_the_runner_barely_grows() {
+    let r = probe().start();
+    // At the limit the guest gets it all; warm up the paths the test uses.
+    let mib = vec![b'y'; 1 << 20];
+    for _ in 0..3 {
+        assert_eq!(r.send("POST", "/probe/body-len", &[], Some(&mib)).body, (1 << 20).to_string());
+    }
+    let rss_before = r.proc_status_kb("VmRSS");
+    let hwm_before = r.proc_status_kb("VmHWM");
+    for chunked in [false, true] {
+        let head = post_50_mib(&r, chunked);
+        assert!(head.starts_with("HTTP/1.1 413"), "chunked {chunked}: {head}");
+    }
+    let rss_after = r.proc_status_kb("VmRSS");
+    let peak = r.proc_status_kb("VmHWM").max(hwm_before);
+    let grew = rss_after.saturating_sub(rss_before);
+    let peak_grew = peak.saturating_sub(rss_before.max(hwm_before));
+    assert!(grew < 10 * 1024, "RSS grew by {grew} kB ({rss_before} -> {rss_after} kB)");
+    assert!(peak_grew < 10 * 1024, "peak RSS grew by {peak_grew} kB (VmHWM {hwm_before} -> {peak} kB)");
+    assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"body_too_large\"}"), 2);
+    assert!(r.logs().contains("request refused with 413: body over 1048576 bytes"), "{}", r.logs());
+    let over = vec![b'y'; (1 << 20) + 1];
+    assert_eq!(r.send("POST", "/probe/body-len", &[], Some(&over)).status, 413, "one byte over is refused too");
+    assert_eq!(r.get("/probe/seen").status, 200, "the runner keeps serving");
+}
+
+#[test]
+fn a_guest_in_an_endless_loop_answers_504_at_the_deadline_and_the_runner_keeps_serving() {
+    let deadline = Duration::from_millis(3000);
+    let r = probe().arg("--request-deadline-ms").arg("3000").start();
+    // More busy guests than the runner has worker threads, and one waiting in a host call.
+    let paths = ["/probe/loop", "/probe/loop", "/probe/loop", "/probe/loop", "/probe/hang"];
+    let stuck: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            let url = r.url(p);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let a = request("GET", &url, &[], None).unwrap();
+                (a, started.elapsed(), Instant::now())
+            })
+        })
+        .collect();
+    poll_until(Duration::from_secs(10), "the stuck guests to be running", || {
+        let l = r.logs();
+        (l.matches("loop started").count() == 4 && l.contains("hang started")).then_some(())
+    });
+    // While every guest above is stuck, the runner still answers.
+    let a = r.get("/probe/seen");
+    assert_eq!((a.status, a.body.as_str()), (200, "1"));
+    let served = Instant::now();
+    for t in stuck {
+        let (a, took, answered) = t.join().unwrap();
+        assert_eq!(a.status, 504, "{}", a.body);
+        assert!(took >= deadline - Duration::from_millis(50) && took < deadline + Duration::from_secs(5), "answered after {took:?}");
+        assert!(answered > served, "the normal request was served while the guests were stuck");
+    }
+    assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"deadline\"}"), 5);
+    assert!(r.logs().contains("guest stopped at the request deadline"), "{}", r.logs());
+    for _ in 0..10 {
+        assert_eq!(r.get("/probe/seen").body, "1", "the runner keeps serving");
+    }
+}
+
+fn cron_hang_starts(r: &stepwise_e2e::Runner) -> Vec<i64> {
+    let db = r.database();
+    let Ok(mut stmt) = db.prepare("SELECT started_us FROM cron_hangs ORDER BY id") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn a_hung_cron_run_is_stopped_at_its_deadline_and_the_next_one_fires() {
+    for how in ["loop", "sleep"] {
+        let r = probe().tick_ms(100).var("cron_hang", how).arg("--cron-deadline-ms").arg("500").start();
+        let starts = poll_until(Duration::from_secs(30), "three hung cron runs", || {
+            let s = cron_hang_starts(&r);
+            (s.len() >= 3).then_some(s)
+        });
+        for w in starts.windows(2) {
+            let gap = w[1] - w[0];
+            assert!(gap >= 400_000, "{how}: a run started {gap} µs after the previous: it was not stopped at the deadline");
+        }
+        let failed = poll_until(Duration::from_secs(10), "the deadline failures counted", || {
+            let n = r.runner_metric("stepwise_cron_runs_total{result=\"deadline\"}");
+            (n >= 2).then_some(n)
+        });
+        assert!(failed >= 2);
+        assert_eq!(r.runner_metric("stepwise_cron_runs_total{result=\"ok\"}"), 0);
+        assert!(r.logs().contains("cron run failed: stopped at the cron deadline"), "{}", r.logs());
+        assert_eq!(r.get("/probe/seen").status, 200, "HTTP is served meanwhile");
+    }
+}
+
+#[test]
+fn connections_over_the_cap_wait_in_the_backlog_until_one_closes() {
+    let r = probe()
+        .arg("--max-connections")
+        .arg("4")
+        .arg("--idle-timeout-ms")
+        .arg("60000")
+        .arg("--header-timeout-ms")
+        .arg("60000")
+        .start();
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = connect(&r);
+            assert_eq!(get_on(&mut s, "/probe/seen").0, 200, "accepted and served");
+            s
+        })
+        .collect();
+    poll_until(Duration::from_secs(10), "the runner to reach its cap", || r.logs().contains("connection cap reached").then_some(()));
+    // A fifth connection is not refused: the kernel completes it, and its
+    // request waits for a free slot.
+    let mut fifth = connect(&r);
+    write!(fifth, "GET /probe/seen HTTP/1.1\r\nHost: probe\r\n\r\n").unwrap();
+    fifth.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    let mut byte = [0u8; 1];
+    let early = fifth.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the fifth connection was served over the cap: {early:?}"
+    );
+    drop(held.pop());
+    fifth.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(read_response(&mut fifth).unwrap(), (200, "1".to_string()), "served once a slot freed");
+    drop(fifth);
+    drop(held);
+    let waited = poll_until(Duration::from_secs(10), "the wait counted", || {
+        let n = request("GET", &r.url("/.well-known/stepwise/metrics"), &[], None).ok()?.body;
+        n.lines().find_map(|l| l.strip_prefix("stepwise_http_connections_waited_total ")?.parse::<u64>().ok())
+    });
+    assert!(waited >= 1);
+    assert_eq!(r.runner_metric("stepwise_http_connections_max"), 4);
+}
+
+#[test]
+fn runner_metrics_can_be_turned_off() {
+    let r = probe().arg("--no-runner-metrics").start();
+    assert_eq!(r.get("/.well-known/stepwise/metrics").status, 404);
+}
+
+#[test]
+fn a_cache_file_others_can_write_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let mut r = probe().cache_dir(cache.path()).start();
+    assert!(r.terminate().success());
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert!(!files.is_empty());
+    for f in &files {
+        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o644, "{}", f.display());
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    r.restart();
+    assert_eq!(r.get("/probe/seen").body, "1");
+    assert!(r.logs().contains("untrusted compiled-code cache file"), "{}", r.logs());
+    for f in &files {
+        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o644, "compiled again: {}", f.display());
+    }
+}

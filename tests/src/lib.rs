@@ -488,6 +488,32 @@ impl Runner {
         std::mem::swap(&mut self._log_dir, &mut next._log_dir);
     }
 
+    /// A field of the runner's `/proc/PID/status` in kB (`VmRSS`, `VmHWM`).
+    pub fn proc_status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
+    }
+
+    /// The runner's own counters (`/.well-known/stepwise/metrics`), as text.
+    pub fn runner_metrics(&self) -> String {
+        let a = self.get("/.well-known/stepwise/metrics");
+        assert_eq!(a.status, 200, "runner metrics: {}", a.body);
+        a.body
+    }
+
+    /// One sample of the runner's counters, by its name and labels as
+    /// written (`stepwise_http_refused_total{reason="deadline"}`).
+    pub fn runner_metric(&self, sample: &str) -> u64 {
+        let text = self.runner_metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+    }
+
     /// Opens the app's default SQLite database directly (read-only checks).
     pub fn database(&self) -> rusqlite::Connection {
         let c = rusqlite::Connection::open(self.state_dir.join("sqlite_db.db")).expect("open sqlite_db.db");

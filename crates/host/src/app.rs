@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, Semaphore};
 use tokio_util::task::TaskTracker;
 use wasmtime::component::Component;
@@ -18,9 +17,11 @@ use crate::bindings::cron::SpinCronPre;
 use crate::cron_trigger::{CronComponent, Schedule};
 use crate::http_trigger::{HttpComponent, HttpTrigger};
 use crate::key_value::{KeyValueAccess, KeyValueStores};
+use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::outbound_http::AllowedHosts;
 use crate::outbound_pool::OutboundClient;
+use crate::runner_metrics::RunnerMetrics;
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::{SqliteAccess, SqliteDatabases};
 use crate::state::ComponentConfig;
@@ -43,6 +44,8 @@ pub struct UpOptions {
     pub tick_ms: Option<u64>,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// Limits on clients and guests.
+    pub limits: Limits,
 }
 
 fn werr(e: wasmtime::Error) -> anyhow::Error {
@@ -79,13 +82,16 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     let kv = Arc::new(KeyValueStores::open(&opts.state_dir, &runtime_config.key_value_stores, &kv_labels)?);
     let dbs = Arc::new(SqliteDatabases::open(&opts.state_dir, &runtime_config.sqlite_databases, &db_labels)?);
 
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let listener =
+        crate::connections::bind_listener(opts.listen).with_context(|| format!("cannot listen on {}", opts.listen))?;
     let self_addr = listener.local_addr()?;
     let limiter = runtime_config.max_concurrent_outbound_requests.map(|n| Arc::new(Semaphore::new(n)));
     let outbound_client = Arc::new(OutboundClient::new(runtime_config.outbound_connection_pooling)?);
 
     let engine = crate::engine::build_engine()?;
     let linker = crate::engine::build_linker(&engine)?;
+    crate::deadline::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
+    let metrics = Arc::new(RunnerMetrics::new(opts.limits.max_connections));
 
     let self_dispatch = crate::http_trigger::SelfDispatch::default();
     let mut configs = std::collections::BTreeMap::new();
@@ -152,7 +158,10 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             None => Schedule::parse(&t.cron_expression).with_context(|| format!("[[trigger.cron]] for `{}`", t.component))?,
         };
         let running = cron_locks.entry(t.component.clone()).or_default().clone();
-        cron_components.push((Arc::new(CronComponent { config: configs[&t.component].0.clone(), pre, running }), schedule));
+        let deadline = opts.limits.cron_deadline();
+        let metrics = metrics.clone();
+        let config = configs[&t.component].0.clone();
+        cron_components.push((Arc::new(CronComponent { config, pre, running, deadline, metrics }), schedule));
     }
 
     println!("Serving http://{self_addr}");
@@ -179,7 +188,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     for (c, schedule) in cron_components {
         cron_handles.push(tokio::spawn(c.run_schedule(schedule, shutdown.clone())));
     }
-    let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone()));
+    let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone(), opts.limits.clone(), metrics));
     self_dispatch.set(&trigger);
     trigger.serve(listener, shutdown, opts.shutdown_grace).await;
 
@@ -223,6 +232,7 @@ pub async fn bench_instantiate(wasm: &std::path::Path, cache_dir: &std::path::Pa
     for i in 0..iterations + 1000 {
         let start = std::time::Instant::now();
         let mut store = wasmtime::Store::new(&engine, config.new_instance_state());
+        crate::deadline::limit_store(&mut store, start + Duration::from_secs(60));
         let instance = pre.instantiate_async(&mut store).await.map_err(werr)?;
         let elapsed = start.elapsed();
         drop((instance, store));

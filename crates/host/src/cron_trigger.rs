@@ -2,6 +2,8 @@
 //! manifest form and WIT world). Each component runs on its 6-field schedule
 //! (seconds first), or every `--tick-ms` when given. Runs of one component
 //! never overlap in this process; a run that overruns delays the next one.
+//! A run has a wall-clock deadline (`--cron-deadline-ms`): past it the run is
+//! stopped and counted failed, its instance dropped, and the schedule goes on.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use wasmtime::Store;
 
 use crate::bindings::cron::fermyon::spin_cron::cron_types::{Error as CronError, Metadata};
 use crate::bindings::cron::SpinCronPre;
+use crate::runner_metrics::{CronOutcome, RunnerMetrics};
 use crate::state::{ComponentConfig, InstanceState};
 
 /// When a cron component runs.
@@ -60,28 +63,60 @@ pub struct CronComponent {
     pub pre: SpinCronPre<InstanceState>,
     /// Held for the length of a run: one run at a time per component.
     pub running: Arc<Mutex<()>>,
+    /// How long one run may take.
+    pub deadline: Duration,
+    /// Counts runs by outcome.
+    pub metrics: Arc<RunnerMetrics>,
+}
+
+/// Why a cron run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CronFailure {
+    /// It ran past its deadline and was stopped.
+    #[error("stopped at the cron deadline ({0:?}); its instance was dropped")]
+    Deadline(Duration),
+    /// It trapped, could not be instantiated, or returned an error.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
 }
 
 impl CronComponent {
-    /// Runs the component once and logs the result.
-    pub async fn run_once(&self) -> Result<()> {
+    /// Runs the component once, within its deadline, and logs and counts the result.
+    pub async fn run_once(&self) -> Result<(), CronFailure> {
         let _guard = self.running.lock().await;
         let start = Instant::now();
+        let deadline = start + self.deadline;
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut store = Store::new(self.pre.engine(), self.config.new_instance_state());
-        let result: Result<()> = async {
-            let werr = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
-            let instance = self.pre.instantiate_async(&mut store).await.map_err(werr)?;
-            match instance.call_handle_cron_event(&mut store, Metadata { timestamp }).await.map_err(werr)? {
-                Ok(()) => Ok(()),
-                Err(CronError::Other(msg)) => Err(anyhow::anyhow!("component returned an error: {msg}")),
+        crate::deadline::limit_store(&mut store, deadline);
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance.call_handle_cron_event(&mut store, Metadata { timestamp }).await
+        };
+        let result = match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(CronError::Other(msg)))) => {
+                Err(CronFailure::Failed(anyhow::anyhow!("component returned an error: {msg}")))
             }
-        }
-        .await;
+            Ok(Err(e)) if !crate::deadline::is_deadline_trap(&e) => Err(CronFailure::Failed(anyhow::anyhow!("{e:#}"))),
+            _ => Err(CronFailure::Deadline(self.deadline)),
+        };
+        drop(store);
         let duration_us = start.elapsed().as_micros() as u64;
+        let component = &*self.config.id;
         match &result {
-            Ok(()) => tracing::info!(target: "cron", component = &*self.config.id, duration_us, "cron run ok"),
-            Err(e) => tracing::error!(target: "cron", component = &*self.config.id, duration_us, "cron run failed: {e:#}"),
+            Ok(()) => {
+                self.metrics.cron_run(CronOutcome::Ok);
+                tracing::info!(target: "cron", component, duration_us, "cron run ok");
+            }
+            Err(e @ CronFailure::Deadline(_)) => {
+                self.metrics.cron_run(CronOutcome::Deadline);
+                tracing::error!(target: "cron", component, duration_us, reason = "deadline", "cron run failed: {e}");
+            }
+            Err(e) => {
+                self.metrics.cron_run(CronOutcome::Error);
+                tracing::error!(target: "cron", component, duration_us, "cron run failed: {e}");
+            }
         }
         result
     }

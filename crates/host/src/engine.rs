@@ -1,7 +1,16 @@
-//! The wasmtime engine: configuration (pooling allocator), compiled code
-//! cached on disk, and the linker with every capability the runner offers.
+//! The wasmtime engine: configuration (pooling allocator, epoch
+//! interruption), compiled code cached on disk, and the linker with every
+//! capability the runner offers.
+//!
+//! Loading cached code is `unsafe`: wasmtime maps it as native code without
+//! checking it, so whoever can write a cache file can run code in the runner.
+//! A cache file is used only if it is a regular file owned by the runner's
+//! user (or root) and writable by nobody else; otherwise it is ignored with a
+//! warning and the component is compiled again.
 
 use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,10 +23,19 @@ use crate::state::InstanceState;
 /// Instances that may be alive at once (requests in flight plus cron runs).
 pub const MAX_INSTANCES: u32 = 1000;
 
-/// Builds the engine: Cranelift, the component model, the pooling allocator.
+/// Builds the engine: Cranelift, the component model, the pooling allocator,
+/// and epoch interruption (see [`crate::deadline`]).
 pub fn build_engine() -> Result<Engine> {
+    engine_with(true)
+}
+
+fn engine_with(epoch_interruption: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Guests can be stopped at a deadline: compiled code checks the epoch.
+    // Code compiled without the checks cannot be interrupted, so the flag is
+    // part of the compiled-code cache key (see `cache_key`).
+    config.epoch_interruption(epoch_interruption);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(MAX_INSTANCES)
         .total_core_instances(MAX_INSTANCES * 5)
@@ -38,38 +56,118 @@ pub fn build_engine() -> Result<Engine> {
     Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))
 }
 
+/// The cache file name for `wasm` compiled by `engine`: a digest of the Wasm,
+/// of everything in the engine that shapes compiled code (wasmtime's
+/// compatibility hash covers the target, Cranelift's flags and the tunables,
+/// epoch interruption among them) and of this runner's version.
+fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    env!("CARGO_PKG_VERSION").hash(&mut engine_hash);
+    // Explicit, in case wasmtime's hash ever stops covering it.
+    engine.get_epoch_interruption().hash(&mut engine_hash);
+    let mut digest = Sha256::new();
+    digest.update(wasm);
+    digest.update(engine_hash.finish().to_le_bytes());
+    hex::encode(digest.finalize())
+}
+
+/// Why a cache file is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum UntrustedCache {
+    /// Not a regular file.
+    #[error("not a regular file")]
+    NotAFile,
+    /// Owned by a user other than the runner's (and not root).
+    #[error("owned by uid {0}, not by the runner's user")]
+    Owner(u32),
+    /// Group or others may write it.
+    #[error("writable by group or others (mode {0:o})")]
+    Writable(u32),
+}
+
+/// Checks that a cache file (its open file's metadata) can only have been
+/// written by the runner's user or root.
+pub fn check_cache_file(meta: &std::fs::Metadata, euid: u32) -> Result<(), UntrustedCache> {
+    if !meta.file_type().is_file() {
+        return Err(UntrustedCache::NotAFile);
+    }
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(UntrustedCache::Owner(meta.uid()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(UntrustedCache::Writable(mode));
+    }
+    Ok(())
+}
+
+/// The runner's effective user id.
+fn euid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Reads a cache file if it is trusted: opened once (not following FIFOs'
+/// blocking), checked on the open file, read from that same file, so it cannot
+/// be swapped between the check and the read. `Ok(None)` when it does not exist.
+fn read_trusted(path: &Path) -> Result<Option<Vec<u8>>> {
+    let mut file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let meta = file.metadata().with_context(|| format!("cannot stat {}", path.display()))?;
+    check_cache_file(&meta, euid()).with_context(|| format!("untrusted compiled-code cache file {}", path.display()))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(bytes))
+}
+
 /// Loads a component, reusing compiled code from `cache_dir` when the Wasm
-/// and the engine are unchanged, compiling and caching it otherwise.
+/// and the engine are unchanged and the cache file is trusted (see the module
+/// docs), compiling and caching it otherwise.
 pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Result<Component> {
     let wasm = std::fs::read(wasm_path).with_context(|| {
         format!("cannot read component {} (did you build the components?)", wasm_path.display())
     })?;
-    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
-    env!("CARGO_PKG_VERSION").hash(&mut engine_hash);
-    let mut digest = Sha256::new();
-    digest.update(&wasm);
-    digest.update(engine_hash.finish().to_le_bytes());
-    let key = hex::encode(digest.finalize());
+    let key = cache_key(engine, &wasm);
     let cached = cache_dir.join(format!("{key}.cwasm"));
-    if cached.exists() {
-        // SAFETY: the file was written by `precompile_component` of an engine with
-        // the same compatibility hash (part of the file name), in our own state dir.
-        match unsafe { Component::deserialize_file(engine, &cached) } {
+    match read_trusted(&cached) {
+        Ok(None) => {}
+        // SAFETY: the file is named for this Wasm and this engine's
+        // compatibility hash, and only the runner's user (or root) can have
+        // written it (checked on the open file the bytes came from); wasmtime
+        // still checks the engine configuration recorded in it.
+        Ok(Some(bytes)) => match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(c) => return Ok(c),
             Err(e) => tracing::warn!(file = %cached.display(), "ignoring unusable compiled-code cache entry: {e}"),
-        }
+        },
+        Err(e) => tracing::warn!("ignoring compiled-code cache entry: {e:#}"),
     }
     let compiled = engine
         .precompile_component(&wasm)
         .map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", wasm_path.display()))?;
-    std::fs::create_dir_all(cache_dir).with_context(|| format!("cannot create {}", cache_dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cache_dir)
+        .with_context(|| format!("cannot create {}", cache_dir.display()))?;
     let tmp = cache_dir.join(format!("{key}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, &compiled).with_context(|| format!("cannot write {}", tmp.display()))?;
+    write_private(&tmp, &compiled).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &cached).with_context(|| format!("cannot write {}", cached.display()))?;
     // SAFETY: produced just above by this engine.
     unsafe { Component::deserialize(engine, &compiled) }
         .map_err(|e| anyhow::anyhow!("cannot load compiled {}: {e:#}", wasm_path.display()))
+}
+
+/// Writes a new file that only its owner may write (mode 0644, whatever the umask allows).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(path)?;
+    // An existing file keeps its mode on open: set it.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    f.write_all(bytes)
 }
 
 /// The linker: WASI 0.2, wasi:http, and Spin's key-value, SQLite and variables.
@@ -80,4 +178,75 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     crate::outbound_http::add_to_linker(&mut linker).map_err(werr)?;
     crate::bindings::SpinHost::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_cache_key_changes_with_epoch_interruption() {
+        let wasm = b"\0asm\x0d\0\x01\0";
+        let with = engine_with(true).unwrap();
+        let without = engine_with(false).unwrap();
+        assert_ne!(cache_key(&with, wasm), cache_key(&without, wasm));
+        assert_eq!(cache_key(&with, wasm), cache_key(&engine_with(true).unwrap(), wasm), "stable for one configuration");
+        assert_ne!(cache_key(&with, wasm), cache_key(&with, b"other"), "keyed by the Wasm");
+    }
+
+    #[test]
+    fn cache_files_writable_by_others_or_owned_by_another_user_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.cwasm");
+        write_private(&path, b"code").unwrap();
+        let me = euid();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o644);
+        check_cache_file(&meta, me).unwrap();
+        // Owned by another user: a file of ours seen by another uid, or (as
+        // root, whose own files are always fine) a file given away.
+        let other = if me == 0 {
+            let given = dir.path().join("given.cwasm");
+            write_private(&given, b"code").unwrap();
+            std::os::unix::fs::chown(&given, Some(12345), None).unwrap();
+            std::fs::metadata(&given).unwrap()
+        } else {
+            meta.clone()
+        };
+        let viewer = if me == 0 { 0 } else { me + 1 };
+        assert!(matches!(check_cache_file(&other, viewer), Err(UntrustedCache::Owner(_))));
+        for mode in [0o666, 0o664, 0o646] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let meta = std::fs::metadata(&path).unwrap();
+            assert!(matches!(check_cache_file(&meta, me), Err(UntrustedCache::Writable(m)) if m == mode), "{mode:o}");
+        }
+        assert!(read_trusted(&path).is_err(), "a group-writable file is not read");
+        write_private(&path, b"code").unwrap();
+        assert_eq!(read_trusted(&path).unwrap().as_deref(), Some(&b"code"[..]), "rewriting restores the mode");
+        assert!(read_trusted(&dir.path().join("missing.cwasm")).unwrap().is_none());
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        assert!(matches!(check_cache_file(&meta, me), Err(UntrustedCache::NotAFile)));
+    }
+
+    #[test]
+    fn an_untrusted_cache_file_is_compiled_again_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = build_engine().unwrap();
+        // The smallest component.
+        let wasm_path = dir.path().join("empty.wasm");
+        std::fs::write(&wasm_path, b"\0asm\x0d\0\x01\0").unwrap();
+        let cache = dir.path().join("cache");
+        load_component(&engine, &wasm_path, &cache).unwrap();
+        let key = cache_key(&engine, &std::fs::read(&wasm_path).unwrap());
+        let cached = cache.join(format!("{key}.cwasm"));
+        assert_eq!(std::fs::metadata(&cached).unwrap().mode() & 0o777, 0o644);
+        // Someone else could have written it: garbage that would crash if loaded.
+        std::fs::write(&cached, b"not native code").unwrap();
+        std::fs::set_permissions(&cached, std::fs::Permissions::from_mode(0o666)).unwrap();
+        load_component(&engine, &wasm_path, &cache).unwrap();
+        let meta = std::fs::metadata(&cached).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o644, "replaced by a fresh compilation");
+        assert!(meta.len() > 100);
+    }
 }

@@ -1,7 +1,12 @@
 //! The HTTP trigger: routes from `[[trigger.http]]` (exact paths and `/...`
 //! wildcards, the most specific wins), one fresh instance per request from a
 //! pre-instantiated component, Spin's request headers, a log line per request,
-//! and graceful shutdown.
+//! and graceful shutdown; and the limits that keep slow, large and
+//! misbehaving clients and guests from taking the runner down (see
+//! [`crate::limits::Limits`]): a header read timeout, a keep-alive idle
+//! timeout, a cap on open connections (beyond it the accept loop waits, so new
+//! connections queue in the kernel's listen backlog), a header size limit, a
+//! body size limit and a wall-clock deadline per request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_util::task::TaskTracker;
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -23,6 +28,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
+use crate::body_limit::{declared_too_large, LimitedBody};
+use crate::connections::{ConnState, GuardedBody, TrackedIo};
+use crate::limits::Limits;
+use crate::runner_metrics::{Refusal, RunnerMetrics, METRICS_PATH};
 use crate::state::{ComponentConfig, InstanceState};
 
 /// A matched route.
@@ -116,6 +125,8 @@ pub struct HttpTrigger {
     components: Vec<HttpComponent>,
     listen: SocketAddr,
     tasks: TaskTracker,
+    limits: Limits,
+    metrics: Arc<RunnerMetrics>,
 }
 
 fn text_response(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
@@ -126,21 +137,79 @@ fn text_response(status: StatusCode, body: &'static str) -> Response<HyperOutgoi
     r
 }
 
+/// Why a request got no answer from its guest.
+enum Failure {
+    /// The body is (or declared itself) over `--max-body-bytes` (413).
+    BodyTooLarge,
+    /// The guest ran past `--request-deadline-ms` (504).
+    Deadline,
+    /// The guest trapped, failed or never answered (500).
+    Guest(anyhow::Error),
+}
+
+/// How a guest's task ended, when it ended badly.
+enum GuestEnd {
+    Deadline,
+    Error(wasmtime::Error),
+}
+
 impl HttpTrigger {
     /// Builds the trigger for `routes` (route, component index).
-    pub fn new(routes: &[(String, usize)], components: Vec<HttpComponent>, listen: SocketAddr, tasks: TaskTracker) -> Self {
+    pub fn new(
+        routes: &[(String, usize)],
+        components: Vec<HttpComponent>,
+        listen: SocketAddr,
+        tasks: TaskTracker,
+        limits: Limits,
+        metrics: Arc<RunnerMetrics>,
+    ) -> Self {
         let mut router = Router::default();
         for (route, idx) in routes {
             router.add(route, *idx);
         }
-        Self { router, components, listen, tasks }
+        Self { router, components, listen, tasks, limits, metrics }
+    }
+
+    fn http1_builder(&self) -> hyper::server::conn::http1::Builder {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.keep_alive(true)
+            // Without a timer hyper silently drops its header read timeout.
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout())
+            .max_header_size(self.limits.max_header_bytes as usize);
+        b
     }
 
     /// Serves connections from `listener` until `shutdown` turns true, then
     /// stops accepting and lets in-flight requests finish within `grace`.
+    /// At most `--max-connections` are open at once: at the cap the loop stops
+    /// accepting until one closes, and new connections wait in the listen
+    /// backlog.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let graceful = GracefulShutdown::new();
+        let builder = self.http1_builder();
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections as usize));
         loop {
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(s) => s,
+                Err(_) => {
+                    if let Some(total) = self.metrics.connection_waited() {
+                        tracing::warn!(
+                            target: "http",
+                            max_connections = self.limits.max_connections,
+                            total,
+                            "connection cap reached: new connections wait in the listen backlog until one closes"
+                        );
+                    }
+                    tokio::select! {
+                        s = slots.clone().acquire_owned() => match s {
+                            Ok(s) => s,
+                            Err(_) => break,
+                        },
+                        _ = shutdown.changed() => break,
+                    }
+                }
+            };
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, client) = match accepted {
@@ -151,18 +220,33 @@ impl HttpTrigger {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let state = ConnState::new();
                     let this = self.clone();
+                    let requests = state.clone();
                     let service = hyper::service::service_fn(move |req| {
+                        let in_flight = requests.request_started();
                         let this = this.clone();
-                        async move { Ok::<_, Infallible>(this.handle(req, client).await) }
+                        async move {
+                            let response = this.handle(req, client).await;
+                            Ok::<_, Infallible>(response.map(|b| GuardedBody::new(b, in_flight)))
+                        }
                     });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection(TokioIo::new(TrackedIo::new(stream, state.clone())), service);
                     let conn = graceful.watch(conn);
+                    let this = self.clone();
+                    let open = self.metrics.connection_opened();
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%client, "connection ended: {e}");
+                        let _slot = (slot, open);
+                        tokio::select! {
+                            ended = conn => {
+                                if let Err(e) = ended {
+                                    this.connection_error(&e, &state, client);
+                                }
+                            }
+                            () = state.idle(this.limits.idle_timeout()) => {
+                                this.metrics.idle_closed();
+                                tracing::debug!(target: "http", %client, "closing idle keep-alive connection");
+                            }
                         }
                     });
                 }
@@ -175,28 +259,70 @@ impl HttpTrigger {
         }
     }
 
+    /// Counts and logs a connection hyper ended with an error: a header
+    /// section that did not arrive in time or was too large is a refusal; a
+    /// header timeout on a connection that sent nothing is an idle close.
+    fn connection_error(&self, e: &hyper::Error, state: &ConnState, client: SocketAddr) {
+        if e.is_timeout() && state.bytes_pending() {
+            if let Some(total) = self.metrics.refused(Refusal::HeaderTimeout) {
+                tracing::warn!(target: "http", %client, reason = "header_timeout", total,
+                    "connection closed: header section not received within {:?}", self.limits.header_timeout());
+            }
+        } else if e.is_timeout() {
+            self.metrics.idle_closed();
+        } else if e.is_parse_too_large() {
+            if let Some(total) = self.metrics.refused(Refusal::HeaderTooLarge) {
+                tracing::warn!(target: "http", %client, reason = "header_too_large", total,
+                    "request refused with 431: header section over {} bytes", self.limits.max_header_bytes);
+            }
+        } else {
+            tracing::debug!(target: "http", %client, "connection ended: {e}");
+        }
+    }
+
+    fn refuse_body(&self, component: &str, path: &str, declared: bool) {
+        if let Some(total) = self.metrics.refused(Refusal::BodyTooLarge) {
+            tracing::warn!(target: "http", component, path, reason = "body_too_large", total, declared,
+                "request refused with 413: body over {} bytes", self.limits.max_body_bytes);
+        }
+    }
+
     /// Serves one request: from a connection, or in-process for a component's
     /// self request (see [`SelfDispatch`]).
     pub async fn handle<B>(&self, mut req: Request<B>, client: SocketAddr) -> Response<HyperOutgoingBody>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        if path == METRICS_PATH && !self.limits.no_runner_metrics {
+            let mut r = text_response(StatusCode::OK, "");
+            *r.body_mut() = Full::new(Bytes::from(self.metrics.render())).map_err(|e: Infallible| match e {}).boxed_unsync();
+            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            return r;
+        }
         let Some(m) = self.router.route(&path) else {
             tracing::info!(target: "http", %method, path, status = 404, duration_us = start.elapsed().as_micros() as u64, "no route");
             return text_response(StatusCode::NOT_FOUND, "Not Found");
         };
         let component = &self.components[m.component];
         let route = m.raw_route.to_string();
-        self.set_spin_headers(&mut req, &m, client);
-
-        let result = self.call(component, req).await;
+        let result = if declared_too_large(req.body(), self.limits.max_body_bytes) {
+            // Refused before any instance exists; hyper closes the connection
+            // rather than read the body.
+            self.refuse_body(&component.config.id, &path, true);
+            Err(Failure::BodyTooLarge)
+        } else {
+            self.set_spin_headers(&mut req, &m, client);
+            self.call(component, req).await
+        };
         let status = match &result {
             Ok(r) => r.status().as_u16(),
-            Err(_) => 500,
+            Err(Failure::BodyTooLarge) => 413,
+            Err(Failure::Deadline) => 504,
+            Err(Failure::Guest(_)) => 500,
         };
         tracing::info!(
             target: "http",
@@ -209,7 +335,9 @@ impl HttpTrigger {
         );
         match result {
             Ok(r) => r,
-            Err(e) => {
+            Err(Failure::BodyTooLarge) => text_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"),
+            Err(Failure::Deadline) => text_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+            Err(Failure::Guest(e)) => {
                 tracing::error!(component = &*component.config.id, "request failed: {e:#}");
                 text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
@@ -249,30 +377,75 @@ impl HttpTrigger {
         }
     }
 
-    async fn call<B>(&self, component: &HttpComponent, req: Request<B>) -> Result<Response<HyperOutgoingBody>>
+    /// Runs the guest for one request, within the request deadline and the
+    /// body limit.
+    async fn call<B>(&self, component: &HttpComponent, req: Request<B>) -> Result<Response<HyperOutgoingBody>, Failure>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let deadline = Instant::now() + self.limits.request_deadline();
         let mut store = Store::new(component.pre.engine(), component.config.new_instance_state());
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let werr = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
+        crate::deadline::limit_store(&mut store, deadline);
+        let (sender, mut receiver) = oneshot::channel();
+        let (exceeded_tx, mut exceeded) = oneshot::channel();
+        let req = req.map(|b| LimitedBody::new(b, self.limits.max_body_bytes, exceeded_tx));
+        let werr = |e: wasmtime::Error| Failure::Guest(anyhow::anyhow!("{e:#}"));
+        let path = req.uri().path().to_string();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(werr)?;
         let out = store.data_mut().http().new_response_outparam(sender).map_err(werr)?;
         let pre = component.pre.clone();
+        let metrics = self.metrics.clone();
+        let id = component.config.id.clone();
+        let limit = self.limits.request_deadline();
+        let task_path = path.clone();
         // The guest runs in its own task so it can keep writing the body after
-        // the headers went out; the tracker lets shutdown wait for it.
-        let task = self.tasks.spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        // the headers went out; the tracker lets shutdown wait for it. The
+        // deadline covers the body too: past it the task ends and drops the
+        // instance (a guest running Wasm traps, one waiting in a host call is
+        // cancelled).
+        let mut task = self.tasks.spawn(async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            };
+            let ended = match tokio::time::timeout_at(deadline.into(), run).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) if !crate::deadline::is_deadline_trap(&e) => return Err(GuestEnd::Error(e)),
+                _ => GuestEnd::Deadline,
+            };
+            if let Some(total) = metrics.refused(Refusal::Deadline) {
+                tracing::warn!(target: "http", component = &*id, path = task_path, reason = "deadline", total,
+                    "guest stopped at the request deadline ({limit:?}); its instance was dropped");
+            }
+            Err(ended)
         });
-        match receiver.await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(code)) => anyhow::bail!("guest answered with error code {code:?}"),
-            Err(_) => match task.await {
-                Ok(Ok(())) => anyhow::bail!("guest never set a response"),
-                Ok(Err(e)) => Err(anyhow::anyhow!("guest trapped: {e:#}")),
-                Err(e) => Err(anyhow::anyhow!("guest task failed: {e}")),
+        let guest_ended = |r: Result<Result<(), GuestEnd>, tokio::task::JoinError>| match r {
+            Ok(Ok(())) => Failure::Guest(anyhow::anyhow!("guest never set a response")),
+            Ok(Err(GuestEnd::Deadline)) => Failure::Deadline,
+            Ok(Err(GuestEnd::Error(e))) => Failure::Guest(anyhow::anyhow!("guest trapped: {e:#}")),
+            Err(e) => Failure::Guest(anyhow::anyhow!("guest task failed: {e}")),
+        };
+        tokio::select! {
+            // First: once the body crossed the limit, whatever the guest
+            // answers after reading the error is replaced by the 413.
+            biased;
+            Ok(()) = &mut exceeded => {
+                task.abort();
+                self.refuse_body(&component.config.id, &path, false);
+                Err(Failure::BodyTooLarge)
+            }
+            answer = &mut receiver => match answer {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(code)) => Err(Failure::Guest(anyhow::anyhow!("guest answered with error code {code:?}"))),
+                Err(_) => {
+                    let ended = (&mut task).await;
+                    if exceeded.try_recv().is_ok() {
+                        self.refuse_body(&component.config.id, &path, false);
+                        return Err(Failure::BodyTooLarge);
+                    }
+                    Err(guest_ended(ended))
+                }
             },
         }
     }

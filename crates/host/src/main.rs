@@ -6,14 +6,20 @@
 
 mod app;
 mod bindings;
+mod body_limit;
+mod clock;
+mod connections;
 mod cron_trigger;
+mod deadline;
 mod engine;
 mod guest_output;
 mod http_trigger;
 mod key_value;
+mod limits;
 mod manifest;
 mod outbound_http;
 mod outbound_pool;
+mod runner_metrics;
 mod runtime_config;
 mod sqlite;
 mod state;
@@ -73,6 +79,8 @@ enum Command {
         /// How long shutdown waits for in-flight requests and cron runs, in ms.
         #[arg(long, default_value_t = 30_000)]
         shutdown_grace_ms: u64,
+        #[command(flatten)]
+        limits: limits::Limits,
     },
     /// Times per-request instantiation of an HTTP component (for scripts/bench).
     #[command(hide = true)]
@@ -133,7 +141,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up { manifest, listen, state_dir, cache_dir, runtime_config, tick_ms, shutdown_grace_ms } => {
+            Command::Up { manifest, listen, state_dir, cache_dir, runtime_config, tick_ms, shutdown_grace_ms, limits } => {
                 let (tx, rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(shutdown_signal(tx));
                 let opts = app::UpOptions {
@@ -144,6 +152,7 @@ fn main() -> std::process::ExitCode {
                     runtime_config,
                     tick_ms,
                     shutdown_grace: Duration::from_millis(shutdown_grace_ms),
+                    limits,
                 };
                 app::up(opts, rx).await
             }

@@ -15,11 +15,27 @@
 //! SQLite answers `SQLITE_BUSY` does it run again on tokio's blocking pool
 //! with the full [`BUSY_TIMEOUT`], so a lock wait never blocks an async
 //! worker thread.
+//!
+//! Long statements (a full-table scan, a large update) run on the blocking
+//! pool too, decided per statement without guessing from the SQL:
+//!
+//! - a statement that is safe to run twice (read-only, or any statement in
+//!   autocommit mode, which SQLite rolls back whole when interrupted) runs
+//!   inline with a budget of [`INLINE_BUDGET`]: still running then, SQLite's
+//!   progress handler interrupts it and it runs again on the blocking pool;
+//! - a write inside an explicit transaction cannot be interrupted (SQLite
+//!   would roll back the whole transaction), so it runs inline, timed;
+//! - either way a statement that went over the budget is remembered (per
+//!   database, by its SQL text) and from then on goes straight to the
+//!   blocking pool. Handing a statement to the blocking pool costs tens of
+//!   microseconds, more than most statements take, so the quick ones stay
+//!   inline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rusqlite::types::{Value as SqlValue, ValueRef};
@@ -32,6 +48,36 @@ use crate::state::InstanceState;
 /// How long a writer waits for another's lock before `database is locked`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a statement may run inline on an async worker thread before it
+/// is moved to the blocking pool (see the module docs).
+pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
+
+/// SQLite virtual-machine instructions between checks of the inline budget.
+const PROGRESS_OPS: std::os::raw::c_int = 1000;
+
+/// How many slow statements a database remembers.
+const MAX_SLOW: usize = 256;
+
+thread_local! {
+    /// When the statement running inline on this thread must stop; `None` on
+    /// the blocking pool (and between statements).
+    static INLINE_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The progress handler of every pooled connection: interrupts a statement
+/// that outlived its inline budget.
+fn over_inline_budget() -> bool {
+    INLINE_DEADLINE.with(|d| d.get().is_some_and(|t| Instant::now() >= t))
+}
+
+/// Runs `f` (one statement, inline) within [`INLINE_BUDGET`].
+fn with_inline_budget<T>(f: impl FnOnce() -> T) -> T {
+    INLINE_DEADLINE.with(|d| d.set(Some(Instant::now() + INLINE_BUDGET)));
+    let r = f();
+    INLINE_DEADLINE.with(|d| d.set(None));
+    r
+}
+
 /// A pool of connections to one SQLite file.
 #[derive(Debug)]
 pub struct ConnectionPool {
@@ -39,6 +85,8 @@ pub struct ConnectionPool {
     idle: Mutex<Vec<Connection>>,
     /// This process's writers, in turn.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Statements that went over the inline budget, by SQL text.
+    slow: Mutex<HashSet<Box<str>>>,
 }
 
 /// How many idle connections a pool keeps.
@@ -57,6 +105,7 @@ impl ConnectionPool {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            slow: Mutex::new(HashSet::new()),
         });
         let conn = pool.connect().with_context(|| format!("cannot open SQLite file {}", path.display()))?;
         pool.put(conn);
@@ -96,7 +145,21 @@ impl ConnectionPool {
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512;")?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::ZERO)?;
+        conn.progress_handler(PROGRESS_OPS, Some(over_inline_budget));
         Ok(conn)
+    }
+
+    /// Whether `sql` went over the inline budget before.
+    fn is_slow(&self, sql: &str) -> bool {
+        self.slow.lock().unwrap_or_else(|e| e.into_inner()).contains(sql)
+    }
+
+    /// Remembers that `sql` went over the inline budget.
+    fn mark_slow(&self, sql: &str) {
+        let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
+        if slow.len() < MAX_SLOW {
+            slow.insert(sql.into());
+        }
     }
 
     /// Takes an idle connection or opens a new one.
@@ -189,6 +252,98 @@ impl Drop for SqliteConnection {
         }
         self.write_turn = None;
     }
+}
+
+/// Where a statement ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// On the async worker thread that called it.
+    Inline,
+    /// On tokio's blocking pool.
+    Offloaded,
+}
+
+/// Interrupts a statement on the blocking pool whose caller went away (an
+/// instance dropped at its deadline), unless disarmed.
+struct InterruptOnDrop(Option<rusqlite::InterruptHandle>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.interrupt();
+        }
+    }
+}
+
+impl SqliteConnection {
+    fn release_turn_if_done(&mut self) {
+        if self.conn.as_ref().is_some_and(Connection::is_autocommit) {
+            self.write_turn = None;
+        }
+    }
+
+    /// Runs one statement: takes the write turn if it writes, then runs it
+    /// inline or on the blocking pool (see the module docs).
+    async fn run(&mut self, sql: String, params: Vec<SqlValue>) -> (Result<wit::QueryResult, wit::Error>, Ran) {
+        let Some(conn) = self.conn.as_ref() else {
+            return (Err(wit::Error::InvalidConnection), Ran::Inline);
+        };
+        if self.write_turn.is_none() && conn.is_autocommit() && needs_write_turn(conn, &sql) {
+            let lock = self.pool.write_lock.clone();
+            match tokio::time::timeout(BUSY_TIMEOUT, lock.lock_owned()).await {
+                Ok(turn) => self.write_turn = Some(turn),
+                Err(_) => return (Err(wit::Error::Io("database is locked".into())), Ran::Inline),
+            }
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return (Err(wit::Error::InvalidConnection), Ran::Inline);
+        };
+        if !self.pool.is_slow(&sql) {
+            let retry_safe = conn.is_autocommit() || is_readonly(conn, &sql);
+            let started = Instant::now();
+            let first = if retry_safe {
+                with_inline_budget(|| run_statement(conn, &sql, &params))
+            } else {
+                run_statement(conn, &sql, &params)
+            };
+            match first {
+                // Locked by another connection: wait for it off the async threads.
+                Err(e) if is_busy(&e) => {}
+                // Over budget, and rolled back: run it again where it may take long.
+                Err(e) if retry_safe && is_interrupted(&e) => self.pool.mark_slow(&sql),
+                done => {
+                    if started.elapsed() > INLINE_BUDGET {
+                        self.pool.mark_slow(&sql);
+                    }
+                    self.release_turn_if_done();
+                    return (done.map_err(io_err), Ran::Inline);
+                }
+            }
+        }
+        let Some(conn) = self.conn.take() else {
+            return (Err(wit::Error::InvalidConnection), Ran::Offloaded);
+        };
+        let mut interrupt = InterruptOnDrop(Some(conn.get_interrupt_handle()));
+        let joined = run_waiting(conn, sql, params).await;
+        interrupt.0 = None;
+        match joined {
+            Ok((conn, result)) => {
+                self.conn = Some(conn);
+                self.release_turn_if_done();
+                (result.map_err(io_err), Ran::Offloaded)
+            }
+            Err(e) => (Err(io_err(e)), Ran::Offloaded),
+        }
+    }
+}
+
+/// Whether `sql` only reads (transaction control counts as reading, as in SQLite).
+fn is_readonly(conn: &Connection, sql: &str) -> bool {
+    conn.prepare_cached(sql).map(|s| s.readonly()).unwrap_or(true)
+}
+
+fn is_interrupted(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
 }
 
 /// Whether `sql` needs the write turn: it writes, or it opens a transaction.
@@ -295,34 +450,7 @@ impl wit::HostConnection for InstanceState {
     ) -> Result<wit::QueryResult, wit::Error> {
         let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
         let entry = self.table.get_mut(&this).map_err(|_| wit::Error::InvalidConnection)?;
-        let conn = entry.conn.as_ref().ok_or(wit::Error::InvalidConnection)?;
-        if entry.write_turn.is_none() && conn.is_autocommit() && needs_write_turn(conn, &statement) {
-            let lock = entry.pool.write_lock.clone();
-            let turn = tokio::time::timeout(BUSY_TIMEOUT, lock.lock_owned())
-                .await
-                .map_err(|_| wit::Error::Io("database is locked".into()))?;
-            let entry = self.table.get_mut(&this).map_err(|_| wit::Error::InvalidConnection)?;
-            entry.write_turn = Some(turn);
-        }
-        let entry = self.table.get_mut(&this).map_err(|_| wit::Error::InvalidConnection)?;
-        let conn = entry.conn.as_ref().ok_or(wit::Error::InvalidConnection)?;
-        let first = run_statement(conn, &statement, &params);
-        if !matches!(&first, Err(e) if is_busy(e)) {
-            if conn.is_autocommit() {
-                entry.write_turn = None;
-            }
-            return first.map_err(io_err);
-        }
-        // Locked by another connection: wait for it off the async threads.
-        let conn = entry.conn.take().ok_or(wit::Error::InvalidConnection)?;
-        let (conn, result) = run_waiting(conn, statement, params).await.map_err(io_err)?;
-        if let Ok(entry) = self.table.get_mut(&this) {
-            if conn.is_autocommit() {
-                entry.write_turn = None;
-            }
-            entry.conn = Some(conn);
-        }
-        result.map_err(io_err)
+        entry.run(statement, params).await.0
     }
 
     async fn last_insert_rowid(&mut self, this: Resource<SqliteConnection>) -> i64 {
@@ -512,6 +640,105 @@ mod tests {
         assert!(needs_write_turn(&c, "UPDATE t SET x = 2"));
         assert!(!needs_write_turn(&c, "SELECT * FROM t"));
         assert!(!needs_write_turn(&c, "COMMIT"));
+    }
+
+    /// A connection as an instance holds it.
+    fn instance_connection(pool: &Arc<ConnectionPool>) -> SqliteConnection {
+        SqliteConnection { conn: Some(pool.get().unwrap()), pool: pool.clone(), write_turn: None }
+    }
+
+    const SLOW_READ: &str =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) SELECT count(*) AS n FROM c";
+
+    fn count(r: &wit::QueryResult) -> i64 {
+        match r.rows[0].values[0] {
+            wit::Value::Integer(n) => n,
+            ref v => panic!("not an integer: {v:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_read_moves_off_the_async_thread_and_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        let mut c = instance_connection(&pool);
+        let (r, ran) = c.run("SELECT 1".into(), vec![]).await;
+        assert_eq!((count(&r.unwrap()), ran), (1, Ran::Inline), "quick statements stay inline");
+
+        // The only async thread keeps running other tasks while the scan runs.
+        let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        tokio::task::yield_now().await;
+        let started = Instant::now();
+        let (r, ran) = c.run(SLOW_READ.into(), vec![]).await;
+        let took = started.elapsed();
+        let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        ticker.abort();
+        assert_eq!((count(&r.unwrap()), ran), (2_000_000, Ran::Offloaded));
+        assert!(took > Duration::from_millis(20), "the scan is long enough to matter: {took:?}");
+        assert!(ticked * 4 >= took.as_millis() as u64, "the async thread was free: {ticked} ticks in {took:?}");
+        assert!(pool.is_slow(SLOW_READ));
+        let (r, ran) = c.run(SLOW_READ.into(), vec![]).await;
+        assert_eq!((count(&r.unwrap()), ran), (2_000_000, Ran::Offloaded), "straight to the blocking pool next time");
+    }
+
+    /// A database with a table `t` of `rows` rows, an instance's connection
+    /// to it, and the sum of `t.x`.
+    async fn big_table(rows: i64) -> (tempfile::TempDir, Arc<ConnectionPool>, SqliteConnection, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        let mut c = instance_connection(&pool);
+        let fill = format!(
+            "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT x FROM c"
+        );
+        c.run("CREATE TABLE t(x INTEGER)".into(), vec![]).await.0.unwrap();
+        c.run(fill, vec![]).await.0.unwrap();
+        let before = sum(&mut c).await;
+        (dir, pool, c, before)
+    }
+
+    async fn sum(c: &mut SqliteConnection) -> i64 {
+        count(&c.run("SELECT sum(x) FROM t".into(), vec![]).await.0.unwrap())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_interrupted_autocommit_write_runs_again_exactly_once() {
+        let rows = 300_000;
+        let (_dir, _pool, mut c, before) = big_table(rows).await;
+        let update = "UPDATE t SET x = x + 1";
+        let (r, ran) = c.run(update.into(), vec![]).await;
+        r.unwrap();
+        assert_eq!(ran, Ran::Offloaded);
+        assert_eq!(c.conn.as_ref().unwrap().changes(), rows as u64);
+        assert_eq!(sum(&mut c).await, before + rows, "every row updated once: the interrupted attempt left nothing");
+        assert!(c.write_turn.is_none(), "the write turn is released after an autocommit write");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_write_in_a_transaction_is_never_interrupted_but_remembered() {
+        let rows = 300_000;
+        let (_dir, pool, mut c, before) = big_table(rows).await;
+        let update = "UPDATE t SET x = x + 1";
+        c.run("BEGIN IMMEDIATE".into(), vec![]).await.0.unwrap();
+        let (r, ran) = c.run(update.into(), vec![]).await;
+        r.unwrap();
+        assert_eq!(ran, Ran::Inline, "interrupting it would roll back the whole transaction");
+        assert!(pool.is_slow(update), "it took longer than the budget");
+        let (r, ran) = c.run(update.into(), vec![]).await;
+        r.unwrap();
+        assert_eq!(ran, Ran::Offloaded, "next time it goes to the blocking pool");
+        assert!(c.write_turn.is_some(), "the transaction keeps the write turn");
+        c.run("COMMIT".into(), vec![]).await.0.unwrap();
+        assert!(c.write_turn.is_none());
+        assert_eq!(sum(&mut c).await, before + 2 * rows, "both updates, in one transaction");
     }
 
     #[test]

@@ -156,6 +156,21 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             text(200, "printed")
         }
         (_, "/trap") => panic!("probe asked to trap"),
+        (_, "/loop") => {
+            // Never returns, never calls the host: only epoch interruption stops it.
+            println!("loop started");
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        (_, "/hang") => {
+            // Waits in a host call forever: only the host's timeout stops it.
+            println!("hang started");
+            std::thread::sleep(std::time::Duration::from_secs(24 * 3600));
+            text(200, "woke up")
+        }
+        (_, "/body-len") => text(200, req.body().len().to_string()),
         _ => text(404, format!("probe: nothing at {info}")),
     })
 }

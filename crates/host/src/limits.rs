@@ -1,0 +1,114 @@
+//! The runner's limits on clients and guests, as `stepwise up` takes them on
+//! its command line: how long a client may take to send its headers or sit
+//! idle, how many connections may be open, how large headers and bodies may
+//! be, and how long a guest may run for one request or one cron run.
+
+use std::time::Duration;
+
+/// Limits on inbound HTTP and on guests (flattened into `stepwise up`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// A connection must deliver a request's whole header section within this
+    /// many ms of the runner waiting for it (hyper's header read timeout),
+    /// else it is closed.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight that sends nothing
+    /// for this many ms is closed.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+    /// At most this many client connections are open at once; beyond it new
+    /// connections wait in the listen backlog until one closes.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Largest request line plus header section, in bytes (answered 431).
+    #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_header_bytes: u32,
+    /// Largest request body, in bytes (answered 413 by the runner, before the
+    /// guest sees more than this).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: u64,
+    /// Wall-clock limit on one HTTP request's guest, body included, in ms
+    /// (answered 504; the instance is dropped).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_deadline_ms: u64,
+    /// Wall-clock limit on one cron run, in ms (the run fails; the next one
+    /// fires as scheduled).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cron_deadline_ms: u64,
+    /// Do not serve the runner's own counters at `/.well-known/stepwise/metrics`.
+    #[arg(long)]
+    pub no_runner_metrics: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 30_000,
+            idle_timeout_ms: 5_000,
+            max_connections: 512,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 1 << 20,
+            request_deadline_ms: 30_000,
+            cron_deadline_ms: 60_000,
+            no_runner_metrics: false,
+        }
+    }
+}
+
+impl Limits {
+    /// The header read timeout.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    /// The keep-alive idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The deadline of one HTTP request.
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.request_deadline_ms)
+    }
+
+    /// The deadline of one cron run.
+    pub fn cron_deadline(&self) -> Duration {
+        Duration::from_millis(self.cron_deadline_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        limits: Limits,
+    }
+
+    #[test]
+    fn command_line_defaults_match_the_default_limits() {
+        let parsed = Cli::parse_from(["x"]).limits;
+        let d = Limits::default();
+        assert_eq!(
+            (parsed.header_timeout_ms, parsed.idle_timeout_ms, parsed.max_connections, parsed.max_header_bytes),
+            (d.header_timeout_ms, d.idle_timeout_ms, d.max_connections, d.max_header_bytes)
+        );
+        assert_eq!(
+            (parsed.max_body_bytes, parsed.request_deadline_ms, parsed.cron_deadline_ms, parsed.no_runner_metrics),
+            (d.max_body_bytes, d.request_deadline_ms, d.cron_deadline_ms, d.no_runner_metrics)
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_and_tiny_header_limits_are_refused() {
+        assert!(Cli::try_parse_from(["x", "--header-timeout-ms", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--max-connections", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--max-header-bytes", "100"]).is_err());
+        let l = Cli::parse_from(["x", "--request-deadline-ms", "250", "--max-body-bytes", "0"]).limits;
+        assert_eq!((l.request_deadline(), l.max_body_bytes), (Duration::from_millis(250), 0));
+    }
+}

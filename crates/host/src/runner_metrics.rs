@@ -1,0 +1,233 @@
+//! The runner's own counters: requests and connections it refused or closed
+//! under its limits, open connections, and cron runs by outcome. Served in
+//! Prometheus' text format at [`METRICS_PATH`] (unless turned off), apart from
+//! the app's own metrics, which are a guest's business.
+//!
+//! Each refusal is also logged, at most once a second per reason (with the
+//! running total), so a flood of bad clients cannot flood the log too.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::clock::now_ms;
+
+/// Where the runner serves its counters, ahead of the app's routes.
+pub const METRICS_PATH: &str = "/.well-known/stepwise/metrics";
+
+/// Why the runner refused a request or closed a connection before the guest
+/// was done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The header section did not arrive within the header timeout.
+    HeaderTimeout,
+    /// The header section was larger than `--max-header-bytes` (431).
+    HeaderTooLarge,
+    /// The body was larger than `--max-body-bytes` (413).
+    BodyTooLarge,
+    /// The guest did not finish within `--request-deadline-ms` (504).
+    Deadline,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 4] = [Refusal::HeaderTimeout, Refusal::HeaderTooLarge, Refusal::BodyTooLarge, Refusal::Deadline];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::HeaderTimeout => "header_timeout",
+            Refusal::HeaderTooLarge => "header_too_large",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::Deadline => "deadline",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a cron run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CronOutcome {
+    /// The component returned `Ok`.
+    Ok,
+    /// It returned an error or trapped.
+    Error,
+    /// It ran past `--cron-deadline-ms` and was stopped.
+    Deadline,
+}
+
+impl CronOutcome {
+    const ALL: [CronOutcome; 3] = [CronOutcome::Ok, CronOutcome::Error, CronOutcome::Deadline];
+
+    fn label(self) -> &'static str {
+        match self {
+            CronOutcome::Ok => "ok",
+            CronOutcome::Error => "error",
+            CronOutcome::Deadline => "deadline",
+        }
+    }
+}
+
+/// A counter whose events are logged at most once a second.
+#[derive(Debug, Default)]
+struct LoggedCounter {
+    total: AtomicU64,
+    /// When the last event was logged (ms on [`now_ms`]'s clock, plus one so 0 means never).
+    last_logged: AtomicU64,
+}
+
+impl LoggedCounter {
+    /// Counts one event; `Some(total)` when this one should be logged.
+    fn count(&self) -> Option<u64> {
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = now_ms() + 1;
+        let last = self.last_logged.load(Ordering::Relaxed);
+        if last != 0 && now < last + 1000 {
+            return None;
+        }
+        self.last_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).ok().map(|_| total)
+    }
+
+    fn get(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// The runner's counters, shared by the triggers.
+#[derive(Debug)]
+pub struct RunnerMetrics {
+    refused: [LoggedCounter; 4],
+    waited: LoggedCounter,
+    idle_closed: AtomicU64,
+    open: AtomicU64,
+    max_connections: u64,
+    cron: [AtomicU64; 3],
+}
+
+impl RunnerMetrics {
+    /// Counters for a runner allowing `max_connections` open connections.
+    pub fn new(max_connections: u32) -> Self {
+        Self {
+            refused: Default::default(),
+            waited: LoggedCounter::default(),
+            idle_closed: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            max_connections: max_connections.into(),
+            cron: Default::default(),
+        }
+    }
+
+    /// Counts a refusal; `Some(total)` when the caller should log it (at most
+    /// once a second per reason).
+    pub fn refused(&self, why: Refusal) -> Option<u64> {
+        self.refused[why.index()].count()
+    }
+
+    /// Refusals so far for `why`.
+    pub fn refused_total(&self, why: Refusal) -> u64 {
+        self.refused[why.index()].get()
+    }
+
+    /// Counts an accept that had to wait for a free connection slot;
+    /// `Some(total)` when the caller should log it.
+    pub fn connection_waited(&self) -> Option<u64> {
+        self.waited.count()
+    }
+
+    /// Counts a keep-alive connection closed for being idle.
+    pub fn idle_closed(&self) {
+        self.idle_closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an accepted connection; the guard counts it closed on drop.
+    pub fn connection_opened(self: &std::sync::Arc<Self>) -> OpenConnection {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
+    /// Counts a finished cron run.
+    pub fn cron_run(&self, outcome: CronOutcome) {
+        self.cron[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters in Prometheus' text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let refused: Vec<(String, u64)> =
+            Refusal::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.label()), self.refused_total(*r))).collect();
+        let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family("stepwise_http_refused_total", "counter", "Requests or connections the runner refused under its limits.", &refused);
+        family(
+            "stepwise_http_connections_waited_total",
+            "counter",
+            "Times the runner stopped accepting because --max-connections were open.",
+            &[("", self.waited.get())],
+        );
+        family(
+            "stepwise_http_idle_closed_total",
+            "counter",
+            "Keep-alive connections closed after --idle-timeout-ms without a request.",
+            &[("", self.idle_closed.load(Ordering::Relaxed))],
+        );
+        family("stepwise_http_connections_open", "gauge", "Client connections open now.", &[("", self.open.load(Ordering::Relaxed))]);
+        family("stepwise_http_connections_max", "gauge", "The --max-connections limit.", &[("", self.max_connections)]);
+        let cron: Vec<(String, u64)> = CronOutcome::ALL
+            .iter()
+            .map(|o| (format!("{{result=\"{}\"}}", o.label()), self.cron[*o as usize].load(Ordering::Relaxed)))
+            .collect();
+        let cron: Vec<(&str, u64)> = cron.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family("stepwise_cron_runs_total", "counter", "Cron runs by how they ended.", &cron);
+        out
+    }
+}
+
+/// An open connection, counted in [`RunnerMetrics`] until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(std::sync::Arc<RunnerMetrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn counts_everything_but_logs_at_most_once_a_second_per_reason() {
+        let m = RunnerMetrics::new(8);
+        assert_eq!(m.refused(Refusal::BodyTooLarge), Some(1));
+        assert_eq!(m.refused(Refusal::BodyTooLarge), None, "logged a moment ago");
+        assert_eq!(m.refused(Refusal::Deadline), Some(1), "each reason has its own log budget");
+        assert_eq!(m.refused_total(Refusal::BodyTooLarge), 2);
+        assert_eq!(m.refused_total(Refusal::HeaderTimeout), 0);
+    }
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Arc::new(RunnerMetrics::new(8));
+        m.refused(Refusal::HeaderTimeout);
+        m.refused(Refusal::HeaderTimeout);
+        m.cron_run(CronOutcome::Deadline);
+        let open = m.connection_opened();
+        let text = m.render();
+        assert!(text.contains("stepwise_http_refused_total{reason=\"header_timeout\"} 2\n"), "{text}");
+        assert!(text.contains("stepwise_http_refused_total{reason=\"body_too_large\"} 0\n"), "{text}");
+        assert!(text.contains("# TYPE stepwise_http_refused_total counter\n"), "{text}");
+        assert!(text.contains("stepwise_http_connections_open 1\n"), "{text}");
+        assert!(text.contains("stepwise_http_connections_max 8\n"), "{text}");
+        assert!(text.contains("stepwise_cron_runs_total{result=\"deadline\"} 1\n"), "{text}");
+        drop(open);
+        assert!(m.render().contains("stepwise_http_connections_open 0\n"));
+    }
+}
