@@ -18,7 +18,6 @@
 //! Settings by environment: BENCH_SAGAS, BENCH_SINGLE_SAGAS, BENCH_CLIENTS, BENCH_WAITING,
 //! BENCH_IDLE_SAGAS, BENCH_SECONDS, BENCH_LATENCY_MS.
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha512};
@@ -39,33 +38,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// `bench-upstream` in its own process; killed on drop.
-struct Services {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Services {
-    fn start(latency_ms: u64) -> Self {
-        let exe = std::env::current_exe().expect("own path").with_file_name("bench-upstream");
-        let mut child = std::process::Command::new(&exe)
-            .args(["--latency-ms", &latency_ms.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a port line");
-        let port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("listening <port>");
-        Services { child, port }
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use stepwise_e2e::BenchUpstream as Services;
 
 fn stepwise(services: &Services, fast: bool, log: &str) -> App {
     let mut cfg: RunnerConfig = app::config().var("midtrans_server_key", KEY).var("tick_budget_ms", "900").env("STEPWISE_LOG", log);

@@ -105,34 +105,7 @@ impl Where {
     }
 }
 
-/// A running `bench-upstream`; killed on drop.
-struct FastUpstream {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl FastUpstream {
-    fn start(latency_ms: u64) -> Self {
-        use std::io::BufRead;
-        let exe = std::env::current_exe().expect("own path").with_file_name("bench-upstream");
-        let mut child = std::process::Command::new(&exe)
-            .args(["--latency-ms", &latency_ms.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("bench-upstream prints its port");
-        let port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("listening <port>");
-        FastUpstream { child, port }
-    }
-}
-
-impl Drop for FastUpstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use stepwise_e2e::BenchUpstream as FastUpstream;
 
 /// An upstream.
 enum Upstream {

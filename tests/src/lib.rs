@@ -592,3 +592,35 @@ pub fn spawn_python_server(what: &str, script: &str, args: &[&str]) -> (Child, u
     let port = serde_json::from_str::<Value>(&first).ok().and_then(|v| v["port"].as_u64()).unwrap_or_else(|| panic!("{what}: not a port line: {first}"));
     (child, port as u16)
 }
+
+/// A running `bench-upstream` (tests/bench/upstream.rs, built beside the
+/// benchmark binaries): the benchmarks' fast upstream and saga services, in
+/// its own process over TCP; killed on drop.
+pub struct BenchUpstream {
+    child: Child,
+    /// Its port (127.0.0.1).
+    pub port: u16,
+}
+
+impl BenchUpstream {
+    /// Starts it beside the running executable, answering after `latency_ms`.
+    pub fn start(latency_ms: u64) -> Self {
+        let exe = std::env::current_exe().expect("own path").with_file_name("bench-upstream");
+        let mut child = Command::new(&exe)
+            .args(["--latency-ms", &latency_ms.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("bench-upstream prints its port");
+        let port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("listening <port>");
+        BenchUpstream { child, port }
+    }
+}
+
+impl Drop for BenchUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
