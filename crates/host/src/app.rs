@@ -90,8 +90,9 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
 
     let engine = crate::engine::build_engine()?;
     let linker = crate::engine::build_linker(&engine)?;
-    crate::deadline::start_epoch_ticker(&engine).context("cannot start the epoch ticker thread")?;
     let metrics = Arc::new(RunnerMetrics::new(opts.limits.max_connections));
+    let watchdog = crate::watchdog::Watchdog::start(&engine, opts.limits.idle_timeout(), metrics.clone())
+        .context("cannot start the watchdog thread")?;
 
     let self_dispatch = crate::http_trigger::SelfDispatch::default();
     let mut configs = std::collections::BTreeMap::new();
@@ -188,7 +189,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     for (c, schedule) in cron_components {
         cron_handles.push(tokio::spawn(c.run_schedule(schedule, shutdown.clone())));
     }
-    let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone(), opts.limits.clone(), metrics));
+    let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone(), opts.limits.clone(), metrics, watchdog));
     self_dispatch.set(&trigger);
     trigger.serve(listener, shutdown, opts.shutdown_grace).await;
 

@@ -1,33 +1,29 @@
 //! Wall-clock deadlines for guests, with wasmtime's epoch interruption.
 //!
 //! Compiled code checks the engine's epoch at function entries and loop
-//! headers; a thread of the runner advances the epoch every [`EPOCH_TICK`].
-//! Each store asks to be called back at the next tick: before its deadline the
-//! guest yields to tokio (so a busy guest never pins a worker thread), after it
-//! the guest traps with [`wasmtime::Trap::Interrupt`]. A guest blocked in a
-//! host call (a sleep, an outbound request) does not run Wasm, so callers also
-//! bound the whole call with a tokio timeout at the same deadline.
+//! headers; the runner's [watchdog](crate::watchdog) advances the epoch every
+//! [`EPOCH_TICK`]. Each store asks to be called back at the next tick, and a
+//! busy guest then yields to tokio, so it never pins a worker thread.
+//!
+//! An HTTP request's guest runs in a task the watchdog aborts at its deadline
+//! ([`yield_at_ticks`]): the task is dropped at its next yield, whether it runs
+//! Wasm or waits in a host call, with no timer per request. A cron run
+//! ([`limit_store`]) also traps with [`wasmtime::Trap::Interrupt`] at its
+//! deadline, and its caller bounds host calls with a tokio timeout.
 
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// How often the epoch advances: the granularity of deadlines and how long a
 /// busy guest runs before it yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Advances `engine`'s epoch every [`EPOCH_TICK`] on a thread of its own,
-/// for the life of the process.
-pub fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
-    let engine = engine.weak();
-    std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || loop {
-        std::thread::sleep(EPOCH_TICK);
-        match engine.upgrade() {
-            Some(e) => e.increment_epoch(),
-            None => return,
-        }
-    })?;
-    Ok(())
+/// Makes `store`'s guest yield to the async runtime at every epoch tick
+/// while it runs Wasm, without a deadline of its own.
+pub fn yield_at_ticks<T: 'static>(store: &mut Store<T>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
 }
 
 /// Makes `store`'s guest trap once `deadline` has passed while it runs Wasm,

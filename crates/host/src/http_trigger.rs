@@ -33,6 +33,7 @@ use crate::connections::{ConnState, GuardedBody, TrackedIo};
 use crate::limits::Limits;
 use crate::runner_metrics::{Refusal, RunnerMetrics, METRICS_PATH};
 use crate::state::{ComponentConfig, InstanceState};
+use crate::watchdog::Watchdog;
 
 /// A matched route.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,6 +128,7 @@ pub struct HttpTrigger {
     tasks: TaskTracker,
     limits: Limits,
     metrics: Arc<RunnerMetrics>,
+    watchdog: Arc<Watchdog>,
 }
 
 fn text_response(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
@@ -147,12 +149,6 @@ enum Failure {
     Guest(anyhow::Error),
 }
 
-/// How a guest's task ended, when it ended badly.
-enum GuestEnd {
-    Deadline,
-    Error(wasmtime::Error),
-}
-
 impl HttpTrigger {
     /// Builds the trigger for `routes` (route, component index).
     pub fn new(
@@ -162,12 +158,13 @@ impl HttpTrigger {
         tasks: TaskTracker,
         limits: Limits,
         metrics: Arc<RunnerMetrics>,
+        watchdog: Arc<Watchdog>,
     ) -> Self {
         let mut router = Router::default();
         for (route, idx) in routes {
             router.add(route, *idx);
         }
-        Self { router, components, listen, tasks, limits, metrics }
+        Self { router, components, listen, tasks, limits, metrics, watchdog }
     }
 
     fn http1_builder(&self) -> hyper::server::conn::http1::Builder {
@@ -235,6 +232,7 @@ impl HttpTrigger {
                     let conn = graceful.watch(conn);
                     let this = self.clone();
                     let open = self.metrics.connection_opened();
+                    let idle = self.watchdog.watch_connection(state.clone());
                     tokio::spawn(async move {
                         let _slot = (slot, open);
                         tokio::select! {
@@ -243,7 +241,7 @@ impl HttpTrigger {
                                     this.connection_error(&e, &state, client);
                                 }
                             }
-                            () = state.idle(this.limits.idle_timeout()) => {
+                            _ = idle => {
                                 this.metrics.idle_closed();
                                 tracing::debug!(target: "http", %client, "closing idle keep-alive connection");
                             }
@@ -386,7 +384,7 @@ impl HttpTrigger {
     {
         let deadline = Instant::now() + self.limits.request_deadline();
         let mut store = Store::new(component.pre.engine(), component.config.new_instance_state());
-        crate::deadline::limit_store(&mut store, deadline);
+        crate::deadline::yield_at_ticks(&mut store);
         let (sender, mut receiver) = oneshot::channel();
         let (exceeded_tx, mut exceeded) = oneshot::channel();
         let req = req.map(|b| LimitedBody::new(b, self.limits.max_body_bytes, exceeded_tx));
@@ -395,35 +393,20 @@ impl HttpTrigger {
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(werr)?;
         let out = store.data_mut().http().new_response_outparam(sender).map_err(werr)?;
         let pre = component.pre.clone();
-        let metrics = self.metrics.clone();
-        let id = component.config.id.clone();
-        let limit = self.limits.request_deadline();
-        let task_path = path.clone();
         // The guest runs in its own task so it can keep writing the body after
         // the headers went out; the tracker lets shutdown wait for it. The
-        // deadline covers the body too: past it the task ends and drops the
-        // instance (a guest running Wasm traps, one waiting in a host call is
-        // cancelled).
+        // watchdog aborts the task at the deadline, body included, which drops
+        // the instance (a guest running Wasm yields at every epoch tick, so it
+        // is stopped there too).
         let mut task = self.tasks.spawn(async move {
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
-            };
-            let ended = match tokio::time::timeout_at(deadline.into(), run).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) if !crate::deadline::is_deadline_trap(&e) => return Err(GuestEnd::Error(e)),
-                _ => GuestEnd::Deadline,
-            };
-            if let Some(total) = metrics.refused(Refusal::Deadline) {
-                tracing::warn!(target: "http", component = &*id, path = task_path, reason = "deadline", total,
-                    "guest stopped at the request deadline ({limit:?}); its instance was dropped");
-            }
-            Err(ended)
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
         });
-        let guest_ended = |r: Result<Result<(), GuestEnd>, tokio::task::JoinError>| match r {
+        self.watchdog.watch_request(deadline, task.abort_handle(), component.config.id.clone(), &path);
+        let guest_ended = |r: Result<wasmtime::Result<()>, tokio::task::JoinError>| match r {
             Ok(Ok(())) => Failure::Guest(anyhow::anyhow!("guest never set a response")),
-            Ok(Err(GuestEnd::Deadline)) => Failure::Deadline,
-            Ok(Err(GuestEnd::Error(e))) => Failure::Guest(anyhow::anyhow!("guest trapped: {e:#}")),
+            Ok(Err(e)) => Failure::Guest(anyhow::anyhow!("guest trapped: {e:#}")),
+            Err(e) if e.is_cancelled() => Failure::Deadline,
             Err(e) => Failure::Guest(anyhow::anyhow!("guest task failed: {e}")),
         };
         tokio::select! {

@@ -24,6 +24,7 @@ mod runtime_config;
 mod sqlite;
 mod state;
 mod variables;
+mod watchdog;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
