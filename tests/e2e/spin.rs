@@ -1,6 +1,7 @@
 //! The app on real Spin (Spin 4 with the spin-trigger-cron plugin): the
 //! workers' scenarios of tests/e2e/workers.rs, unchanged, through `spin up`,
-//! and the README's "Running on Spin" command as it is written.
+//! the sagas and a transfer, and the README's "Running on Spin" command as it
+//! is written.
 //!
 //! Needs a Spin: `SPIN_BIN`, `spin` on PATH, or ../shared/tools/spin/install.sh
 //! (see `stepwise_e2e::spin::install`). `scripts/test` runs this suite when
@@ -10,6 +11,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use stepwise_e2e::app::{self, App, RUNTIME_CONFIG};
+use stepwise_e2e::ledger;
 use stepwise_e2e::plain_upstream::PlainUpstream;
 use stepwise_e2e::spin::{readme_spin_up, start_command_line};
 use stepwise_e2e::{free_port, json, poll_until, project_root, request, scenarios, RunnerKind, Value};
@@ -112,6 +114,26 @@ fn a_cashout_is_compensated_on_spin() {
     let done = wait_saga(&app, &id, "compensated");
     assert_eq!(done["reason"], "limit");
     assert_eq!(done["steps"][3]["status"], "compensated", "the wallet credit was debited back: {done}");
+    assert_clean(&app);
+}
+
+/// A transfer on Spin: accepted by the ledger component (the HTTP trigger),
+/// executed by the tick (the cron plugin's process, on the same SQLite
+/// file), with its journal and its event.
+#[test]
+fn a_transfer_is_accepted_and_executed_on_spin() {
+    let app = App::with(app::config_on(SPIN));
+    ledger::account_created(&app, "bank", "IDR", true);
+    ledger::account_created(&app, "u-spin", "IDR", false);
+    let t = ledger::accepted(&app, "spin-1", &ledger::body("bank", "u-spin", 1_234, "IDR"));
+    let code = t["receipt_code"].as_str().unwrap().to_string();
+    let done = ledger::wait_final(&app, &code, Duration::from_secs(60));
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, accounts) = ledger::check_ledger(&app);
+    assert_eq!(accounts["u-spin"]["balance"], 1_234);
+    assert_eq!(ledger::journals_of(&app, &code).len(), 1);
+    let evs = ledger::events(&app, "transfer.completed");
+    assert_eq!(evs.iter().map(|e| e["receipt_code"].as_str().unwrap()).collect::<Vec<_>>(), [code.as_str()]);
     assert_clean(&app);
 }
 

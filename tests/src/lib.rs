@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod app;
+pub mod ledger;
 pub mod plain_services;
 pub mod plain_upstream;
 pub mod scenarios;
@@ -101,6 +102,7 @@ pub struct RunnerConfig {
     cache_dir: Option<PathBuf>,
     runtime_config: Option<String>,
     port: Option<u16>,
+    cron_expression: Option<String>,
 }
 
 impl RunnerConfig {
@@ -117,6 +119,7 @@ impl RunnerConfig {
             cache_dir: None,
             runtime_config: None,
             port: None,
+            cron_expression: None,
         }
     }
 
@@ -167,6 +170,45 @@ impl RunnerConfig {
     pub fn cron_schedule(mut self) -> Self {
         self.tick_ms = None;
         self
+    }
+
+    /// Runs every cron component on `expr` (6 fields, seconds first) instead
+    /// of the manifest's schedule: the runner starts from a copy of the
+    /// manifest, written into its state dir, with every `cron_expression`
+    /// replaced and component sources made absolute. With a schedule that
+    /// does not come due while a test runs (`0 0 0 29 2 *`) and no
+    /// `--tick-ms`, the tick never fires. Implies [`Self::cron_schedule`].
+    pub fn cron_expression(mut self, expr: &str) -> Self {
+        self.cron_expression = Some(expr.to_string());
+        self.tick_ms = None;
+        self
+    }
+
+    /// The manifest to start from: the configured one, or (with
+    /// [`Self::cron_expression`]) the rewritten copy in `state_dir`.
+    fn manifest_for(&self, state_dir: &Path) -> Result<PathBuf, String> {
+        let Some(expr) = &self.cron_expression else { return Ok(self.manifest.clone()) };
+        let text = std::fs::read_to_string(&self.manifest).map_err(|e| format!("{}: {e}", self.manifest.display()))?;
+        let mut doc: toml::Value = toml::from_str(&text).map_err(|e| format!("{}: {e}", self.manifest.display()))?;
+        let base = self.manifest.parent().unwrap_or(Path::new("."));
+        let crons = doc.get_mut("trigger").and_then(|t| t.get_mut("cron")).and_then(|c| c.as_array_mut());
+        let crons = crons.ok_or_else(|| format!("{} has no [[trigger.cron]]", self.manifest.display()))?;
+        for t in crons {
+            t.as_table_mut().ok_or("a [[trigger.cron]] that is not a table")?.insert("cron_expression".into(), toml::Value::String(expr.clone()));
+        }
+        if let Some(components) = doc.get_mut("component").and_then(|c| c.as_table_mut()) {
+            for (_, c) in components.iter_mut() {
+                if let Some(src) = c.get_mut("source") {
+                    if let Some(abs) = src.as_str().map(|rel| base.join(rel).to_string_lossy().into_owned()) {
+                        *src = toml::Value::String(abs);
+                    }
+                }
+            }
+        }
+        let path = state_dir.join("manifest.toml");
+        let out = toml::to_string(&doc).map_err(|e| format!("cannot write the manifest: {e}"))?;
+        std::fs::write(&path, out).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
     }
 
     /// A runtime config, written into the runner's state dir (so relative
@@ -249,6 +291,7 @@ impl RunnerConfig {
     fn try_start_stepwise(&self) -> Result<Runner, String> {
         require_built(&runner_binary());
         let (state_dir, owned) = self.make_state_dir();
+        let manifest = self.manifest_for(&state_dir)?;
         let runtime_config_args = match self.write_runtime_config(&state_dir)? {
             Some(path) => vec!["--runtime-config".to_string(), path.to_string_lossy().into_owned()],
             None => Vec::new(),
@@ -267,7 +310,7 @@ impl RunnerConfig {
         cmd.current_dir(project_root())
             .arg("up")
             .arg("--manifest")
-            .arg(&self.manifest)
+            .arg(&manifest)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
@@ -486,6 +529,15 @@ impl Runner {
         self.addr = next.addr.clone();
         self.log_path = next.log_path.clone();
         std::mem::swap(&mut self._log_dir, &mut next._log_dir);
+    }
+
+    /// [`Self::restart`] with another config (e.g. one whose tick fires,
+    /// after a start with [`RunnerConfig::cron_expression`] kept it from
+    /// firing): later restarts use it too.
+    pub fn restart_with(&mut self, cfg: RunnerConfig) {
+        assert!(self.config.is_some(), "this runner was started from a command line: no restart");
+        self.config = Some(cfg);
+        self.restart();
     }
 
     /// A field of the runner's `/proc/PID/status` in kB (`VmRSS`, `VmHWM`).

@@ -92,13 +92,14 @@ pub(crate) fn start(cfg: &RunnerConfig) -> Result<Runner, String> {
     }
     let spin = install()?;
     let (state_dir, owned) = cfg.make_state_dir();
+    let manifest = cfg.manifest_for(&state_dir)?;
     let runtime_config = cfg.write_runtime_config(&state_dir)?;
     let mut last = String::new();
     for _ in 0..if cfg.port.is_some() { 1 } else { 4 } {
         let port = cfg.port.unwrap_or_else(free_port);
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&spin.bin);
-        cmd.current_dir(&state_dir).arg("up").arg("--from").arg(&cfg.manifest).arg("--listen").arg(&addr).arg("--state-dir").arg(&state_dir);
+        cmd.current_dir(&state_dir).arg("up").arg("--from").arg(&manifest).arg("--listen").arg(&addr).arg("--state-dir").arg(&state_dir);
         if let Some(rc) = &runtime_config {
             cmd.arg("--runtime-config-file").arg(rc);
         }

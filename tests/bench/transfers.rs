@@ -1,0 +1,319 @@
+//! `scripts/bench transfers`: transfers (CONTRACT section 7) accepted and
+//! executed, on the default 1 s cron (`tick_budget_ms` 900) and with
+//! `--tick-ms 5`. The accounts: a bank with `allow_negative` and
+//! BENCH_USERS users (default 100); every transfer goes from the bank to a
+//! user, so none is refused.
+//!
+//! 1. Acceptance under load: wrk at BENCH_CONNECTIONS connections (default
+//!    64, 2 threads) for BENCH_SECONDS, each request with its own
+//!    `Idempotency-Key`: transfers accepted per second, acceptance latency
+//!    p50/p99 as wrk sees it (and the server's own histogram). The tick runs
+//!    meanwhile. Then, once every one has executed: executed per second from
+//!    the first acceptance to the last completion, the time the backlog left
+//!    at the end of the wrk run took to drain, and each transfer's time from
+//!    acceptance to `completed` (p50, p99, from its `created_at` and
+//!    `completed_at`).
+//! 2. Draining a backlog: BENCH_BACKLOG transfers (default 20,000) accepted
+//!    with the tick not running (a cron schedule that does not come due),
+//!    then the runner restarted on that state with its tick: executed per
+//!    second while it drains (first to last completion), and the wall time
+//!    from the restart to an empty queue.
+//!
+//! Settings by environment: BENCH_SECONDS, BENCH_USERS, BENCH_CONNECTIONS, BENCH_BACKLOG.
+
+use std::time::{Duration, Instant};
+
+use stepwise_e2e::app::{self, App, TOKEN};
+use stepwise_e2e::{ledger, poll_until, timestamp_micros, RunnerConfig, Value};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The app for the benchmark: the 1 s cron with its 900 ms budget, or `--tick-ms 5`.
+fn config(fast: bool) -> RunnerConfig {
+    let cfg = app::config().var("tick_budget_ms", "900").env("STEPWISE_LOG", "warn");
+    if fast {
+        cfg.tick_ms(5)
+    } else {
+        cfg.cron_schedule()
+    }
+}
+
+fn tick_name(fast: bool) -> &'static str {
+    if fast {
+        "--tick-ms 5"
+    } else {
+        "default 1 s cron"
+    }
+}
+
+fn accounts(app: &App, users: u64) {
+    ledger::account_created(app, "bank", "IDR", true);
+    for i in 0..users {
+        ledger::account_created(app, &format!("u{i}"), "IDR", false);
+    }
+}
+
+fn queued(app: &App) -> f64 {
+    ledger::metric(app, "stepwise_transfers_queued").expect("stepwise_transfers_queued in /metrics")
+}
+
+/// Polls until the queue is empty; how long that took from `since`.
+fn wait_drained(app: &App, since: Instant) -> Duration {
+    poll_until(Duration::from_secs(900), "the transfer queue empty", || (queued(app) == 0.0).then_some(()));
+    let took = since.elapsed();
+    poll_until(Duration::from_secs(60), "no transfer processing or executing", || {
+        ["processing", "executing"]
+            .iter()
+            .all(|s| app.api("GET", &format!("/api/transfers?status={s}&limit=1"), None).json()["transfers"].as_array().is_some_and(|t| t.is_empty()))
+            .then_some(())
+    });
+    took
+}
+
+/// Every transfer, read page by page (1,000 a page, or 100 if the API caps lower).
+fn all_transfers(app: &App) -> Vec<Value> {
+    let a = app.api("GET", "/api/transfers?limit=1000", None);
+    let limit = if a.status == 200 { 1000 } else { 100 };
+    ledger::all_pages(app, "/api/transfers", "transfers", limit)
+}
+
+fn micros(t: &Value, field: &str) -> i64 {
+    t[field].as_str().and_then(timestamp_micros).unwrap_or_else(|| panic!("{field}: {t}"))
+}
+
+/// Statuses counted, and (for the completed ones) the acceptance-to-completed
+/// times in ms (sorted), the first acceptance and the first and last completion (µs).
+struct Executed {
+    completed: usize,
+    other: usize,
+    e2e_ms: Vec<f64>,
+    first_created: i64,
+    first_completed: i64,
+    last_completed: i64,
+}
+
+fn executed(all: &[Value]) -> Executed {
+    let mut e = Executed { completed: 0, other: 0, e2e_ms: Vec::new(), first_created: i64::MAX, first_completed: i64::MAX, last_completed: i64::MIN };
+    for t in all {
+        if t["status"] != "completed" {
+            e.other += 1;
+            continue;
+        }
+        e.completed += 1;
+        let (c, d) = (micros(t, "created_at"), micros(t, "completed_at"));
+        e.first_created = e.first_created.min(c);
+        e.first_completed = e.first_completed.min(d);
+        e.last_completed = e.last_completed.max(d);
+        e.e2e_ms.push((d - c) as f64 / 1000.0);
+    }
+    e.e2e_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    e
+}
+
+/// `q` of a Prometheus histogram from its buckets: the upper bound (ms) of
+/// the first bucket holding that share of the samples.
+fn histogram_quantile_ms(metrics: &str, name: &str, q: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit_once(' ')?.1.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let total = buckets.last()?.1;
+    buckets.iter().find(|(_, n)| *n >= q * total).map(|(le, _)| le * 1000.0)
+}
+
+fn fmt_bound(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("<= {x} ms"),
+        Some(_) => "> the last bucket".into(),
+        None => "?".into(),
+    }
+}
+
+const LUA: &str = r#"-- Each request its own Idempotency-Key: <prefix>-<thread>-<n>.
+local users = tonumber(os.getenv("BENCH_USERS"))
+local auth = "Bearer " .. os.getenv("BENCH_TOKEN")
+local prefix = os.getenv("BENCH_PREFIX")
+local counter = 0
+nthreads = 0
+function setup(thread)
+  nthreads = nthreads + 1
+  thread:set("tid", nthreads)
+end
+function request()
+  counter = counter + 1
+  local to = "u" .. ((counter * 7 + tid) % users)
+  local body = '{"from":"bank","to":"' .. to .. '","amount":' .. (1 + counter % 1000) .. ',"currency":"IDR"}'
+  return wrk.format("POST", "/api/transfers", {
+    ["Authorization"] = auth,
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = prefix .. "-" .. tid .. "-" .. counter,
+  }, body)
+end
+"#;
+
+/// wrk's report line starting with `prefix`, trimmed.
+fn line<'a>(report: &'a str, prefix: &str) -> Option<&'a str> {
+    report.lines().map(str::trim).find(|l| l.starts_with(prefix))
+}
+
+fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
+    let app = App::with(config(fast));
+    accounts(&app, users);
+    let dir = tempfile::tempdir().unwrap();
+    let lua = dir.path().join("transfer.lua");
+    std::fs::write(&lua, LUA).unwrap();
+    let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
+    let start = Instant::now();
+    let out = std::process::Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(&lua)
+        .arg(app.runner.url("/"))
+        .env("BENCH_USERS", users.to_string())
+        .env("BENCH_TOKEN", TOKEN)
+        .env("BENCH_PREFIX", if fast { "fast" } else { "cron" })
+        .output()
+        .expect("wrk runs (scripts/bench installs it)");
+    let wrk_time = start.elapsed();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "wrk failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
+    let cpu_accept = stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
+    let left = queued(&app);
+    let drain = wait_drained(&app, Instant::now());
+    let m = app.runner.get("/metrics").body;
+    let all = all_transfers(&app);
+    let e = executed(&all);
+    let n = all.len();
+
+    let rps = line(&report, "Requests/sec:").unwrap_or("Requests/sec: ?");
+    let p50 = line(&report, "50%").unwrap_or("50% ?");
+    let p99 = line(&report, "99%").unwrap_or("99% ?");
+    let non2xx = line(&report, "Non-2xx").unwrap_or("no non-2xx answers");
+    let sockets = line(&report, "Socket errors").unwrap_or("no socket errors");
+    let span_s = (e.last_completed - e.first_created) as f64 / 1e6;
+    println!("  {}:", tick_name(fast));
+    println!(
+        "    accepted: {n} transfers in {:.1} s from wrk -t2 -c{connections}: {rps} (latency {p50}, {p99}; {non2xx}; {sockets}); runner CPU {:.1} s",
+        wrk_time.as_secs_f64(),
+        cpu_accept
+    );
+    println!(
+        "      server-side acceptance: p50 {}, p99 {} (stepwise_transfer_accept_seconds buckets)",
+        fmt_bound(histogram_quantile_ms(&m, "stepwise_transfer_accept_seconds", 0.5)),
+        fmt_bound(histogram_quantile_ms(&m, "stepwise_transfer_accept_seconds", 0.99))
+    );
+    println!(
+        "    executed: {} completed, {} not; {:.0}/s from the first acceptance to the last completion ({span_s:.1} s); {left:.0} still queued when wrk stopped, drained in {:.2} s",
+        e.completed,
+        e.other,
+        e.completed as f64 / span_s.max(1e-6),
+        drain.as_secs_f64()
+    );
+    println!(
+        "    acceptance to completed: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (created_at to completed_at)",
+        percentile(&e.e2e_ms, 0.5),
+        percentile(&e.e2e_ms, 0.99),
+        e.e2e_ms.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "      server-side execution: p50 {}, p99 {} (stepwise_transfer_execution_seconds buckets)",
+        fmt_bound(histogram_quantile_ms(&m, "stepwise_transfer_execution_seconds", 0.5)),
+        fmt_bound(histogram_quantile_ms(&m, "stepwise_transfer_execution_seconds", 0.99))
+    );
+    let failed = report.contains("Non-2xx") || report.contains("Socket errors") || e.other > 0;
+    if failed {
+        println!("    FAILED: wrk saw errors or a transfer did not complete");
+    }
+    !failed
+}
+
+/// Accepts `n` transfers from `clients` threads, each with its own connection.
+fn accept_n(app: &App, n: u64, users: u64, clients: u64) {
+    let url = app.runner.url("/api/transfers");
+    let auth = format!("Bearer {TOKEN}");
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (url, auth) = (&url, &auth);
+            s.spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+                for i in (c..n).step_by(clients as usize) {
+                    let body = ledger::body("bank", &format!("u{}", i % users), 1 + i % 1000, "IDR").to_string();
+                    let r = agent
+                        .post(url)
+                        .set("authorization", auth)
+                        .set("content-type", "application/json")
+                        .set("idempotency-key", &format!("backlog-{i}"))
+                        .send_string(&body);
+                    match r {
+                        Ok(r) if r.status() == 202 => {}
+                        Ok(r) => panic!("transfer {i}: {}", r.status()),
+                        Err(e) => panic!("transfer {i}: {e}"),
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn backlog(fast: bool, n: u64, users: u64) -> bool {
+    let mut app = App::with(app::config().cron_expression(ledger::NEVER).env("STEPWISE_LOG", "warn"));
+    accounts(&app, users);
+    let t0 = Instant::now();
+    accept_n(&app, n, users, 16);
+    let accept_s = t0.elapsed().as_secs_f64();
+    assert_eq!(queued(&app), n as f64, "all queued, none executed");
+    let _ = app.runner.terminate();
+    let restart = Instant::now();
+    app.runner.restart_with(config(fast));
+    let started = restart.elapsed();
+    let drain = wait_drained(&app, restart);
+    let e = executed(&all_transfers(&app));
+    let span_s = (e.last_completed - e.first_completed) as f64 / 1e6;
+    println!("  {}:", tick_name(fast));
+    println!(
+        "    a backlog of {n} (accepted with no tick in {accept_s:.1} s from 16 clients, {:.0}/s): {:.0}/s executed from the first completion to the last ({span_s:.2} s); queue empty {:.2} s after the restart (of which {:.2} s starting the runner)",
+        n as f64 / accept_s,
+        (e.completed.saturating_sub(1)) as f64 / span_s.max(1e-6),
+        drain.as_secs_f64(),
+        started.as_secs_f64()
+    );
+    if e.completed as u64 != n || e.other > 0 {
+        println!("    FAILED: {} completed of {n}, {} not", e.completed, e.other);
+        return false;
+    }
+    true
+}
+
+fn main() {
+    let seconds = env("BENCH_SECONDS", 10);
+    let users = env("BENCH_USERS", 100);
+    let connections = env("BENCH_CONNECTIONS", 64);
+    let n = env("BENCH_BACKLOG", 20_000);
+    println!("transfers benchmark (bank with allow_negative -> {users} users, no refusals; tick_budget_ms 900)");
+    let mut ok = true;
+    println!(" 1. acceptance under load, executed meanwhile by the tick");
+    for fast in [false, true] {
+        ok &= acceptance(fast, seconds, users, connections);
+    }
+    println!(" 2. draining a backlog");
+    for fast in [false, true] {
+        ok &= backlog(fast, n, users);
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+}

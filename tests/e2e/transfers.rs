@@ -1,0 +1,625 @@
+//! Accounts, transfers with receipts and the double-entry ledger end to
+//! end (CONTRACT section 7, and section 6 for the transfer events): the
+//! real runner with the real components (the ledger API, the tick that
+//! executes transfers) over HTTP. One test per proof item of issue 9, and
+//! the rest of section 7 (accounts, failures, `?wait=true`, listing).
+//!
+//! The ledger is checked against itself through the API only
+//! (`stepwise_e2e::ledger::check_ledger`): every balance is summed again
+//! from the journals of the completed transfers. The tests that need
+//! transfers accepted and not executed start the runner with a cron
+//! schedule that does not come due (`ledger::NEVER`), so the tick does not
+//! run at all, and restart it on the same state dir with the usual one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use stepwise_e2e::app::{self, App};
+use stepwise_e2e::ledger::{self, body, int};
+use stepwise_e2e::{json, poll_until, request, Answer, Value};
+
+const IDR: &str = "IDR";
+
+/// A deterministic generator (splitmix64): the same transfers on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn code_of(t: &Value) -> String {
+    t["receipt_code"].as_str().unwrap_or_else(|| panic!("no receipt_code: {t}")).to_string()
+}
+
+/// The app with the tick not running: transfers are accepted, not executed.
+fn app_without_tick() -> App {
+    App::with(app::config().cron_expression(ledger::NEVER))
+}
+
+/// Waits until no transfer is `processing` or `executing`.
+fn wait_all_final(app: &App, within: Duration) {
+    poll_until(within, "every transfer final", || {
+        let busy = ["processing", "executing"].iter().any(|s| {
+            let a = app.api("GET", &format!("/api/transfers?status={s}&limit=1"), None);
+            assert_eq!(a.status, 200, "{}", a.body);
+            !a.json()["transfers"].as_array().unwrap().is_empty()
+        });
+        (!busy).then_some(())
+    });
+}
+
+/// What a refused request must leave alone: every account (balance, held,
+/// status, lines), every transfer, every event, the transfer gauges.
+fn state(app: &App) -> Value {
+    let accounts: Vec<Value> = ledger::accounts(app).iter().map(|a| ledger::account(app, a["id"].as_str().unwrap())).collect();
+    let m = app.runner.get("/metrics").body;
+    let gauges: Vec<&str> = m.lines().filter(|l| l.starts_with("stepwise_transfers")).collect();
+    json!({ "accounts": accounts, "transfers": ledger::transfers(app, ""), "events": ledger::events(app, ""), "gauges": gauges })
+}
+
+/// The sum of every sample of a metric family's series (any labels).
+fn metric_sum(app: &App, name: &str) -> f64 {
+    let m = app.runner.get("/metrics").body;
+    let found: Vec<f64> = m
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .collect();
+    assert!(!found.is_empty(), "no series {name} in /metrics:\n{m}");
+    found.iter().sum()
+}
+
+fn assert_error(a: &Answer, status: u16, code: &str, what: &str) {
+    assert_eq!((a.status, ledger::error_code(a).as_str()), (status, code), "{what}: {}", a.body);
+    assert!(a.json()["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: a message: {}", a.body);
+}
+
+#[test]
+fn bank_to_user_to_another_user_posts_balanced_journals_named_by_the_receipt_and_balances_are_the_sum_of_lines() {
+    let app = App::start();
+    let bank = ledger::account_created(&app, "bank", IDR, true);
+    assert_eq!((bank["allow_negative"].as_bool(), bank["status"].as_str()), (Some(true), Some("active")), "{bank}");
+    for id in ["alice", "bob"] {
+        let a = ledger::account_created(&app, id, IDR, false);
+        assert_eq!((int(&a, "balance"), int(&a, "held"), int(&a, "available")), (0, 0, 0), "{a}");
+        assert_eq!(a["lines"], json!([]), "{a}");
+    }
+
+    // The bank pays alice, and the request waits until it is done.
+    let mut first = body("bank", "alice", 10_000, IDR);
+    first["description"] = json!("salary");
+    let t1 = ledger::completed(&app, "pay-alice", &first);
+    let c1 = code_of(&t1);
+    assert!(stepwise_engine::receipt::is_valid(&c1) && c1.starts_with("TR-") && c1.len() == "TR-XXXXXXXX-C".len(), "{c1}");
+    assert_eq!(
+        (t1["from"].as_str(), t1["to"].as_str(), t1["amount"].as_i64(), t1["currency"].as_str(), t1["description"].as_str()),
+        (Some("bank"), Some("alice"), Some(10_000), Some(IDR), Some("salary")),
+        "{t1}"
+    );
+    assert!(t1["reason"].is_null(), "{t1}");
+    let (created, done) = (t1["created_at"].as_str().and_then(stepwise_e2e::timestamp_micros), t1["completed_at"].as_str().and_then(stepwise_e2e::timestamp_micros));
+    assert!(created.is_some() && done >= created, "created_at, then completed_at: {t1}");
+
+    // Alice pays bob: 202 at once, processing, completed by the tick.
+    let a2 = ledger::post(&app, "alice-pays-bob", &body("alice", "bob", 2_500, IDR));
+    assert_eq!(a2.status, 202, "{}", a2.body);
+    let t2 = a2.json();
+    assert_eq!(t2["status"], "processing", "answered before it executes: {t2}");
+    let c2 = code_of(&t2);
+    assert_ne!(c1, c2);
+    let t2 = ledger::wait_final(&app, &c2, Duration::from_secs(30));
+    assert_eq!(t2["status"], "completed", "{t2}");
+
+    // Each posted one journal named by its receipt: debit from, credit to.
+    for (t, from, to, amount) in [(&t1, "bank", "alice", 10_000), (&t2, "alice", "bob", 2_500)] {
+        let code = code_of(t);
+        let j = ledger::journal(&app, &t["journal_id"]);
+        let lines = ledger::check_journal(t, &j);
+        assert_eq!(lines.len(), 2, "{j}");
+        assert!(lines.contains(&(from.into(), amount, 0)) && lines.contains(&(to.into(), 0, amount)), "{j}");
+        let by_ref = ledger::journals_of(&app, &code);
+        assert_eq!(by_ref, vec![j], "GET /api/journals?external_ref={code}");
+        assert_eq!(ledger::transfer(&app, &code)["journal_id"], t["journal_id"]);
+    }
+    assert!(ledger::journals_of(&app, "TR-NOTHING0-0").is_empty());
+
+    // Balances, and each account's lines (newest first) sum to its balance.
+    let (_, accounts) = ledger::check_ledger(&app);
+    let balances: BTreeMap<&str, i64> = accounts.iter().map(|(id, a)| (id.as_str(), int(a, "balance"))).collect();
+    assert_eq!(balances, BTreeMap::from([("alice", 7_500), ("bank", -10_000), ("bob", 2_500)]));
+    let alice = &accounts["alice"];
+    let refs: Vec<&str> = alice["lines"].as_array().unwrap().iter().map(|l| l["external_ref"].as_str().unwrap()).collect();
+    assert_eq!(refs, [c2.as_str(), c1.as_str()], "newest first: {alice}");
+    assert_eq!(alice["lines"][0]["journal_id"], t2["journal_id"]);
+    assert_eq!((int(&alice["lines"][0], "debit"), int(&alice["lines"][0], "credit")), (2_500, 0));
+
+    // Listing: by account, by status, newest first.
+    let codes = |q: &str| ledger::transfers(&app, q).iter().map(code_of).collect::<Vec<_>>();
+    assert_eq!(codes("account=alice"), [c2.clone(), c1.clone()]);
+    assert_eq!(codes("account=bob"), [c2.clone()]);
+    assert_eq!(codes("account=bank"), [c1.clone()]);
+    assert_eq!(codes("status=completed"), [c2.clone(), c1.clone()]);
+    assert!(codes("status=failed").is_empty());
+    assert!(codes("account=nobody").is_empty());
+    let a = app.api("GET", "/api/transfers?limit=1", None).json();
+    assert_eq!(a["transfers"].as_array().unwrap().len(), 1, "{a}");
+    assert!(a["next_cursor"].is_string(), "a second page: {a}");
+
+    // The outbox: one transfer.completed per transfer, with its receipt.
+    let evs = ledger::events(&app, "transfer.completed");
+    let mut got: Vec<&str> = evs.iter().map(|e| e["receipt_code"].as_str().unwrap()).collect();
+    got.sort();
+    let mut want = vec![c1.as_str(), c2.as_str()];
+    want.sort();
+    assert_eq!(got, want, "{evs:?}");
+    assert!(evs.iter().all(|e| e["type"] == "transfer.completed" && e["seq"].is_u64()), "{evs:?}");
+    assert!(ledger::events(&app, "transfer.failed").is_empty());
+
+    // Metrics: by status, the queue, both latencies.
+    assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="completed"}"#), Some(2.0));
+    assert_eq!(ledger::metric(&app, "stepwise_transfers_queued"), Some(0.0));
+    assert!(metric_sum(&app, "stepwise_transfer_accept_seconds_count") >= 2.0);
+    assert!(metric_sum(&app, "stepwise_transfer_execution_seconds_count") >= 2.0);
+}
+
+#[test]
+fn each_pre_check_answers_its_422_and_changes_nothing() {
+    let app = App::start();
+    ledger::account_created(&app, "bank", IDR, true);
+    for id in ["alice", "bob", "carol"] {
+        ledger::account_created(&app, id, IDR, false);
+    }
+    ledger::account_created(&app, "eve", "USD", false);
+    ledger::completed(&app, "fund-alice", &body("bank", "alice", 1_000, IDR));
+    ledger::completed(&app, "fund-carol", &body("bank", "carol", 1_000, IDR));
+    let f = app.api("POST", "/api/accounts/carol/freeze", None);
+    assert_eq!((f.status, f.json()["status"].as_str()), (200, Some("frozen")), "{}", f.body);
+
+    let before = state(&app);
+    let cases = [
+        (body("alice", "nobody", 10, IDR), "account_not_found"),
+        (body("nobody", "alice", 10, IDR), "account_not_found"),
+        (body("alice", "carol", 10, IDR), "account_frozen"),
+        (body("carol", "alice", 10, IDR), "account_frozen"),
+        (body("alice", "eve", 10, IDR), "currency_mismatch"),
+        (body("alice", "bob", 10, "USD"), "currency_mismatch"),
+        (body("alice", "alice", 10, IDR), "same_account"),
+        (body("bank", "bank", 10, IDR), "same_account"),
+        (body("alice", "bob", 1_001, IDR), "insufficient_balance"),
+        (body("bob", "alice", 1, IDR), "insufficient_balance"),
+    ];
+    for (i, (b, code)) in cases.iter().enumerate() {
+        let a = ledger::post(&app, &format!("refused-{i}"), b);
+        assert_error(&a, 422, code, &b.to_string());
+        assert!(a.json().get("receipt_code").is_none(), "no receipt: {}", a.body);
+        // Asked again with the same key: the same refusal, nothing stored.
+        assert_error(&ledger::post(&app, &format!("refused-{i}"), b), 422, code, &b.to_string());
+    }
+    assert_eq!(state(&app), before, "the refused transfers changed nothing");
+
+    // A refused transfer kept no idempotency key: the key is free for another body.
+    let ok = ledger::accepted(&app, "refused-0", &body("alice", "bob", 600, IDR));
+    // The hold counts at once, executed or not: 400 of 1,000 left.
+    assert_error(&ledger::post(&app, "over-held", &body("alice", "bob", 401, IDR)), 422, "insufficient_balance", "over the rest");
+    ledger::accepted(&app, "the-rest", &body("alice", "bob", 400, IDR));
+    assert_error(&ledger::post(&app, "one-more", &body("alice", "bob", 1, IDR)), 422, "insufficient_balance", "nothing left");
+    wait_all_final(&app, Duration::from_secs(30));
+    assert_eq!(ledger::transfer(&app, &code_of(&ok))["status"], "completed");
+    let (all, accounts) = ledger::check_ledger(&app);
+    assert_eq!(all.len(), 4, "two fundings and two transfers, no refused one: {all:?}");
+    assert_eq!((int(&accounts["alice"], "balance"), int(&accounts["bob"], "balance")), (0, 1_000));
+}
+
+#[test]
+fn amounts_that_are_not_integers_from_1_to_2_pow_53_minus_1_and_a_bad_or_missing_idempotency_key_answer_400() {
+    let app = App::start();
+    ledger::account_created(&app, "bank", IDR, true);
+    ledger::account_created(&app, "alice", IDR, false);
+    ledger::completed(&app, "fund", &body("bank", "alice", 50, IDR));
+    let raw = |amount: &str| format!(r#"{{"from": "bank", "to": "alice", "amount": {amount}, "currency": "IDR"}}"#);
+    let before = state(&app);
+    let bad_amounts = ["0", "-1", "-9007199254740991", "1.0", "1.5", "1e3", "\"5\"", "9007199254740992", "18446744073709551616", "1e400", "null", "true", "[1]", "{}"];
+    for (i, amount) in bad_amounts.iter().enumerate() {
+        let a = ledger::post_raw(&app, "", Some(format!("bad-amount-{i}").as_str()), &raw(amount));
+        assert_eq!(a.status, 400, "amount {amount}: {}", a.body);
+        assert!(a.json()["error"]["message"].as_str().unwrap_or("").contains("amount"), "names the field: {}", a.body);
+    }
+    let a = ledger::post_raw(&app, "", Some("no-amount"), r#"{"from": "bank", "to": "alice", "currency": "IDR"}"#);
+    assert_eq!(a.status, 400, "no amount: {}", a.body);
+    for (what, b) in [("not JSON", "{\"from\": "), ("no to", r#"{"from": "bank", "amount": 5, "currency": "IDR"}"#), ("an array", "[]")] {
+        assert_eq!(ledger::post_raw(&app, "", Some("bad-body"), b).status, 400, "{what}");
+    }
+    // The key: missing, empty, 256 characters.
+    let good = raw("5");
+    let a = ledger::post_raw(&app, "", None, &good);
+    assert_eq!(a.status, 400, "no Idempotency-Key: {}", a.body);
+    assert!(a.body.to_ascii_lowercase().contains("idempotency"), "names the header: {}", a.body);
+    assert_eq!(ledger::post_raw(&app, "", Some(""), &good).status, 400, "an empty key");
+    let long = "k".repeat(256);
+    assert_eq!(ledger::post_raw(&app, "", Some(long.as_str()), &good).status, 400, "a 256-character key");
+    assert_eq!(state(&app), before, "no 400 changed anything");
+
+    // The edges that pass: 1, 2^53 − 1, a 255-character key of printable characters.
+    ledger::accepted(&app, "one", &body("bank", "alice", 1, IDR));
+    let max = ledger::post_raw(&app, "", Some("max"), &raw("9007199254740991"));
+    assert_eq!(max.status, 202, "2^53 - 1: {}", max.body);
+    assert_eq!(max.json()["amount"].as_u64(), Some((1 << 53) - 1));
+    let printable: String = (0x21u8..0x7F).map(char::from).cycle().take(255).collect();
+    assert_eq!(ledger::post_raw(&app, "", Some(printable.as_str()), &good).status, 202, "a 255-character key");
+    wait_all_final(&app, Duration::from_secs(30));
+    let (_, accounts) = ledger::check_ledger(&app);
+    assert_eq!(int(&accounts["alice"], "balance"), 50 + 1 + 9_007_199_254_740_991 + 5);
+}
+
+#[test]
+fn the_same_key_with_the_same_body_gives_the_same_receipt_and_another_body_409() {
+    let app = App::start();
+    ledger::account_created(&app, "bank", IDR, true);
+    ledger::account_created(&app, "alice", IDR, false);
+    ledger::account_created(&app, "bob", IDR, false);
+    let mut b = body("bank", "alice", 700, IDR);
+    b["description"] = json!("invoice 7");
+    let first = ledger::accepted(&app, "order-7", &b);
+    assert_eq!(first["status"], "processing");
+    let code = code_of(&first);
+    let again = ledger::post(&app, "order-7", &b);
+    assert!(matches!(again.status, 200 | 202), "{}", again.body);
+    assert_eq!(code_of(&again.json()), code, "the same receipt");
+    ledger::wait_final(&app, &code, Duration::from_secs(30));
+    let later = ledger::post(&app, "order-7", &b);
+    assert!(matches!(later.status, 200 | 202), "{}", later.body);
+    let later = later.json();
+    assert_eq!((code_of(&later), later["status"].as_str()), (code.clone(), Some("completed")), "the current status: {later}");
+
+    let mut others = vec![body("bank", "alice", 701, IDR), body("bank", "bob", 700, IDR), body("alice", "bob", 700, IDR), body("bank", "alice", 700, "USD")];
+    others.push({
+        let mut o = b.clone();
+        o["description"] = json!("invoice 8");
+        o
+    });
+    others.push(body("bank", "alice", 700, IDR)); // the description left out
+    for o in &others {
+        assert_error(&ledger::post(&app, "order-7", o), 409, "idempotency_key_reused", &o.to_string());
+    }
+    // Another key with the same body is another transfer.
+    let second = ledger::accepted(&app, "order-7b", &b);
+    assert_ne!(code_of(&second), code);
+
+    // One key sent by 8 clients at once: one transfer.
+    let race = body("bank", "bob", 300, IDR);
+    let codes: HashSet<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let a = ledger::post(&app, "race", &race);
+                    assert!(matches!(a.status, 200 | 202), "{}", a.body);
+                    code_of(&a.json())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    wait_all_final(&app, Duration::from_secs(30));
+    let (all, accounts) = ledger::check_ledger(&app);
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!((int(&accounts["alice"], "balance"), int(&accounts["bob"], "balance")), (1_400, 300), "each moved once");
+}
+
+#[test]
+fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well_formed_code_404() {
+    let app = App::start();
+    ledger::account_created(&app, "bank", IDR, true);
+    ledger::account_created(&app, "alice", IDR, false);
+    let code = code_of(&ledger::completed(&app, "t", &body("bank", "alice", 5, IDR)));
+    assert_eq!(ledger::get_transfer(&app, &code).status, 200);
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let auth = format!("Bearer {}", app::TOKEN);
+    let get = |c: &str| -> (u16, String) {
+        match agent.get(&app.runner.url(&format!("/api/transfers/{c}"))).set("authorization", &auth).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("GET {c}: {e}"),
+        }
+    };
+    let bytes = code.as_bytes();
+    let mut typos = 0;
+    for i in 0..bytes.len() {
+        for &ch in ALPHABET.iter().filter(|&&ch| ch != bytes[i]) {
+            let mut t = bytes.to_vec();
+            t[i] = ch;
+            let typo = String::from_utf8(t).unwrap();
+            let (status, body) = get(&typo);
+            assert_eq!(status, 400, "{code} mistyped as {typo}: {body}");
+            assert!(body.contains("\"invalid_receipt_code\""), "{typo}: {body}");
+            typos += 1;
+        }
+    }
+    assert_eq!(typos, bytes.len() * 35);
+    // Neighbours swapped, lower case, and shapes that are no code at all.
+    for i in 0..bytes.len() - 1 {
+        if bytes[i] != bytes[i + 1] {
+            let mut t = bytes.to_vec();
+            t.swap(i, i + 1);
+            let swapped = String::from_utf8(t).unwrap();
+            assert_eq!(get(&swapped).0, 400, "{code} swapped as {swapped}");
+        }
+    }
+    for bad in [code.to_ascii_lowercase(), format!("{code}0"), code[..code.len() - 2].to_string(), "TR-XYZ".into(), "nonsense".into()] {
+        let (status, body) = get(&bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("\"invalid_receipt_code\""), "{bad}: {body}");
+    }
+    // Well formed, check right, never issued: 404.
+    for id in [1u64 << 40, 36u64.pow(8) - 1, 987_654_321] {
+        let unknown = stepwise_engine::receipt::code("TR", id);
+        assert!(stepwise_engine::receipt::is_valid(&unknown));
+        let (status, body) = get(&unknown);
+        assert_eq!(status, 404, "{unknown}: {body}");
+    }
+}
+
+#[test]
+fn sixteen_clients_sending_1600_random_transfers_among_20_accounts_every_accepted_one_completes_and_money_is_conserved() {
+    let app = App::start();
+    let users: Vec<String> = (0..19).map(|i| format!("u{i:02}")).collect();
+    let mut ids = vec!["bank".to_string()];
+    ids.extend(users.iter().cloned());
+    ledger::account_created(&app, "bank", IDR, true);
+    for u in &users {
+        ledger::account_created(&app, u, IDR, false);
+        ledger::completed(&app, &format!("fund-{u}"), &body("bank", u, 3_000, IDR));
+    }
+
+    let done = AtomicBool::new(false);
+    let samples = AtomicUsize::new(0);
+    let accepted: Mutex<Vec<(String, Value)>> = Mutex::new(Vec::new());
+    let refused = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        // Meanwhile nobody's available balance ever goes below zero.
+        let monitor = s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                for u in &users {
+                    let a = ledger::account(&app, u);
+                    assert!(int(&a, "balance") >= 0 && int(&a, "available") >= 0, "{u} below zero: {a}");
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let clients: Vec<_> = (0..16u64)
+            .map(|c| {
+                let (ids, accepted, refused, app) = (&ids, &accepted, &refused, &app);
+                s.spawn(move || {
+                    let mut rng = Rng(1000 + c);
+                    for i in 0..100 {
+                        let from = rng.below(20) as usize;
+                        let to = (from + 1 + rng.below(19) as usize) % 20;
+                        let b = body(&ids[from], &ids[to], 1 + rng.below(2_000), IDR);
+                        let a = ledger::post(app, &format!("c{c}-{i}"), &b);
+                        match (a.status, ledger::error_code(&a).as_str()) {
+                            (202, _) => accepted.lock().unwrap().push((code_of(&a.json()), b)),
+                            (422, "insufficient_balance") => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => panic!("{b}: {} {}", a.status, a.body),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        wait_all_final(&app, Duration::from_secs(120));
+        done.store(true, Ordering::Relaxed);
+        monitor.join().unwrap();
+    });
+    let accepted = accepted.into_inner().unwrap();
+    let refused = refused.into_inner();
+    eprintln!("1,600 transfers: {} accepted, {refused} refused for insufficient balance; {} balance samples", accepted.len(), samples.into_inner());
+    assert_eq!(accepted.len() + refused, 1_600);
+    assert!(accepted.len() >= 800, "most are accepted: {}", accepted.len());
+
+    let (all, _) = ledger::check_ledger(&app);
+    let by_code: HashMap<&str, &Value> = all.iter().map(|t| (t["receipt_code"].as_str().unwrap(), t)).collect();
+    assert_eq!(by_code.len(), all.len(), "receipt codes are unique");
+    assert_eq!(all.len(), 19 + accepted.len(), "the fundings and every accepted transfer, no refused one");
+    for (code, b) in &accepted {
+        let t = by_code.get(code.as_str()).unwrap_or_else(|| panic!("{code} is not listed"));
+        assert_eq!(t["status"], "completed", "every accepted transfer completes: {t}");
+        assert_eq!((&t["from"], &t["to"], &t["amount"]), (&b["from"], &b["to"], &b["amount"]), "{t}");
+    }
+    let evs = ledger::events(&app, "transfer.completed");
+    let mut per: HashMap<&str, usize> = HashMap::new();
+    for e in &evs {
+        *per.entry(e["receipt_code"].as_str().unwrap()).or_default() += 1;
+    }
+    assert_eq!(per.len(), all.len(), "a transfer.completed for each");
+    assert!(per.values().all(|n| *n == 1), "each once");
+    assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="completed"}"#), Some(all.len() as f64));
+}
+
+/// `n` transfers from the bank to users u0..u9, accepted (from 4 clients);
+/// their receipt codes and bodies by key.
+fn accept_from_the_bank(app: &App, n: usize) -> BTreeMap<String, (String, Value)> {
+    let out = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for c in 0..4 {
+            let out = &out;
+            s.spawn(move || {
+                for i in (c..n).step_by(4) {
+                    let key = format!("k{i}");
+                    let b = body("bank", &format!("u{}", i % 10), 100 + i as u64, IDR);
+                    let t = ledger::accepted(app, &key, &b);
+                    out.lock().unwrap().insert(key, (code_of(&t), b));
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap()
+}
+
+fn accounts_for_the_bank(app: &App) {
+    ledger::account_created(app, "bank", IDR, true);
+    for i in 0..10 {
+        ledger::account_created(app, &format!("u{i}"), IDR, false);
+    }
+}
+
+/// After a crash and restart: every transfer accepted before it completed,
+/// with one journal and one event each, and its key still answers its receipt.
+fn check_all_completed_once(app: &App, accepted: &BTreeMap<String, (String, Value)>) {
+    wait_all_final(app, Duration::from_secs(120));
+    let (all, accounts) = ledger::check_ledger(app);
+    assert_eq!(all.len(), accepted.len());
+    assert!(all.iter().all(|t| t["status"] == "completed"), "all complete");
+    let total: i64 = accepted.values().map(|(_, b)| int(b, "amount")).sum();
+    assert_eq!(int(&accounts["bank"], "balance"), -total);
+    let evs = ledger::events(app, "transfer.completed");
+    let codes: HashSet<&str> = evs.iter().map(|e| e["receipt_code"].as_str().unwrap()).collect();
+    assert_eq!((evs.len(), codes.len()), (accepted.len(), accepted.len()), "one transfer.completed each");
+    for (key, (code, b)) in accepted.iter().take(5) {
+        let a = ledger::post(app, key, b);
+        assert!(matches!(a.status, 200 | 202), "{}", a.body);
+        let t = a.json();
+        assert_eq!((code_of(&t), t["status"].as_str()), (code.clone(), Some("completed")), "the key outlived the crash");
+    }
+}
+
+#[test]
+fn sigkill_with_300_transfers_accepted_and_not_executed_then_restart_completes_each_with_exactly_one_journal() {
+    let mut app = app_without_tick();
+    accounts_for_the_bank(&app);
+    let accepted = accept_from_the_bank(&app, 300);
+    assert_eq!(accepted.len(), 300);
+
+    // Accepted, held, not executed: the tick has not run.
+    let listed = ledger::transfers(&app, "");
+    assert_eq!(listed.len(), 300);
+    assert!(listed.iter().all(|t| t["status"] == "processing" && t["journal_id"].is_null()), "none executed");
+    let total: i64 = accepted.values().map(|(_, b)| int(b, "amount")).sum();
+    let bank = ledger::account(&app, "bank");
+    assert_eq!((int(&bank, "balance"), int(&bank, "held"), int(&bank, "available")), (0, total, -total), "{bank}");
+    assert_eq!(int(&ledger::account(&app, "u3"), "balance"), 0);
+    assert_eq!(ledger::metric(&app, "stepwise_transfers_queued"), Some(300.0));
+    assert_eq!(app.ticks(), 0, "no tick ran");
+
+    app.runner.kill();
+    app.runner.restart_with(app::config());
+    check_all_completed_once(&app, &accepted);
+    assert_eq!(ledger::metric(&app, "stepwise_transfers_queued"), Some(0.0));
+}
+
+#[test]
+fn sigkill_while_the_tick_executes_a_backlog_then_restart_completes_each_exactly_once() {
+    let mut app = app_without_tick();
+    accounts_for_the_bank(&app);
+    let accepted = accept_from_the_bank(&app, 2_000);
+    app.runner.kill();
+    // The tick starts on the backlog; killed as soon as the first has completed.
+    app.runner.restart_with(app::config());
+    let t0 = Instant::now();
+    poll_until(Duration::from_secs(60), "a first transfer completed", || {
+        let a = app.api("GET", "/api/transfers?status=completed&limit=1", None);
+        (!a.json()["transfers"].as_array().unwrap().is_empty()).then_some(())
+    });
+    app.runner.kill();
+    eprintln!("killed {:?} after the restart", t0.elapsed());
+    app.runner.restart();
+    check_all_completed_once(&app, &accepted);
+}
+
+#[test]
+fn a_transfer_to_an_account_frozen_after_acceptance_fails_releases_its_hold_and_wait_answers_202_after_10_s() {
+    let mut app = app_without_tick();
+    ledger::account_created(&app, "bank", IDR, true);
+    ledger::account_created(&app, "alice", IDR, false);
+    ledger::account_created(&app, "bob", IDR, false);
+    let doomed = code_of(&ledger::accepted(&app, "to-alice", &body("bank", "alice", 500, IDR)));
+    // Waited for, but nothing executes it: 202 after 10 s.
+    let t0 = Instant::now();
+    let a = ledger::post_raw(&app, "?wait=true", Some("to-bob"), &body("bank", "bob", 700, IDR).to_string());
+    let waited = t0.elapsed();
+    assert_eq!((a.status, a.json()["status"].as_str()), (202, Some("processing")), "{}", a.body);
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(30), "answered after {waited:?}");
+    let fine = code_of(&a.json());
+    let f = app.api("POST", "/api/accounts/alice/freeze", None);
+    assert_eq!((f.status, f.json()["status"].as_str()), (200, Some("frozen")), "{}", f.body);
+    assert_eq!(int(&ledger::account(&app, "bank"), "held"), 1_200);
+
+    app.runner.restart_with(app::config());
+    let t = ledger::wait_final(&app, &doomed, Duration::from_secs(30));
+    assert_eq!(t["status"], "failed", "{t}");
+    assert!(t["reason"].as_str().is_some_and(|r| !r.is_empty()), "a reason: {t}");
+    assert!(t["journal_id"].is_null(), "{t}");
+    assert_eq!(ledger::wait_final(&app, &fine, Duration::from_secs(30))["status"], "completed");
+    let (_, accounts) = ledger::check_ledger(&app);
+    assert_eq!((int(&accounts["bank"], "balance"), int(&accounts["bank"], "held")), (-700, 0), "the hold is released");
+    assert_eq!(int(&accounts["alice"], "balance"), 0);
+    let failed = ledger::events(&app, "transfer.failed");
+    assert_eq!(failed.iter().map(|e| e["receipt_code"].as_str().unwrap()).collect::<Vec<_>>(), [doomed.as_str()], "{failed:?}");
+    assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="failed"}"#), Some(1.0));
+
+    // Unfrozen, alice takes transfers again.
+    let u = app.api("POST", "/api/accounts/alice/unfreeze", None);
+    assert_eq!((u.status, u.json()["status"].as_str()), (200, Some("active")), "{}", u.body);
+    ledger::completed(&app, "to-alice-again", &body("bank", "alice", 500, IDR));
+    assert_eq!(int(&ledger::account(&app, "alice"), "balance"), 500);
+}
+
+#[test]
+fn accounts_are_created_once_frozen_and_unfrozen_listed_page_by_page_and_need_the_token() {
+    let app = App::start();
+    let created = ledger::create_account(&app, "acc-1", IDR, false);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let a = created.json();
+    assert_eq!(
+        (a["id"].as_str(), a["currency"].as_str(), a["status"].as_str(), a["allow_negative"].as_bool()),
+        (Some("acc-1"), Some(IDR), Some("active"), Some(false)),
+        "{a}"
+    );
+    let again = ledger::create_account(&app, "acc-1", IDR, false);
+    assert_eq!(again.status, 200, "the same body again: {}", again.body);
+    assert_eq!(again.json()["id"], "acc-1");
+    for other in [json!({"id": "acc-1", "currency": "USD"}), json!({"id": "acc-1", "currency": IDR, "allow_negative": true}), json!({"id": "acc-1", "currency": IDR, "name": "Ann"})] {
+        let a = app.api("POST", "/api/accounts", Some(other.clone()));
+        assert_error(&a, 409, "account_exists", &other.to_string());
+    }
+    let named = app.api("POST", "/api/accounts", Some(json!({"id": "acc-2", "currency": IDR, "name": "Ann"})));
+    assert_eq!((named.status, named.json()["name"].as_str(), named.json()["allow_negative"].as_bool()), (201, Some("Ann"), Some(false)), "{}", named.body);
+    for bad in [json!({"id": "acc-3", "currency": "idr"}), json!({"id": "acc-3", "currency": "RUPIAH"}), json!({"id": "acc-3"}), json!({"currency": IDR}), json!({"id": "acc-3", "currency": IDR, "allow_negative": "yes"})] {
+        assert_eq!(app.api("POST", "/api/accounts", Some(bad.clone())).status, 400, "{bad}");
+    }
+    assert_eq!(app.api("GET", "/api/accounts/acc-3", None).status, 404, "no bad request created one");
+    assert_eq!(app.api("POST", "/api/accounts/nobody/freeze", None).status, 404);
+
+    let f = app.api("POST", "/api/accounts/acc-1/freeze", None);
+    assert_eq!((f.status, f.json()["status"].as_str()), (200, Some("frozen")), "{}", f.body);
+    assert_eq!(ledger::account(&app, "acc-1")["status"], "frozen");
+    let u = app.api("POST", "/api/accounts/acc-1/unfreeze", None);
+    assert_eq!((u.status, u.json()["status"].as_str()), (200, Some("active")), "{}", u.body);
+
+    for i in 0..25 {
+        ledger::account_created(&app, &format!("many-{i:02}"), "EUR", false);
+    }
+    let listed: Vec<String> = ledger::all_pages(&app, "/api/accounts", "accounts", 10).iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    let unique: HashSet<&String> = listed.iter().collect();
+    assert_eq!((listed.len(), unique.len()), (27, 27), "every account once over pages of 10: {listed:?}");
+
+    for (method, path) in [("GET", "/api/accounts"), ("POST", "/api/accounts"), ("GET", "/api/transfers"), ("POST", "/api/transfers"), ("GET", "/api/journals?external_ref=x")] {
+        let a = request(method, &app.runner.url(path), &[("idempotency-key", "x")], Some("{}".as_bytes())).unwrap();
+        assert_eq!(a.status, 401, "{method} {path} without the token");
+    }
+}
