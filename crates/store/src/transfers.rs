@@ -273,7 +273,7 @@ pub fn execute_due(db: &Db, limit: u32, now: Millis) -> Result<Executed, StoreEr
                         _ => done.failed += 1,
                     }
                     let status = state.status().as_str();
-                    batch.inc("stepwise_transfers_executed_total", &[("status", status)], 1);
+                    batch.inc("stepwise_transfers_executed", &[("status", status)], 1);
                     batch.observe("stepwise_transfer_execution_seconds", &[("status", status)], (now - t.created_at).max(0) as f64 / 1000.0);
                     for a in [from, to] {
                         if !changed.contains(&a.spec.id) {
