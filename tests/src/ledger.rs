@@ -179,7 +179,11 @@ pub fn int(v: &Value, field: &str) -> i64 {
 /// (`stepwise_transfers{status="completed"}`), or `None` when absent.
 pub fn metric(app: &App, series: &str) -> Option<f64> {
     let m = app.runner.get("/metrics").body;
-    m.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    // A series without labels may be written `name{} value`.
+    m.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix("{}").unwrap_or(rest).strip_prefix(' ')?.trim().parse().ok()
+    })
 }
 
 /// Checks one journal of a transfer: it has the receipt as `external_ref`,
