@@ -236,9 +236,13 @@ pub fn check_ledger(app: &App) -> (Vec<Value>, BTreeMap<String, Value>) {
             Some("completed") => {
                 assert_eq!(js.len(), 1, "{code}: exactly one journal, found {js:?}");
                 assert!(t["journal_id"].is_number() || t["journal_id"].is_string(), "{t}");
-                assert!(t["completed_at"].is_string(), "{t}");
+                let created = t["created_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("created_at: {t}"));
+                let completed = t["completed_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("completed_at: {t}"));
+                assert!(completed >= created, "{code} completed before it was accepted: {t}");
                 let j = journal(app, &t["journal_id"]);
                 assert_eq!(j, js[0], "the journal by id and by external_ref");
+                let posted_at = j["posted_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("posted_at: {j}"));
+                assert!(posted_at >= created, "{code}'s journal posted before the transfer was accepted: {t}\n{j}");
                 for (acc, debit, credit) in check_journal(t, &j) {
                     *sums.entry(acc.clone()).or_default() += credit - debit;
                     *counts.entry(acc.clone()).or_default() += 1;
