@@ -22,7 +22,8 @@
 //!    second while it drains (first to last completion), and the wall time
 //!    from the restart to an empty queue.
 //!
-//! Settings by environment: BENCH_SECONDS, BENCH_USERS, BENCH_CONNECTIONS, BENCH_BACKLOG.
+//! Settings by environment: BENCH_SECONDS, BENCH_USERS, BENCH_CONNECTIONS,
+//! BENCH_BACKLOG, BENCH_LOG (the runner's STEPWISE_LOG, default warn).
 
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// The app for the benchmark: the 1 s cron with its 900 ms budget, or `--tick-ms 5`.
 fn config(fast: bool) -> RunnerConfig {
-    let cfg = app::config().var("tick_budget_ms", "900").env("STEPWISE_LOG", "warn");
+    let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let cfg = app::config().var("tick_budget_ms", "900").env("STEPWISE_LOG", &log);
     if fast {
         cfg.tick_ms(5)
     } else {
@@ -283,7 +285,20 @@ fn one_at_a_time(app: &App, users: u64, n: u64) -> bool {
         percentile(&took, 0.99),
         e2e_line(&e)
     );
+    println!("    cron runs: {}", cron_runs(app));
     e.other == 0
+}
+
+/// The runner's count of tick runs by how they ended (ok, error, deadline).
+fn cron_runs(app: &App) -> String {
+    app.runner
+        .runner_metrics()
+        .lines()
+        .filter_map(|l| l.strip_prefix("stepwise_cron_runs_total{result=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Accepts `n` transfers from `clients` threads, each with its own connection.
@@ -336,6 +351,7 @@ fn backlog(fast: bool, n: u64, users: u64) -> bool {
         drain.as_secs_f64(),
         started.as_secs_f64()
     );
+    println!("    cron runs: {}", cron_runs(&app));
     if e.completed as u64 != n || e.other > 0 {
         println!("    FAILED: {} completed of {n}, {} not", e.completed, e.other);
         return false;
