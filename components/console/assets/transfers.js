@@ -217,7 +217,7 @@ export function transfersModule(kit) {
     show($('transfer-detail-error'), false);
     showPanels(true);
     renderTransfer(t);
-    if (t.journal_id !== null && t.journal_id !== undefined && !(D.journal && D.journal.id === t.journal_id)) {
+    if (t.journal_id !== null && t.journal_id !== undefined && !(D.journal && String(D.journal.id) === String(t.journal_id))) {
       // A journal never changes once posted: read it once.
       const j = await api('GET', `/api/journals/${encodeURIComponent(t.journal_id)}`);
       if (D.code !== code) return;
