@@ -97,6 +97,15 @@ fn openapi_document_covers_every_spin_route_and_is_valid_openapi_3_1() {
         ("get", "/api/requests"),
         ("get", "/api/health"),
         ("get", "/metrics"),
+        ("post", "/api/accounts"),
+        ("get", "/api/accounts"),
+        ("get", "/api/accounts/{id}"),
+        ("post", "/api/accounts/{id}/{action}"),
+        ("post", "/api/transfers"),
+        ("get", "/api/transfers"),
+        ("get", "/api/transfers/{receipt_code}"),
+        ("get", "/api/journals"),
+        ("get", "/api/journals/{id}"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
     }

@@ -2,6 +2,7 @@
 
 mod metrics;
 mod openapi;
+mod openapi_ledger;
 mod openapi_sagas;
 mod status;
 mod workers;

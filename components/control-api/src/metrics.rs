@@ -8,7 +8,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use spin_sdk::http::{Params, Request, Response};
 use stepwise_store::metrics::{self, BUCKETS};
-use stepwise_store::{otp_queue, sagas, workers, Db};
+use stepwise_engine::transfer::Status as TransferStatus;
+use stepwise_store::{otp_queue, sagas, transfers, workers, Db};
 use stepwise_web::{now_ms, query, ApiError, ApiResult};
 
 type Labels = Vec<(String, String)>;
@@ -48,6 +49,12 @@ fn help(name: &str) -> &'static str {
         "stepwise_sagas" => "Sagas, by definition and status",
         "stepwise_saga_events" => "Saga history events, by definition and type (step_failed, compensation_completed, ...)",
         "stepwise_webhook_notifications" => "Payment notifications received, by result",
+        "stepwise_transfers" => "Transfers, by status (executing lasts only inside the execution transaction)",
+        "stepwise_transfers_queued" => "Transfers accepted and not yet executed (their amounts held)",
+        "stepwise_transfers_executed" => "Transfers executed by the tick, by result (completed, failed)",
+        "stepwise_transfer_accept_seconds" => "Acceptance of a new transfer, from the request to its commit",
+        "stepwise_transfer_execution_seconds" => "A transfer from its acceptance to its execution, by result",
+        "stepwise_tick_transfers" => "Transfers executed by ticks",
         _ => "Stepwise metric",
     }
 }
@@ -114,6 +121,12 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
     for (definition, status, n) in sagas::count_by_definition_and_status(db)? {
         s.gauges.push(("stepwise_sagas".into(), vec![("definition".into(), definition), ("status".into(), status)], n as f64));
     }
+    let by_status = transfers::counts_by_status(db)?;
+    let count = |st: TransferStatus| by_status.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
+    for st in TransferStatus::ALL {
+        s.gauges.push(("stepwise_transfers".into(), vec![("status".into(), st.as_str().into())], count(st) as f64));
+    }
+    s.gauges.push(("stepwise_transfers_queued".into(), Vec::new(), count(TransferStatus::Processing) as f64));
     let now = now_ms();
     let (waiting, oldest) = otp_queue::stats(db, now)?;
     s.gauges.push(("stepwise_otp_queue_length".into(), Vec::new(), waiting as f64));

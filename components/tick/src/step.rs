@@ -74,17 +74,25 @@ impl Clock for Wall {
     }
 }
 
+/// Expired idempotency keys deleted per tick at most.
+const PURGE_KEYS: u32 = 1000;
+
 /// Runs one tick.
 pub async fn tick() -> Result<(), String> {
     let started = wasi::clocks::monotonic_clock::now();
     let cfg = Config::load()?;
     let db = Db::open().map_err(|e| e.to_string())?;
     let owner = format!("{:016x}", wasi::random::random::get_random_u64());
+    // Idempotency keys past their keeping time (transfers keep theirs 25 h).
+    if let Err(e) = db.immediate(|db| stepwise_store::idempotency::purge(db, Wall.now(), PURGE_KEYS)) {
+        eprintln!("tick: purging idempotency keys: {e}");
+    }
     let totals = stepper::run(&db, &cfg.stepper, &owner, &Http, &Wall).await.map_err(|e| e.to_string())?;
     let duration_ms = elapsed_ms(started);
     let summary = db.immediate(|db| {
         metrics::inc(db, "stepwise_ticks", &[], 1)?;
         metrics::inc(db, "stepwise_tick_claimed", &[], totals.claimed.into())?;
+        metrics::inc(db, "stepwise_tick_transfers", &[], totals.transfers.into())?;
         metrics::observe(db, "stepwise_tick_duration_seconds", &[], duration_ms as f64 / 1e3)
     });
     if let Err(e) = summary {
@@ -94,7 +102,7 @@ pub async fn tick() -> Result<(), String> {
         "{}",
         serde_json::json!({
             "event": "tick", "due": totals.due, "claimed": totals.claimed, "recorded": totals.recorded,
-            "discarded": totals.discarded, "errors": totals.errors, "duration_ms": duration_ms,
+            "discarded": totals.discarded, "errors": totals.errors, "transfers": totals.transfers, "duration_ms": duration_ms,
         })
     );
     Ok(())

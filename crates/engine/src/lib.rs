@@ -13,11 +13,13 @@
 //! - [`binding`], [`otp`]: input rules for binding ids and OTPs.
 //! - [`payment`]: the Midtrans notification signature and payment statuses.
 //! - [`receipt`]: receipt codes.
+//! - [`ledger`], [`transfer`]: accounts, the double-entry ledger, transfers.
 //! - [`saga`]: saga definitions, templates and the saga machine.
 //! - [`time`]: RFC 3339 formatting of engine timestamps.
 
 pub mod binding;
 pub mod error;
+pub mod ledger;
 pub mod machine;
 pub mod otp;
 pub mod payment;
@@ -25,6 +27,7 @@ pub mod policy;
 pub mod receipt;
 pub mod saga;
 pub mod time;
+pub mod transfer;
 pub mod upstream;
 pub mod worker;
 

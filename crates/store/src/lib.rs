@@ -10,6 +10,7 @@ pub mod effects;
 pub mod idempotency;
 pub mod inbox;
 pub mod iterations;
+pub mod ledger;
 pub mod lease;
 pub mod machines;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod outbox;
 pub mod requests;
 pub mod sagas;
 pub mod stepper;
+pub mod transfers;
 pub mod workers;
 
 pub use db::{Db, StoreError};

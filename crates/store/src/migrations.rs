@@ -232,6 +232,58 @@ const MIGRATIONS: &[(i64, &str)] = &[
         CREATE TABLE instance (salt INTEGER NOT NULL);
         INSERT INTO instance (salt) SELECT abs(random()) % 16777216",
     ),
+    (
+        6,
+        // Accounts, transfers and the double-entry ledger (CONTRACT section
+        // 7). A processing transfer is its own hold: an account's `held` is
+        // the sum of its processing transfers' amounts, and its `balance` the
+        // sum of its ledger lines (credit − debit), both kept in the same
+        // transaction as the rows they sum. A transfer's receipt code is made
+        // from its id (AUTOINCREMENT: never reused), so it is not stored on
+        // the transfer; it is the journal's `external_ref`, unique, so a
+        // transfer can never post two journals.
+        "CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            currency TEXT NOT NULL,
+            status TEXT NOT NULL,
+            allow_negative INTEGER NOT NULL,
+            name TEXT,
+            balance INTEGER NOT NULL,
+            held INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE transfers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            from_account TEXT NOT NULL,
+            to_account TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            description TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            journal_id INTEGER,
+            created_at INTEGER NOT NULL,
+            completed_at INTEGER
+        );
+        CREATE INDEX transfers_status ON transfers (status, id);
+        CREATE INDEX transfers_from ON transfers (from_account, id);
+        CREATE INDEX transfers_to ON transfers (to_account, id);
+        CREATE TABLE journals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            external_ref TEXT NOT NULL UNIQUE,
+            posted_at INTEGER NOT NULL
+        );
+        CREATE TABLE ledger_lines (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            journal_id INTEGER NOT NULL REFERENCES journals (id),
+            account TEXT NOT NULL,
+            debit INTEGER NOT NULL,
+            credit INTEGER NOT NULL
+        );
+        CREATE INDEX ledger_lines_account ON ledger_lines (account, id);
+        CREATE INDEX ledger_lines_journal ON ledger_lines (journal_id, id)",
+    ),
 ];
 
 /// Applies every migration not applied yet.

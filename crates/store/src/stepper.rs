@@ -417,8 +417,11 @@ pub struct Totals {
     /// Answers discarded because another stepper took the machine over.
     pub discarded: u32,
     /// Claims or records that failed with a storage error (each machine's
-    /// in a savepoint of its own, so the others in its batch stand).
+    /// in a savepoint of its own, so the others in its batch stand), and
+    /// transfers whose execution could not be recorded.
     pub errors: u32,
+    /// Transfers executed (completed or failed).
+    pub transfers: u32,
 }
 
 /// A claim of any kind of machine.
@@ -576,9 +579,30 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
         (c, r)
     };
     let mut next_query = i64::MIN;
+    let mut next_execute = i64::MIN;
     let mut first = true;
+    let mut first_execute = true;
     loop {
         let now = clock.now();
+        // Accepted transfers: a local step, no call. A full batch means more
+        // are waiting: execute again at once.
+        if (first_execute || now < deadline) && now >= next_execute {
+            first_execute = false;
+            next_execute = now + IDLE_POLL_MS;
+            match crate::transfers::execute_due(db, crate::transfers::EXECUTE_BATCH, now) {
+                Ok(done) => {
+                    totals.transfers += done.completed + done.failed;
+                    totals.errors += done.errors;
+                    if done.due == crate::transfers::EXECUTE_BATCH {
+                        next_execute = now;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("tick: executing transfers failed (they stay processing): {e}");
+                    totals.errors += 1;
+                }
+            }
+        }
         // The first pass always looks, so a zero budget still steps each due
         // machine once.
         if (first || now < deadline) && active.len() < cfg.concurrency && now >= next_query {
@@ -600,14 +624,20 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
             if now >= deadline {
                 break;
             }
-            clock.sleep_until(next_query.max(now + 1).min(deadline)).await;
+            clock.sleep_until(next_query.min(next_execute).max(now + 1).min(deadline)).await;
             continue;
         }
         // Wake for the next due query only while there is room for more
         // machines; otherwise wait for answers. The wake time is always in
         // the future, so waiting really waits (and lets the runtime make
         // progress on the calls in flight).
-        let wake = if now < deadline && active.len() < cfg.concurrency { next_query.max(now + 1).min(deadline) } else { Millis::MAX };
+        let wake = if now >= deadline {
+            Millis::MAX
+        } else if active.len() < cfg.concurrency {
+            next_query.min(next_execute).max(now + 1).min(deadline)
+        } else {
+            next_execute.max(now + 1).min(deadline)
+        };
         // Every answer that is in, at least one (polled with the real
         // context, so calls still pending are woken when they complete).
         let answers = std::future::poll_fn(|cx| {

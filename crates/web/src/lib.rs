@@ -64,6 +64,12 @@ impl From<stepwise_store::StoreError> for ApiError {
     }
 }
 
+impl From<stepwise_engine::FieldError> for ApiError {
+    fn from(e: stepwise_engine::FieldError) -> Self {
+        ApiError::new(400, "invalid_request", e.to_string())
+    }
+}
+
 impl From<stepwise_engine::Error> for ApiError {
     fn from(e: stepwise_engine::Error) -> Self {
         use stepwise_engine::Error as E;

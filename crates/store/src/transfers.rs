@@ -1,0 +1,297 @@
+//! Transfers (CONTRACT section 7): acceptance (pre-checks, the hold, the
+//! idempotency key, one transaction), lookups, lists, and execution in
+//! batches (many transfers per transaction, each all or nothing, each with
+//! its journal and its outbox event). The rules are the engine's
+//! ([`stepwise_engine::transfer`]).
+
+use std::collections::HashMap;
+
+use spin_sdk::sqlite3::Row;
+use stepwise_engine::ledger::Account;
+use stepwise_engine::time::Millis;
+use stepwise_engine::transfer::{self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest, KEEP_KEYS_MS};
+
+use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
+use crate::idempotency::{self, Seen};
+use crate::ledger;
+use crate::metrics;
+use crate::outbox::{self, NewEvent};
+
+/// The idempotency-key scope of transfers.
+const SCOPE: &str = "transfer";
+
+/// Transfers executed per transaction at most: enough to amortize the
+/// commit, few enough that acceptances waiting for the write lock wait
+/// milliseconds.
+pub const EXECUTE_BATCH: u32 = 256;
+
+fn transfer_from(row: &Row<'_>) -> Result<Transfer, StoreError> {
+    let id: i64 = col(row, "id")?;
+    let status: &str = col(row, "status")?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("transfer {id}: {what}"));
+    let state = match Status::parse(status) {
+        Some(Status::Processing) => State::Processing,
+        Some(Status::Completed) => State::Completed {
+            journal_id: opt_col(row, "journal_id").ok_or_else(|| corrupt("completed without a journal".into()))?,
+            at: opt_col(row, "completed_at").ok_or_else(|| corrupt("completed without a time".into()))?,
+        },
+        Some(Status::Failed) => {
+            let reason: &str = opt_col(row, "reason").ok_or_else(|| corrupt("failed without a reason".into()))?;
+            State::Failed {
+                reason: FailReason::parse(reason).ok_or_else(|| corrupt(format!("reason {reason:?}")))?,
+                at: opt_col(row, "completed_at").ok_or_else(|| corrupt("failed without a time".into()))?,
+            }
+        }
+        _ => return Err(corrupt(format!("status {status:?}"))),
+    };
+    Ok(Transfer {
+        id: u64::try_from(id).map_err(|_| corrupt("negative id".into()))?,
+        request: TransferRequest {
+            from: col::<&str>(row, "from_account")?.to_string(),
+            to: col::<&str>(row, "to_account")?.to_string(),
+            amount: col(row, "amount")?,
+            currency: col::<&str>(row, "currency")?.to_string(),
+            description: opt_col::<&str>(row, "description").map(str::to_string),
+        },
+        created_at: col(row, "created_at")?,
+        state,
+    })
+}
+
+/// Transfer `id`.
+pub fn load(db: &Db, id: u64) -> Result<Option<Transfer>, StoreError> {
+    let Ok(id) = i64::try_from(id) else { return Ok(None) };
+    let r = db.exec("SELECT * FROM transfers WHERE id = ?", &[int(id)])?;
+    let transfer = r.rows().next().map(|row| transfer_from(&row)).transpose();
+    transfer
+}
+
+/// What acceptance did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// A new transfer, its amount held.
+    New(Transfer),
+    /// The key was used with this same request: that transfer, as it is now.
+    Repeat(Transfer),
+    /// The key was used with another request.
+    KeyReused,
+    /// Refused by a pre-check; nothing written.
+    Refused(Refusal),
+}
+
+/// Accepts `req` under idempotency key `key` at `now`, in the caller's
+/// `BEGIN IMMEDIATE` transaction: the key, the pre-checks, the hold, the
+/// transfer row and the key remembered. A refusal writes nothing.
+pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<Accepted, StoreError> {
+    let fingerprint = req.fingerprint();
+    match idempotency::check(db, SCOPE, key, &fingerprint, now)? {
+        Seen::Same(id) => {
+            let id = id.parse::<u64>().map_err(|_| StoreError::Corrupt(format!("idempotency key for transfer {id:?}")))?;
+            let t = load(db, id)?.ok_or_else(|| StoreError::Corrupt(format!("idempotency key for missing transfer {id}")))?;
+            return Ok(Accepted::Repeat(t));
+        }
+        Seen::Different => return Ok(Accepted::KeyReused),
+        Seen::New => {}
+    }
+    let accounts = ledger::load_many(db, &[&req.from, &req.to])?;
+    let mut from = accounts.iter().find(|a| a.id() == req.from).cloned();
+    let to = accounts.iter().find(|a| a.id() == req.to);
+    if let Err(refusal) = transfer::accept(req, from.as_mut(), to) {
+        return Ok(Accepted::Refused(refusal));
+    }
+    let from = from.ok_or_else(|| StoreError::Corrupt("accepted without a from account".into()))?;
+    db.exec("UPDATE accounts SET held = ?, updated_at = ? WHERE id = ?", &[int(from.held), int(now), text(from.id())])?;
+    db.exec(
+        "INSERT INTO transfers (from_account, to_account, amount, currency, description, status, created_at)
+         VALUES (?, ?, ?, ?, ?, 'processing', ?)",
+        &[text(&req.from), text(&req.to), int(req.amount), text(&req.currency), opt_text(req.description.as_deref()), int(now)],
+    )?;
+    let id = db.last_insert_rowid();
+    idempotency::remember(db, SCOPE, key, &fingerprint, &id.to_string(), now, KEEP_KEYS_MS)?;
+    Ok(Accepted::New(Transfer { id: id as u64, request: req.clone(), created_at: now, state: State::Processing }))
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    /// Transfers from or to this account.
+    pub account: Option<&'a str>,
+    /// In this status.
+    pub status: Option<Status>,
+}
+
+fn page_query(db: &Db, column: Option<&str>, value: Option<&str>, status: Option<Status>, before: i64, limit: u32) -> Result<Vec<Transfer>, StoreError> {
+    let mut sql = String::from("SELECT * FROM transfers WHERE id < ?");
+    let mut params = vec![int(before)];
+    if let (Some(column), Some(value)) = (column, value) {
+        sql.push_str(&format!(" AND {column} = ?"));
+        params.push(text(value));
+    }
+    if let Some(s) = status {
+        sql.push_str(" AND status = ?");
+        params.push(text(s.as_str()));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    params.push(int(limit.into()));
+    let r = db.exec(&sql, &params)?;
+    r.rows().map(|row| transfer_from(&row)).collect()
+}
+
+/// A page of transfers, newest first, older than `cursor` (a transfer id),
+/// and the cursor of the next page. With an account, the transfers from it
+/// and to it are read through their own indexes and merged.
+pub fn list(db: &Db, filter: &Filter<'_>, limit: u32, cursor: Option<i64>) -> Result<(Vec<Transfer>, Option<i64>), StoreError> {
+    let before = cursor.unwrap_or(i64::MAX);
+    let want = limit + 1;
+    let mut page = match filter.account {
+        None => page_query(db, None, None, filter.status, before, want)?,
+        Some(a) => {
+            let mut both = page_query(db, Some("from_account"), Some(a), filter.status, before, want)?;
+            both.extend(page_query(db, Some("to_account"), Some(a), filter.status, before, want)?);
+            both.sort_by(|x, y| y.id.cmp(&x.id));
+            both.dedup_by_key(|t| t.id);
+            both
+        }
+    };
+    let next = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|t| t.id as i64)
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// How many transfers are in each status.
+pub fn counts_by_status(db: &Db) -> Result<Vec<(Status, i64)>, StoreError> {
+    let r = db.exec("SELECT status, count(*) AS n FROM transfers GROUP BY status", &[])?;
+    let mut out = Vec::new();
+    for row in r.rows() {
+        let s: &str = col(&row, "status")?;
+        let s = Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("transfer status {s:?}")))?;
+        out.push((s, col(&row, "n")?));
+    }
+    Ok(out)
+}
+
+/// What one execution batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Executed {
+    /// Transfers looked at (processing when the batch began).
+    pub due: u32,
+    /// Completed.
+    pub completed: u32,
+    /// Failed (the hold released).
+    pub failed: u32,
+    /// Left processing because writing them failed (logged; retried by the
+    /// next batch).
+    pub errors: u32,
+}
+
+/// The event a finished transfer appends.
+fn event(t: &Transfer, state: &State) -> (&'static str, serde_json::Value) {
+    let mut data = serde_json::json!({
+        "from": t.request.from,
+        "to": t.request.to,
+        "amount": t.request.amount,
+        "currency": t.request.currency,
+    });
+    match state {
+        State::Completed { journal_id, .. } => {
+            data["journal_id"] = (*journal_id).into();
+            ("transfer.completed", data)
+        }
+        State::Failed { reason, .. } => {
+            data["reason"] = reason.as_str().into();
+            ("transfer.failed", data)
+        }
+        State::Processing => ("transfer.processing", data),
+    }
+}
+
+/// Writes one executed transfer: its journal (if it posts one), its new
+/// state and its event. In a savepoint of the batch's transaction.
+fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State, StoreError> {
+    let state = match outcome {
+        Outcome::Post(journal) => State::Completed { journal_id: ledger::post(db, journal, now)?, at: now },
+        Outcome::Fail(reason) => State::Failed { reason: *reason, at: now },
+    };
+    let (status, reason, journal_id) = match &state {
+        State::Completed { journal_id, .. } => ("completed", None, Some(*journal_id)),
+        State::Failed { reason, .. } => ("failed", Some(reason.as_str()), None),
+        State::Processing => ("processing", None, None),
+    };
+    db.exec(
+        "UPDATE transfers SET status = ?, reason = ?, journal_id = ?, completed_at = ? WHERE id = ? AND status = 'processing'",
+        &[text(status), opt_text(reason), crate::db::opt_int(journal_id), int(now), int(t.id as i64)],
+    )?;
+    if db.changes() != 1 {
+        return Err(StoreError::Corrupt(format!("transfer {} was not processing", t.id)));
+    }
+    let (kind, data) = event(t, &state);
+    let code = t.receipt_code();
+    outbox::append(db, &NewEvent { kind, subject_kind: "transfer", subject_id: &code, definition: None, data: &data, at: now })?;
+    Ok(state)
+}
+
+/// Executes up to `limit` processing transfers, oldest first, in one
+/// `BEGIN IMMEDIATE` transaction: each in a savepoint (all or nothing: its
+/// journal, its state, its event), the accounts' balances and holds written
+/// once at the end, the metrics with them. A transfer whose writes fail is
+/// logged and left processing; the others go on.
+pub fn execute_due(db: &Db, limit: u32, now: Millis) -> Result<Executed, StoreError> {
+    db.immediate(|db| {
+        let r = db.exec("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?", &[int(limit.into())])?;
+        let due: Vec<Transfer> = r.rows().map(|row| transfer_from(&row)).collect::<Result<_, _>>()?;
+        let mut done = Executed { due: due.len() as u32, ..Executed::default() };
+        if due.is_empty() {
+            return Ok(done);
+        }
+        let mut ids: Vec<&str> = due.iter().flat_map(|t| [t.request.from.as_str(), t.request.to.as_str()]).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut accounts: HashMap<String, Account> = HashMap::new();
+        for chunk in ids.chunks(400) {
+            for a in ledger::load_many(db, chunk)? {
+                accounts.insert(a.id().to_string(), a);
+            }
+        }
+        let mut changed: Vec<String> = Vec::new();
+        let mut batch = metrics::Batch::default();
+        for t in &due {
+            let (Some(from), Some(to)) = (accounts.get(&t.request.from), accounts.get(&t.request.to)) else {
+                eprintln!("transfer {}: an account is missing; left processing", t.id);
+                done.errors += 1;
+                continue;
+            };
+            let (mut from, mut to) = (from.clone(), to.clone());
+            let outcome = transfer::execute(t, &mut from, &mut to);
+            match db.savepoint(|db| record(db, t, &outcome, now)) {
+                Ok(state) => {
+                    match state {
+                        State::Completed { .. } => done.completed += 1,
+                        _ => done.failed += 1,
+                    }
+                    let status = state.status().as_str();
+                    batch.inc("stepwise_transfers_executed", &[("status", status)], 1);
+                    batch.observe("stepwise_transfer_execution_seconds", &[("status", status)], (now - t.created_at).max(0) as f64 / 1000.0);
+                    for a in [from, to] {
+                        if !changed.contains(&a.spec.id) {
+                            changed.push(a.spec.id.clone());
+                        }
+                        accounts.insert(a.spec.id.clone(), a);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("transfer {}: execution not recorded, left processing: {e}", t.id);
+                    done.errors += 1;
+                }
+            }
+        }
+        for id in &changed {
+            ledger::save_amounts(db, &accounts[id], now)?;
+        }
+        batch.flush(db)?;
+        Ok(done)
+    })
+}

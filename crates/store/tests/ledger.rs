@@ -1,0 +1,164 @@
+//! Accounts, transfers and the ledger, natively on rusqlite: acceptance
+//! holds and refuses without writing, execution batches post one balanced
+//! journal per transfer with its event, a transfer whose writes fail stays
+//! processing alone, and the stored balances always equal the lines.
+
+use serde_json::json;
+use stepwise_engine::ledger::{AccountSpec, AccountStatus};
+use stepwise_engine::transfer::{State, TransferRequest};
+use stepwise_store::ledger::{self, Created};
+use stepwise_store::native::Native;
+use stepwise_store::transfers::{self, Accepted, Filter};
+use stepwise_store::{outbox, Db};
+
+const NOW: i64 = 1_795_000_000_000;
+
+fn open(dir: &tempfile::TempDir) -> Db {
+    Db::on(Box::new(Native::open(&dir.path().join("db")).unwrap())).unwrap()
+}
+
+fn spec(id: &str, allow_negative: bool) -> AccountSpec {
+    AccountSpec { id: id.into(), currency: "IDR".into(), allow_negative, name: None }
+}
+
+fn req(from: &str, to: &str, amount: i64) -> TransferRequest {
+    TransferRequest { from: from.into(), to: to.into(), amount, currency: "IDR".into(), description: None }
+}
+
+fn setup(db: &Db) {
+    for (id, neg) in [("bank", true), ("ani", false), ("budi", false)] {
+        assert!(matches!(db.immediate(|db| ledger::create(db, spec(id, neg), NOW)).unwrap(), Created::New(_)));
+    }
+}
+
+fn accept(db: &Db, key: &str, r: &TransferRequest) -> Accepted {
+    db.immediate(|db| transfers::accept(db, key, r, NOW)).unwrap()
+}
+
+fn balances(db: &Db) -> Vec<(String, i64, i64)> {
+    ["bank", "ani", "budi"].iter().map(|id| {
+        let a = ledger::load(db, id).unwrap().unwrap();
+        (id.to_string(), a.balance, a.held)
+    }).collect()
+}
+
+#[test]
+fn accounts_are_created_once_and_a_different_body_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    setup(&db);
+    assert!(matches!(db.immediate(|db| ledger::create(db, spec("ani", false), NOW)).unwrap(), Created::Same(_)));
+    assert!(matches!(db.immediate(|db| ledger::create(db, spec("ani", true), NOW)).unwrap(), Created::Conflict(_)));
+    let (page, next) = ledger::list(&db, 2, None).unwrap();
+    assert_eq!(page.iter().map(|a| a.id()).collect::<Vec<_>>(), ["ani", "bank"]);
+    let (rest, end) = ledger::list(&db, 2, next.as_deref()).unwrap();
+    assert_eq!(rest.iter().map(|a| a.id()).collect::<Vec<_>>(), ["budi"]);
+    assert_eq!(end, None);
+}
+
+#[test]
+fn acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_journals() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    setup(&db);
+    let Accepted::New(t1) = accept(&db, "k1", &req("bank", "ani", 1_000)) else { panic!("not accepted") };
+    assert_eq!(accept(&db, "k1", &req("bank", "ani", 1_000)), Accepted::Repeat(t1.clone()));
+    assert_eq!(accept(&db, "k1", &req("bank", "ani", 999)), Accepted::KeyReused);
+    assert_eq!(balances(&db)[0], ("bank".into(), 0, 1_000));
+    // Ani has nothing yet: all of her balance is still to come.
+    let before = balances(&db);
+    let Accepted::Refused(r) = accept(&db, "k2", &req("ani", "budi", 1)) else { panic!("not refused") };
+    assert_eq!(r.code(), "insufficient_balance");
+    assert_eq!(balances(&db), before, "a refusal changes nothing");
+    let (list, _) = transfers::list(&db, &Filter::default(), 10, None).unwrap();
+    assert_eq!(list.len(), 1);
+
+    let done = transfers::execute_due(&db, 256, NOW + 10).unwrap();
+    assert_eq!((done.due, done.completed, done.failed, done.errors), (1, 1, 0, 0));
+    assert_eq!(balances(&db), [("bank".into(), -1_000, 0), ("ani".into(), 1_000, 0), ("budi".into(), 0, 0)]);
+    let t = transfers::load(&db, t1.id).unwrap().unwrap();
+    let State::Completed { journal_id, .. } = t.state else { panic!("{t:?}") };
+    let j = ledger::journal(&db, journal_id).unwrap().unwrap();
+    assert_eq!(j["external_ref"], t.receipt_code());
+    assert_eq!(j["lines"], json!([{"account": "bank", "debit": 1000, "credit": 0}, {"account": "ani", "debit": 0, "credit": 1000}]));
+    assert_eq!(ledger::journals_by_ref(&db, &t.receipt_code()).unwrap().len(), 1);
+    let (events, _) = outbox::page(&db, 0, Some("transfer.completed"), 10).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["subject_id"], t.receipt_code());
+    assert_eq!(ledger::recent_lines(&db, "ani", 20).unwrap()[0]["credit"], 1000);
+    assert_eq!(ledger::audit(&db).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    setup(&db);
+    accept(&db, "fund", &req("bank", "ani", 500));
+    transfers::execute_due(&db, 256, NOW).unwrap();
+    let Accepted::New(t) = accept(&db, "pay", &req("ani", "budi", 200)) else { panic!() };
+    assert_eq!(ledger::load(&db, "ani").unwrap().unwrap().available(), 300);
+    db.immediate(|db| ledger::set_status(db, "budi", AccountStatus::Frozen, NOW)).unwrap();
+    let done = transfers::execute_due(&db, 256, NOW + 1).unwrap();
+    assert_eq!((done.completed, done.failed), (0, 1));
+    let t = transfers::load(&db, t.id).unwrap().unwrap();
+    assert_eq!(t.to_json()["reason"], "account_frozen");
+    let ani = ledger::load(&db, "ani").unwrap().unwrap();
+    assert_eq!((ani.balance, ani.held), (500, 0));
+    let (failed, _) = outbox::page(&db, 0, Some("transfer.failed"), 10).unwrap();
+    assert_eq!(failed[0]["data"]["reason"], "account_frozen");
+    assert_eq!(ledger::audit(&db).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    setup(&db);
+    let ids: Vec<u64> = (0..5)
+        .map(|i| match accept(&db, &format!("k{i}"), &req("bank", if i % 2 == 0 { "ani" } else { "budi" }, 10 + i)) {
+            Accepted::New(t) => t.id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // A journal already posted under the third transfer's receipt code: its
+    // own journal is refused by the unique external_ref.
+    let blocked = transfers::load(&db, ids[2]).unwrap().unwrap();
+    db.exec("INSERT INTO journals (external_ref, posted_at) VALUES (?, 0)", &[stepwise_store::db::text(blocked.receipt_code())]).unwrap();
+    let done = transfers::execute_due(&db, 256, NOW + 5).unwrap();
+    assert_eq!((done.completed, done.errors), (4, 1));
+    assert_eq!(transfers::load(&db, ids[2]).unwrap().unwrap().state, State::Processing);
+    let bank = ledger::load(&db, "bank").unwrap().unwrap();
+    assert_eq!((bank.balance, bank.held), (-(10 + 11 + 13 + 14), 12), "only the blocked one still holds");
+    // The stored balances are still the sums of the lines and holds.
+    assert_eq!(ledger::audit(&db).unwrap(), Vec::<String>::new());
+    // Batches are bounded.
+    for i in 0..10 {
+        accept(&db, &format!("m{i}"), &req("bank", "ani", 1));
+    }
+    assert_eq!(transfers::execute_due(&db, 4, NOW + 6).unwrap().due, 4);
+}
+
+#[test]
+fn lists_filter_by_account_and_status_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    setup(&db);
+    for i in 0..6 {
+        accept(&db, &format!("k{i}"), &req("bank", if i % 2 == 0 { "ani" } else { "budi" }, 100));
+    }
+    transfers::execute_due(&db, 3, NOW).unwrap();
+    accept(&db, "back", &req("ani", "budi", 5));
+    let ani = Filter { account: Some("ani"), status: None };
+    let (page, next) = transfers::list(&db, &ani, 2, None).unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].request.from, "ani", "newest first, from and to both");
+    let (rest, end) = transfers::list(&db, &ani, 10, next).unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(end, None);
+    assert!(page.iter().chain(&rest).all(|t| t.request.from == "ani" || t.request.to == "ani"));
+    let processing = Filter { account: None, status: Some(stepwise_engine::transfer::Status::Processing) };
+    assert_eq!(transfers::list(&db, &processing, 100, None).unwrap().0.len(), 4);
+    let counts = transfers::counts_by_status(&db).unwrap();
+    assert!(counts.contains(&(stepwise_engine::transfer::Status::Completed, 3)));
+}
