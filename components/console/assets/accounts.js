@@ -17,7 +17,6 @@ export function accountsModule(kit) {
     rows: new Map(), // account id -> row refs
     order: [],
     loaded: false,
-    unlisted: false, // the API has no account list
   };
   const A = { id: null, account: null, lines: new Map() };
 
@@ -27,22 +26,8 @@ export function accountsModule(kit) {
     const key = listKey();
     const q = new URLSearchParams({ limit: String(kit.PAGE_SIZE) });
     if (key) q.set('cursor', key);
-    let data;
-    try {
-      data = await api('GET', `/api/accounts?${q}`);
-    } catch (e) {
-      if (e.status === 404 || e.status === 405) {
-        // An API without `GET /api/accounts`: accounts are opened by id.
-        L.unlisted = true;
-        flash($('accounts-unlisted'), `This API does not list accounts (${e.message}). Open an account by its id.`, '');
-        renderAccounts([]);
-        return;
-      }
-      throw e;
-    }
+    const data = await api('GET', `/api/accounts?${q}`);
     if (key !== listKey()) return; // the page changed meanwhile
-    L.unlisted = false;
-    show($('accounts-unlisted'), false);
     L.next = (data && data.next_cursor) || null;
     L.loaded = true;
     renderAccounts(Array.isArray(data && data.accounts) ? data.accounts : []);
@@ -97,7 +82,7 @@ export function accountsModule(kit) {
     L.order = list.map((a) => a.id);
     reconcile($('accounts-tbody'), list, (a) => a.id, L.rows, createAccountRow, updateAccountRow);
     $('accounts-table').classList.remove('loading');
-    show($('accounts-empty'), list.length === 0 && !L.unlisted);
+    show($('accounts-empty'), list.length === 0);
     setText($('accounts-empty'), L.stack.length > 1 ? 'No accounts on this page.' : 'No accounts yet.');
     kit.renderPagerOf('accounts', L);
     const first = (L.stack.length - 1) * kit.PAGE_SIZE;
@@ -324,13 +309,12 @@ export function accountsModule(kit) {
       L.stack = [null];
       L.next = null;
       L.loaded = false;
-      L.unlisted = false;
       $('accounts-tbody').replaceChildren();
       A.id = null;
       A.account = null;
       A.lines.clear();
       $('account-lines-tbody').replaceChildren();
-      for (const id of ['accounts-message', 'accounts-unlisted', 'account-detail-message', 'account-form-error', 'account-form-result']) flash($(id), '', '');
+      for (const id of ['accounts-message', 'account-detail-message', 'account-form-error', 'account-form-result']) flash($(id), '', '');
     },
     wire() {
       $('accounts-prev').addEventListener('click', () => gotoPage(-1));
