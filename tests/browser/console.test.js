@@ -7,8 +7,9 @@
 // and the event stream following the outbox to a payment's `settled`; then
 // accounts made with the form, transfers made with the form (completed, with
 // their journal; a lost answer retried with the same Idempotency-Key; refusals
-// with the API's messages), the transfers list's filters, and the receipt
-// lookup telling a mistyped code from an unknown one.
+// with the API's messages), the transfers list's filters and pages, the
+// receipt lookup telling a mistyped code from an unknown one, and the event
+// stream's transfer.completed.
 // The data-testid hooks are the console's contract (components/console/README.md).
 //
 // The tests of this file run in order on one runner and one page: each goes on
@@ -910,6 +911,48 @@ describe('operator console', () => {
     await waitText(page.getByTestId('transfer-detail-code'), receipt, 'the looked-up transfer');
     await waitText(page.getByTestId('transfer-detail-status'), 'completed', 'its status');
     assert.equal(await visible(err), false);
+  });
+
+  test('the event stream announces transfer.completed and links it to the transfer', TEST, async () => {
+    await page.getByTestId('tab-events').click();
+    await page.getByTestId('events-view').waitFor({ state: 'visible' });
+    await page.getByTestId('events-type-filter').selectOption('transfer.completed');
+    const completed = page.locator(`[data-testid=event-row][data-receipt-code="${receipt}"][data-type="transfer.completed"]`);
+    await completed.waitFor({ state: 'visible' });
+    const shown = await page.getByTestId('event-row').evaluateAll((rows) => rows.map((r) => r.dataset.receiptCode));
+    const all = (await runner.api('GET', '/api/transfers?status=completed')).body.transfers.map((x) => x.receipt_code);
+    assert.deepEqual([...shown].sort(), [...all].sort(), 'one transfer.completed per completed transfer');
+    await completed.getByTestId('event-subject').locator('a').click();
+    await page.getByTestId('transfer-detail-view').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('transfer-detail-code'), receipt, 'the announced transfer');
+    await page.getByTestId('tab-events').click();
+    await page.getByTestId('events-type-filter').selectOption('');
+  });
+
+  test('the transfers list pages with next_cursor, newest first', TEST, async () => {
+    // 51 more transfers (one more than a page), straight to the API.
+    for (let i = 0; i < 51; i++) {
+      const a = await runner.fetch('POST', '/api/transfers', { from: BANK, to: BOB, amount: 1, currency: CUR, description: `page ${i}` },
+        { auth: true, headers: { 'idempotency-key': `br-page-${i}` } });
+      assert.equal(a.status, 202, a.text);
+    }
+    const all = (await runner.api('GET', '/api/transfers?limit=1000')).body.transfers.map((x) => x.receipt_code);
+    assert.equal(all.length, 54);
+    await page.getByTestId('tab-transfers').click();
+    await page.getByTestId('transfers-view').waitFor({ state: 'visible' });
+    await until('the newest 50 on page 1', async () => JSON.stringify(await codesShown()) === JSON.stringify(all.slice(0, 50)));
+    await waitText(page.getByTestId('transfers-range'), '1–50 transfers', 'the range of page 1');
+    assert.equal(await page.getByTestId('transfers-prev').isDisabled(), true);
+    await until('Older to be enabled', () => page.getByTestId('transfers-next').isEnabled());
+    await page.getByTestId('transfers-next').click();
+    await waitText(page.getByTestId('transfers-page'), 'Page 2', 'page 2');
+    await until('the oldest 4 on page 2', async () => JSON.stringify(await codesShown()) === JSON.stringify(all.slice(50)));
+    assert.equal(all.at(-1), receipt, 'the deposit is the oldest');
+    await waitText(page.getByTestId('transfers-range'), '51–54 transfers', 'the range of page 2');
+    assert.equal(await page.getByTestId('transfers-next').isDisabled(), true, 'no page 3');
+    await page.getByTestId('transfers-prev').click();
+    await waitText(page.getByTestId('transfers-page'), 'Page 1', 'back on page 1');
+    await until('page 1 again', async () => (await page.getByTestId('transfer-row').count()) === 50);
   });
 
   test('the page stayed offline and raised no errors', TEST, () => {

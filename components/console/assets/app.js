@@ -1447,7 +1447,9 @@ import { transfersModule } from './transfers.js';
     if (!r.subject.firstChild) {
       r.subject.append(ev.saga_id
         ? h('a', { href: `#/sagas/${encodeURIComponent(ev.saga_id)}`, title: `saga ${ev.saga_id}`, text: ev.saga_id })
-        : h('span', { title: ev.receipt_code ? `transfer ${ev.receipt_code}` : null, text: dash(ev.receipt_code) }));
+        : ev.receipt_code
+          ? h('a', { href: `#/transfers/${encodeURIComponent(ev.receipt_code)}`, title: `transfer ${ev.receipt_code}`, text: ev.receipt_code })
+          : h('span', { text: '—' }));
     }
     setText(r.definition, dash(ev.definition));
     setText(r.data, compactJson(ev.data));
