@@ -162,3 +162,29 @@ fn lists_filter_by_account_and_status_newest_first() {
     let counts = transfers::counts_by_status(&db).unwrap();
     assert!(counts.contains(&(stepwise_engine::transfer::Status::Completed, 3)));
 }
+
+#[test]
+fn the_ledgers_queries_use_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Db::on(Box::new(Native::open(&path).unwrap())).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = st.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    for (sql, index) in [
+        ("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT 256", "transfers_status"),
+        ("SELECT * FROM transfers WHERE id < 99 AND from_account = 'a' ORDER BY id DESC LIMIT 51", "transfers_from"),
+        ("SELECT * FROM transfers WHERE id < 99 AND to_account = 'a' AND status = 'completed' ORDER BY id DESC LIMIT 51", "transfers_to"),
+        ("SELECT * FROM transfers WHERE id < 99 AND status = 'failed' ORDER BY id DESC LIMIT 51", "transfers_status"),
+        ("SELECT l.journal_id FROM ledger_lines l JOIN journals j ON j.id = l.journal_id WHERE l.account = 'a' ORDER BY l.id DESC LIMIT 20", "ledger_lines_account"),
+        ("SELECT account, debit, credit FROM ledger_lines WHERE journal_id = 1 ORDER BY id", "ledger_lines_journal"),
+        ("SELECT id, posted_at FROM journals WHERE external_ref = 'TR-1'", "sqlite_autoindex_journals_1"),
+    ] {
+        let p = plan(sql);
+        assert!(p.contains(&format!("INDEX {index}")), "{sql}: {p}");
+        assert!(!p.contains("TEMP B-TREE"), "{sql} sorts: {p}");
+    }
+}
