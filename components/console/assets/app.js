@@ -1582,8 +1582,8 @@ import { transfersModule } from './transfers.js';
 
   /** What the view modules (accounts.js, transfers.js) use of this file. */
   const kit = {
-    PAGE_SIZE, $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, toneBadge, kv,
-    fmtClock, fmtNum, dash, prettyJson, turnPage, renderPagerOf, currentCursor, showView, gotoForm, decodeHashPart,
+    PAGE_SIZE, $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv,
+    fmtClock, fmtNum, dash, turnPage, renderPagerOf, currentCursor, showView, gotoForm, decodeHashPart,
   };
   const modules = [accountsModule(kit), transfersModule(kit)];
   for (const mod of modules) Object.assign(VIEWS, mod.views);
