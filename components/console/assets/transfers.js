@@ -32,12 +32,12 @@ function transferJson(f) {
 }
 
 /** How a failed receipt lookup reads: mistyped (the check character fails), unknown, or not a code at all. */
-function lookupProblem(e, code) {
+function lookupProblem(e) {
   if (e.status === 400 && e.code === 'invalid_receipt_code') {
-    return { result: 'mistyped', text: `Mistyped receipt code ${code}: ${e.message}` };
+    return { result: 'mistyped', text: `Mistyped receipt code: ${e.message}` };
   }
   if (e.status === 400) return { result: 'invalid', text: `Not a receipt code: ${e.message}` };
-  if (e.status === 404) return { result: 'unknown', text: `No transfer has the receipt code ${code}: ${e.message}` };
+  if (e.status === 404) return { result: 'unknown', text: `Unknown receipt code: ${e.message}` };
   return null;
 }
 
@@ -181,7 +181,7 @@ export function transfersModule(kit) {
       await api('GET', `/api/transfers/${encodeURIComponent(code)}`);
     } catch (e) {
       if (quiet(e)) return;
-      const p = lookupProblem(e, code);
+      const p = lookupProblem(e);
       flash(out, p ? p.text : `Lookup of ${code}: ${e.message}`, 'error');
       out.dataset.result = p ? p.result : 'error';
       out.dataset.errorCode = e.code || '';
@@ -203,7 +203,7 @@ export function transfersModule(kit) {
       t = await api('GET', `/api/transfers/${encodeURIComponent(code)}`);
     } catch (e) {
       if (D.code !== code) return;
-      const p = lookupProblem(e, code);
+      const p = lookupProblem(e);
       if (!p) throw e;
       const err = $('transfer-detail-error');
       flash(err, p.text, 'error');
