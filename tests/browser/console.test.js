@@ -602,6 +602,23 @@ describe('operator console', () => {
     return parts.join('-');
   }
 
+  test('money is written from its digits, never through floating point (money.js as the page loads it)', TEST, async () => {
+    const got = await page.evaluate(async () => {
+      const m = await import('/console/money.js');
+      return {
+        minor: [m.fmtMinor(0), m.fmtMinor(-1234567), m.fmtMinor(2 ** 53), m.fmtMinor(2n ** 64n), m.fmtMinor(null)],
+        major: [m.fmtMajor(123456, 'USD'), m.fmtMajor(5, 'USD'), m.fmtMajor(-1005, 'USD'), m.fmtMajor(1234, 'JPY'), m.fmtMajor(1, 'usd')],
+        json: ['150000', ' 42 ', '9007199254740993', '12.5', '1e3', '007', '-5', 'ten', ''].map(m.amountJson),
+        sum: String(m.sumMinor([2 ** 53 - 1, 1, 0])),
+      };
+    });
+    assert.deepEqual(got.minor, ['0', '-1,234,567', '9,007,199,254,740,992', '18,446,744,073,709,551,616', '—']);
+    assert.deepEqual(got.major, ['1,234.56 USD', '0.05 USD', '-10.05 USD', '1,234 JPY', null]);
+    // A number goes to the API as typed, character for character (the API judges it); anything else as a string.
+    assert.deepEqual(got.json, ['150000', '42', '9007199254740993', '12.5', '1e3', '"007"', '-5', '"ten"', '""']);
+    assert.equal(got.sum, '9007199254740992', 'sums are exact past 2^53 - 1');
+  });
+
   test('accounts: the form creates a bank and two users, an existing id answers as the API says', TEST, async () => {
     page.on('request', (r) => {
       if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/transfers') sentKeys.push(r.headers()['idempotency-key']);
