@@ -5,7 +5,7 @@
 // the list and its filters and pages, a saga's steps and history, rollback of
 // a waiting checkout, retry of a held compensation once its fault is cleared,
 // and the event stream following the outbox to a payment's `settled`; then
-// accounts made with the form, transfers made with the form (completed, with
+// money formatting (money.js as the page loads it), accounts made with the form, transfers made with the form (completed, with
 // their journal; a lost answer retried with the same Idempotency-Key; refusals
 // with the API's messages), the transfers list's filters and pages, the
 // receipt lookup telling a mistyped code from an unknown one, and the event
