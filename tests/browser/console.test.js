@@ -5,11 +5,12 @@
 // the list and its filters and pages, a saga's steps and history, rollback of
 // a waiting checkout, retry of a held compensation once its fault is cleared,
 // and the event stream following the outbox to a payment's `settled`; then
-// money formatting (money.js as the page loads it), accounts made with the form, transfers made with the form (completed, with
-// their journal; a lost answer retried with the same Idempotency-Key; refusals
-// with the API's messages), the transfers list's filters and pages, the
-// receipt lookup telling a mistyped code from an unknown one, and the event
-// stream's transfer.completed.
+// money formatting (money.js as the page loads it), accounts made with the
+// form, transfers made with the form (completed, with their journal; a lost
+// answer retried with the same Idempotency-Key; refusals with the API's
+// messages), the transfers list's filters and pages, the receipt lookup
+// telling a mistyped code from an unknown one, and the event stream's
+// transfer.completed.
 // The data-testid hooks are the console's contract (components/console/README.md).
 //
 // The tests of this file run in order on one runner and one page: each goes on
