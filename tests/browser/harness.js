@@ -158,9 +158,12 @@ export class Runner {
     return `${this.origin}${path}`;
   }
 
-  /** A request with a JSON body (or none); answers `{status, body}` with the body parsed when it is JSON. */
-  async fetch(method, path, body, { auth = false } = {}) {
-    const headers = {};
+  /**
+   * A request with a JSON body (or none) and more `headers`; answers
+   * `{status, body}` with the body parsed when it is JSON.
+   */
+  async fetch(method, path, body, { auth = false, headers: more = {} } = {}) {
+    const headers = { ...more };
     if (auth) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(this.url(path), {

@@ -3,7 +3,12 @@
 // Every value from the API reaches the DOM through textContent or
 // setAttribute, never innerHTML. Lists are updated in place, keyed by id, so
 // focus, typing and checkbox state survive the periodic refreshes.
-'use strict';
+//
+// An ES module: the Accounts and Transfers views are modules of their own
+// (accounts.js, transfers.js), handed the shared toolkit (`kit`) below.
+
+import { accountsModule } from './accounts.js';
+import { transfersModule } from './transfers.js';
 
 (() => {
   const TOKEN_KEY = 'stepwise.api_token';
@@ -144,8 +149,12 @@
   let token = '';
   try { token = sessionStorage.getItem(TOKEN_KEY) || ''; } catch (_) { token = ''; }
 
-  /** Calls the API; throws ApiError (status 0 = network). A 401 signs out. */
-  async function api(method, path, body) {
+  /**
+   * Calls the API; answers `{status, data}`; throws ApiError (status 0 =
+   * network). A 401 signs out. `opts.headers`: more request headers;
+   * `opts.json`: the body as JSON text, sent as it is (instead of `body`).
+   */
+  async function request(method, path, body, opts = {}) {
     if (!token) throw new ApiError(401, 'unauthorized', 'not signed in');
     const sentWith = token;
     const ctrl = new AbortController();
@@ -153,11 +162,12 @@
     let res;
     let text;
     try {
-      const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
+      const headers = { ...(opts.headers || {}), Authorization: `Bearer ${token}`, Accept: 'application/json' };
       const init = { method, headers, cache: 'no-store', credentials: 'omit', signal: ctrl.signal };
-      if (body !== undefined) {
+      const json = opts.json !== undefined ? opts.json : body !== undefined ? JSON.stringify(body) : undefined;
+      if (json !== undefined) {
         headers['Content-Type'] = 'application/json';
-        init.body = JSON.stringify(body);
+        init.body = json;
       }
       res = await fetch(path, init);
       text = await res.text();
@@ -181,7 +191,12 @@
       throw new ApiError(res.status, (err && err.code) || `http_${res.status}`,
         (err && err.message) || `HTTP ${res.status} ${res.statusText || ''}`.trim());
     }
-    return data;
+    return { status: res.status, data };
+  }
+
+  /** Calls the API; answers the body (see `request`). */
+  async function api(method, path, body, opts) {
+    return (await request(method, path, body, opts)).data;
   }
 
   // ------------------------------------------------------------ connection
@@ -1432,7 +1447,9 @@
     if (!r.subject.firstChild) {
       r.subject.append(ev.saga_id
         ? h('a', { href: `#/sagas/${encodeURIComponent(ev.saga_id)}`, title: `saga ${ev.saga_id}`, text: ev.saga_id })
-        : h('span', { title: ev.receipt_code ? `transfer ${ev.receipt_code}` : null, text: dash(ev.receipt_code) }));
+        : ev.receipt_code
+          ? h('a', { href: `#/transfers/${encodeURIComponent(ev.receipt_code)}`, title: `transfer ${ev.receipt_code}`, text: ev.receipt_code })
+          : h('span', { text: '—' }));
     }
     setText(r.definition, dash(ev.definition));
     setText(r.data, compactJson(ev.data));
@@ -1492,8 +1509,8 @@
     }
     show($(v.el), true);
     for (const t of document.querySelectorAll('[data-view-tab]')) setAttr(t, 'aria-current', t.dataset.viewTab === v.tab ? 'page' : null);
-    // The start form is for workers; the OTP inbox stays in every view.
-    show($('start-panel'), v.tab === 'workers');
+    // Side panels belong to tabs (`data-side-tabs`); the OTP inbox stays in every view.
+    for (const p of document.querySelectorAll('[data-side-tabs]')) show(p, p.dataset.sideTabs.split(' ').includes(v.tab));
     $('status').classList.toggle('off-view', v.tab !== 'workers');
     document.title = title ? `${title} · Stepwise console` : 'Stepwise console';
     view = name;
@@ -1544,7 +1561,7 @@
     else if ((m = /^#\/sagas\/(.+)$/.exec(hash))) openSaga(decodeHashPart(m[1]));
     else if (/^#\/sagas\/?$/.test(hash)) openSagas();
     else if (/^#\/events\/?$/.test(hash)) openEvents();
-    else openList();
+    else if (!modules.some((mod) => mod.route(hash))) openList();
   }
 
   // ----------------------------------------------------------- the ticker
@@ -1563,7 +1580,16 @@
 
   // -------------------------------------------------------------- session
 
+  /** What the view modules (accounts.js, transfers.js) use of this file. */
+  const kit = {
+    PAGE_SIZE, $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv,
+    fmtClock, fmtNum, dash, turnPage, renderPagerOf, currentCursor, showView, gotoForm, decodeHashPart,
+  };
+  const modules = [accountsModule(kit), transfersModule(kit)];
+  for (const mod of modules) Object.assign(VIEWS, mod.views);
+
   const pollers = {
+    ...Object.assign({}, ...modules.map((mod) => mod.pollers)),
     status: poller(loadStatus, STATUS_EVERY_MS),
     workers: poller(loadWorkers, WORKERS_EVERY_MS),
     otp: poller(loadOtp, OTP_EVERY_MS),
@@ -1612,6 +1638,7 @@
     E.gen += 1;
     resetEvents();
     $('events-type-filter').value = '';
+    for (const mod of modules) mod.reset();
     view = null;
     status.counts = null;
     status.oldestAt = null;
@@ -1751,6 +1778,7 @@
     $('iterations-next').addEventListener('click', () => { if (D.itNext) { D.itStack.push(D.itNext); D.itNext = null; $('iterations-next').disabled = true; pollers.detail.kick(); } });
     $('requests-prev').addEventListener('click', () => { if (D.rqStack.length > 1) { D.rqStack.pop(); pollers.detail.kick(); } });
     $('requests-next').addEventListener('click', () => { if (D.rqNext) { D.rqStack.push(D.rqNext); D.rqNext = null; $('requests-next').disabled = true; pollers.detail.kick(); } });
+    for (const mod of modules) mod.wire();
     window.addEventListener('hashchange', route);
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && token) {

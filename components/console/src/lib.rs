@@ -1,8 +1,10 @@
 //! The operator console: a single page of plain HTML, CSS and JavaScript
 //! (files under `assets/`, embedded at build time, no build step, nothing
 //! fetched from outside), served at `/` and `/console/...` by the catch-all
-//! route `/...`. The more specific routes (`/api/...`, `/v1/transactions/...`,
-//! `/sandbox/...`) keep winning over it.
+//! route `/...`; app.js is an ES module that imports accounts.js,
+//! transfers.js and money.js from the same directory. The more specific
+//! routes (`/api/...`, `/v1/transactions/...`, `/sandbox/...`) keep winning
+//! over it.
 //!
 //! Every asset answers with a strong `ETag` (FNV-1a 64 of its bytes, computed
 //! at compile time) and `Cache-Control: no-cache`, so a browser always
@@ -41,6 +43,10 @@ macro_rules! asset {
 static INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
 static CSS: Asset = asset!("app.css", "text/css; charset=utf-8");
 static JS: Asset = asset!("app.js", "application/javascript; charset=utf-8");
+// The ES modules app.js imports (the Accounts and Transfers views, money formatting).
+static ACCOUNTS_JS: Asset = asset!("accounts.js", "application/javascript; charset=utf-8");
+static TRANSFERS_JS: Asset = asset!("transfers.js", "application/javascript; charset=utf-8");
+static MONEY_JS: Asset = asset!("money.js", "application/javascript; charset=utf-8");
 
 /// The page may only load its own assets and talk to its own origin.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -52,6 +58,9 @@ fn lookup(path: &str) -> Option<&'static Asset> {
         "" | "/" | "/index.html" | "/console" | "/console/" | "/console/index.html" => Some(&INDEX),
         "/console/app.css" => Some(&CSS),
         "/console/app.js" => Some(&JS),
+        "/console/accounts.js" => Some(&ACCOUNTS_JS),
+        "/console/transfers.js" => Some(&TRANSFERS_JS),
+        "/console/money.js" => Some(&MONEY_JS),
         _ => None,
     }
 }
@@ -132,6 +141,9 @@ mod tests {
         assert!(std::ptr::eq(lookup("/console/").unwrap(), &INDEX));
         assert!(std::ptr::eq(lookup("/console/app.js").unwrap(), &JS));
         assert!(std::ptr::eq(lookup("/console/app.css").unwrap(), &CSS));
+        assert!(std::ptr::eq(lookup("/console/accounts.js").unwrap(), &ACCOUNTS_JS));
+        assert!(std::ptr::eq(lookup("/console/transfers.js").unwrap(), &TRANSFERS_JS));
+        assert!(std::ptr::eq(lookup("/console/money.js").unwrap(), &MONEY_JS));
         assert!(lookup("/console/nope.js").is_none());
         assert!(lookup("/metrics").is_none());
     }

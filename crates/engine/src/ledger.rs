@@ -22,9 +22,6 @@ pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
 /// integers) would overflow. A transfer that would cross it is refused.
 pub const BALANCE_LIMIT: i64 = 1 << 62;
 
-/// The longest account id.
-pub const MAX_ID_LEN: usize = 64;
-
 /// The longest account name and transfer description.
 pub const MAX_TEXT_LEN: usize = 256;
 
@@ -144,15 +141,10 @@ impl Account {
     }
 }
 
-/// Checks an account id: 1 to 64 characters of `[A-Za-z0-9._:-]`.
+/// Checks an account id: 1 to 64 characters of `[A-Za-z0-9._:-]`, the
+/// same rule as a binding id's.
 pub fn validate_account_id(id: &str, field: &str) -> Result<(), FieldError> {
-    if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(FieldError::new(field, format!("must be 1 to {MAX_ID_LEN} characters")));
-    }
-    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))) {
-        return Err(FieldError::new(field, format!("invalid character {c:?}: use A-Z a-z 0-9 . _ : -")));
-    }
-    Ok(())
+    crate::binding::validate(id, field)
 }
 
 /// Checks a currency: exactly three capital letters.

@@ -88,7 +88,10 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     let limiter = runtime_config.max_concurrent_outbound_requests.map(|n| Arc::new(Semaphore::new(n)));
     let outbound_client = Arc::new(OutboundClient::new(runtime_config.outbound_connection_pooling)?);
 
-    let engine = crate::engine::build_engine()?;
+    if opts.limits.no_epoch_interruption {
+        tracing::warn!("epoch interruption is off (--no-epoch-interruption): guests busy in Wasm cannot be stopped at their deadline");
+    }
+    let engine = crate::engine::engine_with(!opts.limits.no_epoch_interruption)?;
     let linker = crate::engine::build_linker(&engine)?;
     let metrics = Arc::new(RunnerMetrics::new(opts.limits.max_connections));
     let watchdog = crate::watchdog::Watchdog::start(&engine, opts.limits.idle_timeout(), metrics.clone())

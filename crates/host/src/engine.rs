@@ -29,7 +29,9 @@ pub fn build_engine() -> Result<Engine> {
     engine_with(true)
 }
 
-fn engine_with(epoch_interruption: bool) -> Result<Engine> {
+/// Builds the engine, with or without epoch interruption (without: for
+/// measuring what it costs; guests then cannot be stopped while in Wasm).
+pub fn engine_with(epoch_interruption: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Guests can be stopped at a deadline: compiled code checks the epoch.

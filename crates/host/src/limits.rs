@@ -39,6 +39,12 @@ pub struct Limits {
     /// Do not serve the runner's own counters at `/.well-known/stepwise/metrics`.
     #[arg(long)]
     pub no_runner_metrics: bool,
+    /// For measurements only (`scripts/bench runner` compares both): compile
+    /// guests without epoch checks. Request and cron deadlines then stop a
+    /// guest only while it waits in a host call; a guest busy in Wasm runs on
+    /// and holds its worker thread.
+    #[arg(long, hide = true)]
+    pub no_epoch_interruption: bool,
 }
 
 impl Default for Limits {
@@ -52,6 +58,7 @@ impl Default for Limits {
             request_deadline_ms: 30_000,
             cron_deadline_ms: 60_000,
             no_runner_metrics: false,
+            no_epoch_interruption: false,
         }
     }
 }

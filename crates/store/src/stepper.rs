@@ -589,7 +589,7 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
         if (first_execute || now < deadline) && now >= next_execute {
             first_execute = false;
             next_execute = now + IDLE_POLL_MS;
-            match crate::transfers::execute_due(db, crate::transfers::EXECUTE_BATCH, now) {
+            match crate::transfers::execute_due(db, crate::transfers::EXECUTE_BATCH, || clock.now()) {
                 Ok(done) => {
                     totals.transfers += done.completed + done.failed;
                     totals.errors += done.errors;

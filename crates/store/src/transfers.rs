@@ -235,12 +235,15 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
 }
 
 /// Executes up to `limit` processing transfers, oldest first, in one
-/// `BEGIN IMMEDIATE` transaction: each in a savepoint (all or nothing: its
+/// `BEGIN IMMEDIATE` transaction at the time `clock` gives once the
+/// transaction holds the write lock (so no transfer it sees was accepted
+/// after it): each in a savepoint (all or nothing: its
 /// journal, its state, its event), the accounts' balances and holds written
 /// once at the end, the metrics with them. A transfer whose writes fail is
 /// logged and left processing; the others go on.
-pub fn execute_due(db: &Db, limit: u32, now: Millis) -> Result<Executed, StoreError> {
+pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Executed, StoreError> {
     db.immediate(|db| {
+        let now = clock();
         let r = db.exec("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?", &[int(limit.into())])?;
         let due: Vec<Transfer> = r.rows().map(|row| transfer_from(&row)).collect::<Result<_, _>>()?;
         let mut done = Executed { due: due.len() as u32, ..Executed::default() };

@@ -73,7 +73,7 @@ fn acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_journals
     let (list, _) = transfers::list(&db, &Filter::default(), 10, None).unwrap();
     assert_eq!(list.len(), 1);
 
-    let done = transfers::execute_due(&db, 256, NOW + 10).unwrap();
+    let done = transfers::execute_due(&db, 256, || NOW + 10).unwrap();
     assert_eq!((done.due, done.completed, done.failed, done.errors), (1, 1, 0, 0));
     assert_eq!(balances(&db), [("bank".into(), -1_000, 0), ("ani".into(), 1_000, 0), ("budi".into(), 0, 0)]);
     let t = transfers::load(&db, t1.id).unwrap().unwrap();
@@ -95,11 +95,11 @@ fn a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds() {
     let db = open(&dir);
     setup(&db);
     accept(&db, "fund", &req("bank", "ani", 500));
-    transfers::execute_due(&db, 256, NOW).unwrap();
+    transfers::execute_due(&db, 256, || NOW).unwrap();
     let Accepted::New(t) = accept(&db, "pay", &req("ani", "budi", 200)) else { panic!() };
     assert_eq!(ledger::load(&db, "ani").unwrap().unwrap().available(), 300);
     db.immediate(|db| ledger::set_status(db, "budi", AccountStatus::Frozen, NOW)).unwrap();
-    let done = transfers::execute_due(&db, 256, NOW + 1).unwrap();
+    let done = transfers::execute_due(&db, 256, || NOW + 1).unwrap();
     assert_eq!((done.completed, done.failed), (0, 1));
     let t = transfers::load(&db, t.id).unwrap().unwrap();
     assert_eq!(t.to_json()["reason"], "account_frozen");
@@ -125,7 +125,7 @@ fn a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_compl
     // own journal is refused by the unique external_ref.
     let blocked = transfers::load(&db, ids[2]).unwrap().unwrap();
     db.exec("INSERT INTO journals (external_ref, posted_at) VALUES (?, 0)", &[stepwise_store::db::text(blocked.receipt_code())]).unwrap();
-    let done = transfers::execute_due(&db, 256, NOW + 5).unwrap();
+    let done = transfers::execute_due(&db, 256, || NOW + 5).unwrap();
     assert_eq!((done.completed, done.errors), (4, 1));
     assert_eq!(transfers::load(&db, ids[2]).unwrap().unwrap().state, State::Processing);
     let bank = ledger::load(&db, "bank").unwrap().unwrap();
@@ -136,7 +136,7 @@ fn a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_compl
     for i in 0..10 {
         accept(&db, &format!("m{i}"), &req("bank", "ani", 1));
     }
-    assert_eq!(transfers::execute_due(&db, 4, NOW + 6).unwrap().due, 4);
+    assert_eq!(transfers::execute_due(&db, 4, || NOW + 6).unwrap().due, 4);
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn lists_filter_by_account_and_status_newest_first() {
     for i in 0..6 {
         accept(&db, &format!("k{i}"), &req("bank", if i % 2 == 0 { "ani" } else { "budi" }, 100));
     }
-    transfers::execute_due(&db, 3, NOW).unwrap();
+    transfers::execute_due(&db, 3, || NOW).unwrap();
     accept(&db, "back", &req("ani", "budi", 5));
     let ani = Filter { account: Some("ani"), status: None };
     let (page, next) = transfers::list(&db, &ani, 2, None).unwrap();
@@ -161,4 +161,30 @@ fn lists_filter_by_account_and_status_newest_first() {
     assert_eq!(transfers::list(&db, &processing, 100, None).unwrap().0.len(), 4);
     let counts = transfers::counts_by_status(&db).unwrap();
     assert!(counts.contains(&(stepwise_engine::transfer::Status::Completed, 3)));
+}
+
+#[test]
+fn the_ledgers_queries_use_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Db::on(Box::new(Native::open(&path).unwrap())).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = st.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    for (sql, index) in [
+        ("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT 256", "transfers_status"),
+        ("SELECT * FROM transfers WHERE id < 99 AND from_account = 'a' ORDER BY id DESC LIMIT 51", "transfers_from"),
+        ("SELECT * FROM transfers WHERE id < 99 AND to_account = 'a' AND status = 'completed' ORDER BY id DESC LIMIT 51", "transfers_to"),
+        ("SELECT * FROM transfers WHERE id < 99 AND status = 'failed' ORDER BY id DESC LIMIT 51", "transfers_status"),
+        ("SELECT l.journal_id FROM ledger_lines l JOIN journals j ON j.id = l.journal_id WHERE l.account = 'a' ORDER BY l.id DESC LIMIT 20", "ledger_lines_account"),
+        ("SELECT account, debit, credit FROM ledger_lines WHERE journal_id = 1 ORDER BY id", "ledger_lines_journal"),
+        ("SELECT id, posted_at FROM journals WHERE external_ref = 'TR-1'", "sqlite_autoindex_journals_1"),
+    ] {
+        let p = plan(sql);
+        assert!(p.contains(&format!("INDEX {index}")), "{sql}: {p}");
+        assert!(!p.contains("TEMP B-TREE"), "{sql} sorts: {p}");
+    }
 }
