@@ -1,7 +1,8 @@
 //! The cron trigger (`[[trigger.cron]]`, the spin-trigger-cron plugin's
 //! manifest form and WIT world). Each component runs on its 6-field schedule
 //! (seconds first), or every `--tick-ms` when given. Runs of one component
-//! never overlap in this process; a run that overruns delays the next one.
+//! never overlap in this process; a run that overruns delays the next one,
+//! which then starts at once (a firing it overran is late, never skipped).
 //! A run has a wall-clock deadline (`--cron-deadline-ms`): past it the run is
 //! stopped and counted failed, its instance dropped, and the schedule goes on.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Mutex};
 use wasmtime::Store;
 
@@ -39,18 +40,24 @@ impl Schedule {
         Ok(Schedule::Cron(Box::new(s)))
     }
 
-    /// How long to wait, at `now`, before the next run.
-    fn delay_from(&self, last_start: Option<Instant>, now: Instant) -> Duration {
+    /// How long to wait, at `now`, before the next run, when the last one
+    /// started at `last_start` (`None`: none yet). A firing that fell while
+    /// the last run was still going is due at once: on the 1 s cron a tick
+    /// that runs its 900 ms budget and ends a little after the next second
+    /// is followed straight away, not a second later.
+    fn delay_from(&self, last_start: Option<(Instant, DateTime<Utc>)>, now: (Instant, DateTime<Utc>)) -> Duration {
         match self {
             Schedule::Every(period) => match last_start {
                 None => Duration::ZERO,
-                Some(s) => (s + *period).saturating_duration_since(now),
+                Some((s, _)) => (s + *period).saturating_duration_since(now.0),
             },
-            Schedule::Cron(s) => s
-                .upcoming(Utc)
-                .next()
-                .and_then(|t| (t - Utc::now()).to_std().ok())
-                .unwrap_or(Duration::from_secs(3600)),
+            Schedule::Cron(s) => {
+                let next = match last_start {
+                    Some((_, started)) => s.after(&started).next(),
+                    None => s.after(&now.1).next(),
+                };
+                next.map(|t| (t - now.1).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::from_secs(3600))
+            }
         }
     }
 }
@@ -126,7 +133,7 @@ impl CronComponent {
     pub async fn run_schedule(self: Arc<Self>, schedule: Schedule, mut shutdown: watch::Receiver<bool>) {
         let mut last_start = None;
         loop {
-            let delay = schedule.delay_from(last_start, Instant::now());
+            let delay = schedule.delay_from(last_start, (Instant::now(), Utc::now()));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => return,
@@ -134,7 +141,7 @@ impl CronComponent {
             if *shutdown.borrow() {
                 return;
             }
-            last_start = Some(Instant::now());
+            last_start = Some((Instant::now(), Utc::now()));
             let _ = self.run_once().await;
         }
     }
@@ -155,16 +162,31 @@ mod tests {
     #[test]
     fn fixed_period_delays_after_an_overrun_instead_of_overlapping() {
         let s = Schedule::Every(Duration::from_millis(100));
-        let t0 = Instant::now();
+        let t0 = (Instant::now(), Utc::now());
+        let at = |ms: u64| (t0.0 + Duration::from_millis(ms), t0.1 + Duration::from_millis(ms));
         assert_eq!(s.delay_from(None, t0), Duration::ZERO);
-        assert_eq!(s.delay_from(Some(t0), t0 + Duration::from_millis(30)), Duration::from_millis(70));
+        assert_eq!(s.delay_from(Some(t0), at(30)), Duration::from_millis(70));
         // The run took longer than the period: the next starts right away, not twice.
-        assert_eq!(s.delay_from(Some(t0), t0 + Duration::from_millis(250)), Duration::ZERO);
+        assert_eq!(s.delay_from(Some(t0), at(250)), Duration::ZERO);
     }
 
     #[test]
     fn cron_delay_is_within_the_period() {
         let s = Schedule::parse("* * * * * *").unwrap();
-        assert!(s.delay_from(None, Instant::now()) <= Duration::from_secs(1));
+        assert!(s.delay_from(None, (Instant::now(), Utc::now())) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_cron_firing_overrun_by_the_last_run_is_due_at_once_not_skipped() {
+        let s = Schedule::parse("* * * * * *").unwrap();
+        let started: DateTime<Utc> = "2026-12-01T10:00:00.002Z".parse().unwrap();
+        let i0 = Instant::now();
+        let at = |ms: u64| (i0 + Duration::from_millis(ms), started + Duration::from_millis(ms));
+        // Ended within its second: the next firing, at 10:00:01.
+        assert_eq!(s.delay_from(Some((i0, started)), at(900)), Duration::from_millis(98));
+        // Ended after 10:00:01: that firing is due now (not 10:00:02).
+        assert_eq!(s.delay_from(Some((i0, started)), at(1_030)), Duration::ZERO);
+        // Even a very late end starts one run, once.
+        assert_eq!(s.delay_from(Some((i0, started)), at(5_000)), Duration::ZERO);
     }
 }
