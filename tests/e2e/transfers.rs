@@ -22,22 +22,6 @@ use stepwise_e2e::{json, poll_until, request, Answer, Value};
 
 const IDR: &str = "IDR";
 
-/// A deterministic generator (splitmix64): the same transfers on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn code_of(t: &Value) -> String {
     t["receipt_code"].as_str().unwrap_or_else(|| panic!("no receipt_code: {t}")).to_string()
 }
@@ -405,11 +389,12 @@ fn sixteen_clients_sending_1600_random_transfers_among_20_accounts_every_accepte
             .map(|c| {
                 let (ids, accepted, refused, app) = (&ids, &accepted, &refused, &app);
                 s.spawn(move || {
-                    let mut rng = Rng(1000 + c);
+                    // Seeded: the same transfers on every run.
+                    let mut rng = fastrand::Rng::with_seed(1000 + c);
                     for i in 0..100 {
-                        let from = rng.below(20) as usize;
-                        let to = (from + 1 + rng.below(19) as usize) % 20;
-                        let b = body(&ids[from], &ids[to], 1 + rng.below(2_000), IDR);
+                        let from = rng.usize(..20);
+                        let to = (from + 1 + rng.usize(..19)) % 20;
+                        let b = body(&ids[from], &ids[to], rng.u64(1..=2_000), IDR);
                         let a = ledger::post(app, &format!("c{c}-{i}"), &b);
                         match (a.status, ledger::error_code(&a).as_str()) {
                             (202, _) => accepted.lock().unwrap().push((code_of(&a.json()), b)),
