@@ -188,3 +188,20 @@ fn the_ledgers_queries_use_their_indexes() {
         assert!(!p.contains("TEMP B-TREE"), "{sql} sorts: {p}");
     }
 }
+
+#[test]
+fn a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    setup(&db);
+    let r = req("bank", "ani", 10);
+    let Accepted::New(t) = accept(&db, "day-key", &r) else { panic!("not accepted") };
+    let day = 24 * 3_600_000;
+    let at = |ms: i64| db.immediate(|db| transfers::accept(db, "day-key", &r, ms)).unwrap();
+    assert!(matches!(at(NOW + day), Accepted::Repeat(ref x) if x.id == t.id), "a day later the key still answers its transfer");
+    assert_eq!(stepwise_store::idempotency::purge(&db, NOW + day, 100).unwrap(), 0, "nothing to purge within the keeping time");
+    let kept = stepwise_engine::transfer::KEEP_KEYS_MS;
+    assert!(kept > day);
+    assert_eq!(stepwise_store::idempotency::purge(&db, NOW + kept, 100).unwrap(), 1);
+    assert!(matches!(at(NOW + kept + 1), Accepted::New(ref x) if x.id != t.id), "after the purge the key is new again");
+}
