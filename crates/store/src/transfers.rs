@@ -4,7 +4,7 @@
 //! its journal and its outbox event). The rules are the engine's
 //! ([`stepwise_engine::transfer`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use spin_sdk::sqlite3::Row;
 use stepwise_engine::ledger::Account;
@@ -188,47 +188,35 @@ pub struct Executed {
     pub errors: u32,
 }
 
-/// The event a finished transfer appends.
-fn event(t: &Transfer, state: &State) -> (&'static str, serde_json::Value) {
+/// Writes one executed transfer: its journal (if it posts one), its new
+/// state and its event (`transfer.completed` with the journal,
+/// `transfer.failed` with the reason). In a savepoint of the batch's
+/// transaction.
+fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State, StoreError> {
     let mut data = serde_json::json!({
         "from": t.request.from,
         "to": t.request.to,
         "amount": t.request.amount,
         "currency": t.request.currency,
     });
-    match state {
-        State::Completed { journal_id, .. } => {
-            data["journal_id"] = (*journal_id).into();
-            ("transfer.completed", data)
+    let (state, kind, reason, journal_id) = match outcome {
+        Outcome::Post(journal) => {
+            let journal_id = ledger::post(db, journal, now)?;
+            data["journal_id"] = journal_id.into();
+            (State::Completed { journal_id, at: now }, "transfer.completed", None, Some(journal_id))
         }
-        State::Failed { reason, .. } => {
+        Outcome::Fail(reason) => {
             data["reason"] = reason.as_str().into();
-            ("transfer.failed", data)
+            (State::Failed { reason: *reason, at: now }, "transfer.failed", Some(reason.as_str()), None)
         }
-        State::Processing => ("transfer.processing", data),
-    }
-}
-
-/// Writes one executed transfer: its journal (if it posts one), its new
-/// state and its event. In a savepoint of the batch's transaction.
-fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State, StoreError> {
-    let state = match outcome {
-        Outcome::Post(journal) => State::Completed { journal_id: ledger::post(db, journal, now)?, at: now },
-        Outcome::Fail(reason) => State::Failed { reason: *reason, at: now },
-    };
-    let (status, reason, journal_id) = match &state {
-        State::Completed { journal_id, .. } => ("completed", None, Some(*journal_id)),
-        State::Failed { reason, .. } => ("failed", Some(reason.as_str()), None),
-        State::Processing => ("processing", None, None),
     };
     db.exec(
         "UPDATE transfers SET status = ?, reason = ?, journal_id = ?, completed_at = ? WHERE id = ? AND status = 'processing'",
-        &[text(status), opt_text(reason), crate::db::opt_int(journal_id), int(now), int(t.id as i64)],
+        &[text(state.status().as_str()), opt_text(reason), crate::db::opt_int(journal_id), int(now), int(t.id as i64)],
     )?;
     if db.changes() != 1 {
         return Err(StoreError::Corrupt(format!("transfer {} was not processing", t.id)));
     }
-    let (kind, data) = event(t, &state);
     let code = t.receipt_code();
     outbox::append(db, &NewEvent { kind, subject_kind: "transfer", subject_id: &code, definition: None, data: &data, at: now })?;
     Ok(state)
@@ -259,7 +247,8 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
                 accounts.insert(a.id().to_string(), a);
             }
         }
-        let mut changed: Vec<String> = Vec::new();
+        // Accounts to write back once, in id order.
+        let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut batch = metrics::Batch::default();
         for t in &due {
             let (Some(from), Some(to)) = (accounts.get(&t.request.from), accounts.get(&t.request.to)) else {
@@ -279,9 +268,7 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
                     batch.inc("stepwise_transfers_executed", &[("status", status)], 1);
                     batch.observe("stepwise_transfer_execution_seconds", &[("status", status)], (now - t.created_at).max(0) as f64 / 1000.0);
                     for a in [from, to] {
-                        if !changed.contains(&a.spec.id) {
-                            changed.push(a.spec.id.clone());
-                        }
+                        changed.insert(a.spec.id.clone());
                         accounts.insert(a.spec.id.clone(), a);
                     }
                 }
