@@ -28,10 +28,7 @@ pub struct StartRequest {
 }
 
 fn printable(s: &str, field: &str, max: usize) -> Result<(), ApiError> {
-    if s.is_empty() || s.len() > max || !s.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-        return Err(ApiError::bad_field(field, format!("must be 1 to {max} printable ASCII characters")));
-    }
-    Ok(())
+    Ok(stepwise_engine::text::printable_ascii(s, field, max)?)
 }
 
 fn settings() -> Result<Settings, ApiError> {

@@ -26,6 +26,7 @@ pub mod payment;
 pub mod policy;
 pub mod receipt;
 pub mod saga;
+pub mod text;
 pub mod time;
 pub mod transfer;
 pub mod upstream;

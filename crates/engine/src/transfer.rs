@@ -37,10 +37,7 @@ pub const WAIT_MS: i64 = 10_000;
 
 /// Checks an `Idempotency-Key`: 1 to 255 printable ASCII characters.
 pub fn validate_key(key: &str) -> Result<(), FieldError> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-        return Err(FieldError::new("Idempotency-Key", format!("must be 1 to {MAX_KEY_LEN} printable ASCII characters")));
-    }
-    Ok(())
+    crate::text::printable_ascii(key, "Idempotency-Key", MAX_KEY_LEN)
 }
 
 /// `POST /api/transfers`'s body, checked.
