@@ -85,9 +85,8 @@ export function accountsModule(kit) {
     show($('accounts-empty'), list.length === 0);
     setText($('accounts-empty'), L.stack.length > 1 ? 'No accounts on this page.' : 'No accounts yet.');
     kit.renderPagerOf('accounts', L);
-    const first = (L.stack.length - 1) * kit.PAGE_SIZE;
-    const n = list.length;
-    setText($('accounts-range'), L.loaded && n ? `${kit.fmtNum(first + 1)}–${kit.fmtNum(first + n)} accounts` : '');
+    const range = kit.pageRange(L);
+    setText($('accounts-range'), range && `${range} accounts`);
   }
 
   function gotoPage(delta) {

@@ -432,13 +432,11 @@ import { transfersModule } from './transfers.js';
   }
 
   function renderRange() {
-    const n = W.order.length;
-    const first = (W.stack.length - 1) * PAGE_SIZE;
+    const shown = (W.stack.length - 1) * PAGE_SIZE + W.order.length;
     const counts = status.counts;
     const total = counts ? (W.filter ? counts[W.filter] : counts.total) : null;
-    let text = '';
-    if (W.loaded && n) text = `${fmtNum(first + 1)}–${fmtNum(first + n)}`;
-    if (text && typeof total === 'number') text += ` of ${fmtNum(Math.max(total, first + n))}`;
+    let text = pageRange(W);
+    if (text && typeof total === 'number') text += ` of ${fmtNum(Math.max(total, shown))}`;
     if (text) text += W.filter ? ` ${W.filter} workers` : ' workers';
     setText($('workers-range'), text);
   }
@@ -993,6 +991,13 @@ import { transfersModule } from './transfers.js';
 
   const currentCursor = (p) => p.stack[p.stack.length - 1];
 
+  /** "51–100" for the page of list state `p` (its `order`, `stack`, `loaded`); "" before it loads or when empty. */
+  function pageRange(p) {
+    const n = p.order.length;
+    const first = (p.stack.length - 1) * PAGE_SIZE;
+    return p.loaded && n ? `${fmtNum(first + 1)}–${fmtNum(first + n)}` : '';
+  }
+
   /** A filter's `<select>`: "all" (value "") and `values` sorted, keeping `current` chosen (and listed). */
   function setOptions(sel, values, current) {
     const list = [...new Set(values)].sort();
@@ -1126,9 +1131,8 @@ import { transfersModule } from './transfers.js';
 
   function renderSagasPager() {
     renderPagerOf('sagas', S);
-    const n = S.order.length;
-    const first = (S.stack.length - 1) * PAGE_SIZE;
-    setText($('sagas-range'), S.loaded && n ? `${fmtNum(first + 1)}–${fmtNum(first + n)} ${sagasWhat()}sagas` : '');
+    const range = pageRange(S);
+    setText($('sagas-range'), range && `${range} ${sagasWhat()}sagas`);
   }
 
   /** A new filter or page: back to a loading state and fetch it now. */
@@ -1583,7 +1587,7 @@ import { transfersModule } from './transfers.js';
   /** What the view modules (accounts.js, transfers.js) use of this file. */
   const kit = {
     PAGE_SIZE, $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv,
-    fmtClock, fmtNum, dash, turnPage, renderPagerOf, currentCursor, showView, gotoForm, decodeHashPart,
+    fmtClock, fmtNum, dash, turnPage, renderPagerOf, pageRange, currentCursor, showView, gotoForm, decodeHashPart,
   };
   const modules = [accountsModule(kit), transfersModule(kit)];
   for (const mod of modules) Object.assign(VIEWS, mod.views);

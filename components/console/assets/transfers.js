@@ -43,7 +43,7 @@ function lookupProblem(e) {
 
 /** The view module; `kit` is the console's shared toolkit (app.js). */
 export function transfersModule(kit) {
-  const { $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, fmtNum, dash } = kit;
+  const { $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, dash } = kit;
 
   const accountLink = (id, testId) => (id
     ? h('a', { href: `#/accounts/${encodeURIComponent(id)}`, class: 'cell-id', 'data-testid': testId, text: id })
@@ -144,9 +144,8 @@ export function transfersModule(kit) {
 
   function renderPager() {
     kit.renderPagerOf('transfers', T);
-    const n = T.order.length;
-    const first = (T.stack.length - 1) * kit.PAGE_SIZE;
-    setText($('transfers-range'), T.loaded && n ? `${fmtNum(first + 1)}–${fmtNum(first + n)} ${listWhat()}` : '');
+    const range = kit.pageRange(T);
+    setText($('transfers-range'), range && `${range} ${listWhat()}`);
   }
 
   /** A new filter or page: back to a loading state and fetch it now. */
