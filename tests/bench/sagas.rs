@@ -77,7 +77,7 @@ fn start_many(app: &App, n: u64, clients: u64) -> Vec<String> {
 
 fn wait_all_waiting(app: &App, n: usize) {
     poll_until(Duration::from_secs(600), "every saga waiting", || {
-        let m = app.runner.get("/metrics").body;
+        let m = app.api("GET", "/metrics", None).body;
         let waiting = m
             .lines()
             .find(|l| l.starts_with(r#"stepwise_sagas{definition="checkout",status="waiting"}"#))
@@ -193,7 +193,7 @@ end
     let p50 = report.lines().find(|l| l.trim_start().starts_with("50%")).unwrap_or("").trim().to_string();
     let p99 = report.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim().to_string();
     let non2xx = report.lines().find(|l| l.contains("Non-2xx")).unwrap_or("no non-2xx answers").trim().to_string();
-    let m = app.runner.get("/metrics").body;
+    let m = app.api("GET", "/metrics", None).body;
     let count = |result: &str| {
         m.lines()
             .find(|l| l.starts_with(&format!("stepwise_webhook_notifications_total{{result=\"{result}\"}}")))

@@ -210,7 +210,7 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let cpu_accept = stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
     let left = queued(&app);
     let drain = wait_drained(&app, Instant::now());
-    let m = app.runner.get("/metrics").body;
+    let m = app.api("GET", "/metrics", None).body;
     let all = all_transfers(&app);
     let e = executed(&all);
     let n = all.len();
@@ -338,7 +338,7 @@ fn backlog(fast: bool, n: u64, users: u64) -> bool {
     assert_eq!(queued(&app), n as f64, "all queued, none executed");
     let _ = app.runner.terminate();
     let restart = Instant::now();
-    app.runner.restart_with(config(fast));
+    app.restart_with(config(fast));
     let started = restart.elapsed();
     let drain = wait_drained(&app, restart);
     let e = executed(&all_transfers(&app));

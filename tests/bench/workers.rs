@@ -3,11 +3,10 @@
 //! The upstream runs in its own process and is reached over TCP
 //! (`upstream_url` points at it), as a real upstream is: `bench-upstream`
 //! (tests/bench/upstream.rs, a small hyper server), and for reference the
-//! sandbox served by a second `stepwise up` (which is itself the bottleneck:
-//! it writes its own SQLite database on every call). Each scenario runs with
-//! the default 1 s cron (what Spin gives) and with `--tick-ms 5`; the
-//! in-process sandbox figures (the upstream inside the app, no socket) are
-//! reported beside them, labelled as such.
+//! sandbox app served by a second `stepwise up` (which is itself the
+//! bottleneck: it writes its own SQLite database on every call). Each
+//! scenario runs with the default 1 s cron (what Spin gives) and with
+//! `--tick-ms 5`.
 //!
 //! 1. Throughput: N bindings × M iterations (default 200 × 5) with L ms
 //!    upstream latency (default 5): iterations/s from the start request to
@@ -71,10 +70,8 @@ impl Tick {
 enum Where {
     /// `bench-upstream` (tests/bench/upstream.rs) in its own process, over TCP.
     Fast,
-    /// A second runner process serving the sandbox, over TCP.
+    /// The sandbox app in a second runner process, over TCP.
     Process,
-    /// The sandbox inside the Stepwise app (no socket).
-    InProcess,
 }
 
 impl Where {
@@ -82,7 +79,6 @@ impl Where {
         match self {
             Where::Fast => "upstream in its own process over TCP (bench-upstream)",
             Where::Process => "the sandbox in its own runner process over TCP",
-            Where::InProcess => "IN-PROCESS sandbox (no socket)",
         }
     }
 
@@ -90,7 +86,6 @@ impl Where {
         match self {
             Where::Fast => "tcp",
             Where::Process => "sandbox_tcp",
-            Where::InProcess => "inproc",
         }
     }
 
@@ -99,8 +94,7 @@ impl Where {
     fn upstream(self, latency_ms: u64) -> Upstream {
         match self {
             Where::Fast => Upstream::Fast(FastUpstream::start(latency_ms)),
-            Where::Process => Upstream::Process(upstream_process()),
-            Where::InProcess => Upstream::InProcess,
+            Where::Process => Upstream::Process,
         }
     }
 }
@@ -111,16 +105,8 @@ use stepwise_e2e::BenchUpstream as FastUpstream;
 enum Upstream {
     /// `bench-upstream`, over TCP.
     Fast(FastUpstream),
-    /// A second runner process serving the sandbox, over TCP.
-    Process(App),
-    /// The sandbox inside the Stepwise app (no socket).
-    InProcess,
-}
-
-/// The upstream process: the same app (its sandbox serves the transactions),
-/// with a tick that never fires anything of its own.
-fn upstream_process() -> App {
-    App::with(app::config().cron_schedule().env("STEPWISE_LOG", "warn"))
+    /// The sandbox app that [`App::with`] starts beside Stepwise, over TCP.
+    Process,
 }
 
 /// The Stepwise app under measurement, pointed at `up`.
@@ -128,8 +114,7 @@ fn stepwise(up: &Upstream, tick: Tick, concurrency: u64, log: &str) -> App {
     let mut cfg = tick.apply(app::config()).var("tick_concurrency", &concurrency.to_string()).var("tick_batch", "1000").env("STEPWISE_LOG", log);
     match up {
         Upstream::Fast(f) => cfg = cfg.var("upstream_url", &format!("http://127.0.0.1:{}", f.port)),
-        Upstream::Process(u) => cfg = cfg.var("upstream_url", &format!("http://{}", u.runner.addr)),
-        Upstream::InProcess => {}
+        Upstream::Process => {}
     }
     App::with(cfg)
 }
@@ -138,8 +123,7 @@ fn stepwise(up: &Upstream, tick: Tick, concurrency: u64, log: &str) -> App {
 fn sandbox<'a>(up: &'a Upstream, app: &'a App) -> Option<&'a App> {
     match up {
         Upstream::Fast(_) => None,
-        Upstream::Process(u) => Some(u),
-        Upstream::InProcess => Some(app),
+        Upstream::Process => Some(app),
     }
 }
 
@@ -270,7 +254,7 @@ fn main() {
 
     println!("workers benchmark (tick_budget_ms 900, tick_concurrency {concurrency})");
     let mut results = Vec::new();
-    for up in [Where::Fast, Where::Process, Where::InProcess] {
+    for up in [Where::Fast, Where::Process] {
         for tick in [Tick::Cron, Tick::Fast] {
             if up == Where::Process && matches!(tick, Tick::Fast) {
                 continue; // the sandbox as an upstream is shown once, for reference

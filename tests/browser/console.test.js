@@ -142,7 +142,7 @@ describe('operator console', () => {
     await page.getByTestId('signin-token').fill('not-the-token');
     await page.getByTestId('signin-submit').click();
     const message = page.getByTestId('signin-message');
-    await waitText(message, 'That token was refused (401).', 'the wrong-token message');
+    await waitText(message, 'That key was refused (401).', 'the wrong-key message');
     assert.equal(await visible(message), true);
     assert.equal(await visible(page.getByTestId('app')), false, 'a wrong token does not open the console');
     assert.equal(await visible(signin), true);
@@ -972,6 +972,60 @@ describe('operator console', () => {
     await page.getByTestId('transfers-prev').click();
     await waitText(page.getByTestId('transfers-page'), 'Page 1', 'back on page 1');
     await until('page 1 again', async () => (await page.getByTestId('transfer-row').count()) === 50);
+  });
+
+  test('a read key sees every view and is offered no control that would change state', TEST, async () => {
+    const created = await runner.api('POST', '/api/keys', { name: 'viewer', scope: 'read' });
+    assert.equal(created.status, 201, created.text);
+    // Something to act on in every view: a transaction waiting for its OTP, a worker, a saga, accounts, transfers.
+    await runner.script('br-readonly', { outcomes: ['otp'] });
+    const started = await runner.api('POST', '/api/workers', { binding_ids: ['br-readonly'] });
+    assert.equal(started.status, 202, started.text);
+    await until('an OTP to wait', async () => (await runner.api('GET', '/api/otp')).body.items.some((i) => i.binding_id === 'br-readonly'));
+    const saga = (await runner.api('GET', '/api/sagas?limit=1')).body.sagas[0];
+
+    await page.getByTestId('signout').click();
+    await page.getByTestId('signin').waitFor({ state: 'visible' });
+    await page.getByTestId('signin-token').fill(created.body.secret);
+    await page.getByTestId('signin-submit').click();
+    await page.getByTestId('app').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('session-key'), 'viewer (read)', 'the key and its scope');
+
+    const controls = async (where) => {
+      const shown = await page.locator('[data-needs]').evaluateAll((els) =>
+        els.filter((e) => e.offsetParent !== null || e.getClientRects().length > 0).map((e) => `${e.dataset.needs} ${e.dataset.testid || e.id || e.tagName}`));
+      assert.deepEqual(shown, [], `${where}: controls a read key may not use are shown`);
+    };
+    await page.getByTestId('tab-workers').click();
+    await page.locator('[data-testid=worker-row][data-binding-id="br-readonly"]').waitFor({ state: 'visible' });
+    await page.getByTestId('otp-transaction-id').first().waitFor({ state: 'visible' });
+    await controls('the workers list and the OTP inbox');
+    assert.equal(await page.getByTestId('otp-form').count() > 0, true, 'the OTP inbox lists the waiting transaction');
+    await page.getByTestId('workers-goto').fill('br-readonly');
+    await page.getByTestId('workers-goto').press('Enter');
+    await waitText(page.getByTestId('detail-binding-id'), 'br-readonly', 'the worker detail');
+    await controls('a worker');
+    if (saga) {
+      await openSaga(saga.id);
+      await controls('a saga');
+    }
+    await page.getByTestId('tab-accounts').click();
+    await page.getByTestId('accounts-view').waitFor({ state: 'visible' });
+    await page.getByTestId('account-row').first().waitFor({ state: 'visible' });
+    await controls('the accounts list');
+    await page.getByTestId('tab-transfers').click();
+    await page.getByTestId('transfers-view').waitFor({ state: 'visible' });
+    await page.getByTestId('transfer-row').first().waitFor({ state: 'visible' });
+    await controls('the transfers list');
+    for (const id of ['start-submit', 'account-form-submit', 'transfer-form-submit', 'stop-all', 'bulk-stop', 'saga-rollback']) {
+      assert.equal(await visible(page.getByTestId(id)), false, `${id} is not offered`);
+    }
+    // Back to the admin token for the tests that follow.
+    await page.getByTestId('signout').click();
+    await page.getByTestId('signin-token').fill(runner.token);
+    await page.getByTestId('signin-submit').click();
+    await page.getByTestId('app').waitFor({ state: 'visible' });
+    await runner.api('POST', '/api/workers/br-readonly/stop', {});
   });
 
   test('the page stayed offline and raised no errors', TEST, () => {

@@ -8,7 +8,8 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -80,15 +81,74 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(sig, () => { killAll(); process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1)); });
 }
 
-/** A running `stepwise up` on a free port with a fresh state dir. */
+/** A port of 127.0.0.1 that was free a moment ago. */
+async function freePort() {
+  const srv = createServer();
+  await new Promise((r, j) => { srv.once('error', j); srv.listen(0, '127.0.0.1', r); });
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/**
+ * Spawns `stepwise up` for `manifest` listening on `listen`, with `env`
+ * added, logging to `logPath`; resolves to `{child, origin}` once it prints
+ * `Serving http://ADDR` (up to `timeout` ms: a cold start compiles every component).
+ */
+async function spawnApp({ manifest, listen, stateDir, env, logPath, extra = [], timeout }) {
+  const log = createWriteStream(logPath);
+  const args = [
+    'up',
+    '--manifest', join(ROOT, manifest),
+    '--listen', listen,
+    '--state-dir', stateDir,
+    '--cache-dir', join(ROOT, 'target/e2e-cache'),
+    ...extra,
+  ];
+  const child = spawn(RUNNER, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  child.stderr.pipe(log);
+  const lines = createInterface({ input: child.stdout });
+  let timer;
+  try {
+    const origin = await new Promise((resolveAddr, reject) => {
+      timer = setTimeout(() => reject(new Error(`${manifest}: the runner did not print its address within ${timeout} ms`)), timeout);
+      lines.on('line', (line) => {
+        const m = /^Serving (http:\/\/\S+)/.exec(line.trim());
+        if (m) resolveAddr(m[1].replace(/\/+$/, ''));
+      });
+      child.once('error', (e) => reject(new Error(`cannot spawn the runner: ${e.message}`)));
+      child.once('exit', (code, signal) => reject(new Error(`${manifest}: the runner exited (${signal || code}) before serving`)));
+    });
+    return { child, origin };
+  } catch (e) {
+    child.kill('SIGKILL');
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
+    const tail = readLog(logPath).split('\n').slice(-40).join('\n');
+    throw new Error(`${e.message}\n--- runner stderr (tail) ---\n${tail}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The services Stepwise calls, each pointed at the sandbox app. */
+const SERVICE_URLS = ['UPSTREAM', 'USERS', 'PRODUCTS', 'PAYMENT', 'PAYMENT_API', 'WALLET', 'RISK', 'BETTING'];
+
+/**
+ * A running Stepwise (`spin.toml`) on a free port with a fresh state dir,
+ * beside a sandbox app (`components/sandbox/spin.toml`) of its own.
+ */
 export class Runner {
-  constructor(child, origin, stateDir, logPath, token) {
+  constructor(child, origin, stateDir, logPath, token, sandbox) {
     this.child = child;
     /** `http://127.0.0.1:PORT` */
     this.origin = origin;
     this.stateDir = stateDir;
     this.logPath = logPath;
     this.token = token;
+    /** `{child, origin}` of the sandbox app. */
+    this.sandbox = sandbox;
     this.exited = new Promise((r) => {
       if (child.exitCode !== null || child.signalCode !== null) r();
       else child.once('exit', () => r());
@@ -96,60 +156,43 @@ export class Runner {
   }
 
   /**
-   * Starts the app (spin.toml) with the API token `token`, ticking every
-   * TICK_MS, and waits (up to `timeout` ms: a cold start compiles every
-   * component) until it prints `Serving http://ADDR`.
+   * Starts the sandbox, then Stepwise with the API token `token`, ticking
+   * every TICK_MS, every service pointed at the sandbox.
    */
   static async start({ token = `browser-${randomBytes(12).toString('hex')}`, timeout = 120000 } = {}) {
     if (!existsSync(RUNNER)) {
       throw new Error(`${RUNNER} is missing: build first with scripts/build (scripts/test does it for you)`);
     }
     const stateDir = await mkdtemp(join(tmpdir(), 'stepwise-browser-'));
-    // The sandbox's database inside this run's state dir (a relative path in
-    // a runtime config resolves next to the file, as in Spin).
-    const runtimeConfig = join(stateDir, 'runtime-config.toml');
-    writeFileSync(runtimeConfig, '[sqlite_database.sandbox]\ntype = "spin"\npath = "state/sandbox.db"\n');
-    const logPath = join(stateDir, 'runner.log');
-    const log = createWriteStream(logPath);
-    const args = [
-      'up',
-      '--manifest', join(ROOT, 'spin.toml'),
-      '--runtime-config', runtimeConfig,
-      '--listen', '127.0.0.1:0',
-      '--state-dir', join(stateDir, 'state'),
-      '--cache-dir', join(ROOT, 'target/e2e-cache'),
-      '--tick-ms', String(TICK_MS),
-    ];
-    const child = spawn(RUNNER, args, {
-      cwd: ROOT,
-      env: { ...process.env, SPIN_VARIABLE_API_TOKEN: token, STEPWISE_LOG: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    live.add(child);
-    child.once('exit', () => live.delete(child));
-    child.stderr.pipe(log);
-
-    const lines = createInterface({ input: child.stdout });
-    let timer;
+    const midtransKey = `SB-Mid-server-browser-${randomBytes(8).toString('hex')}`;
+    const port = await freePort();
+    let sandbox;
     try {
-      const origin = await new Promise((resolveAddr, reject) => {
-        timer = setTimeout(() => reject(new Error(`the runner did not print its address within ${timeout} ms`)), timeout);
-        lines.on('line', (line) => {
-          const m = /^Serving (http:\/\/\S+)/.exec(line.trim());
-          if (m) resolveAddr(m[1].replace(/\/+$/, ''));
-        });
-        child.once('error', (e) => reject(new Error(`cannot spawn the runner: ${e.message}`)));
-        child.once('exit', (code, signal) => reject(new Error(`the runner exited (${signal || code}) before serving`)));
+      sandbox = await spawnApp({
+        manifest: 'components/sandbox/spin.toml',
+        listen: '127.0.0.1:0',
+        stateDir: join(stateDir, 'sandbox'),
+        logPath: join(stateDir, 'sandbox.log'),
+        env: { SPIN_VARIABLE_MIDTRANS_SERVER_KEY: midtransKey, SPIN_VARIABLE_STEPWISE_URL: `http://127.0.0.1:${port}`, STEPWISE_LOG: 'warn' },
+        timeout,
       });
-      return new Runner(child, origin, stateDir, logPath, token);
+      const env = { SPIN_VARIABLE_API_TOKEN: token, SPIN_VARIABLE_MIDTRANS_SERVER_KEY: midtransKey, STEPWISE_LOG: 'info' };
+      for (const s of SERVICE_URLS) env[`SPIN_VARIABLE_${s}_URL`] = sandbox.origin;
+      const logPath = join(stateDir, 'runner.log');
+      const app = await spawnApp({
+        manifest: 'spin.toml',
+        listen: `127.0.0.1:${port}`,
+        stateDir: join(stateDir, 'state'),
+        logPath,
+        env,
+        extra: ['--tick-ms', String(TICK_MS)],
+        timeout,
+      });
+      return new Runner(app.child, app.origin, stateDir, logPath, token, sandbox);
     } catch (e) {
-      child.kill('SIGKILL');
-      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
-      const tail = readLog(logPath).split('\n').slice(-40).join('\n');
+      if (sandbox) sandbox.child.kill('SIGKILL');
       await rm(stateDir, { recursive: true, force: true });
-      throw new Error(`${e.message}\n--- runner stderr (tail) ---\n${tail}`);
-    } finally {
-      clearTimeout(timer);
+      throw e;
     }
   }
 
@@ -162,11 +205,13 @@ export class Runner {
    * A request with a JSON body (or none) and more `headers`; answers
    * `{status, body}` with the body parsed when it is JSON.
    */
-  async fetch(method, path, body, { auth = false, headers: more = {} } = {}) {
+  async fetch(method, path, body, { auth = false, key = this.token, headers: more = {} } = {}) {
     const headers = { ...more };
-    if (auth) headers.authorization = `Bearer ${this.token}`;
+    if (auth) headers.authorization = `Bearer ${key}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(this.url(path), {
+    // `/sandbox/...` is the sandbox app's; everything else Stepwise's.
+    const origin = path.startsWith('/sandbox/') ? this.sandbox.origin : this.origin;
+    const res = await fetch(`${origin}${path}`, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -195,8 +240,10 @@ export class Runner {
     return readLog(this.logPath);
   }
 
-  /** Stops the runner (SIGTERM, then SIGKILL after `graceMs`) and removes its state dir. Safe to call twice. */
+  /** Stops the runner and the sandbox (SIGTERM, then SIGKILL after `graceMs`) and removes the state dir. Safe to call twice. */
   async stop(graceMs = 5000) {
+    const sb = this.sandbox.child;
+    if (sb.exitCode === null && sb.signalCode === null) sb.kill('SIGKILL');
     const { child } = this;
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');

@@ -141,10 +141,13 @@ fn the_webhook_refuses_bad_notifications_and_none_changes_anything() {
 
     assert_eq!(saga(&app, &id)["status"], "waiting", "nothing changed");
     assert_eq!(history(&app, &id).len(), before, "not even the history");
-    let m = app.runner.get("/metrics").body;
-    for result in ["bad_signature", "malformed", "unknown_order", "too_large"] {
-        assert!(m.contains(&format!("stepwise_webhook_notifications_total{{result=\"{result}\"}}")), "{result} counted");
+    // Refusals write nothing: the host counts them by status.
+    for (status, n) in [(401, 1), (400, 2), (404, 1), (413, 1)] {
+        let sample = format!("stepwise_http_requests_total{{route=\"/webhooks/midtrans\",status=\"{status}\"}}");
+        assert_eq!(app.runner.runner_metric(&sample), n, "{sample}");
     }
+    let m = app.api("GET", "/metrics", None).body;
+    assert!(m.contains("stepwise_webhook_notifications_total{result=\"accepted\"} 0"), "accepted counted, none yet:\n{m}");
 }
 
 #[test]
@@ -401,18 +404,18 @@ fn a_runner_killed_during_a_saga_call_finishes_it_after_restart_with_no_effect_a
     }
 }
 
-/// The app with its own sandbox serving every saga service (the default configuration).
+/// The app beside a sandbox app serving every saga service (the default test configuration).
 fn sandboxed() -> App {
     App::start()
 }
 
 fn product(app: &App, id: &str, price: u64, stock: u64) {
-    let a = app.runner.json("PUT", &format!("/sandbox/products/{id}"), &[], &json!({ "price": price, "stock": stock }));
+    let a = app.sandbox.json("PUT", &format!("/sandbox/products/{id}"), &[], &json!({ "price": price, "stock": stock }));
     assert_eq!(a.status, 200, "{}", a.body);
 }
 
 fn stock(app: &App, id: &str) -> Value {
-    let a = app.runner.get(&format!("/sandbox/products/{id}"));
+    let a = app.sandbox.get(&format!("/sandbox/products/{id}"));
     assert_eq!(a.status, 200, "{}", a.body);
     a.json()
 }
@@ -439,7 +442,7 @@ fn checkout_against_the_sandbox_settles_by_its_pay_action_and_each_stock_failure
     }
     wait_status(&app, &ok, "waiting");
     assert_eq!(stock(&app, "p-ok")["held"], 2, "only the good checkout holds stock");
-    let paid = app.runner.json("POST", &format!("/sandbox/payments/{ok}/pay"), &[], &json!({"status": "settlement"}));
+    let paid = app.sandbox.json("POST", &format!("/sandbox/payments/{ok}/pay"), &[], &json!({"status": "settlement"}));
     assert_eq!(paid.status, 200, "the webhook accepted the sandbox's signed notification: {}", paid.body);
     wait_status(&app, &ok, "completed");
     let p = stock(&app, "p-ok");
@@ -460,9 +463,9 @@ fn a_sandbox_checkout_that_expires_gives_the_stock_back() {
     wait_status(&app, &id, "expired");
     let p = stock(&app, "p-exp");
     assert_eq!((p["stock"].as_u64(), p["held"].as_u64()), (Some(4), Some(0)), "the stock is back: {p}");
-    let r = app.runner.get(&format!("/sandbox/reservations/{id}")).json();
+    let r = app.sandbox.get(&format!("/sandbox/reservations/{id}")).json();
     assert_eq!(r["status"], "expired", "{r}");
-    let pay = app.runner.get(&format!("/sandbox/payments/{id}")).json();
+    let pay = app.sandbox.get(&format!("/sandbox/payments/{id}")).json();
     assert_eq!(pay["transaction_status"], "expire", "{pay}");
 }
 
@@ -479,11 +482,12 @@ fn metrics_count_sagas_by_definition_and_status_compensations_and_notifications(
     assert_eq!(a.status, 202);
     wait_status(&app, &ok, "compensated");
     assert_eq!(notify(&app, &ok, "settlement", "1.00").status, 401, "signed with the test key, not the sandbox's");
-    let m = app.runner.get("/metrics").body;
+    let refused = r#"stepwise_http_requests_total{route="/webhooks/midtrans",status="401"}"#;
+    assert_eq!(app.runner.runner_metric(refused), 1, "the bad signature, counted by the host");
+    let m = app.api("GET", "/metrics", None).body;
     for series in [
         r#"stepwise_sagas{definition="checkout",status="compensated"} 1.0"#,
         r#"stepwise_saga_events_total{definition="checkout",type="compensation_completed"} 2"#,
-        r#"stepwise_webhook_notifications_total{result="bad_signature"} 1"#,
     ] {
         assert!(m.lines().any(|l| l == series), "missing {series} in\n{m}");
     }

@@ -1,4 +1,4 @@
-//! The sandbox's simulated saga services over HTTP, in the real app: each
+//! The sandbox's simulated saga services over HTTP, the sandbox app beside Stepwise: each
 //! service at its own paths, `Idempotency-Key` deduplication proven by the
 //! effect counts, the four stock validations reserving nothing, Midtrans'
 //! Basic auth and the expire-after-pay 412, fault injection counting down,
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use stepwise_e2e::app::App;
 use stepwise_e2e::{json, Answer, Value};
 
-/// `Basic base64("SB-Mid-server-stepwise-sandbox:")`: spin.toml's default `midtrans_server_key`.
-const MIDTRANS_AUTH: &str = "Basic U0ItTWlkLXNlcnZlci1zdGVwd2lzZS1zYW5kYm94Og==";
+/// `Basic base64("SB-Mid-server-test-sandbox:")`: the test sandbox's `midtrans_server_key` (`app::SANDBOX_KEY`).
+const MIDTRANS_AUTH: &str = "Basic U0ItTWlkLXNlcnZlci10ZXN0LXNhbmRib3g6";
 
 /// A call as the tick sends it: `X-Request-Id`, and `Idempotency-Key` when given.
 fn call(app: &App, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Answer {
@@ -26,7 +26,7 @@ fn with_auth(app: &App, method: &str, path: &str, key: Option<&str>, body: Optio
         headers.push(("authorization", a));
     }
     let body = body.map(|b| b.to_string());
-    app.runner.send(method, path, &headers, body.as_deref().map(str::as_bytes))
+    app.sandbox.send(method, path, &headers, body.as_deref().map(str::as_bytes))
 }
 
 /// A call to Midtrans (Snap or the Core API) with the right key.
@@ -35,13 +35,13 @@ fn midtrans(app: &App, method: &str, path: &str, key: Option<&str>, body: Option
 }
 
 fn put(app: &App, path: &str, body: Value) -> Value {
-    let a = app.runner.json("PUT", path, &[], &body);
+    let a = app.sandbox.json("PUT", path, &[], &body);
     assert_eq!(a.status, 200, "PUT {path}: {}", a.body);
     a.json()
 }
 
 fn get(app: &App, path: &str) -> Value {
-    let a = app.runner.get(path);
+    let a = app.sandbox.get(path);
     assert_eq!(a.status, 200, "GET {path}: {}", a.body);
     a.json()
 }
@@ -75,7 +75,7 @@ fn reservations_validate_reserve_nothing_on_a_refusal_and_give_stock_back() {
         let key = format!("bad-{i}:reserve_stock:action");
         expect(&reserve(&key, &format!("bad-{i}"), items), status, code);
         assert_eq!(effects(&app, &key), 0, "{code}");
-        let r = app.runner.get(&format!("/sandbox/reservations/bad-{i}"));
+        let r = app.sandbox.get(&format!("/sandbox/reservations/bad-{i}"));
         expect(&r, 404, "reservation_not_found");
     }
     let p1 = get(&app, "/sandbox/products/p1");
@@ -157,7 +157,7 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
 
     // Paying sends the notification to /webhooks/midtrans and reports its answer as it came:
     // the webhook took the signature (a wrong one is 401) and found no saga for this order (404).
-    let paid = app.runner.json("POST", "/sandbox/payments/saga-1/pay", &[], &json!({"status": "settlement"}));
+    let paid = app.sandbox.json("POST", "/sandbox/payments/saga-1/pay", &[], &json!({"status": "settlement"}));
     let body = paid.json();
     assert_eq!(paid.status, 404, "the webhook's status, as it answered: {}", paid.body);
     assert_eq!(body["webhook"]["status"], 404, "{}", paid.body);
@@ -174,7 +174,7 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
     // Paid: expire and cancel answer 412; the notification can be sent again as it was.
     expect(&midtrans(&app, "POST", "/v2/saga-1/expire", Some("saga-1:await_payment:expire"), None), 412, "transaction_settled");
     expect(&midtrans(&app, "POST", "/v2/saga-1/cancel", Some("saga-1:create_payment:compensation"), None), 412, "transaction_settled");
-    let resent = app.runner.send("POST", "/sandbox/payments/saga-1/notify", &[], None);
+    let resent = app.sandbox.send("POST", "/sandbox/payments/saga-1/notify", &[], None);
     assert_eq!(resent.status, 404, "{}", resent.body);
     assert_eq!(resent.json()["notification"], *n);
     assert_eq!(get(&app, "/sandbox/payments/saga-1")["notification"], *n);
@@ -189,9 +189,9 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
     let c = midtrans(&app, "POST", "/v2/saga-2/cancel", Some("saga-2:cancel"), None);
     assert_eq!((c.status, c.json()["transaction_status"].as_str()), (200, Some("expire")), "{}", c.body);
     assert_eq!((effects(&app, "saga-2:expire"), effects(&app, "saga-2:expire-2"), effects(&app, "saga-2:cancel")), (1, 0, 0));
-    expect(&app.runner.send("POST", "/sandbox/payments/saga-2/notify", &[], None), 404, "no_notification");
-    expect(&app.runner.json("POST", "/sandbox/payments/nope/pay", &[], &json!({"status": "settlement"})), 404, "transaction_not_found");
-    expect(&app.runner.json("POST", "/sandbox/payments/saga-2/pay", &[], &json!({"status": "paid"})), 400, "invalid_request");
+    expect(&app.sandbox.send("POST", "/sandbox/payments/saga-2/notify", &[], None), 404, "no_notification");
+    expect(&app.sandbox.json("POST", "/sandbox/payments/nope/pay", &[], &json!({"status": "settlement"})), 404, "transaction_not_found");
+    expect(&app.sandbox.json("POST", "/sandbox/payments/saga-2/pay", &[], &json!({"status": "paid"})), 400, "invalid_request");
     expect(&midtrans(&app, "GET", "/v2/nope/status", None, None), 404, "transaction_not_found");
 }
 
@@ -301,14 +301,14 @@ fn a_repeated_key_does_no_second_effect_and_injected_failures_count_down() {
     for _ in 0..3 {
         expect(&call(&app, "POST", "/v1/odds/live", None, Some(json!({"bet_slip_id": "b"}))), 429, "injected_failure");
     }
-    let cleared = app.runner.send("PUT", "/sandbox/services/risk", &[], None);
+    let cleared = app.sandbox.send("PUT", "/sandbox/services/risk", &[], None);
     assert_eq!(cleared.status, 200, "{}", cleared.body);
     assert_eq!(call(&app, "POST", "/v1/odds/live", None, Some(json!({"bet_slip_id": "b"}))).json()["odds_bp"], 15000);
 
     // Scripts are checked.
-    let bad = app.runner.json("PUT", "/sandbox/services/products", &[], &json!({"fail": {"credit": {"status": 503, "times": 1}}}));
+    let bad = app.sandbox.json("PUT", "/sandbox/services/products", &[], &json!({"fail": {"credit": {"status": 503, "times": 1}}}));
     expect(&bad, 400, "invalid_script");
-    expect(&app.runner.json("PUT", "/sandbox/services/wallets", &[], &json!({})), 404, "unknown_service");
+    expect(&app.sandbox.json("PUT", "/sandbox/services/wallets", &[], &json!({})), 404, "unknown_service");
 }
 
 #[test]
@@ -324,16 +324,16 @@ fn latency_is_slept_on_every_call_and_routes_answer_json_errors() {
     assert!(started.elapsed() < Duration::from_millis(300), "another service is not slowed: {:?}", started.elapsed());
 
     // Wrong methods and unknown paths, in the contract's error shape.
-    expect(&app.runner.get("/v1/reservations"), 405, "method_not_allowed");
+    expect(&app.sandbox.get("/v1/reservations"), 405, "method_not_allowed");
     expect(&call(&app, "POST", "/v2/x/status", None, None), 405, "method_not_allowed");
-    expect(&app.runner.get("/v1/users/nope"), 404, "not_found");
-    expect(&app.runner.get("/sandbox/nope"), 404, "not_found");
-    expect(&app.runner.get("/sandbox/products/%zz"), 400, "invalid_path");
+    expect(&app.sandbox.get("/v1/users/nope"), 404, "not_found");
+    expect(&app.sandbox.get("/sandbox/nope"), 404, "not_found");
+    expect(&app.sandbox.get("/sandbox/products/%zz"), 400, "invalid_path");
 
     // DELETE /sandbox empties the services' state too.
     put(&app, "/sandbox/products/p1", json!({"price": 1, "stock": 1}));
-    assert_eq!(app.runner.send("DELETE", "/sandbox", &[], None).status, 200);
-    expect(&app.runner.get("/sandbox/products/p1"), 404, "product_not_found");
+    assert_eq!(app.sandbox.send("DELETE", "/sandbox", &[], None).status, 200);
+    expect(&app.sandbox.get("/sandbox/products/p1"), 404, "product_not_found");
     assert_eq!(get(&app, "/sandbox/services/betting")["script"]["latency_ms"], 0);
     assert_eq!(get(&app, "/sandbox/effects")["total"], 0);
 }

@@ -10,10 +10,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use stepwise_e2e::app::{self, App, RUNTIME_CONFIG};
+use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger;
 use stepwise_e2e::plain_upstream::PlainUpstream;
-use stepwise_e2e::spin::{readme_spin_up, start_command_line};
+use stepwise_e2e::spin::{readme_spin_block, start_command_line};
 use stepwise_e2e::{free_port, json, poll_until, project_root, request, scenarios, RunnerKind, Value};
 
 const SPIN: RunnerKind = RunnerKind::Spin;
@@ -68,6 +68,20 @@ fn sigkill_of_every_spin_process_resends_the_same_request_id() {
     assert_clean(&app);
 }
 
+/// Spin, like the runner, refuses to serve the product without its Midtrans
+/// key, naming it, and serves no sandbox path.
+#[test]
+fn spin_refuses_to_serve_without_the_midtrans_key_and_serves_no_sandbox() {
+    let alone = app::SERVICE_URLS.into_iter().fold(app::config_on(SPIN), |cfg, v| cfg.var(v, "http://127.0.0.1:9"));
+    let err = alone.try_start().err().expect("Spin must refuse to serve without midtrans_server_key");
+    assert!(err.contains("midtrans_server_key"), "the refusal names the variable: {err}");
+    let runner = alone.var("midtrans_server_key", "k-spin").start();
+    for (method, path) in [("POST", "/sandbox/payments/o-1/pay"), ("GET", "/sandbox/service-calls"), ("POST", "/v1/transactions/start"), ("POST", "/snap/v1/transactions")] {
+        let a = runner.send(method, path, &[("content-type", "application/json")], Some(b"{}"));
+        assert_eq!(a.status, 404, "{method} {path} must not be served on Spin: {}", a.body);
+    }
+}
+
 fn wait_saga(app: &App, id: &str, status: &str) -> Value {
     poll_until(Duration::from_secs(60), &format!("saga {id} {status}"), || {
         let s = app.api("GET", &format!("/api/sagas/{id}"), None).json();
@@ -78,18 +92,18 @@ fn wait_saga(app: &App, id: &str, status: &str) -> Value {
 #[test]
 fn a_checkout_is_settled_by_the_webhook_on_spin() {
     let app = App::with(app::config_on(SPIN));
-    let a = app.runner.json("PUT", "/sandbox/products/p-spin", &[], &json!({"price": 15000, "stock": 3}));
+    let a = app.sandbox.json("PUT", "/sandbox/products/p-spin", &[], &json!({"price": 15000, "stock": 3}));
     assert_eq!(a.status, 200, "{}", a.body);
     let input = json!({"user_token": "demo", "items": [{"product_id": "p-spin", "price": 15000, "quantity": 2}], "payment_ttl_ms": 600000});
     let s = app.api("POST", "/api/sagas", Some(json!({"definition": "checkout", "input": input})));
     assert_eq!(s.status, 202, "{}", s.body);
     let id = s.json()["id"].as_str().unwrap().to_string();
     wait_saga(&app, &id, "waiting");
-    // The sandbox (an HTTP component) sends the signed notification to the webhook over http://self.alt.
-    let paid = app.runner.json("POST", &format!("/sandbox/payments/{id}/pay"), &[], &json!({"status": "settlement"}));
+    // The sandbox app sends the signed notification to Stepwise's webhook on Spin.
+    let paid = app.sandbox.json("POST", &format!("/sandbox/payments/{id}/pay"), &[], &json!({"status": "settlement"}));
     assert_eq!(paid.status, 200, "{}", paid.body);
     wait_saga(&app, &id, "completed");
-    let p = app.runner.get("/sandbox/products/p-spin").json();
+    let p = app.sandbox.get("/sandbox/products/p-spin").json();
     assert_eq!((p["sold"].as_u64(), p["stock"].as_u64()), (Some(2), Some(1)), "{p}");
     let kinds: Vec<String> = app.api("GET", "/api/events", None).json()["events"]
         .as_array()
@@ -105,7 +119,7 @@ fn a_checkout_is_settled_by_the_webhook_on_spin() {
 #[test]
 fn a_cashout_is_compensated_on_spin() {
     let app = App::with(app::config_on(SPIN));
-    let a = app.runner.json("PUT", "/sandbox/services/risk", &[], &json!({"fail": {"liability": {"status": 422, "times": 1, "code": "limit"}}}));
+    let a = app.sandbox.json("PUT", "/sandbox/services/risk", &[], &json!({"fail": {"liability": {"status": 422, "times": 1, "code": "limit"}}}));
     assert_eq!(a.status, 200, "{}", a.body);
     let input = json!({"bet_slip_id": "bs-spin", "user_id": "u-spin", "bookmaker_type": "b", "bookmaker_id": "1"});
     let s = app.api("POST", "/api/sagas", Some(json!({"definition": "cashout", "input": input})));
@@ -137,27 +151,27 @@ fn a_transfer_is_accepted_and_executed_on_spin() {
     assert_clean(&app);
 }
 
-/// The README's command, as written, from a copy of the project's layout
-/// (spin.toml, runtime-config.toml, the built components): the state lands
-/// in `.spin/` beside the manifest, the sandbox's database where
-/// runtime-config.toml puts it, and the tick reaches the sandbox.
+/// The README's commands, as written, from a copy of the project's layout
+/// (both manifests, runtime-config.toml, the built components) on free
+/// ports: the sandbox app and Stepwise both on Spin, the state in `.spin/`
+/// beside each manifest, the tick reaching the sandbox.
 #[test]
-fn the_readme_command_runs_the_app() {
-    let line = readme_spin_up().unwrap();
-    assert!(line.contains("--runtime-config-file runtime-config.toml"), "{line}");
+fn the_readme_commands_run_the_app_beside_the_sandbox() {
+    let block = readme_spin_block().unwrap();
+    assert!(block.contains("--runtime-config-file runtime-config.toml"), "{block}");
     let dir = tempfile::tempdir().unwrap();
     let root = project_root();
-    for f in ["spin.toml", "runtime-config.toml"] {
+    std::fs::create_dir_all(dir.path().join("components/sandbox")).unwrap();
+    for f in ["spin.toml", "runtime-config.toml", "components/sandbox/spin.toml"] {
         std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
     }
     std::os::unix::fs::symlink(root.join("target"), dir.path().join("target")).unwrap();
-    let port = free_port();
-    let here = line.replace("127.0.0.1:3000", &format!("127.0.0.1:{port}"));
-    assert!(here.matches(&format!("127.0.0.1:{port}")).count() >= 2, "listen address and upstream_url: {line}");
+    let (port, sandbox_port) = (free_port(), free_port());
+    let here = block.replace("127.0.0.1:3000", &format!("127.0.0.1:{port}")).replace("127.0.0.1:3001", &format!("127.0.0.1:{sandbox_port}"));
     let token = here
         .split_whitespace()
         .find_map(|w| w.strip_prefix("SPIN_VARIABLE_API_TOKEN="))
-        .expect("the command sets the API token")
+        .expect("the commands set the API token")
         .to_string();
     let runner = start_command_line(&here, dir.path(), port).unwrap();
 
@@ -171,9 +185,12 @@ fn the_readme_command_runs_the_app() {
         (w["state"] == "stopped").then_some(w)
     });
     assert_eq!((w["successes"].as_u64(), w["stop_reason"].as_str()), (Some(2), Some("max_iterations")), "{w}");
-    let spin = dir.path().join(".spin");
-    for f in ["sqlite_db.db", "sqlite_key_value.db", "sandbox.db"] {
-        assert!(spin.join(f).exists(), ".spin/{f} is missing: {:?}", std::fs::read_dir(&spin).map(|d| d.count()));
+    let stats = request("GET", &format!("http://127.0.0.1:{sandbox_port}/sandbox/stats"), &[], None).unwrap().json();
+    assert_eq!(stats["bindings"]["b-readme"]["starts"], 2, "the sandbox app served the calls: {stats}");
+    assert_eq!(request("GET", &runner.url("/sandbox/stats"), &[], None).unwrap().status, 404, "Stepwise serves no sandbox");
+    for (state, f) in [(".spin", "sqlite_db.db"), ("components/sandbox/.spin", "sqlite_db.db")] {
+        let path = dir.path().join(state).join(f);
+        assert!(path.exists(), "{} is missing", path.display());
     }
     let logs = runner.logs();
     assert!(!logs.contains("HttpRequestUriInvalid") && !logs.contains("database is locked"), "{logs}");
@@ -191,7 +208,7 @@ fn outbound_connections_are_pooled_unless_an_outbound_http_section_leaves_the_ke
     ];
     for (extra, pooled) in cases {
         let up = PlainUpstream::start();
-        let cfg = app::config_on(SPIN).runtime_config(&format!("{RUNTIME_CONFIG}{extra}")).var("upstream_url", &up.origin());
+        let cfg = app::config_on(SPIN).runtime_config(extra).var("upstream_url", &up.origin());
         let app = App::with(cfg);
         app.start_workers(&["b-pool"], json!({ "max_iterations": 6 }));
         let w = app.wait_stopped("b-pool");

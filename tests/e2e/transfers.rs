@@ -47,14 +47,14 @@ fn wait_all_final(app: &App, within: Duration) {
 /// status, lines), every transfer, every event, the transfer gauges.
 fn state(app: &App) -> Value {
     let accounts: Vec<Value> = ledger::accounts(app).iter().map(|a| ledger::account(app, a["id"].as_str().unwrap())).collect();
-    let m = app.runner.get("/metrics").body;
+    let m = app.api("GET", "/metrics", None).body;
     let gauges: Vec<&str> = m.lines().filter(|l| l.starts_with("stepwise_transfers")).collect();
     json!({ "accounts": accounts, "transfers": ledger::transfers(app, ""), "events": ledger::events(app, ""), "gauges": gauges })
 }
 
 /// The sum of every sample of a metric family's series (any labels).
 fn metric_sum(app: &App, name: &str) -> f64 {
-    let m = app.runner.get("/metrics").body;
+    let m = app.api("GET", "/metrics", None).body;
     let found: Vec<f64> = m
         .lines()
         .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
@@ -505,7 +505,7 @@ fn sigkill_with_300_transfers_accepted_and_not_executed_then_restart_completes_e
     assert_eq!(app.ticks(), 0, "no tick ran");
 
     app.runner.kill();
-    app.runner.restart_with(app::config());
+    app.restart_with(app::config());
     check_all_completed_once(&app, &accepted);
     assert_eq!(ledger::metric(&app, "stepwise_transfers_queued"), Some(0.0));
 }
@@ -517,7 +517,7 @@ fn sigkill_while_the_tick_executes_a_backlog_then_restart_completes_each_exactly
     let accepted = accept_from_the_bank(&app, 2_000);
     app.runner.kill();
     // The tick starts on the backlog; killed as soon as the first has completed.
-    app.runner.restart_with(app::config());
+    app.restart_with(app::config());
     let t0 = Instant::now();
     poll_until(Duration::from_secs(60), "a first transfer completed", || {
         let a = app.api("GET", "/api/transfers?status=completed&limit=1", None);
@@ -547,7 +547,7 @@ fn a_transfer_to_an_account_frozen_after_acceptance_fails_releases_its_hold_and_
     assert_eq!((f.status, f.json()["status"].as_str()), (200, Some("frozen")), "{}", f.body);
     assert_eq!(int(&ledger::account(&app, "bank"), "held"), 1_200);
 
-    app.runner.restart_with(app::config());
+    app.restart_with(app::config());
     let t = ledger::wait_final(&app, &doomed, Duration::from_secs(30));
     assert_eq!(t["status"], "failed", "{t}");
     assert!(t["reason"].as_str().is_some_and(|r| !r.is_empty()), "a reason: {t}");

@@ -53,7 +53,7 @@ fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
     // (at least 5 firings for 5 iterations).
     let cfg = app::config().cron_schedule().var("tick_budget_ms", "900").var("tick_concurrency", "32");
     let a = App::with(cfg.clone());
-    let b = App::with(cfg.state_dir(&a.runner.state_dir));
+    let b = App::beside(cfg.state_dir(&a.runner.state_dir), &a);
     let ids: Vec<String> = (0..200).map(|i| format!("c-{i:03}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     for id in &refs {

@@ -220,7 +220,7 @@ fn sigkill_with_a_call_in_flight_resends_the_same_request_id_after_restart() {
 #[test]
 fn two_hundred_workers_times_five_on_two_runners_sharing_one_state_dir() {
     let a = App::with(app::config().var("tick_concurrency", "32"));
-    let b = App::with(app::config().var("tick_concurrency", "32").state_dir(&a.runner.state_dir));
+    let b = App::beside(app::config().var("tick_concurrency", "32").state_dir(&a.runner.state_dir), &a);
     let ids: Vec<String> = (0..200).map(|i| format!("w-{i:03}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     for id in &refs {

@@ -1,21 +1,31 @@
-//! The Stepwise app (`spin.toml`) under test: the control API with its token,
-//! the sandbox upstream's script and records, and waits on what the tick does.
+//! The Stepwise app (`spin.toml`) under test, beside the sandbox app
+//! (`components/sandbox/spin.toml`) it calls as its upstream and saga
+//! services: the control API with its token, the sandbox's script and
+//! records, and waits on what the tick does.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::{poll_until, Answer, Runner, RunnerConfig, RunnerKind};
 
-/// The API token every test app uses.
+/// The API token every test app uses (the bootstrap `admin` key).
 pub const TOKEN: &str = "test-token-0123456789";
 
 /// How often test apps tick on the runner.
 pub const TICK_MS: u64 = 50;
 
-/// The runtime config tests use: the sandbox's database inside the runner's
-/// own (temporary) state dir, so parallel tests never share it.
-pub const RUNTIME_CONFIG: &str = "[sqlite_database.sandbox]\ntype = \"spin\"\npath = \"sandbox.db\"\n";
+/// The Midtrans server key the test sandbox and Stepwise share (test-only:
+/// the sandbox has no default key, and neither has Stepwise).
+pub const SANDBOX_KEY: &str = "SB-Mid-server-test-sandbox";
+
+/// The sandbox's manifest: an app of its own (components/sandbox/spin.toml).
+pub const SANDBOX_MANIFEST: &str = "components/sandbox/spin.toml";
+
+/// The service variables that point Stepwise at an upstream.
+pub const SERVICE_URLS: [&str; 8] =
+    ["upstream_url", "users_url", "products_url", "payment_url", "payment_api_url", "wallet_url", "risk_url", "betting_url"];
 
 /// How long a test app's tick keeps stepping (the default is 900 ms for the
 /// 1 s cron; with fast ticks a shorter budget keeps `wait_ticks` short).
@@ -27,48 +37,139 @@ pub fn config() -> RunnerConfig {
     config_on(RunnerKind::from_env())
 }
 
-/// The app's config on `kind`: `spin.toml`, the sandbox's database in the
-/// state dir, the test token; on the runner fast ticks (`--tick-ms`, a short
-/// budget). On Spin the cron plugin fires the tick every second and it steps
-/// for the default `tick_budget_ms` (900 ms); and as the plugin gives cron
-/// components no origin for self requests (`http://self.alt` fails with
-/// `HttpRequestUriInvalid`), `upstream_url` is the app's own listen address,
-/// where the sandbox answers (README, "Running on Spin").
+/// Stepwise's config on `kind`: `spin.toml`, the test token; on the runner
+/// fast ticks (`--tick-ms`, a short budget). On Spin the cron plugin fires
+/// the tick every second and it steps for the default `tick_budget_ms`
+/// (900 ms). [`App::with`] points every service it does not set at a
+/// sandbox of its own, with the sandbox's Midtrans key.
 pub fn config_on(kind: RunnerKind) -> RunnerConfig {
-    let cfg = RunnerConfig::new("spin.toml").on(kind).runtime_config(RUNTIME_CONFIG).var("api_token", TOKEN);
+    let cfg = RunnerConfig::new("spin.toml").on(kind).var("api_token", TOKEN);
     match kind {
         RunnerKind::Stepwise => cfg.var("tick_budget_ms", TICK_BUDGET_MS).tick_ms(TICK_MS),
-        // On Spin the tick cannot call the app itself through http://self.alt
-        // (README, "Running on Spin"): every outside origin is the app's address.
-        RunnerKind::Spin => ["upstream_url", "users_url", "products_url", "payment_url", "payment_api_url", "wallet_url", "risk_url", "betting_url"]
-            .into_iter()
-            .fold(cfg, |cfg, var| cfg.var_with_addr(var, "http://{addr}")),
+        RunnerKind::Spin => cfg,
     }
 }
 
-/// A running app.
+/// The sandbox app's config, notifying Stepwise at `stepwise_port`. It runs
+/// on the project's runner whatever Stepwise runs on: it is a test peer.
+pub fn sandbox_config(stepwise_port: u16) -> RunnerConfig {
+    RunnerConfig::new(SANDBOX_MANIFEST)
+        .on(RunnerKind::Stepwise)
+        .var("midtrans_server_key", SANDBOX_KEY)
+        .var("stepwise_url", &format!("http://127.0.0.1:{stepwise_port}"))
+        .env("STEPWISE_LOG", "warn")
+}
+
+/// `cfg` with every service it does not set pointed at `sandbox` (a
+/// `host:port`), and the sandbox's Midtrans key unless it sets its own.
+pub fn beside_sandbox(cfg: RunnerConfig, sandbox: &str) -> RunnerConfig {
+    let origin = format!("http://{sandbox}");
+    SERVICE_URLS
+        .into_iter()
+        .fold(cfg, |cfg, var| cfg.var_default(var, &origin))
+        .var_default("midtrans_server_key", SANDBOX_KEY)
+}
+
+/// A running app: Stepwise and the sandbox it calls, each a process of its own.
 pub struct App {
-    /// The runner serving it.
+    /// The runner serving Stepwise.
     pub runner: Runner,
+    /// The sandbox app (shared with the app it was started beside, if any).
+    pub sandbox: Arc<Runner>,
+    /// The state-changing calls [`App::api`] made that succeeded (method,
+    /// path): each must be in the audit trail when the app is dropped.
+    changes: Mutex<Vec<(String, String)>>,
 }
 
 impl App {
     /// Starts the app with the default config.
     pub fn start() -> App {
-        App { runner: config().start() }
+        App::with(config())
     }
 
-    /// Starts the app with a customised config.
+    /// Starts a sandbox, then Stepwise with `cfg` on a port fixed in
+    /// advance (so the sandbox can notify its webhook) and every service
+    /// `cfg` does not set pointed at the sandbox.
     pub fn with(cfg: RunnerConfig) -> App {
-        App { runner: cfg.start() }
+        let port = cfg.fixed_port().unwrap_or_else(crate::free_port);
+        let sandbox = Arc::new(sandbox_config(port).start());
+        let runner = beside_sandbox(cfg.port(port), &sandbox.addr).start();
+        App { runner, sandbox, changes: Mutex::default() }
     }
 
-    /// An authenticated API call.
+    /// Starts Stepwise with `cfg` calling `other`'s sandbox (e.g. a second
+    /// runner on the same state).
+    pub fn beside(cfg: RunnerConfig, other: &App) -> App {
+        let runner = beside_sandbox(cfg, &other.sandbox.addr).start();
+        App { runner, sandbox: other.sandbox.clone(), changes: Mutex::default() }
+    }
+
+    /// Restarts Stepwise with another config (on the same port and beside
+    /// the same sandbox): see [`Runner::restart_with`].
+    pub fn restart_with(&mut self, cfg: RunnerConfig) {
+        let port = self.runner.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("addr has a port");
+        self.runner.restart_with(beside_sandbox(cfg.port(port), &self.sandbox.addr));
+    }
+
+    /// An API call with the bootstrap key ([`TOKEN`]); a state-changing one
+    /// that succeeds is checked against the audit trail on drop.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
-        let auth = format!("Bearer {TOKEN}");
+        let a = self.api_as(TOKEN, method, path, body);
+        if method != "GET" && (200..300).contains(&a.status) {
+            let path = path.split('?').next().unwrap_or(path).to_string();
+            self.changes.lock().unwrap_or_else(|p| p.into_inner()).push((method.to_string(), path));
+        }
+        a
+    }
+
+    /// An API call with the key `secret`.
+    pub fn api_as(&self, secret: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let auth = format!("Bearer {secret}");
         let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
         let body = body.map(|b| b.to_string());
         self.runner.send(method, path, &headers, body.as_deref().map(str::as_bytes))
+    }
+
+    /// `POST /api/keys`, expecting 201: the key with its secret.
+    pub fn create_key(&self, name: &str, scope: &str) -> Value {
+        let a = self.api("POST", "/api/keys", Some(json!({ "name": name, "scope": scope })));
+        assert_eq!(a.status, 201, "create key {name}: {}", a.body);
+        a.json()
+    }
+
+    /// The whole audit trail, in `seq` order.
+    pub fn audit_trail(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let a = self.api_as(TOKEN, "GET", &format!("/api/audit?after={after}&limit=1000"), None);
+            assert_eq!(a.status, 200, "audit: {}", a.body);
+            let page = a.json();
+            out.extend(page["entries"].as_array().cloned().unwrap_or_default());
+            match page["next_after"].as_i64() {
+                Some(n) => after = n,
+                None => return out,
+            }
+        }
+    }
+
+    /// Checks that every state-changing call [`App::api`] made that
+    /// succeeded has an entry in the audit trail, by the bootstrap key, of
+    /// its method and a route matching its path.
+    pub fn assert_changes_audited(&self) {
+        let changes = std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()));
+        if changes.is_empty() {
+            return;
+        }
+        let trail = self.audit_trail();
+        for (method, path) in changes {
+            let found = trail.iter().any(|e| {
+                e["method"] == method.as_str()
+                    && e["key_id"] == "api_token"
+                    && e["route"].as_str().is_some_and(|route| route_matches(route, &path))
+            });
+            assert!(found, "{method} {path} succeeded but is not in the audit trail:\n{trail:#?}");
+        }
     }
 
     /// `POST /api/workers`, expecting 202.
@@ -100,13 +201,13 @@ impl App {
 
     /// Scripts the sandbox for one binding.
     pub fn script(&self, binding: &str, script: Value) {
-        let a = self.runner.send("PUT", &format!("/sandbox/bindings/{binding}"), &[], Some(script.to_string().as_bytes()));
+        let a = self.sandbox.send("PUT", &format!("/sandbox/bindings/{binding}"), &[], Some(script.to_string().as_bytes()));
         assert_eq!(a.status, 200, "sandbox script: {}", a.body);
     }
 
     /// The calls the sandbox received for a binding, oldest first.
     pub fn calls(&self, binding: &str) -> Vec<Value> {
-        let a = self.runner.get(&format!("/sandbox/calls?binding_id={binding}&limit=100000"));
+        let a = self.sandbox.get(&format!("/sandbox/calls?binding_id={binding}&limit=100000"));
         assert_eq!(a.status, 200, "sandbox calls: {}", a.body);
         a.json()["calls"].as_array().cloned().unwrap_or_default()
     }
@@ -118,7 +219,7 @@ impl App {
 
     /// The sandbox's statistics.
     pub fn sandbox_stats(&self) -> Value {
-        self.runner.get("/sandbox/stats").json()
+        self.sandbox.get("/sandbox/stats").json()
     }
 
     /// How many ticks have run so far (from the tick's log line).
@@ -137,5 +238,22 @@ impl App {
         let a = self.api("GET", &format!("/api/requests?binding_id={binding}&limit=1000"), None);
         assert_eq!(a.status, 200, "requests: {}", a.body);
         a.json()["requests"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Whether a router route (`/api/workers/:binding_id/:action`) matches a path.
+pub fn route_matches(route: &str, path: &str) -> bool {
+    let (r, p): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), path.split('/').collect());
+    r.len() == p.len() && r.iter().zip(&p).all(|(r, p)| r.starts_with(':') || r == p)
+}
+
+impl Drop for App {
+    /// Every state-changing call the test made is in the audit trail (when
+    /// the test has not failed already and the app still answers).
+    fn drop(&mut self) {
+        if std::thread::panicking() || !self.runner.is_running() {
+            return;
+        }
+        self.assert_changes_audited();
     }
 }

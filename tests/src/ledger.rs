@@ -178,7 +178,7 @@ pub fn int(v: &Value, field: &str) -> i64 {
 /// One sample of `/metrics` by its series as written
 /// (`stepwise_transfers{status="completed"}`), or `None` when absent.
 pub fn metric(app: &App, series: &str) -> Option<f64> {
-    let m = app.runner.get("/metrics").body;
+    let m = app.api("GET", "/metrics", None).body;
     // A series without labels may be written `name{} value`.
     m.lines().find_map(|l| {
         let rest = l.strip_prefix(series)?;

@@ -140,6 +140,21 @@ impl RunnerConfig {
         self
     }
 
+    /// Sets a Spin variable unless it is set already (a default that any
+    /// [`Self::var`] wins over, before or after).
+    pub fn var_default(mut self, name: &str, value: &str) -> Self {
+        let key = spin_variable(name);
+        if !self.env.iter().any(|(k, _)| *k == key) {
+            self.env.insert(0, (key, EnvValue::Plain(value.to_string())));
+        }
+        self
+    }
+
+    /// The port it will listen on, if fixed ([`Self::port`]).
+    pub fn fixed_port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// Sets a Spin variable to `template` with `{addr}` replaced by the
     /// `host:port` the app listens on (a free port is chosen before the start).
     pub fn var_with_addr(mut self, name: &str, template: &str) -> Self {
@@ -481,6 +496,11 @@ impl Runner {
         self.kind
     }
 
+    /// Whether its process is still there (not stopped or killed).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Stops it and waits (bounded) for the exit: SIGTERM for the runner;
     /// SIGINT for Spin (what Ctrl-C sends: the cron plugin handles SIGINT,
     /// a SIGTERM kills it), whose trigger processes must all be gone.
@@ -515,8 +535,9 @@ impl Runner {
         }
     }
 
-    /// Starts a new runner process on the same state dir (the runner: a new
-    /// port; Spin: the same port, as the app's `upstream_url` points there).
+    /// Starts a new runner process on the same state dir (on the same port
+    /// when one was fixed, as the sandbox's `stepwise_url` points there, and
+    /// always on Spin; else on a new port).
     pub fn restart(&mut self) {
         self.kill();
         let mut cfg = self.config.clone().expect("this runner was started from a command line: no restart").state_dir(&self.state_dir);

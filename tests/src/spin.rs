@@ -245,21 +245,21 @@ pub(crate) fn kill_tree(child: &mut Child) {
     }
 }
 
-/// The `spin up` command line of the README's "Running on Spin" section:
-/// the line of its first `sh` block that runs `spin up`, with its
-/// continuation lines joined.
-pub fn readme_spin_up() -> Result<String, String> {
+/// The README's "Running on Spin" block as a script: its lines after
+/// `scripts/build`, with continuation lines joined. It must hold exactly two
+/// `spin up` lines: the sandbox's (in the background) and Stepwise's.
+pub fn readme_spin_block() -> Result<String, String> {
     let readme = std::fs::read_to_string(project_root().join("README.md")).map_err(|e| format!("README.md: {e}"))?;
     let section = readme.split("\n## Running on Spin\n").nth(1).ok_or("README.md has no \"## Running on Spin\" section")?;
     let section = section.split("\n## ").next().unwrap_or(section);
     let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).ok_or("no sh block in \"Running on Spin\"")?;
     let joined = block.replace("\\\n", " ");
-    let mut lines = joined.lines().map(str::trim).filter(|l| l.split_whitespace().any(|w| w == "spin") && l.contains(" up "));
-    let line = lines.next().ok_or("no `spin up` line in the \"Running on Spin\" block")?;
-    if lines.next().is_some() {
-        return Err("more than one `spin up` line in the \"Running on Spin\" block".into());
+    let lines: Vec<&str> = joined.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "scripts/build").collect();
+    let ups = lines.iter().filter(|l| l.split_whitespace().any(|w| w == "spin") && l.contains(" up ")).count();
+    if ups != 2 {
+        return Err(format!("expected two `spin up` lines (the sandbox's and Stepwise's), found {ups}"));
     }
-    Ok(line.split(" #").next().unwrap_or(line).trim().to_string())
+    Ok(lines.join("\n"))
 }
 
 /// Runs a shell command line that starts Spin (`spin` there is the Spin of

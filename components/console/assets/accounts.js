@@ -54,7 +54,7 @@ export function accountsModule(kit) {
     r.el = h('tr', { 'data-testid': 'account-row', 'data-account-id': id },
       h('td', null, r.link), r.name, r.currency, h('td', null, r.status),
       r.balance, r.held, r.available, r.negative,
-      h('td', { class: 'col-actions' }, h('span', { class: 'btn-group' }, r.freeze, r.unfreeze)));
+      h('td', { class: 'col-actions' }, h('span', { class: 'btn-group', 'data-needs': 'accounts.freeze' }, r.freeze, r.unfreeze)));
     return r;
   }
 

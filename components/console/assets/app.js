@@ -354,9 +354,9 @@ import { transfersModule } from './transfers.js';
     r.lastDetail = h('span', { class: 'mono ellip' });
     r.last = h('td', { 'data-testid': 'worker-last-result' }, h('span', { class: 'last' }, r.lastOutcome, r.lastDetail));
     r.nextStep = h('td', { 'data-testid': 'worker-next-step' });
-    r.pause = h('button', { type: 'button', class: 'btn btn-xs', 'data-testid': 'worker-pause', 'data-binding-id': id, text: 'Pause' });
-    r.resume = h('button', { type: 'button', class: 'btn btn-xs', 'data-testid': 'worker-resume', 'data-binding-id': id, text: 'Resume' });
-    r.stop = h('button', { type: 'button', class: 'btn btn-xs btn-danger-outline', 'data-testid': 'worker-stop', 'data-binding-id': id, text: 'Stop' });
+    r.pause = h('button', { type: 'button', class: 'btn btn-xs', 'data-testid': 'worker-pause', 'data-needs': 'workers.control', 'data-binding-id': id, text: 'Pause' });
+    r.resume = h('button', { type: 'button', class: 'btn btn-xs', 'data-testid': 'worker-resume', 'data-needs': 'workers.control', 'data-binding-id': id, text: 'Resume' });
+    r.stop = h('button', { type: 'button', class: 'btn btn-xs btn-danger-outline', 'data-testid': 'worker-stop', 'data-needs': 'workers.control', 'data-binding-id': id, text: 'Stop' });
     r.pause.addEventListener('click', () => workerAction(id, 'pause', r.pause));
     r.resume.addEventListener('click', () => workerAction(id, 'resume', r.resume));
     r.stop.addEventListener('click', () => workerAction(id, 'stop', r.stop));
@@ -604,7 +604,7 @@ import { transfersModule } from './transfers.js';
     });
     r.submit = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'otp-submit', 'data-transaction-id': tx, text: 'Submit' });
     r.error = h('p', { class: 'msg msg-error otp-error', 'data-testid': 'otp-error', 'data-transaction-id': tx, role: 'alert', hidden: true });
-    r.form = h('form', { class: 'otp-form', 'data-testid': 'otp-form', novalidate: true, autocomplete: 'off' }, r.input, r.submit);
+    r.form = h('form', { class: 'otp-form', 'data-testid': 'otp-form', 'data-needs': 'otp.submit', novalidate: true, autocomplete: 'off' }, r.input, r.submit);
     r.form.addEventListener('submit', (ev) => { ev.preventDefault(); submitOtp(r); });
     r.input.addEventListener('input', () => {
       if (r.hasError && !r.goneAt) { r.hasError = false; show(r.error, false); }
@@ -1251,7 +1251,7 @@ import { transfersModule } from './transfers.js';
     r.out = h('details', { class: 'payload', 'data-testid': 'step-output' }, h('summary', { text: 'view' }), r.outPre);
     r.noOut = h('span', { class: 'dim', text: '—' });
     r.outCell = h('td', { class: 'wrap' }, r.out, r.noOut);
-    r.retry = h('button', { type: 'button', class: 'btn btn-xs', 'data-testid': 'step-retry', 'data-step': name, 'aria-label': `Retry ${name}`, text: 'Retry', hidden: true });
+    r.retry = h('button', { type: 'button', class: 'btn btn-xs', 'data-testid': 'step-retry', 'data-needs': 'sagas.retry', 'data-step': name, 'aria-label': `Retry ${name}`, text: 'Retry', hidden: true });
     r.retry.addEventListener('click', () => retryStep(name, r.retry));
     r.el = h('tr', { 'data-testid': 'saga-step-row', 'data-step': name },
       r.cells.index, r.cells.name, h('td', null, r.status), r.cells.attempts, r.cells.duration, r.cells.started, r.cells.error,
@@ -1651,8 +1651,28 @@ import { transfersModule } from './transfers.js';
     for (const id of ['workers-message', 'detail-message', 'otp-message', 'start-error', 'start-result', 'saga-detail-message']) flash($(id), '', '');
   }
 
+  /**
+   * What the signed-in key may do, as the API says (`GET /api/session`):
+   * every control carries `data-needs="<action>"` and is shown only when
+   * the key's `actions` hold it (body classes `can-<action>`, app.css).
+   */
+  let session = null;
+
+  async function loadSession() {
+    session = await api('GET', '/api/session');
+  }
+
+  function applySession() {
+    const allowed = new Set((session && session.actions) || []);
+    for (const c of [...document.body.classList]) if (c.startsWith('can-')) document.body.classList.remove(c);
+    for (const a of allowed) document.body.classList.add(`can-${a.replace('.', '-')}`);
+    setText($('session-key'), session ? `${session.key_name} (${session.scope})` : '');
+  }
+
   function signOut(message) {
     token = '';
+    session = null;
+    applySession();
     try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* ignore */ }
     for (const p of Object.values(pollers)) p.stop();
     clearInterval(ticker);
@@ -1692,7 +1712,7 @@ import { transfersModule } from './transfers.js';
     const input = $('signin-token');
     const t = input.value.trim();
     if (!t) {
-      flash($('signin-message'), 'Enter the API token.', 'error');
+      flash($('signin-message'), 'Enter an API key.', 'error');
       input.focus();
       return;
     }
@@ -1701,10 +1721,10 @@ import { transfersModule } from './transfers.js';
     flash($('signin-message'), '', '');
     token = t;
     try {
-      await api('GET', '/api/status');
+      await loadSession();
     } catch (e) {
       if (e.status === 401) {
-        flash($('signin-message'), 'That token was refused (401).', 'error');
+        flash($('signin-message'), 'That key was refused (401).', 'error');
       } else {
         token = '';
         flash($('signin-message'), `Cannot sign in: ${e.message}.`, 'error');
@@ -1713,6 +1733,7 @@ import { transfersModule } from './transfers.js';
       return;
     }
     try { sessionStorage.setItem(TOKEN_KEY, t); } catch (_) { /* private mode: keep it in memory */ }
+    applySession();
     btn.disabled = false;
     input.value = '';
     enterApp();
@@ -1791,7 +1812,7 @@ import { transfersModule } from './transfers.js';
     });
 
     if (token) {
-      enterApp();
+      loadSession().then(() => { applySession(); enterApp(); }, (e) => { if (!quiet(e)) signOut(`Cannot sign in: ${e.message}.`); });
     } else {
       show($('signin'), true);
       $('signin-token').focus();

@@ -108,8 +108,14 @@ fn serve(asset: &Asset, if_none_match: Option<&str>, head: bool) -> Response {
     }
 }
 
+/// Serves the console's assets to GET and HEAD; a path that is not an
+/// asset is 404 whatever the method (the catch-all route must not make
+/// another app's paths look served), and another method on an asset is 405.
 #[http_component]
 fn handle(req: Request) -> Response {
+    let Some(asset) = lookup(req.path()) else {
+        return text(404, &format!("not found: {}\n", req.path()));
+    };
     let head = match req.method() {
         Method::Get => false,
         Method::Head => true,
@@ -119,10 +125,7 @@ fn handle(req: Request) -> Response {
             return r;
         }
     };
-    match lookup(req.path()) {
-        Some(asset) => serve(asset, req.header("if-none-match").and_then(|h| h.as_str()), head),
-        None => text(404, &format!("not found: {}\n", req.path())),
-    }
+    serve(asset, req.header("if-none-match").and_then(|h| h.as_str()), head)
 }
 
 #[cfg(test)]

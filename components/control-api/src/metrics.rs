@@ -42,7 +42,6 @@ fn help(name: &str) -> &'static str {
         "stepwise_ticks" => "Ticks run",
         "stepwise_tick_claimed" => "Workers claimed by ticks",
         "stepwise_tick_duration_seconds" => "Duration of a tick",
-        "stepwise_http_requests" => "API requests, by route and status",
         "stepwise_workers" => "Workers, by state",
         "stepwise_otp_queue_length" => "Transactions waiting for an OTP",
         "stepwise_otp_oldest_age_seconds" => "Age of the oldest transaction waiting for an OTP",
@@ -92,6 +91,57 @@ impl Collector for Snapshot {
     }
 }
 
+/// The counter families, each shown from the first scrape (at zero, with
+/// the labels whose values are known before anything happened).
+const COUNTERS: &[(&str, &[(&str, &str)])] = &[
+    ("stepwise_steps", &[]),
+    ("stepwise_iterations", &[]),
+    ("stepwise_ticks", &[]),
+    ("stepwise_tick_claimed", &[]),
+    ("stepwise_tick_transfers", &[]),
+    ("stepwise_saga_events", &[]),
+    ("stepwise_webhook_notifications", &[("result", "accepted")]),
+    ("stepwise_transfers_executed", &[("status", "completed")]),
+    ("stepwise_transfers_executed", &[("status", "failed")]),
+];
+
+/// The histogram families, each shown from the first scrape.
+const HISTOGRAMS: &[&str] = &[
+    "stepwise_step_duration_seconds",
+    "stepwise_upstream_call_duration_seconds",
+    "stepwise_tick_duration_seconds",
+    "stepwise_transfer_accept_seconds",
+    "stepwise_transfer_execution_seconds",
+];
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Adds a zero series for each family (or known label set) nothing has
+/// counted yet, then sorts by name so each family is encoded once.
+fn with_zeros(s: &mut Snapshot) {
+    for (name, pairs) in COUNTERS {
+        let wanted = labels(pairs);
+        let present = s.counters.iter().any(|c| c.0 == *name && (pairs.is_empty() || c.1 == wanted));
+        if !present {
+            s.counters.push((name.to_string(), wanted, 0));
+        }
+    }
+    for name in HISTOGRAMS {
+        if !s.histograms.iter().any(|h| h.name == *name) {
+            let buckets = BUCKETS.iter().copied().chain([f64::MAX]).map(|b| (b, 0)).collect();
+            s.histograms.push(HistogramSeries { name: name.to_string(), labels: Vec::new(), buckets, sum: 0.0, count: 0 });
+        }
+    }
+    if !s.gauges.iter().any(|g| g.0 == "stepwise_sagas") {
+        s.gauges.push(("stepwise_sagas".into(), Vec::new(), 0.0));
+    }
+    s.counters.sort_by(|a, b| a.0.cmp(&b.0));
+    s.histograms.sort_by(|a, b| a.name.cmp(&b.name));
+    s.gauges.sort_by(|a, b| a.0.cmp(&b.0));
+}
+
 fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
     let mut s = Snapshot::default();
     for c in metrics::counters(db)? {
@@ -132,14 +182,15 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
     s.gauges.push(("stepwise_otp_queue_length".into(), Vec::new(), waiting as f64));
     let age = oldest.map(|t| (now - t).max(0) as f64 / 1e3).unwrap_or(0.0);
     s.gauges.push(("stepwise_otp_oldest_age_seconds".into(), Vec::new(), age));
+    with_zeros(&mut s);
     Ok(s)
 }
 
-/// `GET /metrics` (no auth, as Prometheus scrapes it).
+/// `GET /metrics` (a `read` key, which Prometheus sends as
+/// `authorization: Bearer ...`). A scrape only reads.
 pub fn metrics(req: &Request, _: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
-    db.immediate(metrics::fold_counts)?;
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot(&db)?));
     let mut body = String::new();

@@ -241,9 +241,10 @@ fn status() {}
     responses((status = 200, body = RequestLog), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 fn requests() {}
 
-/// Prometheus metrics (OpenMetrics text); no auth.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text")))]
+/// Prometheus metrics (OpenMetrics text); a `read` key.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text"),
+              (status = 401, body = ErrorBody)))]
 fn metrics() {}
 
 /// This document; no auth.
@@ -309,30 +310,34 @@ fn otp_list() {}
               (status = 409, description = "An OTP was already submitted (`already_submitted`)", body = ErrorBody)))]
 fn otp_submit() {}
 
-/// The simulated upstream's protocol (CONTRACT section 1): start a transaction.
-#[utoipa::path(post, path = "/v1/transactions/start", tag = "sandbox", security(()),
-    params(("X-Request-Id" = String, Header)),
-    responses((status = 200, description = "The transaction")))]
-fn sandbox_start() {}
+/// The caller's key and the actions the console may offer it.
+#[utoipa::path(get, path = "/api/session", tag = "keys",
+    responses((status = 200, body = crate::keys::SessionView), (status = 401, body = ErrorBody)))]
+fn session() {}
 
-/// The simulated upstream's protocol: `otp`, `continue`, `check`, `pause`, `resume` or `stop`.
-#[utoipa::path(post, path = "/v1/transactions/{id}/{operation}", tag = "sandbox", security(()),
-    params(("id" = String, Path), ("operation" = String, Path), ("X-Request-Id" = String, Header)),
-    responses((status = 200, description = "The transaction"), (status = 404, description = "Unknown transaction")))]
-fn sandbox_operation() {}
+/// Creates an API key (admin): the secret is in this answer only.
+#[utoipa::path(post, path = "/api/keys", tag = "keys", request_body = crate::keys::CreateKey,
+    responses((status = 201, body = crate::keys::CreatedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, description = "Not an admin key (`insufficient_scope`)", body = ErrorBody)))]
+fn create_key() {}
 
-/// Scripts the sandbox's outcomes for a binding (see components/sandbox/README.md).
-#[utoipa::path(put, path = "/sandbox/bindings/{binding_id}", tag = "sandbox", security(()),
-    params(("binding_id" = String, Path)), responses((status = 200, description = "The stored script")))]
-fn sandbox_script() {}
+/// Lists the live keys (admin), never their secrets.
+#[utoipa::path(get, path = "/api/keys", tag = "keys",
+    responses((status = 200, body = crate::keys::KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+fn list_keys() {}
 
-/// The calls the sandbox received.
-#[utoipa::path(get, path = "/sandbox/calls", tag = "sandbox", security(()), responses((status = 200, description = "Calls")))]
-fn sandbox_calls() {}
+/// Revokes a key at once (admin): its next request is 401.
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "keys", params(("id" = String, Path)),
+    responses((status = 200, body = crate::keys::KeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+fn revoke_key() {}
 
-/// The sandbox's counts per binding.
-#[utoipa::path(get, path = "/sandbox/stats", tag = "sandbox", security(()), responses((status = 200, description = "Counts")))]
-fn sandbox_stats() {}
+/// Pages through the audit trail in `seq` order (admin).
+#[utoipa::path(get, path = "/api/audit", tag = "keys",
+    params(("after" = Option<i64>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("key" = Option<String>, Query)),
+    responses((status = 200, body = crate::keys::AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+fn audit() {}
 
 /// The operator console (HTML).
 #[utoipa::path(get, path = "/", tag = "console", security(()),
@@ -353,15 +358,11 @@ impl Modify for BearerAuth {
     info(title = "Stepwise", version = "0.1.0",
          description = "Orchestrates transactions against an upstream service as durable, discrete steps."),
     paths(health, status, requests, metrics, openapi_json, docs, list_workers, start_workers, bulk_control, get_worker,
-          iterations, control, otp_list, otp_submit, sandbox_start, sandbox_operation, sandbox_script, sandbox_calls,
-          sandbox_stats, console,
+          iterations, control, otp_list, otp_submit, session, create_key, list_keys, revoke_key, audit, console,
           crate::openapi_sagas::list_definitions, crate::openapi_sagas::create_definition, crate::openapi_sagas::get_definition,
           crate::openapi_sagas::start_saga, crate::openapi_sagas::list_sagas, crate::openapi_sagas::get_saga,
           crate::openapi_sagas::saga_history, crate::openapi_sagas::rollback, crate::openapi_sagas::retry_step,
           crate::openapi_sagas::outbox, crate::openapi_sagas::stats, crate::openapi_sagas::webhook,
-          crate::openapi_sagas::sandbox_users, crate::openapi_sagas::sandbox_reserve, crate::openapi_sagas::sandbox_reservation,
-          crate::openapi_sagas::sandbox_snap, crate::openapi_sagas::sandbox_core_api, crate::openapi_sagas::sandbox_wallet,
-          crate::openapi_sagas::sandbox_odds, crate::openapi_sagas::sandbox_liability, crate::openapi_sagas::sandbox_betting,
           crate::openapi_ledger::create_account, crate::openapi_ledger::list_accounts, crate::openapi_ledger::get_account,
           crate::openapi_ledger::account_status, crate::openapi_ledger::create_transfer, crate::openapi_ledger::list_transfers,
           crate::openapi_ledger::get_transfer, crate::openapi_ledger::get_journal, crate::openapi_ledger::journals_by_ref),
@@ -379,12 +380,15 @@ impl Modify for BearerAuth {
                        crate::openapi_ledger::AccountCreate, crate::openapi_ledger::AccountLine, crate::openapi_ledger::Account,
                        crate::openapi_ledger::AccountList, crate::openapi_ledger::TransferCreate, crate::openapi_ledger::Transfer,
                        crate::openapi_ledger::TransferList, crate::openapi_ledger::JournalLine, crate::openapi_ledger::Journal,
-                       crate::openapi_ledger::JournalList)),
+                       crate::openapi_ledger::JournalList, crate::keys::CreateKey, crate::keys::KeyView,
+                       crate::keys::CreatedKey, crate::keys::KeyList, crate::keys::AuditView, crate::keys::AuditPage,
+                       crate::keys::SessionView, stepwise_engine::access::Scope)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags((name = "workers"), (name = "otp"), (name = "sagas", description = "Sagas with compensation, the payment webhook, the event outbox"),
          (name = "ledger", description = "Accounts, transfers with receipts, the double-entry ledger"),
-         (name = "operations"), (name = "sandbox", description = "The simulated upstream"),
+         (name = "keys", description = "API keys, their scopes and the audit trail"),
+         (name = "operations"),
          (name = "console"))
 )]
 struct ApiDoc;

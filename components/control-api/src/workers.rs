@@ -7,7 +7,7 @@ use stepwise_engine::policy::{Policy, PolicyPatch};
 use stepwise_engine::worker::{Control, State, Worker};
 use stepwise_engine::machine::Kind;
 use stepwise_store::{effects, iterations, machines, workers, Db, StoreError};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, ApiError, ApiResult, Value};
+use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, ApiError, ApiResult, Caller, Value};
 
 use stepwise_engine::binding::MAX_IDS;
 
@@ -55,7 +55,7 @@ fn dedup(ids: Vec<String>) -> Vec<String> {
 
 /// `POST /api/workers`: starts workers; a running one is left as it is, a
 /// stopped one starts a new run.
-pub fn start(req: &Request, _: &Params) -> ApiResult {
+pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let body: StartRequest = json_body(req)?;
     binding::validate_list(&body.binding_ids, MAX_IDS, "binding_ids").map_err(invalid)?;
     let policy = policy_defaults()?.with(&body.policy).map_err(invalid)?;
@@ -81,6 +81,7 @@ pub fn start(req: &Request, _: &Params) -> ApiResult {
             effects::apply_and_save(db, &mut w, None, now)?;
             out.push(w.to_json());
         }
+        caller.audit(db, ids.clone(), None, 202)?;
         Ok::<_, StoreError>(out)
     })?;
     Ok(json_response(202, &json!({ "workers": out })))
@@ -108,13 +109,17 @@ fn apply(db: &Db, id: &str, control: Control, now: i64) -> Result<Value, StoreEr
 /// `POST /api/workers/{id}/pause|resume|stop`. The answer and the tick's
 /// claim are decided by the same kind of `BEGIN IMMEDIATE` transaction, so a
 /// stop's `stopped` versus `stopping` is exact.
-pub fn control(req: &Request, params: &Params) -> ApiResult {
+pub fn control(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
     let id = valid_id(params)?;
     let control = parse_control(params)?;
     query(req, &[])?;
     let now = now_ms();
     let db = Db::open()?;
-    let w = db.immediate(|db| apply(db, &id, control, now))?;
+    let w = db.immediate(|db| {
+        let w = apply(db, &id, control, now)?;
+        caller.audit(db, vec![id.clone()], None, 202)?;
+        Ok::<_, StoreError>(w)
+    })?;
     Ok(json_response(202, &w))
 }
 
@@ -127,7 +132,10 @@ fn states_for(control: Control) -> Vec<&'static str> {
 /// `POST /api/workers/pause|resume|stop` with `{"binding_ids": [...]}` (all or
 /// nothing: an unknown id answers 404, a conflict 409, and nothing changes)
 /// or `{"all": true}` (every worker the action applies to).
-pub fn bulk(req: &Request, params: &Params) -> ApiResult {
+///
+/// Each transaction that changes workers appends its own audit entry naming
+/// them: one for a list, one per batch for `all`.
+pub fn bulk(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
     let control = parse_control(params)?;
     let body: BulkRequest = json_body(req)?;
     let now = now_ms();
@@ -146,7 +154,9 @@ pub fn bulk(req: &Request, params: &Params) -> ApiResult {
                 if !missing.is_empty() {
                     return Err(ApiError::not_found(format!("no worker for: {}", missing.join(", "))));
                 }
-                ids.iter().map(|id| apply(db, id, control, now).map_err(ApiError::from)).collect::<Result<Vec<_>, _>>()
+                let out = ids.iter().map(|id| apply(db, id, control, now).map_err(ApiError::from)).collect::<Result<Vec<_>, _>>()?;
+                caller.audit(db, ids.clone(), None, 202)?;
+                Ok(out)
             })?;
             Ok(json_response(202, &json!({ "affected": out.len(), "workers": out })))
         }
@@ -161,14 +171,18 @@ pub fn bulk(req: &Request, params: &Params) -> ApiResult {
             loop {
                 let (done, last) = db.immediate(|db| {
                     let ids = machines::ids(db, Kind::Worker, &states, &after, BULK_BATCH)?;
-                    let mut done = 0;
+                    let mut changed = Vec::new();
                     for id in &ids {
                         if let Some(s) = workers::load(db, id)? {
                             if s.machine.allowed_actions().contains(&control) {
                                 apply(db, id, control, now)?;
-                                done += 1;
+                                changed.push(id.clone());
                             }
                         }
+                    }
+                    let done = changed.len();
+                    if done > 0 {
+                        caller.audit(db, changed, None, 202)?;
                     }
                     Ok::<_, StoreError>((done, ids.last().cloned()))
                 })?;

@@ -5,7 +5,7 @@ use spin_sdk::http::{Params, Request};
 use stepwise_engine::ledger::{validate_account_id, AccountSpec, AccountStatus};
 use stepwise_store::ledger::{self, Created, RECENT_LINES};
 use stepwise_store::Db;
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Value};
+use stepwise_web::{json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value};
 
 /// The `{id}` of the path, checked.
 fn account_id(params: &Params) -> Result<String, ApiError> {
@@ -23,13 +23,19 @@ fn with_lines(db: &Db, a: &stepwise_engine::ledger::Account) -> Result<Value, Ap
 
 /// `POST /api/accounts`: 201 new; 200 the same body again; 409 another body
 /// for that id.
-pub fn create(req: &Request, _: &Params) -> ApiResult {
+pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     query(req, &[])?;
     let body: Value = json_body(req)?;
     let spec = AccountSpec::from_json(&body)?;
     let now = now_ms();
     let db = Db::open()?;
-    let created = db.immediate(|db| ledger::create(db, spec, now))?;
+    let created = db.immediate(|db| {
+        let created = ledger::create(db, spec, now)?;
+        if let Created::New(a) = &created {
+            caller.audit(db, vec![a.id().to_string()], None, 201)?;
+        }
+        Ok::<_, ApiError>(created)
+    })?;
     match created {
         Created::New(a) => Ok(json_response(201, &with_lines(&db, &a)?)),
         Created::Same(a) => Ok(json_response(200, &with_lines(&db, &a)?)),
@@ -50,26 +56,29 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     Ok(json_response(200, &with_lines(&db, &a)?))
 }
 
-fn set_status(req: &Request, params: &Params, status: AccountStatus) -> ApiResult {
+fn set_status(req: &Request, params: &Params, status: AccountStatus, caller: &Caller) -> ApiResult {
     query(req, &[])?;
     let id = account_id(params)?;
     let now = now_ms();
     let db = Db::open()?;
     let a = db
-        .immediate(|db| ledger::set_status(db, &id, status, now))?
-        .ok_or_else(|| ApiError::not_found(format!("no account {id:?}")))?;
+        .immediate(|db| {
+            let a = ledger::set_status(db, &id, status, now)?.ok_or_else(|| ApiError::not_found(format!("no account {id:?}")))?;
+            caller.audit(db, vec![id.clone()], None, 200)?;
+            Ok::<_, ApiError>(a)
+        })?;
     Ok(json_response(200, &with_lines(&db, &a)?))
 }
 
 /// `POST /api/accounts/{id}/freeze`: 200; new transfers from or to it are
 /// refused, accepted ones fail at execution and release their hold.
-pub fn freeze(req: &Request, params: &Params) -> ApiResult {
-    set_status(req, params, AccountStatus::Frozen)
+pub fn freeze(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
+    set_status(req, params, AccountStatus::Frozen, caller)
 }
 
 /// `POST /api/accounts/{id}/unfreeze`: 200.
-pub fn unfreeze(req: &Request, params: &Params) -> ApiResult {
-    set_status(req, params, AccountStatus::Active)
+pub fn unfreeze(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
+    set_status(req, params, AccountStatus::Active, caller)
 }
 
 /// `GET /api/accounts?limit=&cursor=`: in id order, without lines.

@@ -5,7 +5,7 @@ use spin_sdk::http::{Params, Request};
 use stepwise_engine::transfer::{self, LookupError, Status, Transfer, TransferRequest, WAIT_MS};
 use stepwise_store::transfers::{self, Accepted, Filter};
 use stepwise_store::{metrics, Db};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Value};
+use stepwise_web::{json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value};
 
 /// How often `?wait=true` looks at the transfer again.
 const WAIT_POLL_MS: u64 = 20;
@@ -50,7 +50,7 @@ fn answer(db: &Db, mut t: Transfer, wait: bool, since: i64) -> ApiResult {
 /// one transaction; 202 at once (processing), or with `?wait=true` 200 once
 /// final (202 after 10 s). The same key with the same body answers that
 /// transfer again, with another body 409. A refusal (422) changes nothing.
-pub fn create(req: &Request, _: &Params) -> ApiResult {
+pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let started = now_ms();
     let q = query(req, &["wait"])?;
     let wait = wants_wait(&q)?;
@@ -61,8 +61,10 @@ pub fn create(req: &Request, _: &Params) -> ApiResult {
     let accepted = db.immediate(|db| {
         let now = now_ms();
         let accepted = transfers::accept(db, &key, &request, now)?;
-        if matches!(accepted, Accepted::New(_)) {
+        if let Accepted::New(t) = &accepted {
             metrics::observe(db, "stepwise_transfer_accept_seconds", &[], (now_ms() - started).max(0) as f64 / 1000.0)?;
+            let targets = vec![transfer::receipt_code(t.id), t.request.from.clone(), t.request.to.clone()];
+            caller.audit(db, targets, Some(&key), 202)?;
         }
         Ok::<_, ApiError>(accepted)
     })?;

@@ -7,7 +7,7 @@ use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use stepwise_engine::time::rfc3339;
 use stepwise_store::{effects, otp_queue, workers, Db};
-use stepwise_web::{authed, json, no_route, json_body, json_response, limit, now_ms, query, ApiError, ApiResult};
+use stepwise_web::{json, json_body, json_response, limit, no_route, now_ms, operate, query, read, ApiError, ApiResult, Caller};
 
 fn list(req: &Request, _: &Params) -> ApiResult {
     let q = query(req, &["limit"])?;
@@ -27,7 +27,7 @@ fn list(req: &Request, _: &Params) -> ApiResult {
     Ok(json_response(200, &json!({ "items": items })))
 }
 
-fn submit(req: &Request, params: &Params) -> ApiResult {
+fn submit(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
     let tx = params.get("transaction_id").unwrap_or_default().to_string();
     if tx.is_empty() || tx.len() > 128 {
         return Err(ApiError::bad_field("transaction_id", "must be 1 to 128 characters"));
@@ -50,6 +50,8 @@ fn submit(req: &Request, params: &Params) -> ApiResult {
         })?;
         otp_queue::submit(db, &tx, &body.otp, now)?;
         effects::apply_and_save_keeping_lease(db, &mut stored, now)?;
+        // The transaction and its worker; never the OTP.
+        caller.audit(db, vec![tx.clone(), item.binding_id.clone()], None, 202)?;
         Ok::<(), ApiError>(())
     })?;
     Ok(json_response(202, &json!({ "transaction_id": tx, "status": "submitted" })))
@@ -58,8 +60,8 @@ fn submit(req: &Request, params: &Params) -> ApiResult {
 #[http_component]
 fn handle(req: Request) -> Response {
     let mut router = Router::new();
-    router.get("/api/otp", authed("GET /api/otp", list));
-    router.post("/api/otp/:transaction_id", authed("POST /api/otp/:transaction_id", submit));
-    router.any("/api/otp/*", authed("ANY /api/otp/*", no_route));
+    router.get("/api/otp", read("GET /api/otp", list));
+    router.post("/api/otp/:transaction_id", operate("POST /api/otp/:transaction_id", submit));
+    router.any("/api/otp/*", read("ANY /api/otp/*", no_route));
     router.handle(req)
 }

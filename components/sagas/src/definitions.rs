@@ -4,7 +4,7 @@
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::saga::Definition;
 use stepwise_store::{sagas, Db};
-use stepwise_web::{json, json_body, json_response, now_ms, query, ApiError, ApiResult, Value};
+use stepwise_web::{json, json_body, json_response, now_ms, query, ApiError, ApiResult, Caller, Value};
 
 /// `GET /api/saga-definitions`.
 pub fn list(req: &Request, _: &Params) -> ApiResult {
@@ -29,15 +29,21 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     }
 }
 
-/// `POST /api/saga-definitions`: 422 naming the path of the first fault.
-pub fn create(req: &Request, _: &Params) -> ApiResult {
+/// `POST /api/saga-definitions`: 422 naming the path of the first fault;
+/// 409 for a built-in definition's name.
+pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let body: Value = json_body(req)?;
     let def = Definition::parse(&body).map_err(|f| ApiError::new(422, "invalid_definition", f.to_string()))?;
+    if stepwise_engine::saga::definition::is_built_in(&def.name) {
+        return Err(ApiError::new(409, "built_in_definition", format!("{:?} is a built-in definition and cannot be replaced", def.name)));
+    }
     let db = Db::open()?;
     let now = now_ms();
     let stored = db.immediate(|db| {
         sagas::ensure_built_ins(db, now)?;
-        sagas::store_definition(db, &def, &body, now)
+        let stored = sagas::store_definition(db, &def, &body, now)?;
+        caller.audit(db, vec![def.name.clone()], None, 201)?;
+        Ok::<_, ApiError>(stored)
     })?;
     Ok(json_response(201, &stored.to_json()))
 }

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
 use stepwise_store::{idempotency, sagas, Db};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, variable_as, ApiError, ApiResult, Value};
+use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, variable_as, ApiError, ApiResult, Caller, Value};
 
 /// How long a saga's idempotency key is kept.
 const KEEP_KEYS_MS: i64 = 7 * 86_400_000;
@@ -41,7 +41,7 @@ fn settings() -> Result<Settings, ApiError> {
 
 /// `POST /api/sagas`: 202 with the new saga; the same idempotency key with
 /// the same body answers the same saga (200), with another body 409.
-pub fn start(req: &Request, _: &Params) -> ApiResult {
+pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let body: StartRequest = json_body(req)?;
     if let Some(c) = &body.correlation_id {
         printable(c, "correlation_id", 128)?;
@@ -77,6 +77,7 @@ pub fn start(req: &Request, _: &Params) -> ApiResult {
         if let Some(key) = &body.idempotency_key {
             idempotency::remember(db, "saga", key, &hash, &id, now, KEEP_KEYS_MS)?;
         }
+        caller.audit(db, vec![id.clone()], body.idempotency_key.as_deref(), 202)?;
         Ok((202, saga.to_json()))
     })?;
     Ok(json_response(status, &saga))
@@ -129,29 +130,30 @@ struct RollbackRequest {
 
 /// Applies an operator's signal in one transaction (the call in flight, if
 /// any, keeps its lease and is recorded first).
-fn apply(params: &Params, signal: Signal) -> ApiResult {
+fn apply(params: &Params, signal: Signal, caller: &Caller) -> ApiResult {
     let now = now_ms();
     let db = Db::open()?;
     let saga = db.immediate(|db| {
         let mut s = load(db, params)?;
         s.machine.signal(signal, now)?;
         sagas::save_keeping_lease(db, &mut s, now)?;
+        caller.audit(db, vec![s.machine.id.clone()], None, 202)?;
         Ok::<_, ApiError>(s.machine.to_json())
     })?;
     Ok(json_response(202, &saga))
 }
 
 /// `POST /api/sagas/{id}/rollback`: 202; 409 past the pivot or when it has ended.
-pub fn rollback(req: &Request, params: &Params) -> ApiResult {
+pub fn rollback(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
     query(req, &[])?;
     let body: RollbackRequest = json_body(req)?;
     printable(&body.reason, "reason", 256)?;
-    apply(params, Signal::Rollback { reason: body.reason })
+    apply(params, Signal::Rollback { reason: body.reason }, caller)
 }
 
 /// `POST /api/sagas/{id}/steps/{step}/retry`: 202; 409 unless that step (or its compensation) holds the saga.
-pub fn retry(req: &Request, params: &Params) -> ApiResult {
+pub fn retry(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
     query(req, &[])?;
     let step = params.get("step").unwrap_or_default().to_string();
-    apply(params, Signal::Retry { step })
+    apply(params, Signal::Retry { step }, caller)
 }

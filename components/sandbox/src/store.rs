@@ -18,9 +18,9 @@ use crate::protocol::Status;
 use crate::reply::internal;
 use crate::script::{Outcome, Script};
 
-/// The sandbox's own database label: a simulated upstream keeps its state
-/// apart from Stepwise's, as a real upstream would (see runtime-config.toml).
-pub const DATABASE: &str = "sandbox";
+/// The sandbox app's database: its own `default`, apart from Stepwise's, as
+/// a real upstream's would be (the sandbox is an app of its own).
+pub const DATABASE: &str = "default";
 
 /// Bumped when the schema changes; stored in `sandbox_meta`. 2: the
 /// simulated saga services' tables.
@@ -202,7 +202,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the `sandbox` database and creates the tables if they are missing.
+    /// Opens the sandbox app's database and creates the tables if they are missing.
     pub fn open() -> Result<Store, ApiError> {
         let db = Db::open_named(DATABASE).map_err(|e| storage_error("cannot open the sandbox's SQLite database", e))?;
         let store = Store { db };

@@ -7,6 +7,11 @@
 //! `fraud_status` and `status_code` — changes nothing) and applied to the
 //! saga's payment wait. It never waits for a call in flight: the saga keeps
 //! its lease and the tick records that call's answer as usual.
+//!
+//! Only an accepted notification writes (and is counted, in
+//! `stepwise_webhook_notifications_total{result="accepted"}`, in its own
+//! transaction); refusals and duplicates write nothing and are counted by
+//! the host, by status, under the route `/webhooks/midtrans`.
 
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
@@ -58,29 +63,15 @@ fn parse(body: &[u8]) -> Result<Notification, ApiError> {
     })
 }
 
-/// Counts the notification's result (`accepted`, `duplicate`, `bad_signature`,
-/// ...) through the key-value store: refusals and duplicates write nothing
-/// to the database.
-fn count(result: &str) {
-    if let Err(e) = metrics::count_kv("stepwise_webhook_notifications", &[("result", result)]) {
-        eprintln!("webhook: cannot count a notification: {e}");
-    }
-}
-
-fn refuse(result: &str, e: ApiError) -> ApiError {
-    count(result);
-    e
-}
-
 fn notify(req: &Request, _: &Params) -> ApiResult {
     let body = req.body();
     if body.len() > MAX_BODY {
-        return Err(refuse("too_large", ApiError::new(413, "payload_too_large", format!("the body is over {MAX_BODY} bytes"))));
+        return Err(ApiError::new(413, "payload_too_large", format!("the body is over {MAX_BODY} bytes")));
     }
-    let n = parse(body).map_err(|e| refuse("malformed", e))?;
+    let n = parse(body)?;
     let key = variable("midtrans_server_key")?;
     if !payment::verify(&n.order_id, &n.status_code, &n.gross_amount, &key, &n.signature_key) {
-        return Err(refuse("bad_signature", ApiError::new(401, "invalid_signature", "signature_key does not match the notification")));
+        return Err(ApiError::new(401, "invalid_signature", "signature_key does not match the notification"));
     }
     let now = now_ms();
     let db = Db::open()?;
@@ -88,7 +79,6 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
     let dedup = format!("{}:{}:{}:{}", n.order_id, n.transaction_status.as_str(), n.fraud_status.as_deref().unwrap_or(""), n.status_code);
     // A duplicate (gateways resend) is answered from a read, without the write lock.
     if inbox::seen(&db, "midtrans", &dedup)? {
-        count("duplicate");
         return Ok(json_response(200, &json!({ "status": "duplicate", "order_id": n.order_id })));
     }
     let result = db.immediate(|db| {
@@ -103,14 +93,10 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
             now,
         )?;
         sagas::save_keeping_lease(db, &mut stored, now)?;
+        metrics::inc(db, "stepwise_webhook_notifications", &[("result", "accepted")], 1)?;
         Ok(("accepted", saga_id))
     });
-    let (result, saga_id) = match result {
-        Ok(r) => r,
-        Err(e) if e.status == 404 => return Err(refuse("unknown_order", e)),
-        Err(e) => return Err(e),
-    };
-    count(result);
+    let (result, saga_id) = result?;
     Ok(json_response(200, &json!({ "status": result, "order_id": n.order_id, "saga_id": saga_id })))
 }
 

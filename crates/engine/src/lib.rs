@@ -6,6 +6,7 @@
 //! upstream call, a wait until a deadline, or nothing), in the manner of
 //! `quinn-proto`'s sans-I/O state machines.
 //!
+//! - [`access`]: API key scopes and secrets.
 //! - [`machine`]: what every durable machine is to the tick.
 //! - [`worker`]: the binding worker and its loop rule (CONTRACT section 2).
 //! - [`policy`]: worker policies, their defaults and validation.
@@ -17,6 +18,7 @@
 //! - [`saga`]: saga definitions, templates and the saga machine.
 //! - [`time`]: RFC 3339 formatting of engine timestamps.
 
+pub mod access;
 pub mod binding;
 pub mod error;
 pub mod ledger;

@@ -302,6 +302,7 @@ impl HttpTrigger {
             return r;
         }
         let Some(m) = self.router.route(&path) else {
+            self.metrics.request(None, 404);
             tracing::info!(target: "http", %method, path, status = 404, duration_us = start.elapsed().as_micros() as u64, "no route");
             return text_response(StatusCode::NOT_FOUND, "Not Found");
         };
@@ -322,6 +323,7 @@ impl HttpTrigger {
             Err(Failure::Deadline) => 504,
             Err(Failure::Guest(_)) => 500,
         };
+        self.metrics.request(Some(m.raw_route), status);
         tracing::info!(
             target: "http",
             %method,

@@ -1,5 +1,7 @@
-//! The runner's own counters: requests and connections it refused or closed
-//! under its limits, open connections, and cron runs by outcome. Served in
+//! The runner's own counters: requests served by route and status (so no
+//! guest writes anything to count a request), requests and connections it
+//! refused or closed under its limits, open connections, and cron runs by
+//! outcome. Served in
 //! Prometheus' text format at [`METRICS_PATH`] (unless turned off), apart from
 //! the app's own metrics, which are a guest's business.
 //!
@@ -103,6 +105,10 @@ pub struct RunnerMetrics {
     open: AtomicU64,
     max_connections: u64,
     cron: [AtomicU64; 3],
+    /// Requests answered, by the manifest route that served them (or
+    /// `none`) and status code. Routes come from the manifest and statuses
+    /// are three digits, so the set of series is bounded.
+    requests: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
 }
 
 impl RunnerMetrics {
@@ -115,7 +121,22 @@ impl RunnerMetrics {
             open: AtomicU64::new(0),
             max_connections: max_connections.into(),
             cron: Default::default(),
+            requests: Default::default(),
         }
+    }
+
+    /// Counts a request answered with `status`, served by `route` (the
+    /// manifest's route as written; `None`: no route matched).
+    pub fn request(&self, route: Option<&str>, status: u16) {
+        let mut requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *requests.entry((route.unwrap_or("none").to_string(), status)).or_default() += 1;
+    }
+
+    /// Requests counted for `route` with `status`.
+    #[cfg(test)]
+    pub fn requests_total(&self, route: &str, status: u16) -> u64 {
+        let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        requests.get(&(route.to_string(), status)).copied().unwrap_or(0)
     }
 
     /// Counts a refusal; `Some(total)` when the caller should log it (at most
@@ -160,6 +181,12 @@ impl RunnerMetrics {
                 let _ = writeln!(out, "{name}{labels} {v}");
             }
         };
+        let requests: Vec<(String, u64)> = {
+            let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            requests.iter().map(|((route, status), n)| (format!("{{route=\"{}\",status=\"{status}\"}}", escape(route)), *n)).collect()
+        };
+        let requests: Vec<(&str, u64)> = requests.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family("stepwise_http_requests_total", "counter", "Requests answered, by manifest route and status.", &requests);
         let refused: Vec<(String, u64)> =
             Refusal::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.label()), self.refused_total(*r))).collect();
         let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
@@ -186,6 +213,11 @@ impl RunnerMetrics {
         family("stepwise_cron_runs_total", "counter", "Cron runs by how they ended.", &cron);
         out
     }
+}
+
+/// A label value in the text format: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// An open connection, counted in [`RunnerMetrics`] until dropped.
@@ -219,6 +251,9 @@ mod tests {
         m.refused(Refusal::HeaderTimeout);
         m.refused(Refusal::HeaderTimeout);
         m.cron_run(CronOutcome::Deadline);
+        m.request(Some("/api/..."), 401);
+        m.request(Some("/api/..."), 401);
+        m.request(None, 404);
         let open = m.connection_opened();
         let text = m.render();
         assert!(text.contains("stepwise_http_refused_total{reason=\"header_timeout\"} 2\n"), "{text}");
@@ -227,6 +262,9 @@ mod tests {
         assert!(text.contains("stepwise_http_connections_open 1\n"), "{text}");
         assert!(text.contains("stepwise_http_connections_max 8\n"), "{text}");
         assert!(text.contains("stepwise_cron_runs_total{result=\"deadline\"} 1\n"), "{text}");
+        assert!(text.contains("stepwise_http_requests_total{route=\"/api/...\",status=\"401\"} 2\n"), "{text}");
+        assert!(text.contains("stepwise_http_requests_total{route=\"none\",status=\"404\"} 1\n"), "{text}");
+        assert_eq!(m.requests_total("/api/...", 401), 2);
         drop(open);
         assert!(m.render().contains("stepwise_http_connections_open 0\n"));
     }

@@ -5,6 +5,8 @@
 //! transaction ([`Db::immediate`]); no transaction stays open across an
 //! outbound call.
 
+pub mod api_keys;
+pub mod audit;
 pub mod db;
 pub mod effects;
 pub mod idempotency;

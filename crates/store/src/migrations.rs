@@ -284,6 +284,34 @@ const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX ledger_lines_account ON ledger_lines (account, id);
         CREATE INDEX ledger_lines_journal ON ledger_lines (journal_id, id)",
     ),
+    (
+        7,
+        // API keys (only the secret's hash is kept) and the audit trail: one
+        // entry per state-changing call, appended in the change's own
+        // transaction. `seq` is AUTOINCREMENT, so the trail is one order and
+        // a number is never reused.
+        "CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            secret_hash TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            last_used_at INTEGER,
+            revoked_at INTEGER
+        ) WITHOUT ROWID;
+        CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            key_id TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            method TEXT NOT NULL,
+            route TEXT NOT NULL,
+            targets TEXT NOT NULL,
+            idempotency_key TEXT,
+            status INTEGER NOT NULL
+        );
+        CREATE INDEX audit_log_key ON audit_log (key_id, seq)",
+    ),
 ];
 
 /// Applies every migration not applied yet.

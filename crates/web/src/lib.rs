@@ -1,10 +1,18 @@
 //! The HTTP side shared by the API components: the contract's error shape
-//! (`{"error": {"code", "message"}}`), bearer-token auth compared in constant
-//! time, JSON bodies bounded at 64 KiB, query strings, and the clock.
+//! (`{"error": {"code", "message"}}`), API keys and their scopes with the
+//! audit trail ([`auth`]), JSON bodies bounded at 64 KiB, query strings,
+//! and the clock.
+//!
+//! No request writes anything unless it changes state: requests are counted
+//! by the host (the runner's `stepwise_http_requests_total`, Spin's
+//! telemetry), not by the components.
+
+pub mod auth;
+
+pub use auth::{admin, admin_read, operate, read, Caller};
 
 use serde::de::DeserializeOwned;
 use spin_sdk::http::{Request, Response};
-use subtle::ConstantTimeEq;
 
 pub use serde_json::{json, Value};
 
@@ -95,25 +103,6 @@ pub fn json_response(status: u16, body: &Value) -> Response {
         .header("cache-control", "no-store")
         .body(body.to_string())
         .build()
-}
-
-/// Checks `Authorization: Bearer <api_token>` in constant time.
-pub fn authorize(req: &Request) -> Result<(), ApiError> {
-    let expected = spin_sdk::variables::get("api_token")
-        .map_err(|e| ApiError::internal("the api_token variable is not readable", format!("{e:?}")))?;
-    if expected.is_empty() {
-        return Err(ApiError::internal("refusing every request", "the api_token variable is empty"));
-    }
-    let given = req
-        .header("authorization")
-        .and_then(|h| h.as_str())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(401, "unauthorized", "a valid Authorization: Bearer token is required"))
-    }
 }
 
 /// Parses the JSON body into `T` (whose serde rules refuse unknown fields),
@@ -212,37 +201,10 @@ pub fn variable_as<T: std::str::FromStr>(name: &str) -> Result<T, ApiError> {
 /// A handler of the API: borrows the request and the route's parameters.
 pub type Handler = fn(&Request, &spin_sdk::http::Params) -> ApiResult;
 
-/// Counts the request in `stepwise_http_requests_total{route, status}`
-/// through the key-value store, so counting never writes to the database
-/// (a read never waits for its writer; see `stepwise_store::metrics::count_kv`).
-/// The count is exact across runner processes.
-fn count(_req: &Request, route: &str, response: &Response) {
-    let status = response.status().to_string();
-    if let Err(e) = stepwise_store::metrics::count_kv("stepwise_http_requests", &[("route", route), ("status", &status)]) {
-        eprintln!("metrics: cannot count a request: {e}");
-    }
-}
-
-/// Wraps a handler for spin-sdk's router: bearer auth first, every error in
-/// the contract's shape, and the request counted under `route`.
-pub fn authed(route: &'static str, h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
-    move |req, params| {
-        let response = match authorize(&req).and_then(|()| h(&req, &params)) {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
-        count(&req, route, &response);
-        response
-    }
-}
-
-/// Wraps a handler that needs no auth; the request is counted under `route`.
-pub fn open(route: &'static str, h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
-    move |req, params| {
-        let response = h(&req, &params).unwrap_or_else(ApiError::into_response);
-        count(&req, route, &response);
-        response
-    }
+/// Wraps a handler that needs no auth (health, the OpenAPI document, the
+/// webhook, whose signature authenticates).
+pub fn open(_route: &'static str, h: Handler) -> impl Fn(Request, spin_sdk::http::Params) -> Response {
+    move |req, params| h(&req, &params).unwrap_or_else(ApiError::into_response)
 }
 
 /// The JSON 404 for paths no route knows.

@@ -1,7 +1,6 @@
 //! Paying an order, as a customer on Midtrans' page would, and Midtrans'
-//! HTTP notification of it to the app's webhook
-//! (`POST http://self.alt/webhooks/midtrans`, CONTRACT section 5, "The
-//! payment webhook").
+//! HTTP notification of it to Stepwise's webhook
+//! (`POST {stepwise_url}/webhooks/midtrans`, the `stepwise_url` variable).
 //!
 //! - `POST /sandbox/payments/{order_id}/pay`
 //!   `{"status": "settlement|capture|deny|cancel|expire|failure|pending", "fraud_status"?, "payment_type"?,
@@ -29,8 +28,17 @@ use crate::reply::Reply;
 use crate::services::payment::{self as orders, gross_amount, server_key, status_code, transaction_time, Order};
 use crate::store::{corrupt, int, now_ms, text, Store};
 
-/// Where notifications go: this app's webhook.
-pub const WEBHOOK_URL: &str = "http://self.alt/webhooks/midtrans";
+/// The variable naming Stepwise's origin, where notifications go.
+pub const STEPWISE_URL_VARIABLE: &str = "stepwise_url";
+
+/// Where notifications go: `{stepwise_url}/webhooks/midtrans`.
+fn webhook_url() -> Result<String, ApiError> {
+    let origin = stepwise_web::variable(STEPWISE_URL_VARIABLE)?;
+    if origin.is_empty() {
+        return Err(ApiError::internal("cannot notify", "the stepwise_url variable is empty"));
+    }
+    Ok(format!("{}/webhooks/midtrans", origin.trim_end_matches('/')))
+}
 
 /// The fraud statuses Midtrans reports.
 pub const FRAUD_STATUSES: [&str; 3] = ["accept", "challenge", "deny"];
@@ -145,16 +153,17 @@ pub fn last_json(s: &Store, order_id: &str) -> Result<Option<Value>, ApiError> {
 
 /// Sends `body` to the webhook and answers with what it answered.
 async fn deliver(body: &str, order: &Value) -> Result<Reply, ApiError> {
+    let url = webhook_url()?;
     let req = Request::builder()
         .method(Method::Post)
-        .uri(WEBHOOK_URL)
+        .uri(&url)
         .header("content-type", "application/json")
         .header("content-length", body.len().to_string())
         .body(body.to_string())
         .build();
     let resp: Response = spin_sdk::http::send(req)
         .await
-        .map_err(|e| ApiError::new(502, "webhook_unreachable", format!("POST {WEBHOOK_URL}: {e}")))?;
+        .map_err(|e| ApiError::new(502, "webhook_unreachable", format!("POST {url}: {e}")))?;
     let status = *resp.status();
     let answer = serde_json::from_slice::<Value>(resp.body())
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(resp.body()).into_owned()));

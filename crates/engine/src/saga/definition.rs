@@ -345,7 +345,35 @@ fn parse_request(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<
             Some(b.clone())
         }
     };
+    payment_names_own_order(service, path, body.as_ref(), &o)?;
     Ok(Request { service, method, path: path.to_string(), body })
+}
+
+/// The template naming the saga's own order id.
+const OWN_ORDER: &str = "$.saga.id";
+
+/// A call to a payment service acts on the saga's own order and no other:
+/// the merchant key it carries could otherwise cancel, expire or refund a
+/// customer's order named by input (`/v2/{$.input.victim}/cancel`). So a
+/// `payment_api` path names `{$.saga.id}` and no other value, and a
+/// `payment` call (Snap, whose order is in the body) has a fixed path and
+/// `transaction_details.order_id` of `$.saga.id`.
+fn payment_names_own_order(service: Service, path: &str, body: Option<&Value>, o: &Obj<'_>) -> Result<(), Fault> {
+    let own = format!("{{{OWN_ORDER}}}");
+    let other_template = path.replace(&own, "").contains('{');
+    match service {
+        Service::PaymentApi if !path.contains(&own) || other_template => Err(fault(
+            o.path("path"),
+            format!("a payment_api call acts on this saga's own order: its path must name {own} and no other value"),
+        )),
+        Service::Payment if path.contains('{') => {
+            Err(fault(o.path("path"), "a payment call has a fixed path (the order is transaction_details.order_id)"))
+        }
+        Service::Payment if body.and_then(|b| b.pointer("/transaction_details/order_id")) != Some(&Value::String(OWN_ORDER.into())) => {
+            Err(fault(o.path("body"), format!("a payment call acts on this saga's own order: transaction_details.order_id must be {OWN_ORDER:?}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_retry(v: Option<&Value>, at: &str) -> Result<Retry, Fault> {
@@ -376,6 +404,9 @@ fn parse_wait(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Wai
         Ok(t.clone())
     };
     let payment = check("payment")?;
+    if payment != Value::String(OWN_ORDER.into()) {
+        return Err(fault(o.path("payment"), format!("a payment wait waits for this saga's own order: must be {OWN_ORDER:?}")));
+    }
     let amount = check("amount")?;
     let timeout_ms = match o.get("timeout_ms") {
         None | Some(Value::Null) => return Err(fault(o.path("timeout_ms"), "a wait needs a deadline")),
@@ -514,6 +545,11 @@ impl Definition {
     }
 }
 
+/// Whether `name` is a built-in definition's (which no posted one may replace).
+pub fn is_built_in(name: &str) -> bool {
+    BUILT_IN.iter().any(|(n, _)| *n == name)
+}
+
 /// The built-in definitions, as stored in the repository
 /// (`crates/engine/definitions/*.json`), loaded and validated at first use
 /// like any posted one.
@@ -587,6 +623,34 @@ mod tests {
         assert!(fault_of(|v| v["steps"][0]["bogus"] = json!(1)).starts_with("steps[0].bogus: unknown field"));
         assert_eq!(fault_of(|v| v["steps"][0]["on_failure"] = json!("pray")), "steps[0].on_failure: must be compensate or hold, not \"pray\"");
         assert_eq!(fault_of(|v| v.as_object_mut().unwrap().remove("timeout_ms").map(drop).unwrap_or(())), "timeout_ms: is required (the whole-saga deadline)");
+    }
+
+    #[test]
+    fn a_payment_call_acts_on_the_sagas_own_order() {
+        let api = |path: &str| json!({"name": "a", "action": {"service": "payment_api", "method": "POST", "path": path}});
+        assert!(fault_of(|v| v["steps"][0] = api("/v2/{$.input.victim}/cancel")).starts_with("steps[0].action.path: a payment_api call"));
+        assert!(fault_of(|v| v["steps"][0] = api("/v2/victim-order/cancel")).starts_with("steps[0].action.path: "));
+        assert!(fault_of(|v| v["steps"][0] = api("/v2/{$.saga.id}/{$.input.op}")).starts_with("steps[0].action.path: "));
+        let mut ok = minimal();
+        ok["steps"][0] = api("/v2/{$.saga.id}/cancel");
+        assert!(Definition::parse(&ok).is_ok());
+        let mut comp = minimal();
+        comp["steps"][0]["compensation"] = json!({"service": "payment_api", "method": "POST", "path": "/v2/{$.input.o}/cancel"});
+        assert!(Definition::parse(&comp).unwrap_err().to_string().starts_with("steps[0].compensation.path: "));
+        let snap = |order: Value| json!({"name": "a", "action": {"service": "payment", "method": "POST", "path": "/snap/v1/transactions",
+            "body": {"transaction_details": {"order_id": order, "gross_amount": 1}}}});
+        assert!(fault_of(|v| v["steps"][0] = snap(json!("$.input.order"))).starts_with("steps[0].action.body: a payment call"));
+        let mut ok = minimal();
+        ok["steps"][0] = snap(json!("$.saga.id"));
+        assert!(Definition::parse(&ok).is_ok());
+        assert!(fault_of(|v| v["steps"][0] = json!({"name": "a", "wait": {"payment": "$.input.order", "amount": 1, "timeout_ms": 5}}))
+            .starts_with("steps[0].wait.payment: "));
+    }
+
+    #[test]
+    fn built_ins_are_known_by_name() {
+        assert!(is_built_in("checkout") && is_built_in("cashout"));
+        assert!(!is_built_in("checkout2"));
     }
 
     #[test]
