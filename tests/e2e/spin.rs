@@ -174,6 +174,11 @@ fn the_readme_commands_run_the_app_beside_the_sandbox() {
         .expect("the commands set the API token")
         .to_string();
     let runner = start_command_line(&here, dir.path(), port).unwrap();
+    // The sandbox's Spin starts in the background: wait until it answers too.
+    let sandbox_stats = format!("http://127.0.0.1:{sandbox_port}/sandbox/stats");
+    poll_until(Duration::from_secs(60), "the sandbox app on Spin to answer", || {
+        request("GET", &sandbox_stats, &[], None).ok().filter(|a| a.status == 200)
+    });
 
     let auth = format!("Bearer {token}");
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
@@ -185,7 +190,7 @@ fn the_readme_commands_run_the_app_beside_the_sandbox() {
         (w["state"] == "stopped").then_some(w)
     });
     assert_eq!((w["successes"].as_u64(), w["stop_reason"].as_str()), (Some(2), Some("max_iterations")), "{w}");
-    let stats = request("GET", &format!("http://127.0.0.1:{sandbox_port}/sandbox/stats"), &[], None).unwrap().json();
+    let stats = request("GET", &sandbox_stats, &[], None).unwrap().json();
     assert_eq!(stats["bindings"]["b-readme"]["starts"], 2, "the sandbox app served the calls: {stats}");
     assert_eq!(request("GET", &runner.url("/sandbox/stats"), &[], None).unwrap().status, 404, "Stepwise serves no sandbox");
     for (state, f) in [(".spin", "sqlite_db.db"), ("components/sandbox/.spin", "sqlite_db.db")] {
