@@ -115,11 +115,23 @@ impl App {
     /// that succeeds is checked against the audit trail on drop.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         let a = self.api_as(TOKEN, method, path, body);
+        self.note_change(method, path, &a);
+        a
+    }
+
+    /// A request with these headers (the caller's `authorization`, which must
+    /// be [`TOKEN`]'s); checked against the audit trail on drop as [`App::api`] is.
+    pub fn send_change(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Answer {
+        let a = self.runner.send(method, path, headers, body);
+        self.note_change(method, path, &a);
+        a
+    }
+
+    fn note_change(&self, method: &str, path: &str, a: &Answer) {
         if method != "GET" && (200..300).contains(&a.status) {
             let path = path.split('?').next().unwrap_or(path).to_string();
             self.changes.lock().unwrap_or_else(|p| p.into_inner()).push((method.to_string(), path));
         }
-        a
     }
 
     /// An API call with the key `secret`.

@@ -48,7 +48,7 @@ pub fn post_raw(app: &App, query: &str, key: Option<&str>, body: &str) -> Answer
     if let Some(k) = key {
         headers.push(("idempotency-key", k));
     }
-    app.runner.send("POST", &format!("/api/transfers{query}"), &headers, Some(body.as_bytes()))
+    app.send_change("POST", &format!("/api/transfers{query}"), &headers, Some(body.as_bytes()))
 }
 
 /// `POST /api/transfers` with `Idempotency-Key: key`.

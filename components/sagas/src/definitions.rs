@@ -11,7 +11,9 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     let now = now_ms();
-    db.immediate(|db| sagas::ensure_built_ins(db, now))?;
+    if sagas::built_ins_missing(&db)? {
+        db.immediate(|db| sagas::ensure_built_ins(db, now))?;
+    }
     let defs: Vec<Value> = sagas::definitions(&db)?.iter().map(sagas::StoredDefinition::to_json).collect();
     Ok(json_response(200, &json!({ "definitions": defs })))
 }
@@ -22,7 +24,9 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     let name = params.get("name").unwrap_or_default();
     let db = Db::open()?;
     let now = now_ms();
-    db.immediate(|db| sagas::ensure_built_ins(db, now))?;
+    if sagas::built_ins_missing(&db)? {
+        db.immediate(|db| sagas::ensure_built_ins(db, now))?;
+    }
     match sagas::definition(&db, name)? {
         Some(d) => Ok(json_response(200, &d.to_json())),
         None => Err(ApiError::not_found(format!("no saga definition {name:?}"))),

@@ -52,6 +52,13 @@ fn parse_stored(name: &str, version: i64, body: &str, built_in: bool, created_at
     Ok(StoredDefinition { definition, body, built_in, created_at })
 }
 
+/// Whether a built-in definition is not stored yet (a read: a GET stores
+/// them only when this says so, so it never takes the write lock for nothing).
+pub fn built_ins_missing(db: &Db) -> Result<bool, StoreError> {
+    let stored = db.scalar_i64("SELECT count(DISTINCT name) FROM saga_definitions WHERE built_in = 1", &[])?.unwrap_or(0);
+    Ok(stored < BUILT_IN.len() as i64)
+}
+
 /// Stores the built-in definitions that are not stored yet (first use).
 pub fn ensure_built_ins(db: &Db, now: Millis) -> Result<(), StoreError> {
     for (name, text_body) in BUILT_IN {
