@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use spin_sdk::http::Request;
-use spin_sdk::sqlite3::Value;
+use stepwise_store::db::Value;
 use stepwise_web::ApiError;
 
 use crate::protocol::Op;
@@ -132,7 +132,7 @@ pub struct CallsPage<'a> {
 }
 
 /// The stored rows behind a [`CallsPage`] (which borrows from them).
-pub struct CallRows(spin_sdk::sqlite3::QueryResult);
+pub struct CallRows(stepwise_store::db::QueryResult);
 
 impl CallRows {
     /// `{"calls": [...]}`, oldest first, fields in a fixed order.

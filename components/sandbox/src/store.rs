@@ -6,7 +6,7 @@
 //! bindings, transactions, stored answers, call records and in-flight
 //! counters.
 
-use spin_sdk::sqlite3::{QueryResult, Value};
+use stepwise_store::db::{QueryResult, Value};
 use stepwise_store::{Db, StoreError};
 use stepwise_web::ApiError;
 
@@ -215,14 +215,10 @@ impl Store {
         self.db.exec(sql, params).map_err(|e| storage_error(sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ").as_str(), e))
     }
 
-    /// Rows changed by the last statement.
-    pub fn changes(&self) -> u64 {
-        self.db.changes()
-    }
-
-    /// The rowid of the last insert.
-    pub fn last_insert_rowid(&self) -> i64 {
-        self.db.last_insert_rowid()
+    /// Runs an `INSERT ... RETURNING id`; the new row's id.
+    pub fn insert_id(&self, sql: &str, params: &[Value]) -> Result<i64, ApiError> {
+        let r = self.exec(sql, params)?;
+        first::<i64>(&r, "id").ok_or_else(|| corrupt("an insert returned no id"))
     }
 
     /// Runs `f` inside `BEGIN IMMEDIATE` ... `COMMIT` (rolled back on error), so
@@ -394,10 +390,9 @@ impl Store {
     /// Debits `amount` from a binding, returning the new balance. The row is
     /// created with the defaults if missing (a transaction outlived a wipe).
     pub fn debit(&self, binding_id: &str, amount: i64) -> Result<i64, ApiError> {
-        let update = "UPDATE sandbox_bindings SET balance = balance - ?, updated_at_ms = ? WHERE binding_id = ?";
+        let update = "UPDATE sandbox_bindings SET balance = balance - ?, updated_at_ms = ? WHERE binding_id = ? RETURNING binding_id";
         let params = [int(amount), int(now_ms()), text(binding_id)];
-        self.exec(update, &params)?;
-        if self.db.changes() == 0 {
+        if self.exec(update, &params)?.rows.is_empty() {
             self.ensure_binding(binding_id)?;
             self.exec(update, &params)?;
         }
@@ -410,11 +405,11 @@ impl Store {
     /// Creates a transaction; returns its numeric id.
     pub fn insert_txn(&self, binding_id: &str, state: &TxnState, outcome: &str, request_id: &str) -> Result<i64, ApiError> {
         let now = now_ms();
-        self.exec(
+        self.insert_id(
             "INSERT INTO sandbox_transactions
                 (binding_id, status, reason, otp_required, amount, outcome, polls, polls_needed, paused,
                  start_request_id, created_at_ms, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             &[
                 text(binding_id),
                 text(state.status.as_str()),
@@ -429,8 +424,7 @@ impl Store {
                 int(now),
                 int(now),
             ],
-        )?;
-        Ok(self.db.last_insert_rowid())
+        )
     }
 
     /// A transaction's binding and that binding's latency (for the work done before the main transaction).

@@ -25,7 +25,7 @@ pub struct ApiKey {
 /// key, so authenticating reads and does not write on almost every request.
 pub const LAST_USED_GRAIN_MS: i64 = 60_000;
 
-fn from_row(row: &spin_sdk::sqlite3::Row<'_>) -> Result<ApiKey, StoreError> {
+fn from_row(row: &crate::db::Row<'_>) -> Result<ApiKey, StoreError> {
     let scope: &str = col(row, "scope")?;
     Ok(ApiKey {
         id: col::<&str>(row, "id")?.to_string(),

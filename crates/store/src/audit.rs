@@ -31,9 +31,9 @@ pub struct Entry {
 /// Appends `entry` (its `seq` is ignored) in the caller's transaction; returns its `seq`.
 pub fn append(db: &Db, entry: &Entry) -> Result<i64, StoreError> {
     let targets = serde_json::to_string(&entry.targets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    db.exec(
+    let seq = db.scalar_i64(
         "INSERT INTO audit_log (at, key_id, key_name, method, route, targets, idempotency_key, status)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         &[
             int(entry.at),
             text(&entry.key_id),
@@ -45,7 +45,7 @@ pub fn append(db: &Db, entry: &Entry) -> Result<i64, StoreError> {
             int(entry.status.into()),
         ],
     )?;
-    Ok(db.last_insert_rowid())
+    seq.ok_or_else(|| StoreError::Corrupt("an audit insert returned no seq".into()))
 }
 
 /// Up to `limit` entries after `after`, in `seq` order, of one key if `key` is given.

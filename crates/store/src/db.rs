@@ -1,7 +1,13 @@
 //! The connection, transactions, and typed row access.
+//!
+//! The store speaks its own [`Value`] and [`QueryResult`] (crate::value);
+//! a connection is anything that is [`Sql`]. Where SQL dialects differ, the
+//! difference is written once, in [`Dialect`].
 
-use spin_sdk::sqlite3::{Connection, QueryResult, Value};
+use spin_sdk::sqlite3::Connection;
 use thiserror::Error;
+
+pub use crate::value::{QueryResult, Row, RowResult, Value};
 
 /// What can go wrong in the store.
 #[derive(Debug, Error)]
@@ -23,29 +29,73 @@ impl From<spin_sdk::sqlite3::Error> for StoreError {
     }
 }
 
-/// What the store needs of a SQLite connection: Spin's
+/// The SQL dialect a connection speaks. Every difference the store's SQL
+/// has to know about is a method here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite: Spin's `default` database, rusqlite natively.
+    Sqlite,
+}
+
+impl Dialect {
+    /// The statement that opens a read-then-write transaction: SQLite takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), so it never fails
+    /// upgrading a read lock.
+    pub fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+        }
+    }
+}
+
+/// What the store needs of a connection: Spin's SQLite
 /// (`spin:sqlite/sqlite@3.0.0`) in the components, rusqlite natively (the
-/// `native` feature) for the stepper's tests.
+/// `native` feature) for the store's tests. Inserts that need their new id
+/// and writes that need their row count say so with `RETURNING`, which every
+/// dialect has, rather than asking the connection afterwards.
 pub trait Sql {
     /// Runs one statement.
     fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError>;
-    /// The rowid of the last insert on this connection.
-    fn last_insert_rowid(&self) -> i64;
-    /// Rows changed by the last statement.
-    fn changes(&self) -> u64;
+    /// The dialect it speaks.
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+}
+
+impl From<&Value> for spin_sdk::sqlite3::Value {
+    fn from(v: &Value) -> Self {
+        use spin_sdk::sqlite3::Value as S;
+        match v {
+            Value::Integer(i) => S::Integer(*i),
+            Value::Real(f) => S::Real(*f),
+            Value::Text(t) => S::Text(t.clone()),
+            Value::Blob(b) => S::Blob(b.clone()),
+            Value::Null => S::Null,
+        }
+    }
+}
+
+impl From<spin_sdk::sqlite3::Value> for Value {
+    fn from(v: spin_sdk::sqlite3::Value) -> Self {
+        use spin_sdk::sqlite3::Value as S;
+        match v {
+            S::Integer(i) => Value::Integer(i),
+            S::Real(f) => Value::Real(f),
+            S::Text(t) => Value::Text(t),
+            S::Blob(b) => Value::Blob(b),
+            S::Null => Value::Null,
+        }
+    }
 }
 
 impl Sql for Connection {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
-        Ok(Connection::execute(self, sql, params)?)
-    }
-
-    fn last_insert_rowid(&self) -> i64 {
-        Connection::last_insert_rowid(self)
-    }
-
-    fn changes(&self) -> u64 {
-        Connection::changes(self)
+        let params: Vec<spin_sdk::sqlite3::Value> = params.iter().map(Into::into).collect();
+        let r = Connection::execute(self, sql, &params)?;
+        Ok(QueryResult {
+            columns: r.columns,
+            rows: r.rows.into_iter().map(|row| RowResult { values: row.values.into_iter().map(Value::from).collect() }).collect(),
+        })
     }
 }
 
@@ -99,20 +149,16 @@ impl Db {
         self.conn.execute(sql, params)
     }
 
-    /// The rowid of the last insert on this connection.
-    pub fn last_insert_rowid(&self) -> i64 {
-        self.conn.last_insert_rowid()
+    /// The dialect of its connection.
+    pub fn dialect(&self) -> Dialect {
+        self.conn.dialect()
     }
 
-    /// Rows changed by the last statement.
-    pub fn changes(&self) -> u64 {
-        self.conn.changes()
-    }
-
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if it returns
-    /// `Ok`, rolled back otherwise.
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` on SQLite, see
+    /// [`Dialect::begin_write`]): committed if it returns `Ok`, rolled back
+    /// otherwise.
     pub fn immediate<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
-        self.exec("BEGIN IMMEDIATE", &[])?;
+        self.exec(self.dialect().begin_write(), &[])?;
         match f(self) {
             Ok(v) => match self.exec("COMMIT", &[]) {
                 Ok(_) => Ok(v),
@@ -151,14 +197,26 @@ impl Db {
         let r = self.exec(sql, params)?;
         Ok(r.rows.first().and_then(|row| row.get::<i64>(0)))
     }
+
+    /// Runs an `INSERT ... RETURNING id` and answers the new row's id.
+    pub fn insert_returning_id(&self, sql: &str, params: &[Value]) -> Result<i64, StoreError> {
+        debug_assert!(sql.contains("RETURNING id"), "{sql}");
+        self.scalar_i64(sql, params)?.ok_or_else(|| StoreError::Corrupt("an insert returned no id".into()))
+    }
+
+    /// Runs a write ending in `RETURNING <column>` and answers how many rows it changed.
+    pub fn changed_rows(&self, sql: &str, params: &[Value]) -> Result<usize, StoreError> {
+        debug_assert!(sql.contains("RETURNING"), "{sql}");
+        Ok(self.exec(sql, params)?.rows.len())
+    }
 }
 
 /// Reads a required column.
-pub fn col<'a, T: TryFrom<&'a Value>>(row: &spin_sdk::sqlite3::Row<'a>, name: &str) -> Result<T, StoreError> {
+pub fn col<'a, T: TryFrom<&'a Value>>(row: &Row<'a>, name: &str) -> Result<T, StoreError> {
     row.get::<T>(name).ok_or_else(|| StoreError::Corrupt(format!("column {name} missing or of the wrong type")))
 }
 
 /// Reads a nullable column.
-pub fn opt_col<'a, T: TryFrom<&'a Value>>(row: &spin_sdk::sqlite3::Row<'a>, name: &str) -> Option<T> {
+pub fn opt_col<'a, T: TryFrom<&'a Value>>(row: &Row<'a>, name: &str) -> Option<T> {
     row.get::<T>(name)
 }

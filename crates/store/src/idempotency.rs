@@ -46,10 +46,10 @@ pub fn remember(db: &Db, scope: &str, key: &str, request_hash: &str, subject_id:
 
 /// Deletes up to `limit` keys expired at `now`; returns how many.
 pub fn purge(db: &Db, now: Millis, limit: u32) -> Result<u64, StoreError> {
-    db.exec(
+    let deleted = db.changed_rows(
         "DELETE FROM idempotency_keys WHERE (scope, key) IN
-           (SELECT scope, key FROM idempotency_keys WHERE expires_at <= ? LIMIT ?)",
+           (SELECT scope, key FROM idempotency_keys WHERE expires_at <= ? LIMIT ?) RETURNING key",
         &[int(now), int(limit.into())],
     )?;
-    Ok(db.changes())
+    Ok(deleted as u64)
 }

@@ -17,10 +17,10 @@ pub fn seen(db: &Db, source: &str, dedup_key: &str) -> Result<bool, StoreError> 
 /// Stores a notification unless one with the same `(source, dedup_key)` is
 /// stored already; returns whether it is new.
 pub fn store(db: &Db, source: &str, dedup_key: &str, subject_id: &str, payload: &str, result: &str, now: Millis) -> Result<bool, StoreError> {
-    db.exec(
+    let inserted = db.changed_rows(
         "INSERT INTO inbox (source, dedup_key, subject_id, payload, result, received_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (source, dedup_key) DO NOTHING",
+         ON CONFLICT (source, dedup_key) DO NOTHING RETURNING source",
         &[text(source), text(dedup_key), text(subject_id), text(payload), text(result), int(now)],
     )?;
-    Ok(db.changes() == 1)
+    Ok(inserted == 1)
 }

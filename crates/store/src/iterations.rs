@@ -9,10 +9,10 @@ use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
 /// Inserts an iteration; a success gets a receipt code made from the row id.
 /// Returns the receipt code, if any.
 pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Result<Option<String>, StoreError> {
-    db.exec(
+    let id = db.insert_returning_id(
         "INSERT INTO iterations (binding_id, run_id, iteration, outcome, reason, transaction_id, amount, balance,
                                  started_at, finished_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         &[
             text(binding_id),
             int(run_id as i64),
@@ -29,7 +29,6 @@ pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Re
     if r.outcome != Outcome::Success {
         return Ok(None);
     }
-    let id = db.last_insert_rowid();
     let code = receipt::code(receipt::WORKER_PREFIX, id as u64);
     db.exec("UPDATE iterations SET receipt_code = ? WHERE id = ?", &[text(&code), int(id)])?;
     Ok(Some(code))

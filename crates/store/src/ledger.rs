@@ -3,7 +3,7 @@
 //! them. An account's stored `balance` and `held` change only in the
 //! transaction that writes the lines or the transfers they sum.
 
-use spin_sdk::sqlite3::Row;
+use crate::db::Row;
 use stepwise_engine::ledger::{Account, AccountSpec, AccountStatus, Journal};
 use stepwise_engine::time::{rfc3339, Millis};
 
@@ -124,8 +124,10 @@ pub fn recent_lines(db: &Db, id: &str, limit: u32) -> Result<Vec<serde_json::Val
 /// transaction; returns its id. A second journal with the same
 /// `external_ref` is refused by the database.
 pub fn post(db: &Db, journal: &Journal, now: Millis) -> Result<i64, StoreError> {
-    db.exec("INSERT INTO journals (external_ref, posted_at) VALUES (?, ?)", &[text(journal.external_ref()), int(now)])?;
-    let id = db.last_insert_rowid();
+    let id = db.insert_returning_id(
+        "INSERT INTO journals (external_ref, posted_at) VALUES (?, ?) RETURNING id",
+        &[text(journal.external_ref()), int(now)],
+    )?;
     let lines = journal.lines();
     let marks = vec!["(?, ?, ?, ?)"; lines.len()].join(", ");
     let mut params = Vec::with_capacity(lines.len() * 4);

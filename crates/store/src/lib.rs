@@ -25,6 +25,7 @@ pub mod requests;
 pub mod sagas;
 pub mod stepper;
 pub mod transfers;
+pub mod value;
 pub mod workers;
 
 pub use db::{Db, StoreError};

@@ -24,7 +24,7 @@ pub fn observe(db: &Db, name: &str, labels: &[(&str, &str)], seconds: f64) -> Re
     db.exec(
         "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES (?, ?, ?, 1, ?)
          ON CONFLICT (name, labels, bucket) DO UPDATE SET count = count + 1, sum = sum + excluded.sum",
-        &[text(name), text(label_string(labels)), crate::db::int(bucket), spin_sdk::sqlite3::Value::Real(seconds)],
+        &[text(name), text(label_string(labels)), crate::db::int(bucket), crate::db::Value::Real(seconds)],
     )?;
     Ok(())
 }
@@ -77,7 +77,7 @@ impl Batch {
             db.exec(
                 "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT (name, labels, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum",
-                &[text(name), text(labels), crate::db::int(bucket), crate::db::int(n), spin_sdk::sqlite3::Value::Real(sum)],
+                &[text(name), text(labels), crate::db::int(bucket), crate::db::int(n), crate::db::Value::Real(sum)],
             )?;
         }
         Ok(())

@@ -3,9 +3,7 @@
 //! `BEGIN IMMEDIATE` transactions as on Spin.
 
 use rusqlite::types::{Value as Rv, ValueRef};
-use spin_sdk::sqlite3::{QueryResult, RowResult, Value};
-
-use crate::db::{Sql, StoreError};
+use crate::db::{QueryResult, RowResult, Sql, StoreError, Value};
 
 /// A rusqlite connection as the store's [`Sql`].
 pub struct Native(pub rusqlite::Connection);
@@ -53,13 +51,5 @@ impl Sql for Native {
             out.push(RowResult { values });
         }
         Ok(QueryResult { columns, rows: out })
-    }
-
-    fn last_insert_rowid(&self) -> i64 {
-        self.0.last_insert_rowid()
-    }
-
-    fn changes(&self) -> u64 {
-        self.0.changes()
     }
 }

@@ -49,7 +49,7 @@ pub fn get(db: &Db, transaction_id: &str) -> Result<Option<Item>, StoreError> {
     found
 }
 
-fn item(row: &spin_sdk::sqlite3::Row<'_>) -> Result<Item, StoreError> {
+fn item(row: &crate::db::Row<'_>) -> Result<Item, StoreError> {
     Ok(Item {
         transaction_id: col::<&str>(row, "transaction_id")?.to_string(),
         binding_id: col::<&str>(row, "binding_id")?.to_string(),

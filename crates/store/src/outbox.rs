@@ -25,11 +25,11 @@ pub struct NewEvent<'a> {
 
 /// Appends an event in the caller's transaction; returns its `seq`.
 pub fn append(db: &Db, e: &NewEvent<'_>) -> Result<i64, StoreError> {
-    db.exec(
-        "INSERT INTO outbox (type, subject_kind, subject_id, definition, data, at) VALUES (?, ?, ?, ?, ?, ?)",
+    let seq = db.scalar_i64(
+        "INSERT INTO outbox (type, subject_kind, subject_id, definition, data, at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
         &[text(e.kind), text(e.subject_kind), text(e.subject_id), opt_text(e.definition), text(e.data.to_string()), int(e.at)],
     )?;
-    Ok(db.last_insert_rowid())
+    seq.ok_or_else(|| StoreError::Corrupt("an outbox insert returned no seq".into()))
 }
 
 /// Up to `limit` events after `after`, optionally of one type, in `seq`

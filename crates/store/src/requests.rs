@@ -132,7 +132,7 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
                 is_success = ?, duration_ms = ?, responded_at = ?, overhead_us = ?
          WHERE id = ?",
         &[
-            r.status_code.map(|s| int(s.into())).unwrap_or(spin_sdk::sqlite3::Value::Null),
+            r.status_code.map(|s| int(s.into())).unwrap_or(crate::db::Value::Null),
             text(r.response_code),
             opt_text(r.response_message),
             opt_text(payload),

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use spin_sdk::sqlite3::Row;
+use crate::db::Row;
 use stepwise_engine::ledger::Account;
 use stepwise_engine::time::Millis;
 use stepwise_engine::transfer::{self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest, KEEP_KEYS_MS};
@@ -101,12 +101,11 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
     }
     let from = from.ok_or_else(|| StoreError::Corrupt("accepted without a from account".into()))?;
     db.exec("UPDATE accounts SET held = ?, updated_at = ? WHERE id = ?", &[int(from.held), int(now), text(from.id())])?;
-    db.exec(
+    let id = db.insert_returning_id(
         "INSERT INTO transfers (from_account, to_account, amount, currency, description, status, created_at)
-         VALUES (?, ?, ?, ?, ?, 'processing', ?)",
+         VALUES (?, ?, ?, ?, ?, 'processing', ?) RETURNING id",
         &[text(&req.from), text(&req.to), int(req.amount), text(&req.currency), opt_text(req.description.as_deref()), int(now)],
     )?;
-    let id = db.last_insert_rowid();
     idempotency::remember(db, SCOPE, key, &fingerprint, &id.to_string(), now, KEEP_KEYS_MS)?;
     Ok(Accepted::New(Transfer { id: id as u64, request: req.clone(), created_at: now, state: State::Processing }))
 }
@@ -210,11 +209,11 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
             (State::Failed { reason: *reason, at: now }, "transfer.failed", Some(reason.as_str()), None)
         }
     };
-    db.exec(
-        "UPDATE transfers SET status = ?, reason = ?, journal_id = ?, completed_at = ? WHERE id = ? AND status = 'processing'",
+    let changed = db.changed_rows(
+        "UPDATE transfers SET status = ?, reason = ?, journal_id = ?, completed_at = ? WHERE id = ? AND status = 'processing' RETURNING id",
         &[text(state.status().as_str()), opt_text(reason), crate::db::opt_int(journal_id), int(now), int(t.id as i64)],
     )?;
-    if db.changes() != 1 {
+    if changed != 1 {
         return Err(StoreError::Corrupt(format!("transfer {} was not processing", t.id)));
     }
     let code = t.receipt_code();

@@ -206,11 +206,10 @@ pub fn quote(req: &Request, params: &Params) -> Result<Reply, ApiError> {
         let slip = slip_of(s, &id)?;
         validate(&slip)?;
         let amount = quote_amount(slip.stake, odds_bp)?;
-        s.exec(
-            "INSERT INTO sandbox_quotes (bet_slip_id, odds_bp, amount, at_ms) VALUES (?, ?, ?, ?)",
+        let quote_id = quote_label(s.insert_id(
+            "INSERT INTO sandbox_quotes (bet_slip_id, odds_bp, amount, at_ms) VALUES (?, ?, ?, ?) RETURNING seq AS id",
             &[text(&id), int(odds_bp), int(amount), int(now_ms())],
-        )?;
-        let quote_id = quote_label(s.last_insert_rowid());
+        )?);
         Ok(Done::effect(200, json!({ "bet_slip_id": id, "quote_id": quote_id, "amount": amount, "odds_bp": odds_bp })))
     })
 }

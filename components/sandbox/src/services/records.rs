@@ -57,7 +57,7 @@ impl Filter {
         Ok(f)
     }
 
-    fn sql(&self) -> (String, Vec<spin_sdk::sqlite3::Value>) {
+    fn sql(&self) -> (String, Vec<stepwise_store::db::Value>) {
         let mut clauses: Vec<&str> = self.clauses.clone();
         let mut params: Vec<_> = self.values.iter().map(text).collect();
         if let Some(s) = self.after_seq {

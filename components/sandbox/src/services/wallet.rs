@@ -107,14 +107,15 @@ fn movement(req: &Request, params: &Params, kind: Kind) -> Result<Reply, ApiErro
     call::serve(req, Call { service: Service::Wallet, operation: kind.as_str(), subject: &user_id }, input, |s, (amount, reference)| {
         let after = apply(balance(s, &user_id)?, kind, amount)?;
         set_balance(s, &user_id, after)?;
-        s.exec(
-            "INSERT INTO sandbox_wallet_entries (user_id, kind, amount, reference, balance_after, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        let entry_id = s.insert_id(
+            "INSERT INTO sandbox_wallet_entries (user_id, kind, amount, reference, balance_after, at_ms) VALUES (?, ?, ?, ?, ?, ?)
+             RETURNING entry_id AS id",
             &[text(&user_id), text(kind.as_str()), int(amount), opt_text(reference.as_deref()), int(after), int(now_ms())],
         )?;
         Ok(Done::effect(
             200,
             json!({
-                "user_id": user_id, "balance": after, "entry_id": s.last_insert_rowid(),
+                "user_id": user_id, "balance": after, "entry_id": entry_id,
                 "kind": kind.as_str(), "amount": amount, "reference": reference,
             }),
         ))
