@@ -71,9 +71,9 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
             .ok_or_else(|| ApiError::not_found(format!("no saga definition {:?}", body.definition)))?
             .definition;
         def.check_input(&body.input).map_err(|m| ApiError::new(400, "invalid_request", m))?;
-        let id = sagas::next_id(db)?;
+        let sagas::NewId { seq, id } = sagas::next_id(db)?;
         let mut saga = Saga::new(&id, def, body.correlation_id.as_deref(), body.input.clone(), settings.clone(), now);
-        sagas::insert(db, &mut saga, now)?;
+        sagas::insert(db, seq, &mut saga, now)?;
         if let Some(key) = &body.idempotency_key {
             idempotency::remember(db, "saga", key, &hash, &id, now, KEEP_KEYS_MS)?;
         }

@@ -15,6 +15,18 @@ pub enum StoreError {
     /// SQLite refused or failed.
     #[error("database error: {0}")]
     Sqlite(String),
+    /// The database refused or failed a statement; `code` is its SQLSTATE
+    /// where the database gives one (PostgreSQL).
+    #[error("database error{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Database {
+        /// The SQLSTATE.
+        code: Option<String>,
+        /// What the database said.
+        message: String,
+    },
+    /// The database could not be reached.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// A stored value could not be read back.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -35,6 +47,8 @@ impl From<spin_sdk::sqlite3::Error> for StoreError {
 pub enum Dialect {
     /// SQLite: Spin's `default` database, rusqlite natively.
     Sqlite,
+    /// PostgreSQL 15 or newer, through Spin's `spin:postgres` interface.
+    Postgres,
 }
 
 impl Dialect {
@@ -44,6 +58,7 @@ impl Dialect {
     pub fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
         }
     }
 }
@@ -196,6 +211,23 @@ impl Db {
     pub fn scalar_i64(&self, sql: &str, params: &[Value]) -> Result<Option<i64>, StoreError> {
         let r = self.exec(sql, params)?;
         Ok(r.rows.first().and_then(|row| row.get::<i64>(0)))
+    }
+
+    /// The id the next insert into `table` without one would get, for a row
+    /// whose contents must name its own id before it is written (a request
+    /// id inside the request, a saga id made from its sequence). Call it
+    /// inside the write transaction that inserts the row with that id. On
+    /// SQLite that transaction holds the only write lock, so the table's
+    /// `AUTOINCREMENT` counter plus one is the caller's alone.
+    /// `column` is the table's identity column. On PostgreSQL the id is
+    /// drawn from the column's sequence, which no other writer can draw again.
+    pub fn next_id(&self, table: &str, column: &str) -> Result<i64, StoreError> {
+        match self.dialect() {
+            Dialect::Sqlite => Ok(self.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = ?", &[text(table)])?.unwrap_or(0) + 1),
+            Dialect::Postgres => self
+                .scalar_i64("SELECT nextval(pg_get_serial_sequence(?, ?))", &[text(table), text(column)])?
+                .ok_or_else(|| StoreError::Corrupt(format!("{table}.{column} has no sequence"))),
+        }
     }
 
     /// Runs an `INSERT ... RETURNING id` and answers the new row's id.

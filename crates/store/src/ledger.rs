@@ -173,8 +173,8 @@ pub fn audit(db: &Db) -> Result<Vec<String>, StoreError> {
     let mut problems = Vec::new();
     let r = db.exec(
         "SELECT a.id, a.balance, a.held,
-                (SELECT coalesce(sum(credit - debit), 0) FROM ledger_lines WHERE account = a.id) AS lines,
-                (SELECT coalesce(sum(amount), 0) FROM transfers WHERE from_account = a.id AND status = 'processing') AS holds
+                (SELECT CAST(coalesce(sum(credit - debit), 0) AS BIGINT) FROM ledger_lines WHERE account = a.id) AS lines,
+                (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM transfers WHERE from_account = a.id AND status = 'processing') AS holds
          FROM accounts a",
         &[],
     )?;

@@ -21,6 +21,7 @@ pub mod migrations;
 pub mod native;
 pub mod otp_queue;
 pub mod outbox;
+pub mod postgres;
 pub mod requests;
 pub mod sagas;
 pub mod stepper;

@@ -12,7 +12,7 @@ pub const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 pub fn inc(db: &Db, name: &str, labels: &[(&str, &str)], by: i64) -> Result<(), StoreError> {
     db.exec(
         "INSERT INTO metric_counters (name, labels, value) VALUES (?, ?, ?)
-         ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+         ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + excluded.value",
         &[text(name), text(label_string(labels)), crate::db::int(by)],
     )?;
     Ok(())
@@ -23,7 +23,7 @@ pub fn observe(db: &Db, name: &str, labels: &[(&str, &str)], seconds: f64) -> Re
     let bucket = BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len()) as i64;
     db.exec(
         "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES (?, ?, ?, 1, ?)
-         ON CONFLICT (name, labels, bucket) DO UPDATE SET count = count + 1, sum = sum + excluded.sum",
+         ON CONFLICT (name, labels, bucket) DO UPDATE SET count = metric_histograms.count + 1, sum = metric_histograms.sum + excluded.sum",
         &[text(name), text(label_string(labels)), crate::db::int(bucket), crate::db::Value::Real(seconds)],
     )?;
     Ok(())
@@ -69,14 +69,15 @@ impl Batch {
         for ((name, labels), by) in std::mem::take(&mut self.counters) {
             db.exec(
                 "INSERT INTO metric_counters (name, labels, value) VALUES (?, ?, ?)
-                 ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                 ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + excluded.value",
                 &[text(name), text(labels), crate::db::int(by)],
             )?;
         }
         for ((name, labels, bucket), (n, sum)) in std::mem::take(&mut self.histograms) {
             db.exec(
                 "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (name, labels, bucket) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum",
+                 ON CONFLICT (name, labels, bucket) DO UPDATE SET count = metric_histograms.count + excluded.count,
+                   sum = metric_histograms.sum + excluded.sum",
                 &[text(name), text(labels), crate::db::int(bucket), crate::db::int(n), crate::db::Value::Real(sum)],
             )?;
         }

@@ -41,7 +41,7 @@ pub fn remove(db: &Db, transaction_id: &str) -> Result<(), StoreError> {
 /// One item.
 pub fn get(db: &Db, transaction_id: &str) -> Result<Option<Item>, StoreError> {
     let r = db.exec(
-        "SELECT transaction_id, binding_id, requested_at, expires_at, otp IS NOT NULL AS submitted
+        "SELECT transaction_id, binding_id, requested_at, expires_at, CASE WHEN otp IS NULL THEN 0 ELSE 1 END AS submitted
          FROM otp_queue WHERE transaction_id = ?",
         &[text(transaction_id)],
     )?;

@@ -63,24 +63,18 @@ pub struct Response<'a> {
 /// Longest response body kept.
 pub const MAX_PAYLOAD: usize = 16 * 1024;
 
-/// Hands out request ids inside one write transaction: the ids the
-/// request log's `AUTOINCREMENT` would give, read once from
-/// `sqlite_sequence` and counted on here. Only valid while the caller holds
-/// the write lock (`BEGIN IMMEDIATE`), so no other writer can take one.
+/// Hands out request ids inside one write transaction: each the id the
+/// request log's own counter gives next ([`Db::next_id`]), taken right
+/// before the row that carries it is inserted.
 #[derive(Debug, Default)]
 pub struct Ids {
-    next: Option<i64>,
+    _private: (),
 }
 
 impl Ids {
     /// The next id.
     pub fn take(&mut self, db: &Db) -> Result<i64, StoreError> {
-        let next = match self.next {
-            Some(n) => n,
-            None => db.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = 'request_log'", &[])?.unwrap_or(0) + 1,
-        };
-        self.next = Some(next + 1);
-        Ok(next)
+        db.next_id("request_log", "id")
     }
 }
 

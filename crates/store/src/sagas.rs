@@ -111,17 +111,27 @@ pub fn definitions(db: &Db) -> Result<Vec<StoredDefinition>, StoreError> {
 /// apart from other databases' (the instance's random salt above the
 /// sequence: saga ids are the gateway's order ids), not sequential, with a
 /// check character (the receipt-code scheme under [`ID_PREFIX`]).
-pub fn next_id(db: &Db) -> Result<String, StoreError> {
-    let seq = db.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = 'sagas'", &[])?.unwrap_or(0) + 1;
+pub fn next_id(db: &Db) -> Result<NewId, StoreError> {
+    let seq = db.next_id("sagas", "seq")?;
     let salt = db.scalar_i64("SELECT salt FROM instance", &[])?.ok_or_else(|| StoreError::Corrupt("no instance salt".into()))?;
-    Ok(receipt::code(ID_PREFIX, ((salt as u64) << 40) | seq as u64))
+    Ok(NewId { seq, id: receipt::code(ID_PREFIX, ((salt as u64) << 40) | seq as u64) })
 }
 
-/// Inserts a new saga (its index row and its machine) in the caller's transaction.
-pub fn insert(db: &Db, s: &mut Saga, now: Millis) -> Result<(), StoreError> {
+/// A new saga's id and the index sequence it was made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewId {
+    /// The `sagas` row's sequence number, taken for this saga.
+    pub seq: i64,
+    /// The saga id made from it.
+    pub id: String,
+}
+
+/// Inserts a new saga (its index row, with the sequence its id was made
+/// from, and its machine) in the caller's transaction.
+pub fn insert(db: &Db, seq: i64, s: &mut Saga, now: Millis) -> Result<(), StoreError> {
     db.exec(
-        "INSERT INTO sagas (id, definition, version, order_id, created_at) VALUES (?, ?, ?, NULL, ?)",
-        &[text(&s.id), text(&s.definition.name), int(s.definition.version.into()), int(now)],
+        "INSERT INTO sagas (seq, id, definition, version, order_id, created_at) VALUES (?, ?, ?, ?, NULL, ?)",
+        &[int(seq), text(&s.id), text(&s.definition.name), int(s.definition.version.into()), int(now)],
     )?;
     save(db, s, None, now)
 }

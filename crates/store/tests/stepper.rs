@@ -368,9 +368,9 @@ fn a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_and_basi
     let settings = Settings { call_timeout_ms: 1000, payment_ttl_ms: 900_000, payment_poll_ms: 30_000 };
     let id = db
         .immediate(|db| {
-            let id = sagas::next_id(db)?;
+            let sagas::NewId { seq, id } = sagas::next_id(db)?;
             let mut s = Saga::new(&id, def.clone(), None, input.clone(), settings.clone(), T0);
-            sagas::insert(db, &mut s, T0)?;
+            sagas::insert(db, seq, &mut s, T0)?;
             Ok::<_, stepwise_store::StoreError>(id)
         })
         .unwrap();

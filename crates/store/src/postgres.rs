@@ -1,0 +1,157 @@
+//! The store on PostgreSQL through Spin's `spin:postgres/postgres@4.0.0`
+//! (spin-sdk's `pg4`): the same statements as on SQLite, with the
+//! differences of the dialect taken care of here and in [`Dialect`]: `?`
+//! placeholders become `$n`, values map to and from the store's [`Value`],
+//! and errors keep their SQLSTATE.
+//!
+//! A pooled connection can come back inside a transaction (Spin's pool
+//! recycles connections without a `ROLLBACK`, and a guest that trapped
+//! mid-transaction leaves one open), so [`Postgres::open`] rolls back
+//! whatever it inherited before the store uses it.
+
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue, QueryError};
+
+use crate::db::{Dialect, QueryResult, RowResult, Sql, StoreError, Value};
+
+/// A PostgreSQL connection as the store's [`Sql`].
+pub struct Postgres {
+    conn: Connection,
+}
+
+impl Postgres {
+    /// Opens `url` (`postgres://user:password@host:port/db?sslmode=...`) and
+    /// ends any transaction the pooled connection came back with.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let conn = Connection::open(url).map_err(|e| error(&e))?;
+        let pg = Postgres { conn };
+        // Outside a transaction this only warns; inside one it ends it.
+        pg.execute("ROLLBACK", &[])?;
+        Ok(pg)
+    }
+}
+
+/// The SQLSTATE codes a transaction may be retried after.
+pub const RETRYABLE: [&str; 2] = ["40001", "40P01"];
+
+fn error(e: &spin_sdk::pg4::PgError) -> StoreError {
+    use spin_sdk::pg4::PgError as E;
+    match e {
+        E::QueryFailed(QueryError::DbError(d)) => StoreError::Database { code: Some(d.code.clone()), message: d.message.clone() },
+        E::QueryFailed(QueryError::Text(t)) => StoreError::Database { code: None, message: t.clone() },
+        E::ConnectionFailed(m) => StoreError::Unavailable(m.clone()),
+        E::BadParameter(m) | E::ValueConversionFailed(m) | E::Other(m) => StoreError::Database { code: None, message: m.clone() },
+    }
+}
+
+/// `?` and `?N` placeholders (SQLite's) as `$n` (PostgreSQL's), outside
+/// string literals and quoted identifiers.
+pub fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut next = 0u32;
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            (Some(_), c) => out.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                out.push(c);
+            }
+            (None, '?') => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    next += 1;
+                    out.push_str(&format!("${next}"));
+                } else {
+                    out.push('$');
+                    out.push_str(&digits);
+                }
+            }
+            (None, c) => out.push(c),
+        }
+    }
+    out
+}
+
+fn param(v: &Value) -> ParameterValue {
+    match v {
+        Value::Integer(i) => ParameterValue::Int64(*i),
+        Value::Real(f) => ParameterValue::Floating64(*f),
+        Value::Text(t) => ParameterValue::Str(t.clone()),
+        Value::Blob(b) => ParameterValue::Binary(b.clone()),
+        Value::Null => ParameterValue::DbNull,
+    }
+}
+
+/// A value read back: integers of every width, booleans as 0/1 (as SQLite
+/// keeps them), `numeric` (what `sum()` of integers gives) as an integer
+/// when it is whole.
+fn value(v: DbValue) -> Result<Value, StoreError> {
+    Ok(match v {
+        DbValue::Boolean(b) => Value::Integer(b.into()),
+        DbValue::Int8(i) => Value::Integer(i.into()),
+        DbValue::Int16(i) => Value::Integer(i.into()),
+        DbValue::Int32(i) => Value::Integer(i.into()),
+        DbValue::Int64(i) => Value::Integer(i),
+        DbValue::Floating32(f) => Value::Real(f.into()),
+        DbValue::Floating64(f) => Value::Real(f),
+        DbValue::Str(s) => Value::Text(s),
+        DbValue::Binary(b) => Value::Blob(b),
+        DbValue::Decimal(d) => match d.parse::<i64>() {
+            Ok(i) => Value::Integer(i),
+            Err(_) => Value::Real(d.parse().map_err(|_| StoreError::Corrupt(format!("numeric {d:?}")))?),
+        },
+        DbValue::DbNull => Value::Null,
+        other => return Err(StoreError::Corrupt(format!("a value of a type the store does not use: {other:?}"))),
+    })
+}
+
+impl Sql for Postgres {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
+        let params: Vec<ParameterValue> = params.iter().map(param).collect();
+        let set = self.conn.query(&numbered(sql), &params).map_err(|e| error(&e))?;
+        let rows = set
+            .rows
+            .into_iter()
+            .map(|row| Ok(RowResult { values: row.into_iter().map(value).collect::<Result<_, StoreError>>()? }))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(QueryResult { columns: set.columns.into_iter().map(|c| c.name).collect(), rows })
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_outside_literals() {
+        assert_eq!(numbered("SELECT * FROM t WHERE a = ? AND b = ?"), "SELECT * FROM t WHERE a = $1 AND b = $2");
+        assert_eq!(numbered("WHERE due_at <= ?1 AND (x IS NULL OR x <= ?1) LIMIT ?2"), "WHERE due_at <= $1 AND (x IS NULL OR x <= $1) LIMIT $2");
+        assert_eq!(numbered("SELECT '?' , \"a?\" , ?"), "SELECT '?' , \"a?\" , $1");
+        assert_eq!(numbered("SELECT 'it''s ?', ?"), "SELECT 'it''s ?', $1");
+    }
+
+    #[test]
+    fn values_map_both_ways() {
+        assert_eq!(value(DbValue::Int32(7)).unwrap(), Value::Integer(7));
+        assert_eq!(value(DbValue::Boolean(true)).unwrap(), Value::Integer(1));
+        assert_eq!(value(DbValue::Decimal("42".into())).unwrap(), Value::Integer(42));
+        assert_eq!(value(DbValue::Decimal("1.5".into())).unwrap(), Value::Real(1.5));
+        assert_eq!(value(DbValue::DbNull).unwrap(), Value::Null);
+        assert!(value(DbValue::Uuid("x".into())).is_err());
+        assert!(matches!(param(&Value::Integer(3)), ParameterValue::Int64(3)));
+        assert!(matches!(param(&Value::Null), ParameterValue::DbNull));
+    }
+}
