@@ -51,6 +51,43 @@ ensure_browser_tools() {
   fi
 }
 
+# The runner's service tests (tests/e2e/runner_services.rs) start their own
+# PostgreSQL cluster and Redis server on free ports: Debian's packages provide
+# the binaries. The packages' own services are stopped and kept from starting
+# at boot: nothing relies on them.
+ensure_services() {
+  local missing=()
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "installing ${missing[*]} (Debian packages) for the runner's service tests"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # Keep the packages' services from starting during the installation.
+  local policy=/usr/sbin/policy-rc.d added_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    added_policy=1
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  [ -z "$added_policy" ] || $sudo rm -f "$policy"
+  # Whatever did start (a cluster, a redis-server on 6379) is not needed.
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    local v name
+    while read -r v name _; do
+      [ -n "$v" ] && [ "$v" != Ver ] && $sudo pg_ctlcluster "$v" "$name" stop >/dev/null 2>&1 || true
+    done < <(pg_lsclusters 2>/dev/null || true)
+  fi
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now postgresql redis-server >/dev/null 2>&1 || true
+  else
+    $sudo service redis-server stop >/dev/null 2>&1 || true
+    $sudo service postgresql stop >/dev/null 2>&1 || true
+  fi
+}
+
 # Real Spin for the Spin suite (tests/e2e/spin.rs): SPIN_BIN if set, else
 # `spin` on PATH, else ../shared/tools/spin/install.sh beside the project (it
 # unpacks Spin 4.0.2 and the spin-trigger-cron plugin and prints the exports).

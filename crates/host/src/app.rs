@@ -14,6 +14,7 @@ use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::bindings::cron::SpinCronPre;
+use crate::capability::{AppContext, ComponentContext};
 use crate::cron_trigger::{CronComponent, Schedule};
 use crate::http_trigger::{HttpComponent, HttpTrigger};
 use crate::key_value::{KeyValueAccess, KeyValueStores};
@@ -24,7 +25,7 @@ use crate::outbound_pool::OutboundClient;
 use crate::runner_metrics::RunnerMetrics;
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::{SqliteAccess, SqliteDatabases};
-use crate::state::ComponentConfig;
+use crate::state::{Capabilities, ComponentConfig};
 use crate::variables::AppVariables;
 
 /// Options of `stepwise up`.
@@ -79,6 +80,13 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     };
     let kv_labels = labels(|c| &c.key_value_stores);
     let db_labels = labels(|c| &c.sqlite_databases);
+    let caps = Capabilities::configure(&AppContext {
+        manifest: &manifest,
+        runtime_config: &runtime_config,
+        state_dir: &opts.state_dir,
+        used_components: &used,
+        limits: &opts.limits,
+    })?;
     let kv = Arc::new(KeyValueStores::open(&opts.state_dir, &runtime_config.key_value_stores, &kv_labels)?);
     let dbs = Arc::new(SqliteDatabases::open(&opts.state_dir, &runtime_config.sqlite_databases, &db_labels)?);
 
@@ -107,18 +115,20 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             .map(|h| vars.expand(h))
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("component `{id}` allowed_outbound_hosts"))?;
-        let allowed = AllowedHosts::parse(&hosts).with_context(|| format!("component `{id}`"))?;
+        let allowed = Arc::new(AllowedHosts::parse(&hosts).with_context(|| format!("component `{id}`"))?);
+        let component_caps = caps.configure_component(&ComponentContext { id, decl, allowed_hosts: &allowed })?;
         let config = Arc::new(ComponentConfig {
             id: Arc::from(*id),
             variables: vars.for_component(decl)?,
             key_value: KeyValueAccess { stores: kv.clone(), allowed: decl.key_value_stores.clone().into() },
             sqlite: SqliteAccess { databases: dbs.clone(), allowed: decl.sqlite_databases.clone().into() },
-            allowed_hosts: Arc::new(allowed),
+            allowed_hosts: allowed,
             environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             self_addr,
             outbound_limiter: limiter.clone(),
             self_dispatch: self_dispatch.clone(),
             outbound_client: outbound_client.clone(),
+            caps: component_caps,
         });
         let component: Component = crate::engine::load_component(&engine, &decl.source, &opts.cache_dir)
             .with_context(|| format!("component `{id}`"))?;
@@ -231,6 +241,7 @@ pub async fn bench_instantiate(wasm: &std::path::Path, cache_dir: &std::path::Pa
         outbound_limiter: None,
         self_dispatch: Default::default(),
         outbound_client: Arc::new(OutboundClient::new(true)?),
+        caps: Default::default(),
     };
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 1000 {

@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
         "fermyon:spin/key-value.store": crate::key_value::KvStore,
         "spin:sqlite/sqlite.connection": crate::sqlite::SqliteConnection,
         "fermyon:spin/sqlite.connection": crate::sqlite::SqliteConnection,
+        "spin:postgres/postgres.connection": crate::postgres::PgConnection,
     },
 });
 

@@ -36,6 +36,10 @@ pub struct Limits {
     /// fires as scheduled).
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub cron_deadline_ms: u64,
+    /// Connections kept per PostgreSQL address (Spin 4.0.2 keeps 64); a
+    /// guest's `open` waits for one when all are taken.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub postgres_pool_size: u32,
     /// Do not serve the runner's own counters at `/.well-known/stepwise/metrics`.
     #[arg(long)]
     pub no_runner_metrics: bool,
@@ -57,6 +61,7 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             request_deadline_ms: 30_000,
             cron_deadline_ms: 60_000,
+            postgres_pool_size: 64,
             no_runner_metrics: false,
             no_epoch_interruption: false,
         }

@@ -6,6 +6,7 @@
 
 mod app;
 mod bindings;
+mod capability;
 mod body_limit;
 mod clock;
 mod connections;
@@ -19,6 +20,7 @@ mod limits;
 mod manifest;
 mod outbound_http;
 mod outbound_pool;
+mod postgres;
 mod runner_metrics;
 mod runtime_config;
 mod sqlite;

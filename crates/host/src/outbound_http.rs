@@ -69,6 +69,11 @@ fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
+        // Spin's well-known ports for its other outbound schemes.
+        "postgres" => Some(5432),
+        "mysql" => Some(3306),
+        "redis" => Some(6379),
+        "mqtt" => Some(1883),
         _ => None,
     }
 }
@@ -152,6 +157,17 @@ impl AllowedHosts {
         self.entries.contains(&AllowedHost::SelfApp)
     }
 
+    /// Whether a connection to `scheme://host:port` (not this app) is allowed.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.entries.iter().any(|e| match e {
+            AllowedHost::SelfApp => false,
+            AllowedHost::Remote { scheme: s, host: h, port: p } => {
+                s.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(scheme)) && h.admits(host) && p.admits(port)
+            }
+        })
+    }
+
     /// Decides whether a request to `scheme://authority` may go out, and where.
     pub fn check(&self, scheme: &str, authority: Option<&Authority>) -> Option<Destination> {
         let host = authority.map(|a| a.host()).unwrap_or("");
@@ -159,16 +175,7 @@ impl AllowedHosts {
             return self.allows_self().then_some(Destination::SelfApp);
         }
         let port = authority.and_then(|a| a.port_u16()).or_else(|| default_port(scheme))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.entries
-            .iter()
-            .any(|e| match e {
-                AllowedHost::SelfApp => false,
-                AllowedHost::Remote { scheme: s, host: h, port: p } => {
-                    s.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(scheme)) && h.admits(host) && p.admits(port)
-                }
-            })
-            .then_some(Destination::AsAddressed)
+        self.allows(scheme, host, port).then_some(Destination::AsAddressed)
     }
 }
 

@@ -9,12 +9,18 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::capability::capabilities;
 use crate::guest_output::{GuestOutput, Stream};
 use crate::key_value::KeyValueAccess;
 use crate::outbound_http::{AllowedHosts, OutboundHttp};
 use crate::outbound_pool::OutboundClient;
 use crate::sqlite::SqliteAccess;
 use crate::variables::ComponentVariables;
+
+// The runner's capabilities (see `crate::capability`): one line each.
+capabilities! {
+    postgres: crate::postgres::Postgres,
+}
 
 /// What every instance of one component shares: checked once at start.
 pub struct ComponentConfig {
@@ -38,6 +44,8 @@ pub struct ComponentConfig {
     pub self_dispatch: crate::http_trigger::SelfDispatch,
     /// The app's outbound HTTP client (one pool for all components).
     pub outbound_client: Arc<OutboundClient>,
+    /// The capabilities' share for this component.
+    pub caps: ComponentCapabilities,
 }
 
 impl ComponentConfig {
@@ -65,6 +73,7 @@ impl ComponentConfig {
             variables: self.variables.clone(),
             key_value: self.key_value.clone(),
             sqlite: self.sqlite.clone(),
+            caps: self.caps.new_instance(),
         }
     }
 }
@@ -85,6 +94,8 @@ pub struct InstanceState {
     pub key_value: KeyValueAccess,
     /// SQLite access.
     pub sqlite: SqliteAccess,
+    /// The capabilities' state.
+    pub caps: InstanceCapabilities,
 }
 
 impl WasiView for InstanceState {

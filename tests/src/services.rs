@@ -1,0 +1,205 @@
+//! Throwaway PostgreSQL and Redis servers for the runner's service tests:
+//! each starts its own server on a free port of 127.0.0.1 in a temporary
+//! directory and stops it (and removes the directory) on drop. `scripts/test`
+//! installs Debian's `postgresql` and `redis-server` (`ensure_services`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::{free_port, poll_until};
+
+/// The newest PostgreSQL's `bin` dir (`/usr/lib/postgresql/<version>/bin` with an `initdb`).
+pub fn postgres_bin() -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().split('.').next()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => bin,
+        None => panic!("no /usr/lib/postgresql/*/bin/initdb: install Debian's postgresql (scripts/test does it)"),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb refuses root).
+fn pg_tool(bin: &Path, tool: &str, args: &[&str]) -> Output {
+    let exe = bin.join(tool);
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()))
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A PostgreSQL cluster of its own (trust authentication, user `postgres`).
+pub struct Postgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Postgres {
+    /// initdb and start on a free port (tried again on another port if that one was taken meanwhile).
+    pub fn start() -> Postgres {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().expect("temp dir");
+        if is_root() {
+            let o = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).output().expect("chown");
+            assert!(o.status.success(), "chown: {}", text(&o));
+        }
+        let data = dir.path().join("data");
+        let data_s = data.to_string_lossy().into_owned();
+        let o = pg_tool(&bin, "initdb", &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        assert!(o.status.success(), "initdb: {}", text(&o));
+        let log = dir.path().join("log").to_string_lossy().into_owned();
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let opts = format!(
+                "-k {} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                dir.path().display()
+            );
+            let o = pg_tool(&bin, "pg_ctl", &["-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
+            if o.status.success() {
+                return Postgres { bin, dir, port };
+            }
+            last = format!("{}\n{}", text(&o), std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        panic!("PostgreSQL did not start: {last}");
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", self.port)
+    }
+
+    /// `postgres://127.0.0.1:PORT` (for `allowed_outbound_hosts`).
+    pub fn origin(&self) -> String {
+        format!("postgres://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs SQL with psql (unaligned, tuples only) and returns its output; panics on an error.
+    pub fn psql(&self, sql: &str) -> String {
+        let o = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql runs");
+        assert!(o.status.success(), "psql `{sql}`: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").to_string_lossy().into_owned();
+        let _ = pg_tool(&self.bin, "pg_ctl", &["-D", &data, "stop", "-m", "immediate", "-w"]);
+    }
+}
+
+/// A Redis server of its own (no persistence), killed on drop.
+pub struct Redis {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free port and waits until it answers PING.
+    pub fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (install Debian's redis-server): {e}"));
+        let mut r = Redis { child, port };
+        poll_until(Duration::from_secs(20), "redis-server to answer PING", || {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("redis-server exited: {status}");
+            }
+            r.try_command(&["PING"]).ok().filter(|a| a == "+PONG")
+        });
+        r
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one command over a new TCP connection and returns the reply
+    /// (RESP, first line, with a bulk string's or an array's items appended
+    /// on lines of their own).
+    pub fn command(&self, args: &[&str]) -> String {
+        self.try_command(args).unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    }
+
+    fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes())?;
+        let mut r = BufReader::new(s);
+        read_reply(&mut r)
+    }
+}
+
+fn read_reply(r: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let line = line.trim_end().to_string();
+    let count = |l: &str| l.get(1..).and_then(|n| n.parse::<i64>().ok()).unwrap_or(-1);
+    match line.chars().next() {
+        Some('$') if count(&line) >= 0 => {
+            let mut buf = vec![0; count(&line) as usize + 2];
+            r.read_exact(&mut buf)?;
+            buf.truncate(buf.len() - 2);
+            Ok(format!("{line}\n{}", String::from_utf8_lossy(&buf)))
+        }
+        Some('*') if count(&line) >= 0 => {
+            let mut out = line.clone();
+            for _ in 0..count(&line) {
+                out.push('\n');
+                out.push_str(&read_reply(r)?);
+            }
+            Ok(out)
+        }
+        _ => Ok(line),
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
