@@ -61,6 +61,16 @@ impl Dialect {
             Dialect::Postgres => "BEGIN",
         }
     }
+
+    /// A statement that makes migrations of two processes wait for each
+    /// other, run first in each migration's transaction. SQLite's write
+    /// transaction already does.
+    pub fn migration_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(7349621)) AS l"),
+        }
+    }
 }
 
 /// What the store needs of a connection: Spin's SQLite

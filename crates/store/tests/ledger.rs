@@ -17,6 +17,29 @@ fn open(dir: &tempfile::TempDir) -> Db {
     Db::on(Box::new(Native::open(&dir.path().join("db")).unwrap())).unwrap()
 }
 
+/// A test body run twice: on SQLite and on a throwaway PostgreSQL.
+macro_rules! on_both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let db = open(&dir);
+                ($body)(&db);
+            }
+
+            #[test]
+            fn postgres() {
+                let pg = stepwise_e2e::services::Postgres::start();
+                let db = Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap();
+                ($body)(&db);
+            }
+        }
+    };
+}
+
 fn spec(id: &str, allow_negative: bool) -> AccountSpec {
     AccountSpec { id: id.into(), currency: "IDR".into(), allow_negative, name: None }
 }
@@ -42,10 +65,7 @@ fn balances(db: &Db) -> Vec<(String, i64, i64)> {
     }).collect()
 }
 
-#[test]
-fn accounts_are_created_once_and_a_different_body_conflicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir);
+on_both!(accounts_are_created_once_and_a_different_body_conflicts, |db: &Db| {
     setup(&db);
     assert!(matches!(db.immediate(|db| ledger::create(db, spec("ani", false), NOW)).unwrap(), Created::Same(_)));
     assert!(matches!(db.immediate(|db| ledger::create(db, spec("ani", true), NOW)).unwrap(), Created::Conflict(_)));
@@ -54,12 +74,9 @@ fn accounts_are_created_once_and_a_different_body_conflicts() {
     let (rest, end) = ledger::list(&db, 2, next.as_deref()).unwrap();
     assert_eq!(rest.iter().map(|a| a.id()).collect::<Vec<_>>(), ["budi"]);
     assert_eq!(end, None);
-}
+});
 
-#[test]
-fn acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_journals() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir);
+on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_journals, |db: &Db| {
     setup(&db);
     let Accepted::New(t1) = accept(&db, "k1", &req("bank", "ani", 1_000)) else { panic!("not accepted") };
     assert_eq!(accept(&db, "k1", &req("bank", "ani", 1_000)), Accepted::Repeat(t1.clone()));
@@ -87,12 +104,9 @@ fn acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_journals
     assert_eq!(events[0]["subject_id"], t.receipt_code());
     assert_eq!(ledger::recent_lines(&db, "ani", 20).unwrap()[0]["credit"], 1000);
     assert_eq!(ledger::audit(&db).unwrap(), Vec::<String>::new());
-}
+});
 
-#[test]
-fn a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir);
+on_both!(a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds, |db: &Db| {
     setup(&db);
     accept(&db, "fund", &req("bank", "ani", 500));
     transfers::execute_due(&db, 256, || NOW).unwrap();
@@ -108,12 +122,9 @@ fn a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds() {
     let (failed, _) = outbox::page(&db, 0, Some("transfer.failed"), 10).unwrap();
     assert_eq!(failed[0]["data"]["reason"], "account_frozen");
     assert_eq!(ledger::audit(&db).unwrap(), Vec::<String>::new());
-}
+});
 
-#[test]
-fn a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir);
+on_both!(a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_completes, |db: &Db| {
     setup(&db);
     let ids: Vec<u64> = (0..5)
         .map(|i| match accept(&db, &format!("k{i}"), &req("bank", if i % 2 == 0 { "ani" } else { "budi" }, 10 + i)) {
@@ -137,12 +148,9 @@ fn a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_compl
         accept(&db, &format!("m{i}"), &req("bank", "ani", 1));
     }
     assert_eq!(transfers::execute_due(&db, 4, || NOW + 6).unwrap().due, 4);
-}
+});
 
-#[test]
-fn lists_filter_by_account_and_status_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir);
+on_both!(lists_filter_by_account_and_status_newest_first, |db: &Db| {
     setup(&db);
     for i in 0..6 {
         accept(&db, &format!("k{i}"), &req("bank", if i % 2 == 0 { "ani" } else { "budi" }, 100));
@@ -161,7 +169,7 @@ fn lists_filter_by_account_and_status_newest_first() {
     assert_eq!(transfers::list(&db, &processing, 100, None).unwrap().0.len(), 4);
     let counts = transfers::counts_by_status(&db).unwrap();
     assert!(counts.contains(&(stepwise_engine::transfer::Status::Completed, 3)));
-}
+});
 
 #[test]
 fn the_ledgers_queries_use_their_indexes() {
@@ -189,10 +197,7 @@ fn the_ledgers_queries_use_their_indexes() {
     }
 }
 
-#[test]
-fn a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir);
+on_both!(a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged, |db: &Db| {
     setup(&db);
     let r = req("bank", "ani", 10);
     let Accepted::New(t) = accept(&db, "day-key", &r) else { panic!("not accepted") };
@@ -204,4 +209,4 @@ fn a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged() {
     assert!(kept > day);
     assert_eq!(stepwise_store::idempotency::purge(&db, NOW + kept, 100).unwrap(), 1);
     assert!(matches!(at(NOW + kept + 1), Accepted::New(ref x) if x.id != t.id), "after the purge the key is new again");
-}
+});
