@@ -305,9 +305,10 @@ fn runtime_config_places_stores_and_rejects_unknown_types() {
     assert!(r.get("/probe/fetch?url=http://self/probe/seen").body.starts_with("200"));
     drop(r);
 
-    std::fs::write(&rc, "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://localhost\"\n").unwrap();
+    // (`redis` stores are served: tests/e2e/runner_services.rs.)
+    std::fs::write(&rc, "[key_value_store.default]\ntype = \"azure_cosmos\"\naccount = \"x\"\n").unwrap();
     let e = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).try_start().err().expect("refused");
-    assert!(e.contains("`redis`"), "{e}");
+    assert!(e.contains("`azure_cosmos`"), "{e}");
     std::fs::write(&rc, "[key_value_store.default]\ntype = \"spin\"\n").unwrap();
     let e = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).try_start().err().expect("refused");
     assert!(e.contains("in-memory"), "a store Spin would keep in memory is refused by name: {e}");

@@ -5,11 +5,13 @@
 
 use std::net::TcpListener;
 
-use stepwise_e2e::services::Postgres;
+use stepwise_e2e::services::{Postgres, Redis};
 use stepwise_e2e::{Runner, RunnerConfig};
 
+const SERVICES: &str = "tests/apps/probe-services.toml";
+
 fn app(pg: &Postgres) -> RunnerConfig {
-    RunnerConfig::new("tests/apps/probe-services.toml").var("database_url", &pg.url()).var("database_origin", &pg.origin())
+    RunnerConfig::new(SERVICES).var("database_url", &pg.url()).var("database_origin", &pg.origin())
 }
 
 fn post(r: &Runner, path: &str, body: &str) -> (u16, String) {
@@ -163,4 +165,64 @@ fn allowed_outbound_hosts_refuses_a_postgres_address_not_listed() {
     let allowed = pg.url().replace(':', "%3A").replace('/', "%2F").replace('@', "%40").replace('?', "%3F").replace('=', "%3D");
     let a = r.get(&format!("/pg/open?address={allowed}"));
     assert_eq!((a.status, a.body.as_str()), (200, "opened"));
+}
+
+fn redis_config(url: &str) -> String {
+    format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n")
+}
+
+#[test]
+fn redis_key_value_store_serves_the_default_label_from_redis() {
+    let redis = Redis::start();
+    let r = RunnerConfig::new(SERVICES).runtime_config(&redis_config(&redis.url())).start();
+
+    let a = r.send("PUT", "/kv?key=greeting", &[], Some(b"hello"));
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert_eq!(redis.command(&["GET", "greeting"]), "$5\nhello", "stored in Redis under the bare key");
+    assert_eq!(r.get("/kv?key=greeting").body, "hello");
+    assert_eq!(r.get("/kv-exists?key=greeting").body, "true");
+    assert_eq!(r.get("/kv-exists?key=missing").body, "false");
+    assert_eq!(r.get("/kv?key=missing").status, 404);
+
+    // Keys written by someone else are the store's too (no prefix).
+    redis.command(&["SET", "other", "x"]);
+    r.send("PUT", "/kv?key=third", &[], Some(b"3"));
+    assert_eq!(r.get("/kv-keys").body, "greeting\nother\nthird");
+
+    let a = r.send("DELETE", "/kv?key=greeting", &[], None);
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert_eq!(redis.command(&["EXISTS", "greeting"]), ":0");
+    assert_eq!(r.get("/kv?key=greeting").status, 404);
+}
+
+#[test]
+fn an_unreachable_redis_is_an_error_to_the_guest_not_a_crash() {
+    // A port where nothing listens.
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let mut r = RunnerConfig::new(SERVICES).runtime_config(&redis_config(&format!("redis://127.0.0.1:{port}"))).start();
+    for _ in 0..3 {
+        let a = r.send("PUT", "/kv?key=k", &[], Some(b"v"));
+        assert_eq!(a.status, 500, "{}", a.body);
+        assert!(a.body.contains("Error::Other"), "{}", a.body);
+        assert_eq!(r.get("/kv?key=k").status, 500);
+    }
+    assert!(r.is_running(), "the runner is still up");
+    // The rest of the app still answers.
+    assert_eq!(r.get("/elsewhere").status, 404);
+}
+
+#[test]
+fn a_bad_redis_store_config_stops_the_start_with_an_error_naming_it() {
+    for (config, expected) in [
+        ("[key_value_store.default]\ntype = \"redis\"\n", "url"),
+        ("[key_value_store.default]\ntype = \"redis\"\nurl = \"http://x\"\n", "[key_value_store.default]"),
+        ("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://x:1\"\npath = \"a\"\n", "path"),
+        ("[key_value_store.default]\ntype = \"azure_cosmos\"\n", "azure_cosmos"),
+    ] {
+        let e = match RunnerConfig::new(SERVICES).runtime_config(config).try_start() {
+            Ok(_) => panic!("started with {config}"),
+            Err(e) => e,
+        };
+        assert!(e.contains(expected), "{config}: {e}");
+    }
 }

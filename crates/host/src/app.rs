@@ -17,7 +17,6 @@ use crate::bindings::cron::SpinCronPre;
 use crate::capability::{AppContext, ComponentContext};
 use crate::cron_trigger::{CronComponent, Schedule};
 use crate::http_trigger::{HttpComponent, HttpTrigger};
-use crate::key_value::{KeyValueAccess, KeyValueStores};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use crate::outbound_http::AllowedHosts;
@@ -78,7 +77,6 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             .into_iter()
             .collect()
     };
-    let kv_labels = labels(|c| &c.key_value_stores);
     let db_labels = labels(|c| &c.sqlite_databases);
     let caps = Capabilities::configure(&AppContext {
         manifest: &manifest,
@@ -87,7 +85,6 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         used_components: &used,
         limits: &opts.limits,
     })?;
-    let kv = Arc::new(KeyValueStores::open(&opts.state_dir, &runtime_config.key_value_stores, &kv_labels)?);
     let dbs = Arc::new(SqliteDatabases::open(&opts.state_dir, &runtime_config.sqlite_databases, &db_labels)?);
 
     let listener =
@@ -120,7 +117,6 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         let config = Arc::new(ComponentConfig {
             id: Arc::from(*id),
             variables: vars.for_component(decl)?,
-            key_value: KeyValueAccess { stores: kv.clone(), allowed: decl.key_value_stores.clone().into() },
             sqlite: SqliteAccess { databases: dbs.clone(), allowed: decl.sqlite_databases.clone().into() },
             allowed_hosts: allowed,
             environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -233,7 +229,6 @@ pub async fn bench_instantiate(wasm: &std::path::Path, cache_dir: &std::path::Pa
     let config = ComponentConfig {
         id: Arc::from("bench"),
         variables: Default::default(),
-        key_value: KeyValueAccess { stores: Arc::new(KeyValueStores::default()), allowed: Arc::from(Vec::new()) },
         sqlite: SqliteAccess { databases: Arc::new(SqliteDatabases::default()), allowed: Arc::from(Vec::new()) },
         allowed_hosts: Arc::new(AllowedHosts::default()),
         environment: Vec::new(),

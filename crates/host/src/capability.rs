@@ -31,7 +31,6 @@ use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
 
 /// What a capability sees of the app when the runner starts.
-#[allow(dead_code)] // read by the capabilities that move here next
 pub struct AppContext<'a> {
     /// The manifest.
     pub manifest: &'a Manifest,
@@ -45,7 +44,6 @@ pub struct AppContext<'a> {
     pub limits: &'a Limits,
 }
 
-#[allow(dead_code)]
 impl AppContext<'_> {
     /// Every value a used component declares in the list `declared` picks, once, sorted.
     pub fn declared(&self, declared: impl Fn(&ComponentDecl) -> &Vec<String>) -> Vec<String> {
@@ -60,7 +58,6 @@ impl AppContext<'_> {
 }
 
 /// What a capability sees of one component when the runner starts.
-#[allow(dead_code)]
 pub struct ComponentContext<'a> {
     /// The component's id.
     pub id: &'a str,

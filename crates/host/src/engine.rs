@@ -179,7 +179,6 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(werr)?;
     crate::outbound_http::add_to_linker(&mut linker).map_err(werr)?;
     use crate::bindings::{fermyon, spin};
-    fermyon::spin::key_value::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
     fermyon::spin::variables::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
     fermyon::spin::sqlite::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
     spin::sqlite::sqlite::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;

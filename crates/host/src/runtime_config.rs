@@ -2,8 +2,8 @@
 //! key-value stores and SQLite databases live (relative paths resolve next to
 //! the file, as in Spin), and outbound HTTP settings (connection pooling and
 //! the concurrency limit).
-//! Only Spin's built-in `spin` store type is supported; anything else is an
-//! error naming it.
+//! Key-value stores are Spin's `spin` (a SQLite file) or `redis` (`url`);
+//! SQLite databases only `spin`. Anything else is an error naming it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use serde::Deserialize;
 /// The parsed runtime config.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Key-value store files by label.
-    pub key_value_stores: BTreeMap<String, PathBuf>,
+    /// Key-value stores by label.
+    pub key_value_stores: BTreeMap<String, KeyValueStoreConfig>,
     /// SQLite database files by label.
     pub sqlite_databases: BTreeMap<String, PathBuf>,
     /// `[outbound_http] max_concurrent_requests`.
@@ -34,6 +34,21 @@ impl Default for RuntimeConfig {
             outbound_connection_pooling: true,
         }
     }
+}
+
+/// Where a key-value store lives (`[key_value_store.<label>]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValueStoreConfig {
+    /// `type = "spin"`: a SQLite file.
+    Spin {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `type = "redis"`: a Redis server (`redis://host[:port][/db]`).
+    Redis {
+        /// Its URL.
+        url: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -100,18 +115,53 @@ impl RuntimeConfig {
             }
             Ok(out)
         };
+        let mut key_value_stores = BTreeMap::new();
+        for (label, s) in raw.key_value_store {
+            let config = match s.kind.as_str() {
+                "redis" => redis_store(&label, s)?,
+                _ => {
+                    let files = stores("key_value_store", BTreeMap::from([(label.clone(), s)]))?;
+                    let path = files.into_values().next().context("a store path")?;
+                    KeyValueStoreConfig::Spin { path }
+                }
+            };
+            key_value_stores.insert(label, config);
+        }
         let max = raw.outbound_http.as_ref().and_then(|o| o.max_concurrent_requests);
         let pooling = raw.outbound_http.as_ref().and_then(|o| o.connection_pooling).unwrap_or(true);
         if max == Some(0) {
             bail!("[outbound_http] max_concurrent_requests must be at least 1");
         }
         Ok(Self {
-            key_value_stores: stores("key_value_store", raw.key_value_store)?,
+            key_value_stores,
             sqlite_databases: stores("sqlite_database", raw.sqlite_database)?,
             max_concurrent_outbound_requests: max,
             outbound_connection_pooling: pooling,
         })
     }
+}
+
+/// `[key_value_store.<label>] type = "redis"`: a `url` of scheme `redis`
+/// (TLS, `rediss`, is not supported), nothing else.
+fn redis_store(label: &str, s: RawStore) -> Result<KeyValueStoreConfig> {
+    let section = format!("[key_value_store.{label}]");
+    if s.path.is_some() {
+        bail!("{section}: unsupported setting `path` for type `redis` (it takes a `url`)");
+    }
+    let mut url = None;
+    for (k, v) in s.other {
+        match (k.as_str(), v) {
+            ("url", toml::Value::String(u)) => url = Some(u),
+            ("url", _) => bail!("{section}: `url` must be a string"),
+            (other, _) => bail!("{section}: unsupported setting `{other}`"),
+        }
+    }
+    let Some(url) = url else { bail!("{section} of type `redis` needs a `url` (redis://host:port)") };
+    if !url.starts_with("redis://") {
+        bail!("{section}: `url` must be `redis://host[:port][/db]` (the stepwise runner has no TLS for Redis)");
+    }
+    crate::key_value::RedisStore::new(&url).with_context(|| section.clone())?;
+    Ok(KeyValueStoreConfig::Redis { url })
 }
 
 #[cfg(test)]
@@ -134,7 +184,11 @@ max_concurrent_requests = 8
             Path::new("/config"),
         )
         .unwrap();
-        assert_eq!(c.key_value_stores["default"], PathBuf::from("/config/kv.db"), "relative to the file, as Spin does");
+        assert_eq!(
+            c.key_value_stores["default"],
+            KeyValueStoreConfig::Spin { path: PathBuf::from("/config/kv.db") },
+            "relative to the file, as Spin does"
+        );
         assert_eq!(c.sqlite_databases["default"], PathBuf::from("/abs/db.db"));
         assert_eq!(c.max_concurrent_outbound_requests, Some(8));
         assert!(c.outbound_connection_pooling, "pooling stays on when only the limit is set");
@@ -158,13 +212,40 @@ max_concurrent_requests = 8
 
     #[test]
     fn rejects_unsupported_types_by_name() {
-        let e = RuntimeConfig::parse("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://x\"", Path::new("."))
+        let e = RuntimeConfig::parse("[key_value_store.default]\ntype = \"azure_cosmos\"", Path::new("."))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`redis`"), "{e}");
+        assert!(e.contains("`azure_cosmos`"), "{e}");
+        let e = RuntimeConfig::parse("[sqlite_database.default]\ntype = \"libsql\"\nurl = \"http://x\"", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`libsql`"), "{e}");
         assert!(RuntimeConfig::parse("[llm_compute]\ntype = \"x\"", Path::new(".")).is_err());
         assert!(RuntimeConfig::parse("[outbound_http]\nmax_concurrent_requests = 0", Path::new(".")).is_err());
         let e = RuntimeConfig::parse("[sqlite_database.x]\ntype = \"spin\"", Path::new(".")).unwrap_err().to_string();
         assert!(e.contains("[sqlite_database.x]") && e.contains("`path`"), "{e}");
+    }
+
+    #[test]
+    fn redis_key_value_stores_take_a_redis_url_and_nothing_else() {
+        let parse = |text: &str| RuntimeConfig::parse(text, Path::new("/config")).map_err(|e| format!("{e:#}"));
+        let c = parse("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"").unwrap();
+        assert_eq!(c.key_value_stores["default"], KeyValueStoreConfig::Redis { url: "redis://127.0.0.1:6379".into() });
+        let c = parse("[key_value_store.a]\ntype = \"redis\"\nurl = \"redis://h/2\"\n[key_value_store.b]\ntype = \"spin\"\npath = \"b.db\"").unwrap();
+        assert!(matches!(c.key_value_stores["a"], KeyValueStoreConfig::Redis { .. }));
+        assert_eq!(c.key_value_stores["b"], KeyValueStoreConfig::Spin { path: PathBuf::from("/config/b.db") });
+        for (text, named) in [
+            ("[key_value_store.default]\ntype = \"redis\"", "needs a `url`"),
+            ("[key_value_store.default]\ntype = \"redis\"\nurl = 6379", "`url` must be a string"),
+            ("[key_value_store.default]\ntype = \"redis\"\nurl = \"http://h:1\"", "redis://"),
+            ("[key_value_store.default]\ntype = \"redis\"\nurl = \"rediss://h:1\"", "TLS"),
+            ("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://h:notaport\"", "invalid Redis url"),
+            ("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://h\"\npath = \"x\"", "`path`"),
+            ("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://h\"\nprefix = \"x\"", "`prefix`"),
+            ("[key_value_store.default]\ntype = \"spin\"\nurl = \"redis://h\"\npath = \"x\"", "`url`"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains("[key_value_store.default]") && e.contains(named), "{text}: {e}");
+        }
     }
 }

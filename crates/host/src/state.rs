@@ -11,7 +11,6 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::capabilities;
 use crate::guest_output::{GuestOutput, Stream};
-use crate::key_value::KeyValueAccess;
 use crate::outbound_http::{AllowedHosts, OutboundHttp};
 use crate::outbound_pool::OutboundClient;
 use crate::sqlite::SqliteAccess;
@@ -20,6 +19,7 @@ use crate::variables::ComponentVariables;
 // The runner's capabilities (see `crate::capability`): one line each.
 capabilities! {
     postgres: crate::postgres::Postgres,
+    key_value: crate::key_value::KeyValue,
 }
 
 /// What every instance of one component shares: checked once at start.
@@ -28,8 +28,6 @@ pub struct ComponentConfig {
     pub id: Arc<str>,
     /// Resolved component variables.
     pub variables: ComponentVariables,
-    /// Key-value stores it may open.
-    pub key_value: KeyValueAccess,
     /// SQLite databases it may open.
     pub sqlite: SqliteAccess,
     /// Its outbound allow-list.
@@ -71,7 +69,6 @@ impl ComponentConfig {
                 client: self.outbound_client.clone(),
             },
             variables: self.variables.clone(),
-            key_value: self.key_value.clone(),
             sqlite: self.sqlite.clone(),
             caps: self.caps.new_instance(),
         }
@@ -90,8 +87,6 @@ pub struct InstanceState {
     pub outbound: OutboundHttp,
     /// Component variables.
     pub variables: ComponentVariables,
-    /// Key-value access.
-    pub key_value: KeyValueAccess,
     /// SQLite access.
     pub sqlite: SqliteAccess,
     /// The capabilities' state.
