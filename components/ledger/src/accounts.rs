@@ -30,7 +30,7 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let now = now_ms();
     let db = Db::open()?;
     let created = db.immediate(|db| {
-        let created = ledger::create(db, spec, now)?;
+        let created = ledger::create(db, spec.clone(), now)?;
         if let Created::New(a) = &created {
             caller.audit(db, vec![a.id().to_string()], None, 201)?;
         }

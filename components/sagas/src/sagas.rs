@@ -135,7 +135,7 @@ fn apply(params: &Params, signal: Signal, caller: &Caller) -> ApiResult {
     let db = Db::open()?;
     let saga = db.immediate(|db| {
         let mut s = load(db, params)?;
-        s.machine.signal(signal, now)?;
+        s.machine.signal(signal.clone(), now)?;
         sagas::save_keeping_lease(db, &mut s, now)?;
         caller.audit(db, vec![s.machine.id.clone()], None, 202)?;
         Ok::<_, ApiError>(s.machine.to_json())

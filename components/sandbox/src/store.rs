@@ -224,8 +224,16 @@ impl Store {
     /// Runs `f` inside `BEGIN IMMEDIATE` ... `COMMIT` (rolled back on error), so
     /// a read-then-write never interleaves with another writer, even one in
     /// another process on the same file.
+    /// The sandbox's database is SQLite, whose write transactions never
+    /// conflict, so `f` runs once.
     pub fn immediate<T>(&self, f: impl FnOnce(&Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
-        self.db.immediate(|_| f(self).map_err(Failed)).map_err(|Failed(e)| e)
+        let mut f = Some(f);
+        self.db
+            .immediate(|_| match f.take() {
+                Some(f) => f(self).map_err(Failed),
+                None => Err(Failed(corrupt("a sandbox transaction ran twice"))),
+            })
+            .map_err(|Failed(e)| e)
     }
 
     /// Runs `f` inside a savepoint of the caller's transaction: its writes

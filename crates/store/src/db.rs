@@ -58,7 +58,20 @@ impl Dialect {
     pub fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        }
+    }
+
+    /// How many times a write transaction is run in all when the database
+    /// refuses it for a conflict with another writer (SQLite never does: its
+    /// writers wait for one lock). PostgreSQL's serializable transactions
+    /// give every read-then-write the same guarantee as SQLite's single
+    /// writer, and a conflict is a serialization failure or a deadlock
+    /// (SQLSTATE 40001, 40P01), after which the whole transaction runs again.
+    pub fn write_attempts(self) -> u32 {
+        match self {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => 12,
         }
     }
 
@@ -127,7 +140,14 @@ impl Sql for Connection {
 /// An open database with the schema migrated.
 pub struct Db {
     conn: Box<dyn Sql>,
+    /// Whether a statement failed for a conflict with another writer since
+    /// the current write transaction began (see [`Dialect::write_attempts`]).
+    conflicted: std::cell::Cell<bool>,
 }
+
+/// SQLSTATEs after which a whole transaction may run again: a
+/// serialization failure and a deadlock.
+pub const RETRYABLE: [&str; 2] = ["40001", "40P01"];
 
 /// A text parameter.
 pub fn text(s: impl Into<String>) -> Value {
@@ -159,19 +179,25 @@ impl Db {
     /// as it is, without Stepwise's migrations: for a component that keeps a
     /// schema of its own there, as the sandbox does in `sandbox`.
     pub fn open_named(label: &str) -> Result<Self, StoreError> {
-        Ok(Db { conn: Box::new(Connection::open(label)?) })
+        Ok(Db { conn: Box::new(Connection::open(label)?), conflicted: std::cell::Cell::new(false) })
     }
 
     /// Uses `conn` and applies pending migrations.
     pub fn on(conn: Box<dyn Sql>) -> Result<Self, StoreError> {
-        let db = Db { conn };
+        let db = Db { conn, conflicted: std::cell::Cell::new(false) };
         crate::migrations::migrate(&db)?;
         Ok(db)
     }
 
     /// Runs one statement.
     pub fn exec(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
-        self.conn.execute(sql, params)
+        let r = self.conn.execute(sql, params);
+        if let Err(StoreError::Database { code: Some(code), .. }) = &r {
+            if RETRYABLE.contains(&code.as_str()) {
+                self.conflicted.set(true);
+            }
+        }
+        r
     }
 
     /// The dialect of its connection.
@@ -181,21 +207,28 @@ impl Db {
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` on SQLite, see
     /// [`Dialect::begin_write`]): committed if it returns `Ok`, rolled back
-    /// otherwise.
-    pub fn immediate<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
-        self.exec(self.dialect().begin_write(), &[])?;
-        match f(self) {
-            Ok(v) => match self.exec("COMMIT", &[]) {
-                Ok(_) => Ok(v),
-                Err(e) => {
-                    let _ = self.exec("ROLLBACK", &[]);
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = self.exec("ROLLBACK", &[]);
-                Err(e)
+    /// otherwise. When the database refused it for a conflict with another
+    /// writer, it is rolled back and `f` runs again in a new transaction, up
+    /// to [`Dialect::write_attempts`] times in all; so `f` must only decide
+    /// from what it reads inside the transaction.
+    pub fn immediate<T, E: From<StoreError>>(&self, mut f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
+        let attempts = self.dialect().write_attempts();
+        let mut attempt = 1;
+        loop {
+            self.conflicted.set(false);
+            self.exec(self.dialect().begin_write(), &[])?;
+            let result = match f(self) {
+                Ok(v) => match self.exec("COMMIT", &[]) {
+                    Ok(_) => return Ok(v),
+                    Err(e) => Err(E::from(e)),
+                },
+                Err(e) => Err(e),
+            };
+            let _ = self.exec("ROLLBACK", &[]);
+            if !self.conflicted.get() || attempt >= attempts {
+                return result;
             }
+            attempt += 1;
         }
     }
 

@@ -35,6 +35,41 @@ fn open(path: &Path) -> Db {
     Db::on(Box::new(Native::open(path).unwrap())).unwrap()
 }
 
+/// Where a test's database lives: a SQLite file, or a throwaway PostgreSQL.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(stepwise_e2e::services::Postgres),
+}
+
+impl Place {
+    /// A new connection to it, the schema migrated.
+    fn open(&self) -> Db {
+        match self {
+            Place::Sqlite(dir) => open(&dir.path().join("db")),
+            Place::Postgres(pg) => Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap(),
+        }
+    }
+}
+
+/// A test body run twice: on SQLite and on a throwaway PostgreSQL.
+macro_rules! on_both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                ($body)(&Place::Sqlite(tempfile::tempdir().unwrap()));
+            }
+
+            #[test]
+            fn postgres() {
+                ($body)(&Place::Postgres(stepwise_e2e::services::Postgres::start()));
+            }
+        }
+    };
+}
+
 struct VirtualClock(Cell<i64>);
 
 impl Clock for VirtualClock {
@@ -91,10 +126,8 @@ fn one(n: u64) -> Policy {
     Policy { max_iterations: Some(n), interval_ms: 0, ..Policy::default() }
 }
 
-#[test]
-fn claim_call_record_writes_the_log_row_first_and_releases_the_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(claim_call_record_writes_the_log_row_first_and_releases_the_lease, |place: &Place| {
+    let db = place.open();
     start(&db, "b-1", one(1), T0);
     let c = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().expect("a call");
     assert_eq!(c.outbound.url, "http://up.test/v1/transactions/start");
@@ -115,12 +148,10 @@ fn claim_call_record_writes_the_log_row_first_and_releases_the_lease() {
     assert_eq!(stored.machine.stop_reason(), Some(StopReason::MaxIterations));
     let log = requests::list(&db, Some((Kind::Worker, "b-1")), 10, None).unwrap();
     assert_eq!((log[0]["status_code"].as_i64(), log[0]["is_latest"].as_bool()), (Some(200), Some(true)));
-}
+});
 
-#[test]
-fn a_lost_answer_is_resent_with_the_same_request_id_after_the_lease_and_the_stale_record_is_discarded() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(a_lost_answer_is_resent_with_the_same_request_id_after_the_lease_and_the_stale_record_is_discarded, |place: &Place| {
+    let db = place.open();
     start(&db, "b-1", one(1), T0);
     let a = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().unwrap();
     // A's answer is lost (its process died). Before the lease runs out nobody may take over.
@@ -136,41 +167,32 @@ fn a_lost_answer_is_resent_with_the_same_request_id_after_the_lease_and_the_stal
     let w = worker(&db, "b-1");
     assert_eq!((w.counts.iterations, w.counts.successes), (1, 1), "recorded once");
     assert_eq!(stepper::record::<Worker>(&db, "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 3, 0).unwrap(), Recorded::Stale, "twice is stale");
-}
+});
 
-#[test]
-fn a_record_delayed_past_the_call_timeout_and_two_busy_timeouts_still_lands() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(a_record_delayed_past_the_call_timeout_and_two_busy_timeouts_still_lands, |place: &Place| {
+    let db = place.open();
     start(&db, "b-1", one(1), T0);
     let a = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().unwrap();
     let late = T0 + 1000 + 2 * 5000 + 1;
     assert!(stepper::claim::<Worker>(&db, &cfg(), "B", "b-1", late).unwrap().is_none(), "still leased");
     assert!(matches!(stepper::record::<Worker>(&db, "A", &a, &sukses(&a.outbound), late, 0).unwrap(), Recorded::Done { .. }));
-}
+});
 
-#[test]
-fn two_steppers_on_two_connections_race_for_one_machine_and_one_wins() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let db1 = open(&path);
-    let db2 = open(&path);
+on_both!(two_steppers_on_two_connections_race_for_one_machine_and_one_wins, |place: &Place| {
+    let db1 = place.open();
+    let db2 = place.open();
     start(&db1, "b-1", one(1), T0);
     let (a, b) = std::thread::scope(|s| {
-        let p1 = path.clone();
-        let p2 = path.clone();
-        let h1 = s.spawn(move || stepper::claim::<Worker>(&open(&p1), &cfg(), "A", "b-1", T0).unwrap());
-        let h2 = s.spawn(move || stepper::claim::<Worker>(&open(&p2), &cfg(), "B", "b-1", T0).unwrap());
+        let h1 = s.spawn(|| stepper::claim::<Worker>(&place.open(), &cfg(), "A", "b-1", T0).unwrap());
+        let h2 = s.spawn(|| stepper::claim::<Worker>(&place.open(), &cfg(), "B", "b-1", T0).unwrap());
         (h1.join().unwrap(), h2.join().unwrap())
     });
     assert!(a.is_some() != b.is_some(), "exactly one claim wins");
     assert_eq!(requests::count(&db2).unwrap(), 1, "one request-log row");
-}
+});
 
-#[test]
-fn a_stop_during_the_call_is_seen_by_the_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(a_stop_during_the_call_is_seen_by_the_record, |place: &Place| {
+    let db = place.open();
     start(&db, "b-1", Policy::default(), T0);
     let a = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().unwrap();
     db.immediate(|db| {
@@ -185,12 +207,10 @@ fn a_stop_during_the_call_is_seen_by_the_record() {
     assert!(matches!(stepper::record::<Worker>(&db, "A", &a, &sukses(&a.outbound), T0 + 2, 0).unwrap(), Recorded::Done { .. }));
     assert_eq!(worker(&db, "b-1").state(), State::Stopped);
     assert!(stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0 + 3).unwrap().is_none(), "no /start after the stop");
-}
+});
 
-#[test]
-fn one_tick_keeps_stepping_a_machine_that_is_due_again_until_its_run_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(one_tick_keeps_stepping_a_machine_that_is_due_again_until_its_run_ends, |place: &Place| {
+    let db = place.open();
     for i in 0..20 {
         start(&db, &format!("w-{i}"), one(5), T0);
     }
@@ -203,12 +223,10 @@ fn one_tick_keeps_stepping_a_machine_that_is_due_again_until_its_run_ends() {
     }
     assert_eq!(up.sent.borrow().len(), 100, "one call per step");
     assert!(clock.now() - T0 >= 900, "an idle tick keeps looking for due machines until its budget ends");
-}
+});
 
-#[test]
-fn the_budget_ends_the_tick_and_the_next_tick_carries_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(the_budget_ends_the_tick_and_the_next_tick_carries_on, |place: &Place| {
+    let db = place.open();
     start(&db, "b-1", one(100), T0);
     let clock = VirtualClock(Cell::new(T0));
     let up = Upstream::new(&clock, 10);
@@ -219,12 +237,10 @@ fn the_budget_ends_the_tick_and_the_next_tick_carries_on() {
     assert_eq!(worker(&db, "b-1").counts.iterations, 11);
     let log = requests::list(&db, Some((Kind::Worker, "b-1")), 100, None).unwrap();
     assert!(log.iter().all(|r| r["is_latest"] == true), "every start succeeded at once, so each is its own latest");
-}
+});
 
-#[test]
-fn a_machine_due_later_is_picked_up_within_the_same_tick() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(a_machine_due_later_is_picked_up_within_the_same_tick, |place: &Place| {
+    let db = place.open();
     start(&db, "b-1", Policy { max_iterations: Some(3), interval_ms: 100, ..Policy::default() }, T0);
     let clock = VirtualClock(Cell::new(T0));
     let up = Upstream::new(&clock, 1);
@@ -232,7 +248,7 @@ fn a_machine_due_later_is_picked_up_within_the_same_tick() {
     assert_eq!(t.recorded, 3, "{t:?}");
     let sent = up.sent.borrow();
     assert_eq!(sent.len(), 3);
-}
+});
 
 #[test]
 fn the_list_queries_use_their_indexes() {
@@ -313,10 +329,8 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
 }
 
 
-#[test]
-fn a_machine_that_cannot_be_read_fails_alone_and_once_per_tick() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+on_both!(a_machine_that_cannot_be_read_fails_alone_and_once_per_tick, |place: &Place| {
+    let db = place.open();
     start(&db, "w-a", one(2), T0);
     start(&db, "w-c", one(2), T0);
     db.exec(
@@ -331,7 +345,7 @@ fn a_machine_that_cannot_be_read_fails_alone_and_once_per_tick() {
     assert_eq!((t.recorded, t.errors), (4, 1), "the others in its batch are stepped: {t:?}");
     assert_eq!(worker(&db, "w-a").counts.iterations, 2);
     assert_eq!(worker(&db, "w-c").counts.iterations, 2);
-}
+});
 
 /// Answers the checkout services: every call succeeds (with a total for the reservation).
 struct Services<'a> {
@@ -354,13 +368,11 @@ impl Transport for Services<'_> {
     }
 }
 
-#[test]
-fn a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_and_basic_auth() {
+on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_and_basic_auth, |place: &Place| {
     use stepwise_engine::saga::machine::{Saga, Settings, Status};
     use stepwise_engine::saga::Service;
     use stepwise_store::sagas;
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("db"));
+    let db = place.open();
     sagas::ensure_built_ins(&db, T0).unwrap();
     let def = sagas::definition(&db, "checkout").unwrap().unwrap().definition;
     assert_eq!(def.version, 1);
@@ -400,4 +412,4 @@ fn a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_and_basi
     let (out, _) = stepwise_store::outbox::page(&db, 0, None, 10).unwrap();
     assert_eq!(out.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["committed"]);
     assert_eq!(sagas::by_order(&db, &id).unwrap().as_deref(), Some(id.as_str()), "the order is indexed for the webhook");
-}
+});
