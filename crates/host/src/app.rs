@@ -23,7 +23,6 @@ use crate::outbound_http::AllowedHosts;
 use crate::outbound_pool::OutboundClient;
 use crate::runner_metrics::RunnerMetrics;
 use crate::runtime_config::RuntimeConfig;
-use crate::sqlite::{SqliteAccess, SqliteDatabases};
 use crate::state::{Capabilities, ComponentConfig};
 use crate::variables::AppVariables;
 
@@ -69,15 +68,6 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         .map(|t| t.component.as_str())
         .chain(manifest.cron_triggers.iter().map(|t| t.component.as_str()))
         .collect();
-    // Every label a used component declares, once.
-    let labels = |declared: fn(&crate::manifest::ComponentDecl) -> &Vec<String>| -> Vec<String> {
-        used.iter()
-            .flat_map(|c| declared(&manifest.components[*c]).iter().cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    };
-    let db_labels = labels(|c| &c.sqlite_databases);
     let caps = Capabilities::configure(&AppContext {
         manifest: &manifest,
         runtime_config: &runtime_config,
@@ -85,7 +75,6 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         used_components: &used,
         limits: &opts.limits,
     })?;
-    let dbs = Arc::new(SqliteDatabases::open(&opts.state_dir, &runtime_config.sqlite_databases, &db_labels)?);
 
     let listener =
         crate::connections::bind_listener(opts.listen).with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -113,11 +102,9 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("component `{id}` allowed_outbound_hosts"))?;
         let allowed = Arc::new(AllowedHosts::parse(&hosts).with_context(|| format!("component `{id}`"))?);
-        let component_caps = caps.configure_component(&ComponentContext { id, decl, allowed_hosts: &allowed })?;
+        let component_caps = caps.configure_component(&ComponentContext { id, decl, allowed_hosts: &allowed, variables: &vars })?;
         let config = Arc::new(ComponentConfig {
             id: Arc::from(*id),
-            variables: vars.for_component(decl)?,
-            sqlite: SqliteAccess { databases: dbs.clone(), allowed: decl.sqlite_databases.clone().into() },
             allowed_hosts: allowed,
             environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             self_addr,
@@ -228,8 +215,6 @@ pub async fn bench_instantiate(wasm: &std::path::Path, cache_dir: &std::path::Pa
     let pre = ProxyPre::new(linker.instantiate_pre(&component).map_err(werr)?).map_err(werr)?;
     let config = ComponentConfig {
         id: Arc::from("bench"),
-        variables: Default::default(),
-        sqlite: SqliteAccess { databases: Arc::new(SqliteDatabases::default()), allowed: Arc::from(Vec::new()) },
         allowed_hosts: Arc::new(AllowedHosts::default()),
         environment: Vec::new(),
         self_addr: "127.0.0.1:0".parse()?,

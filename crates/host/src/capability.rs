@@ -29,6 +29,7 @@ use crate::manifest::{ComponentDecl, Manifest};
 use crate::outbound_http::AllowedHosts;
 use crate::runtime_config::RuntimeConfig;
 use crate::state::InstanceState;
+use crate::variables::AppVariables;
 
 /// What a capability sees of the app when the runner starts.
 pub struct AppContext<'a> {
@@ -65,6 +66,8 @@ pub struct ComponentContext<'a> {
     pub decl: &'a ComponentDecl,
     /// Its `allowed_outbound_hosts`, templates resolved.
     pub allowed_hosts: &'a Arc<AllowedHosts>,
+    /// The app's variables, resolved.
+    pub variables: &'a AppVariables,
 }
 
 /// One capability of the runner (see the module docs).

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::state::InstanceState;
@@ -172,16 +172,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// The linker: WASI 0.2, wasi:http, and Spin's key-value, SQLite and variables.
+/// The linker: WASI 0.2, wasi:http, and every capability (`crate::state::Capabilities`).
 pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     let werr = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(werr)?;
     crate::outbound_http::add_to_linker(&mut linker).map_err(werr)?;
-    use crate::bindings::{fermyon, spin};
-    fermyon::spin::variables::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
-    fermyon::spin::sqlite::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
-    spin::sqlite::sqlite::add_to_linker::<_, HasSelf<InstanceState>>(&mut linker, |s| s).map_err(werr)?;
     crate::state::Capabilities::add_to_linker(&mut linker)?;
     Ok(linker)
 }

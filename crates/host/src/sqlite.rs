@@ -45,9 +45,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
-use wasmtime::component::Resource;
+use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::bindings::spin::sqlite::sqlite as wit;
+use crate::capability::{AppContext, Capability, ComponentContext};
 use crate::state::InstanceState;
 
 /// How long a writer waits for another's lock before `database is locked`.
@@ -243,8 +244,33 @@ impl SqliteDatabases {
     }
 }
 
+impl Capability for SqliteDatabases {
+    const NAME: &'static str = "sqlite";
+    type Component = SqliteAccess;
+    type Instance = SqliteAccess;
+
+    /// `spin:sqlite/sqlite@3.0.0` and the older `fermyon:spin/sqlite@2.0.0`.
+    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
+        crate::bindings::fermyon::spin::sqlite::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)
+    }
+
+    fn configure(app: &AppContext<'_>) -> Result<Self> {
+        let used = app.declared(|c| &c.sqlite_databases);
+        Self::open(app.state_dir, &app.runtime_config.sqlite_databases, &used)
+    }
+
+    fn configure_component(self: &Arc<Self>, c: &ComponentContext<'_>) -> Result<SqliteAccess> {
+        Ok(SqliteAccess { databases: self.clone(), allowed: c.decl.sqlite_databases.clone().into() })
+    }
+
+    fn new_instance(component: &SqliteAccess) -> SqliteAccess {
+        component.clone()
+    }
+}
+
 /// A component's view of the databases: only the labels it declared.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SqliteAccess {
     /// All databases.
     pub databases: Arc<SqliteDatabases>,
@@ -449,10 +475,10 @@ impl wit::Host for InstanceState {}
 
 impl wit::HostConnection for InstanceState {
     async fn open(&mut self, database: String) -> Result<Resource<SqliteConnection>, wit::Error> {
-        if !self.sqlite.allowed.contains(&database) {
+        if !self.caps.sqlite.allowed.contains(&database) {
             return Err(wit::Error::AccessDenied);
         }
-        let pool = self.sqlite.databases.pool(&database).ok_or(wit::Error::NoSuchDatabase)?;
+        let pool = self.caps.sqlite.databases.pool(&database).ok_or(wit::Error::NoSuchDatabase)?;
         let conn = pool.get().map_err(io_err)?;
         self.table
             .push(SqliteConnection { conn: Some(conn), pool, write_turn: None })

@@ -13,23 +13,19 @@ use crate::capability::capabilities;
 use crate::guest_output::{GuestOutput, Stream};
 use crate::outbound_http::{AllowedHosts, OutboundHttp};
 use crate::outbound_pool::OutboundClient;
-use crate::sqlite::SqliteAccess;
-use crate::variables::ComponentVariables;
 
 // The runner's capabilities (see `crate::capability`): one line each.
 capabilities! {
     postgres: crate::postgres::Postgres,
     key_value: crate::key_value::KeyValue,
+    sqlite: crate::sqlite::SqliteDatabases,
+    variables: crate::variables::Variables,
 }
 
 /// What every instance of one component shares: checked once at start.
 pub struct ComponentConfig {
     /// The component id.
     pub id: Arc<str>,
-    /// Resolved component variables.
-    pub variables: ComponentVariables,
-    /// SQLite databases it may open.
-    pub sqlite: SqliteAccess,
     /// Its outbound allow-list.
     pub allowed_hosts: Arc<AllowedHosts>,
     /// Its `environment`.
@@ -68,8 +64,6 @@ impl ComponentConfig {
                 component: self.id.clone(),
                 client: self.outbound_client.clone(),
             },
-            variables: self.variables.clone(),
-            sqlite: self.sqlite.clone(),
             caps: self.caps.new_instance(),
         }
     }
@@ -85,10 +79,6 @@ pub struct InstanceState {
     pub table: ResourceTable,
     /// Outbound HTTP policy.
     pub outbound: OutboundHttp,
-    /// Component variables.
-    pub variables: ComponentVariables,
-    /// SQLite access.
-    pub sqlite: SqliteAccess,
     /// The capabilities' state.
     pub caps: InstanceCapabilities,
 }

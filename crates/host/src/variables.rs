@@ -128,9 +128,40 @@ impl ComponentVariables {
     }
 }
 
+/// The variables capability (`fermyon:spin/variables@2.0.0`): each
+/// component's variables, resolved once at start from the app's.
+pub struct Variables;
+
+impl crate::capability::Capability for Variables {
+    const NAME: &'static str = "variables";
+    type Component = ComponentVariables;
+    type Instance = ComponentVariables;
+
+    fn add_to_linker(
+        linker: &mut wasmtime::component::Linker<crate::state::InstanceState>,
+    ) -> wasmtime::Result<()> {
+        variables::add_to_linker::<_, wasmtime::component::HasSelf<crate::state::InstanceState>>(linker, |s| s)
+    }
+
+    fn configure(_: &crate::capability::AppContext<'_>) -> Result<Self> {
+        Ok(Variables)
+    }
+
+    fn configure_component(
+        self: &Arc<Self>,
+        c: &crate::capability::ComponentContext<'_>,
+    ) -> Result<ComponentVariables> {
+        c.variables.for_component(c.decl)
+    }
+
+    fn new_instance(component: &ComponentVariables) -> ComponentVariables {
+        component.clone()
+    }
+}
+
 impl variables::Host for crate::state::InstanceState {
     async fn get(&mut self, name: String) -> Result<String, variables::Error> {
-        self.variables.get(&name)
+        self.caps.variables.get(&name)
     }
 }
 
