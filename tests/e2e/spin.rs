@@ -229,3 +229,44 @@ fn outbound_connections_are_pooled_unless_an_outbound_http_section_leaves_the_ke
         assert_clean(&app);
     }
 }
+
+/// The runner's PostgreSQL and Redis capabilities, against Spin itself: the
+/// probe-pg component (tests/apps/probe-services.toml) on real Spin, with a
+/// throwaway PostgreSQL and Redis (tests/src/services.rs).
+#[test]
+fn postgres_and_redis_key_value_on_spin_as_on_the_runner() {
+    use stepwise_e2e::services::{Postgres, Redis};
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let r = stepwise_e2e::RunnerConfig::new("tests/apps/probe-services.toml")
+        .on(SPIN)
+        .var("database_url", &pg.url())
+        .var("database_origin", &pg.origin())
+        .runtime_config(&format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url()))
+        .start();
+    let post = |path: &str, body: &str| {
+        let a = r.send("POST", path, &[], Some(body.as_bytes()));
+        (a.status, a.body)
+    };
+    let create = "CREATE TABLE items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL)";
+    assert_eq!(post("/pg/execute", create), (200, "0".to_string()));
+    let (status, body) = post("/pg/insert?name=first", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "id:DbDataType::Int64\nDbValue::Int64(1)");
+    let (status, body) = post("/pg/tx?name=in-tx", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with("count:DbDataType::Int64\nDbValue::Int64(2)"), "{body}");
+    assert_eq!(pg.psql("SELECT string_agg(name, ',' ORDER BY id) FROM items"), "first,in-tx");
+    let (status, body) = post("/pg/execute", "INSERT INTO nowhere VALUES (1)");
+    assert_eq!(status, 500);
+    assert!(body.contains("code: \"42P01\""), "{body}");
+    let a = r.get("/pg/open?address=postgres%3A%2F%2Fpostgres%40127.0.0.2%3A1%2Fpostgres");
+    assert_eq!(a.status, 403, "{}", a.body);
+
+    assert_eq!(r.send("PUT", "/kv?key=greeting", &[], Some(b"hello")).status, 204);
+    assert_eq!(redis.command(&["GET", "greeting"]), "$5\nhello");
+    assert_eq!(r.get("/kv-exists?key=greeting").body, "true");
+    assert_eq!(r.get("/kv-keys").body, "greeting");
+    assert_eq!(r.send("DELETE", "/kv?key=greeting", &[], None).status, 204);
+    assert_eq!(redis.command(&["EXISTS", "greeting"]), ":0");
+}
