@@ -235,6 +235,10 @@ fn state_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn health_checks_write_nothing_and_a_scrape_never_holds_up_a_transfer() {
     let app = App::with(app::config().cron_expression(NEVER));
+    if app.postgres.is_some() {
+        eprintln!("the database files this test compares are SQLite's: it runs in the SQLite pass");
+        return;
+    }
     let read = app.create_key("prometheus", "read")["secret"].as_str().unwrap().to_string();
     ledger::account_created(&app, "h-a", "IDR", true);
     ledger::account_created(&app, "h-b", "IDR", false);

@@ -70,6 +70,34 @@ pub fn beside_sandbox(cfg: RunnerConfig, sandbox: &str) -> RunnerConfig {
         .var_default("midtrans_server_key", SANDBOX_KEY)
 }
 
+/// The database test apps keep their state in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// Spin's embedded SQLite (the default).
+    Sqlite,
+    /// A throwaway PostgreSQL of the app's own (`database_url`).
+    Postgres,
+}
+
+impl Database {
+    /// From `STEPWISE_E2E_DATABASE`: `postgres`, or `sqlite` (also when unset).
+    pub fn from_env() -> Database {
+        match std::env::var("STEPWISE_E2E_DATABASE").as_deref() {
+            Ok("postgres") => Database::Postgres,
+            Ok("sqlite") | Ok("") | Err(_) => Database::Sqlite,
+            Ok(other) => panic!("STEPWISE_E2E_DATABASE={other}: expected `postgres` or `sqlite`"),
+        }
+    }
+}
+
+/// `cfg` keeping its state in `pg` (when there is one), unless it names a database itself.
+fn with_database(cfg: RunnerConfig, pg: Option<&crate::services::Postgres>) -> RunnerConfig {
+    match pg {
+        Some(pg) => cfg.var_default("database_url", &pg.url()).var_default("database_origin", &pg.origin()),
+        None => cfg,
+    }
+}
+
 /// A running app: Stepwise and the sandbox it calls, each a process of its own.
 pub struct App {
     /// The runner serving Stepwise.
@@ -79,6 +107,9 @@ pub struct App {
     /// The state-changing calls [`App::api`] made that succeeded (method,
     /// path): each must be in the audit trail when the app is dropped.
     changes: Mutex<Vec<(String, String)>>,
+    /// The PostgreSQL it keeps its state in ([`Database::Postgres`]),
+    /// shared with the apps started beside it.
+    pub postgres: Option<Arc<crate::services::Postgres>>,
 }
 
 impl App {
@@ -93,22 +124,32 @@ impl App {
     pub fn with(cfg: RunnerConfig) -> App {
         let port = cfg.fixed_port().unwrap_or_else(crate::free_port);
         let sandbox = Arc::new(sandbox_config(port).start());
-        let runner = beside_sandbox(cfg.port(port), &sandbox.addr).start();
-        App { runner, sandbox, changes: Mutex::default() }
+        let postgres = (Database::from_env() == Database::Postgres).then(|| Arc::new(crate::services::Postgres::start()));
+        let runner = with_database(beside_sandbox(cfg.port(port), &sandbox.addr), postgres.as_deref()).start();
+        App { runner, sandbox, changes: Mutex::default(), postgres }
     }
 
     /// Starts Stepwise with `cfg` calling `other`'s sandbox (e.g. a second
     /// runner on the same state).
     pub fn beside(cfg: RunnerConfig, other: &App) -> App {
-        let runner = beside_sandbox(cfg, &other.sandbox.addr).start();
-        App { runner, sandbox: other.sandbox.clone(), changes: Mutex::default() }
+        let runner = with_database(beside_sandbox(cfg, &other.sandbox.addr), other.postgres.as_deref()).start();
+        App { runner, sandbox: other.sandbox.clone(), changes: Mutex::default(), postgres: other.postgres.clone() }
     }
 
     /// Restarts Stepwise with another config (on the same port and beside
     /// the same sandbox): see [`Runner::restart_with`].
     pub fn restart_with(&mut self, cfg: RunnerConfig) {
         let port = self.runner.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("addr has a port");
-        self.runner.restart_with(beside_sandbox(cfg.port(port), &self.sandbox.addr));
+        self.runner.restart_with(with_database(beside_sandbox(cfg.port(port), &self.sandbox.addr), self.postgres.as_deref()));
+    }
+
+    /// The first column of the first row of `sql` as an integer, read
+    /// from the app's database directly (SQLite's file, or PostgreSQL).
+    pub fn scalar(&self, sql: &str) -> i64 {
+        match &self.postgres {
+            Some(pg) => pg.psql(sql).trim().parse().unwrap_or_else(|e| panic!("`{sql}`: not an integer ({e})")),
+            None => self.runner.database().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("`{sql}`: {e}")),
+        }
     }
 
     /// An API call with the bootstrap key ([`TOKEN`]); a state-changing one

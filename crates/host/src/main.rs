@@ -100,7 +100,11 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("STEPWISE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's notices (e.g. "there is no transaction in progress" for
+    // the ROLLBACK that clears an inherited transaction) are not the app's news.
+    let filter = EnvFilter::try_from_env("STEPWISE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("tokio_postgres::connection=warn".parse().expect("a valid directive"));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match format {
         LogFormat::Auto => !terminal,

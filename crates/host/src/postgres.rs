@@ -353,7 +353,7 @@ fn to_sql(p: wit::ParameterValue) -> Result<Param, wit::Error> {
         P::ArrayStr(v) => Box::new(v),
         P::ArrayDecimal(v) => Box::new(v.iter().map(|s| s.as_deref().map(decimal).transpose()).collect::<Result<Vec<_>, _>>()?),
         P::Interval(i) => Box::new(Interval(i)),
-        P::DbNull => Box::new(Option::<String>::None),
+        P::DbNull => Box::new(Null),
         P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => {
             return Err(bad("range parameters are not supported by the stepwise runner"))
         }
@@ -515,6 +515,23 @@ fn convert_value(row: &tokio_postgres::Row, i: usize) -> Result<wit::DbValue, wi
         _ => get::<Raw>(row, i)?.map(|r| V::Unsupported(r.0)),
     };
     Ok(value.unwrap_or(V::DbNull))
+}
+
+/// A NULL parameter of whatever type the statement wants there (as Spin's
+/// `PgNull`): a typed `None` would be refused for a column of another type.
+#[derive(Debug)]
+struct Null;
+
+impl ToSql for Null {
+    fn to_sql(&self, _: &Type, _: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
 }
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ pub enum StoreError {
     /// The database could not be reached.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The app's configuration says something that cannot be (a bad or
+    /// unreadable `database_url`).
+    #[error("configuration: {0}")]
+    Config(String),
     /// A stored value could not be read back.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -71,7 +75,17 @@ impl Dialect {
     pub fn write_attempts(self) -> u32 {
         match self {
             Dialect::Sqlite => 1,
-            Dialect::Postgres => 12,
+            Dialect::Postgres => 40,
+        }
+    }
+
+    /// The statement that opens a migration's transaction. On PostgreSQL it
+    /// reads committed data, so a replica that waited for another's
+    /// migration ([`Dialect::migration_lock`]) sees it done.
+    pub fn begin_migration(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
         }
     }
 
@@ -145,6 +159,16 @@ pub struct Db {
     conflicted: std::cell::Cell<bool>,
 }
 
+/// How long to wait before running a conflicted transaction again: doubling
+/// from 1 ms to at most 64 ms, less a random part of it, so writers that
+/// conflicted do not meet again at once.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    let cap_us = 1000u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let jitter = u64::from(nanos) % cap_us;
+    std::time::Duration::from_micros(cap_us / 2 + jitter / 2)
+}
+
 /// SQLSTATEs after which a whole transaction may run again: a
 /// serialization failure and a deadlock.
 pub const RETRYABLE: [&str; 2] = ["40001", "40P01"];
@@ -170,9 +194,19 @@ pub fn opt_text(s: Option<impl Into<String>>) -> Value {
 }
 
 impl Db {
-    /// Opens the `default` database and applies pending migrations.
+    /// Opens the app's database and applies pending migrations: Spin's
+    /// SQLite `default` when the `database_url` variable is empty, else the
+    /// PostgreSQL it names (whose host must be `database_origin`'s).
     pub fn open() -> Result<Self, StoreError> {
-        Self::on(Box::new(Connection::open_default()?))
+        let variable = |name: &str| {
+            spin_sdk::variables::get(name).map_err(|e| StoreError::Config(format!("the {name} variable is not readable: {e:?}")))
+        };
+        let url = variable("database_url")?;
+        if url.is_empty() {
+            return Self::on(Box::new(Connection::open_default()?));
+        }
+        crate::postgres::check_origin(&url, &variable("database_origin")?)?;
+        Self::on(Box::new(crate::postgres::Postgres::open(&url)?))
     }
 
     /// Opens the database `label` (one of the component's `sqlite_databases`)
@@ -211,12 +245,17 @@ impl Db {
     /// writer, it is rolled back and `f` runs again in a new transaction, up
     /// to [`Dialect::write_attempts`] times in all; so `f` must only decide
     /// from what it reads inside the transaction.
-    pub fn immediate<T, E: From<StoreError>>(&self, mut f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
+    pub fn immediate<T, E: From<StoreError>>(&self, f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
+        self.transaction(self.dialect().begin_write(), f)
+    }
+
+    /// [`Db::immediate`] opened with `begin` instead.
+    pub fn transaction<T, E: From<StoreError>>(&self, begin: &str, mut f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
         let attempts = self.dialect().write_attempts();
         let mut attempt = 1;
         loop {
             self.conflicted.set(false);
-            self.exec(self.dialect().begin_write(), &[])?;
+            self.exec(begin, &[])?;
             let result = match f(self) {
                 Ok(v) => match self.exec("COMMIT", &[]) {
                     Ok(_) => return Ok(v),
@@ -228,6 +267,7 @@ impl Db {
             if !self.conflicted.get() || attempt >= attempts {
                 return result;
             }
+            std::thread::sleep(retry_pause(attempt));
             attempt += 1;
         }
     }

@@ -550,17 +550,17 @@ pub fn migrate(db: &Db) -> Result<(), StoreError> {
         // WAL persists in the file; Spin does not turn it on by itself.
         db.exec("PRAGMA journal_mode=WAL", &[])?;
     }
-    db.exec(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        &[],
-    )?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     for (version, sql) in migrations {
-        db.immediate(|db| {
+        db.transaction(dialect.begin_migration(), |db| {
             if let Some(lock) = dialect.migration_lock() {
                 // Replicas starting together migrate one after another.
                 db.exec(lock, &[])?;
             }
+            db.exec(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                &[],
+            )?;
             let done = db.scalar_i64("SELECT count(*) FROM schema_migrations WHERE version = ?", &[int(*version)])?;
             if done.unwrap_or(0) > 0 {
                 return Ok::<(), StoreError>(());

@@ -30,12 +30,36 @@ impl Postgres {
     }
 }
 
-/// The SQLSTATE codes a transaction may be retried after.
-pub const RETRYABLE: [&str; 2] = ["40001", "40P01"];
+/// Checks that `database_url` is a PostgreSQL URL on the host and port
+/// `database_origin` names (`postgres://host:port`, port 5432 if left out):
+/// the host the components' `allowed_outbound_hosts` admit.
+pub fn check_origin(database_url: &str, database_origin: &str) -> Result<(), StoreError> {
+    let config = |m: String| StoreError::Config(m);
+    let parse = |name: &str, s: &str| {
+        let u = url::Url::parse(s).map_err(|e| config(format!("{name} is not a URL ({e})")))?;
+        if !matches!(u.scheme(), "postgres" | "postgresql") {
+            return Err(config(format!("{name} must be a postgres:// URL, not {}://", u.scheme())));
+        }
+        let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(|| config(format!("{name} names no host")))?;
+        Ok((host.to_ascii_lowercase(), u.port().unwrap_or(5432)))
+    };
+    let (host, port) = parse("database_url", database_url)?;
+    let (allowed_host, allowed_port) = parse("database_origin", database_origin)?;
+    if (host.as_str(), port) != (allowed_host.as_str(), allowed_port) {
+        return Err(config(format!(
+            "database_url's host {host}:{port} is not database_origin ({allowed_host}:{allowed_port}): set both to the same database"
+        )));
+    }
+    Ok(())
+}
 
 fn error(e: &spin_sdk::pg4::PgError) -> StoreError {
     use spin_sdk::pg4::PgError as E;
     match e {
+        // Connection exceptions and an administrator's shutdown: the database is not there.
+        E::QueryFailed(QueryError::DbError(d)) if d.code.starts_with("08") || d.code.starts_with("57P") => {
+            StoreError::Unavailable(d.message.clone())
+        }
         E::QueryFailed(QueryError::DbError(d)) => StoreError::Database { code: Some(d.code.clone()), message: d.message.clone() },
         E::QueryFailed(QueryError::Text(t)) => StoreError::Database { code: None, message: t.clone() },
         E::ConnectionFailed(m) => StoreError::Unavailable(m.clone()),
@@ -134,6 +158,17 @@ impl Sql for Postgres {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_url_must_name_the_origins_host() {
+        assert!(check_origin("postgres://u:p@db.example:6432/app?sslmode=require", "postgres://db.example:6432").is_ok());
+        assert!(check_origin("postgres://u@DB.example/app", "postgres://db.example:5432").is_ok(), "5432 by default, any case");
+        let e = check_origin("postgres://u@other.example:5432/app", "postgres://db.example:5432").unwrap_err().to_string();
+        assert!(e.contains("other.example:5432") && e.contains("database_origin"), "{e}");
+        assert!(check_origin("postgres://u@db.example:5433/app", "postgres://db.example:5432").is_err(), "another port");
+        assert!(check_origin("mysql://u@db.example/app", "postgres://db.example:5432").is_err());
+        assert!(check_origin("not a url", "postgres://db.example:5432").is_err());
+    }
 
     #[test]
     fn placeholders_are_numbered_outside_literals() {
