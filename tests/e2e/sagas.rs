@@ -115,6 +115,41 @@ fn checkout_settled_by_the_webhook_completes_and_later_notifications_change_noth
     assert_eq!(saga_rows, 5, "one request-log row per call (the last one settles the stock)");
 }
 
+/// The same notification sent 8 times to each of two runners sharing one
+/// state (one SQLite file, or one PostgreSQL) at once: applied once.
+#[test]
+fn the_same_notification_sent_to_two_runners_at_once_is_applied_once() {
+    let services = PlainServices::start(KEY);
+    let a = app(&services);
+    let mut cfg = app::config().var("midtrans_server_key", KEY).state_dir(&a.runner.state_dir);
+    for s in SERVICES {
+        cfg = cfg.var(&format!("{s}_url"), &services.origin());
+    }
+    let b = App::beside(cfg, &a);
+    let id = start(&a, "checkout", checkout_input("p-two"))["id"].as_str().unwrap().to_string();
+    wait_status(&a, &id, "waiting");
+    let results: Vec<String> = std::thread::scope(|s| {
+        let sends: Vec<_> = (0..16)
+            .map(|i| {
+                let (app, id) = (if i % 2 == 0 { &a } else { &b }, &id);
+                s.spawn(move || {
+                    let r = notify(app, id, "settlement", "20000.00");
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    r.json()["status"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        sends.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|r| *r == "accepted").count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| *r == "duplicate").count(), 15, "{results:?}");
+    wait_status(&a, &id, "completed");
+    let h = history(&a, &id);
+    assert_eq!(h.iter().filter(|t| *t == "payment_notified").count(), 1, "{h:?}");
+    let settled = events(&a).iter().filter(|e| e["saga_id"] == id.as_str() && e["type"] == "settled").count();
+    assert_eq!(settled, 1);
+}
+
 #[test]
 fn the_webhook_refuses_bad_notifications_and_none_changes_anything() {
     let services = PlainServices::start(KEY);

@@ -289,3 +289,45 @@ fn a_state_dir_written_by_the_previous_release_opens_and_keeps_its_rows() {
     assert_eq!(&ids[ids.len() - 2..], &[8, 7], "the old request-log rows, with their ids");
     assert!(ids[..ids.len() - 2].iter().all(|id| *id > 8), "new request ids continue after the old ones: {ids:?}");
 }
+
+/// PostgreSQL stopped mid-load and started again: the API answers 503 while
+/// it is down, and then every worker finishes with exactly its iterations,
+/// each transaction started once upstream (a call whose answer could not be
+/// recorded is sent again with the same request id). Runs in the
+/// PostgreSQL pass (`STEPWISE_E2E_DATABASE=postgres`).
+#[test]
+fn the_database_stopped_mid_load_answers_503_then_every_worker_finishes_with_the_right_counts() {
+    let app = App::start();
+    let Some(pg) = app.postgres.clone() else {
+        eprintln!("a PostgreSQL outage: runs in the PostgreSQL pass");
+        return;
+    };
+    let ids: Vec<String> = (0..20).map(|i| format!("o-{i:02}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for id in &refs {
+        app.script(id, json!({ "latency_ms": 5 }));
+    }
+    app.start_workers(&refs, json!({ "max_iterations": 30, "interval_ms": 20 }));
+    poll_until(Duration::from_secs(60), "some iterations", || {
+        let w = app.worker("o-00");
+        (w["iterations"].as_u64() >= Some(3)).then_some(())
+    });
+    pg.stop();
+    let down = poll_until(Duration::from_secs(30), "a 503 while the database is down", || {
+        let a = app.api("GET", "/api/workers/o-00", None);
+        (a.status == 503).then_some(a)
+    });
+    assert_eq!(down.json()["error"]["code"], "database_unavailable", "{}", down.body);
+    pg.restart();
+    for id in &refs {
+        let w = poll_until(Duration::from_secs(120), &format!("{id} to stop after the outage"), || {
+            let a = app.api("GET", &format!("/api/workers/{id}"), None);
+            (a.status == 200 && a.json()["state"] == "stopped").then(|| a.json())
+        });
+        assert_eq!((w["iterations"].as_u64(), w["successes"].as_u64()), (Some(30), Some(30)), "{w}");
+    }
+    let stats = app.sandbox_stats();
+    for id in &refs {
+        assert_eq!(stats["bindings"][id]["starts"], 30, "{id}: one start per iteration, none twice: {}", stats["bindings"][id]);
+    }
+}

@@ -52,6 +52,22 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Starts the cluster whose data is in `dir/data` on `port` of 127.0.0.1.
+fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) -> Result<(), String> {
+    let log = dir.join("log").to_string_lossy().into_owned();
+    let data = dir.join("data").to_string_lossy().into_owned();
+    let opts = format!(
+        "-k {} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        dir.display()
+    );
+    let o = pg_tool(bin, "pg_ctl", &["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{}", text(&o), std::fs::read_to_string(&log).unwrap_or_default()))
+    }
+}
+
 /// A PostgreSQL cluster of its own (trust authentication, user `postgres`).
 pub struct Postgres {
     bin: PathBuf,
@@ -73,21 +89,33 @@ impl Postgres {
         let data_s = data.to_string_lossy().into_owned();
         let o = pg_tool(&bin, "initdb", &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"]);
         assert!(o.status.success(), "initdb: {}", text(&o));
-        let log = dir.path().join("log").to_string_lossy().into_owned();
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let opts = format!(
-                "-k {} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                dir.path().display()
-            );
-            let o = pg_tool(&bin, "pg_ctl", &["-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
-            if o.status.success() {
-                return Postgres { bin, dir, port };
+            match pg_ctl_start(&bin, dir.path(), port) {
+                Ok(()) => return Postgres { bin, dir, port },
+                Err(e) => last = e,
             }
-            last = format!("{}\n{}", text(&o), std::fs::read_to_string(&log).unwrap_or_default());
         }
         panic!("PostgreSQL did not start: {last}");
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_string_lossy().into_owned()
+    }
+
+    /// Stops the server (an outage): `fast`, which ends every session at
+    /// once but keeps what was committed (an `immediate` stop is a crash,
+    /// which loses commits here, as the throwaway server runs with
+    /// `synchronous_commit=off`). [`Postgres::restart`] brings it back.
+    pub fn stop(&self) {
+        let o = pg_tool(&self.bin, "pg_ctl", &["-D", &self.data(), "stop", "-m", "fast", "-w"]);
+        assert!(o.status.success(), "pg_ctl stop: {}", text(&o));
+    }
+
+    /// Starts it again on the same port, with the same data.
+    pub fn restart(&self) {
+        pg_ctl_start(&self.bin, self.dir.path(), self.port).unwrap_or_else(|e| panic!("PostgreSQL did not start again: {e}"));
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable`.
@@ -115,8 +143,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data").to_string_lossy().into_owned();
-        let _ = pg_tool(&self.bin, "pg_ctl", &["-D", &data, "stop", "-m", "immediate", "-w"]);
+        let _ = pg_tool(&self.bin, "pg_ctl", &["-D", &self.data(), "stop", "-m", "immediate", "-w"]);
     }
 }
 
