@@ -7,7 +7,10 @@
 //! A pooled connection can come back inside a transaction (Spin's pool
 //! recycles connections without a `ROLLBACK`, and a guest that trapped
 //! mid-transaction leaves one open), so [`Postgres::open`] rolls back
-//! whatever it inherited before the store uses it.
+//! whatever it inherited before the store uses it, and turns notices off.
+//! A statement that answers no rows goes as a command (`execute`), one
+//! that does as a query: on Spin 4.0.2's HTTP trigger a command sent as a
+//! query never gets its answer.
 
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, QueryError};
 
@@ -24,8 +27,20 @@ impl Postgres {
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let conn = Connection::open(url).map_err(|e| error(&e))?;
         let pg = Postgres { conn };
-        // Outside a transaction this only warns; inside one it ends it.
+        // No notices reach this connection (a ROLLBACK outside a transaction
+        // warns, and so does CREATE TABLE IF NOT EXISTS): nothing reads them.
+        // In an inherited aborted transaction the SET fails until it is
+        // rolled back.
+        const QUIET: &str = "SET client_min_messages TO error";
+        if let Err(StoreError::Database { code: Some(code), .. }) = pg.execute(QUIET, &[]) {
+            if code == "25P02" {
+                pg.execute("ROLLBACK", &[])?;
+            }
+        }
+        // Ends an inherited transaction (silently now, when there is none).
         pg.execute("ROLLBACK", &[])?;
+        // Again: rolling back an inherited transaction undid the first SET.
+        pg.execute(QUIET, &[])?;
         Ok(pg)
     }
 }
@@ -138,9 +153,20 @@ fn value(v: DbValue) -> Result<Value, StoreError> {
     })
 }
 
+/// Whether a statement answers rows (then it is sent as a query, else as
+/// a command: on Spin 4.0.2 a command sent as a query never gets its answer).
+fn returns_rows(sql: &str) -> bool {
+    let head = sql.trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
+    matches!(head.as_str(), "SELECT" | "VALUES") || head.starts_with("WITH") || head.starts_with("SHOW") || sql.contains("RETURNING")
+}
+
 impl Sql for Postgres {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
         let params: Vec<ParameterValue> = params.iter().map(param).collect();
+        if !returns_rows(sql) {
+            self.conn.execute(&numbered(sql), &params).map_err(|e| error(&e))?;
+            return Ok(QueryResult::default());
+        }
         let set = self.conn.query(&numbered(sql), &params).map_err(|e| error(&e))?;
         let rows = set
             .rows
@@ -168,6 +194,16 @@ mod tests {
         assert!(check_origin("postgres://u@db.example:5433/app", "postgres://db.example:5432").is_err(), "another port");
         assert!(check_origin("mysql://u@db.example/app", "postgres://db.example:5432").is_err());
         assert!(check_origin("not a url", "postgres://db.example:5432").is_err());
+    }
+
+    #[test]
+    fn rows_are_asked_for_only_where_a_statement_answers_them() {
+        for q in ["SELECT 1", "  with x AS (SELECT 1) SELECT * FROM x", "INSERT INTO t (a) VALUES (1) RETURNING id", "values (1)"] {
+            assert!(returns_rows(q), "{q}");
+        }
+        for c in ["BEGIN ISOLATION LEVEL SERIALIZABLE", "ROLLBACK", "SET client_min_messages TO error", "INSERT INTO t (a) VALUES (1)", "CREATE TABLE t (a BIGINT)"] {
+            assert!(!returns_rows(c), "{c}");
+        }
     }
 
     #[test]
