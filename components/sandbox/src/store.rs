@@ -215,10 +215,9 @@ impl Store {
         self.db.exec(sql, params).map_err(|e| storage_error(sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ").as_str(), e))
     }
 
-    /// Runs an `INSERT ... RETURNING id`; the new row's id.
+    /// Runs an `INSERT ... RETURNING <id column>`; the new row's id.
     pub fn insert_id(&self, sql: &str, params: &[Value]) -> Result<i64, ApiError> {
-        let r = self.exec(sql, params)?;
-        first::<i64>(&r, "id").ok_or_else(|| corrupt("an insert returned no id"))
+        self.db.insert_returning_id(sql, params).map_err(|e| storage_error("INSERT", e))
     }
 
     /// Runs `f` inside `BEGIN IMMEDIATE` ... `COMMIT` (rolled back on error), so

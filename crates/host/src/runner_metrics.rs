@@ -108,7 +108,7 @@ pub struct RunnerMetrics {
     /// Requests answered, by the manifest route that served them (or
     /// `none`) and status code. Routes come from the manifest and statuses
     /// are three digits, so the set of series is bounded.
-    requests: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    requests: std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u16, u64>>>,
 }
 
 impl RunnerMetrics {
@@ -129,14 +129,20 @@ impl RunnerMetrics {
     /// manifest's route as written; `None`: no route matched).
     pub fn request(&self, route: Option<&str>, status: u16) {
         let mut requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *requests.entry((route.unwrap_or("none").to_string(), status)).or_default() += 1;
+        let route = route.unwrap_or("none");
+        // The route's name is copied only the first time it is counted.
+        let by_status = match requests.get_mut(route) {
+            Some(by_status) => by_status,
+            None => requests.entry(route.to_string()).or_default(),
+        };
+        *by_status.entry(status).or_default() += 1;
     }
 
     /// Requests counted for `route` with `status`.
     #[cfg(test)]
     pub fn requests_total(&self, route: &str, status: u16) -> u64 {
         let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        requests.get(&(route.to_string(), status)).copied().unwrap_or(0)
+        requests.get(route).and_then(|by_status| by_status.get(&status)).copied().unwrap_or(0)
     }
 
     /// Counts a refusal; `Some(total)` when the caller should log it (at most
@@ -183,7 +189,11 @@ impl RunnerMetrics {
         };
         let requests: Vec<(String, u64)> = {
             let requests = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            requests.iter().map(|((route, status), n)| (format!("{{route=\"{}\",status=\"{status}\"}}", escape(route)), *n)).collect()
+            requests
+                .iter()
+                .flat_map(|(route, by_status)| by_status.iter().map(move |(status, n)| (route, status, n)))
+                .map(|(route, status, n)| (format!("{{route=\"{}\",status=\"{status}\"}}", escape(route)), *n))
+                .collect()
         };
         let requests: Vec<(&str, u64)> = requests.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         family("stepwise_http_requests_total", "counter", "Requests answered, by manifest route and status.", &requests);

@@ -313,9 +313,9 @@ impl Db {
         }
     }
 
-    /// Runs an `INSERT ... RETURNING id` and answers the new row's id.
+    /// Runs an `INSERT ... RETURNING <id column>` and answers the new row's id.
     pub fn insert_returning_id(&self, sql: &str, params: &[Value]) -> Result<i64, StoreError> {
-        debug_assert!(sql.contains("RETURNING id"), "{sql}");
+        debug_assert!(sql.contains("RETURNING"), "{sql}");
         self.scalar_i64(sql, params)?.ok_or_else(|| StoreError::Corrupt("an insert returned no id".into()))
     }
 
