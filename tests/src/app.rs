@@ -122,11 +122,20 @@ impl App {
     /// advance (so the sandbox can notify its webhook) and every service
     /// `cfg` does not set pointed at the sandbox.
     pub fn with(cfg: RunnerConfig) -> App {
-        let port = cfg.fixed_port().unwrap_or_else(crate::free_port);
-        let sandbox = Arc::new(sandbox_config(port).start());
         let postgres = (Database::from_env() == Database::Postgres).then(|| Arc::new(crate::services::Postgres::start()));
-        let runner = with_database(beside_sandbox(cfg.port(port), &sandbox.addr), postgres.as_deref()).start();
-        App { runner, sandbox, changes: Mutex::default(), postgres }
+        // The port is chosen before anything listens on it, so another
+        // process may take it meanwhile: then both start again on another.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = cfg.fixed_port().unwrap_or_else(crate::free_port);
+            let sandbox = Arc::new(sandbox_config(port).start());
+            match with_database(beside_sandbox(cfg.clone().port(port), &sandbox.addr), postgres.as_deref()).try_start() {
+                Ok(runner) => return App { runner, sandbox, changes: Mutex::default(), postgres },
+                Err(e) if e.contains("Address already in use") && cfg.fixed_port().is_none() => last = e,
+                Err(e) => panic!("runner did not start: {e}"),
+            }
+        }
+        panic!("runner did not start: {last}")
     }
 
     /// Starts Stepwise with `cfg` calling `other`'s sandbox (e.g. a second
