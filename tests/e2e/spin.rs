@@ -19,10 +19,16 @@ use stepwise_e2e::{free_port, json, poll_until, project_root, request, scenarios
 const SPIN: RunnerKind = RunnerKind::Spin;
 
 /// What every scenario's log must not hold: the HTTP trigger and the cron
-/// plugin are two processes on one SQLite file, and a tick must never fail.
+/// plugin are two processes on one SQLite file (or one PostgreSQL, with
+/// `STEPWISE_E2E_DATABASE=postgres`), and a tick must never fail.
 fn assert_clean(app: &App) {
     // A tick's own line comes at the end of its run, after its steps' lines.
     poll_until(Duration::from_secs(10), "a tick's log line", || app.runner.logs().contains("\"event\":\"tick\"").then_some(()));
+    if app.postgres.is_some() {
+        // The steps were kept in PostgreSQL, not in a SQLite file beside it.
+        assert!(app.scalar("SELECT count(*) FROM request_log") > 0, "no request log rows in PostgreSQL");
+        assert!(!app.runner.state_dir.join("sqlite_db.db").exists(), "Spin opened its SQLite database");
+    }
     let logs = app.runner.logs();
     for bad in ["database is locked", "tick failed", "HttpRequestUriInvalid", "upstream_unreachable", "panicked"] {
         assert!(!logs.contains(bad), "`{bad}` in Spin's log:\n{logs}");

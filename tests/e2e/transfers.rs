@@ -361,16 +361,6 @@ fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well
 #[test]
 fn sixteen_clients_sending_1600_random_transfers_among_20_accounts_every_accepted_one_completes_and_money_is_conserved() {
     let app = App::start();
-    if app.postgres.is_some() {
-        // Correct there too (no 500, money conserved in the runs so far), but
-        // a tick's batch of 256 executions is one serializable transaction
-        // that conflicts with every acceptance touching its accounts and runs
-        // again, so the credits that keep these accounts funded come too late
-        // for the "most are accepted" bound. Claims and batches that lock
-        // their rows (FOR UPDATE SKIP LOCKED) are the next step of issue 16.
-        eprintln!("skipped on PostgreSQL until executions lock rows instead of retrying whole batches");
-        return;
-    }
     let users: Vec<String> = (0..19).map(|i| format!("u{i:02}")).collect();
     let mut ids = vec!["bank".to_string()];
     ids.extend(users.iter().cloned());

@@ -53,14 +53,6 @@ fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
     // (at least 5 firings for 5 iterations).
     let cfg = app::config().cron_schedule().var("tick_budget_ms", "900").var("tick_concurrency", "32");
     let a = App::with(cfg.clone());
-    if a.postgres.is_some() {
-        // On PostgreSQL the two runners' claims are serializable transactions
-        // that conflict and run again, so the work is right (the workers'
-        // suite checks it on two runners) but takes many more firings than
-        // this bound; claims with FOR UPDATE SKIP LOCKED are issue 16's next step.
-        eprintln!("skipped on PostgreSQL until claims skip locked rows instead of retrying");
-        return;
-    }
     let b = App::beside(cfg.state_dir(&a.runner.state_dir), &a);
     let ids: Vec<String> = (0..200).map(|i| format!("c-{i:03}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();

@@ -58,7 +58,7 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let body: Value = json_body(req)?;
     let request = TransferRequest::from_json(&body)?;
     let db = Db::open()?;
-    let accepted = db.immediate(|db| {
+    let accepted = db.locking(|db| {
         let now = now_ms();
         let accepted = transfers::accept(db, &key, &request, now)?;
         if let Accepted::New(t) = &accepted {

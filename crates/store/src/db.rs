@@ -79,6 +79,57 @@ impl Dialect {
         }
     }
 
+    /// The statement that opens a transaction that locks the rows it reads
+    /// and changes ([`Db::locking`]), for the hot paths that many writers
+    /// run at once: claims and records of machine steps, transfer
+    /// acceptance and execution. On PostgreSQL it reads committed data and
+    /// every row it decides from is taken with [`Dialect::for_update`] or
+    /// [`Dialect::skip_locked`], so writers of different rows never wait for
+    /// each other or run again, and writers of the same row wait their turn
+    /// and then see the row as the other left it. SQLite's single writer
+    /// gives the same by `BEGIN IMMEDIATE`.
+    pub fn begin_locking(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        }
+    }
+
+    /// Ends a `SELECT` of rows the transaction will change: it waits for
+    /// other writers of those rows and locks them until commit. Nothing on
+    /// SQLite, whose write transaction already excludes every other writer.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Ends a `SELECT` of rows to work on that another writer may be working
+    /// on already: rows locked by another transaction are left out instead of
+    /// waited for (a due machine another replica is claiming, a transfer
+    /// another replica is executing).
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// A statement that makes transactions appending to the outbox commit one
+    /// at a time from their append on, so that `seq` order is commit order
+    /// (a reader passing back the last `seq` it saw never skips an event
+    /// that commits later with a smaller one). SQLite's write transaction
+    /// already does. The store appends a transaction's events at its end
+    /// ([`Db::transaction`]), so the lock is held for one insert and the
+    /// commit.
+    pub fn outbox_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(7349622)) AS l"),
+        }
+    }
+
     /// The statement that opens a migration's transaction. On PostgreSQL it
     /// reads committed data, so a replica that waited for another's
     /// migration ([`Dialect::migration_lock`]) sees it done.
@@ -157,6 +208,11 @@ pub struct Db {
     /// Whether a statement failed for a conflict with another writer since
     /// the current write transaction began (see [`Dialect::write_attempts`]).
     conflicted: std::cell::Cell<bool>,
+    /// Whether a transaction is open ([`Db::transaction`]).
+    in_transaction: std::cell::Cell<bool>,
+    /// Outbox events appended in the open transaction, written just before
+    /// it commits (see [`Dialect::outbox_lock`]).
+    pending_events: std::cell::RefCell<Vec<crate::outbox::Pending>>,
 }
 
 /// How long to wait before running a conflicted transaction again: doubling
@@ -213,14 +269,18 @@ impl Db {
     /// as it is, without Stepwise's migrations: for a component that keeps a
     /// schema of its own there, as the sandbox does in `sandbox`.
     pub fn open_named(label: &str) -> Result<Self, StoreError> {
-        Ok(Db { conn: Box::new(Connection::open(label)?), conflicted: std::cell::Cell::new(false) })
+        Ok(Db::wrap(Box::new(Connection::open(label)?)))
     }
 
     /// Uses `conn` and applies pending migrations.
     pub fn on(conn: Box<dyn Sql>) -> Result<Self, StoreError> {
-        let db = Db { conn, conflicted: std::cell::Cell::new(false) };
+        let db = Db::wrap(conn);
         crate::migrations::migrate(&db)?;
         Ok(db)
+    }
+
+    fn wrap(conn: Box<dyn Sql>) -> Self {
+        Db { conn, conflicted: Default::default(), in_transaction: Default::default(), pending_events: Default::default() }
     }
 
     /// Runs one statement.
@@ -249,20 +309,34 @@ impl Db {
         self.transaction(self.dialect().begin_write(), f)
     }
 
-    /// [`Db::immediate`] opened with `begin` instead.
+    /// [`Db::immediate`] opened with [`Dialect::begin_locking`]: for
+    /// transactions that lock what they decide from (see there).
+    pub fn locking<T, E: From<StoreError>>(&self, f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
+        self.transaction(self.dialect().begin_locking(), f)
+    }
+
+    /// [`Db::immediate`] opened with `begin` instead. The outbox events the
+    /// transaction appended are written last, just before it commits.
     pub fn transaction<T, E: From<StoreError>>(&self, begin: &str, mut f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
         let attempts = self.dialect().write_attempts();
         let mut attempt = 1;
         loop {
             self.conflicted.set(false);
+            self.pending_events.borrow_mut().clear();
             self.exec(begin, &[])?;
+            self.in_transaction.set(true);
             let result = match f(self) {
-                Ok(v) => match self.exec("COMMIT", &[]) {
-                    Ok(_) => return Ok(v),
+                Ok(v) => match crate::outbox::flush(self).and_then(|()| self.exec("COMMIT", &[])) {
+                    Ok(_) => {
+                        self.in_transaction.set(false);
+                        return Ok(v);
+                    }
                     Err(e) => Err(E::from(e)),
                 },
                 Err(e) => Err(e),
             };
+            self.in_transaction.set(false);
+            self.pending_events.borrow_mut().clear();
             let _ = self.exec("ROLLBACK", &[]);
             if !self.conflicted.get() || attempt >= attempts {
                 return result;
@@ -277,17 +351,42 @@ impl Db {
     /// the transaction as it was.
     pub fn savepoint<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
         self.exec("SAVEPOINT step", &[])?;
+        let events = self.pending_events.borrow().len();
         match f(self) {
             Ok(v) => {
                 self.exec("RELEASE step", &[])?;
                 Ok(v)
             }
             Err(e) => {
+                self.pending_events.borrow_mut().truncate(events);
                 let _ = self.exec("ROLLBACK TO step", &[]);
                 let _ = self.exec("RELEASE step", &[]);
                 Err(e)
             }
         }
+    }
+
+    /// A conflict with another writer found by the store itself (a key
+    /// another transaction took between this one's check and its write): the
+    /// transaction fails as for a serialization failure and runs again.
+    pub fn conflict(&self, what: impl Into<String>) -> StoreError {
+        self.conflicted.set(true);
+        StoreError::Database { code: Some("40001".into()), message: what.into() }
+    }
+
+    /// Whether a transaction ([`Db::transaction`]) is open.
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction.get()
+    }
+
+    /// Keeps an outbox event for the end of the open transaction.
+    pub(crate) fn defer_event(&self, e: crate::outbox::Pending) {
+        self.pending_events.borrow_mut().push(e);
+    }
+
+    /// Takes the events kept for the end of the transaction.
+    pub(crate) fn take_events(&self) -> Vec<crate::outbox::Pending> {
+        std::mem::take(&mut *self.pending_events.borrow_mut())
     }
 
     /// The first column of the first row as an integer (e.g. `SELECT count(*)`).

@@ -33,15 +33,25 @@ pub fn check(db: &Db, scope: &str, key: &str, request_hash: &str, now: Millis) -
     }
 }
 
-/// Remembers `key` (in the caller's transaction, with the change it made).
+/// Remembers `key` (in the caller's transaction, with the change it made),
+/// replacing an expired entry. A live entry written by another transaction
+/// since [`check`] (two requests with one key at once, on a dialect whose
+/// transactions do not exclude each other) is a conflict: the caller's
+/// transaction runs again and its `check` sees the other's key.
 pub fn remember(db: &Db, scope: &str, key: &str, request_hash: &str, subject_id: &str, now: Millis, keep_ms: i64) -> Result<(), StoreError> {
-    db.exec(
+    let written = db.changed_rows(
         "INSERT INTO idempotency_keys (scope, key, request_hash, subject_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, subject_id = excluded.subject_id,
-           created_at = excluded.created_at, expires_at = excluded.expires_at",
+           created_at = excluded.created_at, expires_at = excluded.expires_at
+         WHERE idempotency_keys.expires_at <= excluded.created_at
+         RETURNING key",
         &[text(scope), text(key), text(request_hash), text(subject_id), int(now), int(now.saturating_add(keep_ms))],
     )?;
-    Ok(())
+    if written == 1 {
+        Ok(())
+    } else {
+        Err(db.conflict(format!("idempotency key {scope}/{key:?} was taken by another request")))
+    }
 }
 
 /// Deletes up to `limit` keys expired at `now`; returns how many.

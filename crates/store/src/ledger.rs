@@ -69,6 +69,21 @@ pub fn load_many(db: &Db, ids: &[&str]) -> Result<Vec<Account>, StoreError> {
     r.rows().map(|row| account_from(&row)).collect()
 }
 
+/// [`load_many`] for a change: the accounts are locked until the caller's
+/// transaction ends, in id order, so two transactions locking overlapping
+/// sets never wait for each other in a circle (see
+/// [`crate::db::Dialect::for_update`]).
+pub fn lock_many(db: &Db, ids: &[&str]) -> Result<Vec<Account>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let params: Vec<_> = ids.iter().map(|i| text(*i)).collect();
+    let lock = db.dialect().for_update();
+    let r = db.exec(&format!("SELECT * FROM accounts WHERE id IN ({marks}) ORDER BY id{lock}"), &params)?;
+    r.rows().map(|row| account_from(&row)).collect()
+}
+
 /// Sets the status of account `id`; `None` if there is no such account.
 pub fn set_status(db: &Db, id: &str, status: AccountStatus, now: Millis) -> Result<Option<Account>, StoreError> {
     db.exec("UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?", &[text(status.as_str()), int(now), text(id)])?;

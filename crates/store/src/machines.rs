@@ -45,12 +45,51 @@ pub fn load<M: Machine + Snapshot>(db: &Db, id: &str) -> Result<Option<Stored<M>
         &[text(M::KIND.as_str()), text(id)],
     )?;
     let Some(row) = r.rows().next() else { return Ok(None) };
-    let snapshot: &str = col(&row, "snapshot")?;
-    let lease = match (opt_col::<&str>(&row, "lease_owner"), opt_col::<i64>(&row, "lease_until")) {
+    stored_from(&row).map(Some)
+}
+
+fn stored_from<M: Machine + Snapshot>(row: &crate::db::Row<'_>) -> Result<Stored<M>, StoreError> {
+    let snapshot: &str = col(row, "snapshot")?;
+    let lease = match (opt_col::<&str>(row, "lease_owner"), opt_col::<i64>(row, "lease_until")) {
         (Some(owner), Some(until)) => Some(Lease { owner: owner.to_string(), until }),
         _ => None,
     };
-    Ok(Some(Stored { machine: M::from_snapshot(snapshot)?, lease }))
+    Ok(Stored { machine: M::from_snapshot(snapshot)?, lease })
+}
+
+/// How [`lock_many`] treats a machine another transaction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Wait for it (a record: the machine is this stepper's by its lease).
+    Wait,
+    /// Leave it out (a claim: another stepper is claiming or recording it).
+    Skip,
+}
+
+/// Loads machines `ids` of kind `M` for a change, in one statement, locked
+/// until the caller's transaction ends (in id order); each with its own
+/// result, so one unreadable snapshot does not fail the others. Machines
+/// that do not exist, or that another transaction holds with
+/// [`Locking::Skip`], are not in the answer.
+pub fn lock_many<M: Machine + Snapshot>(db: &Db, ids: &[String], locking: Locking) -> Result<Vec<(String, Result<Stored<M>, StoreError>)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    let lock = match locking {
+        Locking::Wait => db.dialect().for_update(),
+        Locking::Skip => db.dialect().skip_locked(),
+    };
+    for chunk in ids.chunks(400) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut params = vec![text(M::KIND.as_str())];
+        params.extend(chunk.iter().map(text));
+        let r = db.exec(
+            &format!("SELECT id, snapshot, lease_owner, lease_until FROM machines WHERE kind = ? AND id IN ({marks}) ORDER BY id{lock}"),
+            &params,
+        )?;
+        for row in r.rows() {
+            out.push((col::<&str>(&row, "id")?.to_string(), stored_from(&row)));
+        }
+    }
+    Ok(out)
 }
 
 /// Whether the machine exists.

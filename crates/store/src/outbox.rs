@@ -23,13 +23,58 @@ pub struct NewEvent<'a> {
     pub at: Millis,
 }
 
-/// Appends an event in the caller's transaction; returns its `seq`.
-pub fn append(db: &Db, e: &NewEvent<'_>) -> Result<i64, StoreError> {
-    let seq = db.scalar_i64(
-        "INSERT INTO outbox (type, subject_kind, subject_id, definition, data, at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-        &[text(e.kind), text(e.subject_kind), text(e.subject_id), opt_text(e.definition), text(e.data.to_string()), int(e.at)],
-    )?;
-    seq.ok_or_else(|| StoreError::Corrupt("an outbox insert returned no seq".into()))
+/// An event appended in an open transaction, not yet written.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    kind: String,
+    subject_kind: String,
+    subject_id: String,
+    definition: Option<String>,
+    data: String,
+    at: Millis,
+}
+
+/// Appends an event in the caller's transaction: it is written with the
+/// transaction's other events just before the transaction commits (see
+/// [`flush`]), or at once outside a transaction.
+pub fn append(db: &Db, e: &NewEvent<'_>) -> Result<(), StoreError> {
+    db.defer_event(Pending {
+        kind: e.kind.to_string(),
+        subject_kind: e.subject_kind.to_string(),
+        subject_id: e.subject_id.to_string(),
+        definition: e.definition.map(str::to_string),
+        data: e.data.to_string(),
+        at: e.at,
+    });
+    if db.in_transaction() {
+        Ok(())
+    } else {
+        flush(db)
+    }
+}
+
+/// Writes the events appended in the open transaction, in the order they
+/// were appended, in one statement, after taking the outbox's lock where the
+/// dialect needs one ([`crate::db::Dialect::outbox_lock`]): `seq` order is
+/// then commit order, and a reader that passes back the last `seq` it saw
+/// never skips an event that commits after it read.
+pub fn flush(db: &Db) -> Result<(), StoreError> {
+    let events = db.take_events();
+    if events.is_empty() {
+        return Ok(());
+    }
+    if let Some(lock) = db.dialect().outbox_lock() {
+        db.exec(lock, &[])?;
+    }
+    for chunk in events.chunks(100) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let params: Vec<_> = chunk
+            .iter()
+            .flat_map(|e| [text(&e.kind), text(&e.subject_kind), text(&e.subject_id), opt_text(e.definition.as_deref()), text(&e.data), int(e.at)])
+            .collect();
+        db.exec(&format!("INSERT INTO outbox (type, subject_kind, subject_id, definition, data, at) VALUES {rows}"), &params)?;
+    }
+    Ok(())
 }
 
 /// Up to `limit` events after `after`, optionally of one type, in `seq`

@@ -9,8 +9,9 @@
 //! mid-transaction leaves one open), so [`Postgres::open`] rolls back
 //! whatever it inherited before the store uses it, and turns notices off.
 //! A statement that answers no rows goes as a command (`execute`), one
-//! that does as a query: on Spin 4.0.2's HTTP trigger a command sent as a
-//! query never gets its answer.
+//! that does as a query, rewritten to answer at least one row (see
+//! [`at_least_one_row`]): Spin 4.0.2's HTTP trigger never answers a query
+//! that returns none.
 
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, QueryError};
 
@@ -157,7 +158,20 @@ fn value(v: DbValue) -> Result<Value, StoreError> {
 /// a command: on Spin 4.0.2 a command sent as a query never gets its answer).
 fn returns_rows(sql: &str) -> bool {
     let head = sql.trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
-    matches!(head.as_str(), "SELECT" | "VALUES") || head.starts_with("WITH") || head.starts_with("SHOW") || sql.contains("RETURNING")
+    matches!(head.as_str(), "SELECT" | "VALUES") || head.starts_with("WITH") || sql.contains("RETURNING")
+}
+
+/// `query`, rewritten to answer at least one row, with a first column that
+/// is `true` in each of the statement's own rows and NULL in the one row
+/// added when it answered none. Spin 4.0.2's HTTP trigger never answers a
+/// query that returns no rows (its `query` waits for the column list, which
+/// it sends with the first row), and the same `.wasm` must run there; the
+/// statement runs as it is, in the `WITH`, its rows in their order.
+fn at_least_one_row(query: &str) -> String {
+    format!(
+        "WITH stepwise_q AS ({query}) SELECT stepwise_r.* FROM (SELECT 1) AS stepwise_one \
+         LEFT JOIN (SELECT true AS stepwise_row, * FROM stepwise_q) AS stepwise_r ON true"
+    )
 }
 
 impl Sql for Postgres {
@@ -167,13 +181,15 @@ impl Sql for Postgres {
             self.conn.execute(&numbered(sql), &params).map_err(|e| error(&e))?;
             return Ok(QueryResult::default());
         }
-        let set = self.conn.query(&numbered(sql), &params).map_err(|e| error(&e))?;
+        let set = self.conn.query(&at_least_one_row(&numbered(sql)), &params).map_err(|e| error(&e))?;
         let rows = set
             .rows
             .into_iter()
-            .map(|row| Ok(RowResult { values: row.into_iter().map(value).collect::<Result<_, StoreError>>()? }))
+            // The row the wrapper adds when the statement answered none.
+            .filter(|row| !matches!(row.first(), Some(DbValue::DbNull)))
+            .map(|row| Ok(RowResult { values: row.into_iter().skip(1).map(value).collect::<Result<_, StoreError>>()? }))
             .collect::<Result<_, StoreError>>()?;
-        Ok(QueryResult { columns: set.columns.into_iter().map(|c| c.name).collect(), rows })
+        Ok(QueryResult { columns: set.columns.into_iter().skip(1).map(|c| c.name).collect(), rows })
     }
 
     fn dialect(&self) -> Dialect {

@@ -1,8 +1,8 @@
 //! The stepper: how every durable machine is advanced, one recorded step at a
 //! time (ARCHITECTURE "Storage rules"). A step is three moves:
 //!
-//! 1. **claim** ([`claim`]): one `BEGIN IMMEDIATE` transaction loads the
-//!    machine, checks its lease, asks it for its next step, inserts the
+//! 1. **claim** ([`claim`]): one transaction ([`Db::locking`]) loads and
+//!    locks the machine (skipping it if another stepper holds it), checks its lease, asks it for its next step, inserts the
 //!    request-log row (whose id is the request id), marks the call begun,
 //!    carries out the effects and saves the machine with a lease;
 //! 2. **call** ([`Transport::send`]): no lock held, bounded by a time-out;
@@ -29,7 +29,7 @@ use stepwise_engine::worker::Worker;
 
 use crate::db::{Db, StoreError};
 use crate::lease::{self, Lease};
-use crate::machines::{self, Due, Snapshot};
+use crate::machines::{self, Due, Locking, Snapshot, Stored};
 use crate::metrics;
 use crate::requests::{self, Formatted, NewRequest};
 
@@ -238,9 +238,8 @@ fn claim_loaded<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owne
     }))
 }
 
-/// Claims one machine inside the caller's transaction.
-fn claim_in<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owner: &str, id: &str, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
-    let Some(stored) = machines::load::<M>(db, id)? else { return Ok(None) };
+/// Claims one machine, loaded and locked, inside the caller's transaction.
+fn claim_in<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owner: &str, stored: Stored<M>, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
     if !lease::claimable(stored.lease.as_ref(), now) {
         return Ok(None);
     }
@@ -249,22 +248,37 @@ fn claim_in<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owner: &
 }
 
 /// The claim: one transaction that decides the step and takes the lease.
-/// `None` when the machine is leased by another stepper or has nothing to
-/// send now (its effects, e.g. an OTP that timed out, are saved).
+/// `None` when the machine is leased by another stepper (or being claimed by
+/// one right now) or has nothing to send now (its effects, e.g. an OTP that
+/// timed out, are saved).
 pub fn claim<M: Stepped>(db: &Db, cfg: &Config, owner: &str, id: &str, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
-    db.immediate(|db| claim_in::<M>(db, &mut requests::Ids::default(), cfg, owner, id, now))
+    let mut claims = claim_many::<M>(db, cfg, owner, &[id.to_string()], now)?;
+    match claims.pop() {
+        Some((_, c)) => c,
+        None => Ok(None),
+    }
 }
 
 /// One machine's claim in a batch: its id and what its claim came to.
 pub type ClaimResult<C> = (String, Result<Option<Claimed<C>>, StoreError>);
 
-/// Claims several machines in one transaction, each in a savepoint of its
-/// own: a machine whose claim fails (its error is in the list) leaves the
-/// others' claims standing.
+/// Claims several machines in one [`Db::locking`] transaction: the machines
+/// are loaded and locked in one statement, leaving out any that another
+/// stepper is claiming or recording at this moment ([`Locking::Skip`]), then
+/// each is claimed in a savepoint of its own: a machine whose claim fails
+/// (its error is in the list) leaves the others' claims standing. Machines
+/// left out are not in the answer.
 pub fn claim_many<M: Stepped>(db: &Db, cfg: &Config, owner: &str, ids: &[String], now: Millis) -> Result<Vec<ClaimResult<M::Call>>, StoreError> {
-    db.immediate(|db| {
+    db.locking(|db| {
         let mut rids = requests::Ids::default();
-        Ok(ids.iter().map(|id| (id.clone(), db.savepoint(|db| claim_in::<M>(db, &mut rids, cfg, owner, id, now)))).collect())
+        let loaded = machines::lock_many::<M>(db, ids, Locking::Skip)?;
+        Ok(loaded
+            .into_iter()
+            .map(|(id, stored)| {
+                let c = stored.and_then(|stored| db.savepoint(|db| claim_in::<M>(db, &mut rids, cfg, owner, stored, now)));
+                (id, c)
+            })
+            .collect())
     })
 }
 
@@ -297,12 +311,13 @@ fn record_in<M: Stepped>(
     owner: &str,
     c: &Claimed<M::Call>,
     r: &CallResult,
+    stored: Option<Stored<M>>,
     now: Millis,
     claim_next: bool,
     metrics: &mut metrics::Batch,
 ) -> Result<RecordOutcome<M::Call>, StoreError> {
     let stale = RecordOutcome { recorded: Recorded::Stale, next: None };
-    let Some(stored) = machines::load::<M>(db, &c.id)? else { return Ok(stale) };
+    let Some(stored) = stored else { return Ok(stale) };
     if !stored.lease.as_ref().is_some_and(|l| l.is_owned_by(owner)) {
         return Ok(stale);
     }
@@ -352,32 +367,24 @@ fn record_in<M: Stepped>(
 /// The record: the answer judged and fed to the machine, the lease released,
 /// in one transaction. A record whose lease another stepper has taken over
 /// is [`Recorded::Stale`] and changes nothing.
-pub fn record<M: Stepped>(db: &Db, owner: &str, c: &Claimed<M::Call>, r: &CallResult, now: Millis, record_us: i64) -> Result<Recorded, StoreError> {
-    let cfg = Config {
-        upstream_url: String::new(),
-        services: Default::default(),
-        midtrans_server_key: String::new(),
-        timeout_ms: 0,
-        batch: 1,
-        concurrency: 1,
-        budget_ms: 0,
-    };
+pub fn record<M: Stepped>(db: &Db, cfg: &Config, owner: &str, c: &Claimed<M::Call>, r: &CallResult, now: Millis, record_us: i64) -> Result<Recorded, StoreError> {
     let c2 = Claimed { claim_us: c.claim_us + record_us, ..c.clone() };
-    db.immediate(|db| {
-        let mut batch = metrics::Batch::default();
-        let out = record_in::<M>(db, &mut requests::Ids::default(), &cfg, owner, &c2, r, now, false, &mut batch)?;
-        batch.flush(db)?;
-        Ok(out.recorded)
-    })
+    let mut out = record_many::<M>(db, cfg, owner, &[(c2, r.clone())], now, false)?;
+    match out.pop() {
+        Some(o) => Ok(o?.recorded),
+        None => Ok(Recorded::Stale),
+    }
 }
 
 /// One machine's record in a batch.
 pub type RecordResult<C> = Result<RecordOutcome<C>, StoreError>;
 
-/// Records several answers in one transaction, each machine in a savepoint
-/// of its own, and with `claim_next` claims the next step of every machine
-/// that is due again at once. Metrics are gathered over the batch and
-/// written once, in the same transaction.
+/// Records several answers in one [`Db::locking`] transaction (the machines
+/// loaded and locked in one statement, waiting for any that an operator's
+/// change holds), each machine in a savepoint of its own, and with
+/// `claim_next` claims the next step of every machine that is due again at
+/// once. Metrics are gathered over the batch and written once, in the same
+/// transaction.
 pub fn record_many<M: Stepped>(
     db: &Db,
     cfg: &Config,
@@ -386,14 +393,18 @@ pub fn record_many<M: Stepped>(
     now: Millis,
     claim_next: bool,
 ) -> Result<Vec<RecordResult<M::Call>>, StoreError> {
-    db.immediate(|db| {
+    let machine_ids: Vec<String> = answers.iter().map(|(c, _)| c.id.clone()).collect();
+    db.locking(|db| {
+        let mut loaded: std::collections::HashMap<String, Result<Stored<M>, StoreError>> =
+            machines::lock_many::<M>(db, &machine_ids, Locking::Wait)?.into_iter().collect();
         let mut ids = requests::Ids::default();
         let mut batch = metrics::Batch::default();
         let out = answers
             .iter()
             .map(|(c, r)| {
+                let stored = loaded.remove(&c.id).transpose()?;
                 let mut mine = metrics::Batch::default();
-                let o = db.savepoint(|db| record_in::<M>(db, &mut ids, cfg, owner, c, r, now, claim_next, &mut mine));
+                let o = db.savepoint(|db| record_in::<M>(db, &mut ids, cfg, owner, c, r, stored, now, claim_next, &mut mine));
                 if o.is_ok() {
                     batch.merge(mine);
                 }

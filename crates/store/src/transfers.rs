@@ -80,7 +80,7 @@ pub enum Accepted {
 }
 
 /// Accepts `req` under idempotency key `key` at `now`, in the caller's
-/// `BEGIN IMMEDIATE` transaction: the key, the pre-checks, the hold, the
+/// [`Db::locking`] transaction (the two accounts are locked, in id order): the key, the pre-checks, the hold, the
 /// transfer row and the key remembered. A refusal writes nothing.
 pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<Accepted, StoreError> {
     let fingerprint = req.fingerprint();
@@ -93,7 +93,7 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
         Seen::Different => return Ok(Accepted::KeyReused),
         Seen::New => {}
     }
-    let accounts = ledger::load_many(db, &[&req.from, &req.to])?;
+    let accounts = ledger::lock_many(db, &[&req.from, &req.to])?;
     let mut from = accounts.iter().find(|a| a.id() == req.from).cloned();
     let to = accounts.iter().find(|a| a.id() == req.to);
     if let Err(refusal) = transfer::accept(req, from.as_mut(), to) {
@@ -222,16 +222,18 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
 }
 
 /// Executes up to `limit` processing transfers, oldest first, in one
-/// `BEGIN IMMEDIATE` transaction at the time `clock` gives once the
+/// [`Db::locking`] transaction (transfers another replica is executing are
+/// skipped, the accounts locked in id order) at the time `clock` gives once the
 /// transaction holds the write lock (so no transfer it sees was accepted
 /// after it): each in a savepoint (all or nothing: its
 /// journal, its state, its event), the accounts' balances and holds written
 /// once at the end, the metrics with them. A transfer whose writes fail is
 /// logged and left processing; the others go on.
 pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Executed, StoreError> {
-    db.immediate(|db| {
+    db.locking(|db| {
         let now = clock();
-        let r = db.exec("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?", &[int(limit.into())])?;
+        let lock = db.dialect().skip_locked();
+        let r = db.exec(&format!("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?{lock}"), &[int(limit.into())])?;
         let due: Vec<Transfer> = r.rows().map(|row| transfer_from(&row)).collect::<Result<_, _>>()?;
         let mut done = Executed { due: due.len() as u32, ..Executed::default() };
         if due.is_empty() {
@@ -242,7 +244,7 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
         ids.dedup();
         let mut accounts: HashMap<String, Account> = HashMap::new();
         for chunk in ids.chunks(400) {
-            for a in ledger::load_many(db, chunk)? {
+            for a in ledger::lock_many(db, chunk)? {
                 accounts.insert(a.id().to_string(), a);
             }
         }

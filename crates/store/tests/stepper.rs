@@ -141,7 +141,7 @@ on_both!(claim_call_record_writes_the_log_row_first_and_releases_the_lease, |pla
     assert_eq!(stored.lease.as_ref().map(|l| l.until), Some(T0 + lease_ms(1000)));
     assert_eq!(stored.machine.phase(), Phase::InFlight);
 
-    let r = stepper::record::<Worker>(&db, "A", &c, &sukses(&c.outbound), T0 + 5, 0).unwrap();
+    let r = stepper::record::<Worker>(&db, &cfg(), "A", &c, &sukses(&c.outbound), T0 + 5, 0).unwrap();
     assert!(matches!(r, Recorded::Done { ref response_code, next_due: None } if response_code == "SUKSES"), "{r:?}");
     let stored = workers::load(&db, "b-1").unwrap().unwrap();
     assert!(stored.lease.is_none(), "released");
@@ -161,12 +161,12 @@ on_both!(a_lost_answer_is_resent_with_the_same_request_id_after_the_lease_and_th
     assert_eq!(b.outbound, a.outbound, "the same request, byte for byte");
     assert_eq!(requests::count(&db).unwrap(), 1, "no second row for the resend");
     // A comes back late: its record is discarded and changes nothing.
-    assert_eq!(stepper::record::<Worker>(&db, "A", &a, &sukses(&a.outbound), T0 + lease_ms(1000) + 1, 0).unwrap(), Recorded::Stale);
+    assert_eq!(stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), T0 + lease_ms(1000) + 1, 0).unwrap(), Recorded::Stale);
     assert_eq!(worker(&db, "b-1").phase(), Phase::InFlight);
-    assert!(matches!(stepper::record::<Worker>(&db, "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 2, 0).unwrap(), Recorded::Done { .. }));
+    assert!(matches!(stepper::record::<Worker>(&db, &cfg(), "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 2, 0).unwrap(), Recorded::Done { .. }));
     let w = worker(&db, "b-1");
     assert_eq!((w.counts.iterations, w.counts.successes), (1, 1), "recorded once");
-    assert_eq!(stepper::record::<Worker>(&db, "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 3, 0).unwrap(), Recorded::Stale, "twice is stale");
+    assert_eq!(stepper::record::<Worker>(&db, &cfg(), "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 3, 0).unwrap(), Recorded::Stale, "twice is stale");
 });
 
 on_both!(a_record_delayed_past_the_call_timeout_and_two_busy_timeouts_still_lands, |place: &Place| {
@@ -175,7 +175,7 @@ on_both!(a_record_delayed_past_the_call_timeout_and_two_busy_timeouts_still_land
     let a = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().unwrap();
     let late = T0 + 1000 + 2 * 5000 + 1;
     assert!(stepper::claim::<Worker>(&db, &cfg(), "B", "b-1", late).unwrap().is_none(), "still leased");
-    assert!(matches!(stepper::record::<Worker>(&db, "A", &a, &sukses(&a.outbound), late, 0).unwrap(), Recorded::Done { .. }));
+    assert!(matches!(stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), late, 0).unwrap(), Recorded::Done { .. }));
 });
 
 on_both!(two_steppers_on_two_connections_race_for_one_machine_and_one_wins, |place: &Place| {
@@ -204,7 +204,7 @@ on_both!(a_stop_during_the_call_is_seen_by_the_record, |place: &Place| {
     let s = workers::load(&db, "b-1").unwrap().unwrap();
     assert_eq!(s.machine.state(), State::Stopping);
     assert!(s.lease.is_some(), "the lease is kept while the call is in flight");
-    assert!(matches!(stepper::record::<Worker>(&db, "A", &a, &sukses(&a.outbound), T0 + 2, 0).unwrap(), Recorded::Done { .. }));
+    assert!(matches!(stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), T0 + 2, 0).unwrap(), Recorded::Done { .. }));
     assert_eq!(worker(&db, "b-1").state(), State::Stopped);
     assert!(stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0 + 3).unwrap().is_none(), "no /start after the stop");
 });

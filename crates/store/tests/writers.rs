@@ -1,0 +1,133 @@
+//! What holds between writers that do not exclude each other: PostgreSQL's
+//! transactions from several connections (replicas), natively against a
+//! throwaway server. Each test interleaves two connections by hand (or
+//! races threads) at the point where a store that relied on SQLite's single
+//! writer would go wrong.
+
+use std::sync::{Arc, Barrier};
+
+use stepwise_engine::ledger::AccountSpec;
+use stepwise_engine::policy::Policy;
+use stepwise_engine::transfer::TransferRequest;
+use stepwise_engine::worker::Worker;
+use stepwise_store::native::NativePg;
+use stepwise_store::outbox::{self, NewEvent};
+use stepwise_store::stepper::{self, Config};
+use stepwise_store::transfers::{self, Accepted};
+use stepwise_store::{effects, ledger, Db};
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn connect(pg: &stepwise_e2e::services::Postgres) -> Db {
+    Db::on(Box::new(NativePg::connect(&pg.url()).unwrap())).unwrap()
+}
+
+fn cfg() -> Config {
+    Config {
+        upstream_url: "http://up.test".into(),
+        services: Default::default(),
+        midtrans_server_key: String::new(),
+        timeout_ms: 1000,
+        batch: 100,
+        concurrency: 8,
+        budget_ms: 900,
+    }
+}
+
+fn event(db: &Db, subject: &str) {
+    let data = serde_json::json!({});
+    outbox::append(db, &NewEvent { kind: "committed", subject_kind: "saga", subject_id: subject, definition: None, data: &data, at: NOW }).unwrap();
+}
+
+/// A transaction that appended first but commits last gets the larger `seq`:
+/// a reader that saw the other's event and passes its `seq` back still
+/// gets this one.
+#[test]
+fn outbox_seq_order_is_commit_order() {
+    let pg = stepwise_e2e::services::Postgres::start();
+    let (first, second) = (connect(&pg), connect(&pg));
+    first
+        .immediate(|db| {
+            event(db, "appended-first");
+            second.immediate(|db| {
+                event(db, "committed-first");
+                Ok::<_, stepwise_store::StoreError>(())
+            })?;
+            // A reader between the two commits.
+            let (seen, _) = outbox::page(&second, 0, None, 10)?;
+            assert_eq!(seen.len(), 1);
+            assert_eq!(seen[0]["subject_id"], "committed-first");
+            Ok::<_, stepwise_store::StoreError>(())
+        })
+        .unwrap();
+    let (after, _) = outbox::page(&second, 0, None, 10).unwrap();
+    let order: Vec<(&str, i64)> = after.iter().map(|e| (e["subject_id"].as_str().unwrap(), e["seq"].as_i64().unwrap())).collect();
+    assert_eq!(order.iter().map(|(s, _)| *s).collect::<Vec<_>>(), ["committed-first", "appended-first"], "{order:?}");
+    let (later, _) = outbox::page(&second, order[0].1, None, 10).unwrap();
+    assert_eq!(later.len(), 1, "after the first commit's seq the second's event is there: {later:?}");
+}
+
+/// A claim leaves out a machine another stepper holds (claiming or
+/// recording it) instead of waiting for it, and takes the others.
+#[test]
+fn a_claim_skips_machines_another_transaction_holds() {
+    let pg = stepwise_e2e::services::Postgres::start();
+    let (a, b) = (connect(&pg), connect(&pg));
+    let policy = Policy { max_iterations: Some(1), interval_ms: 0, ..Policy::default() };
+    for id in ["m-1", "m-2"] {
+        let mut w = Worker::new(id, policy.clone(), NOW);
+        a.immediate(|db| effects::apply_and_save(db, &mut w, None, NOW)).unwrap();
+    }
+    // If the claim waited for the held row, this fails instead of hanging.
+    b.exec("SET lock_timeout = '3s'", &[]).unwrap();
+    let ids = vec!["m-1".to_string(), "m-2".to_string()];
+    a.locking(|db| {
+        let held = stepwise_store::machines::lock_many::<Worker>(db, &ids[..1], stepwise_store::machines::Locking::Wait)?;
+        assert_eq!(held.len(), 1);
+        let claims = stepper::claim_many::<Worker>(&b, &cfg(), "B", &ids, NOW).unwrap();
+        let claimed: Vec<&str> = claims.iter().filter(|(_, c)| matches!(c, Ok(Some(_)))).map(|(id, _)| id.as_str()).collect();
+        assert_eq!(claimed, ["m-2"], "m-1 is held: left out, not waited for");
+        Ok::<_, stepwise_store::StoreError>(())
+    })
+    .unwrap();
+    let c = stepper::claim::<Worker>(&b, &cfg(), "B", "m-1", NOW).unwrap();
+    assert!(c.is_some(), "free again once the other transaction ended");
+}
+
+/// Eight requests with one idempotency key at once, each on its own
+/// connection: one transfer, one hold, and every answer names it.
+#[test]
+fn one_key_sent_eight_times_at_once_makes_one_transfer() {
+    let pg = stepwise_e2e::services::Postgres::start();
+    let setup = connect(&pg);
+    for (id, neg) in [("bank", true), ("ani", false)] {
+        let spec = AccountSpec { id: id.into(), currency: "IDR".into(), allow_negative: neg, name: None };
+        setup.immediate(|db| ledger::create(db, spec.clone(), NOW)).unwrap();
+    }
+    let req = TransferRequest { from: "bank".into(), to: "ani".into(), amount: 500, currency: "IDR".into(), description: None };
+    let barrier = Arc::new(Barrier::new(8));
+    let answers: Vec<Accepted> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (barrier, req, pg) = (barrier.clone(), &req, &pg);
+                s.spawn(move || {
+                    let db = connect(pg);
+                    barrier.wait();
+                    db.locking(|db| transfers::accept(db, "same-key", req, NOW)).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ids: Vec<u64> = answers
+        .iter()
+        .map(|a| match a {
+            Accepted::New(t) | Accepted::Repeat(t) => t.id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(answers.iter().filter(|a| matches!(a, Accepted::New(_))).count(), 1, "{answers:?}");
+    assert!(ids.iter().all(|id| *id == ids[0]), "every answer names the one transfer: {ids:?}");
+    assert_eq!(setup.scalar_i64("SELECT count(*) FROM transfers", &[]).unwrap(), Some(1));
+    assert_eq!(ledger::load(&setup, "bank").unwrap().unwrap().held, 500, "held once");
+}
