@@ -59,8 +59,10 @@ ensure_services() {
   local missing=()
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  # `ip netns` for the replicas in network namespaces (tests/e2e/replicas.rs).
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   [ "${#missing[@]}" -eq 0 ] && return 0
-  log "installing ${missing[*]} (Debian packages) for the runner's service tests"
+  log "installing ${missing[*]} (Debian packages) for the service and replica tests"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   # Keep the packages' services from starting during the installation.

@@ -11,36 +11,19 @@
 //! schedule that does not come due (`ledger::NEVER`), so the tick does not
 //! run at all, and restart it on the same state dir with the usual one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stepwise_e2e::app::{self, App};
-use stepwise_e2e::ledger::{self, body, int};
+use stepwise_e2e::ledger::{self, body, code_of, int, wait_all_final};
 use stepwise_e2e::{json, poll_until, request, Answer, Value};
 
 const IDR: &str = "IDR";
 
-fn code_of(t: &Value) -> String {
-    t["receipt_code"].as_str().unwrap_or_else(|| panic!("no receipt_code: {t}")).to_string()
-}
-
 /// The app with the tick not running: transfers are accepted, not executed.
 fn app_without_tick() -> App {
     App::with(app::config().cron_expression(ledger::NEVER))
-}
-
-/// Waits until no transfer is `processing` or `executing`.
-fn wait_all_final(app: &App, within: Duration) {
-    poll_until(within, "every transfer final", || {
-        let busy = ["processing", "executing"].iter().any(|s| {
-            let a = app.api("GET", &format!("/api/transfers?status={s}&limit=1"), None);
-            assert_eq!(a.status, 200, "{}", a.body);
-            !a.json()["transfers"].as_array().unwrap().is_empty()
-        });
-        (!busy).then_some(())
-    });
 }
 
 /// What a refused request must leave alone: every account (balance, held,
@@ -361,86 +344,7 @@ fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well
 #[test]
 fn sixteen_clients_sending_1600_random_transfers_among_20_accounts_every_accepted_one_completes_and_money_is_conserved() {
     let app = App::start();
-    let users: Vec<String> = (0..19).map(|i| format!("u{i:02}")).collect();
-    let mut ids = vec!["bank".to_string()];
-    ids.extend(users.iter().cloned());
-    ledger::account_created(&app, "bank", IDR, true);
-    for u in &users {
-        ledger::account_created(&app, u, IDR, false);
-        ledger::completed(&app, &format!("fund-{u}"), &body("bank", u, 3_000, IDR));
-    }
-
-    let done = AtomicBool::new(false);
-    let samples = AtomicUsize::new(0);
-    let accepted: Mutex<Vec<(String, Value)>> = Mutex::new(Vec::new());
-    let refused = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        // Meanwhile nobody's available balance ever goes below zero.
-        let monitor = s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                for u in &users {
-                    let a = ledger::account(&app, u);
-                    assert!(int(&a, "balance") >= 0 && int(&a, "available") >= 0, "{u} below zero: {a}");
-                }
-                samples.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let clients: Vec<_> = (0..16u64)
-            .map(|c| {
-                let (ids, accepted, refused, app) = (&ids, &accepted, &refused, &app);
-                s.spawn(move || {
-                    // Seeded: the same transfers on every run.
-                    let mut rng = fastrand::Rng::with_seed(1000 + c);
-                    for i in 0..100 {
-                        let from = rng.usize(..20);
-                        let to = (from + 1 + rng.usize(..19)) % 20;
-                        let b = body(&ids[from], &ids[to], rng.u64(1..=2_000), IDR);
-                        let a = ledger::post(app, &format!("c{c}-{i}"), &b);
-                        match (a.status, ledger::error_code(&a).as_str()) {
-                            (202, _) => accepted.lock().unwrap().push((code_of(&a.json()), b)),
-                            (422, "insufficient_balance") => {
-                                refused.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => panic!("{b}: {} {}", a.status, a.body),
-                        }
-                    }
-                })
-            })
-            .collect();
-        // A client that failed stops the monitor too, so the test ends with its message.
-        let failed: Vec<_> = clients.into_iter().map(|c| c.join()).filter_map(Result::err).collect();
-        if failed.is_empty() {
-            wait_all_final(&app, Duration::from_secs(120));
-        }
-        done.store(true, Ordering::Relaxed);
-        monitor.join().unwrap();
-        if let Some(panic) = failed.into_iter().next() {
-            std::panic::resume_unwind(panic);
-        }
-    });
-    let accepted = accepted.into_inner().unwrap();
-    let refused = refused.into_inner();
-    eprintln!("1,600 transfers: {} accepted, {refused} refused for insufficient balance; {} balance samples", accepted.len(), samples.into_inner());
-    assert_eq!(accepted.len() + refused, 1_600);
-    assert!(accepted.len() >= 800, "most are accepted: {}", accepted.len());
-
-    let (all, _) = ledger::check_ledger(&app);
-    let by_code: HashMap<&str, &Value> = all.iter().map(|t| (t["receipt_code"].as_str().unwrap(), t)).collect();
-    assert_eq!(by_code.len(), all.len(), "receipt codes are unique");
-    assert_eq!(all.len(), 19 + accepted.len(), "the fundings and every accepted transfer, no refused one");
-    for (code, b) in &accepted {
-        let t = by_code.get(code.as_str()).unwrap_or_else(|| panic!("{code} is not listed"));
-        assert_eq!(t["status"], "completed", "every accepted transfer completes: {t}");
-        assert_eq!((&t["from"], &t["to"], &t["amount"]), (&b["from"], &b["to"], &b["amount"]), "{t}");
-    }
-    let evs = ledger::events(&app, "transfer.completed");
-    let mut per: HashMap<&str, usize> = HashMap::new();
-    for e in &evs {
-        *per.entry(e["receipt_code"].as_str().unwrap()).or_default() += 1;
-    }
-    assert_eq!(per.len(), all.len(), "a transfer.completed for each");
-    assert!(per.values().all(|n| *n == 1), "each once");
-    assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="completed"}"#), Some(all.len() as f64));
+    ledger::sixteen_clients_1600_random_transfers(&[&app]);
 }
 
 /// `n` transfers from the bank to users u0..u9, accepted (from 4 clients);

@@ -138,6 +138,13 @@ impl App {
         panic!("runner did not start: {last}")
     }
 
+    /// An app made of a runner started by hand (e.g. a replica in a
+    /// network namespace), the sandbox it calls and the PostgreSQL it keeps
+    /// its state in.
+    pub fn from_parts(runner: Runner, sandbox: Arc<Runner>, postgres: Option<Arc<crate::services::Postgres>>) -> App {
+        App { runner, sandbox, changes: Mutex::default(), postgres }
+    }
+
     /// Starts Stepwise with `cfg` calling `other`'s sandbox (e.g. a second
     /// runner on the same state).
     pub fn beside(cfg: RunnerConfig, other: &App) -> App {

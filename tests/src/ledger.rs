@@ -4,6 +4,8 @@
 //! reading every page of a list, and checking the ledger against itself.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -293,3 +295,110 @@ pub fn check_ledger(app: &App) -> (Vec<Value>, BTreeMap<String, Value>) {
     assert_eq!(total, 0, "money is conserved");
     (all, by_id)
 }
+
+/// A transfer's receipt code.
+pub fn code_of(t: &Value) -> String {
+    t["receipt_code"].as_str().unwrap_or_else(|| panic!("no receipt_code: {t}")).to_string()
+}
+
+/// Waits until no transfer is `processing` or `executing`.
+pub fn wait_all_final(app: &App, within: Duration) {
+    poll_until(within, "every transfer final", || {
+        let busy = ["processing", "executing"].iter().any(|s| {
+            let a = app.api("GET", &format!("/api/transfers?status={s}&limit=1"), None);
+            assert_eq!(a.status, 200, "{}", a.body);
+            !a.json()["transfers"].as_array().unwrap().is_empty()
+        });
+        (!busy).then_some(())
+    });
+}
+
+/// Sixteen clients send 1,600 seeded random transfers among 20 accounts
+/// (a bank and 19 funded users), spread over `apps` (replicas sharing one
+/// database, or one app): meanwhile no balance goes below zero; then every
+/// accepted transfer completes once, with its one event, and the ledger
+/// balances (money is conserved).
+pub fn sixteen_clients_1600_random_transfers(apps: &[&App]) {
+    let app = apps[0];
+    let users: Vec<String> = (0..19).map(|i| format!("u{i:02}")).collect();
+    let mut ids = vec!["bank".to_string()];
+    ids.extend(users.iter().cloned());
+    account_created(app, "bank", "IDR", true);
+    for u in &users {
+        account_created(app, u, "IDR", false);
+        completed(app, &format!("fund-{u}"), &body("bank", u, 3_000, "IDR"));
+    }
+
+    let done = AtomicBool::new(false);
+    let samples = AtomicUsize::new(0);
+    let accepted: Mutex<Vec<(String, Value)>> = Mutex::new(Vec::new());
+    let refused = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        // Meanwhile nobody's available balance ever goes below zero.
+        let monitor = s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                for u in &users {
+                    let a = account(app, u);
+                    assert!(int(&a, "balance") >= 0 && int(&a, "available") >= 0, "{u} below zero: {a}");
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let clients: Vec<_> = (0..16u64)
+            .map(|c| {
+                let (ids, accepted, refused, app) = (&ids, &accepted, &refused, apps[c as usize % apps.len()]);
+                s.spawn(move || {
+                    // Seeded: the same transfers on every run.
+                    let mut rng = fastrand::Rng::with_seed(1000 + c);
+                    for i in 0..100 {
+                        let from = rng.usize(..20);
+                        let to = (from + 1 + rng.usize(..19)) % 20;
+                        let b = body(&ids[from], &ids[to], rng.u64(1..=2_000), "IDR");
+                        let a = post(app, &format!("c{c}-{i}"), &b);
+                        match (a.status, error_code(&a).as_str()) {
+                            (202, _) => accepted.lock().unwrap().push((code_of(&a.json()), b)),
+                            (422, "insufficient_balance") => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => panic!("{b}: {} {}", a.status, a.body),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // A client that failed stops the monitor too, so the test ends with its message.
+        let failed: Vec<_> = clients.into_iter().map(|c| c.join()).filter_map(Result::err).collect();
+        if failed.is_empty() {
+            wait_all_final(app, Duration::from_secs(120));
+        }
+        done.store(true, Ordering::Relaxed);
+        monitor.join().unwrap();
+        if let Some(panic) = failed.into_iter().next() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    let accepted = accepted.into_inner().unwrap();
+    let refused = refused.into_inner();
+    eprintln!("1,600 transfers: {} accepted, {refused} refused for insufficient balance; {} balance samples", accepted.len(), samples.into_inner());
+    assert_eq!(accepted.len() + refused, 1_600);
+    assert!(accepted.len() >= 800, "most are accepted: {}", accepted.len());
+
+    let (all, _) = check_ledger(app);
+    let by_code: HashMap<&str, &Value> = all.iter().map(|t| (t["receipt_code"].as_str().unwrap(), t)).collect();
+    assert_eq!(by_code.len(), all.len(), "receipt codes are unique");
+    assert_eq!(all.len(), 19 + accepted.len(), "the fundings and every accepted transfer, no refused one");
+    for (code, b) in &accepted {
+        let t = by_code.get(code.as_str()).unwrap_or_else(|| panic!("{code} is not listed"));
+        assert_eq!(t["status"], "completed", "every accepted transfer completes: {t}");
+        assert_eq!((&t["from"], &t["to"], &t["amount"]), (&b["from"], &b["to"], &b["amount"]), "{t}");
+    }
+    let evs = events(app, "transfer.completed");
+    let mut per: HashMap<&str, usize> = HashMap::new();
+    for e in &evs {
+        *per.entry(e["receipt_code"].as_str().unwrap()).or_default() += 1;
+    }
+    assert_eq!(per.len(), all.len(), "a transfer.completed for each");
+    assert!(per.values().all(|n| *n == 1), "each once");
+    assert_eq!(metric(app, r#"stepwise_transfers{status="completed"}"#), Some(all.len() as f64));
+}
+

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod app;
 pub mod ledger;
+pub mod netns;
 pub mod plain_services;
 pub mod plain_upstream;
 pub mod scenarios;
@@ -104,6 +105,8 @@ pub struct RunnerConfig {
     runtime_config: Option<String>,
     port: Option<u16>,
     cron_expression: Option<String>,
+    listen_host: Option<String>,
+    netns: Option<String>,
 }
 
 impl RunnerConfig {
@@ -121,6 +124,8 @@ impl RunnerConfig {
             runtime_config: None,
             port: None,
             cron_expression: None,
+            listen_host: None,
+            netns: None,
         }
     }
 
@@ -248,6 +253,19 @@ impl RunnerConfig {
         self
     }
 
+    /// Listens on `host` instead of 127.0.0.1 (the runner only).
+    pub fn listen_host(mut self, host: &str) -> Self {
+        self.listen_host = Some(host.to_string());
+        self
+    }
+
+    /// Runs in network namespace `name` (`ip netns exec`; the runner only;
+    /// see [`netns::Host`]).
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_string());
+        self
+    }
+
     /// Listens on this port of 127.0.0.1 instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -317,18 +335,27 @@ impl RunnerConfig {
             None if self.needs_addr() => free_port(),
             None => 0,
         };
-        let env = self.resolved_env(&format!("127.0.0.1:{port}"));
+        let host = self.listen_host.as_deref().unwrap_or("127.0.0.1");
+        let env = self.resolved_env(&format!("{host}:{port}"));
         let log_dir = tempfile::tempdir().expect("temp dir");
         let log_path = log_dir.path().join("stderr.log");
         let log = File::create(&log_path).expect("log file");
         let cache = self.cache_dir.clone().unwrap_or_else(|| project_root().join("target/e2e-cache"));
-        let mut cmd = Command::new(runner_binary());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                // `ip netns exec` runs the runner in its place (same pid).
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(runner_binary());
+                c
+            }
+            None => Command::new(runner_binary()),
+        };
         cmd.current_dir(project_root())
             .arg("up")
             .arg("--manifest")
             .arg(&manifest)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("{host}:{port}"))
             .arg("--state-dir")
             .arg(&state_dir)
             .arg("--cache-dir")

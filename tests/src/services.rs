@@ -52,12 +52,13 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// Starts the cluster whose data is in `dir/data` on `port` of 127.0.0.1.
-fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) -> Result<(), String> {
+/// Starts the cluster whose data is in `dir/data` on `port` of `listen`
+/// (comma-separated addresses).
+fn pg_ctl_start(bin: &Path, dir: &Path, listen: &str, port: u16) -> Result<(), String> {
     let log = dir.join("log").to_string_lossy().into_owned();
     let data = dir.join("data").to_string_lossy().into_owned();
     let opts = format!(
-        "-k {} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        "-k {} -c listen_addresses={listen} -p {port} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
         dir.display()
     );
     let o = pg_tool(bin, "pg_ctl", &["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
@@ -72,13 +73,23 @@ fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) -> Result<(), String> {
 pub struct Postgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// The addresses it listens on (127.0.0.1 first).
+    listen: String,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
 
 impl Postgres {
-    /// initdb and start on a free port (tried again on another port if that one was taken meanwhile).
+    /// initdb and start on a free port of 127.0.0.1 (tried again on another
+    /// port if that one was taken meanwhile).
     pub fn start() -> Postgres {
+        Postgres::start_listening(&[])
+    }
+
+    /// [`Postgres::start`], listening on `extra` addresses of this host too
+    /// (e.g. the host's end of a network namespace's veth pair), which are
+    /// let in without a password as 127.0.0.1 is (`samenet`).
+    pub fn start_listening(extra: &[&str]) -> Postgres {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("temp dir");
         if is_root() {
@@ -89,11 +100,17 @@ impl Postgres {
         let data_s = data.to_string_lossy().into_owned();
         let o = pg_tool(&bin, "initdb", &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"]);
         assert!(o.status.success(), "initdb: {}", text(&o));
+        let listen = std::iter::once("127.0.0.1").chain(extra.iter().copied()).collect::<Vec<_>>().join(",");
+        if !extra.is_empty() {
+            let hba = data.join("pg_hba.conf");
+            let mut f = std::fs::OpenOptions::new().append(true).open(&hba).expect("pg_hba.conf");
+            writeln!(f, "host all all samenet trust").expect("pg_hba.conf");
+        }
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
-            match pg_ctl_start(&bin, dir.path(), port) {
-                Ok(()) => return Postgres { bin, dir, port },
+            match pg_ctl_start(&bin, dir.path(), &listen, port) {
+                Ok(()) => return Postgres { bin, dir, listen, port },
                 Err(e) => last = e,
             }
         }
@@ -115,7 +132,7 @@ impl Postgres {
 
     /// Starts it again on the same port, with the same data.
     pub fn restart(&self) {
-        pg_ctl_start(&self.bin, self.dir.path(), self.port).unwrap_or_else(|e| panic!("PostgreSQL did not start again: {e}"));
+        pg_ctl_start(&self.bin, self.dir.path(), &self.listen, self.port).unwrap_or_else(|e| panic!("PostgreSQL did not start again: {e}"));
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable`.
@@ -126,6 +143,16 @@ impl Postgres {
     /// `postgres://127.0.0.1:PORT` (for `allowed_outbound_hosts`).
     pub fn origin(&self) -> String {
         format!("postgres://127.0.0.1:{}", self.port)
+    }
+
+    /// [`Postgres::url`] at another of its addresses ([`Postgres::start_listening`]).
+    pub fn url_at(&self, host: &str) -> String {
+        format!("postgres://postgres@{host}:{}/postgres?sslmode=disable", self.port)
+    }
+
+    /// [`Postgres::origin`] at another of its addresses.
+    pub fn origin_at(&self, host: &str) -> String {
+        format!("postgres://{host}:{}", self.port)
     }
 
     /// Runs SQL with psql (unaligned, tuples only) and returns its output; panics on an error.
@@ -157,9 +184,17 @@ pub struct Redis {
 impl Redis {
     /// Starts `redis-server` on a free port and waits until it answers PING.
     pub fn start() -> Redis {
+        Redis::start_listening(&[])
+    }
+
+    /// [`Redis::start`], listening on `extra` addresses of this host too.
+    pub fn start_listening(extra: &[&str]) -> Redis {
         let port = free_port();
+        let mut bind = vec!["127.0.0.1"];
+        bind.extend(extra);
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--protected-mode", "no", "--bind"])
+            .args(&bind)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -178,6 +213,11 @@ impl Redis {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// [`Redis::url`] at another of its addresses ([`Redis::start_listening`]).
+    pub fn url_at(&self, host: &str) -> String {
+        format!("redis://{host}:{}", self.port)
     }
 
     /// Sends one command over a new TCP connection and returns the reply

@@ -224,14 +224,13 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
 /// Executes up to `limit` processing transfers, oldest first, in one
 /// [`Db::locking`] transaction (transfers another replica is executing are
 /// skipped, the accounts locked in id order) at the time `clock` gives once the
-/// transaction holds the write lock (so no transfer it sees was accepted
-/// after it): each in a savepoint (all or nothing: its
+/// transaction holds its accounts (so no transfer it sees was accepted after
+/// it, and an account's lines are posted at times in their order): each in a savepoint (all or nothing: its
 /// journal, its state, its event), the accounts' balances and holds written
 /// once at the end, the metrics with them. A transfer whose writes fail is
 /// logged and left processing; the others go on.
 pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Executed, StoreError> {
     db.locking(|db| {
-        let now = clock();
         let lock = db.dialect().skip_locked();
         let r = db.exec(&format!("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?{lock}"), &[int(limit.into())])?;
         let due: Vec<Transfer> = r.rows().map(|row| transfer_from(&row)).collect::<Result<_, _>>()?;
@@ -248,6 +247,9 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
                 accounts.insert(a.id().to_string(), a);
             }
         }
+        // Read once the accounts are locked: a batch that waited for
+        // another's accounts posts after it, and so at a later time.
+        let now = clock();
         // Accounts to write back once, in id order.
         let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut batch = metrics::Batch::default();
