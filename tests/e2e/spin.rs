@@ -25,8 +25,9 @@ fn assert_clean(app: &App) {
     // A tick's own line comes at the end of its run, after its steps' lines.
     poll_until(Duration::from_secs(10), "a tick's log line", || app.runner.logs().contains("\"event\":\"tick\"").then_some(()));
     if app.postgres.is_some() {
-        // The steps were kept in PostgreSQL, not in a SQLite file beside it.
-        assert!(app.scalar("SELECT count(*) FROM request_log") > 0, "no request log rows in PostgreSQL");
+        // The changes were kept in PostgreSQL (each is audited there), not
+        // in a SQLite file beside it.
+        assert!(app.scalar("SELECT count(*) FROM audit_log") > 0, "no audit entries in PostgreSQL");
         assert!(!app.runner.state_dir.join("sqlite_db.db").exists(), "Spin opened its SQLite database");
     }
     let logs = app.runner.logs();
