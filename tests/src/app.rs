@@ -122,7 +122,13 @@ impl App {
     /// advance (so the sandbox can notify its webhook) and every service
     /// `cfg` does not set pointed at the sandbox.
     pub fn with(cfg: RunnerConfig) -> App {
-        let postgres = (Database::from_env() == Database::Postgres).then(|| Arc::new(crate::services::Postgres::start()));
+        App::with_database(cfg, Database::from_env())
+    }
+
+    /// [`App::with`] keeping its state in `database` whatever
+    /// `STEPWISE_E2E_DATABASE` says (the benchmarks compare both).
+    pub fn with_database(cfg: RunnerConfig, database: Database) -> App {
+        let postgres = (database == Database::Postgres).then(|| Arc::new(crate::services::Postgres::start()));
         // The port is chosen before anything listens on it, so another
         // process may take it meanwhile: then both start again on another.
         let mut last = String::new();
@@ -165,6 +171,20 @@ impl App {
         match &self.postgres {
             Some(pg) => pg.psql(sql).trim().parse().unwrap_or_else(|e| panic!("`{sql}`: not an integer ({e})")),
             None => self.runner.database().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("`{sql}`: {e}")),
+        }
+    }
+
+    /// The first column of every row of `sql` as integers, read from the
+    /// app's database directly (SQLite's file, or PostgreSQL).
+    pub fn column_i64(&self, sql: &str) -> Vec<i64> {
+        match &self.postgres {
+            Some(pg) => pg.psql(sql).lines().map(|l| l.trim().parse().unwrap_or_else(|e| panic!("`{sql}`: {l:?}: {e}"))).collect(),
+            None => {
+                let db = self.runner.database();
+                let mut q = db.prepare(sql).unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+                let rows = q.query_map([], |r| r.get(0)).unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+                rows.map(|r| r.unwrap_or_else(|e| panic!("`{sql}`: {e}"))).collect()
+            }
         }
     }
 

@@ -676,6 +676,26 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
+/// [`process_cpu_seconds`] plus the CPU of the children it has waited for.
+pub fn process_cpu_seconds_with_children(pid: u32) -> f64 {
+    let f = proc_stat_fields(pid);
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / hz
+}
+
+/// The parent of process `pid`, if it is still there.
+pub fn process_parent(pid: u32) -> Option<u32> {
+    proc_stat_fields(pid).get(1).and_then(|p| p.parse().ok())
+}
+
+/// The fields of /proc/<pid>/stat after the command name (state, ppid, ...).
+fn proc_stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().map(String::from).collect()
+}
+
 /// Starts `python3 -u -c <script> <args>` (a test server written apart from
 /// Stepwise) whose first line on stdout is `{"port": N}`; returns it and the port.
 pub fn spawn_python_server(what: &str, script: &str, args: &[&str]) -> (Child, u16) {

@@ -57,10 +57,13 @@ fn text(o: &Output) -> String {
 fn pg_ctl_start(bin: &Path, dir: &Path, listen: &str, port: u16) -> Result<(), String> {
     let log = dir.join("log").to_string_lossy().into_owned();
     let data = dir.join("data").to_string_lossy().into_owned();
-    let opts = format!(
+    let mut opts = format!(
         "-k {} -c listen_addresses={listen} -p {port} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
         dir.display()
     );
+    if std::env::var_os(STATEMENTS_ENV).is_some() {
+        opts.push_str(" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_utility=on");
+    }
     let o = pg_tool(bin, "pg_ctl", &["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
     if o.status.success() {
         Ok(())
@@ -68,6 +71,11 @@ fn pg_ctl_start(bin: &Path, dir: &Path, listen: &str, port: u16) -> Result<(), S
         Err(format!("{}\n{}", text(&o), std::fs::read_to_string(&log).unwrap_or_default()))
     }
 }
+
+/// When set, throwaway servers count their statements
+/// (`pg_stat_statements`, for [`Postgres::statements`]): the benchmarks'
+/// round trips. Off for the tests.
+pub const STATEMENTS_ENV: &str = "STEPWISE_E2E_PG_STATEMENTS";
 
 /// A PostgreSQL cluster of its own (trust authentication, user `postgres`).
 pub struct Postgres {
@@ -153,6 +161,32 @@ impl Postgres {
     /// [`Postgres::origin`] at another of its addresses.
     pub fn origin_at(&self, host: &str) -> String {
         format!("postgres://{host}:{}", self.port)
+    }
+
+    /// Statements the server has run so far, every kind (`BEGIN`, `COMMIT`
+    /// and savepoints too): started with [`STATEMENTS_ENV`] set.
+    pub fn statements(&self) -> u64 {
+        self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        let n = self.psql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements");
+        n.trim().parse::<f64>().map(|n| n as u64).unwrap_or_else(|e| panic!("pg_stat_statements: {n:?}: {e}"))
+    }
+
+    /// CPU-seconds the server has used so far: the postmaster, the sessions
+    /// that ended (which it waited for) and those still open.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid: u32 = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse().ok()))
+            .expect("postmaster.pid");
+        let children: f64 = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+            .filter(|p| crate::process_parent(*p) == Some(pid))
+            .map(crate::process_cpu_seconds)
+            .sum();
+        crate::process_cpu_seconds_with_children(pid) + children
     }
 
     /// Runs SQL with psql (unaligned, tuples only) and returns its output; panics on an error.

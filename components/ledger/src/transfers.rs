@@ -60,7 +60,11 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let db = Db::open()?;
     let accepted = db.locking(|db| {
         let now = now_ms();
-        let accepted = transfers::accept(db, &key, &request, now)?;
+        let accepted = match transfers::accept(db, &key, &request, now) {
+            // Refused once `from` was locked: rolled back, answered as any refusal.
+            Err(stepwise_store::StoreError::Refused(r)) => return Err(ApiError::new(422, r.code(), r.message(&request))),
+            other => other?,
+        };
         if let Accepted::New(t) = &accepted {
             metrics::observe(db, "stepwise_transfer_accept_seconds", &[], (now_ms() - started).max(0) as f64 / 1000.0)?;
             let targets = vec![transfer::receipt_code(t.id), t.request.from.clone(), t.request.to.clone()];

@@ -268,8 +268,8 @@ impl wit::HostConnection for InstanceState {
         let client = client(&self.table, &this)?;
         let params = params.into_iter().map(to_sql).collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        let stmt = client.prepare(&statement).await.map_err(query_failed)?;
-        let rows = client.query(&stmt, &refs).await.map_err(query_failed)?;
+        let stmt = prepared(client, &statement).await?;
+        let rows = client.query(&stmt, &refs).await.map_err(|e| stale(client, e))?;
         let columns = stmt
             .columns()
             .iter()
@@ -288,13 +288,35 @@ impl wit::HostConnection for InstanceState {
         let client = client(&self.table, &this)?;
         let params = params.into_iter().map(to_sql).collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        client.execute(&statement, &refs).await.map_err(query_failed)
+        let stmt = prepared(client, &statement).await?;
+        client.execute(&stmt, &refs).await.map_err(|e| stale(client, e))
     }
 
     async fn drop(&mut self, this: Resource<PgConnection>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         Ok(())
     }
+}
+
+/// `sql` prepared on this connection: from the connection's statement
+/// cache when it ran there before (one round trip to run it, and no parsing
+/// or describing again), else prepared now and kept. Spin prepares every
+/// statement anew; what the guest sees is the same.
+async fn prepared(client: &Object, sql: &str) -> Result<tokio_postgres::Statement, wit::Error> {
+    client.prepare_cached(sql).await.map_err(query_failed)
+}
+
+/// A statement's failure, as the guest sees it. A cached statement that the
+/// server no longer accepts as it was prepared (a table it reads changed
+/// its columns meanwhile: SQLSTATE 0A000, or the statement is gone: 26000)
+/// empties the connection's cache, so the statement is prepared afresh the
+/// next time: the failure is the guest's once, as a concurrent schema
+/// change would make it on Spin too.
+fn stale(client: &Object, e: tokio_postgres::Error) -> wit::Error {
+    if e.code().is_some_and(|c| *c == tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED || *c == tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME) {
+        client.statement_cache.clear();
+    }
+    query_failed(e)
 }
 
 /// The pooled client behind a resource.

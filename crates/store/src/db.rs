@@ -37,6 +37,10 @@ pub enum StoreError {
     /// An engine rule refused the change (mapped to an HTTP status by the caller).
     #[error(transparent)]
     Engine(#[from] stepwise_engine::Error),
+    /// A transfer's pre-checks refused it once its account was locked,
+    /// after the transaction had written: the transaction must roll back.
+    #[error("the transfer was refused: {}", .0.code())]
+    Refused(stepwise_engine::transfer::Refusal),
 }
 
 impl From<spin_sdk::sqlite3::Error> for StoreError {
@@ -130,6 +134,12 @@ impl Dialect {
         }
     }
 
+    /// Whether a savepoint per item of a batch costs next to nothing
+    /// (in-process SQLite) or a network round trip or two (see [`Db::item`]).
+    pub fn cheap_savepoints(self) -> bool {
+        matches!(self, Dialect::Sqlite)
+    }
+
     /// The statement that opens a migration's transaction. On PostgreSQL it
     /// reads committed data, so a replica that waited for another's
     /// migration ([`Dialect::migration_lock`]) sees it done.
@@ -213,6 +223,16 @@ pub struct Db {
     /// Outbox events appended in the open transaction, written just before
     /// it commits (see [`Dialect::outbox_lock`]).
     pending_events: std::cell::RefCell<Vec<crate::outbox::Pending>>,
+    /// Metrics counted in the open transaction, written just before it
+    /// commits (see [`crate::metrics::Batch`]).
+    pending_metrics: std::cell::RefCell<crate::metrics::Batch>,
+    /// Machines saved in the open transaction, written just before it
+    /// commits ([`crate::machines::stage`]).
+    pending_machines: std::cell::RefCell<Vec<crate::machines::Staged>>,
+    /// Whether [`Db::item`] runs each item in a savepoint in the open
+    /// transaction, and whether an item failed without one.
+    item_savepoints: std::cell::Cell<bool>,
+    item_failed: std::cell::Cell<bool>,
 }
 
 /// How long to wait before running a conflicted transaction again: doubling
@@ -280,7 +300,16 @@ impl Db {
     }
 
     fn wrap(conn: Box<dyn Sql>) -> Self {
-        Db { conn, conflicted: Default::default(), in_transaction: Default::default(), pending_events: Default::default() }
+        Db {
+            conn,
+            conflicted: Default::default(),
+            in_transaction: Default::default(),
+            pending_events: Default::default(),
+            pending_metrics: Default::default(),
+            pending_machines: Default::default(),
+            item_savepoints: Default::default(),
+            item_failed: Default::default(),
+        }
     }
 
     /// Runs one statement.
@@ -320,13 +349,26 @@ impl Db {
     pub fn transaction<T, E: From<StoreError>>(&self, begin: &str, mut f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
         let attempts = self.dialect().write_attempts();
         let mut attempt = 1;
+        let mut item_savepoints = self.dialect().cheap_savepoints();
         loop {
             self.conflicted.set(false);
-            self.pending_events.borrow_mut().clear();
+            self.clear_pending();
+            self.item_savepoints.set(item_savepoints);
+            self.item_failed.set(false);
             self.exec(begin, &[])?;
             self.in_transaction.set(true);
-            let result = match f(self) {
-                Ok(v) => match crate::outbox::flush(self).and_then(|()| self.exec("COMMIT", &[])) {
+            let outcome = f(self);
+            if self.item_failed.get() {
+                // An item failed outside a savepoint: the whole transaction
+                // is spoilt. Again, each item in a savepoint of its own.
+                self.in_transaction.set(false);
+                self.clear_pending();
+                let _ = self.exec("ROLLBACK", &[]);
+                item_savepoints = true;
+                continue;
+            }
+            let result = match outcome {
+                Ok(v) => match self.write_pending().and_then(|()| self.exec("COMMIT", &[])) {
                     Ok(_) => {
                         self.in_transaction.set(false);
                         return Ok(v);
@@ -336,7 +378,7 @@ impl Db {
                 Err(e) => Err(e),
             };
             self.in_transaction.set(false);
-            self.pending_events.borrow_mut().clear();
+            self.clear_pending();
             let _ = self.exec("ROLLBACK", &[]);
             if !self.conflicted.get() || attempt >= attempts {
                 return result;
@@ -352,6 +394,8 @@ impl Db {
     pub fn savepoint<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
         self.exec("SAVEPOINT step", &[])?;
         let events = self.pending_events.borrow().len();
+        let machines = self.pending_machines.borrow().len();
+        let metrics = self.pending_metrics.borrow().clone();
         match f(self) {
             Ok(v) => {
                 self.exec("RELEASE step", &[])?;
@@ -359,11 +403,32 @@ impl Db {
             }
             Err(e) => {
                 self.pending_events.borrow_mut().truncate(events);
+                self.pending_machines.borrow_mut().truncate(machines);
+                *self.pending_metrics.borrow_mut() = metrics;
                 let _ = self.exec("ROLLBACK TO step", &[]);
                 let _ = self.exec("RELEASE step", &[]);
                 Err(e)
             }
         }
+    }
+
+    /// Runs one item of a batch (one machine's claim or record, one
+    /// transfer's execution) inside the caller's transaction, all or
+    /// nothing: in a savepoint where savepoints cost nothing (SQLite), so a
+    /// failed item leaves the others standing. Where each is a round trip
+    /// (PostgreSQL) the items run without one, and if any fails, the whole
+    /// transaction runs again ([`Db::transaction`]) with each item in a
+    /// savepoint: so the transaction's closure must hold nothing an earlier
+    /// run changed.
+    pub fn item<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
+        if self.item_savepoints.get() || !self.in_transaction() {
+            return self.savepoint(f);
+        }
+        let r = f(self);
+        if r.is_err() {
+            self.item_failed.set(true);
+        }
+        r
     }
 
     /// A conflict with another writer found by the store itself (a key
@@ -377,6 +442,35 @@ impl Db {
     /// Whether a transaction ([`Db::transaction`]) is open.
     pub(crate) fn in_transaction(&self) -> bool {
         self.in_transaction.get()
+    }
+
+    fn clear_pending(&self) {
+        self.pending_events.borrow_mut().clear();
+        self.pending_machines.borrow_mut().clear();
+        *self.pending_metrics.borrow_mut() = Default::default();
+    }
+
+    /// Writes what the transaction kept for its end: its staged machines
+    /// (locked already), its metrics (hot rows, locked from here to the
+    /// commit), then its outbox events (under the outbox's lock, also held
+    /// to the commit), always in that order.
+    fn write_pending(&self) -> Result<(), StoreError> {
+        let machines = std::mem::take(&mut *self.pending_machines.borrow_mut());
+        if !machines.is_empty() {
+            crate::machines::write(self, machines)?;
+        }
+        std::mem::take(&mut *self.pending_metrics.borrow_mut()).write(self)?;
+        crate::outbox::flush(self)
+    }
+
+    /// Keeps a machine's row for the end of the open transaction.
+    pub(crate) fn stage_machine(&self, row: crate::machines::Staged) {
+        self.pending_machines.borrow_mut().push(row);
+    }
+
+    /// Adds metrics to those the open transaction writes at its end.
+    pub(crate) fn defer_metrics(&self, batch: crate::metrics::Batch) {
+        self.pending_metrics.borrow_mut().merge(batch);
     }
 
     /// Keeps an outbox event for the end of the open transaction.

@@ -84,6 +84,15 @@ pub fn lock_many(db: &Db, ids: &[&str]) -> Result<Vec<Account>, StoreError> {
     r.rows().map(|row| account_from(&row)).collect()
 }
 
+/// Adds `amount` to the held amount of account `id` (in the caller's
+/// transaction, which from here holds the account's row until it ends) and
+/// answers the account as it is now, or `None` if there is no such account.
+pub fn add_held(db: &Db, id: &str, amount: i64, now: Millis) -> Result<Option<Account>, StoreError> {
+    let r = db.exec("UPDATE accounts SET held = held + ?, updated_at = ? WHERE id = ? RETURNING *", &[int(amount), int(now), text(id)])?;
+    let account = r.rows().next().map(|row| account_from(&row)).transpose();
+    account
+}
+
 /// Sets the status of account `id`; `None` if there is no such account.
 pub fn set_status(db: &Db, id: &str, status: AccountStatus, now: Millis) -> Result<Option<Account>, StoreError> {
     db.exec("UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?", &[text(status.as_str()), int(now), text(id)])?;

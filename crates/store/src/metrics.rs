@@ -8,31 +8,30 @@ use crate::db::{col, text, Db, StoreError};
 /// Upper bounds (seconds) of the duration histograms' buckets.
 pub const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Adds `by` to the counter `name{labels}`.
+/// Adds `by` to the counter `name{labels}`: with the rest of the open
+/// transaction's metrics just before it commits (see [`Batch`]), or at once
+/// outside a transaction.
 pub fn inc(db: &Db, name: &str, labels: &[(&str, &str)], by: i64) -> Result<(), StoreError> {
-    db.exec(
-        "INSERT INTO metric_counters (name, labels, value) VALUES (?, ?, ?)
-         ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + excluded.value",
-        &[text(name), text(label_string(labels)), crate::db::int(by)],
-    )?;
-    Ok(())
+    let mut b = Batch::default();
+    b.inc(name, labels, by);
+    b.flush(db)
 }
 
-/// Records one observation of `seconds` in the histogram `name{labels}`.
+/// Records one observation of `seconds` in the histogram `name{labels}`
+/// (written as [`inc`] is).
 pub fn observe(db: &Db, name: &str, labels: &[(&str, &str)], seconds: f64) -> Result<(), StoreError> {
-    let bucket = BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len()) as i64;
-    db.exec(
-        "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES (?, ?, ?, 1, ?)
-         ON CONFLICT (name, labels, bucket) DO UPDATE SET count = metric_histograms.count + 1, sum = metric_histograms.sum + excluded.sum",
-        &[text(name), text(label_string(labels)), crate::db::int(bucket), crate::db::Value::Real(seconds)],
-    )?;
-    Ok(())
+    let mut b = Batch::default();
+    b.observe(name, labels, seconds);
+    b.flush(db)
 }
 
-/// Counter increments and histogram observations gathered over a batch of
-/// steps and written together by [`Batch::flush`], in the same transaction
-/// as the facts they count: one upsert per series instead of one per step.
-#[derive(Debug, Default)]
+/// Counter increments and histogram observations gathered over a
+/// transaction and written together just before it commits
+/// ([`crate::db::Db::transaction`]): one upsert statement for the counters
+/// and one for the histograms, whatever the number of steps, and the hot
+/// rows (every step counts in the same few series) are locked only from
+/// there to the commit, always in the same (sorted) order.
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     counters: std::collections::BTreeMap<(String, String), i64>,
     histograms: std::collections::BTreeMap<(String, String, i64), (i64, f64)>,
@@ -64,21 +63,54 @@ impl Batch {
         }
     }
 
-    /// Writes the batch (in the caller's transaction) and empties it.
+    /// Hands the batch to the caller's transaction, to be written with its
+    /// other metrics when it commits (at once outside a transaction), and
+    /// empties it.
     pub fn flush(&mut self, db: &Db) -> Result<(), StoreError> {
-        for ((name, labels), by) in std::mem::take(&mut self.counters) {
+        let batch = std::mem::take(self);
+        if db.in_transaction() {
+            db.defer_metrics(batch);
+            Ok(())
+        } else {
+            batch.write(db)
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counters.is_empty() && self.histograms.is_empty()
+    }
+
+    /// Writes the batch: one statement for the counters, one for the
+    /// histograms (each series appears once, in sorted order).
+    pub(crate) fn write(self, db: &Db) -> Result<(), StoreError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        if !self.counters.is_empty() {
+            let rows = vec!["(?, ?, ?)"; self.counters.len()].join(", ");
+            let params: Vec<_> = self.counters.into_iter().flat_map(|((name, labels), by)| [text(name), text(labels), crate::db::int(by)]).collect();
             db.exec(
-                "INSERT INTO metric_counters (name, labels, value) VALUES (?, ?, ?)
-                 ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + excluded.value",
-                &[text(name), text(labels), crate::db::int(by)],
+                &format!(
+                    "INSERT INTO metric_counters (name, labels, value) VALUES {rows}
+                     ON CONFLICT (name, labels) DO UPDATE SET value = metric_counters.value + excluded.value"
+                ),
+                &params,
             )?;
         }
-        for ((name, labels, bucket), (n, sum)) in std::mem::take(&mut self.histograms) {
+        if !self.histograms.is_empty() {
+            let rows = vec!["(?, ?, ?, ?, ?)"; self.histograms.len()].join(", ");
+            let params: Vec<_> = self
+                .histograms
+                .into_iter()
+                .flat_map(|((name, labels, bucket), (n, sum))| [text(name), text(labels), crate::db::int(bucket), crate::db::int(n), crate::db::Value::Real(sum)])
+                .collect();
             db.exec(
-                "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (name, labels, bucket) DO UPDATE SET count = metric_histograms.count + excluded.count,
-                   sum = metric_histograms.sum + excluded.sum",
-                &[text(name), text(labels), crate::db::int(bucket), crate::db::int(n), crate::db::Value::Real(sum)],
+                &format!(
+                    "INSERT INTO metric_histograms (name, labels, bucket, count, sum) VALUES {rows}
+                     ON CONFLICT (name, labels, bucket) DO UPDATE SET count = metric_histograms.count + excluded.count,
+                       sum = metric_histograms.sum + excluded.sum"
+                ),
+                &params,
             )?;
         }
         Ok(())

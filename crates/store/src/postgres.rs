@@ -26,23 +26,49 @@ impl Postgres {
     /// Opens `url` (`postgres://user:password@host:port/db?sslmode=...`) and
     /// ends any transaction the pooled connection came back with.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let conn = Connection::open(url).map_err(|e| error(&e))?;
-        let pg = Postgres { conn };
         // No notices reach this connection (a ROLLBACK outside a transaction
         // warns, and so does CREATE TABLE IF NOT EXISTS): nothing reads them.
-        // In an inherited aborted transaction the SET fails until it is
-        // rolled back.
-        const QUIET: &str = "SET client_min_messages TO error";
-        if let Err(StoreError::Database { code: Some(code), .. }) = pg.execute(QUIET, &[]) {
-            if code == "25P02" {
-                pg.execute("ROLLBACK", &[])?;
+        // Set at connection start (`options`), so a pool's reset (`RESET
+        // ALL`) keeps it and an open costs one statement.
+        let (address, quiet_at_start) = with_quiet_options(url);
+        let conn = Connection::open(&address).map_err(|e| error(&e))?;
+        let pg = Postgres { conn };
+        if !quiet_at_start {
+            // The URL has `options` of its own: set it per open instead. In
+            // an inherited aborted transaction the SET fails until it is
+            // rolled back.
+            const QUIET: &str = "SET client_min_messages TO error";
+            if let Err(StoreError::Database { code: Some(code), .. }) = pg.execute(QUIET, &[]) {
+                if code == "25P02" {
+                    pg.execute("ROLLBACK", &[])?;
+                }
             }
+            pg.execute("ROLLBACK", &[])?;
+            pg.execute(QUIET, &[])?;
+            return Ok(pg);
         }
-        // Ends an inherited transaction (silently now, when there is none).
+        // Ends an inherited transaction (silently when there is none).
         pg.execute("ROLLBACK", &[])?;
-        // Again: rolling back an inherited transaction undid the first SET.
-        pg.execute(QUIET, &[])?;
         Ok(pg)
+    }
+}
+
+/// `url` with `options=-c client_min_messages=error` added, and whether it
+/// was (not when the URL sets `options` itself, or is not a URL).
+fn with_quiet_options(url: &str) -> (String, bool) {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.query_pairs().any(|(k, _)| k == "options") => {
+            // Percent-encoded by hand: libpq-style URL parsers (tokio-postgres)
+            // do not read `+` as a space.
+            const QUIET: &str = "options=-c%20client_min_messages%3Derror";
+            let query = match u.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{QUIET}"),
+                _ => QUIET.to_string(),
+            };
+            u.set_query(Some(&query));
+            (u.to_string(), true)
+        }
+        _ => (url.to_string(), false),
     }
 }
 
@@ -200,6 +226,21 @@ impl Sql for Postgres {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notices_are_turned_off_at_connection_start_unless_the_url_sets_options() {
+        let (u, added) = with_quiet_options("postgres://u:p@db.example:5432/app?sslmode=require");
+        assert!(added);
+        assert_eq!(u, "postgres://u:p@db.example:5432/app?sslmode=require&options=-c%20client_min_messages%3Derror");
+        #[cfg(feature = "native")]
+        {
+            // As Spin and the runner read it (tokio-postgres's parser).
+            let config: postgres::Config = u.parse().unwrap();
+            assert_eq!(config.get_options(), Some("-c client_min_messages=error"));
+        }
+        let own = "postgres://u@db.example/app?options=-c%20search_path%3Dx";
+        assert_eq!(with_quiet_options(own), (own.to_string(), false));
+    }
 
     #[test]
     fn the_url_must_name_the_origins_host() {

@@ -177,10 +177,12 @@ pub enum Recorded {
     Stale,
 }
 
+/// Carries out the machine's effects and stages it ([`machines::stage`]:
+/// the batch's machines are written together at its commit).
 fn save<M: Stepped>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
     let effects = m.drain_effects();
     m.apply(db, effects)?;
-    machines::save(db, m, lease, now)
+    machines::stage(db, m, lease, now)
 }
 
 /// What the claim of one machine (already loaded, lease checked) came to.
@@ -275,7 +277,7 @@ pub fn claim_many<M: Stepped>(db: &Db, cfg: &Config, owner: &str, ids: &[String]
         Ok(loaded
             .into_iter()
             .map(|(id, stored)| {
-                let c = stored.and_then(|stored| db.savepoint(|db| claim_in::<M>(db, &mut rids, cfg, owner, stored, now)));
+                let c = stored.and_then(|stored| db.item(|db| claim_in::<M>(db, &mut rids, cfg, owner, stored, now)));
                 (id, c)
             })
             .collect())
@@ -404,7 +406,7 @@ pub fn record_many<M: Stepped>(
             .map(|(c, r)| {
                 let stored = loaded.remove(&c.id).transpose()?;
                 let mut mine = metrics::Batch::default();
-                let o = db.savepoint(|db| record_in::<M>(db, &mut ids, cfg, owner, c, r, stored, now, claim_next, &mut mine));
+                let o = db.item(|db| record_in::<M>(db, &mut ids, cfg, owner, c, r, stored, now, claim_next, &mut mine));
                 if o.is_ok() {
                     batch.merge(mine);
                 }

@@ -80,8 +80,17 @@ pub enum Accepted {
 }
 
 /// Accepts `req` under idempotency key `key` at `now`, in the caller's
-/// [`Db::locking`] transaction (the two accounts are locked, in id order): the key, the pre-checks, the hold, the
-/// transfer row and the key remembered. A refusal writes nothing.
+/// [`Db::locking`] transaction: the key, the pre-checks, the transfer row,
+/// the key remembered, and last the hold. A refusal by the pre-checks
+/// writes nothing.
+///
+/// The pre-checks run first on the accounts as they are (unlocked), and
+/// again on `from` as the hold leaves it: the hold is the last statement,
+/// so `from`'s row is locked only from there to the commit (a busy account,
+/// every transfer from one bank, waits for one statement and a commit per
+/// transfer, not for the whole acceptance). If `from` changed meanwhile
+/// and the pre-checks now refuse, the answer is [`StoreError::Refused`]:
+/// the caller's transaction must roll back (every `Err` does).
 pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<Accepted, StoreError> {
     let fingerprint = req.fingerprint();
     match idempotency::check(db, SCOPE, key, &fingerprint, now)? {
@@ -93,20 +102,22 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
         Seen::Different => return Ok(Accepted::KeyReused),
         Seen::New => {}
     }
-    let accounts = ledger::lock_many(db, &[&req.from, &req.to])?;
+    let accounts = ledger::load_many(db, &[&req.from, &req.to])?;
     let mut from = accounts.iter().find(|a| a.id() == req.from).cloned();
     let to = accounts.iter().find(|a| a.id() == req.to);
     if let Err(refusal) = transfer::accept(req, from.as_mut(), to) {
         return Ok(Accepted::Refused(refusal));
     }
-    let from = from.ok_or_else(|| StoreError::Corrupt("accepted without a from account".into()))?;
-    db.exec("UPDATE accounts SET held = ?, updated_at = ? WHERE id = ?", &[int(from.held), int(now), text(from.id())])?;
     let id = db.insert_returning_id(
         "INSERT INTO transfers (from_account, to_account, amount, currency, description, status, created_at)
          VALUES (?, ?, ?, ?, ?, 'processing', ?) RETURNING id",
         &[text(&req.from), text(&req.to), int(req.amount), text(&req.currency), opt_text(req.description.as_deref()), int(now)],
     )?;
     idempotency::remember(db, SCOPE, key, &fingerprint, &id.to_string(), now, KEEP_KEYS_MS)?;
+    // The hold, and the pre-checks again on `from` as it was just before it.
+    let mut held = ledger::add_held(db, &req.from, req.amount, now)?.ok_or_else(|| StoreError::Corrupt(format!("account {:?} vanished", req.from)))?;
+    held.held -= req.amount;
+    transfer::accept(req, Some(&mut held), to).map_err(StoreError::Refused)?;
     Ok(Accepted::New(Transfer { id: id as u64, request: req.clone(), created_at: now, state: State::Processing }))
 }
 
@@ -261,7 +272,7 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
             };
             let (mut from, mut to) = (from.clone(), to.clone());
             let outcome = transfer::execute(t, &mut from, &mut to);
-            match db.savepoint(|db| record(db, t, &outcome, now)) {
+            match db.item(|db| record(db, t, &outcome, now)) {
                 Ok(state) => {
                     match state {
                         State::Completed { .. } => done.completed += 1,

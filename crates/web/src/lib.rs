@@ -67,6 +67,7 @@ impl From<stepwise_store::StoreError> for ApiError {
     fn from(e: stepwise_store::StoreError) -> Self {
         match e {
             stepwise_store::StoreError::Engine(e) => e.into(),
+            stepwise_store::StoreError::Refused(r) => ApiError::new(422, r.code(), format!("the transfer was refused: {}", r.code())),
             stepwise_store::StoreError::Unavailable(m) => {
                 eprintln!("the database is unavailable: {m}");
                 ApiError::new(503, "database_unavailable", "the database cannot be reached; try again")
