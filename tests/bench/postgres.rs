@@ -140,10 +140,7 @@ fn throughput(setup: Setup, fast: bool, bindings: u64, iterations: u64, latency:
             pg.psql("SELECT sessions FROM pg_stat_database WHERE datname = 'postgres'"),
             setup.label()
         );
-        let top = pg.psql(
-            "SELECT calls, round(total_exec_time::numeric, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 150) FROM pg_stat_statements ORDER BY calls DESC LIMIT 25",
-        );
-        for l in top.lines() {
+        for l in pg.top_statements(25).lines() {
             println!("    {l}");
         }
     }

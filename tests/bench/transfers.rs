@@ -246,6 +246,12 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
         e.completed as f64 / span_s.max(1e-6),
         drain.as_secs_f64()
     );
+    if let (Some(pg), Some(_)) = (&app.postgres, std::env::var_os("BENCH_STATEMENTS")) {
+        println!("    statements by calls:");
+        for l in pg.top_statements(25).lines() {
+            println!("      {l}");
+        }
+    }
     if let (Some((s0, c0)), Some((s1, c1))) = (pg0, pg1) {
         println!(
             "    PostgreSQL: {:.1} statements per transfer accepted and executed, {:.2} CPU-ms per transfer",

@@ -164,11 +164,22 @@ impl Postgres {
     }
 
     /// Statements the server has run so far, every kind (`BEGIN`, `COMMIT`
-    /// and savepoints too): started with [`STATEMENTS_ENV`] set.
+    /// and savepoints too), when started with [`STATEMENTS_ENV`] set (else 0).
     pub fn statements(&self) -> u64 {
+        if std::env::var_os(STATEMENTS_ENV).is_none() {
+            return 0;
+        }
         self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
         let n = self.psql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements");
         n.trim().parse::<f64>().map(|n| n as u64).unwrap_or_else(|e| panic!("pg_stat_statements: {n:?}: {e}"))
+    }
+
+    /// The `n` statements run most often so far, one a line: calls, total
+    /// execution ms, the statement's start (needs [`STATEMENTS_ENV`]).
+    pub fn top_statements(&self, n: u32) -> String {
+        self.psql(&format!(
+            "SELECT calls, round(total_exec_time::numeric, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 150) FROM pg_stat_statements ORDER BY calls DESC LIMIT {n}"
+        ))
     }
 
     /// CPU-seconds the server has used so far: the postmaster, the sessions

@@ -40,10 +40,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `open` waits for a pooled connection when all are taken.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a connection runs when it is released, before anyone can take it
-/// again: the transaction left open (by a trap, or a guest that never
-/// committed) is rolled back, then Spin's `RecyclingMethod::Clean` reset.
-const RELEASE_SQL: &str = "ROLLBACK";
-const RESET_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+/// again, in one round trip: the transaction left open (by a trap, or a
+/// guest that never committed) is rolled back, then Spin's
+/// `RecyclingMethod::Clean` reset (in a new implicit transaction).
+const RELEASE_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
      SELECT pg_advisory_unlock_all(); DISCARD SEQUENCES;";
 
 /// The PostgreSQL capability: the app's pools, by address.
@@ -80,10 +80,7 @@ impl Drop for PgConnection {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    let clean = async {
-                        client.batch_execute(RELEASE_SQL).await?;
-                        client.batch_execute(RESET_SQL).await
-                    };
+                    let clean = client.batch_execute(RELEASE_SQL);
                     match tokio::time::timeout(CONNECT_TIMEOUT, clean).await {
                         Ok(Ok(())) => drop(client),
                         Ok(Err(e)) => {

@@ -140,6 +140,17 @@ impl Dialect {
         matches!(self, Dialect::Sqlite)
     }
 
+    /// The first statement on a connection: ends a transaction it came
+    /// back from a pool with (silently: notices are off), so nothing the
+    /// abandoned transaction did is committed by the next. SQLite's
+    /// connections are never handed on.
+    pub fn inherited_transaction_reset(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("ROLLBACK"),
+        }
+    }
+
     /// The statement that opens a migration's transaction. On PostgreSQL it
     /// reads committed data, so a replica that waited for another's
     /// migration ([`Dialect::migration_lock`]) sees it done.
@@ -233,6 +244,29 @@ pub struct Db {
     /// transaction, and whether an item failed without one.
     item_savepoints: std::cell::Cell<bool>,
     item_failed: std::cell::Cell<bool>,
+    /// Rows staged in the open transaction ([`Db::stage_insert`]), written
+    /// just before it commits.
+    pending_rows: std::cell::RefCell<Vec<Staged>>,
+    /// Ids reserved in the open transaction ([`Db::reserve_ids`]) and the
+    /// last id handed out, by table.
+    ids: std::cell::RefCell<std::collections::HashMap<String, Reserved>>,
+}
+
+/// A row kept for the end of a transaction.
+#[derive(Debug, Clone)]
+enum Staged {
+    /// An insert of `columns` into `table`.
+    Insert { table: &'static str, columns: &'static [&'static str], params: Vec<Value> },
+    /// An update of `columns` of `table`'s row whose `key` column is the first
+    /// parameter, the columns' new values after it, each cast to its type.
+    Update { table: &'static str, key: &'static str, columns: &'static [(&'static str, &'static str)], params: Vec<Value> },
+}
+
+/// Ids of one table reserved in a transaction.
+#[derive(Debug, Default)]
+struct Reserved {
+    free: std::collections::VecDeque<i64>,
+    last: i64,
 }
 
 /// How long to wait before running a conflicted transaction again: doubling
@@ -309,6 +343,8 @@ impl Db {
             pending_machines: Default::default(),
             item_savepoints: Default::default(),
             item_failed: Default::default(),
+            pending_rows: Default::default(),
+            ids: Default::default(),
         }
     }
 
@@ -358,24 +394,34 @@ impl Db {
             self.exec(begin, &[])?;
             self.in_transaction.set(true);
             let outcome = f(self);
-            if self.item_failed.get() {
-                // An item failed outside a savepoint: the whole transaction
-                // is spoilt. Again, each item in a savepoint of its own.
+            let staged = !self.pending_rows.borrow().is_empty();
+            let written = match &outcome {
+                Ok(_) if !self.item_failed.get() => Some(self.write_pending()),
+                _ => None,
+            };
+            let spoilt = self.item_failed.get() || (staged && matches!(written, Some(Err(_))) && !self.conflicted.get());
+            if spoilt && !item_savepoints {
+                // An item failed outside a savepoint, or a row it staged could
+                // not be written: the whole transaction is spoilt. Again, each
+                // item in a savepoint of its own, writing at once.
                 self.in_transaction.set(false);
                 self.clear_pending();
                 let _ = self.exec("ROLLBACK", &[]);
                 item_savepoints = true;
                 continue;
             }
-            let result = match outcome {
-                Ok(v) => match self.write_pending().and_then(|()| self.exec("COMMIT", &[])) {
+            let result = match (outcome, written) {
+                (Ok(v), Some(Ok(()))) => match self.exec("COMMIT", &[]) {
                     Ok(_) => {
                         self.in_transaction.set(false);
+                        self.clear_pending();
                         return Ok(v);
                     }
                     Err(e) => Err(E::from(e)),
                 },
-                Err(e) => Err(e),
+                (Ok(_), Some(Err(e))) => Err(E::from(e)),
+                (Ok(_), None) => Err(E::from(StoreError::Corrupt("a batch item failed".into()))),
+                (Err(e), _) => Err(e),
             };
             self.in_transaction.set(false);
             self.clear_pending();
@@ -395,6 +441,7 @@ impl Db {
         self.exec("SAVEPOINT step", &[])?;
         let events = self.pending_events.borrow().len();
         let machines = self.pending_machines.borrow().len();
+        let rows = self.pending_rows.borrow().len();
         let metrics = self.pending_metrics.borrow().clone();
         match f(self) {
             Ok(v) => {
@@ -404,6 +451,7 @@ impl Db {
             Err(e) => {
                 self.pending_events.borrow_mut().truncate(events);
                 self.pending_machines.borrow_mut().truncate(machines);
+                self.pending_rows.borrow_mut().truncate(rows);
                 *self.pending_metrics.borrow_mut() = metrics;
                 let _ = self.exec("ROLLBACK TO step", &[]);
                 let _ = self.exec("RELEASE step", &[]);
@@ -447,14 +495,19 @@ impl Db {
     fn clear_pending(&self) {
         self.pending_events.borrow_mut().clear();
         self.pending_machines.borrow_mut().clear();
+        self.pending_rows.borrow_mut().clear();
+        self.ids.borrow_mut().clear();
         *self.pending_metrics.borrow_mut() = Default::default();
     }
 
-    /// Writes what the transaction kept for its end: its staged machines
+    /// Writes what the transaction kept for its end: its staged rows (the
+    /// request log's, iterations), its staged machines
     /// (locked already), its metrics (hot rows, locked from here to the
     /// commit), then its outbox events (under the outbox's lock, also held
     /// to the commit), always in that order.
     fn write_pending(&self) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut *self.pending_rows.borrow_mut());
+        write_staged(self, rows)?;
         let machines = std::mem::take(&mut *self.pending_machines.borrow_mut());
         if !machines.is_empty() {
             crate::machines::write(self, machines)?;
@@ -491,18 +544,97 @@ impl Db {
 
     /// The id the next insert into `table` without one would get, for a row
     /// whose contents must name its own id before it is written (a request
-    /// id inside the request, a saga id made from its sequence). Call it
-    /// inside the write transaction that inserts the row with that id. On
-    /// SQLite that transaction holds the only write lock, so the table's
-    /// `AUTOINCREMENT` counter plus one is the caller's alone.
-    /// `column` is the table's identity column. On PostgreSQL the id is
-    /// drawn from the column's sequence, which no other writer can draw again.
+    /// id inside the request, a receipt made from an iteration's id, a saga
+    /// id made from its sequence). Call it inside the write transaction that
+    /// inserts the row with that id. `column` is the table's identity column.
+    /// Taken from the ids [`Db::reserve_ids`] reserved, if any are left.
+    /// On SQLite that transaction holds the only write lock, so the
+    /// table's `AUTOINCREMENT` counter plus one (past any id this
+    /// transaction handed out already, written or staged) is the caller's
+    /// alone. On PostgreSQL the id is drawn from the column's sequence,
+    /// which no other writer can draw again (ids reserved and not used are
+    /// gaps, as any sequence leaves).
     pub fn next_id(&self, table: &str, column: &str) -> Result<i64, StoreError> {
-        match self.dialect() {
-            Dialect::Sqlite => Ok(self.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = ?", &[text(table)])?.unwrap_or(0) + 1),
-            Dialect::Postgres => self
-                .scalar_i64("SELECT nextval(pg_get_serial_sequence(?, ?))", &[text(table), text(column)])?
-                .ok_or_else(|| StoreError::Corrupt(format!("{table}.{column} has no sequence"))),
+        if let Some(id) = self.ids.borrow_mut().get_mut(table).and_then(|r| r.free.pop_front()) {
+            return Ok(id);
+        }
+        Ok(self.draw_ids(table, column, 1)?[0])
+    }
+
+    /// Reserves `n` ids of `table` for [`Db::next_id`] in one statement:
+    /// for a batch that inserts up to `n` rows naming their own ids.
+    /// On SQLite an id costs no round trip, and nothing is reserved.
+    pub fn reserve_ids(&self, table: &str, column: &str, n: usize) -> Result<(), StoreError> {
+        if n == 0 || self.dialect() == Dialect::Sqlite {
+            return Ok(());
+        }
+        let ids = self.draw_ids(table, column, n)?;
+        self.ids.borrow_mut().entry(table.to_string()).or_default().free.extend(ids);
+        Ok(())
+    }
+
+    fn draw_ids(&self, table: &str, column: &str, n: usize) -> Result<Vec<i64>, StoreError> {
+        let ids = match self.dialect() {
+            Dialect::Sqlite => {
+                let counter = self.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = ?", &[text(table)])?.unwrap_or(0);
+                let last = self.ids.borrow().get(table).map(|r| r.last).unwrap_or(0);
+                let first = counter.max(last) + 1;
+                (first..first + n as i64).collect()
+            }
+            Dialect::Postgres => {
+                let r = self.exec(
+                    "SELECT nextval(pg_get_serial_sequence(?, ?)) AS id FROM generate_series(1, CAST(? AS BIGINT))",
+                    &[text(table), text(column), int(n as i64)],
+                )?;
+                r.rows.iter().filter_map(|row| row.get::<i64>(0)).collect::<Vec<i64>>()
+            }
+        };
+        let Some(&last) = ids.last() else { return Err(StoreError::Corrupt(format!("{table}.{column} has no sequence"))) };
+        if ids.len() != n {
+            return Err(StoreError::Corrupt(format!("{table}.{column}: {} ids drawn of {n}", ids.len())));
+        }
+        let mut map = self.ids.borrow_mut();
+        let r = map.entry(table.to_string()).or_default();
+        r.last = r.last.max(last);
+        Ok(ids)
+    }
+
+    /// Whether rows may be staged ([`Db::stage_insert`]): in a batch's
+    /// transaction that runs its items without savepoints (PostgreSQL's
+    /// first attempt; see [`Db::item`]). Elsewhere each statement runs at
+    /// once.
+    fn staging(&self) -> bool {
+        self.in_transaction() && !self.item_savepoints.get()
+    }
+
+    /// Inserts a row of `columns` into `table` (with its id among them):
+    /// staged and written with the transaction's other staged rows of the
+    /// same table in one statement before it commits, where the transaction
+    /// stages (see [`Db::staging`]); else at once. Nothing in the
+    /// transaction may read the row after this.
+    pub fn stage_insert(&self, table: &'static str, columns: &'static [&'static str], params: Vec<Value>) -> Result<(), StoreError> {
+        debug_assert_eq!(columns.len(), params.len());
+        let row = Staged::Insert { table, columns, params };
+        if self.staging() {
+            self.pending_rows.borrow_mut().push(row);
+            Ok(())
+        } else {
+            write_staged(self, vec![row])
+        }
+    }
+
+    /// Updates `columns` (each with its SQL type, for the cast) of the row
+    /// of `table` whose `key` column is `params[0]`, to `params[1..]`:
+    /// staged as [`Db::stage_insert`] is (one statement for the batch), or
+    /// at once. The row must have been written by an earlier transaction.
+    pub fn stage_update(&self, table: &'static str, key: &'static str, columns: &'static [(&'static str, &'static str)], params: Vec<Value>) -> Result<(), StoreError> {
+        debug_assert_eq!(columns.len() + 1, params.len());
+        let row = Staged::Update { table, key, columns, params };
+        if self.staging() {
+            self.pending_rows.borrow_mut().push(row);
+            Ok(())
+        } else {
+            write_staged(self, vec![row])
         }
     }
 
@@ -517,6 +649,76 @@ impl Db {
         debug_assert!(sql.contains("RETURNING"), "{sql}");
         Ok(self.exec(sql, params)?.rows.len())
     }
+}
+
+/// Writes staged rows: the rows of one form (an insert into, or an update
+/// of, the same table's same columns) in one statement, up to 100 a
+/// statement, forms in the order they were first staged and rows of a form
+/// in the order they were staged (rows of different forms never touch the
+/// same row: a batch inserts new request-log rows and updates earlier
+/// ones). Inserts list their rows; updates join their rows as a `VALUES`
+/// list (`column1` the key), each value cast to its column's type so both
+/// dialects read the list alike.
+fn write_staged(db: &Db, rows: Vec<Staged>) -> Result<(), StoreError> {
+    let form = |r: &Staged| match r {
+        Staged::Insert { table, columns, .. } => (0, *table, columns.join(",")),
+        Staged::Update { table, columns, .. } => (1, *table, columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(",")),
+    };
+    let mut forms: Vec<((i32, &str, String), Vec<Staged>)> = Vec::new();
+    for r in rows {
+        let f = form(&r);
+        match forms.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, group)) => group.push(r),
+            None => forms.push((f, vec![r])),
+        }
+    }
+    for group in forms.into_iter().flat_map(|(_, rows)| rows.chunks(100).map(<[Staged]>::to_vec).collect::<Vec<_>>()) {
+        write_group(db, &group)?;
+    }
+    Ok(())
+}
+
+/// Writes rows of one form in one statement.
+fn write_group(db: &Db, group: &[Staged]) -> Result<(), StoreError> {
+    {
+        match &group[0] {
+            Staged::Insert { table, columns, .. } => {
+                let one = format!("({})", vec!["?"; columns.len()].join(", "));
+                let marks = vec![one.as_str(); group.len()].join(", ");
+                let params: Vec<Value> = group
+                    .iter()
+                    .flat_map(|r| match r {
+                        Staged::Insert { params, .. } => params.clone(),
+                        Staged::Update { .. } => Vec::new(),
+                    })
+                    .collect();
+                db.exec(&format!("INSERT INTO {table} ({}) VALUES {marks}", columns.join(", ")), &params)?;
+            }
+            Staged::Update { table, key, columns, params } if group.len() == 1 => {
+                let sets = columns.iter().map(|(c, _)| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
+                let mut ordered = params[1..].to_vec();
+                ordered.push(params[0].clone());
+                db.exec(&format!("UPDATE {table} SET {sets} WHERE {key} = ?"), &ordered)?;
+            }
+            Staged::Update { table, key, columns, .. } => {
+                let one = format!(
+                    "(CAST(? AS BIGINT), {})",
+                    columns.iter().map(|(_, ty)| format!("CAST(? AS {ty})")).collect::<Vec<_>>().join(", ")
+                );
+                let marks = vec![one.as_str(); group.len()].join(", ");
+                let sets = columns.iter().enumerate().map(|(n, (c, _))| format!("{c} = v.column{}", n + 2)).collect::<Vec<_>>().join(", ");
+                let params: Vec<Value> = group
+                    .iter()
+                    .flat_map(|r| match r {
+                        Staged::Update { params, .. } => params.clone(),
+                        Staged::Insert { .. } => Vec::new(),
+                    })
+                    .collect();
+                db.exec(&format!("UPDATE {table} SET {sets} FROM (VALUES {marks}) AS v WHERE {table}.{key} = v.column1"), &params)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads a required column.

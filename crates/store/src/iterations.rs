@@ -7,13 +7,16 @@ use stepwise_engine::worker::{IterationResult, Outcome};
 use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
 
 /// Inserts an iteration; a success gets a receipt code made from the row id.
-/// Returns the receipt code, if any.
+/// Returns the receipt code, if any. The insert may be staged until the
+/// transaction commits ([`Db::stage_insert`]).
 pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Result<Option<String>, StoreError> {
-    let id = db.insert_returning_id(
-        "INSERT INTO iterations (binding_id, run_id, iteration, outcome, reason, transaction_id, amount, balance,
-                                 started_at, finished_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        &[
+    let id = db.next_id("iterations", "id")?;
+    let code = (r.outcome == Outcome::Success).then(|| receipt::code(receipt::WORKER_PREFIX, id as u64));
+    db.stage_insert(
+        "iterations",
+        &["id", "binding_id", "run_id", "iteration", "outcome", "reason", "transaction_id", "amount", "balance", "receipt_code", "started_at", "finished_at"],
+        vec![
+            int(id),
             text(binding_id),
             int(run_id as i64),
             int(r.iteration as i64),
@@ -22,16 +25,12 @@ pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Re
             opt_text(r.transaction_id.as_deref()),
             opt_int(r.amount),
             opt_int(r.balance),
+            opt_text(code.as_deref()),
             int(r.started_at),
             int(r.finished_at),
         ],
     )?;
-    if r.outcome != Outcome::Success {
-        return Ok(None);
-    }
-    let code = receipt::code(receipt::WORKER_PREFIX, id as u64);
-    db.exec("UPDATE iterations SET receipt_code = ? WHERE id = ?", &[text(&code), int(id)])?;
-    Ok(Some(code))
+    Ok(code)
 }
 
 /// A page of one binding's iterations, newest first, before row id `before`.

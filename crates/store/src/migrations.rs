@@ -540,11 +540,16 @@ pub fn migrate(db: &Db) -> Result<(), StoreError> {
     let dialect = db.dialect();
     let migrations = migrations(dialect);
     let latest = migrations.last().map(|m| m.0).unwrap_or(0);
+    // A connection can come back from a pool inside a transaction (a guest
+    // that trapped or never committed; Spin's pool does not roll back):
+    // ended before anything builds on it.
+    if let Some(reset) = dialect.inherited_transaction_reset() {
+        db.exec(reset, &[])?;
+    }
     // Fast path: one read when the schema is current.
-    if let Ok(Some(v)) = db.scalar_i64("SELECT max(version) FROM schema_migrations", &[]) {
-        if v >= latest {
-            return Ok(());
-        }
+    let version = db.scalar_i64("SELECT max(version) FROM schema_migrations", &[]).ok().flatten();
+    if version.is_some_and(|v| v >= latest) {
+        return Ok(());
     }
     if dialect == Dialect::Sqlite {
         // WAL persists in the file; Spin does not turn it on by itself.

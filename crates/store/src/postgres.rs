@@ -6,8 +6,10 @@
 //!
 //! A pooled connection can come back inside a transaction (Spin's pool
 //! recycles connections without a `ROLLBACK`, and a guest that trapped
-//! mid-transaction leaves one open), so [`Postgres::open`] rolls back
-//! whatever it inherited before the store uses it, and turns notices off.
+//! mid-transaction leaves one open): the store's first statement on it
+//! rolls it back before anything builds on it
+//! ([`crate::db::Dialect::inherited_transaction_reset`]). [`Postgres::open`] turns notices
+//! off at connection start.
 //! A statement that answers no rows goes as a command (`execute`), one
 //! that does as a query, rewritten to answer at least one row (see
 //! [`at_least_one_row`]): Spin 4.0.2's HTTP trigger never answers a query
@@ -47,8 +49,8 @@ impl Postgres {
             pg.execute(QUIET, &[])?;
             return Ok(pg);
         }
-        // Ends an inherited transaction (silently when there is none).
-        pg.execute("ROLLBACK", &[])?;
+        // An inherited transaction is rolled back by the store's first
+        // statement (`Dialect::inherited_transaction_reset`).
         Ok(pg)
     }
 }

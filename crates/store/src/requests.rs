@@ -63,38 +63,28 @@ pub struct Response<'a> {
 /// Longest response body kept.
 pub const MAX_PAYLOAD: usize = 16 * 1024;
 
-/// Hands out request ids inside one write transaction: each the id the
-/// request log's own counter gives next ([`Db::next_id`]), taken right
-/// before the row that carries it is inserted.
-#[derive(Debug, Default)]
-pub struct Ids {
-    _private: (),
-}
-
-impl Ids {
-    /// The next id.
-    pub fn take(&mut self, db: &Db) -> Result<i64, StoreError> {
-        db.next_id("request_log", "id")
-    }
-}
-
-/// Inserts the row whole, with its id from `ids` (moving `is_latest` to
-/// it), and returns the id: the request id. The URL and payload may name
-/// that id, so `format` makes them from it before the one insert; if
-/// `format` fails nothing is written (a validation failure writes no row).
-pub fn insert(db: &Db, ids: &mut Ids, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Formatted, StoreError>) -> Result<i64, StoreError> {
+/// Inserts the row whole, with the request log's next id (moving
+/// `is_latest` to it), and returns the id: the request id. The URL and
+/// payload may name that id, so `format` makes them from it before the one
+/// insert; if `format` fails nothing is written (a validation failure
+/// writes no row). The insert may be staged until the transaction commits
+/// ([`Db::stage_insert`]): the call is sent only after that.
+pub fn insert(db: &Db, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Formatted, StoreError>) -> Result<i64, StoreError> {
     let key = format!("{}:{}:{}:{}", r.kind.as_str(), r.machine_id, r.run, r.operation_key);
-    let id = ids.take(db)?;
+    let id = db.next_id("request_log", "id")?;
     let f = format(id)?;
-    // A first attempt of a new key has no earlier row to take the flag from.
+    // A first attempt of a new key has no earlier row to take the flag from
+    // (an earlier attempt's row was written by an earlier transaction).
     if r.attempt_number > 1 || r.target.is_some() {
         db.exec("UPDATE request_log SET is_latest = 0 WHERE operation_key = ? AND is_latest = 1", &[text(&key)])?;
     }
-    db.exec(
-        "INSERT INTO request_log (id, machine_kind, machine_id, run, operation, target, operation_key, attempt_number,
-                                  is_latest, method, url, request_payload, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+    db.stage_insert(
+        "request_log",
         &[
+            "id", "machine_kind", "machine_id", "run", "operation", "target", "operation_key", "attempt_number", "is_latest", "method", "url",
+            "request_payload", "created_at",
+        ],
+        vec![
             int(id),
             text(r.kind.as_str()),
             text(r.machine_id),
@@ -103,6 +93,7 @@ pub fn insert(db: &Db, ids: &mut Ids, r: &NewRequest<'_>, format: impl FnOnce(i6
             opt_text(r.target),
             text(key),
             int(r.attempt_number.into()),
+            int(1),
             text(r.method),
             text(f.url),
             text(f.payload),
@@ -112,7 +103,8 @@ pub fn insert(db: &Db, ids: &mut Ids, r: &NewRequest<'_>, format: impl FnOnce(i6
     Ok(id)
 }
 
-/// Records the answer of request `id` (response fields only).
+/// Records the answer of request `id` (response fields only), staged until
+/// the transaction commits where it stages ([`Db::stage_update`]).
 pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
     let payload = r.response_payload.map(|p| {
         let mut end = p.len().min(MAX_PAYLOAD);
@@ -121,11 +113,21 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
         }
         p[..end].to_string()
     });
-    db.exec(
-        "UPDATE request_log SET status_code = ?, response_code = ?, response_message = ?, response_payload = ?,
-                is_success = ?, duration_ms = ?, responded_at = ?, overhead_us = ?
-         WHERE id = ?",
+    db.stage_update(
+        "request_log",
+        "id",
         &[
+            ("status_code", "BIGINT"),
+            ("response_code", "TEXT"),
+            ("response_message", "TEXT"),
+            ("response_payload", "TEXT"),
+            ("is_success", "BIGINT"),
+            ("duration_ms", "BIGINT"),
+            ("responded_at", "BIGINT"),
+            ("overhead_us", "BIGINT"),
+        ],
+        vec![
+            int(id),
             r.status_code.map(|s| int(s.into())).unwrap_or(crate::db::Value::Null),
             text(r.response_code),
             opt_text(r.response_message),
@@ -134,10 +136,8 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
             int(r.duration_ms),
             int(r.responded_at),
             crate::db::opt_int(r.overhead_us),
-            int(id),
         ],
-    )?;
-    Ok(())
+    )
 }
 
 /// The newest rows before `before` (an id), of one machine when `machine` is

@@ -186,7 +186,7 @@ fn save<M: Stepped>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> R
 }
 
 /// What the claim of one machine (already loaded, lease checked) came to.
-fn claim_loaded<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owner: &str, m: &mut M, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
     let lease = Lease { owner: owner.to_string(), until: now + lease_ms(cfg.timeout_ms) };
     let (call, request_id, outbound, entry) = match m.poll(now) {
         Step::Call(call) => {
@@ -194,7 +194,6 @@ fn claim_loaded<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owne
             let mut prepared = None;
             let rid = requests::insert(
                 db,
-                ids,
                 &NewRequest {
                     kind: M::KIND,
                     machine_id: m.id(),
@@ -241,12 +240,12 @@ fn claim_loaded<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owne
 }
 
 /// Claims one machine, loaded and locked, inside the caller's transaction.
-fn claim_in<M: Stepped>(db: &Db, ids: &mut requests::Ids, cfg: &Config, owner: &str, stored: Stored<M>, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+fn claim_in<M: Stepped>(db: &Db, cfg: &Config, owner: &str, stored: Stored<M>, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
     if !lease::claimable(stored.lease.as_ref(), now) {
         return Ok(None);
     }
     let mut m = stored.machine;
-    claim_loaded(db, ids, cfg, owner, &mut m, now)
+    claim_loaded(db, cfg, owner, &mut m, now)
 }
 
 /// The claim: one transaction that decides the step and takes the lease.
@@ -272,12 +271,13 @@ pub type ClaimResult<C> = (String, Result<Option<Claimed<C>>, StoreError>);
 /// left out are not in the answer.
 pub fn claim_many<M: Stepped>(db: &Db, cfg: &Config, owner: &str, ids: &[String], now: Millis) -> Result<Vec<ClaimResult<M::Call>>, StoreError> {
     db.locking(|db| {
-        let mut rids = requests::Ids::default();
         let loaded = machines::lock_many::<M>(db, ids, Locking::Skip)?;
+        // Every machine claimed makes at most one call: its request id.
+        db.reserve_ids("request_log", "id", loaded.len())?;
         Ok(loaded
             .into_iter()
             .map(|(id, stored)| {
-                let c = stored.and_then(|stored| db.item(|db| claim_in::<M>(db, &mut rids, cfg, owner, stored, now)));
+                let c = stored.and_then(|stored| db.item(|db| claim_in::<M>(db, cfg, owner, stored, now)));
                 (id, c)
             })
             .collect())
@@ -308,7 +308,6 @@ pub struct RecordOutcome<C> {
 #[allow(clippy::too_many_arguments)]
 fn record_in<M: Stepped>(
     db: &Db,
-    ids: &mut requests::Ids,
     cfg: &Config,
     owner: &str,
     c: &Claimed<M::Call>,
@@ -359,7 +358,7 @@ fn record_in<M: Stepped>(
     if claim_next && next_due.is_some_and(|d| d <= now) {
         let effects = m.drain_effects();
         m.apply(db, effects)?;
-        let next = claim_loaded(db, ids, cfg, owner, &mut m, now)?;
+        let next = claim_loaded(db, cfg, owner, &mut m, now)?;
         return Ok(RecordOutcome { recorded, next });
     }
     save(db, &mut m, None, now)?;
@@ -399,14 +398,21 @@ pub fn record_many<M: Stepped>(
     db.locking(|db| {
         let mut loaded: std::collections::HashMap<String, Result<Stored<M>, StoreError>> =
             machines::lock_many::<M>(db, &machine_ids, Locking::Wait)?.into_iter().collect();
-        let mut ids = requests::Ids::default();
+        // Each worker's answer finishes at most one iteration, and each
+        // answer claims at most one next call.
+        if M::KIND == Kind::Worker {
+            db.reserve_ids("iterations", "id", answers.len())?;
+        }
+        if claim_next {
+            db.reserve_ids("request_log", "id", answers.len())?;
+        }
         let mut batch = metrics::Batch::default();
         let out = answers
             .iter()
             .map(|(c, r)| {
                 let stored = loaded.remove(&c.id).transpose()?;
                 let mut mine = metrics::Batch::default();
-                let o = db.item(|db| record_in::<M>(db, &mut ids, cfg, owner, c, r, stored, now, claim_next, &mut mine));
+                let o = db.item(|db| record_in::<M>(db, cfg, owner, c, r, stored, now, claim_next, &mut mine));
                 if o.is_ok() {
                     batch.merge(mine);
                 }

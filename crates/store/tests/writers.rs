@@ -131,3 +131,34 @@ fn one_key_sent_eight_times_at_once_makes_one_transfer() {
     assert_eq!(setup.scalar_i64("SELECT count(*) FROM transfers", &[]).unwrap(), Some(1));
     assert_eq!(ledger::load(&setup, "bank").unwrap().unwrap().held, 500, "held once");
 }
+
+/// A connection handed back inside a transaction (a guest that trapped
+/// mid-transaction, or never committed, and a pool that does not roll back,
+/// as Spin's does not): the store's first statement finds it and rolls it
+/// back, so nothing the abandoned transaction did is committed by the next
+/// one, open or aborted.
+#[test]
+fn a_transaction_left_open_on_a_pooled_connection_is_rolled_back_not_built_on() {
+    use stepwise_store::db::Sql;
+    let pg = stepwise_e2e::services::Postgres::start();
+    let setup = connect(&pg);
+    let spec = |id: &str| AccountSpec { id: id.into(), currency: "IDR".into(), allow_negative: false, name: None };
+    for (abandoned, poison) in [("left-open", None), ("left-aborted", Some("SELECT 1 / 0"))] {
+        let conn = NativePg::connect(&pg.url()).unwrap();
+        conn.execute("BEGIN", &[]).unwrap();
+        conn.execute(
+            "INSERT INTO accounts (id, currency, status, allow_negative, balance, held, created_at, updated_at) VALUES (?, 'IDR', 'active', 0, 0, 0, 0, 0)",
+            &[stepwise_store::db::text(abandoned)],
+        )
+        .unwrap();
+        if let Some(sql) = poison {
+            assert!(conn.execute(sql, &[]).is_err(), "the transaction is aborted");
+        }
+        // The next guest gets the connection as it is.
+        let db = Db::on(Box::new(conn)).unwrap();
+        let id = format!("after-{abandoned}");
+        db.immediate(|db| ledger::create(db, spec(&id), NOW)).unwrap();
+        assert!(ledger::load(&setup, &id).unwrap().is_some(), "the next transaction committed");
+        assert!(ledger::load(&setup, abandoned).unwrap().is_none(), "{abandoned}: the abandoned insert was not committed with it");
+    }
+}
