@@ -2,7 +2,8 @@
 //! its own with its own state dir, sharing one PostgreSQL and one Redis
 //! (key-value) that they reach over their own links, as replicas on three
 //! machines would. Work is started through all three; one is SIGKILLed
-//! mid-load; transfers are spread over them.
+//! mid-load; transfers are spread over them; one payment notification is
+//! sent to two of them at once.
 //!
 //! Needs root (`ip netns`); `scripts/test` runs as root. Elsewhere each test
 //! says it skipped.
@@ -163,4 +164,44 @@ fn sixteen_clients_spread_over_three_replicas_conserve_money_and_complete_each_t
     let Some(c) = Cluster::start(&[("tick_concurrency", "32")]) else { return };
     let refs: Vec<&App> = c.replicas.iter().collect();
     ledger::sixteen_clients_1600_random_transfers(&refs);
+}
+
+#[test]
+fn the_same_notification_sent_to_two_replicas_at_once_is_applied_once() {
+    use sha2::{Digest, Sha512};
+    let Some(c) = Cluster::start(&[]) else { return };
+    let (a, b) = (&c.replicas[0], &c.replicas[1]);
+    let p = a.sandbox.json("PUT", "/sandbox/products/p-r", &[], &json!({ "price": 10000, "stock": 5 }));
+    assert_eq!(p.status, 200, "{}", p.body);
+    let input = json!({"user_token": "demo", "items": [{"product_id": "p-r", "price": 10000, "quantity": 2}], "payment_ttl_ms": 600000});
+    let s = a.api("POST", "/api/sagas", Some(json!({ "definition": "checkout", "input": input })));
+    assert_eq!(s.status, 202, "{}", s.body);
+    let id = s.json()["id"].as_str().unwrap().to_string();
+    let status = |app: &App| app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"].as_str().unwrap_or("").to_string();
+    poll_until(Duration::from_secs(60), "the checkout waiting for its payment", || (status(b) == "waiting").then_some(()));
+    // Signed as the gateway signs it, with the key every replica shares.
+    let signature = hex::encode(Sha512::digest(format!("{id}20020000.00{}", app::SANDBOX_KEY)));
+    let body = json!({
+        "order_id": id, "status_code": "200", "gross_amount": "20000.00", "transaction_status": "settlement",
+        "fraud_status": "accept", "signature_key": signature, "payment_type": "bank_transfer",
+    });
+    let results: Vec<String> = std::thread::scope(|s| {
+        let sends: Vec<_> = (0..16)
+            .map(|i| {
+                let (app, body) = (if i % 2 == 0 { a } else { b }, &body);
+                s.spawn(move || {
+                    let r = app.runner.json("POST", "/webhooks/midtrans", &[], body);
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    r.json()["status"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        sends.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|r| *r == "accepted").count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| *r == "duplicate").count(), 15, "{results:?}");
+    poll_until(Duration::from_secs(60), "the checkout completed", || (status(&c.replicas[2]) == "completed").then_some(()));
+    let h = a.api("GET", &format!("/api/sagas/{id}/events"), None).json();
+    let notified = h["events"].as_array().unwrap().iter().filter(|e| e["type"] == "payment_notified").count();
+    assert_eq!(notified, 1, "{h}");
 }
