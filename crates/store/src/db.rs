@@ -257,9 +257,10 @@ pub struct Db {
 enum Staged {
     /// An insert of `columns` into `table`.
     Insert { table: &'static str, columns: &'static [&'static str], params: Vec<Value> },
-    /// An update of `columns` of `table`'s row whose `key` column is the first
-    /// parameter, the columns' new values after it, each cast to its type.
-    Update { table: &'static str, key: &'static str, columns: &'static [(&'static str, &'static str)], params: Vec<Value> },
+    /// An update of `columns` of `table`'s row whose `key` column (name,
+    /// SQL type) is the first parameter, the columns' new values after it,
+    /// each cast to its type.
+    Update { table: &'static str, key: (&'static str, &'static str), columns: &'static [(&'static str, &'static str)], params: Vec<Value> },
 }
 
 /// Ids of one table reserved in a transaction.
@@ -624,10 +625,11 @@ impl Db {
     }
 
     /// Updates `columns` (each with its SQL type, for the cast) of the row
-    /// of `table` whose `key` column is `params[0]`, to `params[1..]`:
+    /// of `table` whose `key` column (name and SQL type) is `params[0]`, to
+    /// `params[1..]`:
     /// staged as [`Db::stage_insert`] is (one statement for the batch), or
     /// at once. The row must have been written by an earlier transaction.
-    pub fn stage_update(&self, table: &'static str, key: &'static str, columns: &'static [(&'static str, &'static str)], params: Vec<Value>) -> Result<(), StoreError> {
+    pub fn stage_update(&self, table: &'static str, key: (&'static str, &'static str), columns: &'static [(&'static str, &'static str)], params: Vec<Value>) -> Result<(), StoreError> {
         debug_assert_eq!(columns.len() + 1, params.len());
         let row = Staged::Update { table, key, columns, params };
         if self.staging() {
@@ -698,11 +700,12 @@ fn write_group(db: &Db, group: &[Staged]) -> Result<(), StoreError> {
                 let sets = columns.iter().map(|(c, _)| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
                 let mut ordered = params[1..].to_vec();
                 ordered.push(params[0].clone());
-                db.exec(&format!("UPDATE {table} SET {sets} WHERE {key} = ?"), &ordered)?;
+                db.exec(&format!("UPDATE {table} SET {sets} WHERE {} = ?", key.0), &ordered)?;
             }
             Staged::Update { table, key, columns, .. } => {
                 let one = format!(
-                    "(CAST(? AS BIGINT), {})",
+                    "(CAST(? AS {}), {})",
+                    key.1,
                     columns.iter().map(|(_, ty)| format!("CAST(? AS {ty})")).collect::<Vec<_>>().join(", ")
                 );
                 let marks = vec![one.as_str(); group.len()].join(", ");
@@ -714,7 +717,7 @@ fn write_group(db: &Db, group: &[Staged]) -> Result<(), StoreError> {
                         Staged::Insert { .. } => Vec::new(),
                     })
                     .collect();
-                db.exec(&format!("UPDATE {table} SET {sets} FROM (VALUES {marks}) AS v WHERE {table}.{key} = v.column1"), &params)?;
+                db.exec(&format!("UPDATE {table} SET {sets} FROM (VALUES {marks}) AS v WHERE {table}.{} = v.column1", key.0), &params)?;
             }
         }
     }

@@ -100,13 +100,15 @@ pub fn set_status(db: &Db, id: &str, status: AccountStatus, now: Millis) -> Resu
 }
 
 /// Writes an account's balance and held (in the transaction that changed
-/// what they sum).
+/// what they sum; staged until it commits where it stages, see
+/// [`Db::stage_update`]).
 pub fn save_amounts(db: &Db, a: &Account, now: Millis) -> Result<(), StoreError> {
-    db.exec(
-        "UPDATE accounts SET balance = ?, held = ?, updated_at = ? WHERE id = ?",
-        &[int(a.balance), int(a.held), int(now), text(a.id())],
-    )?;
-    Ok(())
+    db.stage_update(
+        "accounts",
+        ("id", "TEXT"),
+        &[("balance", "BIGINT"), ("held", "BIGINT"), ("updated_at", "BIGINT")],
+        vec![text(a.id()), int(a.balance), int(a.held), int(now)],
+    )
 }
 
 /// A page of accounts in id order after `cursor`, and the cursor of the next.
@@ -147,18 +149,16 @@ pub fn recent_lines(db: &Db, id: &str, limit: u32) -> Result<Vec<serde_json::Val
 /// Posts a balanced journal (the engine made it so) in the caller's
 /// transaction; returns its id. A second journal with the same
 /// `external_ref` is refused by the database.
+///
+/// The journal and its lines may be staged until the transaction commits
+/// ([`Db::stage_insert`]: a tick's execution batch writes every journal in
+/// one statement and every line in another).
 pub fn post(db: &Db, journal: &Journal, now: Millis) -> Result<i64, StoreError> {
-    let id = db.insert_returning_id(
-        "INSERT INTO journals (external_ref, posted_at) VALUES (?, ?) RETURNING id",
-        &[text(journal.external_ref()), int(now)],
-    )?;
-    let lines = journal.lines();
-    let marks = vec!["(?, ?, ?, ?)"; lines.len()].join(", ");
-    let mut params = Vec::with_capacity(lines.len() * 4);
-    for l in lines {
-        params.extend([int(id), text(&l.account), int(l.debit), int(l.credit)]);
+    let id = db.next_id("journals", "id")?;
+    db.stage_insert("journals", &["id", "external_ref", "posted_at"], vec![int(id), text(journal.external_ref()), int(now)])?;
+    for l in journal.lines() {
+        db.stage_insert("ledger_lines", &["journal_id", "account", "debit", "credit"], vec![int(id), text(&l.account), int(l.debit), int(l.credit)])?;
     }
-    db.exec(&format!("INSERT INTO ledger_lines (journal_id, account, debit, credit) VALUES {marks}"), &params)?;
     Ok(id)
 }
 

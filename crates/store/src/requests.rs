@@ -115,7 +115,7 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
     });
     db.stage_update(
         "request_log",
-        "id",
+        ("id", "BIGINT"),
         &[
             ("status_code", "BIGINT"),
             ("response_code", "TEXT"),

@@ -220,13 +220,13 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
             (State::Failed { reason: *reason, at: now }, "transfer.failed", Some(reason.as_str()), None)
         }
     };
-    let changed = db.changed_rows(
-        "UPDATE transfers SET status = ?, reason = ?, journal_id = ?, completed_at = ? WHERE id = ? AND status = 'processing' RETURNING id",
-        &[text(state.status().as_str()), opt_text(reason), crate::db::opt_int(journal_id), int(now), int(t.id as i64)],
+    // Still processing: the batch took it processing, locked (or as the only writer).
+    db.stage_update(
+        "transfers",
+        ("id", "BIGINT"),
+        &[("status", "TEXT"), ("reason", "TEXT"), ("journal_id", "BIGINT"), ("completed_at", "BIGINT")],
+        vec![int(t.id as i64), text(state.status().as_str()), opt_text(reason), crate::db::opt_int(journal_id), int(now)],
     )?;
-    if changed != 1 {
-        return Err(StoreError::Corrupt(format!("transfer {} was not processing", t.id)));
-    }
     let code = t.receipt_code();
     outbox::append(db, &NewEvent { kind, subject_kind: "transfer", subject_id: &code, definition: None, data: &data, at: now })?;
     Ok(state)
@@ -249,6 +249,8 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
         if due.is_empty() {
             return Ok(done);
         }
+        // Each completed transfer posts one journal.
+        db.reserve_ids("journals", "id", due.len())?;
         let mut ids: Vec<&str> = due.iter().flat_map(|t| [t.request.from.as_str(), t.request.to.as_str()]).collect();
         ids.sort_unstable();
         ids.dedup();
