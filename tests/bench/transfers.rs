@@ -28,7 +28,8 @@
 //!
 //! Settings by environment: BENCH_SECONDS, BENCH_USERS, BENCH_CONNECTIONS,
 //! BENCH_BACKLOG, BENCH_LOG (the runner's STEPWISE_LOG, default warn),
-//! BENCH_ONLY_ACCEPTANCE (set: part 1 only).
+//! BENCH_ONLY_ACCEPTANCE (set: part 1 only), BENCH_PG_POOL (the runner's
+//! `--postgres-pool-size`).
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// The app for the benchmark: the 1 s cron with its 900 ms budget, or `--tick-ms 5`.
 fn config(fast: bool) -> RunnerConfig {
     let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    let cfg = app::config().var("tick_budget_ms", "900").env("STEPWISE_LOG", &log);
+    let mut cfg = app::config().var("tick_budget_ms", "900").env("STEPWISE_LOG", &log);
+    if let Ok(n) = std::env::var("BENCH_PG_POOL") {
+        cfg = cfg.arg("--postgres-pool-size").arg(&n);
+    }
     if fast {
         cfg.tick_ms(5)
     } else {
