@@ -458,7 +458,7 @@ fn a_transfer_to_an_account_frozen_after_acceptance_fails_releases_its_hold_and_
     app.restart_with(app::config());
     let t = ledger::wait_final(&app, &doomed, Duration::from_secs(30));
     assert_eq!(t["status"], "failed", "{t}");
-    assert!(t["reason"].as_str().is_some_and(|r| !r.is_empty()), "a reason: {t}");
+    assert_eq!(t["reason"], "account_frozen", "{t}");
     assert!(t["journal_id"].is_null(), "{t}");
     assert_eq!(ledger::wait_final(&app, &fine, Duration::from_secs(30))["status"], "completed");
     let (_, accounts) = ledger::check_ledger(&app);
@@ -466,6 +466,7 @@ fn a_transfer_to_an_account_frozen_after_acceptance_fails_releases_its_hold_and_
     assert_eq!(int(&accounts["alice"], "balance"), 0);
     let failed = ledger::events(&app, "transfer.failed");
     assert_eq!(failed.iter().map(|e| e["receipt_code"].as_str().unwrap()).collect::<Vec<_>>(), [doomed.as_str()], "{failed:?}");
+    assert_eq!(failed[0]["data"]["reason"], "account_frozen", "the event names the reason: {failed:?}");
     assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="failed"}"#), Some(1.0));
 
     // Unfrozen, alice takes transfers again.

@@ -205,8 +205,10 @@ on_both!(a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged, |db
     let at = |ms: i64| db.immediate(|db| transfers::accept(db, "day-key", &r, ms)).unwrap();
     assert!(matches!(at(NOW + day), Accepted::Repeat(ref x) if x.id == t.id), "a day later the key still answers its transfer");
     assert_eq!(stepwise_store::idempotency::purge(&db, NOW + day, 100).unwrap(), 0, "nothing to purge within the keeping time");
-    let kept = stepwise_engine::transfer::KEEP_KEYS_MS;
-    assert!(kept > day);
-    assert_eq!(stepwise_store::idempotency::purge(&db, NOW + kept, 100).unwrap(), 1);
+    // The documented lifetime, not the constant under test: 25 hours.
+    let kept = 25 * 3_600_000;
+    assert!(matches!(at(NOW + kept - 1), Accepted::Repeat(ref x) if x.id == t.id), "kept until 25 hours have passed");
+    assert_eq!(stepwise_store::idempotency::purge(&db, NOW + kept - 1, 100).unwrap(), 0, "not purged before 25 hours");
+    assert_eq!(stepwise_store::idempotency::purge(&db, NOW + kept, 100).unwrap(), 1, "purged at 25 hours");
     assert!(matches!(at(NOW + kept + 1), Accepted::New(ref x) if x.id != t.id), "after the purge the key is new again");
 });
