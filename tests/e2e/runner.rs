@@ -187,10 +187,15 @@ fn cron_fires_at_tick_ms() {
     // Runs follow the period: consecutive starts are about 50 ms apart, never
     // back to back. (Timestamps are taken inside the guest, after
     // instantiation, so one slow instantiation can shorten a single gap.)
-    for w in runs.windows(2) {
-        let gap = w[1].0 - w[0].0;
-        assert!(gap >= 25_000, "runs started {gap} µs apart with --tick-ms 50");
+    let mut gaps: Vec<i64> = runs.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    for gap in &gaps {
+        assert!(*gap >= 25_000, "runs started {gap} µs apart with --tick-ms 50");
     }
+    // And at that period, not the manifest's (the probe's cron fires every
+    // second): the typical gap is far below a second, whatever one slow run did.
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    assert!(median < 250_000, "the median gap is {median} µs with --tick-ms 50: {gaps:?}");
 }
 
 #[test]
