@@ -760,7 +760,13 @@ fn a_hung_cron_run_is_stopped_at_its_deadline_and_the_next_one_fires() {
         for w in starts.windows(2) {
             let gap = w[1] - w[0];
             assert!(gap >= 400_000, "{how}: a run started {gap} µs after the previous: it was not stopped at the deadline");
+            // The deadline is kept, not merely reached: the next run starts
+            // within the 500 ms deadline and a 100 ms tick, plus slack for a
+            // busy machine (a deadline of seconds fails here).
+            assert!(gap < 5_000_000, "{how}: a run started {gap} µs after the previous: the 500 ms deadline was not kept");
         }
+        let closest = starts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(i64::MAX);
+        assert!(closest < 1_500_000, "{how}: runs {closest} µs apart at best with a 500 ms deadline: {starts:?}");
         let failed = poll_until(Duration::from_secs(10), "the deadline failures counted", || {
             let n = r.runner_metric("stepwise_cron_runs_total{result=\"deadline\"}");
             (n >= 2).then_some(n)
