@@ -680,45 +680,39 @@ fn write_staged(db: &Db, rows: Vec<Staged>) -> Result<(), StoreError> {
     Ok(())
 }
 
+impl Staged {
+    fn params(&self) -> &[Value] {
+        match self {
+            Staged::Insert { params, .. } | Staged::Update { params, .. } => params,
+        }
+    }
+}
+
 /// Writes rows of one form in one statement.
 fn write_group(db: &Db, group: &[Staged]) -> Result<(), StoreError> {
-    {
-        match &group[0] {
-            Staged::Insert { table, columns, .. } => {
-                let one = format!("({})", vec!["?"; columns.len()].join(", "));
-                let marks = vec![one.as_str(); group.len()].join(", ");
-                let params: Vec<Value> = group
-                    .iter()
-                    .flat_map(|r| match r {
-                        Staged::Insert { params, .. } => params.clone(),
-                        Staged::Update { .. } => Vec::new(),
-                    })
-                    .collect();
-                db.exec(&format!("INSERT INTO {table} ({}) VALUES {marks}", columns.join(", ")), &params)?;
-            }
-            Staged::Update { table, key, columns, params } if group.len() == 1 => {
-                let sets = columns.iter().map(|(c, _)| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
-                let mut ordered = params[1..].to_vec();
-                ordered.push(params[0].clone());
-                db.exec(&format!("UPDATE {table} SET {sets} WHERE {} = ?", key.0), &ordered)?;
-            }
-            Staged::Update { table, key, columns, .. } => {
-                let one = format!(
-                    "(CAST(? AS {}), {})",
-                    key.1,
-                    columns.iter().map(|(_, ty)| format!("CAST(? AS {ty})")).collect::<Vec<_>>().join(", ")
-                );
-                let marks = vec![one.as_str(); group.len()].join(", ");
-                let sets = columns.iter().enumerate().map(|(n, (c, _))| format!("{c} = v.column{}", n + 2)).collect::<Vec<_>>().join(", ");
-                let params: Vec<Value> = group
-                    .iter()
-                    .flat_map(|r| match r {
-                        Staged::Update { params, .. } => params.clone(),
-                        Staged::Insert { .. } => Vec::new(),
-                    })
-                    .collect();
-                db.exec(&format!("UPDATE {table} SET {sets} FROM (VALUES {marks}) AS v WHERE {table}.{} = v.column1", key.0), &params)?;
-            }
+    let params: Vec<Value> = group.iter().flat_map(Staged::params).cloned().collect();
+    match &group[0] {
+        Staged::Insert { table, columns, .. } => {
+            let one = format!("({})", vec!["?"; columns.len()].join(", "));
+            let marks = vec![one.as_str(); group.len()].join(", ");
+            db.exec(&format!("INSERT INTO {table} ({}) VALUES {marks}", columns.join(", ")), &params)?;
+        }
+        Staged::Update { table, key, columns, .. } if group.len() == 1 => {
+            let sets = columns.iter().map(|(c, _)| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
+            // The key last, for `WHERE`.
+            let mut ordered = params[1..].to_vec();
+            ordered.push(params[0].clone());
+            db.exec(&format!("UPDATE {table} SET {sets} WHERE {} = ?", key.0), &ordered)?;
+        }
+        Staged::Update { table, key, columns, .. } => {
+            let one = format!(
+                "(CAST(? AS {}), {})",
+                key.1,
+                columns.iter().map(|(_, ty)| format!("CAST(? AS {ty})")).collect::<Vec<_>>().join(", ")
+            );
+            let marks = vec![one.as_str(); group.len()].join(", ");
+            let sets = columns.iter().enumerate().map(|(n, (c, _))| format!("{c} = v.column{}", n + 2)).collect::<Vec<_>>().join(", ");
+            db.exec(&format!("UPDATE {table} SET {sets} FROM (VALUES {marks}) AS v WHERE {table}.{} = v.column1", key.0), &params)?;
         }
     }
     Ok(())

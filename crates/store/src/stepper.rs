@@ -315,7 +315,6 @@ fn record_in<M: Stepped>(
     stored: Option<Stored<M>>,
     now: Millis,
     claim_next: bool,
-    metrics: &mut metrics::Batch,
 ) -> Result<RecordOutcome<M::Call>, StoreError> {
     let stale = RecordOutcome { recorded: Recorded::Stale, next: None };
     let Some(stored) = stored else { return Ok(stale) };
@@ -348,11 +347,15 @@ fn record_in<M: Stepped>(
     let op = c.operation.as_str();
     let kind = M::KIND.as_str();
     let result = judged.response_code.to_ascii_lowercase();
+    // Written with the transaction's other metrics at its commit (undone
+    // with this machine's savepoint if its record fails).
+    let mut metrics = metrics::Batch::default();
     metrics.inc("stepwise_steps", &[("kind", kind), ("operation", op), ("result", &result)], 1);
     let status = status_label(r);
     metrics.observe("stepwise_upstream_call_duration_seconds", &[("kind", kind), ("operation", op), ("status", &status)], r.duration_ms as f64 / 1e3);
     let step_us = c.claim_us + r.duration_ms * 1000;
     metrics.observe("stepwise_step_duration_seconds", &[("kind", kind), ("operation", op)], step_us as f64 / 1e6);
+    metrics.flush(db)?;
     let next_due = m.next_due();
     let recorded = Recorded::Done { response_code: judged.response_code, next_due };
     if claim_next && next_due.is_some_and(|d| d <= now) {
@@ -406,21 +409,13 @@ pub fn record_many<M: Stepped>(
         if claim_next {
             db.reserve_ids("request_log", "id", answers.len())?;
         }
-        let mut batch = metrics::Batch::default();
-        let out = answers
+        Ok(answers
             .iter()
             .map(|(c, r)| {
                 let stored = loaded.remove(&c.id).transpose()?;
-                let mut mine = metrics::Batch::default();
-                let o = db.item(|db| record_in::<M>(db, cfg, owner, c, r, stored, now, claim_next, &mut mine));
-                if o.is_ok() {
-                    batch.merge(mine);
-                }
-                o
+                db.item(|db| record_in::<M>(db, cfg, owner, c, r, stored, now, claim_next))
             })
-            .collect();
-        batch.flush(db)?;
-        Ok(out)
+            .collect())
     })
 }
 
