@@ -179,6 +179,10 @@ fn the_same_notification_sent_to_two_replicas_at_once_is_applied_once() {
     let id = s.json()["id"].as_str().unwrap().to_string();
     let status = |app: &App| app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"].as_str().unwrap_or("").to_string();
     poll_until(Duration::from_secs(60), "the checkout waiting for its payment", || (status(b) == "waiting").then_some(()));
+    // Paid at the gateway (its own notification, badly signed on purpose, is
+    // refused): the notifications below are confirmed by the status API.
+    let paid = a.sandbox.json("POST", &format!("/sandbox/payments/{id}/pay"), &[], &json!({ "status": "settlement", "bad_signature": true }));
+    assert_eq!(paid.status, 401, "{}", paid.body);
     // Signed as the gateway signs it, with the key every replica shares.
     let signature = hex::encode(Sha512::digest(format!("{id}20020000.00{}", app::SANDBOX_KEY)));
     let body = json!({

@@ -51,11 +51,28 @@ fn signature(order: &str, status_code: &str, gross: &str) -> String {
 }
 
 fn notify(app: &App, order: &str, status: &str, gross: &str) -> Answer {
+    notify_as(app, order, status, "accept", gross)
+}
+
+/// A notification signed as the gateway signs it: over the order, the
+/// status code and the amount only, so `status` and `fraud` can be edited
+/// without breaking the signature.
+fn notify_as(app: &App, order: &str, status: &str, fraud: &str, gross: &str) -> Answer {
     let body = json!({
         "order_id": order, "status_code": "200", "gross_amount": gross, "transaction_status": status,
-        "fraud_status": "accept", "signature_key": signature(order, "200", gross), "payment_type": "bank_transfer",
+        "fraud_status": fraud, "signature_key": signature(order, "200", gross), "payment_type": "credit_card",
     });
     app.runner.json("POST", "/webhooks/midtrans", &[], &body)
+}
+
+/// The services' calls from the `n`th on.
+fn calls_after(services: &PlainServices, n: usize) -> Vec<Value> {
+    services.calls().0.split_off(n)
+}
+
+/// How many status calls the payment API got for `order`.
+fn status_calls(services: &PlainServices, order: &str) -> usize {
+    services.calls().0.iter().filter(|c| c["path"] == format!("/v2/{order}/status")).count()
 }
 
 fn events(app: &App) -> Vec<Value> {
@@ -94,6 +111,7 @@ fn checkout_settled_by_the_webhook_completes_and_later_notifications_change_noth
     assert_eq!(calls[2]["body"]["transaction_details"], json!({"order_id": id, "gross_amount": 20000}));
     assert_eq!(effects.as_object().unwrap().len(), 4, "one effect per idempotency key");
 
+    services.pay(&id);
     let a = notify(&app, &id, "settlement", "20000.00");
     assert_eq!((a.status, a.json()["status"].as_str()), (200, Some("accepted")), "{}", a.body);
     let done = wait_status(&app, &id, "completed");
@@ -112,7 +130,9 @@ fn checkout_settled_by_the_webhook_completes_and_later_notifications_change_noth
     assert_eq!(kinds, ["committed", "settled"], "settled once");
     let log = app.api("GET", "/api/requests?limit=100", None).json();
     let saga_rows = log["requests"].as_array().unwrap().iter().filter(|r| r["machine_id"] == id.as_str()).count();
-    assert_eq!(saga_rows, 5, "one request-log row per call (the last one settles the stock)");
+    assert_eq!(saga_rows, 6, "one request-log row per call: the status check that confirmed the notification, then the stock settled");
+    let confirm = calls_after(&services, 4);
+    assert_eq!(confirm[0]["path"], format!("/v2/{id}/status"), "the notification was confirmed with the payment API");
 }
 
 /// The same notification sent 8 times to each of two runners sharing one
@@ -128,6 +148,7 @@ fn the_same_notification_sent_to_two_runners_at_once_is_applied_once() {
     let b = App::beside(cfg, &a);
     let id = start(&a, "checkout", checkout_input("p-two"))["id"].as_str().unwrap().to_string();
     wait_status(&a, &id, "waiting");
+    services.pay(&id);
     let results: Vec<String> = std::thread::scope(|s| {
         let sends: Vec<_> = (0..16)
             .map(|i| {
@@ -204,7 +225,9 @@ fn rollback_while_waiting_compensates_in_reverse_and_past_the_pivot_is_a_conflic
 
     let id2 = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
     wait_status(&app, &id2, "waiting");
+    services.pay(&id2);
     assert_eq!(notify(&app, &id2, "settlement", "20000.00").status, 200);
+    wait_status(&app, &id2, "completed");
     let a = app.api("POST", &format!("/api/sagas/{id2}/rollback"), Some(json!({ "reason": "late" })));
     assert_eq!(a.status, 409, "{}", a.body);
     assert!(a.body.contains("pivot"), "{}", a.body);
@@ -300,6 +323,7 @@ fn the_event_stream_pages_in_order_and_every_event_appears_once() {
     }
     for id in &ids {
         wait_status(&app, id, "waiting");
+        services.pay(id);
         assert_eq!(notify(&app, id, "settlement", "20000.00").status, 200);
     }
     for id in &ids {
@@ -527,4 +551,149 @@ fn metrics_count_sagas_by_definition_and_status_compensations_and_notifications(
         assert!(m.lines().any(|l| l == series), "missing {series} in\n{m}");
     }
     assert!(m.contains(r#"stepwise_step_duration_seconds_count{kind="saga",operation="reserve_stock:action"}"#), "saga step durations");
+}
+
+#[test]
+fn edited_replays_of_a_signed_notification_leave_the_saga_waiting() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "600000"));
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    wait_status(&app, &id, "waiting");
+    // The card payment is held for review; the gateway says so, signed.
+    services.set_status(&id, &json!({"transaction_status": "capture", "fraud_status": "challenge"}));
+    assert_eq!(notify_as(&app, &id, "capture", "challenge", "20000.00").json()["status"], "accepted");
+    // Replayed with the unsigned fields edited: each verifies, each is confirmed first.
+    for (status, fraud) in [("capture", "accept"), ("settlement", "challenge"), ("deny", "challenge")] {
+        let asked = status_calls(&services, &id);
+        let a = notify_as(&app, &id, status, fraud, "20000.00");
+        assert_eq!((a.status, a.json()["status"].as_str()), (200, Some("accepted")), "{}", a.body);
+        poll_until(Duration::from_secs(30), "the status asked to confirm it", || (status_calls(&services, &id) > asked).then_some(()));
+        let s = wait_status(&app, &id, "waiting");
+        assert_eq!(s["steps"][4]["status"], "waiting", "{status}/{fraud} replayed changed nothing: {s}");
+    }
+    let kinds: Vec<String> = events(&app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["committed"], "neither settled nor cancelled");
+    // The review passes: the genuine notification is confirmed and completes it.
+    services.set_status(&id, &json!({"transaction_status": "settlement", "fraud_status": "accept"}));
+    assert_eq!(notify_as(&app, &id, "settlement", "accept", "20000.00").json()["status"], "accepted");
+    wait_status(&app, &id, "completed");
+}
+
+#[test]
+fn a_polled_status_with_another_amount_is_recorded_and_ignored() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "100"));
+    let id = start(&app, "checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    wait_status(&app, &id, "waiting");
+    services.set_status(&id, &json!({"transaction_status": "settlement", "gross_amount": "1.00"}));
+    poll_until(Duration::from_secs(30), "the mismatch recorded", || {
+        let a = app.api("GET", &format!("/api/sagas/{id}/events"), None).json();
+        a["events"].as_array().unwrap().iter().any(|e| e["type"] == "payment_status" && e["data"]["why"] == "amount mismatch").then_some(())
+    });
+    assert_eq!(saga(&app, &id)["status"], "waiting", "a settlement of another amount is not this payment");
+    services.set_status(&id, &json!({"transaction_status": "settlement", "gross_amount": "20000.00"}));
+    wait_status(&app, &id, "completed");
+}
+
+/// A checkout whose whole-saga deadline is `timeout_ms`, posted as a definition of its own.
+fn short_checkout(app: &App, name: &str, timeout_ms: u64) {
+    let mut def: Value = serde_json::from_str(include_str!("../../crates/engine/definitions/checkout.json")).unwrap();
+    def["name"] = json!(name);
+    def["timeout_ms"] = json!(timeout_ms);
+    let a = app.api("POST", "/api/saga-definitions", Some(def));
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
+#[test]
+fn at_the_saga_deadline_a_payment_made_before_it_completes_the_saga_and_none_compensates_with_saga_timeout() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "600000"));
+    short_checkout(&app, "quick_checkout", 4_000);
+    let paid = start(&app, "quick_checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    let unpaid = start(&app, "quick_checkout", checkout_input("p1"))["id"].as_str().unwrap().to_string();
+    wait_status(&app, &paid, "waiting");
+    wait_status(&app, &unpaid, "waiting");
+    // Paid with no notification, before the deadline; nothing polls before it.
+    services.pay(&paid);
+    assert_eq!(status_calls(&services, &paid), 0);
+    let s = wait_status(&app, &paid, "completed");
+    assert_eq!(s["reason"], Value::Null, "{s}");
+    assert_eq!(status_calls(&services, &paid), 1, "asked once, at the deadline");
+    let s = wait_status(&app, &unpaid, "compensated");
+    assert_eq!(s["reason"], "saga_timeout");
+    let (calls, _) = services.calls();
+    let tail: Vec<&str> = calls.iter().filter(|c| c["path"].as_str().unwrap().contains(&unpaid)).map(|c| c["path"].as_str().unwrap()).rev().take(3).collect();
+    assert_eq!(tail, [&format!("/v1/reservations/{unpaid}/release")[..], &format!("/v2/{unpaid}/cancel")[..], &format!("/v2/{unpaid}/status")[..]], "asked, then compensated");
+}
+
+#[test]
+fn a_wait_deadline_beyond_any_duration_is_refused_at_the_start() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    for ttl in [json!(18446744073709551615u64), json!(0), json!(-1), json!("600000")] {
+        let mut input = checkout_input("p1");
+        input["payment_ttl_ms"] = ttl.clone();
+        let a = app.api("POST", "/api/sagas", Some(json!({ "definition": "checkout", "input": input })));
+        assert_eq!(a.status, 400, "{ttl}: {}", a.body);
+        assert!(a.body.contains("input.payment_ttl_ms: must be milliseconds from 1 to 2592000000"), "{}", a.body);
+    }
+    let list = app.api("GET", "/api/sagas", None).json();
+    assert_eq!(list["sagas"].as_array().unwrap().len(), 0, "none started");
+}
+
+/// A saga step whose service answers in 90 s (its own time-out 120 s): past
+/// a lease sized for `upstream_timeout_ms`, past the runner's old 60 s cron
+/// deadline. It is sent once and completes once, and meanwhile transfers
+/// accepted every 100 ms complete in under a second and a worker loop
+/// keeps its pace.
+#[test]
+fn a_ninety_second_saga_call_completes_once_while_transfers_and_a_worker_keep_their_pace() {
+    use stepwise_e2e::ledger;
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    services.delay("/v1/wallets/slow/credit", 90_000);
+    let def = json!({"name": "slow", "timeout_ms": 600_000, "steps": [
+        {"name": "credit", "timeout_ms": 120_000,
+         "action": {"service": "wallet", "method": "POST", "path": "/v1/wallets/slow/credit", "body": {"amount": 1}}}]});
+    let a = app.api("POST", "/api/saga-definitions", Some(def));
+    assert_eq!(a.status, 201, "{}", a.body);
+    ledger::account_created(&app, "pace-from", "IDR", true);
+    ledger::account_created(&app, "pace-to", "IDR", false);
+    app.start_workers(&["b-pace"], json!({ "interval_ms": 100 }));
+    let iterations = || app.worker("b-pace")["iterations"].as_u64().unwrap();
+    let id = start(&app, "slow", json!({}))["id"].as_str().unwrap().to_string();
+    let key = format!("{id}:credit:action");
+    poll_until(Duration::from_secs(30), "the slow call sent", || (services.arrivals()[&key].as_u64() == Some(1)).then_some(()));
+    let sent = std::time::Instant::now();
+    let before = iterations();
+    let mut codes = Vec::new();
+    let mut during_first_30s = None;
+    while saga(&app, &id)["status"] != "completed" {
+        assert!(sent.elapsed() < Duration::from_secs(150), "the slow step never completed: {}", saga(&app, &id));
+        let t = ledger::accepted(&app, &format!("pace-{}", codes.len()), &ledger::body("pace-from", "pace-to", 1, "IDR"));
+        codes.push(t["receipt_code"].as_str().unwrap().to_string());
+        if during_first_30s.is_none() && sent.elapsed() >= Duration::from_secs(30) {
+            during_first_30s = Some(iterations() - before);
+        }
+        // The load's pace (one transfer every 100 ms), not a wait for anything.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sent.elapsed() >= Duration::from_secs(85), "the call took its 90 s");
+    assert_eq!(services.arrivals()[&key], 1, "the service saw one call for its key");
+    assert_eq!(services.calls().1[&key], 1, "and applied it once");
+    let s = saga(&app, &id);
+    assert_eq!((s["steps"][0]["attempts"].as_u64(), s["steps"][0]["status"].as_str()), (Some(1), Some("completed")), "{s}");
+    // Transfers: each accepted while the call was out completed within a second of its acceptance.
+    let ms = |t: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(t[f].as_str().unwrap()).unwrap().timestamp_millis();
+    let mut slowest = 0;
+    for code in &codes {
+        let t = ledger::wait_final(&app, code, Duration::from_secs(30));
+        assert_eq!(t["status"], "completed", "{t}");
+        slowest = slowest.max(ms(&t, "completed_at") - ms(&t, "created_at"));
+    }
+    assert!(codes.len() >= 300, "a transfer every 100 ms for 90 s: {}", codes.len());
+    assert!(slowest < 1_000, "every transfer completed within 1 s of acceptance (slowest {slowest} ms)");
+    // The worker: at 100 ms between iterations, at least a third of the 300 it could make in 30 s.
+    let n = during_first_30s.expect("30 s passed");
+    assert!(n >= 100, "the worker kept its pace: {n} iterations in the first 30 s of the slow call");
 }

@@ -7,7 +7,9 @@
 //! `PUT /fail` `{"path_suffix": "/v1/liabilities/bs1", "status": 503, "times": 99}`
 //! makes matching calls fail; `PUT /delay` `{"path_suffix", "ms"}` makes them
 //! slow (a second call with the same key waits for the first's answer);
-//! `POST /pay/{order_id}` marks an order paid.
+//! `POST /pay/{order_id}` marks an order paid (or sets what its status
+//! answers: `{"transaction_status", "fraud_status", "gross_amount"}`).
+//! `GET /calls` also counts every arrival per idempotency key.
 
 use std::process::Child;
 use std::time::Duration;
@@ -24,7 +26,9 @@ lock = threading.Lock()
 calls = []
 answers = {}
 orders = {}
+amounts = {}
 effects = {}
+arrivals = {}
 fails = []
 delays = []
 pending = {}
@@ -55,7 +59,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/calls":
             with lock:
-                return self.answer(200, {"calls": list(calls), "effects": dict(effects)})
+                return self.answer(200, {"calls": list(calls), "effects": dict(effects), "arrivals": dict(arrivals)})
         self.serve("GET", None)
 
     def do_PUT(self):
@@ -66,13 +70,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         if self.path.startswith("/pay/"):
+            b = self.body() or {}
             with lock:
-                orders[self.path[5:]] = "settlement"
+                orders[self.path[5:]] = b.get("transaction_status", "settlement")
+                for f in ("fraud_status", "gross_amount"):
+                    if f in b:
+                        amounts[(self.path[5:], f)] = b[f]
             return self.answer(200, {"paid": self.path[5:]})
         self.serve("POST", self.body())
 
     def serve(self, method, b):
         key = self.headers.get("Idempotency-Key")
+        if key:
+            with lock:
+                arrivals[key] = arrivals.get(key, 0) + 1
         while True:
             with lock:
                 calls.append({"method": method, "path": self.path, "body": b,
@@ -128,10 +139,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if p == "/snap/v1/transactions":
                 oid = b["transaction_details"]["order_id"]
                 orders[oid] = "pending"
+                amounts[(oid, "gross_amount")] = "%d.00" % int(b["transaction_details"]["gross_amount"])
                 return 201, {"token": "tok-" + oid, "redirect_url": "https://pay.example/" + oid}
             oid, verb = parts[1], parts[2]
             if verb == "status":
-                return 200, {"order_id": oid, "transaction_status": orders.get(oid, "pending"), "status_code": "200"}
+                doc = {"order_id": oid, "transaction_status": orders.get(oid, "pending"), "status_code": "200"}
+                for f in ("fraud_status", "gross_amount"):
+                    if (oid, f) in amounts:
+                        doc[f] = amounts[(oid, f)]
+                return 200, doc
             if verb == "expire":
                 if orders.get(oid) == "settlement":
                     return 412, {"error": {"code": "already_paid", "message": "paid"}}
@@ -196,6 +212,12 @@ impl PlainServices {
         (a["calls"].as_array().cloned().unwrap_or_default(), a["effects"].clone())
     }
 
+    /// How many requests arrived per idempotency key (every arrival, a
+    /// repeat waiting for the first's answer included).
+    pub fn arrivals(&self) -> Value {
+        request("GET", &format!("{}/calls", self.origin()), &[], None).expect("GET /calls").json()["arrivals"].clone()
+    }
+
     /// Makes calls whose path ends with `suffix` answer after `ms` (the work is done at the end).
     pub fn delay(&self, suffix: &str, ms: u64) {
         let body = serde_json::json!({ "path_suffix": suffix, "ms": ms }).to_string();
@@ -204,7 +226,14 @@ impl PlainServices {
 
     /// Marks an order paid at the payment API (its status answers `settlement`), with no notification.
     pub fn pay(&self, order_id: &str) {
-        request("POST", &format!("{}/pay/{order_id}", self.origin()), &[], Some(b"{}")).expect("POST /pay");
+        self.set_status(order_id, &serde_json::json!({}));
+    }
+
+    /// Sets what the payment API's status answers for an order, e.g.
+    /// `{"transaction_status": "capture", "fraud_status": "challenge"}` or
+    /// another `gross_amount` (default: settlement, the created amount).
+    pub fn set_status(&self, order_id: &str, fields: &Value) {
+        request("POST", &format!("{}/pay/{order_id}", self.origin()), &[], Some(fields.to_string().as_bytes())).expect("POST /pay");
     }
 
     /// Makes the next `times` calls whose path ends with `suffix` answer `status`.

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
 use stepwise_store::{idempotency, sagas, Db};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, variable_as, ApiError, ApiResult, Caller, Value};
+use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, variable_in, ApiError, ApiResult, Caller, Value};
 
 /// How long a saga's idempotency key is kept.
 const KEEP_KEYS_MS: i64 = 7 * 86_400_000;
@@ -33,9 +33,9 @@ fn printable(s: &str, field: &str, max: usize) -> Result<(), ApiError> {
 
 fn settings() -> Result<Settings, ApiError> {
     Ok(Settings {
-        call_timeout_ms: variable_as("upstream_timeout_ms")?,
-        payment_ttl_ms: variable_as("payment_ttl_ms")?,
-        payment_poll_ms: variable_as("payment_poll_ms")?,
+        call_timeout_ms: variable_in("upstream_timeout_ms", 1..=300_000)?,
+        payment_ttl_ms: variable_in("payment_ttl_ms", 1..=stepwise_engine::saga::definition::MAX_WAIT_MS)?,
+        payment_poll_ms: variable_in("payment_poll_ms", 1..=86_400_000)?,
     })
 }
 

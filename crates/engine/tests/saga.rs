@@ -91,14 +91,27 @@ impl H {
 
     /// Forward through the four steps before the payment wait.
     fn forward_to_the_wait(&mut self) {
+        self.forward_steps();
+        assert_eq!(self.s.poll(T0), Step::Wait(T0 + 30_000), "the first status poll");
+        assert_eq!(self.s.status(), Status::Waiting);
+    }
+
+    /// Forward to the wait and to just before `until` (the saga's deadline,
+    /// before the first status poll): nothing is asked until then.
+    fn forward_to_the_wait_polling_at(&mut self, until: i64) {
+        self.forward_steps();
+        assert!(until < T0 + 30_000, "before the first poll");
+        assert_eq!(self.s.poll(until - 1_000), Step::Wait(until), "the saga's deadline comes first");
+    }
+
+    /// The four steps before the payment wait.
+    fn forward_steps(&mut self) {
         self.step(T0, "authorize_user", Purpose::Action, Answer::Ok(json!({"user_id": "u1"})));
         let c = self.step(T0, "reserve_stock", Purpose::Action, Answer::Ok(json!({"transaction_id": "s-1", "status": "reserved", "total": 20000})));
         assert_eq!(c.body.as_ref().unwrap()["items"][0]["quantity"], 2);
         let c = self.step(T0, "create_payment", Purpose::Action, Answer::Ok(json!({"token": "snap-tok", "redirect_url": "https://pay/x"})));
         assert_eq!(c.body.as_ref().unwrap(), &json!({"transaction_details": {"order_id": "s-1", "gross_amount": 20000}}), "no customer: the key is left out");
         self.step(T0, "commit_reservation", Purpose::Action, Answer::Ok(json!({"status": "committed"})));
-        assert_eq!(self.s.poll(T0), Step::Wait(T0 + 30_000), "the first status poll");
-        assert_eq!(self.s.status(), Status::Waiting);
     }
 }
 
@@ -106,11 +119,19 @@ fn settlement(amount: &str) -> Signal {
     Signal::Payment { status: payment::Status::Settlement, fraud_status: Some("accept".into()), gross_amount: amount.into() }
 }
 
+/// The payment API's status answer for the checkout's order (20,000).
+fn status(transaction_status: &str) -> Answer {
+    Answer::Ok(json!({"order_id": "s-1", "transaction_status": transaction_status, "gross_amount": "20000.00", "status_code": "200"}))
+}
+
 #[test]
 fn checkout_settled_by_the_webhook_completes_and_emits_committed_then_settled() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
     h.signal(settlement("20000.00"), T0 + 5).unwrap();
+    assert_eq!(h.status_of("await_payment"), StepStatus::Waiting, "a notification is confirmed before it counts");
+    // The payment API is asked at once, not at the next poll.
+    h.step(T0 + 5, "await_payment", Purpose::Status, status("settlement"));
     assert_eq!(h.status_of("await_payment"), StepStatus::Completed);
     assert!(h.s.past_pivot());
     h.step(T0 + 5, "finalize_stock", Purpose::Action, Answer::Ok(json!({})));
@@ -137,7 +158,7 @@ fn checkout_settled_by_polling_when_no_webhook_comes() {
     assert_eq!(c.idempotency_key, None, "a status poll must see the payment as it is now");
     assert_eq!(h.s.poll(T0 + 30_001), Step::Wait(T0 + 60_000), "every poll_ms");
     let (_, id) = h.claim(T0 + 60_000, "await_payment", Purpose::Status);
-    h.answer(&id, Answer::Ok(json!({"transaction_status": "settlement"})), T0 + 59_001);
+    h.answer(&id, status("settlement"), T0 + 59_001);
     assert_eq!(h.status_of("await_payment"), StepStatus::Completed);
     h.step(T0 + 59_002, "finalize_stock", Purpose::Action, Answer::Ok(json!({})));
     assert_eq!(h.s.status(), Status::Completed);
@@ -167,7 +188,7 @@ fn an_expiry_refused_with_412_asks_the_status_once_more_and_follows_it() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
     h.step(T0 + 60_000, "await_payment", Purpose::Expire, Answer::Fatal { status: 412, reason: "http_412".into() });
-    h.step(T0 + 60_001, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "settlement"})));
+    h.step(T0 + 60_001, "await_payment", Purpose::Status, status("settlement"));
     assert_eq!(h.status_of("await_payment"), StepStatus::Completed);
 }
 
@@ -218,8 +239,10 @@ fn notifications_out_of_order_apply_the_settlement_once_and_a_wrong_amount_is_ig
     h.forward_to_the_wait();
     h.signal(settlement("19999.00"), T0 + 1).unwrap();
     assert_eq!(h.s.status(), Status::Waiting, "a different amount is recorded and ignored");
+    assert_eq!(h.s.poll(T0 + 1), Step::Wait(T0 + 30_000), "and asks nothing");
     h.signal(settlement("20000.00"), T0 + 2).unwrap();
     h.signal(settlement("20000.00"), T0 + 3).unwrap();
+    h.step(T0 + 3, "await_payment", Purpose::Status, status("settlement"));
     h.signal(Signal::Payment { status: payment::Status::Expire, fraud_status: None, gross_amount: "20000.00".into() }, T0 + 4).unwrap();
     let completed: Vec<_> = h.history().into_iter().filter(|(k, s)| k == "step_completed" && s.as_deref() == Some("await_payment")).collect();
     assert_eq!(completed.len(), 1);
@@ -232,7 +255,10 @@ fn a_notification_during_a_status_poll_is_kept_and_the_poll_answer_follows_it() 
     h.forward_to_the_wait();
     let (_, id) = h.claim(T0 + 30_000, "await_payment", Purpose::Status);
     h.signal(settlement("20000.00"), T0 + 30_001).unwrap();
-    h.answer(&id, Answer::Ok(json!({"transaction_status": "pending"})), T0 + 30_002);
+    // The poll in flight may have been answered before the payment: asked again at once.
+    h.answer(&id, status("pending"), T0 + 30_002);
+    assert_eq!(h.status_of("await_payment"), StepStatus::Waiting);
+    h.step(T0 + 30_002, "await_payment", Purpose::Status, status("settlement"));
     assert_eq!(h.status_of("await_payment"), StepStatus::Completed, "settlement is final");
 }
 
@@ -241,6 +267,7 @@ fn a_denied_payment_fails_the_wait_and_compensates() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
     h.signal(Signal::Payment { status: payment::Status::Deny, fraud_status: None, gross_amount: "20000.00".into() }, T0 + 1).unwrap();
+    h.step(T0 + 1, "await_payment", Purpose::Status, status("deny"));
     assert_eq!(h.s.reason.as_deref(), Some("payment_deny"));
     h.step(T0 + 1, "create_payment", Purpose::Compensation, Answer::Ok(json!({})));
     h.step(T0 + 1, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
@@ -252,6 +279,9 @@ fn rollback_while_waiting_compensates_and_past_the_pivot_is_a_conflict() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
     h.signal(Signal::Rollback { reason: "customer asked".into() }, T0 + 1).unwrap();
+    assert!(!h.s.can_roll_back(), "once is enough");
+    // Paid a moment ago? The status is asked once more before compensating.
+    h.step(T0 + 1, "await_payment", Purpose::Status, status("pending"));
     assert_eq!(h.s.reason.as_deref(), Some("rollback: customer asked"));
     h.step(T0 + 1, "create_payment", Purpose::Compensation, Answer::Ok(json!({})));
     h.step(T0 + 1, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
@@ -260,7 +290,83 @@ fn rollback_while_waiting_compensates_and_past_the_pivot_is_a_conflict() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
     h.signal(settlement("20000.00"), T0 + 1).unwrap();
+    h.step(T0 + 1, "await_payment", Purpose::Status, status("settlement"));
     assert!(matches!(h.signal(Signal::Rollback { reason: "late".into() }, T0 + 2), Err(Error::Conflict(m)) if m.contains("pivot")));
+}
+
+#[test]
+fn an_edited_replay_of_a_signed_notification_changes_nothing_the_status_api_does_not_confirm() {
+    let mut h = H::checkout();
+    h.forward_to_the_wait();
+    // Signed: order, status code and amount. Not signed: the statuses, edited here.
+    for (st, fraud) in [(payment::Status::Capture, "accept"), (payment::Status::Settlement, "accept"), (payment::Status::Deny, "accept")] {
+        h.signal(Signal::Payment { status: st, fraud_status: Some(fraud.into()), gross_amount: "20000.00".into() }, T0 + 1).unwrap();
+        h.step(T0 + 1, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "capture", "fraud_status": "challenge", "gross_amount": "20000.00"})));
+        assert_eq!((h.s.status(), h.status_of("await_payment")), (Status::Waiting, StepStatus::Waiting), "{st:?} is not confirmed");
+    }
+    assert_eq!(h.s.poll(T0 + 2), Step::Wait(T0 + 30_001), "back to polling every poll_ms");
+    assert_eq!(h.outbox(), ["committed"], "nothing settled or cancelled");
+}
+
+#[test]
+fn a_polled_status_with_another_amount_is_recorded_and_ignored() {
+    let mut input = checkout_input();
+    input["payment_ttl_ms"] = json!(600_000);
+    let mut h = H::new(Saga::new("s-1", definition("checkout"), None, input, settings(), T0));
+    h.forward_to_the_wait();
+    h.step(T0 + 30_000, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "settlement", "gross_amount": "1.00"})));
+    assert_eq!(h.status_of("await_payment"), StepStatus::Waiting);
+    h.step(T0 + 60_000, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "settlement"})));
+    assert_eq!(h.status_of("await_payment"), StepStatus::Waiting, "no amount is no match");
+    let ignored = h.effects.iter().filter(|e| matches!(e, Effect::History(ev) if ev.kind == "payment_status" && ev.data["why"] == "amount mismatch")).count();
+    assert_eq!(ignored, 2);
+    h.step(T0 + 90_000, "await_payment", Purpose::Status, status("settlement"));
+    assert_eq!(h.status_of("await_payment"), StepStatus::Completed);
+}
+
+#[test]
+fn at_the_saga_deadline_the_status_is_asked_once_more_and_a_payment_settled_just_before_completes() {
+    let mut d = definition("checkout");
+    d.timeout_ms = 10_000;
+    let mut input = checkout_input();
+    input["payment_ttl_ms"] = json!(600_000);
+    let mut h = H::new(Saga::new("s-1", d.clone(), None, input.clone(), settings(), T0));
+    h.forward_to_the_wait_polling_at(T0 + 10_000);
+    h.step(T0 + 10_000, "await_payment", Purpose::Status, status("settlement"));
+    assert_eq!(h.status_of("await_payment"), StepStatus::Completed, "paid 1 s before the deadline: completes");
+    h.step(T0 + 10_001, "finalize_stock", Purpose::Action, Answer::Ok(json!({})));
+    assert_eq!(h.s.status(), Status::Completed);
+
+    // Not paid: compensated for the deadline.
+    let mut h = H::new(Saga::new("s-1", d.clone(), None, input.clone(), settings(), T0));
+    h.forward_to_the_wait_polling_at(T0 + 10_000);
+    h.step(T0 + 10_000, "await_payment", Purpose::Status, status("pending"));
+    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensating, Some("saga_timeout")));
+
+    // The status API does not answer: asked three times, then compensated.
+    let mut h = H::new(Saga::new("s-1", d, None, input, settings(), T0));
+    h.forward_to_the_wait_polling_at(T0 + 10_000);
+    let mut now = T0 + 10_000;
+    for _ in 0..3 {
+        h.step(now, "await_payment", Purpose::Status, Answer::Retryable("timeout".into()));
+        assert_eq!(h.s.status(), Status::Waiting);
+        now += 1_000;
+    }
+    match h.s.poll(now) {
+        Step::Call(c) => assert_eq!((c.step_name.as_str(), c.purpose), ("create_payment", Purpose::Compensation)),
+        other => panic!("expected the compensation, got {other:?}"),
+    }
+    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensating, Some("saga_timeout")));
+}
+
+#[test]
+fn a_rollback_of_a_payment_paid_meanwhile_completes_the_step_instead() {
+    let mut h = H::checkout();
+    h.forward_to_the_wait();
+    h.signal(Signal::Rollback { reason: "customer asked".into() }, T0 + 1).unwrap();
+    h.step(T0 + 1, "await_payment", Purpose::Status, status("settlement"));
+    assert_eq!(h.status_of("await_payment"), StepStatus::Completed);
+    assert!(h.s.past_pivot());
 }
 
 #[test]

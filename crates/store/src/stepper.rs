@@ -187,7 +187,6 @@ fn save<M: Stepped>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> R
 
 /// What the claim of one machine (already loaded, lease checked) came to.
 fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
-    let lease = Lease { owner: owner.to_string(), until: now + lease_ms(cfg.timeout_ms) };
     let (call, request_id, outbound, entry) = match m.poll(now) {
         Step::Call(call) => {
             let entry = m.log_entry(&call);
@@ -226,6 +225,10 @@ fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: 
             return Ok(None);
         }
     };
+    // The lease outlasts the longest this call may take (its own time-out,
+    // which a saga step may set up to 300 s), with a margin: no other
+    // stepper resends it while it may still be answered.
+    let lease = Lease { owner: owner.to_string(), until: now + lease_ms(outbound.timeout_ms) };
     save(db, m, Some(&lease), now)?;
     Ok(Some(Claimed {
         id: m.id().to_string(),

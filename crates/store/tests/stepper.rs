@@ -413,3 +413,33 @@ on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_an
     assert_eq!(out.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["committed"]);
     assert_eq!(sagas::by_order(&db, &id).unwrap().as_deref(), Some(id.as_str()), "the order is indexed for the webhook");
 });
+
+on_both!(a_saga_step_is_leased_for_its_own_time_out_not_the_upstream_one, |place: &Place| {
+    use stepwise_engine::saga::machine::{Saga, Settings};
+    use stepwise_engine::saga::{Definition, Service};
+    use stepwise_store::sagas;
+    let db = place.open();
+    let def = Definition::parse(&serde_json::json!({"name": "slow", "timeout_ms": 3_600_000, "steps": [
+        {"name": "long", "timeout_ms": 120_000, "action": {"service": "wallet", "method": "POST", "path": "/v1/slow"}}
+    ]}))
+    .unwrap();
+    let settings = Settings { call_timeout_ms: 1000, payment_ttl_ms: 900_000, payment_poll_ms: 30_000 };
+    let id = db
+        .immediate(|db| {
+            let sagas::NewId { seq, id } = sagas::next_id(db)?;
+            let mut s = Saga::new(&id, def.clone(), None, serde_json::json!({}), settings.clone(), T0);
+            sagas::insert(db, seq, &mut s, T0)?;
+            Ok::<_, stepwise_store::StoreError>(id)
+        })
+        .unwrap();
+    let mut c = cfg();
+    for s in Service::ALL {
+        c.services.insert(s, format!("http://{}.test", s.as_str()));
+    }
+    let a = stepper::claim::<Saga>(&db, &c, "A", &id, T0).unwrap().expect("a call");
+    assert_eq!(a.outbound.timeout_ms, 120_000, "the step's own time-out");
+    assert_eq!(a.lease.until, T0 + lease_ms(120_000), "the lease covers the step's time-out, not upstream_timeout_ms");
+    // Past the lease an upstream-sized time-out would give, the call may still be answered: nobody resends it.
+    assert!(stepper::claim::<Saga>(&db, &c, "B", &id, T0 + lease_ms(1000) + 90_000).unwrap().is_none());
+    assert!(stepper::claim::<Saga>(&db, &c, "B", &id, T0 + lease_ms(120_000)).unwrap().is_some(), "taken over once it has run out");
+});

@@ -203,6 +203,19 @@ pub fn variable_as<T: std::str::FromStr>(name: &str) -> Result<T, ApiError> {
         .map_err(|_| ApiError::internal(&format!("the {name} variable is invalid"), format!("cannot parse {v:?}")))
 }
 
+/// Reads a numeric variable that must lie in `range` (a duration, a size):
+/// a value outside it is a configuration error, never clamped or wrapped.
+pub fn variable_in<T>(name: &str, range: std::ops::RangeInclusive<T>) -> Result<T, ApiError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let v: T = variable_as(name)?;
+    if !range.contains(&v) {
+        return Err(ApiError::internal(&format!("the {name} variable is invalid"), format!("{v} is not from {} to {}", range.start(), range.end())));
+    }
+    Ok(v)
+}
+
 /// A handler of the API: borrows the request and the route's parameters.
 pub type Handler = fn(&Request, &spin_sdk::http::Params) -> ApiResult;
 

@@ -186,6 +186,23 @@ pub enum MsOrPath {
     Path(String),
 }
 
+/// The longest a payment wait may last.
+pub const MAX_WAIT_MS: u64 = DAY_MS * 30;
+
+/// A wait's deadline as a template path found it: `None` when it found
+/// nothing (the variable `payment_ttl_ms` applies), else a whole number of
+/// milliseconds from 1 to [`MAX_WAIT_MS`] (anything else is an error, never
+/// a wrapped or a default number).
+pub fn wait_ms(found: Option<&Value>) -> Result<Option<u64>, String> {
+    match found {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_WAIT_MS).contains(&n) => Ok(Some(n)),
+            _ => Err(format!("must be milliseconds from 1 to {MAX_WAIT_MS}, not {v}")),
+        },
+    }
+}
+
 /// A payment wait: the order's payment, settled by the webhook or by polling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Wait {
@@ -418,7 +435,7 @@ fn parse_wait(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Wai
             MsOrPath::Path(p.clone())
         }
         Some(v) => match v.as_u64() {
-            Some(n) if (1..=DAY_MS * 30).contains(&n) => MsOrPath::Ms(n),
+            Some(n) if (1..=MAX_WAIT_MS).contains(&n) => MsOrPath::Ms(n),
             _ => return Err(fault(o.path("timeout_ms"), "must be milliseconds (1 to 30 days) or a $. path")),
         },
     };
@@ -538,10 +555,20 @@ impl Definition {
     /// names the first missing one.
     pub fn check_input(&self, input: &Value) -> Result<(), String> {
         let m = input.as_object().ok_or_else(|| "input: must be an object".to_string())?;
-        match self.required_input.iter().find(|k| !m.contains_key(k.as_str())) {
-            Some(k) => Err(format!("input.{k}: is required")),
-            None => Ok(()),
+        if let Some(k) = self.required_input.iter().find(|k| !m.contains_key(k.as_str())) {
+            return Err(format!("input.{k}: is required"));
         }
+        // A wait's deadline taken from the input is checked now, not when
+        // the wait begins.
+        let ctx = serde_json::json!({ "input": input });
+        for step in &self.steps {
+            if let Kind::Wait(Wait { timeout_ms: MsOrPath::Path(p), .. }) = &step.kind {
+                if let Some(rest) = p.strip_prefix("$.input.") {
+                    wait_ms(template::lookup(&ctx, p)).map_err(|m| format!("input.{rest}: {m}"))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -661,6 +688,14 @@ mod tests {
         assert!(d.check_input(&json!({"x": 1, "y": 2})).is_ok());
         assert_eq!(d.check_input(&json!({"x": 1})).unwrap_err(), "input.y: is required");
         assert!(d.check_input(&json!([1])).is_err());
+        let checkout = Definition::parse(&serde_json::from_str(BUILT_IN[0].1).unwrap()).unwrap();
+        let input = |ttl: Value| json!({"user_token": "t", "items": [], "payment_ttl_ms": ttl});
+        assert!(checkout.check_input(&input(json!(600_000))).is_ok());
+        assert!(checkout.check_input(&json!({"user_token": "t", "items": []})).is_ok(), "absent: the variable applies");
+        for bad in [json!(18446744073709551615u64), json!(0), json!(-5), json!(1.5), json!("600000"), json!(MAX_WAIT_MS + 1)] {
+            let e = checkout.check_input(&input(bad.clone())).unwrap_err();
+            assert!(e.starts_with("input.payment_ttl_ms: must be milliseconds from 1 to 2592000000"), "{bad}: {e}");
+        }
     }
 
     #[test]

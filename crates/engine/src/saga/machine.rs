@@ -243,6 +243,37 @@ pub struct WaitState {
     /// Set once the expiry was asked for and answered 412 (paid meanwhile):
     /// the next status answer is followed, whatever it is.
     pub expiry_refused: bool,
+    /// A notification came while a status call was in flight: ask again as
+    /// soon as that call is answered (its answer may predate the payment).
+    #[serde(default)]
+    pub recheck: bool,
+    /// The wait is being left (the saga's deadline, an operator's rollback):
+    /// the status is asked once more first, and only a payment that is not
+    /// settled is compensated.
+    #[serde(default)]
+    pub closing: Option<Closing>,
+}
+
+/// Why a payment wait is being left, and how often its last status check
+/// failed as a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closing {
+    /// The compensation's reason if the payment is not settled
+    /// (`saga_timeout`, `rollback: ...`).
+    pub reason: String,
+    /// Status checks that got no answer (time-out, 5xx) so far.
+    pub failed_checks: u32,
+}
+
+/// Status checks of a closing wait that may fail as calls before the saga
+/// compensates without knowing (the compensation then cancels the payment).
+const CLOSING_CHECKS: u32 = 3;
+
+/// The status a payment API answer reports, if any: `(status, fraud_status,
+/// gross_amount)`.
+fn reported(body: &Value) -> Option<(payment::Status, Option<&str>, Option<&str>)> {
+    let status = body.get("transaction_status").and_then(Value::as_str).and_then(payment::Status::parse)?;
+    Some((status, body.get("fraud_status").and_then(Value::as_str), body.get("gross_amount").and_then(Value::as_str)))
 }
 
 /// What an operator must look at.
@@ -500,6 +531,7 @@ impl Saga {
             && !self.past_pivot()
             && self.rollback_requested.is_none()
             && !matches!(self.phase, Phase::Held(Held::Compensation { .. }))
+            && !matches!(&self.phase, Phase::Waiting { wait, .. } | Phase::Calling { wait: Some(wait), .. } if wait.closing.is_some())
     }
 
     fn history(&mut self, kind: &str, step: Option<&str>, data: Value, at: Millis) {
@@ -603,9 +635,23 @@ impl Saga {
                         }
                     }
                 }
-                Phase::Waiting { step, wait } => {
+                Phase::Waiting { step, mut wait } => {
+                    if let Some(closing) = &wait.closing {
+                        if closing.failed_checks >= CLOSING_CHECKS {
+                            let reason = closing.reason.clone();
+                            self.start_compensation(step, reason, now);
+                            continue;
+                        }
+                        if wait.next_poll_at > now {
+                            return Step::Wait(wait.next_poll_at);
+                        }
+                        return Step::Call(self.payment_call(step, Purpose::Status, &wait.order_id));
+                    }
                     if !self.past_pivot() && now >= self.deadline_at {
-                        self.start_compensation(step, "saga_timeout".into(), now);
+                        // Paid a moment ago? Ask once more before compensating.
+                        wait.closing = Some(Closing { reason: "saga_timeout".into(), failed_checks: 0 });
+                        wait.next_poll_at = now;
+                        self.phase = Phase::Waiting { step, wait };
                         continue;
                     }
                     if now >= wait.deadline_at && !wait.expiry_refused {
@@ -652,7 +698,7 @@ impl Saga {
         let amount = template::render(&w.amount, &ctx)?;
         let ttl = match &w.timeout_ms {
             MsOrPath::Ms(n) => *n,
-            MsOrPath::Path(p) => template::lookup(&ctx, p).and_then(Value::as_u64).unwrap_or(self.settings.payment_ttl_ms),
+            MsOrPath::Path(p) => super::definition::wait_ms(template::lookup(&ctx, p)).map_err(|m| format!("{p}: {m}"))?.unwrap_or(self.settings.payment_ttl_ms),
         };
         let poll_ms = w.poll_ms.unwrap_or(self.settings.payment_poll_ms).max(1);
         let name = self.steps[step].name.clone();
@@ -670,6 +716,8 @@ impl Saga {
                 poll_ms,
                 payment: Payment::Pending,
                 expiry_refused: false,
+                recheck: false,
+                closing: None,
             },
         };
         Ok(())
@@ -754,19 +802,42 @@ impl Saga {
             },
             Purpose::Status => {
                 let Some(mut wait) = wait else { return Ok(()) };
+                let answered = matches!(answer, Answer::Ok(_));
                 if let Answer::Ok(body) = &answer {
-                    let status = body.get("transaction_status").and_then(Value::as_str).and_then(payment::Status::parse);
-                    if let Some(status) = status {
-                        let fraud = body.get("fraud_status").and_then(Value::as_str);
-                        let (p, _) = wait.payment.join(payment::outcome(status, fraud));
-                        wait.payment = p;
+                    if let Some((status, fraud, gross)) = reported(body) {
+                        let outcome = payment::outcome(status, fraud);
+                        if outcome != payment::Outcome::Pending && !gross.is_some_and(|g| same_amount(g, &wait.amount)) {
+                            // Acted on only for the amount waited for, as a notification.
+                            let name = self.steps[step].name.clone();
+                            let data = json!({ "transaction_status": status.as_str(), "fraud_status": fraud, "gross_amount": gross });
+                            self.history("payment_status", Some(&name), json!({ "applied": false, "why": "amount mismatch", "expected": wait.amount, "status": data }), now);
+                        } else {
+                            let (p, _) = wait.payment.join(outcome);
+                            wait.payment = p;
+                        }
                     }
                 }
                 wait.next_poll_at = now.saturating_add(wait.poll_ms as i64);
+                if std::mem::take(&mut wait.recheck) {
+                    wait.next_poll_at = now;
+                }
                 if wait.expiry_refused && wait.payment == Payment::Pending {
                     // Paid meanwhile, says the expiry; the status does not say so yet: keep polling.
                     wait.expiry_refused = false;
                     wait.deadline_at = now.saturating_add(wait.poll_ms as i64 * 10);
+                }
+                if let Some(mut closing) = wait.closing.take() {
+                    if wait.payment == Payment::Pending {
+                        if answered {
+                            self.start_compensation(step, closing.reason, now);
+                            self.apply_pending_rollback(now);
+                            return Ok(());
+                        }
+                        // No answer: ask again shortly, a few times.
+                        closing.failed_checks += 1;
+                        wait.next_poll_at = now.saturating_add(wait.poll_ms.min(1_000) as i64);
+                        wait.closing = Some(closing);
+                    }
                 }
                 self.settle_wait(step, wait, now);
             }
@@ -954,8 +1025,14 @@ impl Saga {
     }
 
     fn roll_back_now(&mut self, reason: String, now: Millis) {
+        if let Phase::Waiting { wait, .. } = &mut self.phase {
+            // Paid a moment ago? The status is asked once more first.
+            wait.closing = Some(Closing { reason: format!("rollback: {reason}"), failed_checks: 0 });
+            wait.next_poll_at = now;
+            return;
+        }
         let from = match &self.phase {
-            Phase::Forward { step, .. } | Phase::Waiting { step, .. } => *step,
+            Phase::Forward { step, .. } => *step,
             Phase::Held(Held::Action { step }) => *step,
             _ => return,
         };
@@ -1009,9 +1086,9 @@ impl Saga {
             Signal::Payment { status, fraud_status, gross_amount } => {
                 let outcome = payment::outcome(status, fraud_status.as_deref());
                 let data = json!({ "transaction_status": status.as_str(), "fraud_status": fraud_status, "gross_amount": gross_amount });
-                let (step, wait) = match &mut self.phase {
-                    Phase::Waiting { step, wait } => (*step, wait),
-                    Phase::Calling { flight, wait: Some(wait) } => (flight.call.step, wait),
+                let (step, wait, in_flight) = match &mut self.phase {
+                    Phase::Waiting { step, wait } => (*step, wait, false),
+                    Phase::Calling { flight, wait: Some(wait) } => (flight.call.step, wait, true),
                     _ => {
                         self.history("payment_notified", None, json!({ "applied": false, "why": "no payment wait", "notification": data }), now);
                         return Ok(());
@@ -1023,15 +1100,20 @@ impl Saga {
                     self.history("payment_notified", Some(&name), json!({ "applied": false, "why": "amount mismatch", "expected": amount, "notification": data }), now);
                     return Ok(());
                 }
-                let (p, changed) = wait.payment.join(outcome);
-                wait.payment = p;
-                let name = self.steps[step].name.clone();
-                self.history("payment_notified", Some(&name), json!({ "applied": changed, "notification": data }), now);
-                if let Phase::Waiting { wait, .. } = &self.phase {
-                    let wait = wait.clone();
-                    self.settle_wait(step, wait, now);
-                    self.apply_pending_rollback(now);
+                // Only the order, the status code and the amount are signed: a
+                // replay with `transaction_status` or `fraud_status` edited
+                // verifies too. What would settle or fail the payment is
+                // therefore confirmed by the payment API's status first.
+                let confirm = outcome != payment::Outcome::Pending && wait.payment.join(outcome).1;
+                if confirm {
+                    if in_flight {
+                        wait.recheck = true;
+                    } else {
+                        wait.next_poll_at = wait.next_poll_at.min(now);
+                    }
                 }
+                let name = self.steps[step].name.clone();
+                self.history("payment_notified", Some(&name), json!({ "applied": false, "confirming": confirm, "notification": data }), now);
                 Ok(())
             }
         }
