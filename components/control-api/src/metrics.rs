@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 use spin_sdk::http::{Params, Request, Response};
 use stepwise_store::metrics::{self, BUCKETS};
 use stepwise_engine::transfer::Status as TransferStatus;
-use stepwise_store::{otp_queue, sagas, transfers, workers, Db};
+use stepwise_store::{otp_queue, retention, sagas, transfers, workers, Db};
 use stepwise_web::{now_ms, query, ApiError, ApiResult};
 
 type Labels = Vec<(String, String)>;
@@ -54,6 +54,7 @@ fn help(name: &str) -> &'static str {
         "stepwise_transfer_accept_seconds" => "Acceptance of a new transfer, from the request to its commit",
         "stepwise_transfer_execution_seconds" => "A transfer from its acceptance to its execution, by result",
         "stepwise_tick_transfers" => "Transfers executed by ticks",
+        "stepwise_purged_rows" => "Rows purged by the tick past their keeping time, by table",
         _ => "Stepwise metric",
     }
 }
@@ -121,7 +122,9 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 /// Adds a zero series for each family (or known label set) nothing has
 /// counted yet, then sorts by name so each family is encoded once.
 fn with_zeros(s: &mut Snapshot) {
-    for (name, pairs) in COUNTERS {
+    let purged = retention::TABLES.map(|table| [("table", table)]);
+    let purged = purged.iter().map(|labels| (retention::METRIC, &labels[..]));
+    for (name, pairs) in COUNTERS.iter().copied().chain(purged) {
         let wanted = labels(pairs);
         let present = s.counters.iter().any(|c| c.0 == *name && (pairs.is_empty() || c.1 == wanted));
         if !present {

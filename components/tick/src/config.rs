@@ -7,6 +7,8 @@ use stepwise_store::stepper;
 pub struct Config {
     /// What the stepper needs.
     pub stepper: stepper::Config,
+    /// How long history is kept (`retention_days`), in ms.
+    pub retention_ms: i64,
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -19,6 +21,12 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(name: &str, min
         Ok(n) if n >= min && n <= max => Ok(n),
         _ => Err(format!("variable {name} must be a number from {min} to {max}, not {v:?}")),
     }
+}
+
+/// Reads `retention_days`: a decimal number of days in range (see
+/// [`stepwise_engine::retention::keep_ms_from_days`]), in ms.
+pub fn retention_ms(days: &str) -> Result<i64, String> {
+    stepwise_engine::retention::keep_ms_from_days(days).map_err(|e| format!("variable retention_days: {e}"))
 }
 
 /// Checks that the variable `name`'s `url` is an origin: `http(s)://host[:port]`, no path.
@@ -52,13 +60,24 @@ impl Config {
                 concurrency: number("tick_concurrency", 1, 1_000)?,
                 budget_ms: number("tick_budget_ms", 0, 3_600_000)?,
             },
+            retention_ms: retention_ms(&var("retention_days")?)?,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::origin;
+    use super::{origin, retention_ms};
+
+    #[test]
+    fn retention_days_is_a_bounded_decimal_number_of_days() {
+        assert_eq!(retention_ms("30"), Ok(2_592_000_000));
+        assert_eq!(retention_ms("0.0002"), Ok(17_280));
+        for bad in ["", "a month", "0", "-3", "1e30", "NaN"] {
+            let e = retention_ms(bad).unwrap_err();
+            assert!(e.starts_with("variable retention_days: "), "{e}");
+        }
+    }
 
     #[test]
     fn upstream_url_is_an_origin() {

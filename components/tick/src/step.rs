@@ -4,7 +4,7 @@
 use futures::future::{select, Either};
 use spin_sdk::http::{Method, Request, Response};
 use stepwise_store::stepper::{self, CallResult, Clock, Outbound, Transport};
-use stepwise_store::{metrics, Db};
+use stepwise_store::{metrics, retention, Db};
 
 use crate::config::Config;
 use crate::deadline::{elapsed_ms, Deadline};
@@ -74,8 +74,10 @@ impl Clock for Wall {
     }
 }
 
-/// Expired idempotency keys deleted per tick at most.
-const PURGE_KEYS: u32 = 1000;
+/// Rows purged per table per tick at most (expired idempotency keys, and
+/// history past `retention_days`): a backlog is worked off over ticks, so
+/// the purge never takes a tick's budget.
+const PURGE_ROWS: u32 = 1000;
 
 /// Runs one tick.
 pub async fn tick() -> Result<(), String> {
@@ -83,9 +85,14 @@ pub async fn tick() -> Result<(), String> {
     let cfg = Config::load()?;
     let db = Db::open().map_err(|e| e.to_string())?;
     let owner = format!("{:016x}", wasi::random::random::get_random_u64());
-    // Idempotency keys past their keeping time (transfers keep theirs 25 h).
-    if let Err(e) = db.immediate(|db| stepwise_store::idempotency::purge(db, Wall.now(), PURGE_KEYS)) {
-        eprintln!("tick: purging idempotency keys: {e}");
+    // History past its keeping time, and idempotency keys past theirs
+    // (transfers keep theirs 25 h): a bounded batch per table.
+    let mut purged = 0;
+    for (table, n) in retention::purge(&db, Wall.now(), cfg.retention_ms, PURGE_ROWS) {
+        match n {
+            Ok(n) => purged += n,
+            Err(e) => eprintln!("tick: purging {table}: {e}"),
+        }
     }
     let totals = stepper::run(&db, &cfg.stepper, &owner, &Http, &Wall).await.map_err(|e| e.to_string())?;
     let duration_ms = elapsed_ms(started);
@@ -102,7 +109,8 @@ pub async fn tick() -> Result<(), String> {
         "{}",
         serde_json::json!({
             "event": "tick", "due": totals.due, "claimed": totals.claimed, "recorded": totals.recorded,
-            "discarded": totals.discarded, "errors": totals.errors, "transfers": totals.transfers, "duration_ms": duration_ms,
+            "discarded": totals.discarded, "errors": totals.errors, "transfers": totals.transfers, "purged": purged,
+            "duration_ms": duration_ms,
         })
     );
     Ok(())

@@ -16,6 +16,7 @@
 //! - [`receipt`]: receipt codes.
 //! - [`ledger`], [`transfer`]: accounts, the double-entry ledger, transfers.
 //! - [`saga`]: saga definitions, templates and the saga machine.
+//! - [`retention`]: how long history is kept, and which machines are finished.
 //! - [`time`]: RFC 3339 formatting of engine timestamps.
 
 pub mod access;
@@ -27,6 +28,7 @@ pub mod otp;
 pub mod payment;
 pub mod policy;
 pub mod receipt;
+pub mod retention;
 pub mod saga;
 pub mod text;
 pub mod time;

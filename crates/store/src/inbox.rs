@@ -2,6 +2,7 @@
 //! each stored once under its deduplication key, in the same transaction
 //! that applies it.
 
+use stepwise_engine::machine::Kind;
 use stepwise_engine::time::Millis;
 
 use crate::db::{int, text, Db, StoreError};
@@ -23,4 +24,30 @@ pub fn store(db: &Db, source: &str, dedup_key: &str, subject_id: &str, payload: 
         &[text(source), text(dedup_key), text(subject_id), text(payload), text(result), int(now)],
     )?;
     Ok(inserted == 1)
+}
+
+/// What a notification's `subject_id` names: a saga (the only source is the
+/// payment gateway, whose notifications are about a saga's order).
+pub const SUBJECT_KIND: Kind = Kind::Saga;
+
+/// Deletes up to `limit` notifications received at or before `cutoff`,
+/// oldest first, and answers how many. A notification about a machine that
+/// is not finished is kept, however old: it is what answers a resent
+/// notification as a duplicate while the machine could still act on it.
+pub fn purge(db: &Db, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+    let (finished, finished_params) = crate::machines::finished("m", Some(SUBJECT_KIND));
+    let mut params = vec![int(cutoff), text(SUBJECT_KIND.as_str())];
+    params.extend(finished_params);
+    params.push(int(limit.into()));
+    let deleted = db.changed_rows(
+        &format!(
+            "DELETE FROM inbox WHERE id IN (
+               SELECT n.id FROM inbox n WHERE n.received_at <= ?
+                 AND NOT EXISTS (SELECT 1 FROM machines m WHERE m.kind = ? AND m.id = n.subject_id AND NOT {finished})
+               ORDER BY n.received_at LIMIT ?)
+             RETURNING id"
+        ),
+        &params,
+    )?;
+    Ok(deleted as u64)
 }

@@ -4,6 +4,8 @@ use stepwise_engine::receipt;
 use stepwise_engine::time::rfc3339;
 use stepwise_engine::worker::{IterationResult, Outcome};
 
+use stepwise_engine::time::Millis;
+
 use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
 
 /// Inserts an iteration; a success gets a receipt code made from the row id.
@@ -60,4 +62,21 @@ pub fn list(db: &Db, binding_id: &str, limit: u32, before: Option<i64>) -> Resul
     }
     let next = if r.rows.len() > limit as usize { last_id.map(|i| i.to_string()) } else { None };
     Ok((out, next))
+}
+
+/// Deletes up to `limit` iterations finished at or before `cutoff`, oldest
+/// first, and answers how many. Each binding's latest iteration is kept,
+/// however old: its worker's last result (and receipt) stays listable.
+/// Receipt codes are made from ids, which are never used again, so a purged
+/// iteration's code is never given to another.
+pub fn purge(db: &Db, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+    let deleted = db.changed_rows(
+        "DELETE FROM iterations WHERE id IN (
+           SELECT i.id FROM iterations i WHERE i.finished_at <= ?
+             AND i.id < (SELECT max(l.id) FROM iterations l WHERE l.binding_id = i.binding_id)
+           ORDER BY i.finished_at LIMIT ?)
+         RETURNING id",
+        &[int(cutoff), int(limit.into())],
+    )?;
+    Ok(deleted as u64)
 }

@@ -23,6 +23,7 @@ pub mod otp_queue;
 pub mod outbox;
 pub mod postgres;
 pub mod requests;
+pub mod retention;
 pub mod sagas;
 pub mod stepper;
 pub mod transfers;

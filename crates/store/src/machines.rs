@@ -232,6 +232,29 @@ pub fn ids(db: &Db, kind: Kind, states: &[&str], after: &str, limit: u32) -> Res
     Ok(out)
 }
 
+/// A condition that the machine row `alias` is finished
+/// ([`stepwise_engine::retention::finished_states`]), with its parameters:
+/// of one kind when `kind` is given, else of whatever kind it is.
+pub fn finished(alias: &str, kind: Option<Kind>) -> (String, Vec<crate::db::Value>) {
+    let mut params = Vec::new();
+    let mut any = Vec::new();
+    for k in stepwise_engine::retention::KINDS.into_iter().filter(|k| kind.is_none_or(|only| only == *k)) {
+        let states = stepwise_engine::retention::finished_states(k);
+        params.push(text(k.as_str()));
+        params.extend(states.iter().map(|s| text(*s)));
+        any.push(format!("({alias}.kind = ? AND {alias}.state IN ({}))", vec!["?"; states.len()].join(", ")));
+    }
+    (format!("({})", any.join(" OR ")), params)
+}
+
+/// A condition that the machine row `alias` is not finished (see
+/// [`finished`]): a machine of a kind this release does not know counts as
+/// not finished, so what it may need is kept.
+pub fn unfinished(alias: &str) -> (String, Vec<crate::db::Value>) {
+    let (cond, params) = finished(alias, None);
+    (format!("NOT {cond}"), params)
+}
+
 /// Machines of one kind per state.
 pub fn count_by_state(db: &Db, kind: Kind) -> Result<Vec<(String, i64)>, StoreError> {
     let r = db.exec("SELECT state, count(*) AS n FROM machines WHERE kind = ? GROUP BY state", &[text(kind.as_str())])?;

@@ -105,3 +105,28 @@ pub fn page(db: &Db, after: i64, kind: Option<&str>, limit: u32) -> Result<(Vec<
     }
     Ok((out, next))
 }
+
+/// The last `seq` that every consumer of the outbox has consumed: an event
+/// after it is kept, however old. Nothing subscribes to the outbox yet (a
+/// reader of `GET /api/events` keeps its own place and nothing records it),
+/// so every event counts as consumed. This is the seam for subscriptions:
+/// once they are stored, this answers the lowest `seq` they have
+/// acknowledged, and [`purge`] keeps every event after it.
+pub fn consumed_through(_db: &Db) -> Result<i64, StoreError> {
+    Ok(i64::MAX)
+}
+
+/// Deletes up to `limit` events appended at or before `cutoff`, oldest
+/// first, that every consumer has consumed ([`consumed_through`]), and
+/// answers how many. `seq` numbers are never used again, so a reader's
+/// place (the last `seq` it saw) stays good.
+pub fn purge(db: &Db, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+    let consumed = consumed_through(db)?;
+    let deleted = db.changed_rows(
+        "DELETE FROM outbox WHERE seq IN (
+           SELECT seq FROM outbox WHERE at <= ? AND seq <= ? ORDER BY at LIMIT ?)
+         RETURNING seq",
+        &[int(cutoff), int(consumed), int(limit.into())],
+    )?;
+    Ok(deleted as u64)
+}

@@ -186,6 +186,30 @@ pub fn list(db: &Db, machine: Option<(Kind, &str)>, limit: u32, before: Option<i
         .collect()
 }
 
+/// Deletes up to `limit` rows created at or before `cutoff`, oldest first,
+/// and answers how many. A row that has no answer yet and belongs to its
+/// machine's current run while that machine is not finished is kept,
+/// however old: it may be a call in flight (its answer is recorded into it)
+/// or one whose answer was lost (it is sent again under its id).
+pub fn purge(db: &Db, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+    let (live, live_params) = crate::machines::unfinished("m");
+    let mut params = vec![int(cutoff)];
+    params.extend(live_params);
+    params.push(int(limit.into()));
+    let deleted = db.changed_rows(
+        &format!(
+            "DELETE FROM request_log WHERE id IN (
+               SELECT r.id FROM request_log r WHERE r.created_at <= ?
+                 AND NOT (r.responded_at IS NULL AND EXISTS (
+                   SELECT 1 FROM machines m WHERE m.kind = r.machine_kind AND m.id = r.machine_id AND m.run = r.run AND {live}))
+               ORDER BY r.created_at LIMIT ?)
+             RETURNING id"
+        ),
+        &params,
+    )?;
+    Ok(deleted as u64)
+}
+
 /// Rows in the log.
 pub fn count(db: &Db) -> Result<i64, StoreError> {
     Ok(db.scalar_i64("SELECT count(*) FROM request_log", &[])?.unwrap_or(0))

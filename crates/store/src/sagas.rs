@@ -248,6 +248,32 @@ pub fn events(db: &Db, id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         .collect()
 }
 
+/// Deletes up to `limit` history events of sagas that are finished and have
+/// not changed since `cutoff` (oldest events first), and answers how many:
+/// a saga's history goes whole, once the saga has been over for the
+/// keeping time. The history of a saga that is not finished (running,
+/// waiting, compensating, or held for an operator) is kept, however old.
+/// The saga itself (its machine and its index row) stays.
+pub fn purge_events(db: &Db, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+    let (finished, finished_params) = machines::finished("m", Some(Kind::Saga));
+    let mut params = vec![int(cutoff), text(Kind::Saga.as_str()), int(cutoff)];
+    params.extend(finished_params);
+    params.push(int(limit.into()));
+    // Old events first (their index), each checked against its saga: so a
+    // purge reads the events it may delete, never every finished saga.
+    let deleted = db.changed_rows(
+        &format!(
+            "DELETE FROM saga_events WHERE seq IN (
+               SELECT e.seq FROM saga_events e WHERE e.at <= ?
+                 AND EXISTS (SELECT 1 FROM machines m WHERE m.kind = ? AND m.id = e.saga_id AND m.updated_at <= ? AND {finished})
+               ORDER BY e.at LIMIT ?)
+             RETURNING seq"
+        ),
+        &params,
+    )?;
+    Ok(deleted as u64)
+}
+
 impl Snapshot for Saga {
     fn from_snapshot(s: &str) -> Result<Self, StoreError> {
         serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("saga snapshot: {e}")))
