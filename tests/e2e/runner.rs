@@ -588,6 +588,103 @@ fn slowloris_connections_do_not_stop_normal_requests_and_close_at_the_header_tim
     assert_eq!(r.get("/probe/seen").status, 200);
 }
 
+/// Opens `n` connections to the runner from the loopback address `source`
+/// (any port): the whole of 127.0.0.0/8 reaches a runner on 127.0.0.1, so
+/// they come from another client address than the test's own requests.
+/// The streams are non-blocking.
+fn connect_from(r: &stepwise_e2e::Runner, source: &str, n: usize) -> Vec<TcpStream> {
+    let to: std::net::SocketAddr = r.addr.parse().expect("the runner's address");
+    let from: std::net::IpAddr = source.parse().expect("a source address");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime");
+    rt.block_on(async {
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+            socket.bind(std::net::SocketAddr::new(from, 0)).expect("bind the source address");
+            let s = socket.connect(to).await.expect("connect to the runner");
+            let s = s.into_std().expect("a std stream");
+            s.set_nodelay(true).expect("nodelay");
+            conns.push(s);
+        }
+        conns
+    })
+}
+
+/// A GET of `path` on a new connection (from 127.0.0.1); the status and how
+/// long the answer took, or the error after 10 s.
+fn timed_get(r: &stepwise_e2e::Runner, path: &str) -> Result<(u16, Duration), String> {
+    let started = Instant::now();
+    let mut s = connect(r);
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: stepwise\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let (status, _) = read_response(&mut s).map_err(|e| format!("{e} after {:?}", started.elapsed()))?;
+    Ok((status, started.elapsed()))
+}
+
+#[test]
+fn one_address_trickling_512_connections_does_not_stall_the_others() {
+    let app = stepwise_e2e::app::App::start();
+    let r = &app.runner;
+    assert_eq!(timed_get(r, "/api/health").map(|a| a.0), Ok(200));
+    // As many connections as the runner's default --max-connections (512),
+    // all from 127.0.0.2, each sending a header section that never ends, a
+    // byte at a time (the first at once).
+    let n = 512;
+    let cap = 32;
+    let header: Vec<u8> = [&b"GET /api/health HTTP/1.1\r\nHost: stepwise\r\nX-Slow: "[..], &[b'a'; 2000]].concat();
+    let conns: Vec<(TcpStream, Instant)> = connect_from(r, "127.0.0.2", n)
+        .into_iter()
+        .map(|mut s| {
+            let opened = Instant::now();
+            let _ = s.write(&header[..1]); // (one the runner already closed may refuse it)
+            (s, opened)
+        })
+        .collect();
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = std::thread::spawn({
+        let (rounds, stop) = (rounds.clone(), stop.clone());
+        move || {
+            let mut conns: Vec<(TcpStream, Instant, Option<Duration>)> = conns.into_iter().map(|(s, t)| (s, t, None)).collect();
+            let give_up = Instant::now() + Duration::from_secs(60);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < give_up {
+                for (s, opened, closed_after) in conns.iter_mut().filter(|c| c.2.is_none()) {
+                    if closed(s) || s.write(&header[(i + 1) % header.len()..][..1]).is_err() {
+                        *closed_after = Some(opened.elapsed());
+                    }
+                }
+                i += 1;
+                rounds.store(i, std::sync::atomic::Ordering::SeqCst);
+                // The attack's pace (a byte per connection every 100 ms), not synchronisation.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            conns.into_iter().map(|c| c.2).collect::<Vec<_>>()
+        }
+    });
+    poll_until(Duration::from_secs(10), "the slow connections to be sending", || {
+        (rounds.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
+    });
+    // Meanwhile, another client (127.0.0.1) is served at once, on new connections.
+    for _ in 0..5 {
+        let (status, took) = timed_get(r, "/api/health").unwrap_or_else(|e| panic!("health did not answer: {e}"));
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(1), "GET /api/health took {took:?} while 127.0.0.2 trickled {n} connections");
+    }
+    let served_at = rounds.load(std::sync::atomic::Ordering::SeqCst);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let closed_after = attacker.join().expect("the attacker thread");
+    // The first 32 kept trickling (their header timeout is 30 s away); every
+    // later one was closed at once, not after a timeout.
+    let still_open = closed_after.iter().filter(|c| c.is_none()).count();
+    assert_eq!(still_open, cap, "connections of 127.0.0.2 still waiting for their headers (round {served_at})");
+    let refused: Vec<Duration> = closed_after.into_iter().flatten().collect();
+    let slowest = refused.iter().max().copied().unwrap_or_default();
+    assert!(slowest < Duration::from_secs(3), "a connection over the cap was closed only after {slowest:?}");
+    assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"header_waits_per_client\"}"), (n - cap) as u64);
+    assert!(r.logs().contains("connection refused: 32 connections from this address are already waiting"), "{}", r.logs());
+}
+
 #[test]
 fn idle_keep_alive_connections_close_and_oversized_headers_get_431() {
     let r = probe().arg("--idle-timeout-ms").arg("500").arg("--max-header-bytes").arg("4096").start();

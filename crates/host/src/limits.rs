@@ -21,6 +21,11 @@ pub struct Limits {
     /// connections wait in the listen backlog until one closes.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// At most this many connections of one client address (an IPv6 /64)
+    /// waiting for (or reading) their request headers; a new connection past
+    /// it is closed at once. At `--max-connections` or above it is off.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_header_waits_per_client: u32,
     /// Largest request line plus header section, in bytes (answered 431).
     #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_header_bytes: u32,
@@ -57,6 +62,7 @@ impl Default for Limits {
             header_timeout_ms: 30_000,
             idle_timeout_ms: 5_000,
             max_connections: 512,
+            max_header_waits_per_client: 32,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 1 << 20,
             request_deadline_ms: 30_000,
@@ -113,12 +119,14 @@ mod tests {
             (parsed.max_body_bytes, parsed.request_deadline_ms, parsed.cron_deadline_ms, parsed.no_runner_metrics),
             (d.max_body_bytes, d.request_deadline_ms, d.cron_deadline_ms, d.no_runner_metrics)
         );
+        assert_eq!(parsed.max_header_waits_per_client, d.max_header_waits_per_client);
     }
 
     #[test]
     fn zero_timeouts_and_tiny_header_limits_are_refused() {
         assert!(Cli::try_parse_from(["x", "--header-timeout-ms", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--max-connections", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--max-header-waits-per-client", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--max-header-bytes", "100"]).is_err());
         let l = Cli::parse_from(["x", "--request-deadline-ms", "250", "--max-body-bytes", "0"]).limits;
         assert_eq!((l.request_deadline(), l.max_body_bytes), (Duration::from_millis(250), 0));

@@ -28,10 +28,19 @@ pub enum Refusal {
     BodyTooLarge,
     /// The guest did not finish within `--request-deadline-ms` (504).
     Deadline,
+    /// The client already had `--max-header-waits-per-client` connections
+    /// waiting for their headers (the new one was closed at once).
+    HeaderWaitsPerClient,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 4] = [Refusal::HeaderTimeout, Refusal::HeaderTooLarge, Refusal::BodyTooLarge, Refusal::Deadline];
+    const ALL: [Refusal; 5] = [
+        Refusal::HeaderTimeout,
+        Refusal::HeaderTooLarge,
+        Refusal::BodyTooLarge,
+        Refusal::Deadline,
+        Refusal::HeaderWaitsPerClient,
+    ];
 
     /// The `reason` label.
     pub fn label(self) -> &'static str {
@@ -40,6 +49,7 @@ impl Refusal {
             Refusal::HeaderTooLarge => "header_too_large",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::Deadline => "deadline",
+            Refusal::HeaderWaitsPerClient => "header_waits_per_client",
         }
     }
 
@@ -99,7 +109,7 @@ impl LoggedCounter {
 /// The runner's counters, shared by the triggers.
 #[derive(Debug)]
 pub struct RunnerMetrics {
-    refused: [LoggedCounter; 4],
+    refused: [LoggedCounter; 5],
     waited: LoggedCounter,
     idle_closed: AtomicU64,
     open: AtomicU64,
