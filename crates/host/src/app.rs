@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::{watch, Mutex, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -145,7 +145,8 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     }
 
     let mut cron_components = Vec::new();
-    let mut cron_locks: std::collections::BTreeMap<String, Arc<Mutex<()>>> = Default::default();
+    let mut cron_slots: std::collections::BTreeMap<String, Arc<Semaphore>> = Default::default();
+    let max_runs = opts.limits.cron_max_runs;
     for t in &manifest.cron_triggers {
         let pre = SpinCronPre::new(instantiate_pre(&t.component)?)
             .map_err(werr)
@@ -154,11 +155,11 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             Some(ms) => Schedule::Every(Duration::from_millis(ms.max(1))),
             None => Schedule::parse(&t.cron_expression).with_context(|| format!("[[trigger.cron]] for `{}`", t.component))?,
         };
-        let running = cron_locks.entry(t.component.clone()).or_default().clone();
+        let slots = cron_slots.entry(t.component.clone()).or_insert_with(|| Arc::new(Semaphore::new(max_runs as usize))).clone();
         let deadline = opts.limits.cron_deadline();
         let metrics = metrics.clone();
         let config = configs[&t.component].0.clone();
-        cron_components.push((Arc::new(CronComponent { config, pre, running, deadline, metrics }), schedule));
+        cron_components.push((Arc::new(CronComponent { config, pre, slots, max_runs, deadline, metrics }), schedule));
     }
 
     println!("Serving http://{self_addr}");
@@ -183,7 +184,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
 
     let mut cron_handles = Vec::new();
     for (c, schedule) in cron_components {
-        cron_handles.push(tokio::spawn(c.run_schedule(schedule, shutdown.clone())));
+        cron_handles.push(tokio::spawn(c.run_schedule(schedule, tasks.clone(), shutdown.clone())));
     }
     let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone(), opts.limits.clone(), metrics, watchdog));
     self_dispatch.set(&trigger);

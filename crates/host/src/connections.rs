@@ -2,12 +2,16 @@
 //! keep-alive connections and to tell an idle connection from a slow one:
 //! when it last sent a byte or finished a request, whether a request is in
 //! flight (until its response body is done), and whether bytes arrived since
-//! the last request began (a header section on its way).
+//! the last request began (a header section on its way); and, per client
+//! address, how many connections are waiting for their request headers
+//! ([`HeaderWaits`]), so one address cannot hold every connection slot.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -30,6 +34,127 @@ pub fn bind_listener(addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpLi
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The connections waiting for their request headers, by client: a
+/// connection waits from its accept until its first request's header section
+/// is read, and again after each response until the next one's is. An IPv4
+/// client is its address; an IPv6 client its /64 (one host is commonly given
+/// a whole /64). A client already at the cap gets no new connection.
+#[derive(Debug)]
+pub struct HeaderWaits {
+    cap: u32,
+    clients: Mutex<HashMap<IpAddr, Arc<ClientWaits>>>,
+}
+
+/// One client's connections: `waiting` changes without the map's lock (on
+/// every request), `connections` under it (on accept and close).
+#[derive(Debug, Default)]
+struct ClientWaits {
+    waiting: AtomicU32,
+    connections: AtomicU32,
+}
+
+impl HeaderWaits {
+    /// At most `cap` connections of one client waiting for their headers.
+    pub fn new(cap: u32) -> Arc<Self> {
+        Arc::new(Self { cap, clients: Mutex::new(HashMap::new()) })
+    }
+
+    /// The key `ip` is counted under.
+    fn client_key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Admits a new connection from `ip`, waiting for its first header;
+    /// `None` when `ip` already has `cap` connections waiting.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<HeaderWait> {
+        let key = Self::client_key(ip);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let client = clients.entry(key).or_default();
+        if client.waiting.load(Ordering::Acquire) >= self.cap {
+            return None;
+        }
+        client.waiting.fetch_add(1, Ordering::AcqRel);
+        client.connections.fetch_add(1, Ordering::Relaxed);
+        let client = client.clone();
+        Some(HeaderWait { waits: self.clone(), key, client, state: AtomicU8::new(WAITING) })
+    }
+
+    /// Connections of `ip` waiting for their headers now.
+    #[cfg(test)]
+    pub fn waiting(&self, ip: IpAddr) -> u32 {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.get(&Self::client_key(ip)).map_or(0, |c| c.waiting.load(Ordering::Acquire))
+    }
+
+    /// Clients with a connection open.
+    #[cfg(test)]
+    fn clients(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+const WAITING: u8 = 0;
+const BUSY: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// A connection's place in its client's count of [`HeaderWaits`]: counted
+/// while it waits for a header, not while a request is in flight, and no
+/// longer once closed (or dropped).
+#[derive(Debug)]
+pub struct HeaderWait {
+    waits: Arc<HeaderWaits>,
+    key: IpAddr,
+    client: Arc<ClientWaits>,
+    state: AtomicU8,
+}
+
+impl HeaderWait {
+    /// A request began: the connection no longer waits.
+    fn request_started(&self) {
+        if self.state.compare_exchange(WAITING, BUSY, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.client.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The last request ended: the connection waits for the next header.
+    /// (Counted first, so a concurrent close never takes away a count that
+    /// was not yet added.)
+    fn requests_done(&self) {
+        self.client.waiting.fetch_add(1, Ordering::AcqRel);
+        if self.state.compare_exchange(BUSY, WAITING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            self.client.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The connection closed; its client's entry goes with its last connection.
+    pub fn close(&self) {
+        match self.state.swap(CLOSED, Ordering::AcqRel) {
+            CLOSED => return,
+            WAITING => {
+                self.client.waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        let mut clients = self.waits.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if self.client.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
+            clients.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for HeaderWait {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// The activity of one connection, shared by its reader, its requests and its
 /// idle watch.
 #[derive(Debug)]
@@ -37,16 +162,32 @@ pub struct ConnState {
     last_activity_ms: AtomicU64,
     in_flight: AtomicU32,
     bytes_pending: AtomicBool,
+    header_wait: Option<HeaderWait>,
 }
 
 impl ConnState {
-    /// A connection accepted now.
+    /// A connection accepted now (not counted in any [`HeaderWaits`]).
+    #[cfg(test)]
     pub fn new() -> Arc<Self> {
+        Self::counted(None)
+    }
+
+    /// A connection accepted now, counted in its client's [`HeaderWaits`]
+    /// while it waits for a header (`None`: not counted).
+    pub fn counted(header_wait: Option<HeaderWait>) -> Arc<Self> {
         Arc::new(Self {
             last_activity_ms: AtomicU64::new(now_ms()),
             in_flight: AtomicU32::new(0),
             bytes_pending: AtomicBool::new(false),
+            header_wait,
         })
+    }
+
+    /// The connection closed: it no longer counts for its client.
+    pub fn closed(&self) {
+        if let Some(w) = &self.header_wait {
+            w.close();
+        }
     }
 
     /// Whether bytes arrived since the last request began: a header section
@@ -60,6 +201,9 @@ impl ConnState {
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.bytes_pending.store(false, Ordering::Relaxed);
+        if let Some(w) = &self.header_wait {
+            w.request_started();
+        }
         InFlight(self.clone())
     }
 
@@ -88,7 +232,11 @@ pub struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.last_activity_ms.store(now_ms(), Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if let Some(w) = &self.0.header_wait {
+                w.requests_done();
+            }
+        }
     }
 }
 
@@ -204,5 +352,42 @@ mod tests {
         drop(body);
         assert!(!state.bytes_pending(), "a request's body is not the next header");
         assert!(state.idle_for(0));
+    }
+
+    #[tokio::test]
+    async fn a_client_gets_at_most_cap_connections_waiting_for_headers() {
+        let waits = HeaderWaits::new(2);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.1".parse().unwrap();
+        let first = ConnState::counted(waits.admit(a));
+        let second = ConnState::counted(waits.admit(a));
+        assert!(waits.admit(a).is_none(), "a third waiting connection of one client is refused");
+        assert!(waits.admit(b).is_some(), "another client is not");
+        // A request in flight does not wait; after it the connection waits again.
+        let in_flight = first.request_started();
+        assert_eq!(waits.waiting(a), 1);
+        let third = ConnState::counted(waits.admit(a));
+        assert!(waits.admit(a).is_none());
+        drop(in_flight);
+        assert_eq!(waits.waiting(a), 3, "a served connection waits for its next header (over the cap, but not closed)");
+        assert!(waits.admit(a).is_none());
+        for c in [&first, &second, &third] {
+            c.closed();
+            c.closed();
+        }
+        assert_eq!(waits.waiting(a), 0, "closing twice counts once");
+        assert_eq!(waits.clients(), 0, "a client's entry goes with its last connection");
+        drop((first, second, third));
+        assert_eq!(waits.waiting(a), 0);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let waits = HeaderWaits::new(1);
+        let _one = waits.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(waits.admit("2001:db8:1:2:ffff::9".parse().unwrap()).is_none(), "same /64");
+        assert!(waits.admit("2001:db8:1:3::1".parse().unwrap()).is_some(), "another /64");
+        let _v4 = waits.admit("192.0.2.7".parse().unwrap()).unwrap();
+        assert!(waits.admit("::ffff:192.0.2.7".parse().unwrap()).is_none(), "the same IPv4 client");
     }
 }

@@ -5,8 +5,10 @@
 //! misbehaving clients and guests from taking the runner down (see
 //! [`crate::limits::Limits`]): a header read timeout, a keep-alive idle
 //! timeout, a cap on open connections (beyond it the accept loop waits, so new
-//! connections queue in the kernel's listen backlog), a header size limit, a
-//! body size limit and a wall-clock deadline per request.
+//! connections queue in the kernel's listen backlog), a cap per client address
+//! on connections waiting for their headers (past it a new connection is
+//! closed at once, so one address cannot take every slot), a header size
+//! limit, a body size limit and a wall-clock deadline per request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::body_limit::{declared_too_large, LimitedBody};
-use crate::connections::{ConnState, GuardedBody, TrackedIo};
+use crate::connections::{ConnState, GuardedBody, HeaderWaits, TrackedIo};
 use crate::limits::Limits;
 use crate::runner_metrics::{Refusal, RunnerMetrics, METRICS_PATH};
 use crate::state::{ComponentConfig, InstanceState};
@@ -129,6 +131,7 @@ pub struct HttpTrigger {
     limits: Limits,
     metrics: Arc<RunnerMetrics>,
     watchdog: Arc<Watchdog>,
+    header_waits: Arc<HeaderWaits>,
 }
 
 fn text_response(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
@@ -164,7 +167,8 @@ impl HttpTrigger {
         for (route, idx) in routes {
             router.add(route, *idx);
         }
-        Self { router, components, listen, tasks, limits, metrics, watchdog }
+        let header_waits = HeaderWaits::new(limits.max_header_waits_per_client);
+        Self { router, components, listen, tasks, limits, metrics, watchdog, header_waits }
     }
 
     fn http1_builder(&self) -> hyper::server::conn::http1::Builder {
@@ -181,7 +185,9 @@ impl HttpTrigger {
     /// stops accepting and lets in-flight requests finish within `grace`.
     /// At most `--max-connections` are open at once: at the cap the loop stops
     /// accepting until one closes, and new connections wait in the listen
-    /// backlog.
+    /// backlog. A connection from a client that already has
+    /// `--max-header-waits-per-client` connections waiting for their headers
+    /// is closed as soon as it is accepted (its slot freed at once).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let graceful = GracefulShutdown::new();
         let builder = self.http1_builder();
@@ -216,8 +222,13 @@ impl HttpTrigger {
                             continue;
                         }
                     };
+                    let Some(header_wait) = self.header_waits.admit(client.ip()) else {
+                        drop((stream, slot));
+                        self.refuse_header_wait(client);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    let state = ConnState::new();
+                    let state = ConnState::counted(Some(header_wait));
                     let this = self.clone();
                     let requests = state.clone();
                     let service = hyper::service::service_fn(move |req| {
@@ -246,6 +257,7 @@ impl HttpTrigger {
                                 tracing::debug!(target: "http", %client, "closing idle keep-alive connection");
                             }
                         }
+                        state.closed();
                     });
                 }
                 _ = shutdown.changed() => break,
@@ -275,6 +287,14 @@ impl HttpTrigger {
             }
         } else {
             tracing::debug!(target: "http", %client, "connection ended: {e}");
+        }
+    }
+
+    fn refuse_header_wait(&self, client: SocketAddr) {
+        if let Some(total) = self.metrics.refused(Refusal::HeaderWaitsPerClient) {
+            let cap = self.limits.max_header_waits_per_client;
+            tracing::warn!(target: "http", %client, reason = "header_waits_per_client", total,
+                "connection refused: {cap} connections from this address are already waiting for their request headers");
         }
     }
 

@@ -1,7 +1,8 @@
 //! The runner's limits on clients and guests, as `stepwise up` takes them on
 //! its command line: how long a client may take to send its headers or sit
 //! idle, how many connections may be open, how large headers and bodies may
-//! be, and how long a guest may run for one request or one cron run.
+//! be, how long a guest may run for one request or one cron run, and how many
+//! runs of one cron component may go on at once.
 
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ pub struct Limits {
     /// connections wait in the listen backlog until one closes.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// At most this many connections of one client address (an IPv6 /64)
+    /// waiting for (or reading) their request headers; a new connection past
+    /// it is closed at once. At `--max-connections` or above it is off.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_header_waits_per_client: u32,
     /// Largest request line plus header section, in bytes (answered 431).
     #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_header_bytes: u32,
@@ -32,10 +38,16 @@ pub struct Limits {
     /// (answered 504; the instance is dropped).
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_deadline_ms: u64,
-    /// Wall-clock limit on one cron run, in ms (the run fails; the next one
-    /// fires as scheduled).
-    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Wall-clock limit on one cron run, in ms (the run fails; later runs
+    /// fire as scheduled). The default outlasts the longest outbound call the
+    /// app makes (300 s) plus its 15 s lease margin, so it never cuts a call
+    /// short of the call's own time-out.
+    #[arg(long, default_value_t = 330_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub cron_deadline_ms: u64,
+    /// At most this many runs of one cron component at once; past it a firing
+    /// waits for a run to end (one waiting firing at most, none skipped).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cron_max_runs: u32,
     /// Connections kept per PostgreSQL address (Spin 4.0.2 keeps 64); a
     /// guest's `open` waits for one when all are taken.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -57,10 +69,12 @@ impl Default for Limits {
             header_timeout_ms: 30_000,
             idle_timeout_ms: 5_000,
             max_connections: 512,
+            max_header_waits_per_client: 32,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 1 << 20,
             request_deadline_ms: 30_000,
-            cron_deadline_ms: 60_000,
+            cron_deadline_ms: 330_000,
+            cron_max_runs: 32,
             postgres_pool_size: 64,
             no_runner_metrics: false,
             no_epoch_interruption: false,
@@ -113,12 +127,18 @@ mod tests {
             (parsed.max_body_bytes, parsed.request_deadline_ms, parsed.cron_deadline_ms, parsed.no_runner_metrics),
             (d.max_body_bytes, d.request_deadline_ms, d.cron_deadline_ms, d.no_runner_metrics)
         );
+        assert_eq!(
+            (parsed.max_header_waits_per_client, parsed.cron_max_runs),
+            (d.max_header_waits_per_client, d.cron_max_runs)
+        );
     }
 
     #[test]
     fn zero_timeouts_and_tiny_header_limits_are_refused() {
         assert!(Cli::try_parse_from(["x", "--header-timeout-ms", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--max-connections", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--max-header-waits-per-client", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--cron-max-runs", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--max-header-bytes", "100"]).is_err());
         let l = Cli::parse_from(["x", "--request-deadline-ms", "250", "--max-body-bytes", "0"]).limits;
         assert_eq!((l.request_deadline(), l.max_body_bytes), (Duration::from_millis(250), 0));

@@ -1,7 +1,7 @@
 //! The runner's own counters: requests served by route and status (so no
 //! guest writes anything to count a request), requests and connections it
-//! refused or closed under its limits, open connections, and cron runs by
-//! outcome. Served in
+//! refused or closed under its limits, open connections, cron runs by
+//! outcome, cron runs in progress and cron firings that waited for a run. Served in
 //! Prometheus' text format at [`METRICS_PATH`] (unless turned off), apart from
 //! the app's own metrics, which are a guest's business.
 //!
@@ -28,10 +28,19 @@ pub enum Refusal {
     BodyTooLarge,
     /// The guest did not finish within `--request-deadline-ms` (504).
     Deadline,
+    /// The client already had `--max-header-waits-per-client` connections
+    /// waiting for their headers (the new one was closed at once).
+    HeaderWaitsPerClient,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 4] = [Refusal::HeaderTimeout, Refusal::HeaderTooLarge, Refusal::BodyTooLarge, Refusal::Deadline];
+    const ALL: [Refusal; 5] = [
+        Refusal::HeaderTimeout,
+        Refusal::HeaderTooLarge,
+        Refusal::BodyTooLarge,
+        Refusal::Deadline,
+        Refusal::HeaderWaitsPerClient,
+    ];
 
     /// The `reason` label.
     pub fn label(self) -> &'static str {
@@ -40,6 +49,7 @@ impl Refusal {
             Refusal::HeaderTooLarge => "header_too_large",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::Deadline => "deadline",
+            Refusal::HeaderWaitsPerClient => "header_waits_per_client",
         }
     }
 
@@ -99,12 +109,14 @@ impl LoggedCounter {
 /// The runner's counters, shared by the triggers.
 #[derive(Debug)]
 pub struct RunnerMetrics {
-    refused: [LoggedCounter; 4],
+    refused: [LoggedCounter; 5],
     waited: LoggedCounter,
     idle_closed: AtomicU64,
     open: AtomicU64,
     max_connections: u64,
     cron: [AtomicU64; 3],
+    cron_running: AtomicU64,
+    cron_waited: LoggedCounter,
     /// Requests answered, by the manifest route that served them (or
     /// `none`) and status code. Routes come from the manifest and statuses
     /// are three digits, so the set of series is bounded.
@@ -121,6 +133,8 @@ impl RunnerMetrics {
             open: AtomicU64::new(0),
             max_connections: max_connections.into(),
             cron: Default::default(),
+            cron_running: AtomicU64::new(0),
+            cron_waited: LoggedCounter::default(),
             requests: Default::default(),
         }
     }
@@ -178,6 +192,18 @@ impl RunnerMetrics {
         self.cron[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a cron run in progress; the guard counts it ended on drop.
+    pub fn cron_run_started(self: &std::sync::Arc<Self>) -> CronRunning {
+        self.cron_running.fetch_add(1, Ordering::Relaxed);
+        CronRunning(self.clone())
+    }
+
+    /// Counts a cron firing that had to wait for a run to end
+    /// (`--cron-max-runs`); `Some(total)` when the caller should log it.
+    pub fn cron_firing_waited(&self) -> Option<u64> {
+        self.cron_waited.count()
+    }
+
     /// The counters in Prometheus' text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -221,6 +247,13 @@ impl RunnerMetrics {
             .collect();
         let cron: Vec<(&str, u64)> = cron.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         family("stepwise_cron_runs_total", "counter", "Cron runs by how they ended.", &cron);
+        family("stepwise_cron_runs_in_progress", "gauge", "Cron runs going on now.", &[("", self.cron_running.load(Ordering::Relaxed))]);
+        family(
+            "stepwise_cron_firings_waited_total",
+            "counter",
+            "Cron firings that waited for a run to end because --cron-max-runs runs of the component were in progress.",
+            &[("", self.cron_waited.get())],
+        );
         out
     }
 }
@@ -237,6 +270,16 @@ pub struct OpenConnection(std::sync::Arc<RunnerMetrics>);
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A cron run in progress, counted in [`RunnerMetrics`] until dropped.
+#[derive(Debug)]
+pub struct CronRunning(std::sync::Arc<RunnerMetrics>);
+
+impl Drop for CronRunning {
+    fn drop(&mut self) {
+        self.0.cron_running.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -261,6 +304,8 @@ mod tests {
         m.refused(Refusal::HeaderTimeout);
         m.refused(Refusal::HeaderTimeout);
         m.cron_run(CronOutcome::Deadline);
+        let running = m.cron_run_started();
+        m.cron_firing_waited();
         m.request(Some("/api/..."), 401);
         m.request(Some("/api/..."), 401);
         m.request(None, 404);
@@ -272,10 +317,14 @@ mod tests {
         assert!(text.contains("stepwise_http_connections_open 1\n"), "{text}");
         assert!(text.contains("stepwise_http_connections_max 8\n"), "{text}");
         assert!(text.contains("stepwise_cron_runs_total{result=\"deadline\"} 1\n"), "{text}");
+        assert!(text.contains("stepwise_cron_runs_in_progress 1\n"), "{text}");
+        assert!(text.contains("stepwise_cron_firings_waited_total 1\n"), "{text}");
         assert!(text.contains("stepwise_http_requests_total{route=\"/api/...\",status=\"401\"} 2\n"), "{text}");
         assert!(text.contains("stepwise_http_requests_total{route=\"none\",status=\"404\"} 1\n"), "{text}");
         assert_eq!(m.requests_total("/api/...", 401), 2);
-        drop(open);
-        assert!(m.render().contains("stepwise_http_connections_open 0\n"));
+        drop((open, running));
+        let text = m.render();
+        assert!(text.contains("stepwise_http_connections_open 0\n"), "{text}");
+        assert!(text.contains("stepwise_cron_runs_in_progress 0\n"), "{text}");
     }
 }
