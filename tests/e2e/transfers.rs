@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger::{self, body, code_of, int, wait_all_final};
 use stepwise_e2e::{json, poll_until, request, Answer, Value};
+use stepwise_engine::receipt::Key;
 
 const IDR: &str = "IDR";
 
@@ -332,9 +333,13 @@ fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.contains("\"invalid_receipt_code\""), "{bad}: {body}");
     }
-    // Well formed, check right, never issued: 404.
-    for id in [1u64 << 40, 36u64.pow(8) - 1, 987_654_321] {
-        let unknown = stepwise_engine::receipt::code("TR", id);
+    // Well formed, check right, never issued: 404. Among them the code the
+    // first transfer had before databases had their own key: guessing it
+    // with the source in hand finds nothing.
+    let legacy = stepwise_engine::receipt::code(&Key::legacy(), "TR", 1);
+    let other_key = Key::new(&[0xEE; 32]);
+    let others = [1u64 << 40, 36u64.pow(8) - 1, 987_654_321].map(|id| stepwise_engine::receipt::code(&other_key, "TR", id));
+    for unknown in std::iter::once(legacy).chain(others) {
         assert!(stepwise_engine::receipt::is_valid(&unknown));
         let (status, body) = get(&unknown);
         assert_eq!(status, 404, "{unknown}: {body}");

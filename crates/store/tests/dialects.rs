@@ -47,5 +47,5 @@ fn both_dialects_have_the_same_tables_columns_and_indexes() {
     for db in [&sqlite, &pg] {
         stepwise_store::migrations::migrate(db).unwrap();
     }
-    assert_eq!(pg.scalar_i64("SELECT count(*) FROM schema_migrations", &[]).unwrap(), Some(1));
+    assert_eq!(pg.scalar_i64("SELECT count(*) FROM schema_migrations", &[]).unwrap(), Some(2));
 }
