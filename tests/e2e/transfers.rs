@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger::{self, body, code_of, int, wait_all_final};
 use stepwise_e2e::{json, poll_until, request, Answer, Value};
+use stepwise_engine::receipt::Key;
 
 const IDR: &str = "IDR";
 
@@ -332,9 +333,13 @@ fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.contains("\"invalid_receipt_code\""), "{bad}: {body}");
     }
-    // Well formed, check right, never issued: 404.
-    for id in [1u64 << 40, 36u64.pow(8) - 1, 987_654_321] {
-        let unknown = stepwise_engine::receipt::code("TR", id);
+    // Well formed, check right, never issued: 404. Among them the code the
+    // first transfer had before databases had their own key: guessing it
+    // with the source in hand finds nothing.
+    let legacy = stepwise_engine::receipt::code(&Key::legacy(), "TR", 1);
+    let other_key = Key::new(&[0xEE; 32]);
+    let others = [1u64 << 40, 36u64.pow(8) - 1, 987_654_321].map(|id| stepwise_engine::receipt::code(&other_key, "TR", id));
+    for unknown in std::iter::once(legacy).chain(others) {
         assert!(stepwise_engine::receipt::is_valid(&unknown));
         let (status, body) = get(&unknown);
         assert_eq!(status, 404, "{unknown}: {body}");
@@ -519,4 +524,83 @@ fn accounts_are_created_once_frozen_and_unfrozen_listed_page_by_page_and_need_th
         let a = request(method, &app.runner.url(path), &[("idempotency-key", "x")], Some("{}".as_bytes())).unwrap();
         assert_eq!(a.status, 401, "{method} {path} without the token");
     }
+}
+
+/// What a new database issues first: a transfer's receipt code, a saga (order)
+/// id, a worker iteration's receipt code and the worker's request ids.
+fn first_ids(app: &App) -> (String, String, String, HashSet<u64>) {
+    ledger::account_created(app, "bank", IDR, true);
+    ledger::account_created(app, "alice", IDR, false);
+    let transfer = code_of(&ledger::completed(app, "t", &body("bank", "alice", 5, IDR)));
+    let input = json!({"user_token": "tok", "items": [{"product_id": "p1", "price": 10000, "quantity": 2}], "payment_ttl_ms": 600000});
+    let a = app.api("POST", "/api/sagas", Some(json!({ "definition": "checkout", "input": input })));
+    assert_eq!(a.status, 202, "{}", a.body);
+    let saga = a.json()["id"].as_str().unwrap().to_string();
+    app.start_workers(&["b-1"], json!({ "max_iterations": 1 }));
+    assert_eq!(app.wait_stopped("b-1")["successes"], 1);
+    let its = app.api("GET", "/api/workers/b-1/iterations", None).json();
+    let iteration = its["iterations"][0]["receipt_code"].as_str().unwrap().to_string();
+    let requests: HashSet<u64> = app.request_log("b-1").iter().map(|r| r["request_id"].as_str().unwrap().parse().unwrap()).collect();
+    (transfer, saga, iteration, requests)
+}
+
+/// Two new state dirs (after a wipe, or a staging app beside production):
+/// the request ids they send upstream are disjoint, and their receipt codes
+/// and saga (order) ids are unrelated to each other's and to what the legacy
+/// scheme written in the source makes.
+#[test]
+fn two_fresh_state_dirs_issue_disjoint_request_ids_and_unrelated_receipt_codes_and_saga_ids() {
+    let (a, b) = (App::start(), App::start());
+    let (ta, sa, wa, ra) = first_ids(&a);
+    let (tb, sb, wb, rb) = first_ids(&b);
+    let legacy = Key::legacy();
+    for (t, s, w) in [(&ta, &sa, &wa), (&tb, &sb, &wb)] {
+        assert!(t.starts_with("TR-") && s.starts_with("SG-") && w.starts_with("SW-"), "{t} {s} {w}");
+        assert_ne!(*t, stepwise_engine::receipt::code(&legacy, "TR", 1), "the first transfer's code is not the source's");
+        assert_ne!(*w, stepwise_engine::receipt::code(&legacy, "SW", 1), "the first iteration's code is not the source's");
+    }
+    assert_ne!(ta, tb);
+    assert_ne!(sa, sb);
+    assert_ne!(wa, wb);
+    assert!(!ra.is_empty() && !rb.is_empty());
+    assert!(ra.is_disjoint(&rb), "request ids shared by two new databases: {ra:?} {rb:?}");
+    for id in ra.iter().chain(&rb) {
+        assert!(*id > 1 && *id < 1 << 53, "request id {id}");
+    }
+}
+
+/// A state dir of the release before databases had their own key: its
+/// transfers keep their receipt codes (the detail answers them), and new
+/// transfers follow the same scheme, after the old ones.
+#[test]
+fn a_state_dir_of_the_release_before_keys_keeps_resolving_its_receipt_codes() {
+    let legacy = Key::legacy();
+    let old = stepwise_engine::receipt::code(&legacy, "TR", 1);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("sqlite_db.db")).unwrap();
+        c.execute_batch(include_str!("../../crates/store/tests/fixtures/schema_v7.sql")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0);
+             INSERT INTO accounts VALUES ('bank', 'IDR', 'active', 1, NULL, -5, 0, 0, 0), ('alice', 'IDR', 'active', 0, NULL, 5, 0, 0, 0);
+             INSERT INTO transfers (id, from_account, to_account, amount, currency, status, journal_id, created_at, completed_at)
+                 VALUES (1, 'bank', 'alice', 5, 'IDR', 'completed', 1, 1795000000000, 1795000000001);",
+        )
+        .unwrap();
+        c.execute("INSERT INTO journals (id, external_ref, posted_at) VALUES (1, ?1, 1795000000001)", [&old]).unwrap();
+        c.execute_batch("INSERT INTO ledger_lines (journal_id, account, debit, credit) VALUES (1, 'bank', 5, 0), (1, 'alice', 0, 5)").unwrap();
+    }
+    // The old release's state is a SQLite file, whatever database the other tests use.
+    let app = App::with(app::config().state_dir(dir.path()).var("database_url", ""));
+    let t = ledger::get_transfer(&app, &old);
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert_eq!((t.json()["receipt_code"].as_str(), t.json()["amount"].as_u64()), (Some(old.as_str()), Some(5)));
+    let new = code_of(&ledger::completed(&app, "t2", &body("bank", "alice", 3, IDR)));
+    assert_eq!(new, stepwise_engine::receipt::code(&legacy, "TR", 2), "new codes follow the old scheme");
+    assert_eq!(ledger::get_transfer(&app, &new).status, 200);
+    let page = app.api("GET", "/api/transfers?limit=1", None).json();
+    assert_eq!(page["next_cursor"], new.as_str());
+    let next = app.api("GET", &format!("/api/transfers?limit=1&cursor={new}"), None).json();
+    assert_eq!(next["transfers"][0]["receipt_code"], old.as_str(), "{next}");
 }

@@ -3,6 +3,8 @@
 
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::transfer::{self, LookupError, Status, Transfer, TransferRequest, WAIT_MS};
+use stepwise_engine::receipt;
+use stepwise_store::instance;
 use stepwise_store::transfers::{self, Accepted, Filter};
 use stepwise_store::{metrics, Db};
 use stepwise_web::{json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value};
@@ -67,7 +69,7 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         };
         if let Accepted::New(t) = &accepted {
             metrics::observe(db, "stepwise_transfer_accept_seconds", &[], (now_ms() - started).max(0) as f64 / 1000.0)?;
-            let targets = vec![transfer::receipt_code(t.id), t.request.from.clone(), t.request.to.clone()];
+            let targets = vec![t.receipt_code.clone(), t.request.from.clone(), t.request.to.clone()];
             caller.audit(db, targets, Some(&key), 202)?;
         }
         Ok::<_, ApiError>(accepted)
@@ -85,12 +87,16 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let code = path_param(params, "code")?;
     let unknown = || ApiError::not_found(format!("no transfer has receipt code {code:?}"));
-    let id = match transfer::id_from_receipt(&code) {
+    // A mistyped code is told before the database is opened.
+    if let Err(e) = receipt::parse(&code) {
+        return Err(ApiError::new(400, "invalid_receipt_code", format!("{code:?}: {e}")));
+    }
+    let db = Db::open()?;
+    let id = match transfer::id_from_receipt(instance::id_key(&db)?, &code) {
         Ok(id) => id,
         Err(LookupError::Invalid(e)) => return Err(ApiError::new(400, "invalid_receipt_code", format!("{code:?}: {e}"))),
         Err(LookupError::Unknown) => return Err(unknown()),
     };
-    let db = Db::open()?;
     let t = transfers::load(&db, id)?.ok_or_else(unknown)?;
     Ok(json_response(200, &t.to_json()))
 }
@@ -107,19 +113,26 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
         Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::bad_field("status", "must be one of processing, executing, completed, failed"))?),
     };
     let limit = limit(&q, 50, 1000)?;
-    let cursor = match param(&q, "cursor").filter(|c| !c.is_empty()) {
+    let cursor = param(&q, "cursor").filter(|c| !c.is_empty());
+    let bad_cursor = || ApiError::bad_field("cursor", "must be a next_cursor from this API");
+    if cursor.is_some_and(|c| !receipt::is_valid(c)) {
+        return Err(bad_cursor());
+    }
+    let db = Db::open()?;
+    let cursor = match cursor {
         None => None,
         // The cursor is the last transfer's receipt code, so pages never show
         // the ids receipt codes hide.
         Some(c) => Some(
-            transfer::id_from_receipt(c)
+            transfer::id_from_receipt(instance::id_key(&db)?, c)
                 .ok()
                 .and_then(|id| i64::try_from(id).ok())
-                .ok_or_else(|| ApiError::bad_field("cursor", "must be a next_cursor from this API"))?,
+                .ok_or_else(bad_cursor)?,
         ),
     };
-    let db = Db::open()?;
     let (page, next) = transfers::list(&db, &Filter { account, status }, limit, cursor)?;
+    // The next page starts after this page's last transfer.
+    let next_cursor = next.and(page.last()).map(|t| t.receipt_code.clone());
     let page: Vec<Value> = page.iter().map(Transfer::to_json).collect();
-    Ok(json_response(200, &json!({ "transfers": page, "next_cursor": next.map(|id| transfer::receipt_code(id as u64)) })))
+    Ok(json_response(200, &json!({ "transfers": page, "next_cursor": next_cursor })))
 }

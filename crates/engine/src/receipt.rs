@@ -20,15 +20,26 @@
 //! # Unique but not sequential
 //!
 //! The id is not written as it is (that would give away how many receipts exist and make the next
-//! one guessable). It goes through a fixed, keyed Feistel permutation of the numbers
-//! `0 .. 36^8` (or `0 .. 36^13` for the long body): the number is split into a high and a low
-//! half of 4 base-36 digits each (6 and 7 for the long body) and, for 8 rounds, one half is
-//! replaced by (that half + a scrambling function of the other half) modulo the half's size, the
-//! halves taking turns. Each round can be undone (subtract the same amount), so the whole is a
-//! bijection: two ids never share a code, with no database retry, and [`id_of`] recovers the id
-//! from a code. The key is a constant in this file: this hides the order, it is not a secret
-//! against someone who has the source. The constants must never change, or new codes could
-//! collide with the ones already issued.
+//! one guessable). It goes through a keyed Feistel permutation of the numbers `0 .. 36^8` (or
+//! `0 .. 36^13` for the long body): the number is split into a high and a low half of 4 base-36
+//! digits each (6 and 7 for the long body) and, round after round, one half is replaced by (that
+//! half + a round function of the other half) modulo the half's size, the halves taking turns.
+//! Each round can be undone (subtract the same amount), so the whole is a bijection: two ids
+//! never share a code, with no database retry, and [`id_of`] recovers the id from a code under the
+//! same key.
+//!
+//! The [`Key`] is the database's own secret, 256 random bits made when the database is first
+//! created and kept in it: the round function is HMAC-SHA256 under it (over the prefix, the
+//! width, the round and the half), for 12 rounds. Without the key, codes are indistinguishable
+//! from random distinct codes: any number of them tells nothing about other codes, about the ids
+//! behind them or about how many there are, and two databases' codes are unrelated. The engine
+//! never makes or stores a key; it is given one.
+//!
+//! [`Key::legacy`] is the scheme of the releases before keys: a round function (murmur3's
+//! finaliser) over 8 round constants written in this file, which hides the order only from
+//! people without the source. A database that issued codes under it keeps it, so its codes keep
+//! naming the same rows and new codes never collide with old ones. The legacy constants and the
+//! keyed construction must never change.
 //!
 //! # The check character
 //!
@@ -62,6 +73,9 @@ pub const TRANSFER_PREFIX: &str = "TR";
 /// The longest prefix [`parse`] accepts.
 pub const MAX_PREFIX_LEN: usize = 16;
 
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
 const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 /// How a body splits into a high and a low half, in base-36 digits.
@@ -90,9 +104,12 @@ const LONG: Width = Width { high: 6, low: 7 };
 /// The first id that needs the long body.
 const SHORT_LIMIT: u64 = 36u64.pow(8);
 
-const ROUNDS: usize = 8;
-/// The Feistel round keys. Fixed forever: changing one changes every code.
-const KEYS: [u64; ROUNDS] = [
+/// The rounds of the legacy scheme ([`Key::legacy`]).
+const LEGACY_ROUNDS: usize = 8;
+/// The legacy round keys: written in this file, so they hide the order from
+/// people without the source only. Fixed forever: the databases that issued
+/// codes under them keep using them ([`Key::legacy`]).
+const LEGACY_KEYS: [u64; LEGACY_ROUNDS] = [
     0x243F_6A88_85A3_08D3,
     0x1319_8A2E_0370_7344,
     0xA409_3822_299F_31D0,
@@ -102,39 +119,129 @@ const KEYS: [u64; ROUNDS] = [
     0xC0AC_29B7_C97C_50DD,
     0x3F84_D5B5_B547_0917,
 ];
+/// The rounds of the keyed scheme: a Feistel network over a pseudo-random
+/// function is indistinguishable from a random permutation with a margin that
+/// grows with the rounds; 12 is well past what small domains need (FF1 uses 10).
+const KEYED_ROUNDS: usize = 12;
 
-/// The round function: any function of the other half keeps the round a bijection; this one
-/// (murmur3's 64-bit finaliser over the half and the round key) spreads every input bit.
-fn round_fn(round: usize, half: u64) -> u64 {
-    let mut x = half ^ KEYS[round];
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    x ^ (x >> 33)
+/// The length of a secret key, in bytes (256 bits).
+pub const KEY_LEN: usize = 32;
+
+/// What scrambles ids into code bodies: a database's own secret (HMAC-SHA256
+/// as the round function), or the legacy constants of databases that issued
+/// codes before they had a secret. Never printed: its `Debug` says which kind
+/// it is, not the secret.
+#[derive(Clone)]
+pub struct Key(Scheme);
+
+#[derive(Clone)]
+enum Scheme {
+    Legacy,
+    /// The HMAC already keyed (the padded key absorbed), cloned per round.
+    Keyed(Box<Hmac<Sha256>>),
+}
+
+/// A key that is not 64 hexadecimal digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a receipt key is 64 hexadecimal digits")]
+pub struct KeyError;
+
+impl Key {
+    /// The legacy scheme: the constants above, 8 rounds. For databases that
+    /// issued codes under it (their codes must keep meaning the same ids).
+    pub fn legacy() -> Key {
+        Key(Scheme::Legacy)
+    }
+
+    /// The keyed scheme under `secret`.
+    pub fn new(secret: &[u8; KEY_LEN]) -> Key {
+        // Any key length is valid for HMAC.
+        let mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+        Key(Scheme::Keyed(Box::new(mac)))
+    }
+
+    /// The keyed scheme under the secret written as 64 hexadecimal digits.
+    pub fn from_hex(secret: &str) -> Result<Key, KeyError> {
+        let mut bytes = [0u8; KEY_LEN];
+        hex::decode_to_slice(secret, &mut bytes).map_err(|_| KeyError)?;
+        Ok(Key::new(&bytes))
+    }
+
+    /// Whether this is the legacy scheme.
+    pub fn is_legacy(&self) -> bool {
+        matches!(self.0, Scheme::Legacy)
+    }
+
+    fn rounds(&self) -> usize {
+        match self.0 {
+            Scheme::Legacy => LEGACY_ROUNDS,
+            Scheme::Keyed(_) => KEYED_ROUNDS,
+        }
+    }
+
+    /// The round function: any function of the other half keeps the round a
+    /// bijection. Keyed: the first 64 bits of HMAC-SHA256 over the prefix, the
+    /// width, the round and the half (so each prefix and width has its own
+    /// permutation). Legacy: murmur3's 64-bit finaliser over the half and the
+    /// round's constant.
+    fn round_fn(&self, prefix: &[u8], w: Width, round: usize, half: u64) -> u64 {
+        match &self.0 {
+            Scheme::Legacy => {
+                let mut x = half ^ LEGACY_KEYS[round];
+                x ^= x >> 33;
+                x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+                x ^= x >> 33;
+                x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+                x ^ (x >> 33)
+            }
+            Scheme::Keyed(mac) => {
+                let mut mac = (**mac).clone();
+                // The prefix is at most 16 characters (one byte of length).
+                mac.update(&[prefix.len() as u8]);
+                mac.update(prefix);
+                mac.update(&[w.high as u8, w.low as u8, round as u8]);
+                mac.update(&half.to_be_bytes());
+                let out = mac.finalize().into_bytes();
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&out[..8]);
+                u64::from_be_bytes(first)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_legacy() {
+            "Key(legacy)"
+        } else {
+            "Key(secret)"
+        })
+    }
 }
 
 /// The Feistel permutation of `(high, low)`, with `high < 36^w.high` and `low < 36^w.low`.
-fn permute(w: Width, mut high: u64, mut low: u64) -> (u64, u64) {
+fn permute(key: &Key, prefix: &[u8], w: Width, mut high: u64, mut low: u64) -> (u64, u64) {
     let (hs, ls) = (w.high_size(), w.low_size());
-    for round in 0..ROUNDS {
+    for round in 0..key.rounds() {
         if round % 2 == 0 {
-            high = (high + round_fn(round, low) % hs) % hs;
+            high = (high + key.round_fn(prefix, w, round, low) % hs) % hs;
         } else {
-            low = (low + round_fn(round, high) % ls) % ls;
+            low = (low + key.round_fn(prefix, w, round, high) % ls) % ls;
         }
     }
     (high, low)
 }
 
 /// The inverse of [`permute`]: the rounds undone in reverse order.
-fn unpermute(w: Width, mut high: u64, mut low: u64) -> (u64, u64) {
+fn unpermute(key: &Key, prefix: &[u8], w: Width, mut high: u64, mut low: u64) -> (u64, u64) {
     let (hs, ls) = (w.high_size(), w.low_size());
-    for round in (0..ROUNDS).rev() {
+    for round in (0..key.rounds()).rev() {
         if round % 2 == 0 {
-            high = (high + hs - round_fn(round, low) % hs) % hs;
+            high = (high + hs - key.round_fn(prefix, w, round, low) % hs) % hs;
         } else {
-            low = (low + ls - round_fn(round, high) % ls) % ls;
+            low = (low + ls - key.round_fn(prefix, w, round, high) % ls) % ls;
         }
     }
     (high, low)
@@ -226,15 +333,21 @@ fn is_prefix(p: &[u8]) -> bool {
 }
 
 /// The receipt code for the row with database id `id`, under `prefix` ([`WORKER_PREFIX`] or
-/// [`TRANSFER_PREFIX`]; a prefix is 1 to 16 characters from `0-9A-Z`). Different ids give
-/// different codes, always, and consecutive ids give unrelated-looking codes.
-pub fn code(prefix: &str, id: u64) -> String {
+/// [`TRANSFER_PREFIX`]; a prefix is 1 to 16 characters from `0-9A-Z`) and the database's `key`.
+/// Different ids give different codes, always, and consecutive ids give unrelated-looking codes.
+pub fn code(key: &Key, prefix: &str, id: u64) -> String {
     debug_assert!(
         is_prefix(prefix.as_bytes()),
         "bad receipt prefix {prefix:?}"
     );
     let w = if id < SHORT_LIMIT { SHORT } else { LONG };
-    let (high, low) = permute(w, id / w.low_size(), id % w.low_size());
+    let (high, low) = permute(
+        key,
+        prefix.as_bytes(),
+        w,
+        id / w.low_size(),
+        id % w.low_size(),
+    );
     let mut body = Vec::with_capacity(w.len());
     push_base36(&mut body, high, w.high);
     push_base36(&mut body, low, w.low);
@@ -273,9 +386,10 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    /// The id this code was made from, or `None` for a long body that [`code`] never makes (one
-    /// that decodes to an id below 36^8, which gets a short body, or above `u64::MAX`).
-    pub fn id(&self) -> Option<u64> {
+    /// The id this code was made from under `key`, or `None` for a long body that [`code`] never
+    /// makes (one that decodes to an id below 36^8, which gets a short body, or above `u64::MAX`).
+    /// Under another key a code reads as some other id: the caller looks the id up.
+    pub fn id(&self, key: &Key) -> Option<u64> {
         let body = self.body.as_bytes();
         let w = if body.len() == SHORT.len() {
             SHORT
@@ -285,7 +399,7 @@ impl Parsed {
         let split = w.high as usize;
         let high = read_base36(body.get(..split)?);
         let low = read_base36(body.get(split..)?);
-        let (high, low) = unpermute(w, high, low);
+        let (high, low) = unpermute(key, self.prefix.as_bytes(), w, high, low);
         let id = u128::from(high) * u128::from(w.low_size()) + u128::from(low);
         let id = u64::try_from(id).ok()?;
         (w == SHORT || id >= SHORT_LIMIT).then_some(id)
@@ -326,10 +440,10 @@ pub fn is_valid(code: &str) -> bool {
     parse(code).is_ok()
 }
 
-/// The id a valid code was made from (the inverse of [`code`], whatever the prefix), or `None`
-/// if `code` does not parse or is not one [`code`] makes.
-pub fn id_of(code: &str) -> Option<u64> {
-    parse(code).ok()?.id()
+/// The id a valid code was made from under `key` (the inverse of [`code`], whatever the prefix),
+/// or `None` if `code` does not parse or is not one [`code`] makes.
+pub fn id_of(key: &Key, code: &str) -> Option<u64> {
+    parse(code).ok()?.id(key)
 }
 
 #[cfg(test)]
@@ -347,6 +461,16 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         }
+    }
+
+    /// A secret key for the tests (a database's is random).
+    fn secret() -> Key {
+        Key::new(&[0x5A; KEY_LEN])
+    }
+
+    /// Both schemes: every rule holds under either.
+    fn keys() -> [Key; 2] {
+        [Key::legacy(), secret()]
     }
 
     fn body(code: &str) -> &str {
@@ -382,124 +506,200 @@ mod tests {
         ids
     }
 
-    /// Codes under both prefixes, and a longer one with digits.
+    /// Codes under both prefixes, and a longer one with digits, under both schemes.
     fn sample_codes(n: usize) -> Vec<String> {
+        let keys = keys();
         sample_ids(n)
             .into_iter()
             .enumerate()
-            .map(|(i, id)| code(["SW", "TR", "X9Q"][i % 3], id))
+            .map(|(i, id)| code(&keys[i % 2], ["SW", "TR", "X9Q"][i % 3], id))
             .collect()
     }
 
     #[test]
     fn shape_and_pinned_values() {
-        let c = code("TR", 1);
-        assert_eq!(c.len(), "TR-XXXXXXXX-C".len(), "{c}");
-        assert_eq!(code("SW", SHORT_LIMIT - 1).len(), "SW-XXXXXXXX-C".len());
-        assert_eq!(code("SW", SHORT_LIMIT).len(), "SW-XXXXXXXXXXXXX-C".len());
-        assert_eq!(code("SW", u64::MAX).len(), "SW-XXXXXXXXXXXXX-C".len());
-        // Codes are stored: the scheme must never change. These pin it.
-        assert_eq!(code("TR", 1), "TR-F6Z87JCP-4");
-        assert_eq!(code("SW", 100), "SW-XJWKW94K-N");
-        assert_eq!(code("TR", 1 << 40), "TR-QRVGYOAX-W");
-        assert_eq!(code("SW", u64::MAX), "SW-I9LT68YJG4GHB-R");
+        for key in keys() {
+            let c = code(&key, "TR", 1);
+            assert_eq!(c.len(), "TR-XXXXXXXX-C".len(), "{c}");
+            assert_eq!(
+                code(&key, "SW", SHORT_LIMIT - 1).len(),
+                "SW-XXXXXXXX-C".len()
+            );
+            assert_eq!(
+                code(&key, "SW", SHORT_LIMIT).len(),
+                "SW-XXXXXXXXXXXXX-C".len()
+            );
+            assert_eq!(code(&key, "SW", u64::MAX).len(), "SW-XXXXXXXXXXXXX-C".len());
+        }
+        // Codes are stored: the schemes must never change. These pin them.
+        let legacy = Key::legacy();
+        assert_eq!(code(&legacy, "TR", 1), "TR-F6Z87JCP-4");
+        assert_eq!(code(&legacy, "SW", 100), "SW-XJWKW94K-N");
+        assert_eq!(code(&legacy, "TR", 1 << 40), "TR-QRVGYOAX-W");
+        assert_eq!(code(&legacy, "SW", u64::MAX), "SW-I9LT68YJG4GHB-R");
+        let secret = secret();
+        assert_eq!(code(&secret, "TR", 1), "TR-C97VVIY9-M");
+        assert_eq!(code(&secret, "SW", 100), "SW-HGO2JQNW-5");
+        assert_eq!(code(&secret, "TR", 1 << 40), "TR-S9PXQAQQ-M");
+        assert_eq!(code(&secret, "SW", u64::MAX), "SW-UHHADEUIMOXDU-N");
+    }
+
+    #[test]
+    fn codes_under_different_keys_are_unrelated() {
+        // Two databases' first codes: no id has the same code under both, and
+        // knowing one database's codes says nothing about the other's.
+        let (a, b) = (Key::new(&[1; KEY_LEN]), Key::new(&[2; KEY_LEN]));
+        let n = 20_000u64;
+        let under_a: HashSet<String> = (1..=n)
+            .map(|id| body(&code(&a, "TR", id)).to_string())
+            .collect();
+        let same_id = (1..=n)
+            .filter(|&id| body(&code(&a, "TR", id)) == body(&code(&b, "TR", id)))
+            .count();
+        let shared = (1..=n)
+            .filter(|&id| under_a.contains(body(&code(&b, "TR", id))))
+            .count();
+        assert_eq!((same_id, shared), (0, 0));
+        // Neither is the legacy scheme, and each prefix has its own permutation.
+        assert_ne!(code(&a, "TR", 1), code(&Key::legacy(), "TR", 1));
+        assert_ne!(body(&code(&a, "TR", 1)), body(&code(&a, "SW", 1)));
+        // A code names another id under another key.
+        assert_ne!(id_of(&b, &code(&a, "TR", 77)), Some(77));
+    }
+
+    #[test]
+    fn a_key_is_read_from_hex_and_never_printed() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let key = Key::from_hex(hex).unwrap();
+        let mut bytes = [0u8; KEY_LEN];
+        hex::decode_to_slice(hex, &mut bytes).unwrap();
+        assert_eq!(code(&key, "TR", 5), code(&Key::new(&bytes), "TR", 5));
+        assert_eq!(format!("{key:?}"), "Key(secret)");
+        assert_eq!(format!("{:?}", Key::legacy()), "Key(legacy)");
+        assert!(!key.is_legacy() && Key::legacy().is_legacy());
+        for bad in [
+            "",
+            "00",
+            &hex[1..],
+            &format!("{hex}00"),
+            &hex.replace('a', "g"),
+        ] {
+            assert_eq!(Key::from_hex(bad).map(|_| ()), Err(KeyError), "{bad:?}");
+        }
     }
 
     #[test]
     fn the_permutation_is_a_bijection_on_small_widths() {
         // The same code as the real widths, with domains small enough to enumerate.
-        for w in [
-            Width { high: 1, low: 1 },
-            Width { high: 1, low: 2 },
-            Width { high: 2, low: 1 },
-            Width { high: 2, low: 2 },
-        ] {
-            let (hs, ls) = (w.high_size(), w.low_size());
-            let mut seen = HashSet::new();
-            for x in 0..hs * ls {
-                let (h, l) = permute(w, x / ls, x % ls);
-                assert!(h < hs && l < ls);
-                assert!(seen.insert((h, l)), "{w:?}: {x} collides");
-                assert_eq!(unpermute(w, h, l), (x / ls, x % ls));
+        for key in keys() {
+            for w in [
+                Width { high: 1, low: 1 },
+                Width { high: 1, low: 2 },
+                Width { high: 2, low: 1 },
+                Width { high: 2, low: 2 },
+            ] {
+                let (hs, ls) = (w.high_size(), w.low_size());
+                let mut seen = HashSet::new();
+                for x in 0..hs * ls {
+                    let (h, l) = permute(&key, b"TR", w, x / ls, x % ls);
+                    assert!(h < hs && l < ls);
+                    assert!(seen.insert((h, l)), "{w:?}: {x} collides");
+                    assert_eq!(unpermute(&key, b"TR", w, h, l), (x / ls, x % ls));
+                }
+                assert_eq!(seen.len() as u64, hs * ls);
             }
-            assert_eq!(seen.len() as u64, hs * ls);
         }
     }
 
     #[test]
     fn codes_are_unique_and_valid_over_a_large_range() {
-        let mut seen = HashSet::new();
-        for id in 0..1_000_000u64 {
-            let c = code("SW", id);
-            assert_eq!(parse(&c).map(|p| p.id()), Ok(Some(id)), "{c}");
-            assert!(seen.insert(c));
+        // The keyed scheme costs 12 HMACs a way: fewer ids.
+        for (key, n) in [(Key::legacy(), 1_000_000u64), (secret(), 200_000)] {
+            let mut seen = HashSet::new();
+            for id in 0..n {
+                let c = code(&key, "SW", id);
+                assert_eq!(parse(&c).map(|p| p.id(&key)), Ok(Some(id)), "{c}");
+                assert!(seen.insert(c));
+            }
         }
     }
 
     #[test]
     fn codes_are_unique_at_random_ids() {
-        let mut rng = Rng(42);
-        let mut seen = HashSet::new();
-        let mut ids = HashSet::new();
-        for i in 0..300_000 {
-            let id = match i % 3 {
-                0 => rng.next() % (1 << 40),
-                1 => rng.next() % SHORT_LIMIT,
-                _ => rng.next(),
-            };
-            let c = code("TR", id);
-            assert_eq!(id_of(&c), Some(id), "{c}");
-            assert_eq!(seen.insert(c), ids.insert(id));
+        for (key, n) in [(Key::legacy(), 300_000), (secret(), 100_000)] {
+            let mut rng = Rng(42);
+            let mut seen = HashSet::new();
+            let mut ids = HashSet::new();
+            for i in 0..n {
+                let id = match i % 3 {
+                    0 => rng.next() % (1 << 40),
+                    1 => rng.next() % SHORT_LIMIT,
+                    _ => rng.next(),
+                };
+                let c = code(&key, "TR", id);
+                assert_eq!(id_of(&key, &c), Some(id), "{c}");
+                assert_eq!(seen.insert(c), ids.insert(id));
+            }
         }
     }
 
     #[test]
     fn id_of_round_trips() {
-        for id in sample_ids(20_000) {
-            for prefix in ["SW", "TR"] {
-                let c = code(prefix, id);
-                assert_eq!(id_of(&c), Some(id), "{c}");
-                let p = parse(&c).unwrap();
-                assert_eq!(p.prefix, prefix);
-                assert_eq!(format!("{}-{}-{}", p.prefix, p.body, p.check), c);
+        for key in keys() {
+            for id in sample_ids(20_000) {
+                for prefix in ["SW", "TR"] {
+                    let c = code(&key, prefix, id);
+                    assert_eq!(id_of(&key, &c), Some(id), "{c}");
+                    let p = parse(&c).unwrap();
+                    assert_eq!(p.prefix, prefix);
+                    assert_eq!(format!("{}-{}-{}", p.prefix, p.body, p.check), c);
+                }
             }
+            assert_eq!(id_of(&key, "TR-XYZ"), None);
+            let mut bad = code(&key, "TR", 5).into_bytes();
+            bad[3] = if bad[3] == b'0' { b'1' } else { b'0' };
+            assert_eq!(id_of(&key, std::str::from_utf8(&bad).unwrap()), None);
         }
-        assert_eq!(id_of("TR-XYZ"), None);
-        let mut bad = code("TR", 5).into_bytes();
-        bad[3] = if bad[3] == b'0' { b'1' } else { b'0' };
-        assert_eq!(id_of(std::str::from_utf8(&bad).unwrap()), None);
     }
 
     #[test]
     fn a_long_body_that_code_never_makes_has_no_id() {
-        // A long body standing for a short id: well formed, check right, but not ours.
-        let (high, low) = permute(LONG, 0, 12_345);
-        let mut b = Vec::new();
-        push_base36(&mut b, high, LONG.high);
-        push_base36(&mut b, low, LONG.low);
-        let check = char::from(check_char([b"TR".as_slice(), &b]));
-        let c = format!("TR-{}-{check}", std::str::from_utf8(&b).unwrap());
-        assert!(is_valid(&c));
-        assert_eq!(id_of(&c), None);
-        // And one that decodes to more than u64::MAX.
-        let (high, low) = permute(LONG, LONG.high_size() - 1, 0);
-        let mut b = Vec::new();
-        push_base36(&mut b, high, LONG.high);
-        push_base36(&mut b, low, LONG.low);
-        let check = char::from(check_char([b"SW".as_slice(), &b]));
-        let c = format!("SW-{}-{check}", std::str::from_utf8(&b).unwrap());
-        assert!(is_valid(&c));
-        assert_eq!(id_of(&c), None);
+        for key in keys() {
+            // A long body standing for a short id: well formed, check right, but not ours.
+            let (high, low) = permute(&key, b"TR", LONG, 0, 12_345);
+            let mut b = Vec::new();
+            push_base36(&mut b, high, LONG.high);
+            push_base36(&mut b, low, LONG.low);
+            let check = char::from(check_char([b"TR".as_slice(), &b]));
+            let c = format!("TR-{}-{check}", std::str::from_utf8(&b).unwrap());
+            assert!(is_valid(&c));
+            assert_eq!(id_of(&key, &c), None);
+            // And one that decodes to more than u64::MAX.
+            let (high, low) = permute(&key, b"SW", LONG, LONG.high_size() - 1, 0);
+            let mut b = Vec::new();
+            push_base36(&mut b, high, LONG.high);
+            push_base36(&mut b, low, LONG.low);
+            let check = char::from(check_char([b"SW".as_slice(), &b]));
+            let c = format!("SW-{}-{check}", std::str::from_utf8(&b).unwrap());
+            assert!(is_valid(&c));
+            assert_eq!(id_of(&key, &c), None);
+        }
     }
 
     #[test]
     fn consecutive_ids_give_unordered_unrelated_codes() {
+        for key in keys() {
+            consecutive_ids_under(&key);
+        }
+    }
+
+    fn consecutive_ids_under(key: &Key) {
         let n = 200_000u64;
         let (mut ordered, mut share2, mut share3, mut near, mut run, mut longest_run) =
             (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-        let mut prev = code("TR", 0);
+        let mut prev = code(key, "TR", 0);
         for id in 1..=n {
-            let c = code("TR", id);
+            let c = code(key, "TR", id);
             let (a, b) = (body(&prev), body(&c));
             if b > a {
                 ordered += 1;
@@ -518,7 +718,7 @@ mod tests {
         // A random order: about half the pairs go up, runs are short, neighbours are far apart.
         let pct = |k: u64| k as f64 * 100.0 / n as f64;
         println!(
-            "{}% in order, longest run {longest_run}, {}% share 2, {}% share 3, {}% near",
+            "{key:?}: {}% in order, longest run {longest_run}, {}% share 2, {}% share 3, {}% near",
             pct(ordered),
             pct(share2),
             pct(share3),
@@ -633,7 +833,7 @@ mod tests {
     #[test]
     fn parse_tells_malformed_from_check_failed() {
         use ReceiptError::*;
-        let good = code("TR", 123_456);
+        let good = code(&secret(), "TR", 123_456);
         assert!(is_valid(&good));
         let (prefix_body, check) = good.rsplit_once('-').unwrap();
         let wrong = ALPHABET
@@ -667,7 +867,7 @@ mod tests {
             "SW-00002S-Y", // the old format
         ] {
             assert_eq!(parse(bad), Err(Malformed), "{bad:?}");
-            assert_eq!(id_of(bad), None);
+            assert_eq!(id_of(&secret(), bad), None);
         }
         // Lower case, spaces and other decorations are refused, not fixed up.
         for bad in [
@@ -693,12 +893,23 @@ mod tests {
 
     #[test]
     fn the_prefix_is_covered_by_the_check() {
-        let sw = code("SW", 77);
-        let as_tr = sw.replacen("SW", "TR", 1);
-        assert_eq!(parse(&as_tr), Err(ReceiptError::CheckFailed));
-        // Same id, different prefixes: different codes, same body.
-        assert_ne!(code("SW", 77), code("TR", 77));
-        assert_eq!(body(&code("SW", 77)), body(&code("TR", 77)));
+        for key in keys() {
+            let sw = code(&key, "SW", 77);
+            let as_tr = sw.replacen("SW", "TR", 1);
+            assert_eq!(parse(&as_tr), Err(ReceiptError::CheckFailed));
+            // Same id, different prefixes: different codes.
+            assert_ne!(code(&key, "SW", 77), code(&key, "TR", 77));
+        }
+        // The same body under the legacy scheme; the keyed one permutes each prefix its own way.
+        let legacy = Key::legacy();
+        assert_eq!(
+            body(&code(&legacy, "SW", 77)),
+            body(&code(&legacy, "TR", 77))
+        );
+        assert_ne!(
+            body(&code(&secret(), "SW", 77)),
+            body(&code(&secret(), "TR", 77))
+        );
     }
 
     /// Why not ISO 7064 MOD 37,36 as such: its hybrid recurrence lets some neighbour swaps

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{self, Account, AccountStatus, Journal};
-use crate::receipt::{self, ReceiptError, TRANSFER_PREFIX};
+use crate::receipt::{self, Key, ReceiptError, TRANSFER_PREFIX};
 use crate::time::{rfc3339, Millis};
 use crate::FieldError;
 
@@ -302,6 +302,8 @@ impl State {
 pub struct Transfer {
     /// Its row id (the receipt code is made from it).
     pub id: u64,
+    /// Its receipt code: [`receipt_code`] of `id` under the database's key.
+    pub receipt_code: String,
     /// What was asked.
     pub request: TransferRequest,
     /// When it was accepted.
@@ -312,8 +314,8 @@ pub struct Transfer {
 
 impl Transfer {
     /// Its receipt code.
-    pub fn receipt_code(&self) -> String {
-        receipt_code(self.id)
+    pub fn receipt_code(&self) -> &str {
+        &self.receipt_code
     }
 
     /// The transfer as the API shows it.
@@ -339,9 +341,9 @@ impl Transfer {
     }
 }
 
-/// The receipt code of transfer `id`.
-pub fn receipt_code(id: u64) -> String {
-    receipt::code(TRANSFER_PREFIX, id)
+/// The receipt code of transfer `id` under the database's `key`.
+pub fn receipt_code(key: &Key, id: u64) -> String {
+    receipt::code(key, TRANSFER_PREFIX, id)
 }
 
 /// A receipt code that names no transfer.
@@ -355,13 +357,16 @@ pub enum LookupError {
     Unknown,
 }
 
-/// The transfer id a receipt code names.
-pub fn id_from_receipt(code: &str) -> Result<u64, LookupError> {
+/// The transfer id a receipt code names under the database's `key`. A
+/// mistyped code is told without the key; a well-formed one decodes to the
+/// one id whose code it is, which the caller looks up (a code never issued
+/// names an id no transfer has).
+pub fn id_from_receipt(key: &Key, code: &str) -> Result<u64, LookupError> {
     let parsed = receipt::parse(code).map_err(LookupError::Invalid)?;
     if parsed.prefix != TRANSFER_PREFIX {
         return Err(LookupError::Unknown);
     }
-    parsed.id().ok_or(LookupError::Unknown)
+    parsed.id(key).ok_or(LookupError::Unknown)
 }
 
 /// What executing a transfer did.
@@ -393,7 +398,7 @@ pub fn execute(t: &Transfer, from: &mut Account, to: &mut Account) -> Outcome {
     if !from.balance_can_take(-amount) || !to.balance_can_take(amount) {
         return Outcome::Fail(FailReason::BalanceLimit);
     }
-    match Journal::transfer(t.receipt_code(), &t.request.from, &t.request.to, amount) {
+    match Journal::transfer(t.receipt_code.clone(), &t.request.from, &t.request.to, amount) {
         Ok(journal) => {
             from.balance += journal.effect_on(from.id());
             to.balance += journal.effect_on(to.id());
@@ -497,7 +502,7 @@ mod tests {
         let (mut a, mut b) = (account("a", 10, false), account("b", 0, false));
         let req = request("a", "b", 6);
         accept(&req, Some(&mut a), Some(&b)).unwrap();
-        let t = Transfer { id: 7, request: req, created_at: NOW, state: State::Processing };
+        let t = Transfer { id: 7, receipt_code: receipt_code(&Key::new(&[3; 32]), 7), request: req, created_at: NOW, state: State::Processing };
         let Outcome::Post(journal) = execute(&t, &mut a, &mut b) else { panic!("not posted") };
         assert_eq!(journal.external_ref(), t.receipt_code());
         assert_eq!((a.balance, a.held, b.balance), (4, 0, 6));
@@ -513,7 +518,7 @@ mod tests {
         let req = request("a", "b", 6);
         accept(&req, Some(&mut a), Some(&b)).unwrap();
         b.status = AccountStatus::Frozen;
-        let t = Transfer { id: 1, request: req, created_at: NOW, state: State::Processing };
+        let t = Transfer { id: 1, receipt_code: receipt_code(&Key::new(&[3; 32]), 1), request: req, created_at: NOW, state: State::Processing };
         let out = execute(&t, &mut a, &mut b);
         assert_eq!(out, Outcome::Fail(FailReason::AccountFrozen));
         assert_eq!((a.balance, a.held, b.balance), (10, 0, 0));
@@ -524,14 +529,19 @@ mod tests {
 
     #[test]
     fn receipt_lookups_tell_mistyped_codes_from_unknown_ones() {
-        let code = receipt_code(42);
-        assert_eq!(id_from_receipt(&code), Ok(42));
-        let mut typo = code.clone().into_bytes();
-        typo[4] = if typo[4] == b'0' { b'1' } else { b'0' };
-        assert!(matches!(id_from_receipt(std::str::from_utf8(&typo).unwrap()), Err(LookupError::Invalid(_))));
-        assert!(matches!(id_from_receipt("nope"), Err(LookupError::Invalid(_))));
-        let worker = receipt::code(receipt::WORKER_PREFIX, 42);
-        assert_eq!(id_from_receipt(&worker), Err(LookupError::Unknown));
+        for key in [Key::legacy(), Key::new(&[9; 32])] {
+            let code = receipt_code(&key, 42);
+            assert_eq!(id_from_receipt(&key, &code), Ok(42));
+            let mut typo = code.clone().into_bytes();
+            typo[4] = if typo[4] == b'0' { b'1' } else { b'0' };
+            assert!(matches!(id_from_receipt(&key, std::str::from_utf8(&typo).unwrap()), Err(LookupError::Invalid(_))));
+            assert!(matches!(id_from_receipt(&key, "nope"), Err(LookupError::Invalid(_))));
+            let worker = receipt::code(&key, receipt::WORKER_PREFIX, 42);
+            assert_eq!(id_from_receipt(&key, &worker), Err(LookupError::Unknown));
+        }
+        // Under another key a code names another id.
+        let (a, b) = (Key::new(&[9; 32]), Key::new(&[10; 32]));
+        assert_ne!(id_from_receipt(&b, &receipt_code(&a, 42)), Ok(42));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use stepwise_engine::receipt::Key;
 use stepwise_engine::ledger::{Account, AccountSpec, AccountStatus, Line};
 use stepwise_engine::transfer::{self, Outcome, State, Transfer, TransferRequest};
 
@@ -70,7 +71,8 @@ impl Book {
         match result {
             Ok(()) => {
                 let id = self.transfers.len() as u64 + 1;
-                self.transfers.push(Transfer { id, request: req, created_at: at, state: State::Processing });
+                let receipt_code = transfer::receipt_code(&Key::new(&[1; 32]), id);
+                self.transfers.push(Transfer { id, receipt_code, request: req, created_at: at, state: State::Processing });
             }
             Err(_) => {
                 assert!(self.accounts == before.accounts && self.transfers.len() == before.transfers.len(), "a refusal changed something");

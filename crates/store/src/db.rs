@@ -250,6 +250,8 @@ pub struct Db {
     /// Ids reserved in the open transaction ([`Db::reserve_ids`]) and the
     /// last id handed out, by table.
     ids: std::cell::RefCell<std::collections::HashMap<String, Reserved>>,
+    /// The instance row, once read ([`crate::instance::get`]).
+    pub(crate) instance: std::cell::OnceCell<crate::instance::Instance>,
 }
 
 /// A row kept for the end of a transaction.
@@ -346,6 +348,7 @@ impl Db {
             item_failed: Default::default(),
             pending_rows: Default::default(),
             ids: Default::default(),
+            instance: Default::default(),
         }
     }
 

@@ -13,7 +13,10 @@ use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
 /// transaction commits ([`Db::stage_insert`]).
 pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Result<Option<String>, StoreError> {
     let id = db.next_id("iterations", "id")?;
-    let code = (r.outcome == Outcome::Success).then(|| receipt::code(receipt::WORKER_PREFIX, id as u64));
+    let code = match r.outcome {
+        Outcome::Success => Some(receipt::code(crate::instance::id_key(db)?, receipt::WORKER_PREFIX, id as u64)),
+        _ => None,
+    };
     db.stage_insert(
         "iterations",
         &["id", "binding_id", "run_id", "iteration", "outcome", "reason", "transaction_id", "amount", "balance", "receipt_code", "started_at", "finished_at"],

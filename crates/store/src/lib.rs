@@ -11,6 +11,7 @@ pub mod db;
 pub mod effects;
 pub mod idempotency;
 pub mod inbox;
+pub mod instance;
 pub mod iterations;
 pub mod ledger;
 pub mod lease;

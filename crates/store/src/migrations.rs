@@ -1,8 +1,9 @@
 //! Versioned migrations, applied once at first use by whichever component
 //! opens the database first (on Spin and on the runner alike), one list per
 //! dialect. SQLite's list is the history of every release; PostgreSQL's
-//! starts at the schema SQLite reached at its version 7, with the same
-//! tables, columns and indexes (a test compares them).
+//! starts at the schema SQLite reached at its version 7 (its version 2 is
+//! SQLite's 8), with the same tables, columns and indexes (a test compares
+//! them).
 
 use crate::db::{int, Db, Dialect, StoreError};
 
@@ -316,10 +317,28 @@ const SQLITE: &[(i64, &str)] = &[
         CREATE INDEX audit_log_key ON audit_log (key_id, seq)",
     ),
     (
+        8,
+        // Ids of this database's own (issue 17). `instance.id_key`: the
+        // secret (256 random bits from SQLite's randomblob, which SQLite
+        // seeds from the operating system) that scrambles receipt codes and
+        // saga ids. A database that had issued any (a transfer, an iteration
+        // or a saga, kept or not: their counters say so) keeps NULL, the
+        // legacy scheme its codes were made under. The request log's next id
+        // moves on by a random amount below 2^52 (ids stay below 2^53):
+        // request ids are sent upstream, and a new database must not reissue
+        // another database's.
+        "ALTER TABLE instance ADD COLUMN id_key TEXT;
+        UPDATE instance SET id_key = lower(hex(randomblob(32)))
+            WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name IN ('transfers', 'iterations', 'sagas') AND seq > 0)
+              AND NOT EXISTS (SELECT 1 FROM transfers) AND NOT EXISTS (SELECT 1 FROM iterations) AND NOT EXISTS (SELECT 1 FROM sagas);
+        INSERT INTO sqlite_sequence (name, seq)
+            SELECT 'request_log', 0 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'request_log');
+        UPDATE sqlite_sequence SET seq = seq + 1 + (random() & 4503599627370495) WHERE name = 'request_log'",
+    ),
+    (
         9,
         // Retention (crate::retention): the purge finds old rows by their
         // time column, oldest first, without reading the rows it keeps.
-        // (Version 8 is another change's; this one needs nothing of it.)
         RETENTION_INDEXES,
     ),
 ];
@@ -542,8 +561,19 @@ const POSTGRES: &[(i64, &str)] = &[
     );
     CREATE INDEX audit_log_key ON audit_log (key_id, seq)",
     ),
-    // Retention's indexes, as SQLite's version 9. (Version 2 is another
-    // change's; this one needs nothing of it.)
+    (
+        2,
+        // As SQLite's version 8. The key is the SHA-256 of three random
+        // UUIDs (366 bits from PostgreSQL's strong random source); the
+        // request log's sequence moves on by a random amount below 2^52.
+        "ALTER TABLE instance ADD COLUMN id_key TEXT;
+        UPDATE instance
+            SET id_key = encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8')), 'hex')
+            WHERE NOT EXISTS (SELECT 1 FROM transfers) AND NOT EXISTS (SELECT 1 FROM iterations) AND NOT EXISTS (SELECT 1 FROM sagas);
+        SELECT setval(pg_get_serial_sequence('request_log', 'id'),
+            nextval(pg_get_serial_sequence('request_log', 'id')) + floor(random() * 4503599627370496)::bigint)",
+    ),
+    // Retention's indexes, as SQLite's version 9.
     (3, RETENTION_INDEXES),
 ];
 

@@ -110,11 +110,12 @@ pub fn definitions(db: &Db) -> Result<Vec<StoredDefinition>, StoreError> {
 /// A new saga id: unique in this database (from the index's sequence),
 /// apart from other databases' (the instance's random salt above the
 /// sequence: saga ids are the gateway's order ids), not sequential, with a
-/// check character (the receipt-code scheme under [`ID_PREFIX`]).
+/// check character (the receipt-code scheme under [`ID_PREFIX`] and the
+/// database's key, so without the key one id tells nothing of the others).
 pub fn next_id(db: &Db) -> Result<NewId, StoreError> {
     let seq = db.next_id("sagas", "seq")?;
-    let salt = db.scalar_i64("SELECT salt FROM instance", &[])?.ok_or_else(|| StoreError::Corrupt("no instance salt".into()))?;
-    Ok(NewId { seq, id: receipt::code(ID_PREFIX, ((salt as u64) << 40) | seq as u64) })
+    let instance = crate::instance::get(db)?;
+    Ok(NewId { seq, id: receipt::code(&instance.key, ID_PREFIX, (instance.salt << 40) | seq as u64) })
 }
 
 /// A new saga's id and the index sequence it was made from.

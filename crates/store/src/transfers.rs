@@ -8,11 +8,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::db::Row;
 use stepwise_engine::ledger::Account;
+use stepwise_engine::receipt::Key;
 use stepwise_engine::time::Millis;
 use stepwise_engine::transfer::{self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest, KEEP_KEYS_MS};
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
 use crate::idempotency::{self, Seen};
+use crate::instance;
 use crate::ledger;
 use crate::metrics;
 use crate::outbox::{self, NewEvent};
@@ -25,7 +27,8 @@ const SCOPE: &str = "transfer";
 /// milliseconds.
 pub const EXECUTE_BATCH: u32 = 256;
 
-fn transfer_from(row: &Row<'_>) -> Result<Transfer, StoreError> {
+/// A transfer row, its receipt code made under `key`.
+fn transfer_from(row: &Row<'_>, key: &Key) -> Result<Transfer, StoreError> {
     let id: i64 = col(row, "id")?;
     let status: &str = col(row, "status")?;
     let corrupt = |what: String| StoreError::Corrupt(format!("transfer {id}: {what}"));
@@ -44,8 +47,10 @@ fn transfer_from(row: &Row<'_>) -> Result<Transfer, StoreError> {
         }
         _ => return Err(corrupt(format!("status {status:?}"))),
     };
+    let id = u64::try_from(id).map_err(|_| corrupt("negative id".into()))?;
     Ok(Transfer {
-        id: u64::try_from(id).map_err(|_| corrupt("negative id".into()))?,
+        id,
+        receipt_code: transfer::receipt_code(key, id),
         request: TransferRequest {
             from: col::<&str>(row, "from_account")?.to_string(),
             to: col::<&str>(row, "to_account")?.to_string(),
@@ -62,8 +67,8 @@ fn transfer_from(row: &Row<'_>) -> Result<Transfer, StoreError> {
 pub fn load(db: &Db, id: u64) -> Result<Option<Transfer>, StoreError> {
     let Ok(id) = i64::try_from(id) else { return Ok(None) };
     let r = db.exec("SELECT * FROM transfers WHERE id = ?", &[int(id)])?;
-    let transfer = r.rows().next().map(|row| transfer_from(&row)).transpose();
-    transfer
+    let Some(row) = r.rows().next() else { return Ok(None) };
+    transfer_from(&row, instance::id_key(db)?).map(Some)
 }
 
 /// What acceptance did.
@@ -118,7 +123,9 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
     let mut held = ledger::add_held(db, &req.from, req.amount, now)?.ok_or_else(|| StoreError::Corrupt(format!("account {:?} vanished", req.from)))?;
     held.held -= req.amount;
     transfer::accept(req, Some(&mut held), to).map_err(StoreError::Refused)?;
-    Ok(Accepted::New(Transfer { id: id as u64, request: req.clone(), created_at: now, state: State::Processing }))
+    let id = id as u64;
+    let receipt_code = transfer::receipt_code(instance::id_key(db)?, id);
+    Ok(Accepted::New(Transfer { id, receipt_code, request: req.clone(), created_at: now, state: State::Processing }))
 }
 
 /// Filters of [`list`].
@@ -144,7 +151,11 @@ fn page_query(db: &Db, column: Option<&str>, value: Option<&str>, status: Option
     sql.push_str(" ORDER BY id DESC LIMIT ?");
     params.push(int(limit.into()));
     let r = db.exec(&sql, &params)?;
-    r.rows().map(|row| transfer_from(&row)).collect()
+    if r.rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = instance::id_key(db)?;
+    r.rows().map(|row| transfer_from(&row, key)).collect()
 }
 
 /// A page of transfers, newest first, older than `cursor` (a transfer id),
@@ -227,8 +238,7 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
         &[("status", "TEXT"), ("reason", "TEXT"), ("journal_id", "BIGINT"), ("completed_at", "BIGINT")],
         vec![int(t.id as i64), text(state.status().as_str()), opt_text(reason), crate::db::opt_int(journal_id), int(now)],
     )?;
-    let code = t.receipt_code();
-    outbox::append(db, &NewEvent { kind, subject_kind: "transfer", subject_id: &code, definition: None, data: &data, at: now })?;
+    outbox::append(db, &NewEvent { kind, subject_kind: "transfer", subject_id: t.receipt_code(), definition: None, data: &data, at: now })?;
     Ok(state)
 }
 
@@ -244,11 +254,12 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
     db.locking(|db| {
         let lock = db.dialect().skip_locked();
         let r = db.exec(&format!("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?{lock}"), &[int(limit.into())])?;
-        let due: Vec<Transfer> = r.rows().map(|row| transfer_from(&row)).collect::<Result<_, _>>()?;
-        let mut done = Executed { due: due.len() as u32, ..Executed::default() };
-        if due.is_empty() {
-            return Ok(done);
+        if r.rows.is_empty() {
+            return Ok(Executed::default());
         }
+        let key = instance::id_key(db)?;
+        let due: Vec<Transfer> = r.rows().map(|row| transfer_from(&row, key)).collect::<Result<_, _>>()?;
+        let mut done = Executed { due: due.len() as u32, ..Executed::default() };
         // Each completed transfer posts one journal.
         db.reserve_ids("journals", "id", due.len())?;
         let mut ids: Vec<&str> = due.iter().flat_map(|t| [t.request.from.as_str(), t.request.to.as_str()]).collect();
