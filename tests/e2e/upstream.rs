@@ -77,3 +77,32 @@ fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
         assert!(!logs.contains("database is locked"), "lock errors in the log");
     }
 }
+
+/// A 300 MB answer fails the one worker that got it, as
+/// `upstream_error:answer_too_large` (the tick reads `max_answer_bytes`, 1 MiB
+/// by default, and drops the rest), while the others keep going and the
+/// runner's memory stays flat.
+#[test]
+fn a_300_mb_answer_fails_one_worker_and_the_others_keep_going_with_the_runner_s_memory_flat() {
+    let up = PlainUpstream::start();
+    let app = App::with(app::config().var("upstream_url", &up.origin()));
+    // Warm: every component instantiated once, so the peak below is the answer's.
+    app.start_workers(&["b-warm"], json!({ "max_iterations": 2 }));
+    app.wait_stopped("b-warm");
+    let peak_before = app.runner.proc_status_kb("VmHWM");
+    let others = ["b-a", "b-b", "b-c", "b-d"];
+    app.start_workers(&others, json!({ "max_iterations": 20, "interval_ms": 0 }));
+    app.start_workers(&["huge-1"], json!({ "max_iterations": 1 }));
+    let w = app.wait_stopped("huge-1");
+    assert_eq!((w["failures"].as_u64(), w["successes"].as_u64()), (Some(1), Some(0)), "{w}");
+    assert_eq!(w["last_result"]["reason"], "upstream_error:answer_too_large", "{w}");
+    for id in others {
+        let w = app.wait_stopped(id);
+        assert_eq!((w["successes"].as_u64(), w["stop_reason"].as_str()), (Some(20), Some("max_iterations")), "{id}: {w}");
+    }
+    let log = app.api("GET", "/api/requests?binding_id=huge-1&limit=10", None).json();
+    let row = &log["requests"][0];
+    assert_eq!((row["status_code"].as_u64(), row["response_code"].as_str()), (Some(200), Some("upstream_error")), "{row}");
+    let grown_kib = app.runner.proc_status_kb("VmHWM").saturating_sub(peak_before);
+    assert!(grown_kib < 64 * 1024, "the runner's peak memory grew by {grown_kib} KiB for a 300 MB answer");
+}

@@ -3,7 +3,9 @@
 //! reading request bodies by `Content-Length` only, as many real upstreams do
 //! (a chunked body arrives empty and is answered 400). Bindings whose id
 //! starts with `otp-` ask for an OTP (`123456`) on start; every other start
-//! succeeds. A repeated `request_id` is answered again without new work.
+//! succeeds, but a start for a binding whose id starts with `huge-` is
+//! answered with a 300 MB body. A repeated `request_id` is answered again
+//! without new work.
 //! `GET /calls` lists what it received, each call with the number of the TCP
 //! connection it came on (1, 2, ... in the order they were accepted).
 
@@ -58,6 +60,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 calls.append(call)
             return self.answer(400, {"error": "no JSON body"})
         call["request_id"] = body.get("request_id")
+        huge = False
         with lock:
             call["duplicate"] = call["request_id"] in answers
             calls.append(call)
@@ -65,7 +68,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status, doc = answers[call["request_id"]]
                 return self.answer(status, doc)
             parts = self.path.strip("/").split("/")
-            if parts[-1] == "start":
+            if parts[-1] == "start" and body.get("binding_id", "").startswith("huge-"):
+                huge = True
+            elif parts[-1] == "start":
                 binding = body.get("binding_id", "")
                 tx = {"id": "P%d" % (len(transactions) + 1), "binding_id": binding, "status": "SUKSES",
                       "reason": None, "otp_required": False, "amount": 1000, "balance": 9000}
@@ -82,8 +87,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     tx.update(status="SUKSES" if ok else "GAGAL", otp_required=False, reason=None if ok else "wrong_otp")
                 elif op == "stop" and tx["status"] == "PROCESSING":
                     tx.update(status="GAGAL", otp_required=False, reason="stopped")
-            answers[call["request_id"]] = (200, dict(tx))
-            self.answer(200, tx)
+            if not huge:
+                answers[call["request_id"]] = (200, dict(tx))
+                return self.answer(200, tx)
+        # 300 MB of JSON-looking bytes, written as the reader takes them (a
+        # reader that stops reading closes the connection).
+        size, chunk = 300 * 1024 * 1024, b" " * (1024 * 1024)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        try:
+            for _ in range(size // len(chunk)):
+                self.wfile.write(chunk)
+        except OSError:
+            self.close_connection = True
 
     def log_message(self, format, *args):
         pass

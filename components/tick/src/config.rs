@@ -9,6 +9,9 @@ pub struct Config {
     pub stepper: stepper::Config,
     /// How long history is kept (`retention_days`), in ms.
     pub retention_ms: i64,
+    /// The most of an upstream or service answer's body that is read
+    /// (`max_answer_bytes`); past it the call fails as `answer_too_large`.
+    pub max_answer_bytes: usize,
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -61,6 +64,7 @@ impl Config {
                 budget_ms: number("tick_budget_ms", 0, 3_600_000)?,
             },
             retention_ms: retention_ms(&var("retention_days")?)?,
+            max_answer_bytes: number("max_answer_bytes", 1_024, 64 * 1_048_576)?,
         })
     }
 }

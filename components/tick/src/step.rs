@@ -2,15 +2,42 @@
 //! through spin-sdk) and the real clocks.
 
 use futures::future::{select, Either};
-use spin_sdk::http::{Method, Request, Response};
+use futures::StreamExt;
+use spin_sdk::http::{IncomingResponse, Method, Request};
 use stepwise_store::stepper::{self, CallResult, Clock, Outbound, Transport};
 use stepwise_store::{metrics, retention, Db};
 
 use crate::config::Config;
 use crate::deadline::{elapsed_ms, Deadline};
 
-/// Outbound calls through spin-sdk, each bounded by its time-out.
-struct Http;
+/// Outbound calls through spin-sdk, each bounded by its time-out and its
+/// answer's body by `max_answer_bytes`: past it the body is not read further
+/// (the connection is dropped), so one huge answer costs one call, not the
+/// tick's memory.
+struct Http {
+    max_answer_bytes: usize,
+}
+
+/// What a call came to: the status, the body (its start, when too large),
+/// and whether it was too large.
+type Read = (u16, Vec<u8>, bool);
+
+/// Reads `resp`'s body up to `limit` bytes.
+async fn read_bounded(resp: IncomingResponse, limit: usize) -> Result<Read, String> {
+    let status = resp.status();
+    let mut stream = resp.take_body_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the answer: {e:?}"))?;
+        if body.len() + chunk.len() > limit {
+            let room = limit - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((status, body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body, false))
+}
 
 impl Transport for Http {
     async fn send(&self, out: &Outbound) -> CallResult {
@@ -38,16 +65,25 @@ impl Transport for Http {
             req.header(k, v);
         }
         let req = req.body(out.body.clone()).build();
-        let call = Box::pin(spin_sdk::http::send::<_, Response>(req));
-        let (status_code, body, timed_out) = match select(call, Deadline::after_ms(out.timeout_ms)).await {
-            Either::Left((Ok(resp), _)) => (Some(*resp.status()), resp.into_body(), false),
-            Either::Left((Err(e), _)) => {
-                eprintln!("{}", serde_json::json!({ "event": "upstream_unreachable", "url": out.url, "error": e.to_string() }));
-                (None, Vec::new(), false)
+        let limit = self.max_answer_bytes;
+        let call = Box::pin(async move {
+            let resp = spin_sdk::http::send::<_, IncomingResponse>(req).await.map_err(|e| e.to_string())?;
+            read_bounded(resp, limit).await
+        });
+        let (status_code, body, timed_out, too_large) = match select(call, Deadline::after_ms(out.timeout_ms)).await {
+            Either::Left((Ok((status, body, too_large)), _)) => {
+                if too_large {
+                    eprintln!("{}", serde_json::json!({ "event": "answer_too_large", "url": out.url, "limit_bytes": limit }));
+                }
+                (Some(status), body, false, too_large)
             }
-            Either::Right(_) => (None, Vec::new(), true),
+            Either::Left((Err(e), _)) => {
+                eprintln!("{}", serde_json::json!({ "event": "upstream_unreachable", "url": out.url, "error": e }));
+                (None, Vec::new(), false, false)
+            }
+            Either::Right(_) => (None, Vec::new(), true, false),
         };
-        CallResult { status_code, body, timed_out, duration_ms: elapsed_ms(start) }
+        CallResult { status_code, body, timed_out, too_large, duration_ms: elapsed_ms(start) }
     }
 }
 
@@ -94,7 +130,7 @@ pub async fn tick() -> Result<(), String> {
             Err(e) => eprintln!("tick: purging {table}: {e}"),
         }
     }
-    let totals = stepper::run(&db, &cfg.stepper, &owner, &Http, &Wall).await.map_err(|e| e.to_string())?;
+    let totals = stepper::run(&db, &cfg.stepper, &owner, &Http { max_answer_bytes: cfg.max_answer_bytes }, &Wall).await.map_err(|e| e.to_string())?;
     let duration_ms = elapsed_ms(started);
     let summary = db.immediate(|db| {
         metrics::inc(db, "stepwise_ticks", &[], 1)?;

@@ -161,6 +161,8 @@ pub enum UpstreamError {
     Timeout,
     /// No HTTP answer at all (refused, reset, DNS...).
     Unreachable,
+    /// An answer whose body ran past `max_answer_bytes` (not read further).
+    AnswerTooLarge,
 }
 
 /// The prefix of every [`UpstreamError`]'s string form.
@@ -175,6 +177,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::TransactionMismatch => "transaction_mismatch",
             UpstreamError::Timeout => "timeout",
             UpstreamError::Unreachable => "unreachable",
+            UpstreamError::AnswerTooLarge => "answer_too_large",
         };
         write!(f, "{UPSTREAM_ERROR}:{detail}")
     }
@@ -191,6 +194,7 @@ impl std::str::FromStr for UpstreamError {
             "transaction_mismatch" => UpstreamError::TransactionMismatch,
             "timeout" => UpstreamError::Timeout,
             "unreachable" => UpstreamError::Unreachable,
+            "answer_too_large" => UpstreamError::AnswerTooLarge,
             code => UpstreamError::Status(code.parse().map_err(|_| ())?),
         })
     }
@@ -272,6 +276,7 @@ mod tests {
             UpstreamError::TransactionMismatch,
             UpstreamError::Timeout,
             UpstreamError::Unreachable,
+            UpstreamError::AnswerTooLarge,
         ] {
             assert_eq!(e.to_string().parse::<UpstreamError>(), Ok(e));
         }

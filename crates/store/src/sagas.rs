@@ -322,7 +322,11 @@ impl crate::stepper::Stepped for Saga {
     }
 
     fn judge(&self, _call: &Call, r: &CallResult) -> Judged<Answer> {
-        let answer = judge(r.status_code, &r.body, r.timed_out);
+        let answer = match r.status_code {
+            // Not read past the limit: no body to act on.
+            Some(status) if r.too_large => Answer::Fatal { status, reason: "answer_too_large".into() },
+            _ => judge(r.status_code, &r.body, r.timed_out),
+        };
         let (response_code, response_message, is_success) = match &answer {
             Answer::Ok(_) => ("ok".to_string(), None, true),
             Answer::Retryable(reason) => ("retryable".to_string(), Some(reason.clone()), false),

@@ -80,6 +80,9 @@ pub struct CallResult {
     pub body: Vec<u8>,
     /// Whether it ran into the time-out.
     pub timed_out: bool,
+    /// Whether the answer's body ran past the limit (`max_answer_bytes`):
+    /// it was not read further, and `body` holds only its start.
+    pub too_large: bool,
     /// How long it took.
     pub duration_ms: i64,
 }

@@ -3,7 +3,7 @@
 use stepwise_engine::machine::Kind;
 use stepwise_engine::otp::MASK;
 use stepwise_engine::time::Millis;
-use stepwise_engine::upstream::{judge, transport_failure, Answer, Call, Operation, UPSTREAM_ERROR};
+use stepwise_engine::upstream::{judge, transport_failure, Answer, Call, Operation, UpstreamError, UPSTREAM_ERROR};
 use stepwise_engine::worker::{Effect, State, Worker};
 
 use crate::db::{Db, StoreError};
@@ -71,6 +71,7 @@ impl crate::stepper::Stepped for Worker {
 
     fn judge(&self, call: &Call, r: &CallResult) -> Judged<Answer> {
         let answer = match r.status_code {
+            Some(_) if r.too_large => Err(UpstreamError::AnswerTooLarge),
             Some(code) => judge(code, &r.body, &self.binding_id, call),
             None => Err(transport_failure(r.timed_out)),
         };

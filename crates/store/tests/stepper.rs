@@ -102,7 +102,7 @@ fn sukses(req: &Outbound) -> CallResult {
     let binding = body["binding_id"].as_str().unwrap_or("b-1");
     let answer = serde_json::json!({"id": format!("T{}", body["request_id"].as_str().unwrap()), "binding_id": binding,
         "status": "SUKSES", "reason": null, "otp_required": false, "amount": 1000, "balance": 5000});
-    CallResult { status_code: Some(200), body: answer.to_string().into_bytes(), timed_out: false, duration_ms: 1 }
+    CallResult { status_code: Some(200), body: answer.to_string().into_bytes(), timed_out: false, too_large: false, duration_ms: 1 }
 }
 
 impl Transport for Upstream<'_> {
@@ -365,7 +365,7 @@ impl Transport for Services<'_> {
         } else {
             serde_json::json!({"ok": true})
         };
-        ready(CallResult { status_code: Some(200), body: body.to_string().into_bytes(), timed_out: false, duration_ms: 1 })
+        ready(CallResult { status_code: Some(200), body: body.to_string().into_bytes(), timed_out: false, too_large: false, duration_ms: 1 })
     }
 }
 
