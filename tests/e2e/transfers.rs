@@ -604,3 +604,76 @@ fn a_state_dir_of_the_release_before_keys_keeps_resolving_its_receipt_codes() {
     let next = app.api("GET", &format!("/api/transfers?limit=1&cursor={new}"), None).json();
     assert_eq!(next["transfers"][0]["receipt_code"], old.as_str(), "{next}");
 }
+
+#[test]
+fn a_corrupt_or_orphaned_processing_transfer_fails_alone_with_its_reason_and_the_transfers_after_it_complete_in_the_same_tick() {
+    let mut app = app_without_tick();
+    ledger::account_created(&app, "bank", IDR, true);
+    for id in ["alice", "bob", "ghost"] {
+        ledger::account_created(&app, id, IDR, false);
+    }
+    // Accepted while nothing executes; the two to be damaged first, at the
+    // head of the id order that execution follows.
+    let unreadable = code_of(&ledger::accepted(&app, "unreadable", &body("bank", "alice", 300, IDR)));
+    let orphan = code_of(&ledger::accepted(&app, "orphan", &body("bank", "ghost", 200, IDR)));
+    let later: Vec<String> = (0..5).map(|i| code_of(&ledger::accepted(&app, &format!("later-{i}"), &body("bank", "bob", 10 + i, IDR)))).collect();
+    // The rows in acceptance order (ids are the database's own).
+    let ids = app.column_i64("SELECT id FROM transfers ORDER BY id");
+    // The first one's amount made unreadable: text where a number belongs
+    // (SQLite keeps it); PostgreSQL's column takes no text, so a NULL there.
+    let (u, o) = (ids[0] as u64, ids[1] as u64);
+    app.execute(&match app.postgres {
+        Some(_) => format!("ALTER TABLE transfers ALTER COLUMN amount DROP NOT NULL; UPDATE transfers SET amount = NULL WHERE id = {u}"),
+        None => format!("UPDATE transfers SET amount = 'three hundred' WHERE id = {u}"),
+    });
+    // The second one orphaned: its account `to` deleted.
+    app.execute("DELETE FROM accounts WHERE id = 'ghost'");
+    assert_eq!(app.scalar("SELECT count(*) FROM transfers WHERE status = 'processing'"), 7);
+    assert_eq!(ledger::get_transfer(&app, &unreadable).status, 500, "the damaged row cannot be read");
+
+    app.restart_with(app::config());
+    for code in &later {
+        assert_eq!(ledger::wait_final(&app, code, Duration::from_secs(30))["status"], "completed", "{code} completes despite the damaged ones before it");
+    }
+    // The orphan: failed with its reason, its hold on the bank released.
+    let t = ledger::wait_final(&app, &orphan, Duration::from_secs(30));
+    assert_eq!((t["status"].as_str(), t["reason"].as_str()), (Some("failed"), Some("account_missing")), "{t}");
+    assert!(t["journal_id"].is_null() && t["completed_at"].is_string(), "{t}");
+    // The unreadable one: failed with its reason, in the same batch as the rest.
+    let failed = |id: u64| app.scalar(&format!("SELECT count(*) FROM transfers WHERE id = {id} AND status = 'failed' AND reason = 'unreadable' AND journal_id IS NULL AND completed_at IS NOT NULL"));
+    assert_eq!(failed(u), 1, "the unreadable transfer failed with reason unreadable");
+    assert_eq!(app.scalar("SELECT count(*) FROM transfers WHERE status = 'processing'"), 0);
+    assert_eq!(app.scalar("SELECT count(DISTINCT completed_at) FROM transfers"), 1, "all seven ended in one batch");
+    assert_eq!(app.scalar(&format!("SELECT count(*) FROM transfers WHERE id IN ({u}, {o}) AND status = 'failed'")), 2);
+    // Each has its transfer.failed with its reason; the unreadable amount is null.
+    let evs = ledger::events(&app, "transfer.failed");
+    let by_code: BTreeMap<&str, &Value> = evs.iter().map(|e| (e["receipt_code"].as_str().unwrap(), &e["data"])).collect();
+    assert_eq!(by_code.len(), evs.len(), "one event each: {evs:?}");
+    assert_eq!(by_code.keys().copied().collect::<Vec<_>>(), {
+        let mut want = vec![unreadable.as_str(), orphan.as_str()];
+        want.sort();
+        want
+    });
+    assert_eq!(by_code[unreadable.as_str()], &json!({"from": "bank", "to": "alice", "amount": null, "currency": IDR, "reason": "unreadable"}));
+    assert_eq!(by_code[orphan.as_str()], &json!({"from": "bank", "to": "ghost", "amount": 200, "currency": IDR, "reason": "account_missing"}));
+    assert_eq!(ledger::events(&app, "transfer.completed").len(), 5);
+    assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="failed"}"#), Some(2.0));
+    assert_eq!(ledger::metric(&app, r#"stepwise_transfers_executed_total{status="failed"}"#), Some(2.0));
+    assert_eq!(ledger::metric(&app, r#"stepwise_transfers_executed_total{status="completed"}"#), Some(5.0));
+    // The orphan's 200 is released; the unreadable one's hold cannot be
+    // known from its row, so it stays held for an operator, not guessed.
+    let bank = ledger::account(&app, "bank");
+    assert_eq!((int(&bank, "balance"), int(&bank, "held")), (-60, 300), "{bank}");
+    assert_eq!(int(&ledger::account(&app, "bob"), "balance"), 60);
+    // Ticks go on without it: another transfer completes.
+    ledger::completed(&app, "after", &body("bank", "alice", 7, IDR));
+
+    // An operator repairs the row and releases its hold: then it answers as
+    // failed, with its reason, and the ledger checks out.
+    app.execute(&format!("UPDATE transfers SET amount = 300 WHERE id = {u}; UPDATE accounts SET held = held - 300 WHERE id = 'bank'"));
+    let t = ledger::transfer(&app, &unreadable);
+    assert_eq!((t["status"].as_str(), t["reason"].as_str(), t["amount"].as_i64()), (Some("failed"), Some("unreadable"), Some(300)), "{t}");
+    let (all, accounts) = ledger::check_ledger(&app);
+    assert_eq!(all.len(), 8);
+    assert_eq!((int(&accounts["bank"], "balance"), int(&accounts["alice"], "balance"), int(&accounts["bob"], "balance")), (-67, 7, 60));
+}

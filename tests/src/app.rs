@@ -188,6 +188,18 @@ impl App {
         }
     }
 
+    /// Runs statements on the app's database directly (SQLite's file, or
+    /// PostgreSQL), behind the app's back: to damage a row as a disk, a bug
+    /// or a hand at the console could.
+    pub fn execute(&self, sql: &str) {
+        match &self.postgres {
+            Some(pg) => {
+                pg.psql(sql);
+            }
+            None => self.runner.database().execute_batch(sql).unwrap_or_else(|e| panic!("`{sql}`: {e}")),
+        }
+    }
+
     /// An API call with the bootstrap key ([`TOKEN`]); a state-changing one
     /// that succeeds is checked against the audit trail on drop.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Answer {

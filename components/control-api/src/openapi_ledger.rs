@@ -87,7 +87,9 @@ pub struct Transfer {
     amount: i64,
     currency: String,
     description: Option<String>,
-    /// Why it failed: `account_frozen` (an account frozen since acceptance), or `balance_limit`.
+    /// Why it failed: `account_frozen` (an account frozen since acceptance), `balance_limit`,
+    /// `insufficient_balance` (a damaged account), `account_missing` (an account gone since
+    /// acceptance) or `unreadable` (its stored row is damaged).
     reason: Option<String>,
     /// The journal it posted, once completed.
     journal_id: Option<i64>,

@@ -12,7 +12,9 @@
 //! 2. **execute** ([`execute`], in the tick, many per transaction): the hold is
 //!    released and, if both accounts are still active, a balanced journal
 //!    debits `from` and credits `to` (`completed`); otherwise it is `failed`
-//!    with its reason and only the hold is released.
+//!    with its reason and only the hold is released. A transfer whose account
+//!    is gone ([`execute_orphan`]) or whose row cannot be read fails too
+//!    (`account_missing`, `unreadable`), alone.
 //!
 //! `executing` is the state of a transfer inside the execution transaction:
 //! execution is all or nothing, so no reader ever sees a transfer stay there.
@@ -204,6 +206,13 @@ pub enum FailReason {
     /// A balance would pass [`ledger::BALANCE_LIMIT`] (transfers to the same
     /// account accepted together).
     BalanceLimit,
+    /// An account no longer exists (deleted behind the API's back, which
+    /// never deletes one): the hold on `from` is released if `from` exists.
+    AccountMissing,
+    /// The stored transfer cannot be read (a damaged row): the hold is
+    /// released only where the row still says from which account and how
+    /// much.
+    Unreadable,
 }
 
 impl FailReason {
@@ -213,6 +222,8 @@ impl FailReason {
             FailReason::AccountFrozen => "account_frozen",
             FailReason::InsufficientBalance => "insufficient_balance",
             FailReason::BalanceLimit => "balance_limit",
+            FailReason::AccountMissing => "account_missing",
+            FailReason::Unreadable => "unreadable",
         }
     }
 
@@ -222,6 +233,8 @@ impl FailReason {
             "account_frozen" => Some(FailReason::AccountFrozen),
             "insufficient_balance" => Some(FailReason::InsufficientBalance),
             "balance_limit" => Some(FailReason::BalanceLimit),
+            "account_missing" => Some(FailReason::AccountMissing),
+            "unreadable" => Some(FailReason::Unreadable),
             _ => None,
         }
     }
@@ -410,6 +423,18 @@ pub fn execute(t: &Transfer, from: &mut Account, to: &mut Account) -> Outcome {
     }
 }
 
+/// Executes `t` (processing) when an account is missing: it fails with
+/// [`FailReason::AccountMissing`], and the hold is released on `from` if
+/// `from` exists (nothing is held anywhere else). The caller writes `from`.
+pub fn execute_orphan(t: &Transfer, from: Option<&mut Account>) -> Outcome {
+    debug_assert_eq!(t.state, State::Processing);
+    if let Some(from) = from {
+        debug_assert_eq!(from.id(), t.request.from);
+        from.held -= t.request.amount;
+    }
+    Outcome::Fail(FailReason::AccountMissing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +553,20 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_whose_account_is_missing_fails_and_releases_the_hold_where_there_is_one() {
+        let mut a = account("a", 10, false);
+        let req = request("a", "gone", 6);
+        a.held = 6;
+        let t = Transfer { id: 2, request: req, created_at: NOW, state: State::Processing };
+        assert_eq!(execute_orphan(&t, Some(&mut a)), Outcome::Fail(FailReason::AccountMissing));
+        assert_eq!((a.balance, a.held), (10, 0));
+        assert_eq!(execute_orphan(&t, None), Outcome::Fail(FailReason::AccountMissing));
+        let json = Transfer { state: State::Failed { reason: FailReason::AccountMissing, at: NOW + 1 }, ..t }.to_json();
+        assert_eq!((json["status"].as_str(), json["reason"].as_str()), (Some("failed"), Some("account_missing")));
+        assert_eq!(FailReason::Unreadable.as_str(), "unreadable");
+    }
+
+    #[test]
     fn receipt_lookups_tell_mistyped_codes_from_unknown_ones() {
         for key in [Key::legacy(), Key::new(&[9; 32])] {
             let code = receipt_code(&key, 42);
@@ -549,7 +588,7 @@ mod tests {
         for s in Status::ALL {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
-        for r in [FailReason::AccountFrozen, FailReason::InsufficientBalance, FailReason::BalanceLimit] {
+        for r in [FailReason::AccountFrozen, FailReason::InsufficientBalance, FailReason::BalanceLimit, FailReason::AccountMissing, FailReason::Unreadable] {
             assert_eq!(FailReason::parse(r.as_str()), Some(r));
         }
         assert_eq!(Status::parse("done"), None);

@@ -12,7 +12,7 @@ use stepwise_engine::receipt::Key;
 use stepwise_engine::time::Millis;
 use stepwise_engine::transfer::{self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest, KEEP_KEYS_MS};
 
-use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
+use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
 use crate::idempotency::{self, Seen};
 use crate::instance;
 use crate::ledger;
@@ -209,6 +209,58 @@ pub struct Executed {
     pub errors: u32,
 }
 
+/// A processing transfer whose row [`transfer_from`] cannot read: what of it
+/// can still be read, to fail it and release its hold where the row still
+/// says which and how much.
+#[derive(Debug, Clone)]
+struct Unreadable {
+    id: u64,
+    from: Option<String>,
+    to: Option<String>,
+    /// Only an amount acceptance could have held (1 to 2^53 − 1).
+    amount: Option<i64>,
+    currency: Option<String>,
+    created_at: Option<Millis>,
+}
+
+impl Unreadable {
+    /// The readable parts of `row`; `None` if even its id is not (then it
+    /// cannot be addressed at all).
+    fn from_row(row: &Row<'_>) -> Option<Self> {
+        let id = u64::try_from(opt_col::<i64>(row, "id")?).ok()?;
+        let text = |c: &str| opt_col::<&str>(row, c).map(str::to_string);
+        Some(Unreadable {
+            id,
+            from: text("from_account"),
+            to: text("to_account"),
+            amount: opt_col::<i64>(row, "amount").filter(|a| (1..=stepwise_engine::ledger::MAX_AMOUNT).contains(a)),
+            currency: text("currency"),
+            created_at: opt_col(row, "created_at"),
+        })
+    }
+
+    /// The amount held on `from`, if the row still says both.
+    fn hold(&self) -> Option<(&str, i64)> {
+        Some((self.from.as_deref()?, self.amount?))
+    }
+}
+
+/// Fails an unreadable transfer ([`FailReason::Unreadable`]): its state and
+/// its `transfer.failed` event (with what of it can be read; `null` for the
+/// rest). In a savepoint of the batch's transaction.
+fn record_unreadable(db: &Db, key: &Key, u: &Unreadable, now: Millis) -> Result<(), StoreError> {
+    let reason = FailReason::Unreadable.as_str();
+    let data = serde_json::json!({ "from": u.from, "to": u.to, "amount": u.amount, "currency": u.currency, "reason": reason });
+    db.stage_update(
+        "transfers",
+        ("id", "BIGINT"),
+        &[("status", "TEXT"), ("reason", "TEXT"), ("journal_id", "BIGINT"), ("completed_at", "BIGINT")],
+        vec![int(u.id as i64), text(Status::Failed.as_str()), text(reason), opt_int(None), int(now)],
+    )?;
+    let code = transfer::receipt_code(key, u.id);
+    outbox::append(db, &NewEvent { kind: "transfer.failed", subject_kind: "transfer", subject_id: &code, definition: None, data: &data, at: now })
+}
+
 /// Writes one executed transfer: its journal (if it posts one), its new
 /// state and its event (`transfer.completed` with the journal,
 /// `transfer.failed` with the reason). In a savepoint of the batch's
@@ -236,7 +288,7 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
         "transfers",
         ("id", "BIGINT"),
         &[("status", "TEXT"), ("reason", "TEXT"), ("journal_id", "BIGINT"), ("completed_at", "BIGINT")],
-        vec![int(t.id as i64), text(state.status().as_str()), opt_text(reason), crate::db::opt_int(journal_id), int(now)],
+        vec![int(t.id as i64), text(state.status().as_str()), opt_text(reason), opt_int(journal_id), int(now)],
     )?;
     outbox::append(db, &NewEvent { kind, subject_kind: "transfer", subject_id: t.receipt_code(), definition: None, data: &data, at: now })?;
     Ok(state)
@@ -248,8 +300,12 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
 /// transaction holds its accounts (so no transfer it sees was accepted after
 /// it, and an account's lines are posted at times in their order): each in a savepoint (all or nothing: its
 /// journal, its state, its event), the accounts' balances and holds written
-/// once at the end, the metrics with them. A transfer whose writes fail is
-/// logged and left processing; the others go on.
+/// once at the end, the metrics with them. A transfer that cannot be
+/// executed fails alone and the others go on: one whose row cannot be read
+/// fails `unreadable` (its hold released where the row still says from
+/// which account and how much), one whose account is gone fails
+/// `account_missing` (its hold released if `from` is there). A transfer
+/// whose writes fail is logged and left processing; the others go on.
 pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Executed, StoreError> {
     db.locking(|db| {
         let lock = db.dialect().skip_locked();
@@ -258,11 +314,33 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
             return Ok(Executed::default());
         }
         let key = instance::id_key(db)?;
-        let due: Vec<Transfer> = r.rows().map(|row| transfer_from(&row, key)).collect::<Result<_, _>>()?;
-        let mut done = Executed { due: due.len() as u32, ..Executed::default() };
+        // One unreadable row fails alone, not the batch.
+        let mut due: Vec<Transfer> = Vec::new();
+        let mut unreadable: Vec<Unreadable> = Vec::new();
+        let mut errors = 0;
+        for row in r.rows() {
+            match transfer_from(&row, key) {
+                Ok(t) => due.push(t),
+                Err(e) => match Unreadable::from_row(&row) {
+                    Some(u) => {
+                        eprintln!("transfer {}: unreadable ({e}); failing it", u.id);
+                        unreadable.push(u);
+                    }
+                    None => {
+                        eprintln!("a processing transfer without a readable id ({e}); left as it is");
+                        errors += 1;
+                    }
+                },
+            }
+        }
+        let mut done = Executed { due: (due.len() + unreadable.len()) as u32 + errors, errors, ..Executed::default() };
+        if done.due == 0 {
+            return Ok(done);
+        }
         // Each completed transfer posts one journal.
         db.reserve_ids("journals", "id", due.len())?;
         let mut ids: Vec<&str> = due.iter().flat_map(|t| [t.request.from.as_str(), t.request.to.as_str()]).collect();
+        ids.extend(unreadable.iter().filter_map(|u| u.hold()).map(|(from, _)| from));
         ids.sort_unstable();
         ids.dedup();
         let mut accounts: HashMap<String, Account> = HashMap::new();
@@ -277,14 +355,44 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
         // Accounts to write back once, in id order.
         let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut batch = metrics::Batch::default();
+        let failed = Status::Failed.as_str();
+        for u in &unreadable {
+            let mut from = u.hold().and_then(|(from, amount)| Some((accounts.get(from)?.clone(), amount)));
+            if let Some((a, amount)) = from.as_mut() {
+                a.held -= *amount;
+            } else {
+                eprintln!("transfer {}: its hold cannot be known from its row (from {:?}, amount {:?}); not released", u.id, u.from, u.amount);
+            }
+            match db.item(|db| record_unreadable(db, key, u, now)) {
+                Ok(()) => {
+                    done.failed += 1;
+                    batch.inc("stepwise_transfers_executed", &[("status", failed)], 1);
+                    if let Some(created_at) = u.created_at {
+                        batch.observe("stepwise_transfer_execution_seconds", &[("status", failed)], (now - created_at).max(0) as f64 / 1000.0);
+                    }
+                    if let Some((a, _)) = from {
+                        changed.insert(a.spec.id.clone());
+                        accounts.insert(a.spec.id.clone(), a);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("transfer {}: its failure not recorded, left processing: {e}", u.id);
+                    done.errors += 1;
+                }
+            }
+        }
         for t in &due {
-            let (Some(from), Some(to)) = (accounts.get(&t.request.from), accounts.get(&t.request.to)) else {
-                eprintln!("transfer {}: an account is missing; left processing", t.id);
-                done.errors += 1;
-                continue;
+            let (outcome, from, to) = match (accounts.get(&t.request.from), accounts.get(&t.request.to)) {
+                (Some(from), Some(to)) => {
+                    let (mut from, mut to) = (from.clone(), to.clone());
+                    (transfer::execute(t, &mut from, &mut to), Some(from), Some(to))
+                }
+                (from, _) => {
+                    eprintln!("transfer {}: account {:?} or {:?} is missing; failing it", t.id, t.request.from, t.request.to);
+                    let mut from = from.cloned();
+                    (transfer::execute_orphan(t, from.as_mut()), from, None)
+                }
             };
-            let (mut from, mut to) = (from.clone(), to.clone());
-            let outcome = transfer::execute(t, &mut from, &mut to);
             match db.item(|db| record(db, t, &outcome, now)) {
                 Ok(state) => {
                     match state {
@@ -294,7 +402,7 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
                     let status = state.status().as_str();
                     batch.inc("stepwise_transfers_executed", &[("status", status)], 1);
                     batch.observe("stepwise_transfer_execution_seconds", &[("status", status)], (now - t.created_at).max(0) as f64 / 1000.0);
-                    for a in [from, to] {
+                    for a in [from, to].into_iter().flatten() {
                         changed.insert(a.spec.id.clone());
                         accounts.insert(a.spec.id.clone(), a);
                     }

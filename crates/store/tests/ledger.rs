@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use stepwise_engine::ledger::{AccountSpec, AccountStatus};
-use stepwise_engine::transfer::{State, TransferRequest};
+use stepwise_engine::transfer::{FailReason, State, TransferRequest};
 use stepwise_store::ledger::{self, Created};
 use stepwise_store::native::Native;
 use stepwise_store::transfers::{self, Accepted, Filter};
@@ -148,6 +148,58 @@ on_both!(a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch
         accept(&db, &format!("m{i}"), &req("bank", "ani", 1));
     }
     assert_eq!(transfers::execute_due(&db, 4, || NOW + 6).unwrap().due, 4);
+});
+
+on_both!(a_damaged_or_orphaned_transfer_fails_alone_with_its_reason_and_the_rest_of_its_batch_completes, |db: &Db| {
+    setup(&db);
+    for (id, neg) in [("gone", false), ("src", true)] {
+        db.immediate(|db| ledger::create(db, spec(id, neg), NOW)).unwrap();
+    }
+    let id = |key: &str, r: TransferRequest| match accept(&db, key, &r) {
+        Accepted::New(t) => t.id,
+        other => panic!("{other:?}"),
+    };
+    // Oldest first, the damaged ones ahead of the healthy ones.
+    let no_amount = id("a", req("bank", "ani", 100));
+    let no_time = id("b", req("bank", "budi", 50));
+    let no_to = id("c", req("bank", "gone", 30));
+    let no_from = id("d", req("src", "ani", 20));
+    let fine: Vec<u64> = (1..=3).map(|i| id(&format!("f{i}"), req("bank", "ani", i))).collect();
+    let pg = db.dialect() == stepwise_store::db::Dialect::Postgres;
+    for (column, row) in [("amount", no_amount), ("created_at", no_time)] {
+        if pg {
+            // Its columns take no text: a NULL past a dropped NOT NULL.
+            db.exec(&format!("ALTER TABLE transfers ALTER COLUMN {column} DROP NOT NULL"), &[]).unwrap();
+            db.exec(&format!("UPDATE transfers SET {column} = NULL WHERE id = {row}"), &[]).unwrap();
+        } else {
+            db.exec(&format!("UPDATE transfers SET {column} = 'garbled' WHERE id = {row}"), &[]).unwrap();
+        }
+        assert!(transfers::load(&db, row).is_err(), "{column}: unreadable");
+    }
+    db.exec("DELETE FROM accounts WHERE id IN ('gone', 'src')", &[]).unwrap();
+
+    let done = transfers::execute_due(&db, 256, || NOW + 7).unwrap();
+    assert_eq!((done.due, done.completed, done.failed, done.errors), (7, 3, 4, 0));
+    for t in &fine {
+        assert!(matches!(transfers::load(&db, *t).unwrap().unwrap().state, State::Completed { .. }));
+    }
+    for t in [no_to, no_from] {
+        let t = transfers::load(&db, t).unwrap().unwrap();
+        assert_eq!(t.state, State::Failed { reason: FailReason::AccountMissing, at: NOW + 7 });
+    }
+    let unreadable = db.scalar_i64(&format!("SELECT count(*) FROM transfers WHERE id IN ({no_amount}, {no_time}) AND status = 'failed' AND reason = 'unreadable' AND completed_at = {}", NOW + 7), &[]).unwrap();
+    assert_eq!(unreadable, Some(2));
+    // Released: the orphan's 30 and the 50 whose row still says how much;
+    // the 100 no row says is left held, for the audit to show.
+    let bank = ledger::load(&db, "bank").unwrap().unwrap();
+    assert_eq!((bank.balance, bank.held), (-6, 100));
+    assert_eq!(ledger::audit(&db).unwrap(), ["account bank: held 100, processing transfers hold 0"]);
+    let (failed, _) = outbox::page(&db, 0, Some("transfer.failed"), 10).unwrap();
+    let reasons: Vec<(&str, &serde_json::Value)> = failed.iter().map(|e| (e["data"]["reason"].as_str().unwrap(), &e["data"]["amount"])).collect();
+    assert_eq!(reasons, [("unreadable", &json!(null)), ("unreadable", &json!(50)), ("account_missing", &json!(30)), ("account_missing", &json!(20))]);
+    assert_eq!(failed[0]["subject_id"], stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(&db).unwrap(), no_amount));
+    // Nothing is left for the next batch.
+    assert_eq!(transfers::execute_due(&db, 256, || NOW + 8).unwrap().due, 0);
 });
 
 on_both!(lists_filter_by_account_and_status_newest_first, |db: &Db| {
