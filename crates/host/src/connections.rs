@@ -123,15 +123,11 @@ impl HeaderWait {
         }
     }
 
-    /// The last request ended: the connection waits for the next header.
-    /// (Counted first, so a concurrent close never takes away a count that
-    /// was not yet added.)
-    fn requests_done(&self) {
-        self.client.waiting.fetch_add(1, Ordering::AcqRel);
-        if self.state.compare_exchange(BUSY, WAITING, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            self.client.waiting.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
+    /// The last request ended. The connection is not counted again: the cap
+    /// is on connections that never got a request through (how a trickling
+    /// client holds slots), not on a client's idle keep-alive connections (a
+    /// pool of them is normal, and each is bounded by the idle timeout).
+    fn requests_done(&self) {}
 
     /// The connection closed; its client's entry goes with its last connection.
     pub fn close(&self) {
@@ -363,13 +359,14 @@ mod tests {
         let second = ConnState::counted(waits.admit(a));
         assert!(waits.admit(a).is_none(), "a third waiting connection of one client is refused");
         assert!(waits.admit(b).is_some(), "another client is not");
-        // A request in flight does not wait; after it the connection waits again.
+        // A connection that got a request through no longer counts, during
+        // the request or after it (an idle keep-alive connection).
         let in_flight = first.request_started();
         assert_eq!(waits.waiting(a), 1);
         let third = ConnState::counted(waits.admit(a));
         assert!(waits.admit(a).is_none());
         drop(in_flight);
-        assert_eq!(waits.waiting(a), 3, "a served connection waits for its next header (over the cap, but not closed)");
+        assert_eq!(waits.waiting(a), 2, "a served connection is not counted again");
         assert!(waits.admit(a).is_none());
         for c in [&first, &second, &third] {
             c.closed();
