@@ -557,7 +557,7 @@ mod tests {
         let mut a = account("a", 10, false);
         let req = request("a", "gone", 6);
         a.held = 6;
-        let t = Transfer { id: 2, request: req, created_at: NOW, state: State::Processing };
+        let t = Transfer { id: 2, receipt_code: receipt_code(&Key::new(&[3; 32]), 2), request: req, created_at: NOW, state: State::Processing };
         assert_eq!(execute_orphan(&t, Some(&mut a)), Outcome::Fail(FailReason::AccountMissing));
         assert_eq!((a.balance, a.held), (10, 0));
         assert_eq!(execute_orphan(&t, None), Outcome::Fail(FailReason::AccountMissing));

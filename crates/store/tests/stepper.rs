@@ -122,6 +122,28 @@ fn worker(db: &Db, id: &str) -> Worker {
     workers::load(db, id).unwrap().unwrap().machine
 }
 
+/// A saga of `def` with `input`, started at T0 (a 1 s call time-out); its id.
+fn insert_saga(db: &Db, def: &stepwise_engine::saga::Definition, input: serde_json::Value) -> String {
+    use stepwise_engine::saga::machine::{Saga, Settings};
+    let settings = Settings { call_timeout_ms: 1000, payment_ttl_ms: 900_000, payment_poll_ms: 30_000 };
+    db.immediate(|db| {
+        let stepwise_store::sagas::NewId { seq, id } = stepwise_store::sagas::next_id(db)?;
+        let mut s = Saga::new(&id, def.clone(), None, input.clone(), settings.clone(), T0);
+        stepwise_store::sagas::insert(db, seq, &mut s, T0)?;
+        Ok::<_, stepwise_store::StoreError>(id)
+    })
+    .unwrap()
+}
+
+/// The stepper's settings with every saga service at `http://<service>.test`.
+fn saga_cfg() -> Config {
+    let mut c = cfg();
+    for s in stepwise_engine::saga::Service::ALL {
+        c.services.insert(s, format!("http://{}.test", s.as_str()));
+    }
+    c
+}
+
 fn one(n: u64) -> Policy {
     Policy { max_iterations: Some(n), interval_ms: 0, ..Policy::default() }
 }
@@ -370,27 +392,15 @@ impl Transport for Services<'_> {
 }
 
 on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_and_basic_auth, |place: &Place| {
-    use stepwise_engine::saga::machine::{Saga, Settings, Status};
-    use stepwise_engine::saga::Service;
+    use stepwise_engine::saga::machine::Status;
     use stepwise_store::sagas;
     let db = place.open();
     sagas::ensure_built_ins(&db, T0).unwrap();
     let def = sagas::definition(&db, "checkout").unwrap().unwrap().definition;
     assert_eq!(def.version, 1);
     let input = serde_json::json!({"user_token": "tok", "items": [{"product_id": "p1", "price": 10000, "quantity": 2}]});
-    let settings = Settings { call_timeout_ms: 1000, payment_ttl_ms: 900_000, payment_poll_ms: 30_000 };
-    let id = db
-        .immediate(|db| {
-            let sagas::NewId { seq, id } = sagas::next_id(db)?;
-            let mut s = Saga::new(&id, def.clone(), None, input.clone(), settings.clone(), T0);
-            sagas::insert(db, seq, &mut s, T0)?;
-            Ok::<_, stepwise_store::StoreError>(id)
-        })
-        .unwrap();
-    let mut c = cfg();
-    for s in Service::ALL {
-        c.services.insert(s, format!("http://{}.test", s.as_str()));
-    }
+    let id = insert_saga(&db, &def, input);
+    let mut c = saga_cfg();
     c.midtrans_server_key = "SB-key".into();
     let clock = VirtualClock(Cell::new(T0));
     let up = Services { clock: &clock, sent: RefCell::new(Vec::new()) };
@@ -416,27 +426,15 @@ on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_an
 });
 
 on_both!(a_saga_step_is_leased_for_its_own_time_out_not_the_upstream_one, |place: &Place| {
-    use stepwise_engine::saga::machine::{Saga, Settings};
-    use stepwise_engine::saga::{Definition, Service};
-    use stepwise_store::sagas;
+    use stepwise_engine::saga::machine::Saga;
+    use stepwise_engine::saga::Definition;
     let db = place.open();
     let def = Definition::parse(&serde_json::json!({"name": "slow", "timeout_ms": 3_600_000, "steps": [
         {"name": "long", "timeout_ms": 120_000, "action": {"service": "wallet", "method": "POST", "path": "/v1/slow"}}
     ]}))
     .unwrap();
-    let settings = Settings { call_timeout_ms: 1000, payment_ttl_ms: 900_000, payment_poll_ms: 30_000 };
-    let id = db
-        .immediate(|db| {
-            let sagas::NewId { seq, id } = sagas::next_id(db)?;
-            let mut s = Saga::new(&id, def.clone(), None, serde_json::json!({}), settings.clone(), T0);
-            sagas::insert(db, seq, &mut s, T0)?;
-            Ok::<_, stepwise_store::StoreError>(id)
-        })
-        .unwrap();
-    let mut c = cfg();
-    for s in Service::ALL {
-        c.services.insert(s, format!("http://{}.test", s.as_str()));
-    }
+    let id = insert_saga(&db, &def, serde_json::json!({}));
+    let c = saga_cfg();
     let a = stepper::claim::<Saga>(&db, &c, "A", &id, T0).unwrap().expect("a call");
     assert_eq!(a.outbound.timeout_ms, 120_000, "the step's own time-out");
     assert_eq!(a.lease.until, T0 + lease_ms(120_000), "the lease covers the step's time-out, not upstream_timeout_ms");
