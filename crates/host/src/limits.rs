@@ -25,8 +25,10 @@ pub struct Limits {
     /// At most this many connections of one client address (an IPv6 /64)
     /// waiting for (or reading) their first request's headers; a new
     /// connection past it is closed at once. At `--max-connections` or above
-    /// it is off.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    /// it is off. The default, half of `--max-connections`'s, leaves the
+    /// other half to every other client while a busy client (a replica whose
+    /// ticks open many connections at once) is never refused.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_header_waits_per_client: u32,
     /// Largest request line plus header section, in bytes (answered 431).
     #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
@@ -70,7 +72,7 @@ impl Default for Limits {
             header_timeout_ms: 30_000,
             idle_timeout_ms: 5_000,
             max_connections: 512,
-            max_header_waits_per_client: 64,
+            max_header_waits_per_client: 256,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 1 << 20,
             request_deadline_ms: 30_000,
