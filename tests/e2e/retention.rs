@@ -92,6 +92,8 @@ fn old_rows_go_and_what_live_machines_need_stays() {
     let waiting = start_checkout(&a);
     wait_saga(&a, &done, "waiting");
     wait_saga(&a, &waiting, "waiting");
+    // Paid at the payment API, which the notification makes the saga ask.
+    services.pay(&done);
     assert_eq!(notify(&a, &done, "settlement", "20000.00")["status"], "accepted");
     assert_eq!(notify(&a, &waiting, "pending", "20000.00")["status"], "accepted");
     wait_saga(&a, &done, "completed");
@@ -189,16 +191,18 @@ fn the_database_stops_growing_under_a_steady_load() {
         );
         samples.push(sample);
     }
-    let (p2, _, written2, _) = samples[1];
+    let (_, _, written2, _) = samples[1];
+    let p3 = samples[2].0;
     let (p5, rows5, written5, iterations5) = samples[4];
     let (_, rows2, _, _) = samples[1];
     // The load went on: over the last three periods more request-log rows
     // were written than the table holds at any sample.
     let written = written5 - written2;
     assert!(written > rows2.max(rows5), "steady load: {written} rows written after period 2, {rows2} and {rows5} held");
-    // Yet the database did not grow with them: at most 15% past its size at
-    // the end of the second period (it would have more than doubled).
-    assert!(p5 * 100 <= p2 * 115, "the database keeps growing: {samples:?}");
+    // Yet the database stopped growing with them: over the last two periods
+    // at most 10% (with nothing purged it grows by about 60% over those two:
+    // 1,057 to 1,703 pages in a run with retention_days at 36500).
+    assert!(p5 * 100 <= p3 * 110, "the database keeps growing: {samples:?}");
     // And the tables hold about one keeping time's worth: each binding's
     // latest iteration, plus what is younger than the keeping time.
     assert!(rows5 <= written / 3 * 2, "request log {rows5} rows, {written} written over 3 periods: {samples:?}");
