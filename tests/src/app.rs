@@ -58,6 +58,12 @@ pub fn sandbox_config(stepwise_port: u16) -> RunnerConfig {
         .var("midtrans_server_key", SANDBOX_KEY)
         .var("stepwise_url", &format!("http://127.0.0.1:{stepwise_port}"))
         .env("STEPWISE_LOG", "warn")
+        // Its clients are Stepwise replicas whose overlapping ticks open
+        // bursts of connections from one address each (its pool keeps 16
+        // idle): the per-client cap on connections waiting for headers is
+        // for untrusted clients, off here as behind a proxy.
+        .arg("--max-header-waits-per-client")
+        .arg("512")
 }
 
 /// `cfg` with every service it does not set pointed at `sandbox` (a
