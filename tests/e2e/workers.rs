@@ -250,17 +250,20 @@ const PREVIOUS_WORKER: &str = r#"{"binding_id":"b-kept","run_id":3,"desired":"ru
 #[test]
 fn a_state_dir_written_by_the_previous_release_opens_and_keeps_its_rows() {
     let dir = tempfile::tempdir().unwrap();
+    // Written a minute ago: well within the keeping time (retention_days),
+    // so the rows kept are the migration's doing, not the purge's.
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 60_000;
     {
         let c = rusqlite::Connection::open(dir.path().join("sqlite_db.db")).unwrap();
         c.execute_batch(include_str!("../../crates/store/tests/fixtures/schema_v3.sql")).unwrap();
-        c.execute_batch(
+        c.execute_batch(&format!(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
              INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);
              INSERT INTO iterations (binding_id, run_id, iteration, outcome, started_at, finished_at, receipt_code)
-               VALUES ('b-kept', 3, 1, 'success', 10, 20, 'SW-00002S-Y');
+               VALUES ('b-kept', 3, 1, 'success', {t}, {t} + 10, 'SW-00002S-Y');
              INSERT INTO iterations (binding_id, run_id, iteration, outcome, reason, started_at, finished_at)
-               VALUES ('b-kept', 3, 2, 'failure', 'upstream_error:503', 1000, 1001);",
-        )
+               VALUES ('b-kept', 3, 2, 'failure', 'upstream_error:503', {t} + 990, {t} + 991);",
+        ))
         .unwrap();
         c.execute("INSERT INTO workers VALUES ('b-kept', 3, 'running', 1011, NULL, NULL, ?1, 1, 1001)", [PREVIOUS_WORKER]).unwrap();
         for (id, code) in [(7, 200), (8, 503)] {
@@ -268,8 +271,8 @@ fn a_state_dir_written_by_the_previous_release_opens_and_keeps_its_rows() {
                 "INSERT INTO request_log (id, binding_id, run_id, operation, operation_key, attempt_number, is_latest, method, url,
                      request_payload, created_at, status_code, response_code, is_success, duration_ms)
                  VALUES (?1, 'b-kept', 3, 'start', 'b-kept:3:start', ?1 - 6, ?1 - 7, 'POST', 'http://self.alt/v1/transactions/start',
-                     '{}', 5, ?2, 'x', 1, 3)",
-                rusqlite::params![id, code],
+                     '{}', ?3, ?2, 'x', 1, 3)",
+                rusqlite::params![id, code, t],
             )
             .unwrap();
         }
