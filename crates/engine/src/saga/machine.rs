@@ -826,20 +826,18 @@ impl Saga {
                     wait.expiry_refused = false;
                     wait.deadline_at = now.saturating_add(wait.poll_ms as i64 * 10);
                 }
-                if let Some(mut closing) = wait.closing.take() {
-                    if wait.payment == Payment::Pending {
-                        if answered {
-                            self.start_compensation(step, closing.reason, now);
-                            self.apply_pending_rollback(now);
-                            return Ok(());
-                        }
+                match wait.closing.take() {
+                    // Leaving the wait, and the payment is still not settled.
+                    Some(closing) if wait.payment == Payment::Pending && answered => self.start_compensation(step, closing.reason, now),
+                    Some(mut closing) if wait.payment == Payment::Pending => {
                         // No answer: ask again shortly, a few times.
                         closing.failed_checks += 1;
                         wait.next_poll_at = now.saturating_add(wait.poll_ms.min(1_000) as i64);
                         wait.closing = Some(closing);
+                        self.settle_wait(step, wait, now);
                     }
+                    _ => self.settle_wait(step, wait, now),
                 }
-                self.settle_wait(step, wait, now);
             }
             Purpose::Expire => {
                 let Some(mut wait) = wait else { return Ok(()) };
