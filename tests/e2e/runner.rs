@@ -605,27 +605,8 @@ fn slowloris_connections_do_not_stop_normal_requests_and_close_at_the_header_tim
             (s, opened)
         })
         .collect();
-    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let attacker = std::thread::spawn({
-        let rounds = rounds.clone();
-        move || {
-            let mut conns: Vec<(TcpStream, Instant, Option<Duration>)> = conns.into_iter().map(|(s, t)| (s, t, None)).collect();
-            let give_up = Instant::now() + header_timeout + Duration::from_secs(30);
-            let mut i = 0;
-            while conns.iter().any(|c| c.2.is_none()) && Instant::now() < give_up {
-                for (s, opened, closed_after) in conns.iter_mut().filter(|c| c.2.is_none()) {
-                    if closed(s) || s.write(&header[(i + 1) % header.len()..][..1]).is_err() {
-                        *closed_after = Some(opened.elapsed());
-                    }
-                }
-                i += 1;
-                rounds.store(i, std::sync::atomic::Ordering::SeqCst);
-                // The attack's pace (a byte per connection every 100 ms), not synchronisation.
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            conns.into_iter().map(|c| c.2).collect::<Vec<_>>()
-        }
-    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (rounds, attacker) = trickle(conns, header, header_timeout + Duration::from_secs(30), stop);
     poll_until(Duration::from_secs(10), "the slow connections to be sending", || {
         (rounds.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
     });
@@ -649,6 +630,42 @@ fn slowloris_connections_do_not_stop_normal_requests_and_close_at_the_header_tim
     assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"header_timeout\"}"), n as u64);
     assert!(r.logs().contains("header section not received within 3s"), "{}", r.logs());
     assert_eq!(r.get("/probe/seen").status, 200);
+}
+
+/// A slowloris client on its own thread: sends the next byte of `header` on
+/// each connection every 100 ms until `stop` is set, every connection is
+/// closed, or `give_up` has passed. Returns the rounds sent so far, and the
+/// thread, whose result is how long each connection stayed open before the
+/// runner closed it (`None`: still open).
+#[allow(clippy::type_complexity)]
+fn trickle(
+    conns: Vec<(TcpStream, Instant)>,
+    header: Vec<u8>,
+    give_up: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, std::thread::JoinHandle<Vec<Option<Duration>>>) {
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attacker = std::thread::spawn({
+        let rounds = rounds.clone();
+        move || {
+            let mut conns: Vec<(TcpStream, Instant, Option<Duration>)> = conns.into_iter().map(|(s, t)| (s, t, None)).collect();
+            let give_up = Instant::now() + give_up;
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && conns.iter().any(|c| c.2.is_none()) && Instant::now() < give_up {
+                for (s, opened, closed_after) in conns.iter_mut().filter(|c| c.2.is_none()) {
+                    if closed(s) || s.write(&header[(i + 1) % header.len()..][..1]).is_err() {
+                        *closed_after = Some(opened.elapsed());
+                    }
+                }
+                i += 1;
+                rounds.store(i, std::sync::atomic::Ordering::SeqCst);
+                // The attack's pace (a byte per connection every 100 ms), not synchronisation.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            conns.into_iter().map(|c| c.2).collect::<Vec<_>>()
+        }
+    });
+    (rounds, attacker)
 }
 
 /// Opens `n` connections to the runner from the loopback address `source`
@@ -703,28 +720,8 @@ fn one_address_trickling_512_connections_does_not_stall_the_others() {
             (s, opened)
         })
         .collect();
-    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let attacker = std::thread::spawn({
-        let (rounds, stop) = (rounds.clone(), stop.clone());
-        move || {
-            let mut conns: Vec<(TcpStream, Instant, Option<Duration>)> = conns.into_iter().map(|(s, t)| (s, t, None)).collect();
-            let give_up = Instant::now() + Duration::from_secs(60);
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < give_up {
-                for (s, opened, closed_after) in conns.iter_mut().filter(|c| c.2.is_none()) {
-                    if closed(s) || s.write(&header[(i + 1) % header.len()..][..1]).is_err() {
-                        *closed_after = Some(opened.elapsed());
-                    }
-                }
-                i += 1;
-                rounds.store(i, std::sync::atomic::Ordering::SeqCst);
-                // The attack's pace (a byte per connection every 100 ms), not synchronisation.
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            conns.into_iter().map(|c| c.2).collect::<Vec<_>>()
-        }
-    });
+    let (rounds, attacker) = trickle(conns, header, Duration::from_secs(60), stop.clone());
     poll_until(Duration::from_secs(10), "the slow connections to be sending", || {
         (rounds.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
     });
