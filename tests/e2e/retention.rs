@@ -170,8 +170,10 @@ fn the_database_stops_growing_under_a_steady_load() {
     let app = App::with(config(&services).var("tick_concurrency", "64"));
     let ids: Vec<String> = (0..16).map(|i| format!("load-{i:02}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    // Unbounded workers, one iteration every 50 ms each: a steady load.
-    app.start_workers(&refs, json!({ "interval_ms": 50 }));
+    // Unbounded workers, one iteration every 200 ms each: a steady load of
+    // about 80 iterations a second, well under what the machine can do, so
+    // that the rate does not follow how busy the machine's cores are.
+    app.start_workers(&refs, json!({ "interval_ms": 200 }));
 
     // Samples at the end of each keeping period, for five periods.
     let begun = Instant::now();
@@ -192,17 +194,18 @@ fn the_database_stops_growing_under_a_steady_load() {
         samples.push(sample);
     }
     let (_, _, written2, _) = samples[1];
-    let p3 = samples[2].0;
+    let p3_or_4 = samples[2].0.max(samples[3].0);
     let (p5, rows5, written5, iterations5) = samples[4];
     let (_, rows2, _, _) = samples[1];
     // The load went on: over the last three periods more request-log rows
     // were written than the table holds at any sample.
     let written = written5 - written2;
     assert!(written > rows2.max(rows5), "steady load: {written} rows written after period 2, {rows2} and {rows5} held");
-    // Yet the database stopped growing with them: over the last two periods
-    // at most 10% (with nothing purged it grows by about 60% over those two:
-    // 1,057 to 1,703 pages in a run with retention_days at 36500).
-    assert!(p5 * 100 <= p3 * 110, "the database keeps growing: {samples:?}");
+    // Yet the database stopped growing with them: the last size is at most
+    // 10% over the larger of the two before (with nothing purged each period
+    // adds a period's rows: 420 to 507 pages, 21%, in a run with
+    // retention_days at 36500).
+    assert!(p5 * 100 <= p3_or_4 * 110, "the database keeps growing: {samples:?}");
     // And the tables hold about one keeping time's worth: each binding's
     // latest iteration, plus what is younger than the keeping time.
     assert!(rows5 <= written / 3 * 2, "request log {rows5} rows, {written} written over 3 periods: {samples:?}");
