@@ -21,11 +21,17 @@ ensure_toolchain() {
   fi
 }
 
-# Test tools from PyPI: openapi-spec-validator checks the OpenAPI document.
+# Test tools from PyPI: openapi-spec-validator checks the OpenAPI document;
+# standardwebhooks verifies the subscriptions' webhook signatures in the
+# test receiver (tests/src/receiver.rs), a verifier nobody here wrote.
 ensure_python_tools() {
   if ! python3 -c "import openapi_spec_validator" >/dev/null 2>&1; then
     log "installing openapi-spec-validator"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "openapi-spec-validator>=0.7,<1"
+  fi
+  if ! python3 -c "import standardwebhooks" >/dev/null 2>&1; then
+    log "installing standardwebhooks"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "standardwebhooks==1.3.0"
   fi
 }
 

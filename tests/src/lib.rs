@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod netns;
 pub mod plain_services;
 pub mod plain_upstream;
+pub mod receiver;
 pub mod scenarios;
 pub mod services;
 pub mod spin;

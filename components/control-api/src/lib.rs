@@ -6,6 +6,7 @@ mod openapi;
 mod openapi_ledger;
 mod openapi_sagas;
 mod status;
+mod subscriptions;
 mod workers;
 
 use spin_sdk::http::{Request, Response, Router};
@@ -34,6 +35,13 @@ fn handle(req: Request) -> Response {
     router.post("/api/keys", admin("POST /api/keys", keys::create));
     router.delete("/api/keys/:id", admin("DELETE /api/keys/:id", keys::revoke));
     router.get("/api/audit", admin_read("GET /api/audit", keys::audit));
+    router.get("/api/subscriptions", read("GET /api/subscriptions", subscriptions::list));
+    router.post("/api/subscriptions", operate("POST /api/subscriptions", subscriptions::create));
+    router.get("/api/subscriptions/:id", read("GET /api/subscriptions/:id", subscriptions::detail));
+    router.patch("/api/subscriptions/:id", operate("PATCH /api/subscriptions/:id", subscriptions::patch));
+    router.delete("/api/subscriptions/:id", operate("DELETE /api/subscriptions/:id", subscriptions::delete));
+    router.get("/api/subscriptions/:id/deliveries", read("GET /api/subscriptions/:id/deliveries", subscriptions::deliveries));
+    router.post("/api/subscriptions/:id/replay", operate("POST /api/subscriptions/:id/replay", subscriptions::replay));
     router.any("/api/*", read("ANY /api/*", no_route));
     router.handle(req)
 }

@@ -339,6 +339,53 @@ fn revoke_key() {}
               (status = 403, body = ErrorBody)))]
 fn audit() {}
 
+/// Subscribes a webhook or a Redis stream to the outbox's events (operate):
+/// a webhook's signing secret is in this answer only.
+#[utoipa::path(post, path = "/api/subscriptions", tag = "subscriptions", request_body = crate::subscriptions::CreateSubscription,
+    responses((status = 201, body = crate::subscriptions::CreatedSubscription), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody),
+              (status = 422, description = "The URL's origin is not in `event_destinations` (`destination_not_allowed`)", body = ErrorBody)))]
+fn create_subscription() {}
+
+/// Lists subscriptions by id.
+#[utoipa::path(get, path = "/api/subscriptions", tag = "subscriptions",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("after" = Option<String>, Query)),
+    responses((status = 200, body = crate::subscriptions::SubscriptionList), (status = 401, body = ErrorBody)))]
+fn list_subscriptions() {}
+
+/// One subscription: status, delivered `seq`, lag, last error.
+#[utoipa::path(get, path = "/api/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path)),
+    responses((status = 200, body = crate::subscriptions::SubscriptionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn get_subscription() {}
+
+/// Pauses or resumes a subscription (a disabled one too), or changes its types.
+#[utoipa::path(patch, path = "/api/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path)),
+    request_body = crate::subscriptions::PatchSubscription,
+    responses((status = 200, body = crate::subscriptions::SubscriptionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "Pausing a disabled subscription (`conflict`)", body = ErrorBody)))]
+fn patch_subscription() {}
+
+/// Deletes a subscription at once.
+#[utoipa::path(delete, path = "/api/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path)),
+    responses((status = 200, body = crate::subscriptions::SubscriptionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+fn delete_subscription() {}
+
+/// A subscription's delivery attempts, newest first.
+#[utoipa::path(get, path = "/api/subscriptions/{id}/deliveries", tag = "subscriptions",
+    params(("id" = String, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 500)),
+    responses((status = 200, body = crate::subscriptions::DeliveryList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+fn subscription_deliveries() {}
+
+/// Sends every event from `from_seq` on again: the same bodies and `webhook-id`s.
+#[utoipa::path(post, path = "/api/subscriptions/{id}/replay", tag = "subscriptions", params(("id" = String, Path)),
+    request_body = crate::subscriptions::Replay,
+    responses((status = 200, body = crate::subscriptions::SubscriptionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "A delivery is in flight (`conflict`)", body = ErrorBody)))]
+fn replay_subscription() {}
+
 /// The operator console (HTML).
 #[utoipa::path(get, path = "/", tag = "console", security(()),
     responses((status = 200, description = "HTML", content_type = "text/html")))]
@@ -359,6 +406,8 @@ impl Modify for BearerAuth {
          description = "Orchestrates transactions against an upstream service as durable, discrete steps."),
     paths(health, status, requests, metrics, openapi_json, docs, list_workers, start_workers, bulk_control, get_worker,
           iterations, control, otp_list, otp_submit, session, create_key, list_keys, revoke_key, audit, console,
+          create_subscription, list_subscriptions, get_subscription, patch_subscription, delete_subscription,
+          subscription_deliveries, replay_subscription,
           crate::openapi_sagas::list_definitions, crate::openapi_sagas::create_definition, crate::openapi_sagas::get_definition,
           crate::openapi_sagas::start_saga, crate::openapi_sagas::list_sagas, crate::openapi_sagas::get_saga,
           crate::openapi_sagas::saga_history, crate::openapi_sagas::rollback, crate::openapi_sagas::retry_step,
@@ -382,12 +431,18 @@ impl Modify for BearerAuth {
                        crate::openapi_ledger::TransferList, crate::openapi_ledger::JournalLine, crate::openapi_ledger::Journal,
                        crate::openapi_ledger::JournalList, crate::keys::CreateKey, crate::keys::KeyView,
                        crate::keys::CreatedKey, crate::keys::KeyList, crate::keys::AuditView, crate::keys::AuditPage,
-                       crate::keys::SessionView, stepwise_engine::access::Scope)),
+                       crate::keys::SessionView, stepwise_engine::access::Scope,
+                       crate::subscriptions::CreateSubscription, crate::subscriptions::PatchSubscription,
+                       crate::subscriptions::Replay, crate::subscriptions::SubscriptionView, crate::subscriptions::PendingView,
+                       crate::subscriptions::LastErrorView, crate::subscriptions::CreatedSubscription,
+                       crate::subscriptions::SubscriptionList, crate::subscriptions::DeliveryView,
+                       crate::subscriptions::DeliveryList)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags((name = "workers"), (name = "otp"), (name = "sagas", description = "Sagas with compensation, the payment webhook, the event outbox"),
          (name = "ledger", description = "Accounts, transfers with receipts, the double-entry ledger"),
          (name = "keys", description = "API keys, their scopes and the audit trail"),
+         (name = "subscriptions", description = "Events pushed out: signed webhooks and Redis streams, in order, replayable"),
          (name = "operations"),
          (name = "console"))
 )]

@@ -3,7 +3,7 @@
 
 use spin_sdk::http::{Params, Request};
 use stepwise_store::{outbox, Db};
-use stepwise_web::{json, json_response, limit, param, query, ApiError, ApiResult, Value};
+use stepwise_web::{json, json_response, limit, param, query, ApiError, ApiResult};
 
 /// `GET /api/events`.
 pub fn list(req: &Request, _: &Params) -> ApiResult {
@@ -16,17 +16,5 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let kind = param(&q, "type").filter(|t| !t.is_empty());
     let db = Db::open()?;
     let (page, next) = outbox::page(&db, after, kind, limit)?;
-    let events: Vec<Value> = page
-        .into_iter()
-        .map(|e| {
-            let subject = if e["subject_kind"] == "transfer" { "receipt_code" } else { "saga_id" };
-            let mut out = json!({ "seq": e["seq"], "type": e["type"], "data": e["data"], "at": e["at"] });
-            out[subject] = e["subject_id"].clone();
-            if !e["definition"].is_null() {
-                out["definition"] = e["definition"].clone();
-            }
-            out
-        })
-        .collect();
-    Ok(json_response(200, &json!({ "events": events, "next_after": next })))
+    Ok(json_response(200, &json!({ "events": page, "next_after": next })))
 }

@@ -39,8 +39,46 @@ async fn read_bounded(resp: IncomingResponse, limit: usize) -> Result<Read, Stri
     Ok((status, body, false))
 }
 
+/// The value of header `name` in `out`.
+fn header<'a>(out: &'a Outbound, name: &str) -> &'a str {
+    out.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+}
+
+/// A Redis stream subscription's delivery: `XADD <stream> <seq>-0 event
+/// <body>` through Spin's outbound Redis. Added is 200; refused as not newer
+/// than the stream's last entry (this event is there already) is 409; any
+/// other Redis error is 500 with its text; no connection is no status.
+/// Spin's Redis calls are synchronous: the host's time-outs bound them.
+fn xadd(out: &Outbound) -> CallResult {
+    use spin_sdk::redis::{Connection, Error, RedisParameter};
+    use stepwise_store::subscriptions::redis_answer;
+    let start = wasi::clocks::monotonic_clock::now();
+    let args = [
+        RedisParameter::Binary(header(out, "stream").as_bytes().to_vec()),
+        RedisParameter::Binary(header(out, "entry-id").as_bytes().to_vec()),
+        RedisParameter::Binary(b"event".to_vec()),
+        RedisParameter::Binary(out.body.clone()),
+    ];
+    let conn = match Connection::open(&out.url) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", serde_json::json!({ "event": "redis_unreachable", "url": out.url, "error": format!("{e:?}") }));
+            return CallResult { status_code: None, body: Vec::new(), timed_out: false, too_large: false, duration_ms: elapsed_ms(start) };
+        }
+    };
+    let (status_code, body) = match conn.execute("XADD", &args) {
+        Ok(_) => (Some(redis_answer::ADDED), Vec::new()),
+        Err(Error::Other(e)) if e.contains("equal or smaller than the target stream top item") => (Some(redis_answer::ALREADY_THERE), e.into_bytes()),
+        Err(e) => (Some(500), format!("{e:?}").into_bytes()),
+    };
+    CallResult { status_code, body, timed_out: false, too_large: false, duration_ms: elapsed_ms(start) }
+}
+
 impl Transport for Http {
     async fn send(&self, out: &Outbound) -> CallResult {
+        if out.method == "XADD" {
+            return xadd(out);
+        }
         let start = wasi::clocks::monotonic_clock::now();
         let method = match out.method {
             "GET" => Method::Get,

@@ -19,7 +19,7 @@ pub enum Scope {
     /// Every GET, `/metrics`, the console's views.
     Read,
     /// `read`, and workers, OTPs, accounts, transfers, starting, rolling back
-    /// and retrying sagas.
+    /// and retrying sagas, event subscriptions.
     Operate,
     /// `operate`, and saga definitions, keys and the audit trail.
     Admin,
@@ -36,6 +36,7 @@ const ACTIONS: &[(&str, Scope)] = &[
     ("accounts.create", Scope::Operate),
     ("accounts.freeze", Scope::Operate),
     ("transfers.create", Scope::Operate),
+    ("subscriptions.manage", Scope::Operate),
     ("definitions.create", Scope::Admin),
     ("keys.manage", Scope::Admin),
     ("audit.read", Scope::Admin),

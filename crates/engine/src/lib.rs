@@ -16,6 +16,7 @@
 //! - [`receipt`]: receipt codes.
 //! - [`ledger`], [`transfer`]: accounts, the double-entry ledger, transfers.
 //! - [`saga`]: saga definitions, templates and the saga machine.
+//! - [`subscription`]: event subscriptions, their delivery and signatures.
 //! - [`retention`]: how long history is kept, and which machines are finished.
 //! - [`time`]: RFC 3339 formatting of engine timestamps.
 
@@ -30,6 +31,7 @@ pub mod policy;
 pub mod receipt;
 pub mod retention;
 pub mod saga;
+pub mod subscription;
 pub mod text;
 pub mod time;
 pub mod transfer;

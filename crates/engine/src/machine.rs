@@ -23,6 +23,8 @@ pub enum Kind {
     Worker,
     /// A saga ([`crate::saga::machine::Saga`]).
     Saga,
+    /// An event subscription ([`crate::subscription::Subscription`]).
+    Subscription,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
         match self {
             Kind::Worker => "worker",
             Kind::Saga => "saga",
+            Kind::Subscription => "subscription",
         }
     }
 
@@ -39,6 +42,7 @@ impl Kind {
         match s {
             "worker" => Some(Kind::Worker),
             "saga" => Some(Kind::Saga),
+            "subscription" => Some(Kind::Subscription),
             _ => None,
         }
     }
@@ -136,7 +140,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in [Kind::Worker, Kind::Saga] {
+        for k in [Kind::Worker, Kind::Saga, Kind::Subscription] {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
         }
         assert_eq!(Kind::parse("nope"), None);

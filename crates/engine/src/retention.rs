@@ -48,11 +48,13 @@ pub fn finished_states(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Worker => &["stopped"],
         Kind::Saga => &["completed", "compensated", "expired"],
+        // A subscription lives until it is deleted, and its row goes then.
+        Kind::Subscription => &[],
     }
 }
 
 /// Every kind of machine, for rules that look at any of them.
-pub const KINDS: [Kind; 2] = [Kind::Worker, Kind::Saga];
+pub const KINDS: [Kind; 3] = [Kind::Worker, Kind::Saga, Kind::Subscription];
 
 #[cfg(test)]
 mod tests {

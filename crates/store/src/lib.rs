@@ -27,6 +27,7 @@ pub mod requests;
 pub mod retention;
 pub mod sagas;
 pub mod stepper;
+pub mod subscriptions;
 pub mod transfers;
 pub mod value;
 pub mod workers;

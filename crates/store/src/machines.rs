@@ -240,9 +240,15 @@ pub fn finished(alias: &str, kind: Option<Kind>) -> (String, Vec<crate::db::Valu
     let mut any = Vec::new();
     for k in stepwise_engine::retention::KINDS.into_iter().filter(|k| kind.is_none_or(|only| only == *k)) {
         let states = stepwise_engine::retention::finished_states(k);
+        if states.is_empty() {
+            continue;
+        }
         params.push(text(k.as_str()));
         params.extend(states.iter().map(|s| text(*s)));
         any.push(format!("({alias}.kind = ? AND {alias}.state IN ({}))", vec!["?"; states.len()].join(", ")));
+    }
+    if any.is_empty() {
+        return ("(1 = 0)".to_string(), params);
     }
     (format!("({})", any.join(" OR ")), params)
 }

@@ -78,7 +78,8 @@ pub fn flush(db: &Db) -> Result<(), StoreError> {
 }
 
 /// Up to `limit` events after `after`, optionally of one type, in `seq`
-/// order, with the `seq` to pass back for the next page.
+/// order, each as the API shows it ([`shown`]), with the `seq` to pass back
+/// for the next page.
 pub fn page(db: &Db, after: i64, kind: Option<&str>, limit: u32) -> Result<(Vec<serde_json::Value>, i64), StoreError> {
     let r = match kind {
         Some(k) => db.exec(
@@ -90,30 +91,71 @@ pub fn page(db: &Db, after: i64, kind: Option<&str>, limit: u32) -> Result<(Vec<
     let mut next = after;
     let mut out = Vec::new();
     for row in r.rows() {
-        let seq: i64 = col(&row, "seq")?;
-        next = seq;
-        let data: &str = col(&row, "data")?;
-        out.push(serde_json::json!({
-            "seq": seq,
-            "type": col::<&str>(&row, "type")?,
-            "subject_kind": col::<&str>(&row, "subject_kind")?,
-            "subject_id": col::<&str>(&row, "subject_id")?,
-            "definition": opt_col::<&str>(&row, "definition"),
-            "data": serde_json::from_str::<serde_json::Value>(data).map_err(|e| StoreError::Corrupt(format!("outbox data: {e}")))?,
-            "at": rfc3339(col(&row, "at")?),
-        }));
+        let event = shown(&row)?;
+        next = col(&row, "seq")?;
+        out.push(event);
     }
     Ok((out, next))
 }
 
+/// One event as the API shows it, or `None` if there is none with `seq`
+/// (it was never written, or purged).
+pub fn get(db: &Db, seq: i64) -> Result<Option<serde_json::Value>, StoreError> {
+    let r = db.exec("SELECT * FROM outbox WHERE seq = ?", &[int(seq)])?;
+    let event = r.rows().next().map(|row| shown(&row)).transpose();
+    event
+}
+
+/// The first event after `after`, of one of `types` (any type when
+/// `None`): its `seq`; and the outbox's last `seq`.
+pub fn next_after(db: &Db, after: i64, types: Option<&[String]>) -> Result<(Option<i64>, i64), StoreError> {
+    let next = match types {
+        None => db.scalar_i64("SELECT min(seq) FROM outbox WHERE seq > ?", &[int(after)])?,
+        Some(types) => {
+            let marks = vec!["?"; types.len()].join(", ");
+            let mut params = vec![int(after)];
+            params.extend(types.iter().map(text));
+            db.scalar_i64(&format!("SELECT min(seq) FROM outbox WHERE seq > ? AND type IN ({marks})"), &params)?
+        }
+    };
+    Ok((next, head(db)?))
+}
+
+/// The outbox's last `seq` (0 when it has never held an event).
+pub fn head(db: &Db) -> Result<i64, StoreError> {
+    Ok(db.scalar_i64("SELECT max(seq) FROM outbox", &[])?.unwrap_or(0))
+}
+
+/// An event row as `GET /api/events` shows it and subscriptions deliver it:
+/// `seq`, `type`, what it is about (`saga_id` with the saga's `definition`,
+/// `receipt_code` for a transfer, `subscription_id`), `data` and `at`.
+fn shown(row: &crate::db::Row<'_>) -> Result<serde_json::Value, StoreError> {
+    let data: &str = col(row, "data")?;
+    let subject = match col::<&str>(row, "subject_kind")? {
+        "transfer" => "receipt_code",
+        "subscription" => "subscription_id",
+        _ => "saga_id",
+    };
+    let mut out = serde_json::json!({
+        "seq": col::<i64>(row, "seq")?,
+        "type": col::<&str>(row, "type")?,
+        "data": serde_json::from_str::<serde_json::Value>(data).map_err(|e| StoreError::Corrupt(format!("outbox data: {e}")))?,
+        "at": rfc3339(col(row, "at")?),
+    });
+    out[subject] = serde_json::Value::from(col::<&str>(row, "subject_id")?);
+    if let Some(d) = opt_col::<&str>(row, "definition") {
+        out["definition"] = serde_json::Value::from(d);
+    }
+    Ok(out)
+}
+
 /// The last `seq` that every consumer of the outbox has consumed: an event
-/// after it is kept, however old. Nothing subscribes to the outbox yet (a
-/// reader of `GET /api/events` keeps its own place and nothing records it),
-/// so every event counts as consumed. This is the seam for subscriptions:
-/// once they are stored, this answers the lowest `seq` they have
-/// acknowledged, and [`purge`] keeps every event after it.
-pub fn consumed_through(_db: &Db) -> Result<i64, StoreError> {
-    Ok(i64::MAX)
+/// after it is kept, however old. A reader of `GET /api/events` keeps its
+/// own place and nothing records it; a subscription that is not disabled
+/// holds every event after its cursor (a disabled one holds nothing: it may
+/// never be resumed).
+pub fn consumed_through(db: &Db) -> Result<i64, StoreError> {
+    Ok(crate::subscriptions::lowest_cursor(db)?.unwrap_or(i64::MAX))
 }
 
 /// Deletes up to `limit` events appended at or before `cutoff`, oldest

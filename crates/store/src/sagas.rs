@@ -298,7 +298,7 @@ impl crate::stepper::Stepped for Saga {
         }
     }
 
-    fn outbound(&self, _db: &Db, cfg: &Config, call: &Call, request_id: &str) -> Result<(Outbound, String), StoreError> {
+    fn outbound(&self, _db: &Db, cfg: &Config, call: &Call, request_id: &str, _now: Millis) -> Result<(Outbound, String), StoreError> {
         let origin = cfg
             .services
             .get(&call.service)

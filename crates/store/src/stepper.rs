@@ -25,6 +25,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use stepwise_engine::machine::{lease_ms, Kind, Machine, Step};
 use stepwise_engine::time::Millis;
 use stepwise_engine::saga::Saga;
+use stepwise_engine::subscription::Subscription;
 use stepwise_engine::worker::Worker;
 
 use crate::db::{Db, StoreError};
@@ -133,11 +134,17 @@ pub struct LogEntry {
 /// The glue between a machine kind and the stepper: how its calls are
 /// logged and sent, how answers are judged, and how its effects are stored.
 pub trait Stepped: Machine + Snapshot {
+    /// Reads what the machine needs from the store before it is polled, in
+    /// the claim's transaction (a subscription's next event); nothing by
+    /// default.
+    fn prepare(&mut self, _db: &Db, _now: Millis) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The request-log fields of `call`.
     fn log_entry(&self, call: &Self::Call) -> LogEntry;
-    /// The request for `call` with `request_id`: what is sent, and the body
-    /// as logged (with secrets masked).
-    fn outbound(&self, db: &Db, cfg: &Config, call: &Self::Call, request_id: &str) -> Result<(Outbound, String), StoreError>;
+    /// The request for `call` with `request_id`, sent at `now`: what is
+    /// sent, and the body as logged (with secrets masked).
+    fn outbound(&self, db: &Db, cfg: &Config, call: &Self::Call, request_id: &str, now: Millis) -> Result<(Outbound, String), StoreError>;
     /// Judges what the call came to.
     fn judge(&self, call: &Self::Call, result: &CallResult) -> Judged<Self::Answer>;
     /// Carries out `effects` in the caller's transaction.
@@ -190,6 +197,7 @@ fn save<M: Stepped>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> R
 
 /// What the claim of one machine (already loaded, lease checked) came to.
 fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+    m.prepare(db, now)?;
     let (call, request_id, outbound, entry) = match m.poll(now) {
         Step::Call(call) => {
             let entry = m.log_entry(&call);
@@ -208,7 +216,7 @@ fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: 
                     created_at: now,
                 },
                 |rid| {
-                    let (out, logged) = m.outbound(db, cfg, &call, &rid.to_string())?;
+                    let (out, logged) = m.outbound(db, cfg, &call, &rid.to_string(), now)?;
                     let url = out.url.clone();
                     prepared = Some(out);
                     Ok(Formatted { url, payload: logged })
@@ -220,7 +228,7 @@ fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: 
         }
         Step::Resend(flight) => {
             let entry = m.log_entry(&flight.call);
-            let (out, _) = m.outbound(db, cfg, &flight.call, &flight.request_id)?;
+            let (out, _) = m.outbound(db, cfg, &flight.call, &flight.request_id, now)?;
             (flight.call, flight.request_id, out, entry)
         }
         Step::Local | Step::Wait(_) | Step::Idle => {
@@ -448,6 +456,7 @@ pub struct Totals {
 enum AnyClaim {
     Worker(Claimed<<Worker as Machine>::Call>),
     Saga(Claimed<<Saga as Machine>::Call>),
+    Subscription(Claimed<<Subscription as Machine>::Call>),
 }
 
 impl AnyClaim {
@@ -455,6 +464,7 @@ impl AnyClaim {
         match self {
             AnyClaim::Worker(c) => &c.outbound,
             AnyClaim::Saga(c) => &c.outbound,
+            AnyClaim::Subscription(c) => &c.outbound,
         }
     }
 }
@@ -515,6 +525,7 @@ fn claim_kind<M: Stepped, C: Clock>(
 fn claim_due<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, due: &[Due], failed: &mut HashSet<Due>, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
     let mut out = claim_kind::<Worker, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Worker)?;
     out.extend(claim_kind::<Saga, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Saga)?);
+    out.extend(claim_kind::<Subscription, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Subscription)?);
     Ok(out)
 }
 
@@ -570,14 +581,17 @@ fn record_kind<M: Stepped, C: Clock>(
 fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: Vec<(AnyClaim, CallResult)>, claim_next: bool, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
     let mut workers = Vec::new();
     let mut sagas = Vec::new();
+    let mut subscriptions = Vec::new();
     for (c, r) in done {
         match c {
             AnyClaim::Worker(c) => workers.push((c, r)),
             AnyClaim::Saga(c) => sagas.push((c, r)),
+            AnyClaim::Subscription(c) => subscriptions.push((c, r)),
         }
     }
     let mut next = record_kind::<Worker, C>(db, cfg, owner, clock, workers, claim_next, totals, AnyClaim::Worker)?;
     next.extend(record_kind::<Saga, C>(db, cfg, owner, clock, sagas, claim_next, totals, AnyClaim::Saga)?);
+    next.extend(record_kind::<Subscription, C>(db, cfg, owner, clock, subscriptions, claim_next, totals, AnyClaim::Subscription)?);
     Ok(next)
 }
 
@@ -602,6 +616,9 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
     let mut next_execute = i64::MIN;
     let mut first = true;
     let mut first_execute = true;
+    // The outbox's head as this tick last saw it (idle subscriptions are
+    // woken when it grows).
+    let mut outbox_head = 0;
     loop {
         let now = clock.now();
         // Accepted transfers: a local step, no call. A full batch means more
@@ -628,6 +645,10 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
         if (first || now < deadline) && active.len() < cfg.concurrency && now >= next_query {
             first = false;
             let room = (cfg.concurrency - active.len()).min(cfg.batch as usize) as u32;
+            if let Err(e) = crate::subscriptions::wake(db, now, &mut outbox_head) {
+                eprintln!("tick: waking subscriptions failed: {e}");
+                totals.errors += 1;
+            }
             let due = machines::due(db, now, room)?;
             for d in &due {
                 if seen.insert(d.clone()) {

@@ -52,7 +52,7 @@ impl crate::stepper::Stepped for Worker {
         }
     }
 
-    fn outbound(&self, db: &Db, cfg: &Config, call: &Call, request_id: &str) -> Result<(Outbound, String), StoreError> {
+    fn outbound(&self, db: &Db, cfg: &Config, call: &Call, request_id: &str, _now: Millis) -> Result<(Outbound, String), StoreError> {
         let otp = match (&call.op, &call.transaction_id) {
             (Operation::Otp, Some(tx)) => crate::otp_queue::otp(db, tx)?,
             _ => None,

@@ -101,7 +101,7 @@ on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_jo
     assert_eq!(ledger::journals_by_ref(&db, &t.receipt_code()).unwrap().len(), 1);
     let (events, _) = outbox::page(&db, 0, Some("transfer.completed"), 10).unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["subject_id"], t.receipt_code());
+    assert_eq!(events[0]["receipt_code"], t.receipt_code());
     assert_eq!(ledger::recent_lines(&db, "ani", 20).unwrap()[0]["credit"], 1000);
     assert_eq!(ledger::audit(&db).unwrap(), Vec::<String>::new());
 });
@@ -197,7 +197,7 @@ on_both!(a_damaged_or_orphaned_transfer_fails_alone_with_its_reason_and_the_rest
     let (failed, _) = outbox::page(&db, 0, Some("transfer.failed"), 10).unwrap();
     let reasons: Vec<(&str, &serde_json::Value)> = failed.iter().map(|e| (e["data"]["reason"].as_str().unwrap(), &e["data"]["amount"])).collect();
     assert_eq!(reasons, [("unreadable", &json!(null)), ("unreadable", &json!(50)), ("account_missing", &json!(30)), ("account_missing", &json!(20))]);
-    assert_eq!(failed[0]["subject_id"], stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(&db).unwrap(), no_amount));
+    assert_eq!(failed[0]["receipt_code"], stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(&db).unwrap(), no_amount));
     // Nothing is left for the next batch.
     assert_eq!(transfers::execute_due(&db, 256, || NOW + 8).unwrap().due, 0);
 });
