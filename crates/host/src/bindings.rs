@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
         "spin:sqlite/sqlite.connection": crate::sqlite::SqliteConnection,
         "fermyon:spin/sqlite.connection": crate::sqlite::SqliteConnection,
         "spin:postgres/postgres.connection": crate::postgres::PgConnection,
+        "fermyon:spin/redis.connection": crate::outbound_redis::RedisConnection,
     },
 });
 

@@ -20,6 +20,7 @@ mod limits;
 mod manifest;
 mod outbound_http;
 mod outbound_pool;
+mod outbound_redis;
 mod postgres;
 mod runner_metrics;
 mod runtime_config;

@@ -20,6 +20,7 @@ capabilities! {
     key_value: crate::key_value::KeyValue,
     sqlite: crate::sqlite::SqliteDatabases,
     variables: crate::variables::Variables,
+    redis: crate::outbound_redis::OutboundRedis,
 }
 
 /// What every instance of one component shares: checked once at start.
