@@ -11,6 +11,7 @@ use std::time::Duration;
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger::{self, account_created};
 use stepwise_e2e::receiver::Receiver;
+use stepwise_e2e::services::Redis;
 use stepwise_e2e::{json, poll_until, Value};
 
 /// The app, allowed to deliver to `receiver`, retrying at once and timing
@@ -276,4 +277,61 @@ fn subscriptions_are_checked_and_only_allowed_destinations_are_accepted() {
     let closed = App::with(app::config());
     let a = closed.api("POST", "/api/subscriptions", Some(json!({ "kind": "webhook", "url": receiver.url("/h"), "types": ["*"] })));
     assert_eq!((a.status, ledger::error_code(&a)), (422, "destination_not_allowed".to_string()), "{}", a.body);
+}
+
+/// A Redis stream's entries: `(id, event JSON)` in stream order.
+fn stream_entries(redis: &Redis, stream: &str) -> Vec<(String, Value)> {
+    let reply = redis.command(&["XRANGE", stream, "-", "+"]);
+    let lines: Vec<&str> = reply.lines().collect();
+    let bulks: Vec<&str> = lines.iter().enumerate().filter(|(_, l)| l.starts_with('$')).filter_map(|(i, _)| lines.get(i + 1).copied()).collect();
+    bulks
+        .chunks(3)
+        .map(|c| {
+            assert_eq!(c.get(1), Some(&"event"), "each entry is one field, event: {c:?}");
+            (c[0].to_string(), serde_json::from_str(c.get(2).copied().unwrap_or_default()).unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn a_redis_stream_holds_each_event_once_in_order_through_a_sigkill_and_a_replay() {
+    let redis = Redis::start();
+    let mut app = App::with(app::config().var("event_destinations", &redis.url()));
+    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "redis_stream", "url": redis.url(), "stream": "stepwise", "types": ["*"] })));
+    assert_eq!(a.status, 201, "{}", a.body);
+    let sub = a.json();
+    assert!(sub.get("secret").is_none(), "a stream has no signing secret: {sub}");
+    let id = sub["id"].as_str().unwrap().to_string();
+    // The events first, the subscription paused: then a run of XADDs to cut.
+    assert_eq!(app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "paused" }))).status, 200);
+    transfers(&app, 3_000, "r");
+    ledger::wait_all_final(&app, Duration::from_secs(120));
+    assert_eq!(app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "active" }))).status, 200);
+    poll_until(Duration::from_secs(60), "XADDs under way", || (redis.command(&["XLEN", "stepwise"]) != ":0").then_some(()));
+    app.runner.kill();
+    let at_kill = redis.command(&["XLEN", "stepwise"]);
+    app.runner.restart();
+    wait_caught_up(&app, &id, Duration::from_secs(120));
+    let events = ledger::events(&app, "");
+    let check = |what: &str| {
+        let entries = stream_entries(&redis, "stepwise");
+        assert_eq!(entries.len(), events.len(), "{what}: each event once");
+        for ((entry_id, body), event) in entries.iter().zip(&events) {
+            assert_eq!(entry_id, &format!("{}-0", event["seq"]), "{what}: the entry id is the seq, in order");
+            assert_eq!(body, event, "{what}: the entry is the event as GET /api/events shows it");
+        }
+    };
+    check("after the SIGKILL");
+    eprintln!("{at_kill} entries at the kill, of {}", events.len());
+    assert!(at_kill != format!(":{}", events.len()), "the kill came mid-run: {at_kill}");
+
+    // A replay sends every event again: Redis refuses each as not newer.
+    let a = app.api("POST", &format!("/api/subscriptions/{id}/replay"), Some(json!({ "from_seq": 1 })));
+    assert_eq!(a.status, 200, "{}", a.body);
+    wait_caught_up(&app, &id, Duration::from_secs(120));
+    check("after the replay");
+    let attempts = app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=10"), None).json();
+    let newest = &attempts["deliveries"][0];
+    assert_eq!((newest["status_code"].as_i64(), newest["result"].as_str()), (Some(409), Some("delivered")), "{attempts}");
+    assert!(newest["response"].as_str().is_some_and(|r| r.contains("equal or smaller")), "{newest}");
 }

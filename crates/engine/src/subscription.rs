@@ -631,8 +631,11 @@ impl Machine for Subscription {
                     self.status = Status::Active;
                     // A fresh start: the disable window counts from the next failure.
                     self.failing_since = None;
-                    if let Next::Deliver { at, .. } = &mut self.next {
-                        *at = now;
+                    match &mut self.next {
+                        Next::Deliver { at, .. } => *at = now,
+                        // Events may have come while it was held: look.
+                        Next::CaughtUp => self.next = Next::Look { since: now },
+                        Next::Look { .. } | Next::Sending { .. } => {}
                     }
                 }
             }

@@ -218,3 +218,14 @@ fn variables_set_the_policy_within_bounds() {
     assert_eq!(DeliveryPolicy::from_variables(timeout("250")).unwrap().timeout_ms, 250);
     assert!(DeliveryPolicy::from_variables(timeout("99")).is_err());
 }
+
+#[test]
+fn a_resumed_subscription_that_was_caught_up_looks_again() {
+    let mut s = webhook();
+    s.on_signal(Signal::Looked { next: None, head: 10 }, T0).unwrap();
+    s.on_signal(Signal::Pause, T0 + 1).unwrap();
+    assert_eq!(s.next_due(), None);
+    s.on_signal(Signal::Resume, T0 + 2).unwrap();
+    assert_eq!(s.next_due(), Some(T0 + 2), "due at once: events may have come while it was paused");
+    assert!(s.wants_look());
+}
