@@ -207,6 +207,27 @@ fn a_receiver_down_past_the_window_disables_the_subscription_and_resume_delivers
     wait_caught_up(&app, &id, Duration::from_secs(60));
     let first = check_received(&app, &id, &receiver.received(), 0);
     assert_eq!(first.len(), 21, "the 20 transfers' events and the subscription.disabled event, in order");
+
+    // /metrics: each attempt counted by result, timed, and no lag left.
+    let attempts = app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=500"), None).json()["deliveries"].as_array().cloned().unwrap_or_default();
+    let failed = attempts.iter().filter(|a| a["result"] == "failed").count() as f64;
+    assert!(failed >= 2.0, "{attempts:?}");
+    let sample = |name: &str, extra: &str| metric_with(&app, name, &[&format!("subscription=\"{id}\""), extra]);
+    assert_eq!(sample("stepwise_deliveries_total", "result=\"delivered\""), Some(21.0));
+    assert_eq!(sample("stepwise_deliveries_total", "result=\"failed\""), Some(failed));
+    assert_eq!(sample("stepwise_delivery_duration_seconds_count", ""), Some(attempts.len() as f64));
+    assert_eq!(sample("stepwise_subscription_lag_events", ""), Some(0.0));
+    assert_eq!(sample("stepwise_subscription_lag_seconds", ""), Some(0.0));
+}
+
+/// The value of the `/metrics` sample of `name` whose labels include each of `labels`.
+fn metric_with(app: &App, name: &str, labels: &[&str]) -> Option<f64> {
+    let m = app.api("GET", "/metrics", None).body;
+    m.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        labels.iter().all(|want| set.split(',').any(|l| l == *want) || want.is_empty()).then(|| value.trim().parse().ok())?
+    })
 }
 
 #[test]

@@ -9,7 +9,8 @@ use prometheus_client::registry::Registry;
 use spin_sdk::http::{Params, Request, Response};
 use stepwise_store::metrics::{self, BUCKETS};
 use stepwise_engine::transfer::Status as TransferStatus;
-use stepwise_store::{otp_queue, retention, sagas, transfers, workers, Db};
+use stepwise_engine::machine::Machine;
+use stepwise_store::{otp_queue, retention, sagas, subscriptions, transfers, workers, Db};
 use stepwise_web::{now_ms, query, ApiError, ApiResult};
 
 type Labels = Vec<(String, String)>;
@@ -55,6 +56,10 @@ fn help(name: &str) -> &'static str {
         "stepwise_transfer_execution_seconds" => "A transfer from its acceptance to its execution, by result",
         "stepwise_tick_transfers" => "Transfers executed by ticks",
         "stepwise_purged_rows" => "Rows purged by the tick past their keeping time, by table",
+        "stepwise_deliveries" => "Event deliveries attempted, by subscription and result (delivered, failed)",
+        "stepwise_delivery_duration_seconds" => "One event delivery attempt's latency, by subscription",
+        "stepwise_subscription_lag_events" => "Outbox events after a subscription's delivered seq, by subscription",
+        "stepwise_subscription_lag_seconds" => "How long the oldest event a subscription has not delivered has waited, by subscription",
         _ => "Stepwise metric",
     }
 }
@@ -185,6 +190,20 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
     s.gauges.push(("stepwise_otp_queue_length".into(), Vec::new(), waiting as f64));
     let age = oldest.map(|t| (now - t).max(0) as f64 / 1e3).unwrap_or(0.0);
     s.gauges.push(("stepwise_otp_oldest_age_seconds".into(), Vec::new(), age));
+    let mut after = None;
+    loop {
+        let (page, next) = subscriptions::list(db, 500, after.as_deref())?;
+        for sub in &page {
+            let (events, seconds) = subscriptions::lag(db, sub, now)?;
+            let labels = vec![("subscription".to_string(), sub.id().to_string())];
+            s.gauges.push(("stepwise_subscription_lag_events".into(), labels.clone(), events as f64));
+            s.gauges.push(("stepwise_subscription_lag_seconds".into(), labels, seconds));
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
     with_zeros(&mut s);
     Ok(s)
 }

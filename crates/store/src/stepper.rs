@@ -149,6 +149,9 @@ pub trait Stepped: Machine + Snapshot {
     fn judge(&self, call: &Self::Call, result: &CallResult) -> Judged<Self::Answer>;
     /// Carries out `effects` in the caller's transaction.
     fn apply(&mut self, db: &Db, effects: Vec<Self::Effect>) -> Result<(), StoreError>;
+    /// Metrics of its own for one recorded call, beside the stepper's
+    /// (`stepwise_steps`, the call and step durations); none by default.
+    fn observe(&self, _metrics: &mut metrics::Batch, _judged: &Judged<Self::Answer>, _r: &CallResult) {}
 }
 
 /// A claimed step of one machine.
@@ -337,6 +340,10 @@ fn record_in<M: Stepped>(
     }
     let mut m = stored.machine;
     let judged = m.judge(&c.call, r);
+    // Written with the transaction's other metrics at its commit (undone
+    // with this machine's savepoint if its record fails).
+    let mut metrics = metrics::Batch::default();
+    m.observe(&mut metrics, &judged, r);
     let body = String::from_utf8_lossy(&r.body);
     let request_id: i64 = c.request_id.parse().map_err(|_| StoreError::Corrupt(format!("request id {:?}", c.request_id)))?;
     match m.on_answer(&c.request_id, judged.answer, now) {
@@ -361,9 +368,6 @@ fn record_in<M: Stepped>(
     let op = c.operation.as_str();
     let kind = M::KIND.as_str();
     let result = judged.response_code.to_ascii_lowercase();
-    // Written with the transaction's other metrics at its commit (undone
-    // with this machine's savepoint if its record fails).
-    let mut metrics = metrics::Batch::default();
     metrics.inc("stepwise_steps", &[("kind", kind), ("operation", op), ("result", &result)], 1);
     let status = status_label(r);
     metrics.observe("stepwise_upstream_call_duration_seconds", &[("kind", kind), ("operation", op), ("status", &status)], r.duration_ms as f64 / 1e3);

@@ -243,6 +243,28 @@ impl crate::stepper::Stepped for Subscription {
     fn apply(&mut self, db: &Db, effects: Vec<Effect>) -> Result<(), StoreError> {
         apply(db, effects, self.updated_at())
     }
+
+    /// `stepwise_deliveries{subscription, result}` and
+    /// `stepwise_delivery_duration_seconds{subscription}`.
+    fn observe(&self, metrics: &mut crate::metrics::Batch, judged: &Judged<Outcome>, r: &CallResult) {
+        metrics.inc(DELIVERIES, &[("subscription", self.id()), ("result", &judged.response_code)], 1);
+        metrics.observe(DELIVERY_SECONDS, &[("subscription", self.id())], r.duration_ms as f64 / 1e3);
+    }
+}
+
+/// Deliveries attempted, by subscription and result (`delivered`, `failed`).
+pub const DELIVERIES: &str = "stepwise_deliveries";
+
+/// One delivery attempt's latency, by subscription.
+pub const DELIVERY_SECONDS: &str = "stepwise_delivery_duration_seconds";
+
+/// How far a subscription is behind: the events after its cursor, and
+/// how long the oldest of them has waited (0 when none), at `now`.
+pub fn lag(db: &Db, s: &Subscription, now: Millis) -> Result<(i64, f64), StoreError> {
+    let head = outbox::head(db)?;
+    let oldest = db.scalar_i64("SELECT at FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1", &[int(s.cursor())])?;
+    let waited = oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1e3);
+    Ok(((head - s.cursor()).max(0), waited))
 }
 
 /// Whether a machine of this kind exists.
