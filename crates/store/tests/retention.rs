@@ -290,6 +290,37 @@ on_both!(the_purge_keeps_nothing_young_and_a_huge_keeping_time_purges_nothing, |
     }
 });
 
+on_both!(no_event_is_purged_before_every_enabled_subscription_has_it, |place: &Place| {
+    use stepwise_engine::machine::Machine;
+    use stepwise_engine::subscription::{DeliveryPolicy, Destination, Signal, Subscription, Types};
+    let db = place.open();
+    let seqs: Vec<i64> = (0..6).map(|_| event(&db, "s-1", OLD)).collect();
+    let new = |id: &str, cursor: i64| {
+        let dest = Destination::parse("webhook", "https://hooks.example.com/in", None).unwrap();
+        Subscription::new(id, dest, Types::parse(vec!["*".into()]).unwrap(), None, "whsec_AAAA".into(), DeliveryPolicy::default(), cursor, NOW)
+    };
+    // One has the first two events, one is paused with the first four; a
+    // disabled one that has none holds nothing (it may never be resumed).
+    let behind = new("sub_behind", seqs[1]);
+    let mut paused = new("sub_paused", seqs[3]);
+    paused.on_signal(Signal::Pause, NOW).unwrap();
+    stepwise_store::subscriptions::save(&db, &behind, None, NOW).unwrap();
+    stepwise_store::subscriptions::save(&db, &paused, None, NOW).unwrap();
+    db.exec(
+        "INSERT INTO machines (kind, id, run, state, due_at, lease_owner, lease_until, snapshot, created_at, updated_at)
+         SELECT kind, 'sub_disabled', run, 'disabled', NULL, NULL, NULL, replace(snapshot, '\"cursor\":' || ?, '\"cursor\":0'), created_at, updated_at
+         FROM machines WHERE id = 'sub_behind'",
+        &[text(seqs[1].to_string())],
+    )
+    .unwrap();
+    assert_eq!(stepwise_store::subscriptions::lowest_cursor(&db).unwrap(), Some(seqs[1]));
+    retention::purge(&db, NOW, KEEP, 1000);
+    assert_eq!(ids(&db, "SELECT seq FROM outbox ORDER BY seq"), seqs[2..].to_vec(), "only what every enabled subscription has is purged");
+    stepwise_store::subscriptions::delete(&db, "sub_behind").unwrap();
+    retention::purge(&db, NOW, KEEP, 1000);
+    assert_eq!(ids(&db, "SELECT seq FROM outbox ORDER BY seq"), seqs[4..].to_vec(), "then up to the paused one's cursor");
+});
+
 /// A connection that keeps every statement it runs, with its parameters.
 struct Recording {
     inner: Native,
