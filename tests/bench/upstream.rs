@@ -7,6 +7,11 @@
 //! without new work; bodies are read by their length. Prints
 //! `listening <port>` once it serves.
 //!
+//! It is also the events benchmark's webhook receiver: `POST /hooks/...`
+//! answers 204 at once and keeps the time from the event's `at` to its
+//! arrival; `GET /hooks/stats` answers `{"count", "latencies_ms"}` (every
+//! arrival's, sorted) and `DELETE /hooks/stats` starts over.
+//!
 //! Usage: `bench-upstream [--latency-ms N]`
 
 use std::collections::HashMap;
@@ -27,16 +32,52 @@ use serde_json::{json, Value};
 struct State {
     answers: Mutex<HashMap<String, Bytes>>,
     next_tx: AtomicU64,
+    /// Per webhook delivery: ms from the event's `at` to its arrival.
+    hooks: Mutex<Vec<i64>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The webhook receiver's routes.
+fn hooks(state: &State, method: &hyper::Method, path: &str, body: &[u8]) -> Option<Response<Full<Bytes>>> {
+    if !path.starts_with("/hooks") {
+        return None;
+    }
+    let mut hooks = state.hooks.lock().unwrap_or_else(|p| p.into_inner());
+    Some(match (method.as_str(), path) {
+        ("GET", "/hooks/stats") => {
+            let mut sorted = hooks.clone();
+            sorted.sort_unstable();
+            answer(200, Bytes::from(json!({ "count": sorted.len(), "latencies_ms": sorted }).to_string()))
+        }
+        ("DELETE", "/hooks/stats") => {
+            hooks.clear();
+            answer(200, Bytes::from_static(b"{}"))
+        }
+        _ => {
+            let at = serde_json::from_slice::<Value>(body).ok().and_then(|e| e["at"].as_str().and_then(stepwise_e2e::timestamp_micros));
+            hooks.push(at.map_or(-1, |us| now_ms() - us / 1000));
+            let mut r = answer(204, Bytes::new());
+            r.headers_mut().remove("content-type");
+            r
+        }
+    })
 }
 
 async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     let idempotency_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from);
     let get = req.method() == hyper::Method::GET;
+    let method = req.method().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(answer(400, Bytes::from_static(b"{\"error\":\"body\"}"))),
     };
+    if let Some(r) = hooks(&state, &method, &path, &body) {
+        return Ok(r);
+    }
     let doc = match serde_json::from_slice::<Value>(&body) {
         Ok(d) => d,
         Err(_) if get || body.is_empty() => Value::Null,
