@@ -158,6 +158,42 @@ fn a_transfer_is_accepted_and_executed_on_spin() {
     assert_clean(&app);
 }
 
+/// Event subscriptions on Spin: the tick (the cron plugin's process)
+/// delivers a transfer's event to a webhook, signed so that the
+/// `standardwebhooks` package verifies it, and to a Redis stream through
+/// Spin's own outbound Redis (two apps: Spin admits one destination origin).
+#[test]
+fn events_reach_a_signed_webhook_and_a_redis_stream_on_spin() {
+    let receiver = stepwise_e2e::receiver::Receiver::start();
+    let app = App::with(app::config_on(SPIN).var("event_destinations", &receiver.origin()));
+    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "webhook", "url": receiver.url("/in"), "types": ["transfer.completed"] })));
+    assert_eq!(a.status, 201, "{}", a.body);
+    receiver.set_secret(a.json()["secret"].as_str().unwrap());
+    ledger::account_created(&app, "bank", "IDR", true);
+    ledger::account_created(&app, "u-ev", "IDR", false);
+    let code = ledger::accepted(&app, "ev-1", &ledger::body("bank", "u-ev", 500, "IDR"))["receipt_code"].as_str().unwrap().to_string();
+    let got = poll_until(Duration::from_secs(60), "the webhook delivery", || receiver.received().into_iter().find(|e| matches!(e["status"].as_u64(), Some(200..=299))));
+    assert_eq!(got["verified"], true, "{got}");
+    let body: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+    assert_eq!((body["type"].as_str(), body["receipt_code"].as_str()), (Some("transfer.completed"), Some(code.as_str())), "{body}");
+    assert_clean(&app);
+
+    let redis = stepwise_e2e::services::Redis::start();
+    let app = App::with(app::config_on(SPIN).var("event_destinations", &redis.url()));
+    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "redis_stream", "url": redis.url(), "stream": "ev", "types": ["*"] })));
+    assert_eq!(a.status, 201, "{}", a.body);
+    ledger::account_created(&app, "bank", "IDR", true);
+    ledger::account_created(&app, "u-ev", "IDR", false);
+    ledger::accepted(&app, "ev-2", &ledger::body("bank", "u-ev", 700, "IDR"));
+    let seq = poll_until(Duration::from_secs(60), "the transfer's event", || ledger::events(&app, "transfer.completed").first().and_then(|e| e["seq"].as_i64()));
+    let entries = poll_until(Duration::from_secs(60), "the stream entry", || {
+        let r = redis.command(&["XRANGE", "ev", "-", "+"]);
+        r.contains(&format!("{seq}-0")).then_some(r)
+    });
+    assert!(entries.contains("\"amount\":700"), "{entries}");
+    assert_clean(&app);
+}
+
 /// The README's commands, as written, from a copy of the project's layout
 /// (both manifests, runtime-config.toml, the built components) on free
 /// ports: the sandbox app and Stepwise both on Spin, the state in `.spin/`

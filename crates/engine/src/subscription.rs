@@ -137,20 +137,22 @@ pub fn allowed_origin(url: &str, allowed: &[String]) -> bool {
 }
 
 /// Reads `event_destinations`: comma-separated origins (`scheme://host[:port]`,
-/// no path), empty for none.
+/// no path). An origin on the reserved `.invalid` domain (RFC 6761: it never
+/// resolves) stands for none: the manifest's default is one, because Spin
+/// refuses an `allowed_outbound_hosts` entry that a variable leaves empty.
 pub fn parse_destinations(list: &str) -> Result<Vec<String>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not an origin: {e}"))?;
-            let bare = matches!(u.path(), "" | "/") && u.query().is_none() && u.fragment().is_none() && u.username().is_empty() && u.password().is_none();
-            if !bare || u.host_str().is_none() || !matches!(u.scheme(), "http" | "https" | "redis") {
-                return Err(format!("{s:?} must be an origin: http(s)://host[:port] or redis://host:port"));
-            }
-            Ok(s.trim_end_matches('/').to_string())
-        })
-        .collect()
+    let mut out = Vec::new();
+    for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not an origin: {e}"))?;
+        let bare = matches!(u.path(), "" | "/") && u.query().is_none() && u.fragment().is_none() && u.username().is_empty() && u.password().is_none();
+        let Some(host) = u.host_str().filter(|_| bare && matches!(u.scheme(), "http" | "https" | "redis")) else {
+            return Err(format!("{s:?} must be an origin: http(s)://host[:port] or redis://host:port"));
+        };
+        if host != "invalid" && !host.ends_with(".invalid") {
+            out.push(s.trim_end_matches('/').to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// The event types a subscription takes: `["*"]` for all, or a list.

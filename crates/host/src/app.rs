@@ -100,12 +100,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             .iter()
             .map(|h| vars.expand(h))
             .collect::<Result<Vec<_>>>()
-            .with_context(|| format!("component `{id}` allowed_outbound_hosts"))?
-            .into_iter()
-            // As Spin: an entry that a variable makes empty admits nothing
-            // (an optional destination left unset), and is not an error.
-            .filter(|h| !matches!(h.as_str(), "" | "http://" | "https://"))
-            .collect::<Vec<_>>();
+            .with_context(|| format!("component `{id}` allowed_outbound_hosts"))?;
         let allowed = Arc::new(AllowedHosts::parse(&hosts).with_context(|| format!("component `{id}`"))?);
         let component_caps = caps.configure_component(&ComponentContext { id, decl, allowed_hosts: &allowed, variables: &vars })?;
         let config = Arc::new(ComponentConfig {

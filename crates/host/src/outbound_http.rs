@@ -351,5 +351,9 @@ mod tests {
         assert!(AllowedHosts::parse(&["http://a*b.com".into()]).is_err());
         assert!(AllowedHosts::parse(&["http://a.com:x".into()]).is_err());
         assert!(AllowedHosts::parse(&["http://a.com/".into()]).is_ok());
+        // An entry is one origin, as Spin reads it: a variable holding a
+        // list is refused, never read as a host with a comma in it.
+        assert!(AllowedHosts::parse(&["https://a.com,redis://b.com:6379".into()]).is_err());
+        assert!(AllowedHosts::parse(&["https://a.com:443,https://b.com:443".into()]).is_err());
     }
 }

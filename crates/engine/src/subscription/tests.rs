@@ -64,6 +64,7 @@ fn destinations_must_be_allowed_and_well_formed() {
 #[test]
 fn event_destinations_are_origins() {
     assert_eq!(parse_destinations("").unwrap(), Vec::<String>::new());
+    assert_eq!(parse_destinations("https://none.invalid").unwrap(), Vec::<String>::new(), "the manifest's default admits none");
     assert_eq!(parse_destinations(" https://a.example.com/ , redis://r:6379").unwrap(), ["https://a.example.com", "redis://r:6379"]);
     for bad in ["https://a.example.com/path", "ftp://a", "a.example.com", "https://u:p@a.example.com"] {
         assert!(parse_destinations(bad).is_err(), "{bad}");
