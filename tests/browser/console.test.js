@@ -10,7 +10,11 @@
 // answer retried with the same Idempotency-Key; refusals with the API's
 // messages), the transfers list's filters and pages, the receipt lookup
 // telling a mistyped code from an unknown one, and the event stream's
-// transfer.completed.
+// transfer.completed; then event subscriptions delivering to a webhook
+// receiver this process runs (harness.js `Receiver`, the origin the app's
+// event_destinations names): a subscription made with the form and its secret
+// shown once, deliveries and the lag, failing deliveries with the receiver's
+// answer, pause and resume, replay, a destination not allowed, delete.
 // The data-testid hooks are the console's contract (components/console/README.md).
 //
 // The tests of this file run in order on one runner and one page: each goes on
@@ -18,7 +22,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { launchBrowser, Runner, screenshot, until } from './harness.js';
+import { launchBrowser, Receiver, Runner, screenshot, until } from './harness.js';
 
 const IDS = ['br-1', 'br-2', 'br-otp'];
 const OTP_BINDING = 'br-otp';
@@ -26,6 +30,7 @@ const RIGHT_OTP = '123456'; // the sandbox's default
 const WRONG_FORMAT_OTP = '12';
 
 let runner;
+let receiver; // the webhook receiver the subscriptions deliver to
 let browser;
 let page;
 const pageErrors = [];
@@ -102,7 +107,9 @@ const TEST = { timeout: 30000 };
 
 describe('operator console', () => {
   before(async () => {
-    runner = await Runner.start();
+    // The receiver first: event_destinations names its origin; retries come at once.
+    receiver = await Receiver.start();
+    runner = await Runner.start({ vars: { event_destinations: receiver.origin, event_retry_ms: '20,40' } });
     browser = await launchBrowser();
     const context = await browser.newContext({
       viewport: { width: 1360, height: 720 },
@@ -129,7 +136,11 @@ describe('operator console', () => {
     try {
       if (browser) await browser.close();
     } finally {
-      if (runner) await runner.stop();
+      try {
+        if (runner) await runner.stop();
+      } finally {
+        if (receiver) await receiver.stop();
+      }
     }
   }, { timeout: 30000 });
 
@@ -975,6 +986,280 @@ describe('operator console', () => {
     await until('page 1 again', async () => (await page.getByTestId('transfer-row').count()) === 50);
   });
 
+
+  // ---------------------------------------------------------- subscriptions
+
+  let subId; // the webhook subscription made with the form
+  const subRow = (id) => page.locator(`[data-testid=subscription-row][data-subscription-id="${id}"]`);
+  const subCell = (id, testId) => subRow(id).getByTestId(testId);
+  const deliveryRows = () => page.getByTestId('subscription-deliveries-tbody').getByTestId('delivery-row');
+
+  /** The subscription as the API shows it. */
+  async function subscription(id) {
+    const a = await runner.api('GET', `/api/subscriptions/${encodeURIComponent(id)}`);
+    assert.equal(a.status, 200, a.text);
+    return a.body;
+  }
+
+  const listedActions = (s) => s.allowed_actions;
+
+  /** `n` transfers of 1 from the bank to bob, straight to the API; each completes with one transfer.completed. */
+  async function smallTransfers(n, tag) {
+    const codes = [];
+    for (let i = 0; i < n; i++) {
+      const a = await runner.fetch('POST', '/api/transfers', { from: BANK, to: BOB, amount: 1, currency: CUR, description: `${tag} ${i}` },
+        { auth: true, headers: { 'idempotency-key': `br-${tag}-${i}` } });
+      assert.equal(a.status, 202, a.text);
+      codes.push(a.body.receipt_code);
+    }
+    return codes;
+  }
+
+  /** Waits until the subscription's row shows lag 0 and the API agrees (caught up, nothing pending); answers the API's view. */
+  async function caughtUp(id, what) {
+    return until(what, async () => {
+      const s = await subscription(id);
+      if (!(s.lag === 0 && !s.pending && s.status === 'active')) return null;
+      if ((await text(subCell(id, 'subscription-lag'))) !== '0') return null;
+      return (await num(subCell(id, 'subscription-delivered-seq'))) === s.delivered_seq ? s : null;
+    });
+  }
+
+  /** Opens the subscriptions list. */
+  async function openSubscriptions() {
+    await page.getByTestId('tab-subscriptions').click();
+    await page.getByTestId('subscriptions-view').waitFor({ state: 'visible' });
+  }
+
+  test('a webhook subscription made with the form shows its secret once; the list shows it without', TEST, async () => {
+    await openSubscriptions();
+    assert.equal(await page.getByTestId('tab-subscriptions').getAttribute('aria-current'), 'page');
+    await waitText(page.getByTestId('subscriptions-empty'), 'No subscriptions yet.', 'no subscriptions yet');
+    assert.equal(await visible(page.getByTestId('subscription-panel')), true, 'the form is beside the list');
+    assert.equal(await visible(page.getByTestId('transfer-panel')), false, "the transfer form is not the subscriptions' panel");
+
+    await page.getByTestId('subscription-form-url').fill(receiver.url('/hooks'));
+    await page.getByTestId('subscription-form-types').fill('');
+    await page.getByTestId('subscription-form-description').fill('the browser tests receiver');
+    await page.getByTestId('subscription-form-submit').click();
+    const box = page.getByTestId('subscription-form-secret');
+    await box.waitFor({ state: 'visible' });
+    const secret = await text(page.getByTestId('subscription-secret-value'));
+    assert.match(secret, /^whsec_[A-Za-z0-9+/=]+$/, 'the Standard Webhooks secret');
+    assert.match(await text(box), /Shown only this time\./, 'marked as shown only this time');
+    const result = page.getByTestId('subscription-form-result');
+    subId = await result.getAttribute('data-subscription-id');
+    assert.match(subId || '', /^sub_[0-9a-f]{16}$/);
+    assert.equal(await text(page.getByTestId('subscription-secret-id')), subId);
+    assert.equal(await text(result), `Created subscription ${subId} (webhook to ${receiver.url('/hooks')}).`);
+    assert.equal(await page.getByTestId('subscription-form-url').inputValue(), '', 'the form is cleared');
+
+    // The list shows it, every type, active, with nothing delivered yet, and never the secret.
+    const row = subRow(subId);
+    await row.waitFor({ state: 'visible' });
+    await waitText(subCell(subId, 'subscription-status'), 'active', 'the new subscription to be active');
+    assert.equal(await text(subCell(subId, 'subscription-kind')), 'webhook');
+    assert.equal(await text(subCell(subId, 'subscription-destination')), receiver.url('/hooks'));
+    assert.equal(await text(subCell(subId, 'subscription-types')), 'all');
+    assert.equal(await text(subCell(subId, 'subscription-lag')), '0', 'made at the head of the outbox');
+    assert.equal(await text(subCell(subId, 'subscription-last-success')), '—');
+    assert.equal(await text(subCell(subId, 'subscription-last-error')), '—');
+    // Offered as the API allows: an active subscription can be paused, replayed and deleted, not resumed.
+    const offered = async () => (await row.locator('button').evaluateAll((bs) => bs.filter((b) => b.checkVisibility()).map((b) => b.textContent))).join(' ');
+    assert.deepEqual(listedActions(await subscription(subId)), ['pause', 'replay', 'delete']);
+    assert.equal(await offered(), 'Pause Delete Replay');
+    const listed = await runner.api('GET', '/api/subscriptions');
+    assert.equal(listed.status, 200, listed.text);
+    assert.ok(!listed.text.includes(secret), 'the API lists it without the secret');
+    assert.ok(!(await page.getByTestId('subscriptions-view').textContent()).includes(secret), 'the list shows no secret');
+
+    // Once dismissed it is nowhere in the page, and its detail does not have it either.
+    await page.getByTestId('subscription-secret-dismiss').click();
+    await box.waitFor({ state: 'hidden' });
+    assert.ok(!(await page.locator('body').textContent()).includes(secret), 'the secret is gone from the page');
+    await row.getByTestId('subscription-link').click();
+    await page.getByTestId('subscription-detail-view').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('subscription-detail-id'), subId, 'the detail');
+    await waitText(page.getByTestId('subscription-detail-fields').locator('[data-field=description]'), 'the browser tests receiver', 'its description');
+    assert.ok(!(await page.locator('body').textContent()).includes(secret), 'the detail holds no secret');
+    assert.equal(await visible(page.getByTestId('subscription-form-secret')), false);
+  });
+
+  test('transfers made produce deliveries and the lag reaches 0', TEST, async () => {
+    await openSubscriptions();
+    const before = receiver.delivered().length;
+    await smallTransfers(3, 'sub-a');
+    const s = await caughtUp(subId, 'the subscription to deliver the three transfers');
+    const got = receiver.delivered().slice(before);
+    assert.equal(got.length, 3, 'three events delivered once each');
+    assert.deepEqual(got.map((r) => r.type), ['transfer.completed', 'transfer.completed', 'transfer.completed']);
+    const seqs = got.map((r) => r.seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'in seq order');
+    assert.equal(seqs.at(-1), s.delivered_seq, 'delivered up to the last');
+    assert.deepEqual(got.map((r) => r.id), seqs.map((q) => `${subId}_${q}`), 'webhook-id is the subscription and the seq');
+    assert.equal(await num(subCell(subId, 'subscription-delivered-seq')), s.delivered_seq);
+    assert.notEqual(await text(subCell(subId, 'subscription-last-success')), '—', 'a last success');
+
+    // The detail lists the attempts: each a 204.
+    await subCell(subId, 'subscription-link').click();
+    await page.getByTestId('subscription-detail-view').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('subscription-deliveries-empty'), 'No failing deliveries.', 'nothing failing');
+    await page.getByTestId('subscription-deliveries-filter').selectOption('all');
+    await until('the three attempts', async () => (await deliveryRows().count()) === 3);
+    const shown = await deliveryRows().evaluateAll((rows) => rows.map((r) => [Number(r.dataset.seq), r.dataset.result]));
+    assert.deepEqual(shown, [...seqs].reverse().map((q) => [q, 'delivered']), 'newest first, delivered');
+    for (const r of await deliveryRows().all()) {
+      assert.equal(await text(r.getByTestId('delivery-status-code')), '204');
+      assert.match(await text(r.getByTestId('delivery-latency')), /^\d+ ms$/);
+    }
+    await waitText(page.getByTestId('subscription-detail-fields').locator('[data-field=lag]'), '0', 'lag 0 in the detail');
+  });
+
+  test('with the receiver failing, the failing deliveries show their status and answer', TEST, async () => {
+    await page.getByTestId('subscription-deliveries-filter').selectOption('failing');
+    receiver.failing = true;
+    let seq;
+    try {
+      const before = receiver.received.length;
+      await smallTransfers(1, 'sub-fail');
+      await until('the receiver to refuse a few attempts', () => receiver.received.slice(before).filter((r) => r.status === 500).length >= 3);
+      seq = receiver.received.slice(before).find((r) => r.status === 500).seq;
+      const failing = page.locator(`[data-testid=delivery-row][data-seq="${seq}"]`);
+      await failing.waitFor({ state: 'visible' });
+      assert.equal(await failing.getAttribute('data-result'), 'failed');
+      assert.equal(await text(failing.getByTestId('delivery-status-code')), '500');
+      assert.equal(await text(failing.getByTestId('delivery-error')), 'status 500');
+      assert.equal(await text(failing.getByTestId('delivery-response')), Receiver.FAILING_ANSWER, "the receiver's answer");
+      await until('its failed attempts to be counted', async () => /^\d+ \(([2-9]|\d\d+) failed\)$/.test(await text(failing.getByTestId('delivery-attempt'))));
+      assert.equal(await deliveryRows().count(), 1, 'one failing event');
+      await waitText(page.getByTestId('subscription-detail-fields').locator('[data-field=last_error]'), new RegExp(`^status 500 \\(seq ${seq}, `), 'the last error in the detail');
+      await screenshot(page, 'console-subscription-failing');
+      // Every attempt: the failed ones are there too, with their answer.
+      await page.getByTestId('subscription-deliveries-filter').selectOption('all');
+      await until('failed attempts among every attempt', async () =>
+        (await page.locator(`[data-testid=delivery-row][data-seq="${seq}"][data-result=failed]`).count()) >= 2);
+      await page.getByTestId('subscription-deliveries-filter').selectOption('failing');
+      await openSubscriptions();
+      await waitText(subCell(subId, 'subscription-last-error'), 'status 500', "the list's last error");
+      assert.ok((await num(subCell(subId, 'subscription-lag'))) >= 1, 'behind while failing');
+    } finally {
+      receiver.failing = false;
+    }
+    // The receiver answers again: it catches up, and the event arrived once with a 2xx.
+    await caughtUp(subId, 'the subscription to catch up once the receiver answers');
+    assert.equal(receiver.deliveredCount(seq), 1);
+    await subCell(subId, 'subscription-link').click();
+    await waitText(page.getByTestId('subscription-deliveries-empty'), 'No failing deliveries.', 'nothing failing any more');
+    assert.equal(await deliveryRows().count(), 0);
+  });
+
+  test('pause then resume from the row', TEST, async () => {
+    await openSubscriptions();
+    const row = subRow(subId);
+    await row.getByTestId('subscription-pause').click();
+    await waitText(page.getByTestId('subscriptions-message'), `Paused ${subId} (now paused).`, 'the pause message');
+    await until('the row to be paused', async () => (await row.getAttribute('data-status')) === 'paused');
+    assert.equal(await text(subCell(subId, 'subscription-status')), 'paused');
+    await until('Resume to be offered', () => row.getByTestId('subscription-resume').isVisible());
+    assert.equal(await visible(row.getByTestId('subscription-pause')), false, 'paused: the API does not allow pause');
+    assert.deepEqual(listedActions(await subscription(subId)), ['resume', 'replay', 'delete']);
+
+    // Paused, it holds the new event back: the lag shows it.
+    const before = receiver.received.length;
+    const [code] = await smallTransfers(1, 'sub-paused');
+    await until('the transfer to complete', async () => (await runner.api('GET', `/api/transfers/${code}`)).body.status === 'completed');
+    await waitText(subCell(subId, 'subscription-lag'), '1', 'one event waiting');
+    assert.equal(receiver.received.length, before, 'nothing is sent while paused');
+
+    await row.getByTestId('subscription-resume').click();
+    await waitText(page.getByTestId('subscriptions-message'), `Resumed ${subId} (now active).`, 'the resume message');
+    const s = await caughtUp(subId, 'the held event to be delivered after resume');
+    assert.equal(receiver.received.length, before + 1);
+    assert.equal(receiver.received.at(-1).seq, s.delivered_seq);
+    await until('Pause to be offered again', () => row.getByTestId('subscription-pause').isVisible());
+    assert.equal(await visible(row.getByTestId('subscription-resume')), false);
+  });
+
+  test('replay from a seq re-sends every event from it (the receiver counts them again)', TEST, async () => {
+    await openSubscriptions();
+    const row = subRow(subId);
+    const msg = page.getByTestId('subscriptions-message');
+    // An empty box is refused here; a seq the API refuses shows its message.
+    await row.getByTestId('subscription-replay').click();
+    await waitText(msg, `Replay ${subId}: enter the seq to replay from.`, 'a seq is asked for');
+    const zero = await runner.api('POST', `/api/subscriptions/${subId}/replay`, { from_seq: 0 });
+    assert.equal(zero.status, 400, zero.text);
+    await row.getByTestId('subscription-replay-from').fill('0');
+    await row.getByTestId('subscription-replay').click();
+    await waitText(msg, `Replay ${subId}: ${zero.body.error.message}`, "the API's 400 message");
+    assert.equal(await msg.getAttribute('data-error-code'), zero.body.error.code);
+
+    const seqs = [...new Set(receiver.delivered().map((r) => r.seq))].sort((a, b) => a - b);
+    const from = seqs[seqs.length - 3]; // the last three events
+    const counts = new Map(seqs.map((q) => [q, receiver.deliveredCount(q)]));
+    const before = receiver.delivered().length;
+    await row.getByTestId('subscription-replay-from').fill(String(from));
+    await row.getByTestId('subscription-replay').click();
+    await waitText(msg, new RegExp(`^Replay of ${subId} from seq ${from} requested \\(now active\\)\\.$`), 'the replay message');
+    assert.equal(await row.getByTestId('subscription-replay-from').inputValue(), '', 'the box is cleared');
+    await until('the three to arrive again', () => receiver.delivered().length >= before + 3);
+    await caughtUp(subId, 'the replay to catch up');
+    const again = receiver.delivered().slice(before);
+    assert.deepEqual(again.map((r) => r.seq), seqs.slice(-3), 'each once more, in order');
+    for (const q of seqs) assert.equal(receiver.deliveredCount(q), counts.get(q) + (q >= from ? 1 : 0), `seq ${q}`);
+    await screenshot(page, 'console-subscriptions');
+  });
+
+  test('a destination not allowed shows the 422 message, a bad type the 400', TEST, async () => {
+    await openSubscriptions();
+    const err = page.getByTestId('subscription-form-error');
+    const elsewhere = { kind: 'webhook', url: 'http://127.0.0.2:9/hooks', types: ['*'] };
+    const refused = await runner.api('POST', '/api/subscriptions', elsewhere);
+    assert.equal(refused.status, 422, refused.text);
+    assert.equal(refused.body.error.code, 'destination_not_allowed');
+    await page.getByTestId('subscription-form-url').fill(elsewhere.url);
+    await page.getByTestId('subscription-form-submit').click();
+    await waitText(err, refused.body.error.message, "the API's 422 message");
+    assert.equal(await err.getAttribute('data-error-code'), 'destination_not_allowed');
+    assert.equal(await visible(page.getByTestId('subscription-form-secret')), false, 'no secret');
+    assert.equal(await page.getByTestId('subscription-form-url').inputValue(), elsewhere.url, 'the form is kept');
+
+    const badType = { kind: 'webhook', url: receiver.url('/hooks'), types: ['Bad Type'] };
+    const bad = await runner.api('POST', '/api/subscriptions', badType);
+    assert.equal(bad.status, 400, bad.text);
+    await page.getByTestId('subscription-form-url').fill(badType.url);
+    await page.getByTestId('subscription-form-types').fill('Bad Type');
+    await page.getByTestId('subscription-form-submit').click();
+    await waitText(err, bad.body.error.message, "the API's 400 message");
+    await page.getByTestId('subscription-form-url').fill('');
+    await page.getByTestId('subscription-form-types').fill('');
+    assert.equal((await runner.api('GET', '/api/subscriptions')).body.subscriptions.length, 1, 'nothing was made');
+  });
+
+  test('delete asks first, then the subscription is gone', TEST, async () => {
+    const made = await runner.api('POST', '/api/subscriptions', { kind: 'webhook', url: receiver.url('/other'), types: ['transfer.failed'], description: 'to delete' });
+    assert.equal(made.status, 201, made.text);
+    const id = made.body.id;
+    await openSubscriptions();
+    const row = subRow(id);
+    await row.waitFor({ state: 'visible' });
+    assert.equal(await text(subCell(id, 'subscription-types')), 'transfer.failed');
+
+    let dialog = null;
+    page.once('dialog', (d) => { dialog = d.message(); d.dismiss(); });
+    await row.getByTestId('subscription-delete').click();
+    await until('the confirm dialog', () => dialog !== null);
+    assert.match(dialog, new RegExp(`Delete subscription ${id}\\?`));
+    assert.equal((await runner.api('GET', `/api/subscriptions/${id}`)).status, 200, 'dismissed: still there');
+
+    page.once('dialog', (d) => d.accept());
+    await row.getByTestId('subscription-delete').click();
+    await waitText(page.getByTestId('subscriptions-message'), `Deleted ${id}.`, 'the delete message');
+    await until('the row to go', async () => (await row.count()) === 0);
+    assert.equal((await runner.api('GET', `/api/subscriptions/${id}`)).status, 404);
+    await subRow(subId).waitFor({ state: 'visible' });
+  });
+
   test('a read key sees every view and is offered no control that would change state', TEST, async () => {
     const created = await runner.api('POST', '/api/keys', { name: 'viewer', scope: 'read' });
     assert.equal(created.status, 201, created.text);
@@ -1018,7 +1303,21 @@ describe('operator console', () => {
     await page.getByTestId('transfers-view').waitFor({ state: 'visible' });
     await page.getByTestId('transfer-row').first().waitFor({ state: 'visible' });
     await controls('the transfers list');
-    for (const id of ['start-submit', 'account-form-submit', 'transfer-form-submit', 'stop-all', 'bulk-stop', 'saga-rollback']) {
+    await page.getByTestId('tab-subscriptions').click();
+    await page.getByTestId('subscriptions-view').waitFor({ state: 'visible' });
+    await page.getByTestId('subscription-row').first().waitFor({ state: 'visible' });
+    await waitText(page.locator(`[data-testid=subscription-row][data-subscription-id="${subId}"]`).getByTestId('subscription-status'), 'active', 'the subscription as a read key sees it');
+    await controls('the subscriptions list');
+    assert.equal(await visible(page.getByTestId('subscription-panel')), false, 'no form to subscribe');
+    await page.getByTestId('subscription-link').first().click();
+    await page.getByTestId('subscription-detail-view').waitFor({ state: 'visible' });
+    await waitText(page.getByTestId('subscription-detail-id'), subId, 'a subscription as a read key sees it');
+    await page.getByTestId('subscription-deliveries-filter').selectOption('all');
+    await page.getByTestId('delivery-row').first().waitFor({ state: 'visible' });
+    await controls('a subscription');
+    for (const id of ['start-submit', 'account-form-submit', 'transfer-form-submit', 'stop-all', 'bulk-stop', 'saga-rollback',
+      'subscription-form-submit', 'subscription-pause', 'subscription-resume', 'subscription-replay', 'subscription-delete',
+      'subscription-detail-pause', 'subscription-detail-replay', 'subscription-detail-delete']) {
       assert.equal(await visible(page.getByTestId(id)), false, `${id} is not offered`);
     }
     // Back to the admin token for the tests that follow.

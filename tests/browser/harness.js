@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -157,9 +158,10 @@ export class Runner {
 
   /**
    * Starts the sandbox, then Stepwise with the API token `token`, ticking
-   * every TICK_MS, every service pointed at the sandbox.
+   * every TICK_MS, every service pointed at the sandbox; `vars` are more of
+   * the app's variables (`{event_destinations: ...}`, as SPIN_VARIABLE_*).
    */
-  static async start({ token = `browser-${randomBytes(12).toString('hex')}`, timeout = 120000 } = {}) {
+  static async start({ token = `browser-${randomBytes(12).toString('hex')}`, timeout = 120000, vars = {} } = {}) {
     if (!existsSync(RUNNER)) {
       throw new Error(`${RUNNER} is missing: build first with scripts/build (scripts/test does it for you)`);
     }
@@ -178,6 +180,7 @@ export class Runner {
       });
       const env = { SPIN_VARIABLE_API_TOKEN: token, SPIN_VARIABLE_MIDTRANS_SERVER_KEY: midtransKey, STEPWISE_LOG: 'info' };
       for (const s of SERVICE_URLS) env[`SPIN_VARIABLE_${s}_URL`] = sandbox.origin;
+      for (const [name, value] of Object.entries(vars)) env[`SPIN_VARIABLE_${name.toUpperCase()}`] = value;
       const logPath = join(stateDir, 'runner.log');
       const app = await spawnApp({
         manifest: 'spin.toml',
@@ -252,6 +255,79 @@ export class Runner {
       clearTimeout(t);
     }
     await rm(this.stateDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A webhook receiver: a plain HTTP server on a free port of 127.0.0.1, in
+ * this process (a peer of the app, as a subscriber's endpoint would be). It
+ * answers every POST 204, or 500 with FAILING_ANSWER while `failing` is set,
+ * and keeps what it got: `{id, seq, type, status}` per request, in order.
+ */
+export class Receiver {
+  static FAILING_ANSWER = 'receiver failing on purpose: try later';
+
+  constructor(server) {
+    this.server = server;
+    this.failing = false;
+    /** Every request, in the order they came. */
+    this.received = [];
+  }
+
+  static async start() {
+    const receiver = new Receiver(null);
+    const server = createHttpServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        let event = null;
+        try { event = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { event = null; }
+        const status = receiver.failing ? 500 : 204;
+        receiver.received.push({
+          id: req.headers['webhook-id'] || null,
+          seq: event && typeof event.seq === 'number' ? event.seq : null,
+          type: event && event.type,
+          path: req.url,
+          status,
+        });
+        if (status === 500) {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(Receiver.FAILING_ANSWER);
+        } else {
+          res.writeHead(204);
+          res.end();
+        }
+      });
+    });
+    await new Promise((r, j) => { server.once('error', j); server.listen(0, '127.0.0.1', r); });
+    receiver.server = server;
+    return receiver;
+  }
+
+  /** `http://127.0.0.1:PORT`: what event_destinations names. */
+  get origin() {
+    return `http://127.0.0.1:${this.server.address().port}`;
+  }
+
+  url(path) {
+    return `${this.origin}${path}`;
+  }
+
+  /** The requests answered 2xx. */
+  delivered() {
+    return this.received.filter((r) => r.status < 300);
+  }
+
+  /** How many times `seq` was delivered with a 2xx. */
+  deliveredCount(seq) {
+    return this.delivered().filter((r) => r.seq === seq).length;
+  }
+
+  stop() {
+    return new Promise((r) => {
+      this.server.closeAllConnections?.();
+      this.server.close(() => r());
+    });
   }
 }
 

@@ -9,6 +9,7 @@
 
 import { accountsModule } from './accounts.js';
 import { transfersModule } from './transfers.js';
+import { subscriptionsModule } from './subscriptions.js';
 
 (() => {
   const TOKEN_KEY = 'stepwise.api_token';
@@ -1584,12 +1585,12 @@ import { transfersModule } from './transfers.js';
 
   // -------------------------------------------------------------- session
 
-  /** What the view modules (accounts.js, transfers.js) use of this file. */
+  /** What the view modules (accounts.js, transfers.js, subscriptions.js) use of this file. */
   const kit = {
     PAGE_SIZE, $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv,
     fmtClock, fmtNum, dash, turnPage, renderPagerOf, pageRange, currentCursor, showView, gotoForm, decodeHashPart,
   };
-  const modules = [accountsModule(kit), transfersModule(kit)];
+  const modules = [accountsModule(kit), transfersModule(kit), subscriptionsModule(kit)];
   for (const mod of modules) Object.assign(VIEWS, mod.views);
 
   const pollers = {

@@ -2,7 +2,7 @@
 //! (files under `assets/`, embedded at build time, no build step, nothing
 //! fetched from outside), served at `/` and `/console/...` by the catch-all
 //! route `/...`; app.js is an ES module that imports accounts.js,
-//! transfers.js and money.js from the same directory. The more specific
+//! transfers.js, subscriptions.js and money.js from the same directory. The more specific
 //! routes (`/api/...`, `/v1/transactions/...`, `/sandbox/...`) keep winning
 //! over it.
 //!
@@ -43,10 +43,11 @@ macro_rules! asset {
 static INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
 static CSS: Asset = asset!("app.css", "text/css; charset=utf-8");
 static JS: Asset = asset!("app.js", "application/javascript; charset=utf-8");
-// The ES modules app.js imports (the Accounts and Transfers views, money formatting).
+// The ES modules app.js imports (the Accounts, Transfers and Subscriptions views, money formatting).
 static ACCOUNTS_JS: Asset = asset!("accounts.js", "application/javascript; charset=utf-8");
 static TRANSFERS_JS: Asset = asset!("transfers.js", "application/javascript; charset=utf-8");
 static MONEY_JS: Asset = asset!("money.js", "application/javascript; charset=utf-8");
+static SUBSCRIPTIONS_JS: Asset = asset!("subscriptions.js", "application/javascript; charset=utf-8");
 
 /// The page may only load its own assets and talk to its own origin.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -61,6 +62,7 @@ fn lookup(path: &str) -> Option<&'static Asset> {
         "/console/accounts.js" => Some(&ACCOUNTS_JS),
         "/console/transfers.js" => Some(&TRANSFERS_JS),
         "/console/money.js" => Some(&MONEY_JS),
+        "/console/subscriptions.js" => Some(&SUBSCRIPTIONS_JS),
         _ => None,
     }
 }
@@ -147,6 +149,7 @@ mod tests {
         assert!(std::ptr::eq(lookup("/console/accounts.js").unwrap(), &ACCOUNTS_JS));
         assert!(std::ptr::eq(lookup("/console/transfers.js").unwrap(), &TRANSFERS_JS));
         assert!(std::ptr::eq(lookup("/console/money.js").unwrap(), &MONEY_JS));
+        assert!(std::ptr::eq(lookup("/console/subscriptions.js").unwrap(), &SUBSCRIPTIONS_JS));
         assert!(lookup("/console/nope.js").is_none());
         assert!(lookup("/metrics").is_none());
     }
