@@ -30,6 +30,9 @@ rng = random.Random(1)
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body
+    # waits for the client's delayed ACK (40 ms) on every answer with one.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
