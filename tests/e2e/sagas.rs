@@ -461,6 +461,14 @@ fn a_runner_killed_during_a_saga_call_finishes_it_after_restart_with_no_effect_a
     for (key, n) in effects.as_object().unwrap() {
         assert_eq!(n, 1, "{key} applied once");
     }
+    // Counted per business object, not per key: a resend under a new key
+    // would reserve twice.
+    let objects = services.objects();
+    let reservations: Vec<(&String, &Value)> = objects.as_object().unwrap().iter().filter(|(o, _)| o.starts_with("/v1/reservations|")).collect();
+    assert_eq!(reservations.len(), 1, "one reservation: {objects}");
+    for (object, n) in objects.as_object().unwrap() {
+        assert_eq!(n, 1, "{object} applied once: {objects}");
+    }
 }
 
 /// The app beside a sandbox app serving every saga service (the default test configuration).

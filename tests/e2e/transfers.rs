@@ -427,7 +427,9 @@ fn sigkill_with_300_transfers_accepted_and_not_executed_then_restart_completes_e
 fn sigkill_while_the_tick_executes_a_backlog_then_restart_completes_each_exactly_once() {
     let mut app = app_without_tick();
     accounts_for_the_bank(&app);
-    let accepted = accept_from_the_bank(&app, 2_000);
+    // 6,000: executed at about 17,000/s, the backlog lasts a third of a
+    // second, well past the moment the first completion is seen.
+    let accepted = accept_from_the_bank(&app, 6_000);
     app.runner.kill();
     // The tick starts on the backlog; killed as soon as the first has completed.
     app.restart_with(app::config());
@@ -437,7 +439,12 @@ fn sigkill_while_the_tick_executes_a_backlog_then_restart_completes_each_exactly
         (!a.json()["transfers"].as_array().unwrap().is_empty()).then_some(())
     });
     app.runner.kill();
-    eprintln!("killed {:?} after the restart", t0.elapsed());
+    // Read from the database itself, with no runner: the kill came mid-batch
+    // work, with transfers executed and transfers still to execute.
+    let processing = app.scalar("SELECT count(*) FROM transfers WHERE status = 'processing'");
+    let completed = app.scalar("SELECT count(*) FROM transfers WHERE status = 'completed'");
+    eprintln!("killed {:?} after the restart: {completed} completed, {processing} processing", t0.elapsed());
+    assert!(completed > 0 && processing > 0, "the kill must land while the backlog executes: {completed} completed, {processing} processing");
     app.runner.restart();
     check_all_completed_once(&app, &accepted);
 }

@@ -106,3 +106,30 @@ fn a_300_mb_answer_fails_one_worker_and_the_others_keep_going_with_the_runner_s_
     let grown_kib = app.runner.proc_status_kb("VmHWM").saturating_sub(peak_before);
     assert!(grown_kib < 64 * 1024, "the runner's peak memory grew by {grown_kib} KiB for a 300 MB answer");
 }
+
+/// The upstream errors a worker records, each from a real cause: a 200 whose
+/// body is not JSON (`invalid_body`), a start answered after the time-out
+/// (`timeout`), and no server at the upstream's origin (`unreachable`).
+#[test]
+fn upstream_errors_are_recorded_as_invalid_body_timeout_and_unreachable() {
+    let up = PlainUpstream::start();
+    let app = App::with(app::config().var("upstream_url", &up.origin()));
+    app.start_workers(&["garbage-1"], json!({ "max_iterations": 1 }));
+    let w = app.wait_stopped("garbage-1");
+    assert_eq!(w["last_result"]["reason"], "upstream_error:invalid_body", "{w}");
+    assert_eq!(w["failures"], 1, "{w}");
+
+    let slow = App::with(app::config().var("upstream_timeout_ms", "300"));
+    slow.script("b-slow", json!({ "outcomes": ["slow:2000"] }));
+    slow.start_workers(&["b-slow"], json!({ "max_iterations": 1 }));
+    let w = slow.wait_stopped("b-slow");
+    assert_eq!(w["last_result"]["reason"], "upstream_error:timeout", "{w}");
+
+    let closed = format!("http://127.0.0.1:{}", stepwise_e2e::free_port());
+    let nowhere = App::with(app::config().var("upstream_url", &closed));
+    nowhere.start_workers(&["b-none"], json!({ "max_iterations": 1 }));
+    let w = nowhere.wait_stopped("b-none");
+    assert_eq!(w["last_result"]["reason"], "upstream_error:unreachable", "{w}");
+    let log = nowhere.request_log("b-none");
+    assert_eq!((log.len(), log[0]["status_code"].is_null()), (1, true), "{log:?}");
+}

@@ -44,6 +44,60 @@ fn otp_timeout_stops_that_transaction_upstream_and_counts_a_failure() {
     assert_eq!(app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": "123456" }))).status, 404);
 }
 
+/// A paused worker makes no upstream call: an OTP submitted while it is
+/// paused is accepted once (a second submit is 409 `already_submitted`,
+/// deterministically, since nothing sends it meanwhile) and sent after
+/// resume.
+#[test]
+fn a_paused_workers_otp_is_accepted_once_and_sent_after_resume() {
+    let app = App::start();
+    let otp = "4711";
+    app.script("b-pz", json!({ "outcomes": ["otp"], "otp": otp }));
+    app.start_workers(&["b-pz"], json!({ "max_iterations": 1 }));
+    let w = app.wait_worker("b-pz", "awaiting its OTP", |w| w["phase"] == "awaiting_otp");
+    let tx = w["current_transaction"]["id"].as_str().or(w["current_transaction"]["transaction_id"].as_str()).map(str::to_string)
+        .unwrap_or_else(|| panic!("the open transaction: {w}"));
+    assert_eq!(app.api("POST", "/api/workers/b-pz/pause", None).status, 202);
+    app.wait_worker("b-pz", "paused", |w| w["state"] == "paused");
+    let a = app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": otp })));
+    assert_eq!(a.status, 202, "{}", a.body);
+    let again = app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": otp })));
+    assert_eq!((again.status, again.json()["error"]["code"].as_str()), (409, Some("already_submitted")), "{}", again.body);
+    // Ticks go by: nothing is sent while it is paused.
+    app.wait_ticks(5);
+    assert!(app.calls_of("b-pz", "otp").is_empty(), "a paused worker sends no OTP");
+    assert_eq!(app.api("POST", "/api/workers/b-pz/resume", None).status, 202);
+    let w = app.wait_stopped("b-pz");
+    assert_eq!(w["successes"], 1, "{w}");
+    let sent = app.calls_of("b-pz", "otp");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["otp_ok"], true);
+}
+
+/// An OTP submitted after its wait ran out is refused with 404
+/// `otp_expired` (the worker is paused, so the tick has not yet closed the
+/// transaction: the wait is there, and over).
+#[test]
+fn an_otp_after_its_wait_ran_out_answers_otp_expired() {
+    let app = App::start();
+    app.script("b-exp", json!({ "outcomes": ["otp"] }));
+    app.start_workers(&["b-exp"], json!({ "max_iterations": 1, "otp_timeout_ms": 400 }));
+    let item = poll_until(Duration::from_secs(30), "the OTP item", || {
+        app.api("GET", "/api/otp", None).json()["items"].as_array().and_then(|i| i.first().cloned())
+    });
+    let tx = item["transaction_id"].as_str().unwrap().to_string();
+    assert_eq!(app.api("POST", "/api/workers/b-exp/pause", None).status, 202);
+    app.wait_worker("b-exp", "paused", |w| w["state"] == "paused");
+    let expires_ms = stepwise_e2e::timestamp_micros(item["expires_at"].as_str().unwrap()).unwrap() / 1000;
+    poll_until(Duration::from_secs(10), "the wait to run out", || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        (now > expires_ms).then_some(())
+    });
+    assert_eq!(app.worker("b-exp")["phase"], "awaiting_otp", "paused, the transaction is still open");
+    let a = app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": "123456" })));
+    assert_eq!((a.status, a.json()["error"]["code"].as_str()), (404, Some("otp_expired")), "{}", a.body);
+}
+
 #[test]
 fn processing_without_otp_is_polled_to_success() {
     let app = App::start();
@@ -96,26 +150,36 @@ fn pause_makes_no_upstream_calls_until_resume() {
 fn consecutive_failures_back_off_and_end_in_too_many_failures() {
     let app = App::start();
     app.script("b-fail", json!({ "then": "error:503" }));
-    app.start_workers(&["b-fail"], json!({ "cooldown_ms": 100, "max_cooldown_ms": 1000, "max_consecutive_failures": 3 }));
+    app.start_workers(&["b-fail"], json!({ "cooldown_ms": 300, "max_cooldown_ms": 1000, "max_consecutive_failures": 5 }));
     let w = app.wait_stopped("b-fail");
     assert_eq!(w["stop_reason"], "too_many_failures");
-    assert_eq!((w["failures"].as_u64(), w["consecutive_failures"].as_u64()), (Some(3), Some(3)));
+    assert_eq!((w["failures"].as_u64(), w["consecutive_failures"].as_u64()), (Some(5), Some(5)));
     assert_eq!(w["last_result"]["reason"], "upstream_error:503");
 
     let mut log = app.request_log("b-fail");
     log.reverse();
-    assert_eq!(log.len(), 3);
+    assert_eq!(log.len(), 5);
     let attempts: Vec<i64> = log.iter().map(|r| r["attempt_number"].as_i64().unwrap()).collect();
-    assert_eq!(attempts, vec![1, 2, 3], "each retry is a new row with attempt_number + 1");
+    assert_eq!(attempts, vec![1, 2, 3, 4, 5], "each retry is a new row with attempt_number + 1");
     let latest: Vec<bool> = log.iter().map(|r| r["is_latest"].as_bool().unwrap()).collect();
-    assert_eq!(latest, vec![false, false, true], "is_latest moved to the newest attempt");
-    assert_eq!(ids(&log).iter().collect::<HashSet<_>>().len(), 3, "each retry a new request id");
+    assert_eq!(latest, vec![false, false, false, false, true], "is_latest moved to the newest attempt");
+    assert_eq!(ids(&log).iter().collect::<HashSet<_>>().len(), 5, "each retry a new request id");
     assert!(log.iter().all(|r| r["status_code"] == 503 && r["is_success"] == false));
 
     let starts = app.calls_of("b-fail", "start");
     let at: Vec<i64> = starts.iter().map(|c| c["received_at_ms"].as_i64().unwrap()).collect();
-    assert!(at[1] - at[0] >= 100, "first cool-down is cooldown_ms: {at:?}");
-    assert!(at[2] - at[1] >= 200, "then doubled: {at:?}");
+    let gaps: Vec<i64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // cooldown_ms * 2^(n-1) after the n-th failure, capped at max_cooldown_ms:
+    // 300, 600, then 1000 twice (1200 and 2400 uncapped). Each gap is the
+    // cool-down plus the tick's lag, so it is bounded below by the cool-down
+    // and above by the next value a wrong rule would give: a constant
+    // cool-down fails the second gap, one always at the cap the first, one
+    // never capped the third.
+    assert_eq!(gaps.len(), 4, "{at:?}");
+    assert!((300..600).contains(&gaps[0]), "first cool-down is cooldown_ms: {gaps:?}");
+    assert!((600..1000).contains(&gaps[1]), "then doubled: {gaps:?}");
+    assert!((1000..1200).contains(&gaps[2]), "then capped at max_cooldown_ms, not 1200: {gaps:?}");
+    assert!((1000..2000).contains(&gaps[3]), "and stays there, not 2400: {gaps:?}");
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! slow (a second call with the same key waits for the first's answer);
 //! `POST /pay/{order_id}` marks an order paid (or sets what its status
 //! answers: `{"transaction_status", "fraud_status", "gross_amount"}`).
-//! `GET /calls` also counts every arrival per idempotency key.
+//! `GET /calls` also counts every arrival per idempotency key, and every
+//! successful POST per business object (the path and the id its body names).
 
 use std::process::Child;
 use std::time::Duration;
@@ -28,7 +29,17 @@ answers = {}
 orders = {}
 amounts = {}
 effects = {}
+objects = {}
 arrivals = {}
+
+def business(path, b):
+    # What a call acts on, whatever its key: the path and the business id
+    # its body names (a reservation's transaction, a payment's order, a
+    # wallet reference).
+    b = b if isinstance(b, dict) else {}
+    details = b.get("transaction_details") if isinstance(b.get("transaction_details"), dict) else {}
+    ident = b.get("transaction_id") or b.get("order_id") or b.get("reference") or details.get("order_id") or ""
+    return path + "|" + str(ident)
 fails = []
 delays = []
 pending = {}
@@ -59,7 +70,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/calls":
             with lock:
-                return self.answer(200, {"calls": list(calls), "effects": dict(effects), "arrivals": dict(arrivals)})
+                return self.answer(200, {"calls": list(calls), "effects": dict(effects), "objects": dict(objects), "arrivals": dict(arrivals)})
         self.serve("GET", None)
 
     def do_PUT(self):
@@ -114,6 +125,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 answers[key] = (status, doc)
                 if 200 <= status < 300:
                     effects[key] = effects.get(key, 0) + 1
+            if method == "POST" and 200 <= status < 300:
+                o = business(self.path, b)
+                objects[o] = objects.get(o, 0) + 1
             if key:
                 pending.pop(key, None)
             done.set()
@@ -210,6 +224,13 @@ impl PlainServices {
     pub fn calls(&self) -> (Vec<Value>, Value) {
         let a = request("GET", &format!("{}/calls", self.origin()), &[], None).expect("GET /calls").json();
         (a["calls"].as_array().cloned().unwrap_or_default(), a["effects"].clone())
+    }
+
+    /// Successful POSTs per business object (the path and the id its body
+    /// names), whatever their idempotency key: a resend under a new key
+    /// counts twice here.
+    pub fn objects(&self) -> Value {
+        request("GET", &format!("{}/calls", self.origin()), &[], None).expect("GET /calls").json()["objects"].clone()
     }
 
     /// How many requests arrived per idempotency key (every arrival, a

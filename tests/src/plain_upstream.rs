@@ -4,8 +4,9 @@
 //! (a chunked body arrives empty and is answered 400). Bindings whose id
 //! starts with `otp-` ask for an OTP (`123456`) on start; every other start
 //! succeeds, but a start for a binding whose id starts with `huge-` is
-//! answered with a 300 MB body. A repeated `request_id` is answered again
-//! without new work.
+//! answered with a 300 MB body, and one for a binding whose id starts with
+//! `garbage-` with a 200 whose body is not JSON. A repeated `request_id` is
+//! answered again without new work.
 //! `GET /calls` lists what it received, each call with the number of the TCP
 //! connection it came on (1, 2, ... in the order they were accepted).
 
@@ -70,6 +71,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             parts = self.path.strip("/").split("/")
             if parts[-1] == "start" and body.get("binding_id", "").startswith("huge-"):
                 huge = True
+            elif parts[-1] == "start" and body.get("binding_id", "").startswith("garbage-"):
+                page = b"<html><body>502 Bad Gateway</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
             elif parts[-1] == "start":
                 binding = body.get("binding_id", "")
                 tx = {"id": "P%d" % (len(transactions) + 1), "binding_id": binding, "status": "SUKSES",
