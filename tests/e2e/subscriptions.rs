@@ -297,6 +297,10 @@ fn subscriptions_are_checked_and_only_allowed_destinations_are_accepted() {
     });
     assert_eq!((s["delivered"].as_u64(), s["lag"].as_i64()), (Some(0), Some(0)), "{s}");
     assert!(receiver.received().is_empty());
+    // A replay goes back, never past an event not yet delivered.
+    let ahead = app.api("POST", &format!("/api/subscriptions/{id}/replay"), Some(json!({ "from_seq": head + 2 })));
+    assert_eq!(ahead.status, 400, "{}", ahead.body);
+    assert_eq!(app.api("GET", &format!("/api/subscriptions/{id}"), None).json()["delivered_seq"], head, "nothing skipped");
     // Pause, types, delete.
     let paused = app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "paused", "types": ["*"] })));
     assert_eq!(paused.status, 200, "{}", paused.body);

@@ -49,7 +49,8 @@ pub struct PatchSubscription {
 #[serde(deny_unknown_fields)]
 pub struct Replay {
     /// The first event to send again: it and every later one of the
-    /// subscription's types go out again, with the same bodies and ids.
+    /// subscription's types go out again, with the same bodies and ids. At
+    /// most `delivered_seq + 1`: a replay never skips an undelivered event.
     from_seq: i64,
 }
 

@@ -651,6 +651,12 @@ impl Machine for Subscription {
                 if from_seq < 1 {
                     return Err(FieldError::new("from_seq", "must be 1 or more").into());
                 }
+                // A replay sends again what was sent; a later start would
+                // pass over events not yet delivered.
+                if from_seq > self.cursor.saturating_add(1) {
+                    let last = self.cursor.saturating_add(1);
+                    return Err(FieldError::new("from_seq", format!("must be at most {last}: a replay never passes over an event not yet delivered")).into());
+                }
                 if self.delivery_in_flight().is_some() {
                     return Err(Error::Conflict("a delivery is in flight: replay once it is answered".into()));
                 }

@@ -189,6 +189,19 @@ fn pause_holds_deliveries_and_replay_goes_back() {
 }
 
 #[test]
+fn a_replay_never_passes_over_an_undelivered_event() {
+    let mut s = webhook();
+    assert_eq!(s.cursor(), 10);
+    let e = s.on_signal(Signal::Replay { from_seq: 12 }, T0).unwrap_err();
+    assert!(matches!(e, Error::Invalid(ref f) if f.field == "from_seq"), "{e}");
+    assert_eq!(s.cursor(), 10, "nothing changed");
+    s.on_signal(Signal::Replay { from_seq: 11 }, T0).unwrap();
+    assert_eq!(s.cursor(), 10, "from the next undelivered event: nothing skipped");
+    s.on_signal(Signal::Replay { from_seq: 4 }, T0).unwrap();
+    assert_eq!(s.cursor(), 3);
+}
+
+#[test]
 fn message_ids_name_the_subscription_and_the_event() {
     let s = webhook();
     assert_eq!(s.message_id(42), "sub_1_42");
