@@ -98,6 +98,74 @@ fn an_otp_after_its_wait_ran_out_answers_otp_expired() {
     assert_eq!((a.status, a.json()["error"]["code"].as_str()), (404, Some("otp_expired")), "{}", a.body);
 }
 
+/// A stop while a transaction waits for its OTP closes it upstream with
+/// `/stop` and cancels its OTP item; the worker stops with reason `user`.
+#[test]
+fn a_stop_while_awaiting_an_otp_stops_the_transaction_upstream_and_cancels_its_item() {
+    let app = App::start();
+    app.script("b-so", json!({ "outcomes": ["otp"] }));
+    app.start_workers(&["b-so"], json!({}));
+    let item = poll_until(Duration::from_secs(30), "the OTP item", || {
+        app.api("GET", "/api/otp", None).json()["items"].as_array().and_then(|i| i.first().cloned())
+    });
+    let tx = item["transaction_id"].as_str().unwrap().to_string();
+    let a = app.api("POST", "/api/workers/b-so/stop", None);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let w = app.wait_stopped("b-so");
+    assert_eq!(w["stop_reason"], "user", "{w}");
+    let stops = app.calls_of("b-so", "stop");
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0]["transaction_id"], tx.as_str());
+    assert!(app.api("GET", "/api/otp", None).json()["items"].as_array().unwrap().is_empty(), "the item is cancelled");
+    assert_eq!(app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": "123456" }))).status, 404);
+    assert!(app.calls_of("b-so", "otp").is_empty(), "no OTP was sent");
+}
+
+/// The policy a worker gets when its start names none comes from the
+/// variables of the same names.
+#[test]
+fn policy_defaults_come_from_the_variables() {
+    let app = App::with(app::config().var("max_iterations", "2").var("interval_ms", "30").var("max_consecutive_failures", "7"));
+    app.start_workers(&["b-def"], json!({}));
+    let w = app.wait_stopped("b-def");
+    assert_eq!((w["stop_reason"].as_str(), w["iterations"].as_u64()), (Some("max_iterations"), Some(2)), "{w}");
+    assert_eq!(w["policy"]["max_iterations"], 2, "{w}");
+    assert_eq!(w["policy"]["interval_ms"], 30, "{w}");
+    assert_eq!(w["policy"]["max_consecutive_failures"], 7, "{w}");
+    let starts = app.calls_of("b-def", "start");
+    assert_eq!(starts.len(), 2);
+    let gap = starts[1]["received_at_ms"].as_i64().unwrap() - starts[0]["received_at_ms"].as_i64().unwrap();
+    assert!(gap >= 30, "interval_ms between iterations: {gap} ms");
+}
+
+/// `POST /api/workers/pause|resume` with `{"all": true}` reaches every
+/// worker the control applies to.
+#[test]
+fn bulk_pause_and_resume_of_all_workers() {
+    let app = App::start();
+    let ids = ["b-all-1", "b-all-2", "b-all-3"];
+    app.start_workers(&ids, json!({ "interval_ms": 20 }));
+    for id in ids {
+        app.wait_worker(id, "a success", |w| w["successes"].as_u64() >= Some(1));
+    }
+    let a = app.api("POST", "/api/workers/pause", Some(json!({ "all": true })));
+    assert_eq!((a.status, a.json()["affected"].as_u64()), (202, Some(3)), "{}", a.body);
+    for id in ids {
+        app.wait_worker(id, "paused", |w| w["state"] == "paused");
+    }
+    let before: Vec<usize> = ids.iter().map(|id| app.calls_of(id, "start").len()).collect();
+    app.wait_ticks(5);
+    assert_eq!(ids.iter().map(|id| app.calls_of(id, "start").len()).collect::<Vec<_>>(), before, "paused workers make no call");
+    let a = app.api("POST", "/api/workers/resume", Some(json!({ "all": true })));
+    assert_eq!((a.status, a.json()["affected"].as_u64()), (202, Some(3)), "{}", a.body);
+    for (id, n) in ids.iter().zip(before) {
+        app.wait_worker(id, "running again", |w| w["state"] == "running");
+        poll_until(Duration::from_secs(30), "a start after resume", || (app.calls_of(id, "start").len() > n).then_some(()));
+    }
+    let a = app.api("POST", "/api/workers/resume", Some(json!({ "all": true })));
+    assert_eq!((a.status, a.json()["affected"].as_u64()), (202, Some(0)), "nothing left to resume: {}", a.body);
+}
+
 #[test]
 fn processing_without_otp_is_polled_to_success() {
     let app = App::start();
