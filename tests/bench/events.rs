@@ -14,22 +14,12 @@
 //!
 //! Settings by environment: BENCH_EVENTS, BENCH_RATE, BENCH_SECONDS.
 
+use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger;
 use stepwise_e2e::{json, poll_until, request, BenchUpstream, RunnerConfig, Value};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn stepwise(receiver: &BenchUpstream, fast: bool) -> App {
     let origin = format!("http://127.0.0.1:{}", receiver.port);
@@ -115,8 +105,8 @@ fn latency(receiver: &BenchUpstream, fast: bool, rate: u64, seconds: u64) {
     let lat: Vec<i64> = s["latencies_ms"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
     println!(
         "  {n} events at {rate}/s: commit to delivery p50 {} ms, p99 {} ms, max {} ms",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
+        percentile(&lat, 0.5).unwrap_or_default(),
+        percentile(&lat, 0.99).unwrap_or_default(),
         lat.last().copied().unwrap_or(0)
     );
 }

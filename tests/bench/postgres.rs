@@ -20,21 +20,11 @@
 //! (set: print PostgreSQL's most frequent statements after each run),
 //! BENCH_ONLY (`throughput`: part 1 on --tick-ms 5 only).
 
+use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
 
 use stepwise_e2e::app::{self, App, Database};
 use stepwise_e2e::{json, BenchUpstream, RunnerConfig, Value};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// What the app keeps its state in, and on how many replicas.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -176,7 +166,7 @@ fn single(setup: Setup, iterations: u64) -> (u64, u64) {
     assert_eq!(stamps.len() as u64, iterations, "one step line per iteration");
     let mut gaps: Vec<u64> = stamps.windows(2).map(|w| (w[1] - w[0]).max(0) as u64).collect();
     gaps.sort();
-    (percentile(&gaps, 0.5), percentile(&gaps, 0.99))
+    (percentile(&gaps, 0.5).unwrap_or_default(), percentile(&gaps, 0.99).unwrap_or_default())
 }
 
 fn main() {

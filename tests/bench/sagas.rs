@@ -18,6 +18,7 @@
 //! Settings by environment: BENCH_SAGAS, BENCH_SINGLE_SAGAS, BENCH_CLIENTS, BENCH_WAITING,
 //! BENCH_IDLE_SAGAS, BENCH_SECONDS, BENCH_LATENCY_MS.
 
+use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha512};
@@ -26,17 +27,6 @@ use stepwise_e2e::{json, poll_until, RunnerConfig, Value};
 
 const KEY: &str = "SB-Mid-server-bench";
 const SERVICES: [&str; 7] = ["users", "products", "payment", "payment_api", "wallet", "risk", "betting"];
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 use stepwise_e2e::BenchUpstream as Services;
 
@@ -141,13 +131,13 @@ fn main() {
         println!("  {}:", if fast { "--tick-ms 5" } else { "default 1 s cron" });
         println!(
             "    one checkout at a time ({single}), start to waiting (4 steps): p50 {} ms, p99 {} ms",
-            percentile(&lat1, 0.5),
-            percentile(&lat1, 0.99)
+            percentile(&lat1, 0.5).unwrap_or_default(),
+            percentile(&lat1, 0.99).unwrap_or_default()
         );
         println!(
             "    {n} checkouts at once from {clients} clients: {rate:.0} sagas/s reached waiting; start to waiting p50 {} ms, p99 {} ms",
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99)
+            percentile(&lat, 0.5).unwrap_or_default(),
+            percentile(&lat, 0.99).unwrap_or_default()
         );
     }
 

@@ -31,21 +31,11 @@
 //! BENCH_ONLY_ACCEPTANCE (set: part 1 only), BENCH_PG_POOL (the runner's
 //! `--postgres-pool-size`).
 
+use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
 
 use stepwise_e2e::app::{self, App, TOKEN};
 use stepwise_e2e::{ledger, poll_until, timestamp_micros, RunnerConfig, Value};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// The app for the benchmark: the 1 s cron with its 900 ms budget, or `--tick-ms 5`.
 fn config(fast: bool) -> RunnerConfig {
@@ -279,8 +269,8 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
 fn e2e_line(e: &Executed) -> String {
     let mut s = format!(
         "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        percentile(&e.e2e_ms, 0.5),
-        percentile(&e.e2e_ms, 0.99),
+        percentile(&e.e2e_ms, 0.5).unwrap_or(f64::NAN),
+        percentile(&e.e2e_ms, 0.99).unwrap_or(f64::NAN),
         e.e2e_ms.last().copied().unwrap_or(f64::NAN)
     );
     if e.before_created > 0 {
@@ -305,8 +295,8 @@ fn one_at_a_time(app: &App, users: u64, n: u64) -> bool {
     let e = executed(&all);
     println!(
         "    one client, {n} one after another: acceptance p50 {:.1} ms, p99 {:.1} ms (client); acceptance to completed {}",
-        percentile(&took, 0.5),
-        percentile(&took, 0.99),
+        percentile(&took, 0.5).unwrap_or(f64::NAN),
+        percentile(&took, 0.99).unwrap_or(f64::NAN),
         e2e_line(&e)
     );
     println!("    cron runs: {}", cron_runs(app));

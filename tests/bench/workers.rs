@@ -22,22 +22,11 @@
 //! BENCH_SINGLE_ITERATIONS, BENCH_CONCURRENCY, BENCH_IDLE_WORKERS,
 //! BENCH_IDLE_SECONDS, BENCH_REPEATS.
 
+use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::{json, RunnerConfig, Value};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
-    if sorted.is_empty() {
-        return T::default();
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 /// How the tick fires.
 #[derive(Clone, Copy)]
@@ -192,8 +181,8 @@ fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u6
         median: sorted[sorted.len() / 2],
         rounds,
         cpu_per_1000: 1000.0 * cpu / expected as f64,
-        call_ms: (percentile(&calls, 0.5), percentile(&calls, 0.99)),
-        overhead_us: (percentile(&overhead, 0.5), percentile(&overhead, 0.99)),
+        call_ms: (percentile(&calls, 0.5).unwrap_or_default(), percentile(&calls, 0.99).unwrap_or_default()),
+        overhead_us: (percentile(&overhead, 0.5).unwrap_or_default(), percentile(&overhead, 0.99).unwrap_or_default()),
     }
 }
 
@@ -221,7 +210,7 @@ fn single(at: Where, tick: Tick, iterations: u64) -> (u64, u64, f64) {
     let mut gaps: Vec<u64> = stamps.windows(2).map(|w| (w[1] - w[0]).max(0) as u64).collect();
     gaps.sort();
     assert_eq!(stamps.len() as u64, iterations, "one step line per iteration");
-    (percentile(&gaps, 0.5), percentile(&gaps, 0.99), total)
+    (percentile(&gaps, 0.5).unwrap_or_default(), percentile(&gaps, 0.99).unwrap_or_default(), total)
 }
 
 fn memory(at: Where, workers: u64, seconds: u64) -> (u64, u64, Value) {

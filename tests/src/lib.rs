@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod app;
+pub mod bench;
 pub mod ledger;
 pub mod netns;
 pub mod plain_services;

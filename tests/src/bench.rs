@@ -1,0 +1,31 @@
+//! What the benchmark binaries (`tests/bench/*.rs`) share: their settings
+//! from the environment, and percentiles of sorted samples.
+
+/// The number in the environment variable `name`, or `default` when it is
+/// unset or not a number.
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The `p`-quantile (0 to 1) of `sorted`, by nearest rank; `None` when
+/// there are no samples (each benchmark says what it prints then).
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank() {
+        let s = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        assert_eq!(percentile(&s, 0.5), Some(6));
+        assert_eq!(percentile(&s, 0.99), Some(10));
+        assert_eq!(percentile(&s, 0.0), Some(1));
+        assert_eq!(percentile::<i64>(&[], 0.5), None);
+    }
+}
