@@ -10,7 +10,7 @@ use spin_sdk::http::{Params, Request, Response};
 use stepwise_store::metrics::{self, BUCKETS};
 use stepwise_engine::transfer::Status as TransferStatus;
 use stepwise_engine::machine::Machine;
-use stepwise_store::{otp_queue, retention, sagas, subscriptions, transfers, workers, Db};
+use stepwise_store::{otp_queue, outbox, retention, sagas, subscriptions, transfers, workers, Db};
 use stepwise_web::{now_ms, query, ApiError, ApiResult};
 
 type Labels = Vec<(String, String)>;
@@ -190,11 +190,12 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
     s.gauges.push(("stepwise_otp_queue_length".into(), Vec::new(), waiting as f64));
     let age = oldest.map(|t| (now - t).max(0) as f64 / 1e3).unwrap_or(0.0);
     s.gauges.push(("stepwise_otp_oldest_age_seconds".into(), Vec::new(), age));
+    let head = outbox::head(db)?;
     let mut after = None;
     loop {
         let (page, next) = subscriptions::list(db, 500, after.as_deref())?;
         for sub in &page {
-            let (events, seconds) = subscriptions::lag(db, sub, now)?;
+            let (events, seconds) = subscriptions::lag(db, sub, head, now)?;
             let labels = vec![("subscription".to_string(), sub.id().to_string())];
             s.gauges.push(("stepwise_subscription_lag_events".into(), labels.clone(), events as f64));
             s.gauges.push(("stepwise_subscription_lag_seconds".into(), labels, seconds));

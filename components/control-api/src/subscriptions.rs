@@ -136,7 +136,7 @@ impl SubscriptionView {
             description: s.description().map(str::to_string),
             status: status.as_str(),
             delivered_seq: s.cursor(),
-            lag: (head - s.cursor()).max(0),
+            lag: s.lag(head),
             delivered: s.delivered(),
             pending,
             last_success_at: s.last_success_at().map(rfc3339),

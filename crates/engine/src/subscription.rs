@@ -450,6 +450,10 @@ impl Subscription {
     pub fn cursor(&self) -> i64 {
         self.cursor
     }
+    /// Events after its cursor when the outbox's last `seq` is `head`.
+    pub fn lag(&self, head: i64) -> i64 {
+        (head - self.cursor).max(0)
+    }
     /// What it does next.
     pub fn next(&self) -> &Next {
         &self.next
@@ -497,11 +501,11 @@ impl Subscription {
 
     /// A number that spreads this event's retries (see [`DeliveryPolicy::delay_ms`]).
     fn spread(&self, d: &Delivery) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.id.bytes().chain(d.seq.to_le_bytes()).chain(d.attempt.to_le_bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        use sha2::Digest;
+        let digest = sha2::Sha256::new().chain_update(self.id.as_bytes()).chain_update(d.seq.to_le_bytes()).chain_update(d.attempt.to_le_bytes()).finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first)
     }
 
     fn delivery_in_flight(&self) -> Option<&Delivery> {

@@ -258,16 +258,11 @@ pub const DELIVERIES: &str = "stepwise_deliveries";
 /// One delivery attempt's latency, by subscription.
 pub const DELIVERY_SECONDS: &str = "stepwise_delivery_duration_seconds";
 
-/// How far a subscription is behind: the events after its cursor, and
-/// how long the oldest of them has waited (0 when none), at `now`.
-pub fn lag(db: &Db, s: &Subscription, now: Millis) -> Result<(i64, f64), StoreError> {
-    let head = outbox::head(db)?;
+/// How far a subscription is behind with the outbox's last `seq` at
+/// `head`: the events after its cursor, and how long the oldest of them has
+/// waited (0 when none), at `now`.
+pub fn lag(db: &Db, s: &Subscription, head: i64, now: Millis) -> Result<(i64, f64), StoreError> {
     let oldest = db.scalar_i64("SELECT at FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1", &[int(s.cursor())])?;
     let waited = oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1e3);
-    Ok(((head - s.cursor()).max(0), waited))
-}
-
-/// Whether a machine of this kind exists.
-pub fn exists(db: &Db, id: &str) -> Result<bool, StoreError> {
-    machines::exists(db, Subscription::KIND, id)
+    Ok((s.lag(head), waited))
 }
