@@ -705,3 +705,186 @@ fn a_ninety_second_saga_call_completes_once_while_transfers_and_a_worker_keep_th
     let n = during_first_30s.expect("30 s passed");
     assert!(n >= 100, "the worker kept its pace: {n} iterations in the first 30 s of the slow call");
 }
+
+/// Posts a definition of the test's own.
+fn define(app: &App, def: Value) {
+    let a = app.api("POST", "/api/saga-definitions", Some(def));
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
+/// An action on the plain wallet service (any path answers 200 unless told to fail).
+fn wallet(path: &str, body: Value) -> Value {
+    json!({"service": "wallet", "method": "POST", "path": format!("/v1/wallets/{path}"), "body": body})
+}
+
+/// The paths the services were called on, in order.
+fn paths(services: &PlainServices) -> Vec<String> {
+    services.calls().0.iter().map(|c| c["path"].as_str().unwrap().to_string()).collect()
+}
+
+fn id_of(saga: Value) -> String {
+    saga["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_path_that_finds_nothing_fails_its_step_with_template_error_and_sends_nothing() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    define(&app, json!({"name": "tpl", "timeout_ms": 60_000, "steps": [
+        {"name": "first", "action": wallet("tpl/first", json!({"n": 1})), "compensation": wallet("tpl/undo", json!({"reason": "$.saga.reason"}))},
+        {"name": "credit", "action": wallet("tpl/credit", json!({"amount": "$.input.amount"}))}]}));
+    let id = id_of(start(&app, "tpl", json!({"note": "no amount"})));
+    let s = wait_status(&app, &id, "compensated");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.starts_with("template_error"), "{s}");
+    assert_eq!(s["steps"][1]["status"], "failed", "{s}");
+    assert_eq!(paths(&services), ["/v1/wallets/tpl/first", "/v1/wallets/tpl/undo"], "the failing step sent nothing");
+    let undo = &services.calls().0[1];
+    assert_eq!(undo["body"]["reason"], reason, "the compensation got the reason");
+}
+
+#[test]
+fn an_optional_path_that_finds_nothing_leaves_its_key_out_and_one_that_finds_a_value_sends_it() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    define(&app, json!({"name": "opt", "timeout_ms": 60_000, "steps": [
+        {"name": "credit", "action": wallet("opt/credit", json!({"amount": "$.input.amount", "note": "$.input.note?", "tags": ["$.input.tag?"]}))}]}));
+    let without = id_of(start(&app, "opt", json!({"amount": 5})));
+    wait_status(&app, &without, "completed");
+    let with = id_of(start(&app, "opt", json!({"amount": 7, "note": {"by": "ops"}, "tag": "x"})));
+    wait_status(&app, &with, "completed");
+    let bodies: Vec<Value> = services.calls().0.iter().map(|c| c["body"].clone()).collect();
+    assert_eq!(bodies, [json!({"amount": 5, "tags": [null]}), json!({"amount": 7, "note": {"by": "ops"}, "tags": ["x"]})]);
+}
+
+#[test]
+fn a_forward_step_with_on_failure_hold_holds_the_saga_emits_failed_and_a_retry_finishes_it() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    define(&app, json!({"name": "held", "timeout_ms": 600_000, "events": {"failed": "held.failed", "completed": "held.completed"}, "steps": [
+        {"name": "debit", "action": wallet("held/debit", json!({})), "compensation": wallet("held/refund", json!({}))},
+        {"name": "payout", "action": wallet("held/payout", json!({})), "on_failure": "hold"}]}));
+    services.fail("/held/payout", 400, 1);
+    let id = id_of(start(&app, "held", json!({})));
+    let s = wait_status(&app, &id, "failed");
+    assert_eq!((s["reason"].as_str(), s["steps"][1]["status"].as_str()), (Some("injected"), Some("failed")), "{s}");
+    assert_eq!(s["can_roll_back"], true, "before any pivot an operator may still roll back: {s}");
+    assert_eq!(paths(&services), ["/v1/wallets/held/debit", "/v1/wallets/held/payout"], "nothing compensated");
+    let kinds = |app: &App| events(app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(kinds(&app), ["held.failed"], "the failed end's event");
+    let a = app.api("POST", &format!("/api/sagas/{id}/steps/payout/retry"), None);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let s = wait_status(&app, &id, "completed");
+    assert_eq!(s["steps"][1]["status"], "completed", "{s}");
+    assert_eq!(paths(&services).last().unwrap(), "/v1/wallets/held/payout");
+    assert!(!paths(&services).iter().any(|p| p.ends_with("/refund")), "never compensated");
+    assert_eq!(kinds(&app), ["held.failed", "held.completed"]);
+}
+
+#[test]
+fn a_failure_after_the_pivot_holds_the_saga_instead_of_compensating_and_rollback_is_a_conflict() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    define(&app, json!({"name": "pivoted", "timeout_ms": 600_000, "steps": [
+        {"name": "debit", "action": wallet("pv/debit", json!({})), "compensation": wallet("pv/refund", json!({}))},
+        {"name": "commit", "action": wallet("pv/commit", json!({})), "pivot": true},
+        {"name": "notify", "action": wallet("pv/notify", json!({})), "retry": {"max_attempts": 2, "interval_ms": 10}}]}));
+    services.fail("/pv/notify", 503, 2);
+    let id = id_of(start(&app, "pivoted", json!({})));
+    let s = wait_status(&app, &id, "failed");
+    assert_eq!((s["reason"].as_str(), s["steps"][2]["attempts"].as_u64()), (Some("http_503"), Some(2)), "{s}");
+    assert_eq!(s["can_roll_back"], false, "{s}");
+    let a = app.api("POST", &format!("/api/sagas/{id}/rollback"), Some(json!({"reason": "ops"})));
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(!paths(&services).iter().any(|p| p.ends_with("/refund")), "nothing compensated past the pivot: {:?}", paths(&services));
+    assert_eq!(saga(&app, &id)["status"], "failed");
+}
+
+#[test]
+fn a_payment_denied_cancelled_or_failed_fails_the_wait_with_its_status_and_compensates() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "600000"));
+    for status in ["deny", "cancel", "failure"] {
+        let id = id_of(start(&app, "checkout", checkout_input("p1")));
+        wait_status(&app, &id, "waiting");
+        services.set_status(&id, &json!({"transaction_status": status, "gross_amount": "20000.00"}));
+        assert_eq!(notify_as(&app, &id, status, "accept", "20000.00").status, 200);
+        let s = wait_status(&app, &id, "compensated");
+        let reason = format!("payment_{status}");
+        assert_eq!((s["reason"].as_str(), s["steps"][4]["error"].as_str()), (Some(&reason[..]), Some(&reason[..])), "{s}");
+        let mine: Vec<String> = paths(&services).into_iter().filter(|p| p.contains(&id)).collect();
+        assert_eq!(mine.iter().rev().take(3).collect::<Vec<_>>(), [&format!("/v1/reservations/{id}/release"), &format!("/v2/{id}/cancel"), &format!("/v2/{id}/status")], "asked, then compensated");
+    }
+}
+
+#[test]
+fn an_expire_answered_412_asks_the_status_and_a_payment_settled_meanwhile_completes_the_saga() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "600000"));
+    let mut input = checkout_input("p1");
+    input["payment_ttl_ms"] = json!(3_000);
+    let id = id_of(start(&app, "checkout", input));
+    wait_status(&app, &id, "waiting");
+    // Paid with no notification and nothing polling: only the expire finds out.
+    services.pay(&id);
+    let s = wait_status(&app, &id, "completed");
+    assert_eq!(s["reason"], Value::Null, "{s}");
+    let mine: Vec<String> = paths(&services).into_iter().filter(|p| p.starts_with("/v2/")).collect();
+    assert_eq!(mine, [format!("/v2/{id}/expire"), format!("/v2/{id}/status")], "the expire's 412, then the status");
+}
+
+#[test]
+fn a_capture_with_fraud_status_accept_settles_the_payment() {
+    let services = PlainServices::start(KEY);
+    let app = app_with(&services, |c| c.var("payment_poll_ms", "600000"));
+    let id = id_of(start(&app, "checkout", checkout_input("p1")));
+    wait_status(&app, &id, "waiting");
+    services.set_status(&id, &json!({"transaction_status": "capture", "fraud_status": "accept", "gross_amount": "20000.00"}));
+    assert_eq!(notify_as(&app, &id, "capture", "accept", "20000.00").status, 200);
+    let s = wait_status(&app, &id, "completed");
+    assert_eq!(s["steps"][4]["status"], "completed", "{s}");
+}
+
+#[test]
+fn answers_408_and_429_are_retried_and_a_400_is_not() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let retry = json!({"max_attempts": 3, "interval_ms": 10});
+    define(&app, json!({"name": "retried", "timeout_ms": 60_000, "steps": [
+        {"name": "credit", "action": wallet("rt/credit", json!({})), "retry": retry},
+        {"name": "debit", "action": wallet("rt/debit", json!({})), "retry": retry}]}));
+    services.fail("/rt/credit", 408, 1);
+    services.fail("/rt/credit", 429, 1);
+    let id = id_of(start(&app, "retried", json!({})));
+    let s = wait_status(&app, &id, "completed");
+    assert_eq!(s["steps"][0]["attempts"], 3, "{s}");
+    services.fail("/rt/debit", 400, 1);
+    let id = id_of(start(&app, "retried", json!({})));
+    let s = wait_status(&app, &id, "compensated");
+    assert_eq!((s["steps"][1]["attempts"].as_u64(), s["reason"].as_str()), (Some(1), Some("injected")), "{s}");
+}
+
+#[test]
+fn stats_count_sagas_by_status_with_step_durations_failures_compensations_and_retries() {
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    define(&app, json!({"name": "counted", "timeout_ms": 60_000, "steps": [
+        {"name": "credit", "action": wallet("st/credit", json!({})), "compensation": wallet("st/undo", json!({})), "retry": {"max_attempts": 2, "interval_ms": 10}},
+        {"name": "debit", "action": wallet("st/debit", json!({"who": "$.input.who"})), "retry": {"max_attempts": 1}}]}));
+    let done: Vec<String> = (0..3).map(|_| id_of(start(&app, "counted", json!({"who": "ok"})))).collect();
+    for id in &done {
+        wait_status(&app, id, "completed");
+    }
+    services.fail("/st/credit", 503, 1);
+    services.fail("/st/debit", 400, 1);
+    let bad = id_of(start(&app, "counted", json!({"who": "bad"})));
+    wait_status(&app, &bad, "compensated");
+    let a = app.api("GET", "/api/stats", None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let d = &a.json()["definitions"]["counted"];
+    assert_eq!(d["by_status"], json!({"completed": 3, "compensated": 1}), "{d}");
+    assert_eq!((d["failures"].as_i64(), d["compensations"].as_i64(), d["retries"].as_i64()), (Some(1), Some(1), Some(1)), "{d}");
+    assert_eq!((d["steps"]["credit"]["count"].as_u64(), d["steps"]["debit"]["count"].as_u64()), (Some(4), Some(4)), "{d}");
+    assert!(d["steps"]["credit"]["p99_ms"].as_i64().unwrap() >= d["steps"]["credit"]["p50_ms"].as_i64().unwrap(), "{d}");
+    assert_eq!(app.api("GET", "/api/stats?x=1", None).status, 400, "unknown parameters are refused");
+}
