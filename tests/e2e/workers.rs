@@ -193,6 +193,42 @@ fn stop_while_a_call_is_in_flight_answers_stopping_and_no_start_follows() {
     scenarios::stop_with_a_call_in_flight(RunnerKind::from_env());
 }
 
+/// A stop while a PROCESSING transaction is polled closes it upstream with
+/// `/stop`; no poll follows, and the worker stops with reason `user`.
+#[test]
+fn a_stop_while_polling_stops_the_transaction_upstream() {
+    let app = App::start();
+    app.script("b-sp", json!({ "outcomes": ["processing:never"] }));
+    app.start_workers(&["b-sp"], json!({ "processing_poll_ms": 600000, "max_processing_polls": 30 }));
+    app.wait_worker("b-sp", "polling", |w| w["phase"] == "processing" && w["in_flight"].is_null());
+    let tx = app.calls_of("b-sp", "start")[0]["transaction_id"].clone();
+    assert!(tx.is_string(), "the polled transaction: {tx}");
+    let a = app.api("POST", "/api/workers/b-sp/stop", None);
+    assert_eq!((a.status, a.json()["state"].as_str()), (202, Some("stopping")), "{}", a.body);
+    let w = app.wait_stopped("b-sp");
+    assert_eq!(w["stop_reason"], "user", "{w}");
+    let ops: Vec<String> = app.calls("b-sp").iter().map(|c| c["op"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ops, ["start", "stop"], "stopped upstream before its next poll, and polled no more");
+    assert_eq!(app.calls_of("b-sp", "stop")[0]["transaction_id"], tx);
+}
+
+/// The first hard stop wins: an operator's stop acknowledged while a start
+/// is in flight stays the reason when that start answers
+/// `insufficient_balance_before_start`.
+#[test]
+fn the_first_hard_stop_wins() {
+    let app = App::start();
+    app.script("b-hs", json!({ "balance": 500, "amount": 1000, "latency_ms": 1500 }));
+    app.start_workers(&["b-hs"], json!({}));
+    poll_until(Duration::from_secs(30), "the start at the upstream", || (!app.calls_of("b-hs", "start").is_empty()).then_some(()));
+    let a = app.api("POST", "/api/workers/b-hs/stop", None);
+    assert_eq!((a.status, a.json()["state"].as_str()), (202, Some("stopping")), "{}", a.body);
+    let w = app.wait_stopped("b-hs");
+    assert_eq!(w["stop_reason"], "user", "the operator's stop came first: {w}");
+    assert_eq!(w["last_result"]["reason"], "insufficient_balance_before_start", "the answer is still recorded: {w}");
+    assert_eq!(w["failures"], 1, "{w}");
+}
+
 #[test]
 fn stop_when_idle_answers_stopped_at_once() {
     let app = App::start();

@@ -98,7 +98,9 @@ pub fn insufficient_balance_stop(kind: RunnerKind) -> App {
 pub fn otp_flow(kind: RunnerKind) -> App {
     let app = App::with(app::config_on(kind));
     let otp = "918273";
-    app.script("b-otp", json!({ "outcomes": ["otp"], "otp": otp }));
+    // Each upstream call takes 1 s, so the OTP is still unsent (its call in
+    // flight at the earliest) when the second submit comes: 409, not 404.
+    app.script("b-otp", json!({ "outcomes": ["otp"], "otp": otp, "latency_ms": 1000 }));
     app.start_workers(&["b-otp"], json!({ "max_iterations": 2 }));
 
     let item = poll_until(Duration::from_secs(30), "the OTP item", || {
@@ -123,7 +125,8 @@ pub fn otp_flow(kind: RunnerKind) -> App {
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(a.json(), json!({ "transaction_id": tx, "status": "submitted" }));
     let again = app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": otp })));
-    assert!(again.status == 409 || again.status == 404, "second submit: {} {}", again.status, again.body);
+    assert_eq!(again.status, 409, "second submit: {}", again.body);
+    assert_eq!(again.json()["error"]["code"], "already_submitted", "{}", again.body);
 
     // Sent upstream; the worker continues to its next iteration.
     let w = app.wait_stopped("b-otp");

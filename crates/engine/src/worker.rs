@@ -829,6 +829,12 @@ impl Worker {
         let not_found = || Error::NotFound(format!("no transaction {transaction_id} waits for an OTP"));
         let tx = match &self.run {
             Run::Live { position: Position::Open { tx, .. }, .. } if tx.id == transaction_id => tx,
+            // Its OTP is on its way upstream: submitted, not yet answered.
+            Run::Live { position: Position::Calling { flight, open: Some(tx), .. }, .. }
+                if tx.id == transaction_id && flight.call.op == Operation::Otp =>
+            {
+                return Err(Error::Conflict(format!("an OTP was already submitted for {transaction_id}")));
+            }
             _ => return Err(not_found()),
         };
         match tx.next {

@@ -183,6 +183,18 @@ fn otp_flow_queues_waits_sends_and_continues() {
 }
 
 #[test]
+fn an_otp_on_its_way_upstream_refuses_another_as_already_submitted() {
+    let mut h = Harness::new(policy());
+    h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
+    h.w.otp_submitted("T1", T0 + 1).unwrap();
+    let id = h.claim(T0 + 1, Operation::Otp);
+    assert!(matches!(h.w.otp_submitted("T1", T0 + 2), Err(Error::Conflict(_))), "sent, not yet answered");
+    assert!(matches!(h.w.otp_submitted("T9", T0 + 2), Err(Error::NotFound(_))));
+    h.w.on_answer(&id, Ok(tx("T1", Status::Sukses, None, false)), T0 + 3).unwrap();
+    assert!(matches!(h.w.otp_submitted("T1", T0 + 4), Err(Error::NotFound(_))), "answered: nothing waits");
+}
+
+#[test]
 fn otp_answered_processing_moves_to_polling() {
     let mut h = Harness::new(policy());
     h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
