@@ -684,3 +684,102 @@ fn a_corrupt_or_orphaned_processing_transfer_fails_alone_with_its_reason_and_the
     assert_eq!(all.len(), 8);
     assert_eq!((int(&accounts["bank"], "balance"), int(&accounts["alice"], "balance"), int(&accounts["bob"], "balance")), (-67, 7, 60));
 }
+
+/// The largest amount a transfer may carry: 2^53 − 1.
+const MAX_AMOUNT: u64 = (1 << 53) - 1;
+
+/// Transfers accepted together that would take a balance past ±2^62: each
+/// passed its pre-checks alone (the receiver was empty), and at execution,
+/// oldest first, the first 512 fit under the limit and the 513th fails
+/// with `balance_limit`, its hold released and its `transfer.failed` event
+/// carrying the reason. Once the receiver is near the limit, a transfer
+/// that would pass it is refused at acceptance (422 `balance_limit`).
+#[test]
+fn transfers_accepted_together_past_the_balance_limit_fail_the_one_that_would_pass_it() {
+    let mut app = app_without_tick();
+    for bank in ["bank1", "bank2"] {
+        ledger::account_created(&app, bank, IDR, true);
+    }
+    ledger::account_created(&app, "alice", IDR, false);
+    let mut codes = Vec::new();
+    for i in 0..513 {
+        let from = if i % 2 == 0 { "bank1" } else { "bank2" };
+        codes.push(code_of(&ledger::accepted(&app, &format!("big-{i}"), &body(from, "alice", MAX_AMOUNT, IDR))));
+    }
+    app.restart_with(app::config());
+    wait_all_final(&app, Duration::from_secs(60));
+    let last = ledger::transfer(&app, &codes[512]);
+    assert_eq!((last["status"].as_str(), last["reason"].as_str()), (Some("failed"), Some("balance_limit")), "{last}");
+    for code in &codes[..512] {
+        assert_eq!(ledger::transfer(&app, code)["status"], "completed", "{code}: the 512 before it fit");
+    }
+    let failed = ledger::events(&app, "transfer.failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0]["receipt_code"].as_str(), failed[0]["data"]["reason"].as_str()), (Some(&codes[512][..]), Some("balance_limit")), "{failed:?}");
+    let (_, accounts) = ledger::check_ledger(&app);
+    let near = 512 * MAX_AMOUNT as i64;
+    assert_eq!(int(&accounts["alice"], "balance"), near, "2^62 − 512");
+    assert_eq!(int(&accounts["bank1"], "held"), 0, "the failed transfer's hold is released");
+    // Near the limit, acceptance refuses what would pass it, and takes what fits.
+    let over = ledger::post(&app, "over", &body("bank1", "alice", 513, IDR));
+    assert_error(&over, 422, "balance_limit", "513 more would pass 2^62");
+    ledger::completed(&app, "exactly", &body("bank1", "alice", 512, IDR));
+    assert_eq!(int(&ledger::account(&app, "alice"), "balance"), 1 << 62, "exactly at the limit is allowed");
+}
+
+/// The tick executes accepted transfers in the order they were accepted:
+/// the journals of 600 transfers accepted with no tick running are posted
+/// in acceptance order (their receipt codes, being keyed permutations,
+/// have no order of their own).
+#[test]
+fn accepted_transfers_are_executed_oldest_first() {
+    let mut app = app_without_tick();
+    accounts_for_the_bank(&app);
+    let codes: Vec<String> = (0..600)
+        .map(|i| code_of(&ledger::accepted(&app, &format!("o{i}"), &body("bank", &format!("u{}", i % 10), 100, IDR))))
+        .collect();
+    app.restart_with(app::config());
+    wait_all_final(&app, Duration::from_secs(60));
+    let journals: Vec<i64> = codes
+        .iter()
+        .map(|c| {
+            let t = ledger::transfer(&app, c);
+            assert_eq!(t["status"], "completed", "{t}");
+            t["journal_id"].as_i64().unwrap_or_else(|| panic!("a journal id: {t}"))
+        })
+        .collect();
+    let out_of_order: Vec<(usize, i64, i64)> =
+        journals.windows(2).enumerate().filter(|(_, w)| w[0] >= w[1]).map(|(i, w)| (i, w[0], w[1])).collect();
+    assert!(out_of_order.is_empty(), "journals in acceptance order; out of order at (index, journal, next): {out_of_order:?}");
+}
+
+/// An idempotency key is kept 25 hours, then purged by the tick: the
+/// runner is restarted with the guests' clock 1 minute short of 25 hours
+/// ahead (the key still answers its transfer, another body 409), then
+/// 1 minute past (the tick purges the key, and it takes a new transfer).
+#[test]
+fn an_idempotency_key_is_kept_25_hours_then_purged_and_takes_a_new_transfer() {
+    const HOUR_MS: i64 = 3_600_000;
+    let mut app = App::start();
+    ledger::account_created(&app, "bank", IDR, true);
+    ledger::account_created(&app, "alice", IDR, false);
+    let first = ledger::completed(&app, "k-25h", &body("bank", "alice", 100, IDR));
+    let keys = |app: &App| app.scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'k-25h'");
+    assert_eq!(keys(&app), 1);
+
+    let offset = |ms: i64| app::config().arg("--guest-clock-offset-ms").arg(&ms.to_string());
+    app.restart_with(offset(25 * HOUR_MS - 60_000));
+    app.wait_ticks(3);
+    assert_eq!(keys(&app), 1, "not purged before 25 hours");
+    let again = ledger::post(&app, "k-25h", &body("bank", "alice", 100, IDR));
+    assert!(matches!(again.status, 200 | 202), "{}", again.body);
+    assert_eq!(code_of(&again.json()), code_of(&first), "the same transfer: {}", again.body);
+    assert_error(&ledger::post(&app, "k-25h", &body("bank", "alice", 7, IDR)), 409, "idempotency_key_reused", "another body within 25 hours");
+
+    app.restart_with(offset(25 * HOUR_MS + 60_000));
+    poll_until(Duration::from_secs(30), "the tick to purge the key", || (keys(&app) == 0).then_some(()));
+    let fresh = ledger::completed(&app, "k-25h", &body("bank", "alice", 7, IDR));
+    assert_ne!(code_of(&fresh), code_of(&first), "a new transfer under the purged key");
+    assert_eq!(ledger::transfer(&app, &code_of(&first))["status"], "completed", "the old transfer stays");
+    assert_eq!(int(&ledger::account(&app, "alice"), "balance"), 107);
+}

@@ -45,6 +45,8 @@ pub struct UpOptions {
     pub shutdown_grace: Duration,
     /// Limits on clients and guests.
     pub limits: Limits,
+    /// How far the guests' wall clock runs ahead of the real one, in ms (tests only).
+    pub guest_clock_offset_ms: i64,
 }
 
 fn werr(e: wasmtime::Error) -> anyhow::Error {
@@ -82,6 +84,12 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     let limiter = runtime_config.max_concurrent_outbound_requests.map(|n| Arc::new(Semaphore::new(n)));
     let outbound_client = Arc::new(OutboundClient::new(runtime_config.outbound_connection_pooling)?);
 
+    if opts.guest_clock_offset_ms != 0 {
+        tracing::warn!(
+            offset_ms = opts.guest_clock_offset_ms,
+            "the guests' wall clock is shifted (--guest-clock-offset-ms): for tests only, never in production"
+        );
+    }
     if opts.limits.no_epoch_interruption {
         tracing::warn!("epoch interruption is off (--no-epoch-interruption): guests busy in Wasm cannot be stopped at their deadline");
     }
@@ -112,6 +120,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             self_dispatch: self_dispatch.clone(),
             outbound_client: outbound_client.clone(),
             caps: component_caps,
+            clock_offset_ms: opts.guest_clock_offset_ms,
         });
         let component: Component = crate::engine::load_component(&engine, &decl.source, &opts.cache_dir)
             .with_context(|| format!("component `{id}`"))?;
@@ -223,6 +232,7 @@ pub async fn bench_instantiate(wasm: &std::path::Path, cache_dir: &std::path::Pa
         self_dispatch: Default::default(),
         outbound_client: Arc::new(OutboundClient::new(true)?),
         caps: Default::default(),
+        clock_offset_ms: 0,
     };
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 1000 {

@@ -13,6 +13,7 @@ mod connections;
 mod cron_trigger;
 mod deadline;
 mod engine;
+mod guest_clock;
 mod guest_output;
 mod http_trigger;
 mod key_value;
@@ -83,6 +84,10 @@ enum Command {
         /// How long shutdown waits for in-flight requests and cron runs, in ms.
         #[arg(long, default_value_t = 30_000)]
         shutdown_grace_ms: u64,
+        /// Shifts the wall clock the guests read by this many ms (negative: back),
+        /// so a test can see what the app does hours later. For tests only.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true, hide = true)]
+        guest_clock_offset_ms: i64,
         #[command(flatten)]
         limits: limits::Limits,
     },
@@ -149,7 +154,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up { manifest, listen, state_dir, cache_dir, runtime_config, tick_ms, shutdown_grace_ms, limits } => {
+            Command::Up { manifest, listen, state_dir, cache_dir, runtime_config, tick_ms, shutdown_grace_ms, guest_clock_offset_ms, limits } => {
                 let (tx, rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(shutdown_signal(tx));
                 let opts = app::UpOptions {
@@ -161,6 +166,7 @@ fn main() -> std::process::ExitCode {
                     tick_ms,
                     shutdown_grace: Duration::from_millis(shutdown_grace_ms),
                     limits,
+                    guest_clock_offset_ms,
                 };
                 app::up(opts, rx).await
             }

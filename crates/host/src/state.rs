@@ -41,6 +41,9 @@ pub struct ComponentConfig {
     pub outbound_client: Arc<OutboundClient>,
     /// The capabilities' share for this component.
     pub caps: ComponentCapabilities,
+    /// How far the guests' wall clock is shifted from the real one, in ms
+    /// (0 in production; see `crate::guest_clock`).
+    pub clock_offset_ms: i64,
 }
 
 impl ComponentConfig {
@@ -53,6 +56,9 @@ impl ComponentConfig {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        if self.clock_offset_ms != 0 {
+            wasi.wall_clock(crate::guest_clock::ShiftedWallClock::new(self.clock_offset_ms));
+        }
         InstanceState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
