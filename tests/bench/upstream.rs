@@ -3,7 +3,9 @@
 //! process over TCP, so the figures show Stepwise rather than a slow
 //! simulated upstream. HTTP/1.1 with keep-alive (hyper); every start and
 //! every service call succeeds after `--latency-ms` (a payment stays
-//! pending); a repeated `request_id` or `Idempotency-Key` is answered again
+//! pending until `POST /payments/settle` `{"order_ids": [...]}` marks it
+//! paid: its status then answers `settlement` with the amount it was
+//! created for, as the gateway would after the customer paid); a repeated `request_id` or `Idempotency-Key` is answered again
 //! without new work; bodies are read by their length. Prints
 //! `listening <port>` once it serves.
 //!
@@ -34,6 +36,8 @@ struct State {
     next_tx: AtomicU64,
     /// Per webhook delivery: ms from the event's `at` to its arrival.
     hooks: Mutex<Vec<i64>>,
+    /// Per Snap payment (order id): its `gross_amount`, and whether it was paid.
+    payments: Mutex<HashMap<String, (i64, bool)>>,
 }
 
 fn now_ms() -> i64 {
@@ -78,6 +82,21 @@ async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::
     if let Some(r) = hooks(&state, &method, &path, &body) {
         return Ok(r);
     }
+    if method == hyper::Method::POST && path == "/payments/settle" {
+        let ids: Vec<String> = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|d| serde_json::from_value(d["order_ids"].clone()).ok())
+            .unwrap_or_default();
+        let mut payments = state.payments.lock().unwrap_or_else(|p| p.into_inner());
+        let mut settled = 0;
+        for id in &ids {
+            if let Some(p) = payments.get_mut(id) {
+                p.1 = true;
+                settled += 1;
+            }
+        }
+        return Ok(answer(200, Bytes::from(json!({ "settled": settled }).to_string())));
+    }
     let doc = match serde_json::from_slice::<Value>(&body) {
         Ok(d) => d,
         Err(_) if get || body.is_empty() => Value::Null,
@@ -102,7 +121,7 @@ async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::
         let id = state.next_tx.fetch_add(1, Ordering::Relaxed) + 1;
         (200, json!({"id": format!("B{id}"), "binding_id": doc["binding_id"], "status": "SUKSES", "reason": null,
                "otp_required": false, "amount": 1000, "balance": 1_000_000}))
-    } else if let Some(a) = saga_service(&path, &doc) {
+    } else if let Some(a) = saga_service(&state, &path, &doc) {
         a
     } else {
         return Ok(answer(404, Bytes::from_static(b"{\"error\":\"no such route\"}")));
@@ -119,7 +138,7 @@ async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::
 /// The checkout's services, answering at once: authorization, a reservation
 /// (its total), a Snap payment, the reservation's commit, release and
 /// settle, and the Core API's status, cancel and expire.
-fn saga_service(path: &str, doc: &Value) -> Option<(u16, Value)> {
+fn saga_service(state: &State, path: &str, doc: &Value) -> Option<(u16, Value)> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     Some(match parts.as_slice() {
         ["v1", "users", "authorize"] => (200, json!({"user_id": "u1"})),
@@ -128,8 +147,18 @@ fn saga_service(path: &str, doc: &Value) -> Option<(u16, Value)> {
             (200, json!({"transaction_id": doc["transaction_id"], "status": "reserved", "total": total}))
         }
         ["v1", "reservations", id, op] => (200, json!({"transaction_id": id, "status": op})),
-        ["snap", "v1", "transactions"] => (201, json!({"token": "t", "redirect_url": "https://pay.example/t"})),
-        ["v2", id, "status"] => (200, json!({"order_id": id, "transaction_status": "pending", "status_code": "201"})),
+        ["snap", "v1", "transactions"] => {
+            let details = &doc["transaction_details"];
+            if let (Some(order), Some(gross)) = (details["order_id"].as_str(), details["gross_amount"].as_i64()) {
+                state.payments.lock().unwrap_or_else(|p| p.into_inner()).insert(order.to_string(), (gross, false));
+            }
+            (201, json!({"token": "t", "redirect_url": "https://pay.example/t"}))
+        }
+        ["v2", id, "status"] => match state.payments.lock().unwrap_or_else(|p| p.into_inner()).get(*id) {
+            Some((gross, true)) => (200, json!({"order_id": id, "transaction_status": "settlement", "fraud_status": "accept",
+                                                "status_code": "200", "gross_amount": format!("{gross}.00")})),
+            _ => (200, json!({"order_id": id, "transaction_status": "pending", "status_code": "201"})),
+        },
         ["v2", id, op] => (200, json!({"order_id": id, "transaction_status": op})),
         _ => return None,
     })
