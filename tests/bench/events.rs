@@ -14,8 +14,8 @@
 //!
 //! Settings by environment: BENCH_EVENTS, BENCH_RATE, BENCH_SECONDS.
 
-use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
+use stepwise_e2e::bench::{env, percentile};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger;
@@ -23,7 +23,8 @@ use stepwise_e2e::{json, poll_until, request, BenchUpstream, RunnerConfig, Value
 
 fn stepwise(receiver: &BenchUpstream, fast: bool) -> App {
     let origin = format!("http://127.0.0.1:{}", receiver.port);
-    let mut cfg: RunnerConfig = app::config().var("event_destinations", &origin).var("tick_budget_ms", "900").env("STEPWISE_LOG", "warn");
+    let mut cfg: RunnerConfig =
+        app::config().var("event_destinations", &origin).var("tick_budget_ms", "900").env("STEPWISE_LOG", "warn");
     cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
     let app = App::with(cfg);
     ledger::account_created(&app, "src", "IDR", true);
@@ -33,7 +34,11 @@ fn stepwise(receiver: &BenchUpstream, fast: bool) -> App {
 
 fn subscribe(app: &App, receiver: &BenchUpstream, i: usize) -> String {
     let url = format!("http://127.0.0.1:{}/hooks/{i}", receiver.port);
-    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "webhook", "url": url, "types": ["transfer.completed"] })));
+    let a = app.api(
+        "POST",
+        "/api/subscriptions",
+        Some(json!({ "kind": "webhook", "url": url, "types": ["transfer.completed"] })),
+    );
     assert_eq!(a.status, 201, "{}", a.body);
     a.json()["id"].as_str().unwrap().to_string()
 }
@@ -44,11 +49,14 @@ fn set_status(app: &App, id: &str, status: &str) {
 }
 
 fn stats(receiver: &BenchUpstream) -> Value {
-    request("GET", &format!("http://127.0.0.1:{}/hooks/stats", receiver.port), &[], None).expect("the receiver answers").json()
+    request("GET", &format!("http://127.0.0.1:{}/hooks/stats", receiver.port), &[], None)
+        .expect("the receiver answers")
+        .json()
 }
 
 fn reset(receiver: &BenchUpstream) {
-    request("DELETE", &format!("http://127.0.0.1:{}/hooks/stats", receiver.port), &[], None).expect("the receiver answers");
+    request("DELETE", &format!("http://127.0.0.1:{}/hooks/stats", receiver.port), &[], None)
+        .expect("the receiver answers");
 }
 
 /// Posts `n` transfers from 8 clients.
@@ -78,7 +86,9 @@ fn throughput(receiver: &BenchUpstream, fast: bool, subs: usize, events: u64) {
     for id in &ids {
         set_status(&app, id, "active");
     }
-    poll_until(Duration::from_secs(900), "every delivery", || (stats(receiver)["count"].as_u64() >= Some(total)).then_some(()));
+    poll_until(Duration::from_secs(900), "every delivery", || {
+        (stats(receiver)["count"].as_u64() >= Some(total)).then_some(())
+    });
     let secs = start.elapsed().as_secs_f64();
     let cpu = stepwise_e2e::process_cpu_seconds(app.runner.pid());
     println!(
@@ -100,9 +110,12 @@ fn latency(receiver: &BenchUpstream, fast: bool, rate: u64, seconds: u64) {
         }
         ledger::accepted(&app, &format!("l-{i}"), &ledger::body("src", "dst", 100, "IDR"));
     }
-    poll_until(Duration::from_secs(120), "every delivery", || (stats(receiver)["count"].as_u64() >= Some(n)).then_some(()));
+    poll_until(Duration::from_secs(120), "every delivery", || {
+        (stats(receiver)["count"].as_u64() >= Some(n)).then_some(())
+    });
     let s = stats(receiver);
-    let lat: Vec<i64> = s["latencies_ms"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
+    let lat: Vec<i64> =
+        s["latencies_ms"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
     println!(
         "  {n} events at {rate}/s: commit to delivery p50 {} ms, p99 {} ms, max {} ms",
         percentile(&lat, 0.5).unwrap_or_default(),

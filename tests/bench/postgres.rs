@@ -20,8 +20,8 @@
 //! (set: print PostgreSQL's most frequent statements after each run),
 //! BENCH_ONLY (`throughput`: part 1 on --tick-ms 5 only).
 
-use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
+use stepwise_e2e::bench::{env, percentile};
 
 use stepwise_e2e::app::{self, App, Database};
 use stepwise_e2e::{json, BenchUpstream, RunnerConfig, Value};
@@ -92,7 +92,15 @@ struct Throughput {
     statements_per_iteration: f64,
 }
 
-fn throughput(setup: Setup, fast: bool, bindings: u64, iterations: u64, latency: u64, concurrency: u64, repeats: u64) -> Throughput {
+fn throughput(
+    setup: Setup,
+    fast: bool,
+    bindings: u64,
+    iterations: u64,
+    latency: u64,
+    concurrency: u64,
+    repeats: u64,
+) -> Throughput {
     let upstream = BenchUpstream::start(latency);
     let apps = replicas(setup, config(fast, concurrency, &upstream, "warn"));
     let mut rounds = Vec::new();
@@ -192,7 +200,14 @@ fn main() {
                 t.pg_cpu_per_1000,
                 t.statements_per_iteration
             );
-            let key = format!("{}_{}", match setup { Setup::Sqlite => "sqlite".to_string(), Setup::Postgres(n) => format!("pg{n}") }, if fast { "fast" } else { "cron" });
+            let key = format!(
+                "{}_{}",
+                match setup {
+                    Setup::Sqlite => "sqlite".to_string(),
+                    Setup::Postgres(n) => format!("pg{n}"),
+                },
+                if fast { "fast" } else { "cron" }
+            );
             results.push(format!("{key}_iterations_per_s={:.0}", t.median));
         }
     }

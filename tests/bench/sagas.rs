@@ -18,8 +18,8 @@
 //! Settings by environment: BENCH_SAGAS, BENCH_SINGLE_SAGAS, BENCH_CLIENTS, BENCH_WAITING,
 //! BENCH_IDLE_SAGAS, BENCH_SECONDS, BENCH_LATENCY_MS.
 
-use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
+use stepwise_e2e::bench::{env, percentile};
 
 use sha2::{Digest, Sha512};
 use stepwise_e2e::app::{self, App};
@@ -31,7 +31,8 @@ const SERVICES: [&str; 7] = ["users", "products", "payment", "payment_api", "wal
 use stepwise_e2e::BenchUpstream as Services;
 
 fn stepwise(services: &Services, fast: bool, log: &str) -> App {
-    let mut cfg: RunnerConfig = app::config().var("midtrans_server_key", KEY).var("tick_budget_ms", "900").env("STEPWISE_LOG", log);
+    let mut cfg: RunnerConfig =
+        app::config().var("midtrans_server_key", KEY).var("tick_budget_ms", "900").env("STEPWISE_LOG", log);
     cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
     for s in SERVICES {
         cfg = cfg.var(&format!("{s}_url"), &format!("http://127.0.0.1:{}", services.port));
@@ -217,7 +218,9 @@ end
     let duplicates = sent - accepted;
     // And every saga whose notification came settles once, by its status check.
     let settled = poll_until(Duration::from_secs(120), "the notified checkouts to complete", || {
-        let done = app.api("GET", "/api/stats", None).json()["definitions"]["checkout"]["by_status"]["completed"].as_u64().unwrap_or(0);
+        let done = app.api("GET", "/api/stats", None).json()["definitions"]["checkout"]["by_status"]["completed"]
+            .as_u64()
+            .unwrap_or(0);
         (done >= accepted).then_some(done)
     });
     assert_eq!(settled, accepted, "no saga completed twice or without its notification");

@@ -31,8 +31,8 @@
 //! BENCH_ONLY_ACCEPTANCE (set: part 1 only), BENCH_PG_POOL (the runner's
 //! `--postgres-pool-size`).
 
-use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
+use stepwise_e2e::bench::{env, percentile};
 
 use stepwise_e2e::app::{self, App, TOKEN};
 use stepwise_e2e::{ledger, poll_until, timestamp_micros, RunnerConfig, Value};
@@ -77,7 +77,11 @@ fn wait_drained(app: &App, since: Instant) -> Duration {
     poll_until(Duration::from_secs(60), "no transfer processing or executing", || {
         ["processing", "executing"]
             .iter()
-            .all(|s| app.api("GET", &format!("/api/transfers?status={s}&limit=1"), None).json()["transfers"].as_array().is_some_and(|t| t.is_empty()))
+            .all(|s| {
+                app.api("GET", &format!("/api/transfers?status={s}&limit=1"), None).json()["transfers"]
+                    .as_array()
+                    .is_some_and(|t| t.is_empty())
+            })
             .then_some(())
     });
     took
@@ -286,7 +290,8 @@ fn one_at_a_time(app: &App, users: u64, n: u64) -> bool {
     let mut codes = Vec::new();
     for i in 0..n {
         let t0 = Instant::now();
-        let t = ledger::accepted(app, &format!("light-{i}"), &ledger::body("bank", &format!("u{}", i % users), 1, "IDR"));
+        let t =
+            ledger::accepted(app, &format!("light-{i}"), &ledger::body("bank", &format!("u{}", i % users), 1, "IDR"));
         took.push(t0.elapsed().as_secs_f64() * 1000.0);
         codes.push(t["receipt_code"].as_str().unwrap().to_string());
     }

@@ -61,7 +61,9 @@ fn hooks(state: &State, method: &hyper::Method, path: &str, body: &[u8]) -> Opti
             answer(200, Bytes::from_static(b"{}"))
         }
         _ => {
-            let at = serde_json::from_slice::<Value>(body).ok().and_then(|e| e["at"].as_str().and_then(stepwise_e2e::timestamp_micros));
+            let at = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|e| e["at"].as_str().and_then(stepwise_e2e::timestamp_micros));
             hooks.push(at.map_or(-1, |us| now_ms() - us / 1000));
             let mut r = answer(204, Bytes::new());
             r.headers_mut().remove("content-type");
@@ -70,7 +72,11 @@ fn hooks(state: &State, method: &hyper::Method, path: &str, body: &[u8]) -> Opti
     })
 }
 
-async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    latency: Duration,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     let idempotency_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from);
     let get = req.method() == hyper::Method::GET;
@@ -109,7 +115,8 @@ async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::
         Some(k) => format!("key:{k}"),
         None => format!("rid:{}", doc["request_id"].as_str().unwrap_or_default()),
     };
-    let seen = if dedup.is_empty() { None } else { state.answers.lock().map(|a| a.get(&dedup).cloned()).unwrap_or(None) };
+    let seen =
+        if dedup.is_empty() { None } else { state.answers.lock().map(|a| a.get(&dedup).cloned()).unwrap_or(None) };
     if let Some(a) = seen {
         return Ok(answer(200, a));
     }
@@ -119,8 +126,11 @@ async fn handle(state: Arc<State>, latency: Duration, req: Request<hyper::body::
     }
     let (status, tx) = if path.ends_with("/start") {
         let id = state.next_tx.fetch_add(1, Ordering::Relaxed) + 1;
-        (200, json!({"id": format!("B{id}"), "binding_id": doc["binding_id"], "status": "SUKSES", "reason": null,
-               "otp_required": false, "amount": 1000, "balance": 1_000_000}))
+        (
+            200,
+            json!({"id": format!("B{id}"), "binding_id": doc["binding_id"], "status": "SUKSES", "reason": null,
+               "otp_required": false, "amount": 1000, "balance": 1_000_000}),
+        )
     } else if let Some(a) = saga_service(&state, &path, &doc) {
         a
     } else {
@@ -143,7 +153,11 @@ fn saga_service(state: &State, path: &str, doc: &Value) -> Option<(u16, Value)> 
     Some(match parts.as_slice() {
         ["v1", "users", "authorize"] => (200, json!({"user_id": "u1"})),
         ["v1", "reservations"] => {
-            let total: i64 = doc["items"].as_array()?.iter().map(|i| i["price"].as_i64().unwrap_or(0) * i["quantity"].as_i64().unwrap_or(0)).sum();
+            let total: i64 = doc["items"]
+                .as_array()?
+                .iter()
+                .map(|i| i["price"].as_i64().unwrap_or(0) * i["quantity"].as_i64().unwrap_or(0))
+                .sum();
             (200, json!({"transaction_id": doc["transaction_id"], "status": "reserved", "total": total}))
         }
         ["v1", "reservations", id, op] => (200, json!({"transaction_id": id, "status": op})),
@@ -155,8 +169,11 @@ fn saga_service(state: &State, path: &str, doc: &Value) -> Option<(u16, Value)> 
             (201, json!({"token": "t", "redirect_url": "https://pay.example/t"}))
         }
         ["v2", id, "status"] => match state.payments.lock().unwrap_or_else(|p| p.into_inner()).get(*id) {
-            Some((gross, true)) => (200, json!({"order_id": id, "transaction_status": "settlement", "fraud_status": "accept",
-                                                "status_code": "200", "gross_amount": format!("{gross}.00")})),
+            Some((gross, true)) => (
+                200,
+                json!({"order_id": id, "transaction_status": "settlement", "fraud_status": "accept",
+                                                "status_code": "200", "gross_amount": format!("{gross}.00")}),
+            ),
             _ => (200, json!({"order_id": id, "transaction_status": "pending", "status_code": "201"})),
         },
         ["v2", id, op] => (200, json!({"order_id": id, "transaction_status": op})),
@@ -175,7 +192,10 @@ fn answer(status: u16, body: Bytes) -> Response<Full<Bytes>> {
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let latency_ms: u64 = match args.iter().position(|a| a == "--latency-ms") {
-        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).ok_or_else(|| std::io::Error::other("--latency-ms takes a number"))?,
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| std::io::Error::other("--latency-ms takes a number"))?,
         None => 0,
     };
     let latency = Duration::from_millis(latency_ms);
@@ -187,7 +207,11 @@ async fn main() -> std::io::Result<()> {
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(state.clone(), latency, req));
-            let _ = http1::Builder::new().timer(TokioTimer::new()).keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

@@ -22,8 +22,8 @@
 //! BENCH_SINGLE_ITERATIONS, BENCH_CONCURRENCY, BENCH_IDLE_WORKERS,
 //! BENCH_IDLE_SECONDS, BENCH_REPEATS.
 
-use stepwise_e2e::bench::{env, percentile};
 use std::time::{Duration, Instant};
+use stepwise_e2e::bench::{env, percentile};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::{json, RunnerConfig, Value};
@@ -100,7 +100,11 @@ enum Upstream {
 
 /// The Stepwise app under measurement, pointed at `up`.
 fn stepwise(up: &Upstream, tick: Tick, concurrency: u64, log: &str) -> App {
-    let mut cfg = tick.apply(app::config()).var("tick_concurrency", &concurrency.to_string()).var("tick_batch", "1000").env("STEPWISE_LOG", log);
+    let mut cfg = tick
+        .apply(app::config())
+        .var("tick_concurrency", &concurrency.to_string())
+        .var("tick_batch", "1000")
+        .env("STEPWISE_LOG", log);
     match up {
         Upstream::Fast(f) => cfg = cfg.var("upstream_url", &format!("http://127.0.0.1:{}", f.port)),
         Upstream::Process => {}
@@ -126,7 +130,15 @@ struct Throughput {
     overhead_us: (i64, i64),
 }
 
-fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u64, concurrency: u64, repeats: u64) -> Throughput {
+fn throughput(
+    at: Where,
+    tick: Tick,
+    bindings: u64,
+    iterations: u64,
+    latency: u64,
+    concurrency: u64,
+    repeats: u64,
+) -> Throughput {
     let up = &at.upstream(latency);
     let app = stepwise(up, tick, concurrency, "warn");
     let sb = sandbox(up, &app);
@@ -169,7 +181,8 @@ fn throughput(at: Where, tick: Tick, bindings: u64, iterations: u64, latency: u6
     let mut sorted = rounds.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let db = app.runner.database();
-    let successes: i64 = db.query_row("SELECT count(*) FROM iterations WHERE outcome = 'success'", [], |r| r.get(0)).unwrap();
+    let successes: i64 =
+        db.query_row("SELECT count(*) FROM iterations WHERE outcome = 'success'", [], |r| r.get(0)).unwrap();
     assert_eq!(successes as u64, expected, "every iteration succeeded");
     let column = |name: &str| -> Vec<i64> {
         let sql = format!("SELECT {name} FROM request_log WHERE {name} IS NOT NULL ORDER BY {name}");
@@ -268,12 +281,23 @@ fn main() {
                 total
             );
             let key = format!("{}_{}", up.key(), if matches!(tick, Tick::Cron) { "cron" } else { "fast" });
-            results.push(format!("{key}_iterations_per_s={:.0} {key}_cpu_s_per_1000={:.2} {key}_p50_us={p50} {key}_p99_us={p99}", t.median, t.cpu_per_1000));
+            results.push(format!(
+                "{key}_iterations_per_s={:.0} {key}_cpu_s_per_1000={:.2} {key}_p50_us={p50} {key}_p99_us={p99}",
+                t.median, t.cpu_per_1000
+            ));
         }
         if up == Where::Fast {
             let (peak, hwm, status) = memory(up, idle_workers, idle_seconds);
-            println!("  memory, {}: {idle_workers} running workers (interval 10 s) for {idle_seconds} s, default cron", up.label());
-            println!("    workers running: {}; Stepwise RSS peak sampled {} MiB, VmHWM {} MiB", status["workers"]["running"], peak / 1024, hwm / 1024);
+            println!(
+                "  memory, {}: {idle_workers} running workers (interval 10 s) for {idle_seconds} s, default cron",
+                up.label()
+            );
+            println!(
+                "    workers running: {}; Stepwise RSS peak sampled {} MiB, VmHWM {} MiB",
+                status["workers"]["running"],
+                peak / 1024,
+                hwm / 1024
+            );
             results.push(format!("rss_10k_mib={}", peak / 1024));
         }
     }

@@ -38,7 +38,8 @@ fn the_product_manifest_serves_no_sandbox_and_refuses_to_start_without_its_midtr
         ("POST", "/snap/v1/transactions"),
         ("GET", "/v2/o-1/status"),
     ] {
-        let a = runner.send(method, path, &[("content-type", "application/json")], Some(b"{\"status\":\"settlement\"}"));
+        let a =
+            runner.send(method, path, &[("content-type", "application/json")], Some(b"{\"status\":\"settlement\"}"));
         assert_eq!(a.status, 404, "{method} {path} must not be served: {} {}", a.status, a.body);
     }
     drop(runner);
@@ -81,19 +82,43 @@ fn keys_have_scopes_and_a_revoked_key_is_refused_at_once() {
     assert_eq!((read["scope"].as_str(), read["name"].as_str()), (Some("read"), Some("dashboard")));
 
     // read: every GET, /metrics; every change is 403 naming the scope needed.
-    for path in ["/api/workers", "/api/status", "/api/otp", "/api/sagas", "/api/accounts", "/api/transfers", "/api/events", "/metrics"] {
+    for path in [
+        "/api/workers",
+        "/api/status",
+        "/api/otp",
+        "/api/sagas",
+        "/api/accounts",
+        "/api/transfers",
+        "/api/events",
+        "/metrics",
+    ] {
         assert_eq!(app.api_as(&read_s, "GET", path, None).status, 200, "read key: GET {path}");
     }
     for (method, path, body) in changes() {
         let a = app.api_as(&read_s, method, path, Some(body));
         assert_eq!((a.status, code(&a).as_str()), (403, "insufficient_scope"), "read key: {method} {path}: {}", a.body);
-        let needed = if path.starts_with("/api/keys") || path.starts_with("/api/saga-definitions") { "admin" } else { "operate" };
+        let needed = if path.starts_with("/api/keys") || path.starts_with("/api/saga-definitions") {
+            "admin"
+        } else {
+            "operate"
+        };
         assert!(a.body.contains(&format!("scope {needed}")), "names the scope: {}", a.body);
     }
     // operate: no definitions, keys or audit trail.
-    for (method, path) in [("POST", "/api/saga-definitions"), ("POST", "/api/keys"), ("GET", "/api/keys"), ("GET", "/api/audit"), ("DELETE", "/api/keys/x")] {
+    for (method, path) in [
+        ("POST", "/api/saga-definitions"),
+        ("POST", "/api/keys"),
+        ("GET", "/api/keys"),
+        ("GET", "/api/audit"),
+        ("DELETE", "/api/keys/x"),
+    ] {
         let a = app.api_as(&operate_s, method, path, Some(json!({"name": "x", "scope": "read"})));
-        assert_eq!((a.status, code(&a).as_str()), (403, "insufficient_scope"), "operate key: {method} {path}: {}", a.body);
+        assert_eq!(
+            (a.status, code(&a).as_str()),
+            (403, "insufficient_scope"),
+            "operate key: {method} {path}: {}",
+            a.body
+        );
         assert!(a.body.contains("scope admin"), "{}", a.body);
     }
     let started = app.api_as(&operate_s, "POST", "/api/workers", Some(json!({"binding_ids": ["b-op"]})));
@@ -162,7 +187,8 @@ fn every_change_is_audited_with_its_key_and_no_secret_is_written_anywhere() {
     };
     op("POST", "/api/workers", json!({"binding_ids": ["b-audit"], "policy": {"max_iterations": 1}}));
     let tx = poll_until(Duration::from_secs(30), "an OTP request", || {
-        let items = app.api_as(&secret, "GET", "/api/otp", None).json()["items"].as_array().cloned().unwrap_or_default();
+        let items =
+            app.api_as(&secret, "GET", "/api/otp", None).json()["items"].as_array().cloned().unwrap_or_default();
         items.first().map(|i| i["transaction_id"].as_str().unwrap().to_string())
     });
     op("POST", &format!("/api/otp/{tx}"), json!({"otp": otp}));
@@ -171,8 +197,14 @@ fn every_change_is_audited_with_its_key_and_no_secret_is_written_anywhere() {
     op("POST", "/api/accounts", json!({"id": "aud-b", "currency": "IDR"}));
     let t = {
         let auth = format!("Bearer {secret}");
-        let h = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "aud-key-1")];
-        let a = app.runner.send("POST", "/api/transfers", &h, Some(ledger::body("aud-a", "aud-b", 500, "IDR").to_string().as_bytes()));
+        let h =
+            [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "aud-key-1")];
+        let a = app.runner.send(
+            "POST",
+            "/api/transfers",
+            &h,
+            Some(ledger::body("aud-a", "aud-b", 500, "IDR").to_string().as_bytes()),
+        );
         assert_eq!(a.status, 202, "{}", a.body);
         a.json()
     };
@@ -212,7 +244,12 @@ fn every_change_is_audited_with_its_key_and_no_secret_is_written_anywhere() {
         ("Stepwise's log", app.runner.logs()),
     ];
     for (what, text) in &places {
-        for (name, s) in [("the OTP", otp), ("the key's secret", secret.as_str()), ("the API token", TOKEN), ("the Midtrans key", SANDBOX_KEY)] {
+        for (name, s) in [
+            ("the OTP", otp),
+            ("the key's secret", secret.as_str()),
+            ("the API token", TOKEN),
+            ("the Midtrans key", SANDBOX_KEY),
+        ] {
             assert!(!text.contains(s), "{name} appears in {what}");
         }
     }
@@ -269,7 +306,10 @@ fn health_checks_write_nothing_and_a_scrape_never_holds_up_a_transfer() {
             });
         }
     });
-    assert_eq!(app.runner.runner_metric(r#"stepwise_http_requests_total{route="/api/...",status="200"}"#) as usize >= TOTAL, true);
+    assert_eq!(
+        app.runner.runner_metric(r#"stepwise_http_requests_total{route="/api/...",status="200"}"#) as usize >= TOTAL,
+        true
+    );
     let after = state_files(&app.runner.state_dir);
     assert!(before == after, "{TOTAL} health checks changed the database or key-value files");
 
@@ -295,9 +335,10 @@ fn health_checks_write_nothing_and_a_scrape_never_holds_up_a_transfer() {
 #[test]
 fn built_in_definitions_cannot_be_replaced_and_payment_steps_act_on_the_sagas_own_order() {
     let app = App::with(app::config().cron_expression(NEVER));
-    let mut checkout: Value =
-        serde_json::from_str(&std::fs::read_to_string(stepwise_e2e::project_root().join("crates/engine/definitions/checkout.json")).unwrap())
-            .unwrap();
+    let mut checkout: Value = serde_json::from_str(
+        &std::fs::read_to_string(stepwise_e2e::project_root().join("crates/engine/definitions/checkout.json")).unwrap(),
+    )
+    .unwrap();
     checkout["steps"].as_array_mut().unwrap().retain(|s| s["name"] != "create_payment" && s["name"] != "await_payment");
     let a = app.api("POST", "/api/saga-definitions", Some(checkout));
     assert_eq!((a.status, code(&a).as_str()), (409, "built_in_definition"), "{}", a.body);
@@ -307,7 +348,11 @@ fn built_in_definitions_cannot_be_replaced_and_payment_steps_act_on_the_sagas_ow
     ]});
     let a = app.api("POST", "/api/saga-definitions", Some(steal));
     assert_eq!((a.status, code(&a).as_str()), (422, "invalid_definition"), "{}", a.body);
-    assert!(a.json()["error"]["message"].as_str().unwrap().starts_with("steps[1].action.path:"), "names the step: {}", a.body);
+    assert!(
+        a.json()["error"]["message"].as_str().unwrap().starts_with("steps[1].action.path:"),
+        "names the step: {}",
+        a.body
+    );
     let own = json!({"name": "own", "timeout_ms": 60000, "steps": [
         {"name": "cancel_own", "action": {"service": "payment_api", "method": "POST", "path": "/v2/{$.saga.id}/cancel"}}
     ]});

@@ -17,7 +17,10 @@ fn scrape(app: &App) -> BTreeMap<String, f64> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
-            (series.trim_end_matches("{}").to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l}")))
+            (
+                series.trim_end_matches("{}").to_string(),
+                value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l}")),
+            )
         })
         .collect()
 }
@@ -43,9 +46,21 @@ fn metrics_count_what_the_scenario_did() {
     assert_eq!(get(&m, r#"stepwise_steps_total{kind="worker",operation="start",result="upstream_error"}"#), 1.0);
     assert_eq!(get(&m, r#"stepwise_iterations_total{outcome="success"}"#), 4.0);
     assert_eq!(get(&m, r#"stepwise_iterations_total{outcome="failure"}"#), 1.0);
-    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_count{kind="worker",operation="start",status="200"}"#), 4.0);
-    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_count{kind="worker",operation="start",status="503"}"#), 1.0);
-    assert_eq!(get(&m, r#"stepwise_upstream_call_duration_seconds_bucket{le="+Inf",kind="worker",operation="start",status="200"}"#), 4.0);
+    assert_eq!(
+        get(&m, r#"stepwise_upstream_call_duration_seconds_count{kind="worker",operation="start",status="200"}"#),
+        4.0
+    );
+    assert_eq!(
+        get(&m, r#"stepwise_upstream_call_duration_seconds_count{kind="worker",operation="start",status="503"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            r#"stepwise_upstream_call_duration_seconds_bucket{le="+Inf",kind="worker",operation="start",status="200"}"#
+        ),
+        4.0
+    );
     assert_eq!(get(&m, r#"stepwise_step_duration_seconds_count{kind="worker",operation="start"}"#), 5.0);
     assert_eq!(get(&m, r#"stepwise_workers{state="stopped"}"#), 2.0);
     assert_eq!(get(&m, r#"stepwise_workers{state="running"}"#), 0.0);

@@ -44,7 +44,10 @@ impl Cluster {
         // The sandbox (the upstream and the saga services) on this side,
         // reached by each replica at its own gateway.
         let sandbox = Arc::new(
-            app::sandbox_config(PORT).listen_host("0.0.0.0").var("stepwise_url", &format!("http://{}:{PORT}", hosts[0].addr)).start(),
+            app::sandbox_config(PORT)
+                .listen_host("0.0.0.0")
+                .var("stepwise_url", &format!("http://{}:{PORT}", hosts[0].addr))
+                .start(),
         );
         let sandbox_port = sandbox.addr.rsplit(':').next().unwrap().to_string();
         let replicas = hosts
@@ -54,7 +57,10 @@ impl Cluster {
                 let cfg = cfg
                     .var("database_url", &pg.url_at(&h.gateway))
                     .var("database_origin", &pg.origin_at(&h.gateway))
-                    .runtime_config(&format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", redis.url_at(&h.gateway)))
+                    .runtime_config(&format!(
+                        "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+                        redis.url_at(&h.gateway)
+                    ))
                     .netns(&h.name)
                     .listen_host(&h.addr)
                     .port(PORT);
@@ -100,7 +106,14 @@ fn six_hundred_workers_times_five_through_three_replicas_never_two_calls_in_flig
     if stats["total_starts"] != 3000 {
         // Why: the first failed calls in the log (the log is shared).
         let log = c.replicas[0].api("GET", "/api/requests?limit=1000", None).json();
-        let failed: Vec<String> = log["requests"].as_array().unwrap().iter().filter(|r| r["response_code"] != "SUKSES").take(5).map(|r| r.to_string()).collect();
+        let failed: Vec<String> = log["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["response_code"] != "SUKSES")
+            .take(5)
+            .map(|r| r.to_string())
+            .collect();
         panic!("exactly 3000 starts, not {}: failed calls {failed:#?}", stats["total_starts"]);
     }
     for id in &ids {
@@ -147,8 +160,11 @@ fn a_replica_sigkilled_mid_load_has_its_machines_taken_over_and_no_iteration_cou
         assert_eq!(s["max_concurrent"], 1, "{id}: never two calls in flight");
         // Every call the upstream saw, first or again, carried a request id of
         // the log, and the log has one row per iteration.
-        let sent: std::collections::BTreeSet<String> =
-            c.replicas[0].calls_of(id, "start").iter().map(|call| call["request_id"].as_str().unwrap().to_string()).collect();
+        let sent: std::collections::BTreeSet<String> = c.replicas[0]
+            .calls_of(id, "start")
+            .iter()
+            .map(|call| call["request_id"].as_str().unwrap().to_string())
+            .collect();
         let logged: std::collections::BTreeSet<String> =
             c.replicas[0].request_log(id).iter().map(|r| r["request_id"].as_str().unwrap().to_string()).collect();
         assert_eq!((sent.len(), &sent), (5, &logged), "{id}: the upstream saw exactly the request ids of the log");
@@ -181,11 +197,20 @@ fn the_same_notification_sent_to_two_replicas_at_once_is_applied_once() {
     let s = a.api("POST", "/api/sagas", Some(json!({ "definition": "checkout", "input": input })));
     assert_eq!(s.status, 202, "{}", s.body);
     let id = s.json()["id"].as_str().unwrap().to_string();
-    let status = |app: &App| app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"].as_str().unwrap_or("").to_string();
-    poll_until(Duration::from_secs(60), "the checkout waiting for its payment", || (status(b) == "waiting").then_some(()));
+    let status = |app: &App| {
+        app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"].as_str().unwrap_or("").to_string()
+    };
+    poll_until(Duration::from_secs(60), "the checkout waiting for its payment", || {
+        (status(b) == "waiting").then_some(())
+    });
     // Paid at the gateway (its own notification, badly signed on purpose, is
     // refused): the notifications below are confirmed by the status API.
-    let paid = a.sandbox.json("POST", &format!("/sandbox/payments/{id}/pay"), &[], &json!({ "status": "settlement", "bad_signature": true }));
+    let paid = a.sandbox.json(
+        "POST",
+        &format!("/sandbox/payments/{id}/pay"),
+        &[],
+        &json!({ "status": "settlement", "bad_signature": true }),
+    );
     assert_eq!(paid.status, 401, "{}", paid.body);
     // Signed as the gateway signs it, with the key every replica shares.
     let signature = hex::encode(Sha512::digest(format!("{id}20020000.00{}", app::SANDBOX_KEY)));
@@ -208,7 +233,9 @@ fn the_same_notification_sent_to_two_replicas_at_once_is_applied_once() {
     });
     assert_eq!(results.iter().filter(|r| *r == "accepted").count(), 1, "{results:?}");
     assert_eq!(results.iter().filter(|r| *r == "duplicate").count(), 15, "{results:?}");
-    poll_until(Duration::from_secs(60), "the checkout completed", || (status(&c.replicas[2]) == "completed").then_some(()));
+    poll_until(Duration::from_secs(60), "the checkout completed", || {
+        (status(&c.replicas[2]) == "completed").then_some(())
+    });
     let h = a.api("GET", &format!("/api/sagas/{id}/events"), None).json();
     let notified = h["events"].as_array().unwrap().iter().filter(|e| e["type"] == "payment_notified").count();
     assert_eq!(notified, 1, "{h}");

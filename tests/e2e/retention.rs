@@ -65,7 +65,9 @@ fn wait_saga(app: &App, id: &str, status: &str) {
 fn purged(app: &App, table: &str) -> u64 {
     let body = app.api("GET", "/metrics", None).body;
     let sample = format!("stepwise_purged_rows_total{{table=\"{table}\"}} ");
-    body.lines().find_map(|l| l.strip_prefix(&sample)?.trim().parse().ok()).unwrap_or_else(|| panic!("no {sample} in /metrics"))
+    body.lines()
+        .find_map(|l| l.strip_prefix(&sample)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in /metrics"))
 }
 
 fn count(app: &App, sql: &str) -> i64 {
@@ -120,7 +122,11 @@ fn old_rows_go_and_what_live_machines_need_stays() {
             && q("SELECT count(*) FROM outbox WHERE subject_id = '{id}'", &done) == 0;
         gone.then_some(())
     });
-    assert_eq!(q("SELECT max(id) FROM iterations WHERE binding_id = '{id}'", "r-done"), latest, "the latest iteration stays");
+    assert_eq!(
+        q("SELECT max(id) FROM iterations WHERE binding_id = '{id}'", "r-done"),
+        latest,
+        "the latest iteration stays"
+    );
     let w = a.worker("r-done");
     assert_eq!(w["last_result"]["iteration"], 3, "{w}");
     let page = a.api("GET", "/api/workers/r-done/iterations", None).json();
@@ -138,9 +144,17 @@ fn old_rows_go_and_what_live_machines_need_stays() {
         1,
         "the call in flight keeps its request-log row"
     );
-    assert_eq!(q("SELECT count(*) FROM saga_events WHERE saga_id = '{id}'", &waiting), waiting_history, "a waiting saga keeps its history");
+    assert_eq!(
+        q("SELECT count(*) FROM saga_events WHERE saga_id = '{id}'", &waiting),
+        waiting_history,
+        "a waiting saga keeps its history"
+    );
     assert_eq!(q("SELECT count(*) FROM inbox WHERE subject_id = '{id}'", &waiting), 1, "and its notification");
-    assert_eq!(notify(&a, &waiting, "pending", "20000.00")["status"], "duplicate", "so a resent notification is still a duplicate");
+    assert_eq!(
+        notify(&a, &waiting, "pending", "20000.00")["status"],
+        "duplicate",
+        "so a resent notification is still a duplicate"
+    );
     let history = a.api("GET", &format!("/api/sagas/{waiting}/events"), None).json();
     assert_eq!(history["events"].as_array().map(Vec::len), Some(waiting_history as usize), "{history}");
 
@@ -211,6 +225,10 @@ fn the_database_stops_growing_under_a_steady_load() {
     assert!(rows5 <= written / 3 * 2, "request log {rows5} rows, {written} written over 3 periods: {samples:?}");
     assert!(iterations5 >= ids.len() as i64, "every binding keeps its latest iteration");
     for id in &refs {
-        assert_eq!(app.scalar(&format!("SELECT count(*) FROM machines WHERE id = '{id}' AND state = 'running'")), 1, "{id} runs on");
+        assert_eq!(
+            app.scalar(&format!("SELECT count(*) FROM machines WHERE id = '{id}' AND state = 'running'")),
+            1,
+            "{id} runs on"
+        );
     }
 }

@@ -42,7 +42,9 @@ fn every_request_gets_a_fresh_instance() {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let url = r.url("/probe/seen");
-            std::thread::spawn(move || (0..10).map(|_| request("GET", &url, &[], None).unwrap().body).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..10).map(|_| request("GET", &url, &[], None).unwrap().body).collect::<Vec<_>>()
+            })
         })
         .collect();
     for t in threads {
@@ -191,7 +193,10 @@ fn cron_fires_at_tick_ms() {
     // Each run is logged.
     poll_until(Duration::from_secs(10), "a log line per cron run", || {
         let logs = r.logs();
-        let logged = logs.lines().filter(|l| l.contains("\"target\":\"cron\"") && l.contains("\"component\":\"probe-cron\"")).count();
+        let logged = logs
+            .lines()
+            .filter(|l| l.contains("\"target\":\"cron\"") && l.contains("\"component\":\"probe-cron\""))
+            .count();
         (logged >= runs.len()).then_some(())
     });
     // Runs follow the period: firings are 50 ms apart, counted from each
@@ -225,7 +230,11 @@ fn cron_runs_overlap_when_a_run_overruns() {
     let (gaps, median) = start_gaps(&runs);
     assert!((10_000..80_000).contains(&median), "the median gap between starts is {median} µs: {gaps:?}");
     let overlapping = runs.windows(2).filter(|w| w[1].0 < w[0].1).count();
-    assert!(overlapping >= runs.len() / 2, "only {overlapping} of {} runs started before the previous ended: {runs:?}", runs.len());
+    assert!(
+        overlapping >= runs.len() / 2,
+        "only {overlapping} of {} runs started before the previous ended: {runs:?}",
+        runs.len()
+    );
     // Never more at once than the period allows (about 120 / 20 = 6).
     let most = runs.iter().map(|(s, _)| runs.iter().filter(|(s2, e2)| s2 <= s && e2 > s).count()).max().unwrap_or(0);
     assert!((2..=12).contains(&most), "at most {most} runs at once: {runs:?}");
@@ -247,7 +256,10 @@ fn a_cron_run_stuck_for_long_does_not_hold_up_the_next_runs() {
     let after = runs[0].0 - hangs[0];
     assert!((0..1_000_000).contains(&after), "the first run after the stuck one started {after} µs after it");
     let (gaps, median) = start_gaps(&runs);
-    assert!((50_000..400_000).contains(&median), "runs beside the stuck one started {median} µs apart (median): {gaps:?}");
+    assert!(
+        (50_000..400_000).contains(&median),
+        "runs beside the stuck one started {median} µs apart (median): {gaps:?}"
+    );
     let mean = (runs[runs.len() - 1].0 - runs[0].0) / (runs.len() as i64 - 1);
     assert!(mean >= 80_000, "runs started {mean} µs apart on average with --tick-ms 100: {runs:?}");
     // The stuck run is still going, and nothing was cut short.
@@ -269,7 +281,11 @@ fn graceful_shutdown_waits_for_every_cron_run_in_progress() {
     assert!(status.success(), "exit status {status}");
     // Every run in progress at SIGTERM finished and recorded itself.
     let ended = cron_runs(&r).len() as u64;
-    assert!(ended >= ended_before + running, "{running} runs were in progress, {} ended after SIGTERM", ended - ended_before);
+    assert!(
+        ended >= ended_before + running,
+        "{running} runs were in progress, {} ended after SIGTERM",
+        ended - ended_before
+    );
     assert!(r.logs().contains("shutting down: waiting for cron runs"), "{}", r.logs());
 }
 
@@ -338,8 +354,17 @@ fn unsupported_manifest_features_are_errors_naming_them() {
     let base = std::fs::read_to_string(root.join("tests/apps/probe.toml")).unwrap();
     let cases = [
         (base.replace("[component.probe-isolated]\n", "[component.probe-isolated]\nfiles = [\"x\"]\n"), "`files`"),
-        (base.replace("[[trigger.cron]]", "[[trigger.redis]]\ncomponent = \"probe\"\nchannel = \"c\"\n\n[[trigger.cron]]"), "`redis`"),
-        (base.replace("sqlite_databases = [\"default\"]\nallowed", "sqlite_databases = [\"other\"]\nallowed"), "[sqlite_database.other]"),
+        (
+            base.replace(
+                "[[trigger.cron]]",
+                "[[trigger.redis]]\ncomponent = \"probe\"\nchannel = \"c\"\n\n[[trigger.cron]]",
+            ),
+            "`redis`",
+        ),
+        (
+            base.replace("sqlite_databases = [\"default\"]\nallowed", "sqlite_databases = [\"other\"]\nallowed"),
+            "[sqlite_database.other]",
+        ),
         (base.replace("\"self\", \"{{ peer_url }}\"", "\"http://a.com/path\""), "has a path"),
     ];
     for (i, (manifest, expected)) in cases.iter().enumerate() {
@@ -365,7 +390,10 @@ fn runtime_config_places_stores_and_rejects_unknown_types() {
     .unwrap();
     let r = probe().arg("--runtime-config").arg(rc.to_str().unwrap()).start();
     assert_eq!(r.send("PUT", "/probe/kv?key=k", &[], Some(b"v")).status, 204);
-    assert!(dir.path().join("custom-kv.db").exists(), "a relative path resolves next to the runtime config, as in Spin");
+    assert!(
+        dir.path().join("custom-kv.db").exists(),
+        "a relative path resolves next to the runtime config, as in Spin"
+    );
     assert!(!r.state_dir.join("sqlite_key_value.db").exists());
     assert!(r.get("/probe/fetch?url=http://self/probe/seen").body.starts_with("200"));
     drop(r);
@@ -468,7 +496,10 @@ fn outbound_connections_are_pooled_and_kept_alive() {
     // Sequential calls reuse the kept-alive connection; a call that races the
     // previous connection's return to the pool may open one more.
     assert!(connections <= 3, "{} calls opened {connections} connections", n + 5);
-    assert!(requests.iter().all(|q| q.header("host") == Some(&format!("127.0.0.1:{}", upstream.port)[..])), "{requests:?}");
+    assert!(
+        requests.iter().all(|q| q.header("host") == Some(&format!("127.0.0.1:{}", upstream.port)[..])),
+        "{requests:?}"
+    );
 }
 
 #[test]
@@ -504,7 +535,11 @@ fn pooled_request_bodies_go_out_with_content_length_not_chunked() {
         assert!(q.body_is_digits, "the body arrived intact: {q:?}");
     }
     assert!(upstream.connections() < 3, "the three POSTs shared a connection: {requests:?}");
-    assert!(upstream.log().iter().all(|l| !l.contains(" 400 ")), "the upstream saw a malformed request: {:?}", upstream.log());
+    assert!(
+        upstream.log().iter().all(|l| !l.contains(" 400 ")),
+        "the upstream saw a malformed request: {:?}",
+        upstream.log()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -527,7 +562,12 @@ fn read_head(s: &mut TcpStream) -> std::io::Result<String> {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte)? {
-            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, String::from_utf8_lossy(&head).into_owned())),
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    String::from_utf8_lossy(&head).into_owned(),
+                ))
+            }
             _ => head.push(byte[0]),
         }
     }
@@ -590,7 +630,14 @@ fn slowloris_connections_do_not_stop_normal_requests_and_close_at_the_header_tim
     // The slow connections come from the test's own address: the per-client
     // cap is off here (at --max-connections), this is about the header
     // timeout (the cap has its own test below).
-    let r = probe().arg("--header-timeout-ms").arg("3000").arg("--idle-timeout-ms").arg("2000").arg("--max-header-waits-per-client").arg("512").start();
+    let r = probe()
+        .arg("--header-timeout-ms")
+        .arg("3000")
+        .arg("--idle-timeout-ms")
+        .arg("2000")
+        .arg("--max-header-waits-per-client")
+        .arg("512")
+        .start();
     let n = 500;
     // Each connection sends a header section that never ends, a byte at a time.
     let header: Vec<u8> = [&b"GET /probe/seen HTTP/1.1\r\nHost: probe\r\nX-Slow: "[..], &[b'a'; 2000]].concat();
@@ -618,14 +665,20 @@ fn slowloris_connections_do_not_stop_normal_requests_and_close_at_the_header_tim
         assert!(started.elapsed() < Duration::from_secs(2), "a normal request took {:?}", started.elapsed());
     }
     let served_at = rounds.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(served_at < 25, "the normal requests were served while the slow connections were still open (round {served_at})");
+    assert!(
+        served_at < 25,
+        "the normal requests were served while the slow connections were still open (round {served_at})"
+    );
 
     let closed_after = attacker.join().unwrap();
     let never: usize = closed_after.iter().filter(|c| c.is_none()).count();
     assert_eq!(never, 0, "{never} slow connections were never closed");
     let times: Vec<Duration> = closed_after.into_iter().flatten().collect();
     let (min, max) = (times.iter().min().unwrap(), times.iter().max().unwrap());
-    assert!(*min >= header_timeout - Duration::from_millis(300), "a slow connection was closed before the header timeout: {min:?}");
+    assert!(
+        *min >= header_timeout - Duration::from_millis(300),
+        "a slow connection was closed before the header timeout: {min:?}"
+    );
     assert!(*max < header_timeout + Duration::from_secs(10), "a slow connection outlived the header timeout: {max:?}");
     assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"header_timeout\"}"), n as u64);
     assert!(r.logs().contains("header section not received within 3s"), "{}", r.logs());
@@ -648,10 +701,14 @@ fn trickle(
     let attacker = std::thread::spawn({
         let rounds = rounds.clone();
         move || {
-            let mut conns: Vec<(TcpStream, Instant, Option<Duration>)> = conns.into_iter().map(|(s, t)| (s, t, None)).collect();
+            let mut conns: Vec<(TcpStream, Instant, Option<Duration>)> =
+                conns.into_iter().map(|(s, t)| (s, t, None)).collect();
             let give_up = Instant::now() + give_up;
             let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && conns.iter().any(|c| c.2.is_none()) && Instant::now() < give_up {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && conns.iter().any(|c| c.2.is_none())
+                && Instant::now() < give_up
+            {
                 for (s, opened, closed_after) in conns.iter_mut().filter(|c| c.2.is_none()) {
                     if closed(s) || s.write(&header[(i + 1) % header.len()..][..1]).is_err() {
                         *closed_after = Some(opened.elapsed());
@@ -729,7 +786,10 @@ fn one_address_trickling_512_connections_does_not_stall_the_others() {
     for _ in 0..5 {
         let (status, took) = timed_get(r, "/api/health").unwrap_or_else(|e| panic!("health did not answer: {e}"));
         assert_eq!(status, 200);
-        assert!(took < Duration::from_secs(1), "GET /api/health took {took:?} while 127.0.0.2 trickled {n} connections");
+        assert!(
+            took < Duration::from_secs(1),
+            "GET /api/health took {took:?} while 127.0.0.2 trickled {n} connections"
+        );
     }
     let served_at = rounds.load(std::sync::atomic::Ordering::SeqCst);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -742,7 +802,11 @@ fn one_address_trickling_512_connections_does_not_stall_the_others() {
     let slowest = refused.iter().max().copied().unwrap_or_default();
     assert!(slowest < Duration::from_secs(3), "a connection over the cap was closed only after {slowest:?}");
     assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"header_waits_per_client\"}"), (n - cap) as u64);
-    assert!(r.logs().contains("connection refused: 256 connections from this address are already waiting"), "{}", r.logs());
+    assert!(
+        r.logs().contains("connection refused: 256 connections from this address are already waiting"),
+        "{}",
+        r.logs()
+    );
 }
 
 #[test]
@@ -760,7 +824,8 @@ fn idle_keep_alive_connections_close_and_oversized_headers_get_431() {
     let mut quiet = connect(&r);
     // (The body goes out after `100 Continue`, while the request is in
     // flight, so the runner reads it apart from the header.)
-    write!(quiet, "POST /probe/body-len HTTP/1.1\r\nHost: probe\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n").unwrap();
+    write!(quiet, "POST /probe/body-len HTTP/1.1\r\nHost: probe\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n")
+        .unwrap();
     assert!(read_head(&mut quiet).unwrap().starts_with("HTTP/1.1 100"));
     quiet.write_all(b"hello").unwrap();
     assert_eq!(read_response(&mut quiet).unwrap(), (200, "5".to_string()));
@@ -770,7 +835,8 @@ fn idle_keep_alive_connections_close_and_oversized_headers_get_431() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 64];
         let r = s.read(&mut buf);
-        let timed_out = matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+        let timed_out =
+            matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
         assert!(matches!(r, Ok(0) | Err(_)) && !timed_out, "closed by the runner: {r:?}");
     }
     let waited = since.elapsed();
@@ -812,7 +878,10 @@ fn post_body(r: &stepwise_e2e::Runner, total: usize, chunked: bool) -> (String, 
         while sent < total {
             let part = &chunk[..chunk.len().min(total - sent)];
             let ok = if chunked {
-                writer.write_all(format!("{:x}\r\n", part.len()).as_bytes()).and_then(|()| writer.write_all(part)).and_then(|()| writer.write_all(b"\r\n"))
+                writer
+                    .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                    .and_then(|()| writer.write_all(part))
+                    .and_then(|()| writer.write_all(b"\r\n"))
             } else {
                 writer.write_all(part)
             };
@@ -888,7 +957,10 @@ fn a_guest_in_an_endless_loop_answers_504_at_the_deadline_and_the_runner_keeps_s
     for t in stuck {
         let (a, took, answered) = t.join().unwrap();
         assert_eq!(a.status, 504, "{}", a.body);
-        assert!(took >= deadline - Duration::from_millis(50) && took < deadline + Duration::from_secs(5), "answered after {took:?}");
+        assert!(
+            took >= deadline - Duration::from_millis(50) && took < deadline + Duration::from_secs(5),
+            "answered after {took:?}"
+        );
         assert!(answered > served, "the normal request was served while the guests were stuck");
     }
     assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"deadline\"}"), 5);
@@ -925,11 +997,17 @@ fn a_hung_cron_run_is_stopped_at_its_deadline_and_the_next_one_fires() {
         });
         for w in starts.windows(2) {
             let gap = w[1] - w[0];
-            assert!(gap >= 400_000, "{how}: a run started {gap} µs after the previous: it was not stopped at the deadline");
+            assert!(
+                gap >= 400_000,
+                "{how}: a run started {gap} µs after the previous: it was not stopped at the deadline"
+            );
             // The deadline is kept, not merely reached: the next run starts
             // within the 500 ms deadline and a 100 ms tick, plus slack for a
             // busy machine (a deadline of seconds fails here).
-            assert!(gap < 5_000_000, "{how}: a run started {gap} µs after the previous: the 500 ms deadline was not kept");
+            assert!(
+                gap < 5_000_000,
+                "{how}: a run started {gap} µs after the previous: the 500 ms deadline was not kept"
+            );
         }
         let closest = starts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(i64::MAX);
         assert!(closest < 1_500_000, "{how}: runs {closest} µs apart at best with a 500 ms deadline: {starts:?}");
@@ -983,7 +1061,9 @@ fn connections_over_the_cap_wait_in_the_backlog_until_one_closes() {
             s
         })
         .collect();
-    poll_until(Duration::from_secs(10), "the runner to reach its cap", || r.logs().contains("connection cap reached").then_some(()));
+    poll_until(Duration::from_secs(10), "the runner to reach its cap", || {
+        r.logs().contains("connection cap reached").then_some(())
+    });
     // A fifth connection is not refused: the kernel completes it, and its
     // request waits for a free slot.
     let mut fifth = connect(&r);
@@ -1034,6 +1114,11 @@ fn a_cache_file_others_can_write_is_not_loaded() {
     assert_eq!(r.get("/probe/seen").body, "1");
     assert!(r.logs().contains("untrusted compiled-code cache file"), "{}", r.logs());
     for f in &files {
-        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o644, "compiled again: {}", f.display());
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o644,
+            "compiled again: {}",
+            f.display()
+        );
     }
 }

@@ -83,7 +83,9 @@ fn typed_calls_and_execute_round_trip_and_a_redis_error_reply_names_itself() {
         &|l| l == "ok int:42",
         &|l| l == "ok status:PONG",
         &|l| l.starts_with("err Error::Other(\"An error was signalled by the server - ResponseError: unknown command"),
-        &|l| l == "err Error::Other(\"An error was signalled by the server - ResponseError: value is not an integer or out of range\")",
+        &|l| {
+            l == "err Error::Other(\"An error was signalled by the server - ResponseError: value is not an integer or out of range\")"
+        },
         &|l| l == "ok int:2",
         &|l| l == "ok int:3",
         &|l| l == "ok int:1",
@@ -94,14 +96,22 @@ fn typed_calls_and_execute_round_trip_and_a_redis_error_reply_names_itself() {
     ];
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (i, (line, ok)) in lines.iter().zip(expected.iter()).enumerate() {
-        assert!(ok(line), "line {} of the script ({}): {line}", i + 1, script.lines().nth(i).unwrap_or_default().trim());
+        assert!(
+            ok(line),
+            "line {} of the script ({}): {line}",
+            i + 1,
+            script.lines().nth(i).unwrap_or_default().trim()
+        );
     }
 
     // What the guest wrote is in Redis.
     assert_eq!(redis.command(&["XLEN", "events"]), ":2");
     assert_eq!(redis.command(&["GET", "plain"]), "$1\nx");
     assert_eq!(redis.command(&["EXISTS", "greeting"]), ":0");
-    assert_eq!(redis.command(&["XRANGE", "events", "-", "+", "COUNT", "1"]), "*1\n*2\n$3\n5-0\n*2\n$4\nkind\n$5\nstart");
+    assert_eq!(
+        redis.command(&["XRANGE", "events", "-", "+", "COUNT", "1"]),
+        "*1\n*2\n$3\n5-0\n*2\n$4\nkind\n$5\nstart"
+    );
 
     // Each open is a connection of its own; an instance holds at most 16, and
     // every one is closed when the request ends.
@@ -137,7 +147,10 @@ fn open_is_refused_unless_allowed_outbound_hosts_admit_the_address() {
     assert!(trap.accept().is_err(), "nothing connected to the refused address");
     let logs = r.logs();
     assert!(logs.contains("outbound Redis connection refused"), "{logs}");
-    assert!(logs.contains(&format!("redis://127.0.0.1:{port} is not in the component's allowed_outbound_hosts")), "{logs}");
+    assert!(
+        logs.contains(&format!("redis://127.0.0.1:{port} is not in the component's allowed_outbound_hosts")),
+        "{logs}"
+    );
     assert!(!logs.contains("hunter2"), "no password in the logs: {logs}");
 
     // The admitted address, with a database number, opens and answers.

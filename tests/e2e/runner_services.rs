@@ -137,7 +137,10 @@ fn a_guest_that_traps_or_returns_mid_transaction_never_leaves_it_to_the_next() {
         assert_eq!(status, 200, "{body}");
         assert!(body.ends_with(&format!("DbValue::Int64({})", round + 1)), "only committed rows are seen: {body}");
     }
-    assert_eq!(pg.psql("SELECT string_agg(name, ',' ORDER BY id) FROM items"), "after-0,after-1,after-2,after-3,after-4");
+    assert_eq!(
+        pg.psql("SELECT string_agg(name, ',' ORDER BY id) FROM items"),
+        "after-0,after-1,after-2,after-3,after-4"
+    );
     assert_eq!(pid(&r), before, "the same connection, rolled back and reused (not replaced)");
     assert_eq!(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"), "0");
 }
@@ -162,7 +165,8 @@ fn allowed_outbound_hosts_refuses_a_postgres_address_not_listed() {
     }
     assert!(trap.accept().is_err(), "nothing connected to the refused address");
     // The allowed one opens.
-    let allowed = pg.url().replace(':', "%3A").replace('/', "%2F").replace('@', "%40").replace('?', "%3F").replace('=', "%3D");
+    let allowed =
+        pg.url().replace(':', "%3A").replace('/', "%2F").replace('@', "%40").replace('?', "%3F").replace('=', "%3D");
     let a = r.get(&format!("/pg/open?address={allowed}"));
     assert_eq!((a.status, a.body.as_str()), (200, "opened"));
 }

@@ -99,7 +99,15 @@ fn checkout_settled_by_the_webhook_completes_and_later_notifications_change_noth
 
     let (calls, effects) = services.calls();
     let paths: Vec<&str> = calls.iter().map(|c| c["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["/v1/users/authorize", "/v1/reservations", "/snap/v1/transactions", &format!("/v1/reservations/{id}/commit")[..]]);
+    assert_eq!(
+        paths,
+        [
+            "/v1/users/authorize",
+            "/v1/reservations",
+            "/snap/v1/transactions",
+            &format!("/v1/reservations/{id}/commit")[..]
+        ]
+    );
     for c in &calls {
         let h = &c["headers"];
         assert!(h["idempotency-key"].as_str().unwrap().starts_with(&format!("{id}:")), "{c}");
@@ -126,11 +134,18 @@ fn checkout_settled_by_the_webhook_completes_and_later_notifications_change_noth
     let h = history(&app, &id);
     assert_eq!(h.iter().filter(|t| *t == "payment_notified").count(), 3, "{h:?}");
     assert_eq!(h.iter().filter(|t| *t == "saga_completed").count(), 1);
-    let kinds: Vec<String> = events(&app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> = events(&app)
+        .iter()
+        .filter(|e| e["saga_id"] == id.as_str())
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(kinds, ["committed", "settled"], "settled once");
     let log = app.api("GET", "/api/requests?limit=100", None).json();
     let saga_rows = log["requests"].as_array().unwrap().iter().filter(|r| r["machine_id"] == id.as_str()).count();
-    assert_eq!(saga_rows, 6, "one request-log row per call: the status check that confirmed the notification, then the stock settled");
+    assert_eq!(
+        saga_rows, 6,
+        "one request-log row per call: the status check that confirmed the notification, then the stock settled"
+    );
     let confirm = calls_after(&services, 4);
     assert_eq!(confirm[0]["path"], format!("/v2/{id}/status"), "the notification was confirmed with the payment API");
 }
@@ -192,7 +207,8 @@ fn the_webhook_refuses_bad_notifications_and_none_changes_anything() {
     let a = notify(&app, "SG-UNKNOWN0-0", "settlement", "20000.00");
     assert_eq!(a.status, 404, "{}", a.body);
     let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024));
-    let a = app.runner.send("POST", "/webhooks/midtrans", &[("content-type", "application/json")], Some(big.as_bytes()));
+    let a =
+        app.runner.send("POST", "/webhooks/midtrans", &[("content-type", "application/json")], Some(big.as_bytes()));
     assert_eq!(a.status, 413);
 
     assert_eq!(saga(&app, &id)["status"], "waiting", "nothing changed");
@@ -203,7 +219,10 @@ fn the_webhook_refuses_bad_notifications_and_none_changes_anything() {
         assert_eq!(app.runner.runner_metric(&sample), n, "{sample}");
     }
     let m = app.api("GET", "/metrics", None).body;
-    assert!(m.contains("stepwise_webhook_notifications_total{result=\"accepted\"} 0"), "accepted counted, none yet:\n{m}");
+    assert!(
+        m.contains("stepwise_webhook_notifications_total{result=\"accepted\"} 0"),
+        "accepted counted, none yet:\n{m}"
+    );
 }
 
 #[test]
@@ -244,7 +263,10 @@ fn a_stock_failure_compensates_with_no_payment_created() {
     assert_eq!(s["steps"][2]["status"], "skipped");
     let (calls, _) = services.calls();
     assert!(calls.iter().all(|c| !c["path"].as_str().unwrap().starts_with("/snap")), "no payment created");
-    assert!(calls.iter().all(|c| !c["path"].as_str().unwrap().ends_with("/release")), "nothing was reserved, nothing released");
+    assert!(
+        calls.iter().all(|c| !c["path"].as_str().unwrap().ends_with("/release")),
+        "nothing was reserved, nothing released"
+    );
 }
 
 #[test]
@@ -252,7 +274,11 @@ fn cashout_with_the_liability_update_failing_debits_the_wallet_back() {
     let services = PlainServices::start(KEY);
     let app = app(&services);
     services.fail("/v1/liabilities/bs1", 422, 1);
-    let id = start(&app, "cashout", json!({"bet_slip_id": "bs1", "user_id": "u1", "bookmaker_type": "b", "bookmaker_id": "1"}))["id"]
+    let id = start(
+        &app,
+        "cashout",
+        json!({"bet_slip_id": "bs1", "user_id": "u1", "bookmaker_type": "b", "bookmaker_id": "1"}),
+    )["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -263,7 +289,11 @@ fn cashout_with_the_liability_update_failing_debits_the_wallet_back() {
     assert_eq!(debit["body"], json!({"amount": 1500, "reference": id}));
     assert_eq!(debit["headers"]["idempotency-key"], format!("{id}:wallet_credit:compensation"));
 
-    let ok = start(&app, "cashout", json!({"bet_slip_id": "bs2", "user_id": "u2", "bookmaker_type": "b", "bookmaker_id": "1"}));
+    let ok = start(
+        &app,
+        "cashout",
+        json!({"bet_slip_id": "bs2", "user_id": "u2", "bookmaker_type": "b", "bookmaker_id": "1"}),
+    );
     wait_status(&app, ok["id"].as_str().unwrap(), "completed");
 }
 
@@ -272,13 +302,21 @@ fn definitions_are_listed_validated_with_the_path_of_the_fault_and_a_posted_one_
     let services = PlainServices::start(KEY);
     let app = app(&services);
     let list = app.api("GET", "/api/saga-definitions", None).json();
-    let names: HashSet<&str> = list["definitions"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: HashSet<&str> =
+        list["definitions"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert!(names.contains("checkout") && names.contains("cashout"), "{list}");
     let bad = json!({"name": "odd", "timeout_ms": 1000, "steps": [
         {"name": "a", "action": {"service": "wallets", "method": "POST", "path": "/x"}}]});
     let a = app.api("POST", "/api/saga-definitions", Some(bad));
     assert_eq!(a.status, 422, "{}", a.body);
-    assert!(a.json()["error"]["message"].as_str().unwrap().starts_with("steps[0].action.service: unknown service \"wallets\""), "{}", a.body);
+    assert!(
+        a.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("steps[0].action.service: unknown service \"wallets\""),
+        "{}",
+        a.body
+    );
 
     let def = json!({"name": "ping", "timeout_ms": 60000, "input": {"required": ["who"]}, "events": {"completed": "ping.done"},
         "steps": [{"name": "hello", "action": {"service": "users", "method": "POST", "path": "/v1/users/authorize", "body": {"token": "$.input.who"}}}]});
@@ -307,7 +345,11 @@ fn the_same_idempotency_key_gives_the_same_saga_and_another_body_a_conflict() {
     let b = app.api("POST", "/api/sagas", Some(body));
     assert_eq!(b.status, 200, "{}", b.body);
     assert_eq!(a.json()["id"], b.json()["id"]);
-    let c = app.api("POST", "/api/sagas", Some(json!({"definition": "checkout", "input": checkout_input("p2"), "idempotency_key": "order-77"})));
+    let c = app.api(
+        "POST",
+        "/api/sagas",
+        Some(json!({"definition": "checkout", "input": checkout_input("p2"), "idempotency_key": "order-77"})),
+    );
     assert_eq!((c.status, c.json()["error"]["code"].as_str()), (409, Some("idempotency_key_reused")), "{}", c.body);
     let list = app.api("GET", "/api/sagas?definition=checkout", None).json();
     assert_eq!(list["sagas"].as_array().unwrap().len(), 1);
@@ -379,10 +421,21 @@ fn a_payment_that_runs_out_is_expired_and_compensated_with_expired_after_committ
     let (calls, _) = services.calls();
     let paths: Vec<String> = calls.iter().map(|c| c["path"].as_str().unwrap().to_string()).collect();
     let tail: Vec<&str> = paths.iter().rev().take(3).map(String::as_str).collect();
-    assert_eq!(tail, [&format!("/v1/reservations/{id}/release")[..], &format!("/v2/{id}/cancel")[..], &format!("/v2/{id}/expire")[..]]);
+    assert_eq!(
+        tail,
+        [
+            &format!("/v1/reservations/{id}/release")[..],
+            &format!("/v2/{id}/cancel")[..],
+            &format!("/v2/{id}/expire")[..]
+        ]
+    );
     let release = calls.iter().find(|c| c["path"] == format!("/v1/reservations/{id}/release")).unwrap();
     assert_eq!(release["body"], json!({"reason": "payment_expired"}));
-    let kinds: Vec<String> = events(&app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> = events(&app)
+        .iter()
+        .filter(|e| e["saga_id"] == id.as_str())
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(kinds, ["committed", "expired"]);
 }
 
@@ -402,8 +455,10 @@ fn payment_creation_failing_on_every_attempt_uses_three_request_ids_and_one_key_
     assert_eq!((ids.len(), keys.len()), (3, 1), "three request ids, one idempotency key");
     assert!(calls.iter().any(|c| c["path"] == format!("/v1/reservations/{id}/release")), "the stock is released");
     let log = app.api("GET", "/api/requests?limit=100", None).json();
-    let rows: Vec<&Value> = log["requests"].as_array().unwrap().iter().filter(|r| r["operation"] == "create_payment:action").collect();
-    let attempts: Vec<(i64, bool)> = rows.iter().map(|r| (r["attempt_number"].as_i64().unwrap(), r["is_latest"].as_bool().unwrap())).collect();
+    let rows: Vec<&Value> =
+        log["requests"].as_array().unwrap().iter().filter(|r| r["operation"] == "create_payment:action").collect();
+    let attempts: Vec<(i64, bool)> =
+        rows.iter().map(|r| (r["attempt_number"].as_i64().unwrap(), r["is_latest"].as_bool().unwrap())).collect();
     assert_eq!(attempts, [(3, true), (2, false), (1, false)], "newest first; is_latest on the last attempt");
 }
 
@@ -437,7 +492,10 @@ fn a_compensation_that_keeps_failing_holds_the_saga_and_a_retry_after_recovery_f
     let s = wait_status(&app, &id, "compensated");
     assert_eq!(s["steps"][1]["compensation"]["attempts"], 4);
     let h = history(&app, &id);
-    assert!(h.contains(&"compensation_failed".to_string()) && h.contains(&"compensation_retry_requested".to_string()), "{h:?}");
+    assert!(
+        h.contains(&"compensation_failed".to_string()) && h.contains(&"compensation_retry_requested".to_string()),
+        "{h:?}"
+    );
 }
 
 #[test]
@@ -464,7 +522,8 @@ fn a_runner_killed_during_a_saga_call_finishes_it_after_restart_with_no_effect_a
     // Counted per business object, not per key: a resend under a new key
     // would reserve twice.
     let objects = services.objects();
-    let reservations: Vec<(&String, &Value)> = objects.as_object().unwrap().iter().filter(|(o, _)| o.starts_with("/v1/reservations|")).collect();
+    let reservations: Vec<(&String, &Value)> =
+        objects.as_object().unwrap().iter().filter(|(o, _)| o.starts_with("/v1/reservations|")).collect();
     assert_eq!(reservations.len(), 1, "one reservation: {objects}");
     for (object, n) in objects.as_object().unwrap() {
         assert_eq!(n, 1, "{object} applied once: {objects}");
@@ -477,7 +536,8 @@ fn sandboxed() -> App {
 }
 
 fn product(app: &App, id: &str, price: u64, stock: u64) {
-    let a = app.sandbox.json("PUT", &format!("/sandbox/products/{id}"), &[], &json!({ "price": price, "stock": stock }));
+    let a =
+        app.sandbox.json("PUT", &format!("/sandbox/products/{id}"), &[], &json!({ "price": price, "stock": stock }));
     assert_eq!(a.status, 200, "{}", a.body);
 }
 
@@ -501,7 +561,10 @@ fn checkout_against_the_sandbox_settles_by_its_pay_action_and_each_stock_failure
         (input("p-low", 10000), "insufficient_stock"),
         (input("p-ok", 9999), "price_mismatch"),
     ];
-    let ids: Vec<(String, &str)> = failing.iter().map(|(i, r)| (start(&app, "checkout", i.clone())["id"].as_str().unwrap().to_string(), *r)).collect();
+    let ids: Vec<(String, &str)> = failing
+        .iter()
+        .map(|(i, r)| (start(&app, "checkout", i.clone())["id"].as_str().unwrap().to_string(), *r))
+        .collect();
     for (id, reason) in &ids {
         let s = wait_status(&app, id, "compensated");
         assert_eq!(s["reason"], *reason, "{s}");
@@ -558,7 +621,10 @@ fn metrics_count_sagas_by_definition_and_status_compensations_and_notifications(
     ] {
         assert!(m.lines().any(|l| l == series), "missing {series} in\n{m}");
     }
-    assert!(m.contains(r#"stepwise_step_duration_seconds_count{kind="saga",operation="reserve_stock:action"}"#), "saga step durations");
+    assert!(
+        m.contains(r#"stepwise_step_duration_seconds_count{kind="saga",operation="reserve_stock:action"}"#),
+        "saga step durations"
+    );
 }
 
 #[test]
@@ -575,11 +641,17 @@ fn edited_replays_of_a_signed_notification_leave_the_saga_waiting() {
         let asked = status_calls(&services, &id);
         let a = notify_as(&app, &id, status, fraud, "20000.00");
         assert_eq!((a.status, a.json()["status"].as_str()), (200, Some("accepted")), "{}", a.body);
-        poll_until(Duration::from_secs(30), "the status asked to confirm it", || (status_calls(&services, &id) > asked).then_some(()));
+        poll_until(Duration::from_secs(30), "the status asked to confirm it", || {
+            (status_calls(&services, &id) > asked).then_some(())
+        });
         let s = wait_status(&app, &id, "waiting");
         assert_eq!(s["steps"][4]["status"], "waiting", "{status}/{fraud} replayed changed nothing: {s}");
     }
-    let kinds: Vec<String> = events(&app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> = events(&app)
+        .iter()
+        .filter(|e| e["saga_id"] == id.as_str())
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(kinds, ["committed"], "neither settled nor cancelled");
     // The review passes: the genuine notification is confirmed and completes it.
     services.set_status(&id, &json!({"transaction_status": "settlement", "fraud_status": "accept"}));
@@ -596,7 +668,12 @@ fn a_polled_status_with_another_amount_is_recorded_and_ignored() {
     services.set_status(&id, &json!({"transaction_status": "settlement", "gross_amount": "1.00"}));
     poll_until(Duration::from_secs(30), "the mismatch recorded", || {
         let a = app.api("GET", &format!("/api/sagas/{id}/events"), None).json();
-        a["events"].as_array().unwrap().iter().any(|e| e["type"] == "payment_status" && e["data"]["why"] == "amount mismatch").then_some(())
+        a["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "payment_status" && e["data"]["why"] == "amount mismatch")
+            .then_some(())
     });
     assert_eq!(saga(&app, &id)["status"], "waiting", "a settlement of another amount is not this payment");
     services.set_status(&id, &json!({"transaction_status": "settlement", "gross_amount": "20000.00"}));
@@ -630,8 +707,22 @@ fn at_the_saga_deadline_a_payment_made_before_it_completes_the_saga_and_none_com
     let s = wait_status(&app, &unpaid, "compensated");
     assert_eq!(s["reason"], "saga_timeout");
     let (calls, _) = services.calls();
-    let tail: Vec<&str> = calls.iter().filter(|c| c["path"].as_str().unwrap().contains(&unpaid)).map(|c| c["path"].as_str().unwrap()).rev().take(3).collect();
-    assert_eq!(tail, [&format!("/v1/reservations/{unpaid}/release")[..], &format!("/v2/{unpaid}/cancel")[..], &format!("/v2/{unpaid}/status")[..]], "asked, then compensated");
+    let tail: Vec<&str> = calls
+        .iter()
+        .filter(|c| c["path"].as_str().unwrap().contains(&unpaid))
+        .map(|c| c["path"].as_str().unwrap())
+        .rev()
+        .take(3)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            &format!("/v1/reservations/{unpaid}/release")[..],
+            &format!("/v2/{unpaid}/cancel")[..],
+            &format!("/v2/{unpaid}/status")[..]
+        ],
+        "asked, then compensated"
+    );
 }
 
 #[test]
@@ -671,14 +762,17 @@ fn a_ninety_second_saga_call_completes_once_while_transfers_and_a_worker_keep_th
     let iterations = || app.worker("b-pace")["iterations"].as_u64().unwrap();
     let id = start(&app, "slow", json!({}))["id"].as_str().unwrap().to_string();
     let key = format!("{id}:credit:action");
-    poll_until(Duration::from_secs(30), "the slow call sent", || (services.arrivals()[&key].as_u64() == Some(1)).then_some(()));
+    poll_until(Duration::from_secs(30), "the slow call sent", || {
+        (services.arrivals()[&key].as_u64() == Some(1)).then_some(())
+    });
     let sent = std::time::Instant::now();
     let before = iterations();
     let mut codes = Vec::new();
     let mut during_first_30s = None;
     while saga(&app, &id)["status"] != "completed" {
         assert!(sent.elapsed() < Duration::from_secs(150), "the slow step never completed: {}", saga(&app, &id));
-        let t = ledger::accepted(&app, &format!("pace-{}", codes.len()), &ledger::body("pace-from", "pace-to", 1, "IDR"));
+        let t =
+            ledger::accepted(&app, &format!("pace-{}", codes.len()), &ledger::body("pace-from", "pace-to", 1, "IDR"));
         codes.push(t["receipt_code"].as_str().unwrap().to_string());
         if during_first_30s.is_none() && sent.elapsed() >= Duration::from_secs(30) {
             during_first_30s = Some(iterations() - before);
@@ -690,9 +784,14 @@ fn a_ninety_second_saga_call_completes_once_while_transfers_and_a_worker_keep_th
     assert_eq!(services.arrivals()[&key], 1, "the service saw one call for its key");
     assert_eq!(services.calls().1[&key], 1, "and applied it once");
     let s = saga(&app, &id);
-    assert_eq!((s["steps"][0]["attempts"].as_u64(), s["steps"][0]["status"].as_str()), (Some(1), Some("completed")), "{s}");
+    assert_eq!(
+        (s["steps"][0]["attempts"].as_u64(), s["steps"][0]["status"].as_str()),
+        (Some(1), Some("completed")),
+        "{s}"
+    );
     // Transfers: each accepted while the call was out completed within a second of its acceptance.
-    let ms = |t: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(t[f].as_str().unwrap()).unwrap().timestamp_millis();
+    let ms =
+        |t: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(t[f].as_str().unwrap()).unwrap().timestamp_millis();
     let mut slowest = 0;
     for code in &codes {
         let t = ledger::wait_final(&app, code, Duration::from_secs(30));
@@ -730,9 +829,12 @@ fn id_of(saga: Value) -> String {
 fn a_path_that_finds_nothing_fails_its_step_with_template_error_and_sends_nothing() {
     let services = PlainServices::start(KEY);
     let app = app(&services);
-    define(&app, json!({"name": "tpl", "timeout_ms": 60_000, "steps": [
+    define(
+        &app,
+        json!({"name": "tpl", "timeout_ms": 60_000, "steps": [
         {"name": "first", "action": wallet("tpl/first", json!({"n": 1})), "compensation": wallet("tpl/undo", json!({"reason": "$.saga.reason"}))},
-        {"name": "credit", "action": wallet("tpl/credit", json!({"amount": "$.input.amount"}))}]}));
+        {"name": "credit", "action": wallet("tpl/credit", json!({"amount": "$.input.amount"}))}]}),
+    );
     let id = id_of(start(&app, "tpl", json!({"note": "no amount"})));
     let s = wait_status(&app, &id, "compensated");
     let reason = s["reason"].as_str().unwrap();
@@ -747,30 +849,45 @@ fn a_path_that_finds_nothing_fails_its_step_with_template_error_and_sends_nothin
 fn an_optional_path_that_finds_nothing_leaves_its_key_out_and_one_that_finds_a_value_sends_it() {
     let services = PlainServices::start(KEY);
     let app = app(&services);
-    define(&app, json!({"name": "opt", "timeout_ms": 60_000, "steps": [
-        {"name": "credit", "action": wallet("opt/credit", json!({"amount": "$.input.amount", "note": "$.input.note?", "tags": ["$.input.tag?"]}))}]}));
+    define(
+        &app,
+        json!({"name": "opt", "timeout_ms": 60_000, "steps": [
+        {"name": "credit", "action": wallet("opt/credit", json!({"amount": "$.input.amount", "note": "$.input.note?", "tags": ["$.input.tag?"]}))}]}),
+    );
     let without = id_of(start(&app, "opt", json!({"amount": 5})));
     wait_status(&app, &without, "completed");
     let with = id_of(start(&app, "opt", json!({"amount": 7, "note": {"by": "ops"}, "tag": "x"})));
     wait_status(&app, &with, "completed");
     let bodies: Vec<Value> = services.calls().0.iter().map(|c| c["body"].clone()).collect();
-    assert_eq!(bodies, [json!({"amount": 5, "tags": [null]}), json!({"amount": 7, "note": {"by": "ops"}, "tags": ["x"]})]);
+    assert_eq!(
+        bodies,
+        [json!({"amount": 5, "tags": [null]}), json!({"amount": 7, "note": {"by": "ops"}, "tags": ["x"]})]
+    );
 }
 
 #[test]
 fn a_forward_step_with_on_failure_hold_holds_the_saga_emits_failed_and_a_retry_finishes_it() {
     let services = PlainServices::start(KEY);
     let app = app(&services);
-    define(&app, json!({"name": "held", "timeout_ms": 600_000, "events": {"failed": "held.failed", "completed": "held.completed"}, "steps": [
+    define(
+        &app,
+        json!({"name": "held", "timeout_ms": 600_000, "events": {"failed": "held.failed", "completed": "held.completed"}, "steps": [
         {"name": "debit", "action": wallet("held/debit", json!({})), "compensation": wallet("held/refund", json!({}))},
-        {"name": "payout", "action": wallet("held/payout", json!({})), "on_failure": "hold"}]}));
+        {"name": "payout", "action": wallet("held/payout", json!({})), "on_failure": "hold"}]}),
+    );
     services.fail("/held/payout", 400, 1);
     let id = id_of(start(&app, "held", json!({})));
     let s = wait_status(&app, &id, "failed");
     assert_eq!((s["reason"].as_str(), s["steps"][1]["status"].as_str()), (Some("injected"), Some("failed")), "{s}");
     assert_eq!(s["can_roll_back"], true, "before any pivot an operator may still roll back: {s}");
     assert_eq!(paths(&services), ["/v1/wallets/held/debit", "/v1/wallets/held/payout"], "nothing compensated");
-    let kinds = |app: &App| events(app).iter().filter(|e| e["saga_id"] == id.as_str()).map(|e| e["type"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let kinds = |app: &App| {
+        events(app)
+            .iter()
+            .filter(|e| e["saga_id"] == id.as_str())
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(kinds(&app), ["held.failed"], "the failed end's event");
     let a = app.api("POST", &format!("/api/sagas/{id}/steps/payout/retry"), None);
     assert_eq!(a.status, 202, "{}", a.body);
@@ -785,10 +902,13 @@ fn a_forward_step_with_on_failure_hold_holds_the_saga_emits_failed_and_a_retry_f
 fn a_failure_after_the_pivot_holds_the_saga_instead_of_compensating_and_rollback_is_a_conflict() {
     let services = PlainServices::start(KEY);
     let app = app(&services);
-    define(&app, json!({"name": "pivoted", "timeout_ms": 600_000, "steps": [
+    define(
+        &app,
+        json!({"name": "pivoted", "timeout_ms": 600_000, "steps": [
         {"name": "debit", "action": wallet("pv/debit", json!({})), "compensation": wallet("pv/refund", json!({}))},
         {"name": "commit", "action": wallet("pv/commit", json!({})), "pivot": true},
-        {"name": "notify", "action": wallet("pv/notify", json!({})), "retry": {"max_attempts": 2, "interval_ms": 10}}]}));
+        {"name": "notify", "action": wallet("pv/notify", json!({})), "retry": {"max_attempts": 2, "interval_ms": 10}}]}),
+    );
     services.fail("/pv/notify", 503, 2);
     let id = id_of(start(&app, "pivoted", json!({})));
     let s = wait_status(&app, &id, "failed");
@@ -796,7 +916,11 @@ fn a_failure_after_the_pivot_holds_the_saga_instead_of_compensating_and_rollback
     assert_eq!(s["can_roll_back"], false, "{s}");
     let a = app.api("POST", &format!("/api/sagas/{id}/rollback"), Some(json!({"reason": "ops"})));
     assert_eq!(a.status, 409, "{}", a.body);
-    assert!(!paths(&services).iter().any(|p| p.ends_with("/refund")), "nothing compensated past the pivot: {:?}", paths(&services));
+    assert!(
+        !paths(&services).iter().any(|p| p.ends_with("/refund")),
+        "nothing compensated past the pivot: {:?}",
+        paths(&services)
+    );
     assert_eq!(saga(&app, &id)["status"], "failed");
 }
 
@@ -811,9 +935,17 @@ fn a_payment_denied_cancelled_or_failed_fails_the_wait_with_its_status_and_compe
         assert_eq!(notify_as(&app, &id, status, "accept", "20000.00").status, 200);
         let s = wait_status(&app, &id, "compensated");
         let reason = format!("payment_{status}");
-        assert_eq!((s["reason"].as_str(), s["steps"][4]["error"].as_str()), (Some(&reason[..]), Some(&reason[..])), "{s}");
+        assert_eq!(
+            (s["reason"].as_str(), s["steps"][4]["error"].as_str()),
+            (Some(&reason[..]), Some(&reason[..])),
+            "{s}"
+        );
         let mine: Vec<String> = paths(&services).into_iter().filter(|p| p.contains(&id)).collect();
-        assert_eq!(mine.iter().rev().take(3).collect::<Vec<_>>(), [&format!("/v1/reservations/{id}/release"), &format!("/v2/{id}/cancel"), &format!("/v2/{id}/status")], "asked, then compensated");
+        assert_eq!(
+            mine.iter().rev().take(3).collect::<Vec<_>>(),
+            [&format!("/v1/reservations/{id}/release"), &format!("/v2/{id}/cancel"), &format!("/v2/{id}/status")],
+            "asked, then compensated"
+        );
     }
 }
 
@@ -839,7 +971,10 @@ fn a_capture_with_fraud_status_accept_settles_the_payment() {
     let app = app_with(&services, |c| c.var("payment_poll_ms", "600000"));
     let id = id_of(start(&app, "checkout", checkout_input("p1")));
     wait_status(&app, &id, "waiting");
-    services.set_status(&id, &json!({"transaction_status": "capture", "fraud_status": "accept", "gross_amount": "20000.00"}));
+    services.set_status(
+        &id,
+        &json!({"transaction_status": "capture", "fraud_status": "accept", "gross_amount": "20000.00"}),
+    );
     assert_eq!(notify_as(&app, &id, "capture", "accept", "20000.00").status, 200);
     let s = wait_status(&app, &id, "completed");
     assert_eq!(s["steps"][4]["status"], "completed", "{s}");
@@ -850,9 +985,12 @@ fn answers_408_and_429_are_retried_and_a_400_is_not() {
     let services = PlainServices::start(KEY);
     let app = app(&services);
     let retry = json!({"max_attempts": 3, "interval_ms": 10});
-    define(&app, json!({"name": "retried", "timeout_ms": 60_000, "steps": [
+    define(
+        &app,
+        json!({"name": "retried", "timeout_ms": 60_000, "steps": [
         {"name": "credit", "action": wallet("rt/credit", json!({})), "retry": retry},
-        {"name": "debit", "action": wallet("rt/debit", json!({})), "retry": retry}]}));
+        {"name": "debit", "action": wallet("rt/debit", json!({})), "retry": retry}]}),
+    );
     services.fail("/rt/credit", 408, 1);
     services.fail("/rt/credit", 429, 1);
     let id = id_of(start(&app, "retried", json!({})));
@@ -868,9 +1006,12 @@ fn answers_408_and_429_are_retried_and_a_400_is_not() {
 fn stats_count_sagas_by_status_with_step_durations_failures_compensations_and_retries() {
     let services = PlainServices::start(KEY);
     let app = app(&services);
-    define(&app, json!({"name": "counted", "timeout_ms": 60_000, "steps": [
+    define(
+        &app,
+        json!({"name": "counted", "timeout_ms": 60_000, "steps": [
         {"name": "credit", "action": wallet("st/credit", json!({})), "compensation": wallet("st/undo", json!({})), "retry": {"max_attempts": 2, "interval_ms": 10}},
-        {"name": "debit", "action": wallet("st/debit", json!({"who": "$.input.who"})), "retry": {"max_attempts": 1}}]}));
+        {"name": "debit", "action": wallet("st/debit", json!({"who": "$.input.who"})), "retry": {"max_attempts": 1}}]}),
+    );
     let done: Vec<String> = (0..3).map(|_| id_of(start(&app, "counted", json!({"who": "ok"})))).collect();
     for id in &done {
         wait_status(&app, id, "completed");
@@ -883,8 +1024,19 @@ fn stats_count_sagas_by_status_with_step_durations_failures_compensations_and_re
     assert_eq!(a.status, 200, "{}", a.body);
     let d = &a.json()["definitions"]["counted"];
     assert_eq!(d["by_status"], json!({"completed": 3, "compensated": 1}), "{d}");
-    assert_eq!((d["failures"].as_i64(), d["compensations"].as_i64(), d["retries"].as_i64()), (Some(1), Some(1), Some(1)), "{d}");
-    assert_eq!((d["steps"]["credit"]["count"].as_u64(), d["steps"]["debit"]["count"].as_u64()), (Some(4), Some(4)), "{d}");
-    assert!(d["steps"]["credit"]["p99_ms"].as_i64().unwrap() >= d["steps"]["credit"]["p50_ms"].as_i64().unwrap(), "{d}");
+    assert_eq!(
+        (d["failures"].as_i64(), d["compensations"].as_i64(), d["retries"].as_i64()),
+        (Some(1), Some(1), Some(1)),
+        "{d}"
+    );
+    assert_eq!(
+        (d["steps"]["credit"]["count"].as_u64(), d["steps"]["debit"]["count"].as_u64()),
+        (Some(4), Some(4)),
+        "{d}"
+    );
+    assert!(
+        d["steps"]["credit"]["p99_ms"].as_i64().unwrap() >= d["steps"]["credit"]["p50_ms"].as_i64().unwrap(),
+        "{d}"
+    );
     assert_eq!(app.api("GET", "/api/stats?x=1", None).status, 400, "unknown parameters are refused");
 }

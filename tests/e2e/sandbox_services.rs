@@ -17,7 +17,14 @@ fn call(app: &App, method: &str, path: &str, key: Option<&str>, body: Option<Val
     with_auth(app, method, path, key, body, None)
 }
 
-fn with_auth(app: &App, method: &str, path: &str, key: Option<&str>, body: Option<Value>, auth: Option<&str>) -> Answer {
+fn with_auth(
+    app: &App,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+    auth: Option<&str>,
+) -> Answer {
     let mut headers = vec![("x-request-id", "7"), ("content-type", "application/json")];
     if let Some(k) = key {
         headers.push(("idempotency-key", k));
@@ -62,11 +69,17 @@ fn reservations_validate_reserve_nothing_on_a_refusal_and_give_stock_back() {
     put(&app, "/sandbox/products/p1", json!({"price": 10000, "stock": 5}));
     put(&app, "/sandbox/products/p2", json!({"price": 2500, "stock": 1}));
     put(&app, "/sandbox/products/gone", json!({"price": 100, "stock": 0}));
-    let reserve = |key: &str, id: &str, items: Value| call(&app, "POST", "/v1/reservations", Some(key), Some(json!({"transaction_id": id, "items": items})));
+    let reserve = |key: &str, id: &str, items: Value| {
+        call(&app, "POST", "/v1/reservations", Some(key), Some(json!({"transaction_id": id, "items": items})))
+    };
 
     // The four validations: each refused, nothing reserved, no effect.
     let refusals = [
-        (json!([{"product_id": "p1", "price": 10000, "quantity": 1}, {"product_id": "nope", "price": 1, "quantity": 1}]), 404, "product_not_found"),
+        (
+            json!([{"product_id": "p1", "price": 10000, "quantity": 1}, {"product_id": "nope", "price": 1, "quantity": 1}]),
+            404,
+            "product_not_found",
+        ),
         (json!([{"product_id": "gone", "price": 100, "quantity": 1}]), 409, "out_of_stock"),
         (json!([{"product_id": "p1", "price": 10000, "quantity": 6}]), 409, "insufficient_stock"),
         (json!([{"product_id": "p1", "price": 9000, "quantity": 1}]), 422, "price_mismatch"),
@@ -100,11 +113,24 @@ fn reservations_validate_reserve_nothing_on_a_refusal_and_give_stock_back() {
     // Commit, then release for an expired payment: the stock comes back, once.
     let c = call(&app, "POST", "/v1/reservations/s1/commit", Some("s1:commit_reservation:action"), None);
     assert_eq!((c.status, c.json()["status"].as_str()), (200, Some("committed")), "{}", c.body);
-    let release = |key: &str, id: &str| call(&app, "POST", &format!("/v1/reservations/{id}/release"), Some(key), Some(json!({"reason": "payment_expired"})));
+    let release = |key: &str, id: &str| {
+        call(
+            &app,
+            "POST",
+            &format!("/v1/reservations/{id}/release"),
+            Some(key),
+            Some(json!({"reason": "payment_expired"})),
+        )
+    };
     let r = release("s1:reserve_stock:compensation", "s1");
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("expired")), "{}", r.body);
     let r = release("s1:again", "s1");
-    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("expired")), "released twice is harmless: {}", r.body);
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("expired")),
+        "released twice is harmless: {}",
+        r.body
+    );
     assert_eq!(effects(&app, "s1:again"), 0);
     let p1 = get(&app, "/sandbox/products/p1");
     assert_eq!((p1["stock"].as_i64(), p1["held"].as_i64()), (Some(5), Some(0)), "{p1}");
@@ -132,14 +158,17 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
     let app = App::start();
     let order = json!({"transaction_details": {"order_id": "saga-1", "gross_amount": 20000}, "customer_details": {"first_name": "A"}});
     expect(&call(&app, "POST", "/snap/v1/transactions", Some("k0"), Some(order.clone())), 401, "unauthorized");
-    let wrong = with_auth(&app, "POST", "/snap/v1/transactions", Some("k0"), Some(order.clone()), Some("Basic d3Jvbmc6"));
+    let wrong =
+        with_auth(&app, "POST", "/snap/v1/transactions", Some("k0"), Some(order.clone()), Some("Basic d3Jvbmc6"));
     expect(&wrong, 401, "unauthorized");
     assert_eq!(effects(&app, "k0"), 0);
-    let created = midtrans(&app, "POST", "/snap/v1/transactions", Some("saga-1:create_payment:action"), Some(order.clone()));
+    let created =
+        midtrans(&app, "POST", "/snap/v1/transactions", Some("saga-1:create_payment:action"), Some(order.clone()));
     assert_eq!(created.status, 201, "{}", created.body);
     let token = created.json()["token"].as_str().unwrap().to_string();
     assert!(created.json()["redirect_url"].as_str().unwrap().ends_with(&token), "{}", created.body);
-    let again = midtrans(&app, "POST", "/snap/v1/transactions", Some("saga-1:create_payment:action"), Some(order.clone()));
+    let again =
+        midtrans(&app, "POST", "/snap/v1/transactions", Some("saga-1:create_payment:action"), Some(order.clone()));
     assert_eq!((again.status, again.body.as_str()), (201, created.body.as_str()));
     expect(&midtrans(&app, "POST", "/snap/v1/transactions", Some("another"), Some(order)), 409, "duplicate_order_id");
 
@@ -150,7 +179,12 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
     assert_eq!(s.status, 200, "{}", s.body);
     let s = s.json();
     assert_eq!(
-        (s["order_id"].as_str(), s["transaction_status"].as_str(), s["status_code"].as_str(), s["gross_amount"].as_str()),
+        (
+            s["order_id"].as_str(),
+            s["transaction_status"].as_str(),
+            s["status_code"].as_str(),
+            s["gross_amount"].as_str()
+        ),
         (Some("saga-1"), Some("pending"), Some("201"), Some("20000.00")),
         "{s}"
     );
@@ -161,19 +195,48 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
     let body = paid.json();
     assert_eq!(paid.status, 404, "the webhook's status, as it answered: {}", paid.body);
     assert_eq!(body["webhook"]["status"], 404, "{}", paid.body);
-    assert_eq!(body["webhook"]["body"]["error"]["code"], "not_found", "signed correctly, so it got as far as the order: {}", paid.body);
+    assert_eq!(
+        body["webhook"]["body"]["error"]["code"], "not_found",
+        "signed correctly, so it got as far as the order: {}",
+        paid.body
+    );
     let n = &body["notification"];
-    for field in ["order_id", "status_code", "gross_amount", "signature_key", "transaction_status", "fraud_status", "transaction_id", "payment_type", "transaction_time"] {
+    for field in [
+        "order_id",
+        "status_code",
+        "gross_amount",
+        "signature_key",
+        "transaction_status",
+        "fraud_status",
+        "transaction_id",
+        "payment_type",
+        "transaction_time",
+    ] {
         assert!(n[field].is_string(), "{field}: {n}");
     }
-    assert_eq!((n["transaction_status"].as_str(), n["status_code"].as_str(), n["gross_amount"].as_str()), (Some("settlement"), Some("200"), Some("20000.00")));
+    assert_eq!(
+        (n["transaction_status"].as_str(), n["status_code"].as_str(), n["gross_amount"].as_str()),
+        (Some("settlement"), Some("200"), Some("20000.00"))
+    );
     assert_eq!(n["signature_key"].as_str().map(str::len), Some(128), "sha512 in hex: {n}");
     let s = poll(&app).json();
-    assert_eq!((s["transaction_status"].as_str(), s["fraud_status"].as_str()), (Some("settlement"), Some("accept")), "the same key polls the order as it is now: {s}");
+    assert_eq!(
+        (s["transaction_status"].as_str(), s["fraud_status"].as_str()),
+        (Some("settlement"), Some("accept")),
+        "the same key polls the order as it is now: {s}"
+    );
 
     // Paid: expire and cancel answer 412; the notification can be sent again as it was.
-    expect(&midtrans(&app, "POST", "/v2/saga-1/expire", Some("saga-1:await_payment:expire"), None), 412, "transaction_settled");
-    expect(&midtrans(&app, "POST", "/v2/saga-1/cancel", Some("saga-1:create_payment:compensation"), None), 412, "transaction_settled");
+    expect(
+        &midtrans(&app, "POST", "/v2/saga-1/expire", Some("saga-1:await_payment:expire"), None),
+        412,
+        "transaction_settled",
+    );
+    expect(
+        &midtrans(&app, "POST", "/v2/saga-1/cancel", Some("saga-1:create_payment:compensation"), None),
+        412,
+        "transaction_settled",
+    );
     let resent = app.sandbox.send("POST", "/sandbox/payments/saga-1/notify", &[], None);
     assert_eq!(resent.status, 404, "{}", resent.body);
     assert_eq!(resent.json()["notification"], *n);
@@ -183,15 +246,31 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
     let o2 = json!({"transaction_details": {"order_id": "saga-2", "gross_amount": 5000}});
     assert_eq!(midtrans(&app, "POST", "/snap/v1/transactions", Some("saga-2:create"), Some(o2)).status, 201);
     let e = midtrans(&app, "POST", "/v2/saga-2/expire", Some("saga-2:expire"), None);
-    assert_eq!((e.status, e.json()["transaction_status"].as_str(), e.json()["status_code"].as_str()), (200, Some("expire"), Some("407")), "{}", e.body);
+    assert_eq!(
+        (e.status, e.json()["transaction_status"].as_str(), e.json()["status_code"].as_str()),
+        (200, Some("expire"), Some("407")),
+        "{}",
+        e.body
+    );
     let e = midtrans(&app, "POST", "/v2/saga-2/expire", Some("saga-2:expire-2"), None);
     assert_eq!((e.status, e.json()["transaction_status"].as_str()), (200, Some("expire")));
     let c = midtrans(&app, "POST", "/v2/saga-2/cancel", Some("saga-2:cancel"), None);
     assert_eq!((c.status, c.json()["transaction_status"].as_str()), (200, Some("expire")), "{}", c.body);
-    assert_eq!((effects(&app, "saga-2:expire"), effects(&app, "saga-2:expire-2"), effects(&app, "saga-2:cancel")), (1, 0, 0));
+    assert_eq!(
+        (effects(&app, "saga-2:expire"), effects(&app, "saga-2:expire-2"), effects(&app, "saga-2:cancel")),
+        (1, 0, 0)
+    );
     expect(&app.sandbox.send("POST", "/sandbox/payments/saga-2/notify", &[], None), 404, "no_notification");
-    expect(&app.sandbox.json("POST", "/sandbox/payments/nope/pay", &[], &json!({"status": "settlement"})), 404, "transaction_not_found");
-    expect(&app.sandbox.json("POST", "/sandbox/payments/saga-2/pay", &[], &json!({"status": "paid"})), 400, "invalid_request");
+    expect(
+        &app.sandbox.json("POST", "/sandbox/payments/nope/pay", &[], &json!({"status": "settlement"})),
+        404,
+        "transaction_not_found",
+    );
+    expect(
+        &app.sandbox.json("POST", "/sandbox/payments/saga-2/pay", &[], &json!({"status": "paid"})),
+        400,
+        "invalid_request",
+    );
     expect(&midtrans(&app, "GET", "/v2/nope/status", None, None), 404, "transaction_not_found");
 }
 
@@ -199,18 +278,30 @@ fn midtrans_needs_the_server_key_and_an_order_paid_cannot_expire() {
 fn users_wallet_risk_and_betting_answer_as_the_definitions_expect() {
     let app = App::start();
     // Users: demo tokens pass, scripted ones are refused as scripted.
-    let auth = |token: Value| call(&app, "POST", "/v1/users/authorize", Some("u:authorize_user:action"), Some(json!({"token": token})));
+    let auth = |token: Value| {
+        call(&app, "POST", "/v1/users/authorize", Some("u:authorize_user:action"), Some(json!({"token": token})))
+    };
     let a = auth(json!("tok"));
     assert_eq!((a.status, a.json()["user_id"].as_str()), (200, Some("user-tok")), "{}", a.body);
     put(&app, "/sandbox/users/blocked", json!({"user_id": "u9", "status": "forbidden"}));
     put(&app, "/sandbox/users/stale", json!({"status": "unauthorized"}));
     expect(&call(&app, "POST", "/v1/users/authorize", None, Some(json!({"token": "blocked"}))), 403, "forbidden");
     expect(&call(&app, "POST", "/v1/users/authorize", None, Some(json!({"token": "stale"}))), 401, "unauthorized");
-    expect(&call(&app, "POST", "/v1/users/authorize", None, Some(json!({"token": "not a token"}))), 401, "invalid_token");
+    expect(
+        &call(&app, "POST", "/v1/users/authorize", None, Some(json!({"token": "not a token"}))),
+        401,
+        "invalid_token",
+    );
     expect(&call(&app, "POST", "/v1/users/authorize", None, Some(json!({}))), 400, "invalid_request");
 
     // The cash-out services, with the definition's bodies.
-    let v = call(&app, "POST", "/v1/bet-slips/bs%2F1/cashout/validate", Some("c:v"), Some(json!({"user_id": "u1", "bookmaker_type": "b", "bookmaker_id": "1"})));
+    let v = call(
+        &app,
+        "POST",
+        "/v1/bet-slips/bs%2F1/cashout/validate",
+        Some("c:v"),
+        Some(json!({"user_id": "u1", "bookmaker_type": "b", "bookmaker_id": "1"})),
+    );
     assert_eq!(v.json(), json!({"bet_slip_id": "bs/1", "eligible": true, "stake": 10000}), "{}", v.body);
     put(&app, "/sandbox/odds/bs%2F1", json!({"odds_bp": 12500}));
     let o = call(&app, "POST", "/v1/odds/live", Some("c:o"), Some(json!({"bet_slip_id": "bs/1"})));
@@ -219,27 +310,71 @@ fn users_wallet_risk_and_betting_answer_as_the_definitions_expect() {
     let (quote_id, amount) = (q.json()["quote_id"].as_str().unwrap().to_string(), q.json()["amount"].as_i64().unwrap());
     assert_eq!(amount, 12500, "10000 x 1.25: {}", q.body);
 
-    let credit = call(&app, "POST", "/v1/wallets/u1/credit", Some("c:wallet_credit:action"), Some(json!({"amount": amount, "reference": "c"})));
+    let credit = call(
+        &app,
+        "POST",
+        "/v1/wallets/u1/credit",
+        Some("c:wallet_credit:action"),
+        Some(json!({"amount": amount, "reference": "c"})),
+    );
     assert_eq!((credit.status, credit.json()["balance"].as_i64()), (200, Some(12500)), "{}", credit.body);
-    let l = call(&app, "POST", "/v1/liabilities/bs%2F1", Some("c:liability_update:action"), Some(json!({"amount": amount})));
+    let l = call(
+        &app,
+        "POST",
+        "/v1/liabilities/bs%2F1",
+        Some("c:liability_update:action"),
+        Some(json!({"amount": amount})),
+    );
     assert_eq!(l.json()["liability"], 12500, "{}", l.body);
-    let done = call(&app, "POST", "/v1/bet-slips/bs%2F1/cashout/complete", Some("c:complete"), Some(json!({"quote_id": quote_id, "amount": amount})));
+    let done = call(
+        &app,
+        "POST",
+        "/v1/bet-slips/bs%2F1/cashout/complete",
+        Some("c:complete"),
+        Some(json!({"quote_id": quote_id, "amount": amount})),
+    );
     assert_eq!(done.json()["status"], "cashed_out", "{}", done.body);
     expect(&call(&app, "POST", "/v1/bet-slips/bs%2F1/cashout/validate", None, None), 422, "not_eligible");
-    expect(&call(&app, "POST", "/v1/bet-slips/bs%2F1/cashout/complete", None, Some(json!({"quote_id": quote_id, "amount": 1}))), 409, "amount_mismatch");
+    expect(
+        &call(
+            &app,
+            "POST",
+            "/v1/bet-slips/bs%2F1/cashout/complete",
+            None,
+            Some(json!({"quote_id": quote_id, "amount": 1})),
+        ),
+        409,
+        "amount_mismatch",
+    );
 
     // Compensations, in reverse order.
     let r = call(&app, "POST", "/v1/bet-slips/bs%2F1/cashout/restore", Some("c:complete:compensation"), None);
     assert_eq!(r.json()["status"], "open", "{}", r.body);
-    let r = call(&app, "POST", "/v1/liabilities/bs%2F1/restore", Some("c:liability_update:compensation"), Some(json!({"amount": amount})));
+    let r = call(
+        &app,
+        "POST",
+        "/v1/liabilities/bs%2F1/restore",
+        Some("c:liability_update:compensation"),
+        Some(json!({"amount": amount})),
+    );
     assert_eq!((r.json()["liability"].as_i64(), r.json()["restored"].as_i64()), (Some(0), Some(12500)), "{}", r.body);
-    let debit = call(&app, "POST", "/v1/wallets/u1/debit", Some("c:wallet_credit:compensation"), Some(json!({"amount": amount, "reference": "c"})));
+    let debit = call(
+        &app,
+        "POST",
+        "/v1/wallets/u1/debit",
+        Some("c:wallet_credit:compensation"),
+        Some(json!({"amount": amount, "reference": "c"})),
+    );
     assert_eq!(debit.json()["balance"], 0, "{}", debit.body);
     let w = get(&app, "/sandbox/wallets/u1");
     assert_eq!((w["balance"].as_i64(), w["entries"].as_array().map(Vec::len)), (Some(0), Some(2)), "{w}");
 
     // A refused debit stores nothing under its key: after a top-up the same key goes through.
-    expect(&call(&app, "POST", "/v1/wallets/u1/debit", Some("d:1"), Some(json!({"amount": 500}))), 409, "insufficient_funds");
+    expect(
+        &call(&app, "POST", "/v1/wallets/u1/debit", Some("d:1"), Some(json!({"amount": 500}))),
+        409,
+        "insufficient_funds",
+    );
     put(&app, "/sandbox/wallets/u1", json!({"balance": 800}));
     let d = call(&app, "POST", "/v1/wallets/u1/debit", Some("d:1"), Some(json!({"amount": 500})));
     assert_eq!((d.status, d.json()["balance"].as_i64()), (200, Some(300)), "{}", d.body);
@@ -256,7 +391,9 @@ fn users_wallet_risk_and_betting_answer_as_the_definitions_expect() {
 fn a_repeated_key_does_no_second_effect_and_injected_failures_count_down() {
     let app = App::start();
     // The same credit three times: one effect, the same answer.
-    let credit = |key: &str| call(&app, "POST", "/v1/wallets/u1/credit", Some(key), Some(json!({"amount": 1000, "reference": "s1"})));
+    let credit = |key: &str| {
+        call(&app, "POST", "/v1/wallets/u1/credit", Some(key), Some(json!({"amount": 1000, "reference": "s1"})))
+    };
     let first = credit("s1:wallet_credit:action");
     for _ in 0..2 {
         let again = credit("s1:wallet_credit:action");
@@ -264,7 +401,11 @@ fn a_repeated_key_does_no_second_effect_and_injected_failures_count_down() {
     }
     assert_eq!(get(&app, "/sandbox/wallets/u1")["balance"], 1000);
     let e = get(&app, "/sandbox/effects?service=wallet");
-    assert_eq!(e["effects"], json!([{"service": "wallet", "operation": "credit", "key": "s1:wallet_credit:action", "count": 1}]), "{e}");
+    assert_eq!(
+        e["effects"],
+        json!([{"service": "wallet", "operation": "credit", "key": "s1:wallet_credit:action", "count": 1}]),
+        "{e}"
+    );
     let calls = get(&app, "/sandbox/service-calls?service=wallet")["calls"].as_array().cloned().unwrap();
     assert_eq!(calls.iter().map(|c| c["duplicate"].as_bool().unwrap()).collect::<Vec<_>>(), vec![false, true, true]);
     assert!(calls.iter().all(|c| c["request_id"] == "7" && c["subject"] == "u1"), "{calls:?}");
@@ -274,8 +415,13 @@ fn a_repeated_key_does_no_second_effect_and_injected_failures_count_down() {
     assert_eq!(s["script"]["fail"]["reserve"]["times"], 2, "{s}");
     put(&app, "/sandbox/products/p1", json!({"price": 100, "stock": 3}));
     let reserve = || {
-        call(&app, "POST", "/v1/reservations", Some("s2:reserve_stock:action"),
-            Some(json!({"transaction_id": "s2", "items": [{"product_id": "p1", "price": 100, "quantity": 1}]})))
+        call(
+            &app,
+            "POST",
+            "/v1/reservations",
+            Some("s2:reserve_stock:action"),
+            Some(json!({"transaction_id": "s2", "items": [{"product_id": "p1", "price": 100, "quantity": 1}]})),
+        )
     };
     expect(&reserve(), 503, "injected_failure");
     expect(&reserve(), 503, "injected_failure");
@@ -285,11 +431,19 @@ fn a_repeated_key_does_no_second_effect_and_injected_failures_count_down() {
     assert_eq!(effects(&app, "s2:reserve_stock:action"), 1);
     assert_eq!(get(&app, "/sandbox/products/p1")["stock"], 2);
     let s = get(&app, "/sandbox/services/products");
-    assert_eq!((s["injected"].as_i64(), s["duplicates"].as_i64(), s["effects"].as_i64()), (Some(2), Some(1), Some(1)), "{s}");
+    assert_eq!(
+        (s["injected"].as_i64(), s["duplicates"].as_i64(), s["effects"].as_i64()),
+        (Some(2), Some(1), Some(1)),
+        "{s}"
+    );
     assert_eq!(s["script"]["fail"]["reserve"]["times"], 0, "{s}");
 
     // A failure after the work: the answer is lost, the retry gets the stored one, nothing twice.
-    put(&app, "/sandbox/services/wallet", json!({"fail": {"credit": {"status": 500, "times": 1, "after_effect": true, "code": "lost"}}}));
+    put(
+        &app,
+        "/sandbox/services/wallet",
+        json!({"fail": {"credit": {"status": 500, "times": 1, "after_effect": true, "code": "lost"}}}),
+    );
     expect(&credit("s3:wallet_credit:action"), 500, "lost");
     assert_eq!(get(&app, "/sandbox/wallets/u1")["balance"], 2000, "the work was done");
     let retry = credit("s3:wallet_credit:action");
@@ -306,7 +460,12 @@ fn a_repeated_key_does_no_second_effect_and_injected_failures_count_down() {
     assert_eq!(call(&app, "POST", "/v1/odds/live", None, Some(json!({"bet_slip_id": "b"}))).json()["odds_bp"], 15000);
 
     // Scripts are checked.
-    let bad = app.sandbox.json("PUT", "/sandbox/services/products", &[], &json!({"fail": {"credit": {"status": 503, "times": 1}}}));
+    let bad = app.sandbox.json(
+        "PUT",
+        "/sandbox/services/products",
+        &[],
+        &json!({"fail": {"credit": {"status": 503, "times": 1}}}),
+    );
     expect(&bad, 400, "invalid_script");
     expect(&app.sandbox.json("PUT", "/sandbox/services/wallets", &[], &json!({})), 404, "unknown_service");
 }

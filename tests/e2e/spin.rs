@@ -23,7 +23,9 @@ const SPIN: RunnerKind = RunnerKind::Spin;
 /// `STEPWISE_E2E_DATABASE=postgres`), and a tick must never fail.
 fn assert_clean(app: &App) {
     // A tick's own line comes at the end of its run, after its steps' lines.
-    poll_until(Duration::from_secs(10), "a tick's log line", || app.runner.logs().contains("\"event\":\"tick\"").then_some(()));
+    poll_until(Duration::from_secs(10), "a tick's log line", || {
+        app.runner.logs().contains("\"event\":\"tick\"").then_some(())
+    });
     if app.postgres.is_some() {
         // The changes were kept in PostgreSQL (each is audited there), not
         // in a SQLite file beside it.
@@ -83,7 +85,12 @@ fn spin_refuses_to_serve_without_the_midtrans_key_and_serves_no_sandbox() {
     let err = alone.try_start().err().expect("Spin must refuse to serve without midtrans_server_key");
     assert!(err.contains("midtrans_server_key"), "the refusal names the variable: {err}");
     let runner = alone.var("midtrans_server_key", "k-spin").start();
-    for (method, path) in [("POST", "/sandbox/payments/o-1/pay"), ("GET", "/sandbox/service-calls"), ("POST", "/v1/transactions/start"), ("POST", "/snap/v1/transactions")] {
+    for (method, path) in [
+        ("POST", "/sandbox/payments/o-1/pay"),
+        ("GET", "/sandbox/service-calls"),
+        ("POST", "/v1/transactions/start"),
+        ("POST", "/snap/v1/transactions"),
+    ] {
         let a = runner.send(method, path, &[("content-type", "application/json")], Some(b"{}"));
         assert_eq!(a.status, 404, "{method} {path} must not be served on Spin: {}", a.body);
     }
@@ -126,7 +133,12 @@ fn a_checkout_is_settled_by_the_webhook_on_spin() {
 #[test]
 fn a_cashout_is_compensated_on_spin() {
     let app = App::with(app::config_on(SPIN));
-    let a = app.sandbox.json("PUT", "/sandbox/services/risk", &[], &json!({"fail": {"liability": {"status": 422, "times": 1, "code": "limit"}}}));
+    let a = app.sandbox.json(
+        "PUT",
+        "/sandbox/services/risk",
+        &[],
+        &json!({"fail": {"liability": {"status": 422, "times": 1, "code": "limit"}}}),
+    );
     assert_eq!(a.status, 200, "{}", a.body);
     let input = json!({"bet_slip_id": "bs-spin", "user_id": "u-spin", "bookmaker_type": "b", "bookmaker_id": "1"});
     let s = app.api("POST", "/api/sagas", Some(json!({"definition": "cashout", "input": input})));
@@ -166,26 +178,45 @@ fn a_transfer_is_accepted_and_executed_on_spin() {
 fn events_reach_a_signed_webhook_and_a_redis_stream_on_spin() {
     let receiver = stepwise_e2e::receiver::Receiver::start();
     let app = App::with(app::config_on(SPIN).var("event_destinations", &receiver.origin()));
-    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "webhook", "url": receiver.url("/in"), "types": ["transfer.completed"] })));
+    let a = app.api(
+        "POST",
+        "/api/subscriptions",
+        Some(json!({ "kind": "webhook", "url": receiver.url("/in"), "types": ["transfer.completed"] })),
+    );
     assert_eq!(a.status, 201, "{}", a.body);
     receiver.set_secret(a.json()["secret"].as_str().unwrap());
     ledger::account_created(&app, "bank", "IDR", true);
     ledger::account_created(&app, "u-ev", "IDR", false);
-    let code = ledger::accepted(&app, "ev-1", &ledger::body("bank", "u-ev", 500, "IDR"))["receipt_code"].as_str().unwrap().to_string();
-    let got = poll_until(Duration::from_secs(60), "the webhook delivery", || receiver.received().into_iter().find(|e| matches!(e["status"].as_u64(), Some(200..=299))));
+    let code = ledger::accepted(&app, "ev-1", &ledger::body("bank", "u-ev", 500, "IDR"))["receipt_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = poll_until(Duration::from_secs(60), "the webhook delivery", || {
+        receiver.received().into_iter().find(|e| matches!(e["status"].as_u64(), Some(200..=299)))
+    });
     assert_eq!(got["verified"], true, "{got}");
     let body: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
-    assert_eq!((body["type"].as_str(), body["receipt_code"].as_str()), (Some("transfer.completed"), Some(code.as_str())), "{body}");
+    assert_eq!(
+        (body["type"].as_str(), body["receipt_code"].as_str()),
+        (Some("transfer.completed"), Some(code.as_str())),
+        "{body}"
+    );
     assert_clean(&app);
 
     let redis = stepwise_e2e::services::Redis::start();
     let app = App::with(app::config_on(SPIN).var("event_destinations", &redis.url()));
-    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "redis_stream", "url": redis.url(), "stream": "ev", "types": ["*"] })));
+    let a = app.api(
+        "POST",
+        "/api/subscriptions",
+        Some(json!({ "kind": "redis_stream", "url": redis.url(), "stream": "ev", "types": ["*"] })),
+    );
     assert_eq!(a.status, 201, "{}", a.body);
     ledger::account_created(&app, "bank", "IDR", true);
     ledger::account_created(&app, "u-ev", "IDR", false);
     ledger::accepted(&app, "ev-2", &ledger::body("bank", "u-ev", 700, "IDR"));
-    let seq = poll_until(Duration::from_secs(60), "the transfer's event", || ledger::events(&app, "transfer.completed").first().and_then(|e| e["seq"].as_i64()));
+    let seq = poll_until(Duration::from_secs(60), "the transfer's event", || {
+        ledger::events(&app, "transfer.completed").first().and_then(|e| e["seq"].as_i64())
+    });
     let entries = poll_until(Duration::from_secs(60), "the stream entry", || {
         let r = redis.command(&["XRANGE", "ev", "-", "+"]);
         r.contains(&format!("{seq}-0")).then_some(r)
@@ -210,7 +241,9 @@ fn the_readme_commands_run_the_app_beside_the_sandbox() {
     }
     std::os::unix::fs::symlink(root.join("target"), dir.path().join("target")).unwrap();
     let (port, sandbox_port) = (free_port(), free_port());
-    let here = block.replace("127.0.0.1:3000", &format!("127.0.0.1:{port}")).replace("127.0.0.1:3001", &format!("127.0.0.1:{sandbox_port}"));
+    let here = block
+        .replace("127.0.0.1:3000", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:3001", &format!("127.0.0.1:{sandbox_port}"));
     let token = here
         .split_whitespace()
         .find_map(|w| w.strip_prefix("SPIN_VARIABLE_API_TOKEN="))
@@ -235,7 +268,11 @@ fn the_readme_commands_run_the_app_beside_the_sandbox() {
     assert_eq!((w["successes"].as_u64(), w["stop_reason"].as_str()), (Some(2), Some("max_iterations")), "{w}");
     let stats = request("GET", &sandbox_stats, &[], None).unwrap().json();
     assert_eq!(stats["bindings"]["b-readme"]["starts"], 2, "the sandbox app served the calls: {stats}");
-    assert_eq!(request("GET", &runner.url("/sandbox/stats"), &[], None).unwrap().status, 404, "Stepwise serves no sandbox");
+    assert_eq!(
+        request("GET", &runner.url("/sandbox/stats"), &[], None).unwrap().status,
+        404,
+        "Stepwise serves no sandbox"
+    );
     for (state, f) in [(".spin", "sqlite_db.db"), ("components/sandbox/.spin", "sqlite_db.db")] {
         let path = dir.path().join(state).join(f);
         assert!(path.exists(), "{} is missing", path.display());

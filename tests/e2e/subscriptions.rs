@@ -36,7 +36,11 @@ fn flaky_events() -> usize {
 /// Subscribes the receiver to every event; answers the subscription and
 /// tells the receiver its secret.
 fn subscribe(app: &App, receiver: &Receiver) -> Value {
-    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "webhook", "url": receiver.url("/hooks"), "types": ["*"] })));
+    let a = app.api(
+        "POST",
+        "/api/subscriptions",
+        Some(json!({ "kind": "webhook", "url": receiver.url("/hooks"), "types": ["*"] })),
+    );
     assert_eq!(a.status, 201, "{}", a.body);
     let s = a.json();
     let secret = s["secret"].as_str().unwrap_or_else(|| panic!("a webhook's secret is shown at creation: {s}"));
@@ -75,7 +79,10 @@ fn is_success(entry: &Value) -> bool {
 }
 
 fn seq_of(entry: &Value) -> i64 {
-    serde_json::from_str::<Value>(entry["body"].as_str().unwrap_or_default()).ok().and_then(|b| b["seq"].as_i64()).unwrap_or(-1)
+    serde_json::from_str::<Value>(entry["body"].as_str().unwrap_or_default())
+        .ok()
+        .and_then(|b| b["seq"].as_i64())
+        .unwrap_or(-1)
 }
 
 /// Checks what the receiver got against the outbox: every event after
@@ -83,9 +90,15 @@ fn seq_of(entry: &Value) -> i64 {
 /// signature verified, a `webhook-id` always came with the same body (the
 /// event as `GET /api/events` shows it). Answers the first success per id.
 fn check_received(app: &App, sub_id: &str, received: &[Value], after: i64) -> BTreeMap<String, Value> {
-    let expected: Vec<Value> = ledger::events(app, "").into_iter().filter(|e| e["seq"].as_i64().unwrap_or(0) > after).collect();
+    let expected: Vec<Value> =
+        ledger::events(app, "").into_iter().filter(|e| e["seq"].as_i64().unwrap_or(0) > after).collect();
     let unverified: Vec<&Value> = received.iter().filter(|e| e["verified"] != true).collect();
-    assert!(unverified.is_empty(), "{} deliveries failed verification, e.g. {:?}", unverified.len(), unverified.first());
+    assert!(
+        unverified.is_empty(),
+        "{} deliveries failed verification, e.g. {:?}",
+        unverified.len(),
+        unverified.first()
+    );
     let mut bodies: HashMap<&str, &str> = HashMap::new();
     for e in received {
         let (id, body) = (e["id"].as_str().unwrap_or_default(), e["body"].as_str().unwrap_or_default());
@@ -124,7 +137,9 @@ fn thousands_of_events_reach_a_flaky_receiver_in_order_signed_and_replay_byte_id
     let id = sub["id"].as_str().unwrap().to_string();
     // About 30 % of requests fail (500s, resets, hangs past the time-out),
     // and some answer slowly.
-    receiver.set_mode(json!({ "fail": 0.235, "reset": 0.06, "hang": 0.005, "hang_ms": 700, "slow": 0.05, "slow_ms": 20, "seed": 7 }));
+    receiver.set_mode(
+        json!({ "fail": 0.235, "reset": 0.06, "hang": 0.005, "hang_ms": 700, "slow": 0.05, "slow_ms": 20, "seed": 7 }),
+    );
     transfers(&app, n, "t");
     ledger::wait_all_final(&app, Duration::from_secs(120));
     let s = wait_caught_up(&app, &id, Duration::from_secs(600));
@@ -132,7 +147,10 @@ fn thousands_of_events_reach_a_flaky_receiver_in_order_signed_and_replay_byte_id
     let failed = received.iter().filter(|e| !is_success(e)).count();
     eprintln!("{} deliveries for {n} events, {failed} of them failed; subscription: {s}", received.len());
     assert!(failed > n / 5, "the receiver failed about 30 % of requests: {failed}");
-    assert!(received.iter().any(|e| e["status"] == "hang") && received.iter().any(|e| e["status"] == "reset"), "time-outs and resets among them");
+    assert!(
+        received.iter().any(|e| e["status"] == "hang") && received.iter().any(|e| e["status"] == "reset"),
+        "time-outs and resets among them"
+    );
     let first = check_received(&app, &id, &received, 0);
     assert_eq!(first.len(), n);
     assert_eq!(s["delivered"], n, "{s}");
@@ -143,8 +161,15 @@ fn thousands_of_events_reach_a_flaky_receiver_in_order_signed_and_replay_byte_id
     let attempts = attempts["deliveries"].as_array().cloned().unwrap_or_default();
     assert_eq!(attempts.len(), 500);
     assert!(attempts.windows(2).all(|w| w[0]["request_id"].as_i64() > w[1]["request_id"].as_i64()), "newest first");
-    let failure = attempts.iter().find(|a| a["status_code"] == 500).unwrap_or_else(|| panic!("a 500 among the last 500 attempts: {attempts:?}"));
-    assert_eq!((failure["result"].as_str(), failure["error"].as_str()), (Some("failed"), Some("status 500")), "{failure}");
+    let failure = attempts
+        .iter()
+        .find(|a| a["status_code"] == 500)
+        .unwrap_or_else(|| panic!("a 500 among the last 500 attempts: {attempts:?}"));
+    assert_eq!(
+        (failure["result"].as_str(), failure["error"].as_str()),
+        (Some("failed"), Some("status 500")),
+        "{failure}"
+    );
     assert!(failure["response"].as_str().is_some_and(|r| r.contains("try later")), "{failure}");
 
     // Replay the last 100: the same ids and bodies, byte for byte.
@@ -207,10 +232,21 @@ fn a_receiver_down_past_the_window_disables_the_subscription_and_resume_delivers
     assert_eq!(disabled.len(), 1, "{disabled:?}");
     assert_eq!(disabled[0]["subscription_id"], id.as_str());
     // Disabled, it sends nothing: ticks go by and the attempts stay as they are.
-    let attempts = app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=500"), None).json()["deliveries"].as_array().map(Vec::len);
+    let attempts = app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=500"), None).json()["deliveries"]
+        .as_array()
+        .map(Vec::len);
     app.wait_ticks(5);
-    assert_eq!(app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=500"), None).json()["deliveries"].as_array().map(Vec::len), attempts);
-    assert_eq!(app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "paused" }))).status, 409, "a disabled subscription is resumed, not paused");
+    assert_eq!(
+        app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=500"), None).json()["deliveries"]
+            .as_array()
+            .map(Vec::len),
+        attempts
+    );
+    assert_eq!(
+        app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "paused" }))).status,
+        409,
+        "a disabled subscription is resumed, not paused"
+    );
 
     let receiver = Receiver::start_on(port);
     receiver.set_secret(&secret);
@@ -221,7 +257,10 @@ fn a_receiver_down_past_the_window_disables_the_subscription_and_resume_delivers
     assert_eq!(first.len(), 21, "the 20 transfers' events and the subscription.disabled event, in order");
 
     // /metrics: each attempt counted by result, timed, and no lag left.
-    let attempts = app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=500"), None).json()["deliveries"].as_array().cloned().unwrap_or_default();
+    let attempts = app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=500"), None).json()["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let failed = attempts.iter().filter(|a| a["result"] == "failed").count() as f64;
     assert!(failed >= 2.0, "{attempts:?}");
     let sample = |name: &str, extra: &str| metric_with(&app, name, &[&format!("subscription=\"{id}\""), extra]);
@@ -238,7 +277,10 @@ fn metric_with(app: &App, name: &str, labels: &[&str]) -> Option<f64> {
     m.lines().find_map(|l| {
         let rest = l.strip_prefix(name)?.strip_prefix('{')?;
         let (set, value) = rest.split_once("} ")?;
-        labels.iter().all(|want| set.split(',').any(|l| l == *want) || want.is_empty()).then(|| value.trim().parse().ok())?
+        labels
+            .iter()
+            .all(|want| set.split(',').any(|l| l == *want) || want.is_empty())
+            .then(|| value.trim().parse().ok())?
     })
 }
 
@@ -254,7 +296,12 @@ fn subscriptions_are_checked_and_only_allowed_destinations_are_accepted() {
     ];
     for body in refused {
         let a = post(body.clone());
-        assert_eq!((a.status, ledger::error_code(&a)), (422, "destination_not_allowed".to_string()), "{body}: {}", a.body);
+        assert_eq!(
+            (a.status, ledger::error_code(&a)),
+            (422, "destination_not_allowed".to_string()),
+            "{body}: {}",
+            a.body
+        );
     }
     let malformed = [
         json!({ "kind": "webhook", "url": "not a url", "types": ["*"] }),
@@ -270,11 +317,18 @@ fn subscriptions_are_checked_and_only_allowed_destinations_are_accepted() {
     }
     // A read key sees subscriptions and changes none.
     let read = app.create_key("reader", "read");
-    let a = app.api_as(read["secret"].as_str().unwrap(), "POST", "/api/subscriptions", Some(json!({ "kind": "webhook", "url": receiver.url("/h"), "types": ["*"] })));
+    let a = app.api_as(
+        read["secret"].as_str().unwrap(),
+        "POST",
+        "/api/subscriptions",
+        Some(json!({ "kind": "webhook", "url": receiver.url("/h"), "types": ["*"] })),
+    );
     assert_eq!(a.status, 403, "{}", a.body);
 
     // Made: the secret is in the creation's answer only.
-    let created = post(json!({ "kind": "webhook", "url": receiver.url("/h"), "types": ["transfer.failed"], "description": "failures" }));
+    let created = post(
+        json!({ "kind": "webhook", "url": receiver.url("/h"), "types": ["transfer.failed"], "description": "failures" }),
+    );
     assert_eq!(created.status, 201, "{}", created.body);
     let sub = created.json();
     let id = sub["id"].as_str().unwrap();
@@ -300,9 +354,14 @@ fn subscriptions_are_checked_and_only_allowed_destinations_are_accepted() {
     // A replay goes back, never past an event not yet delivered.
     let ahead = app.api("POST", &format!("/api/subscriptions/{id}/replay"), Some(json!({ "from_seq": head + 2 })));
     assert_eq!(ahead.status, 400, "{}", ahead.body);
-    assert_eq!(app.api("GET", &format!("/api/subscriptions/{id}"), None).json()["delivered_seq"], head, "nothing skipped");
+    assert_eq!(
+        app.api("GET", &format!("/api/subscriptions/{id}"), None).json()["delivered_seq"],
+        head,
+        "nothing skipped"
+    );
     // Pause, types, delete.
-    let paused = app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "paused", "types": ["*"] })));
+    let paused =
+        app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "paused", "types": ["*"] })));
     assert_eq!(paused.status, 200, "{}", paused.body);
     assert_eq!((paused.json()["status"].as_str(), paused.json()["types"].clone()), (Some("paused"), json!(["*"])));
     assert_eq!(app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "gone" }))).status, 400);
@@ -312,7 +371,11 @@ fn subscriptions_are_checked_and_only_allowed_destinations_are_accepted() {
 
     // With no event_destinations (the default), nothing is allowed.
     let closed = App::with(app::config());
-    let a = closed.api("POST", "/api/subscriptions", Some(json!({ "kind": "webhook", "url": receiver.url("/h"), "types": ["*"] })));
+    let a = closed.api(
+        "POST",
+        "/api/subscriptions",
+        Some(json!({ "kind": "webhook", "url": receiver.url("/h"), "types": ["*"] })),
+    );
     assert_eq!((a.status, ledger::error_code(&a)), (422, "destination_not_allowed".to_string()), "{}", a.body);
 }
 
@@ -320,7 +383,12 @@ fn subscriptions_are_checked_and_only_allowed_destinations_are_accepted() {
 fn stream_entries(redis: &Redis, stream: &str) -> Vec<(String, Value)> {
     let reply = redis.command(&["XRANGE", stream, "-", "+"]);
     let lines: Vec<&str> = reply.lines().collect();
-    let bulks: Vec<&str> = lines.iter().enumerate().filter(|(_, l)| l.starts_with('$')).filter_map(|(i, _)| lines.get(i + 1).copied()).collect();
+    let bulks: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with('$'))
+        .filter_map(|(i, _)| lines.get(i + 1).copied())
+        .collect();
     bulks
         .chunks(3)
         .map(|c| {
@@ -334,7 +402,11 @@ fn stream_entries(redis: &Redis, stream: &str) -> Vec<(String, Value)> {
 fn a_redis_stream_holds_each_event_once_in_order_through_a_sigkill_and_a_replay() {
     let redis = Redis::start();
     let mut app = App::with(app::config().var("event_destinations", &redis.url()));
-    let a = app.api("POST", "/api/subscriptions", Some(json!({ "kind": "redis_stream", "url": redis.url(), "stream": "stepwise", "types": ["*"] })));
+    let a = app.api(
+        "POST",
+        "/api/subscriptions",
+        Some(json!({ "kind": "redis_stream", "url": redis.url(), "stream": "stepwise", "types": ["*"] })),
+    );
     assert_eq!(a.status, 201, "{}", a.body);
     let sub = a.json();
     assert!(sub.get("secret").is_none(), "a stream has no signing secret: {sub}");
@@ -344,7 +416,9 @@ fn a_redis_stream_holds_each_event_once_in_order_through_a_sigkill_and_a_replay(
     transfers(&app, 3_000, "r");
     ledger::wait_all_final(&app, Duration::from_secs(120));
     assert_eq!(app.api("PATCH", &format!("/api/subscriptions/{id}"), Some(json!({ "status": "active" }))).status, 200);
-    poll_until(Duration::from_secs(60), "XADDs under way", || (redis.command(&["XLEN", "stepwise"]) != ":0").then_some(()));
+    poll_until(Duration::from_secs(60), "XADDs under way", || {
+        (redis.command(&["XLEN", "stepwise"]) != ":0").then_some(())
+    });
     app.runner.kill();
     let at_kill = redis.command(&["XLEN", "stepwise"]);
     app.runner.restart();
@@ -369,6 +443,10 @@ fn a_redis_stream_holds_each_event_once_in_order_through_a_sigkill_and_a_replay(
     check("after the replay");
     let attempts = app.api("GET", &format!("/api/subscriptions/{id}/deliveries?limit=10"), None).json();
     let newest = &attempts["deliveries"][0];
-    assert_eq!((newest["status_code"].as_i64(), newest["result"].as_str()), (Some(409), Some("delivered")), "{attempts}");
+    assert_eq!(
+        (newest["status_code"].as_i64(), newest["result"].as_str()),
+        (Some(409), Some("delivered")),
+        "{attempts}"
+    );
     assert!(newest["response"].as_str().is_some_and(|r| r.contains("equal or smaller")), "{newest}");
 }

@@ -30,7 +30,8 @@ fn app_without_tick() -> App {
 /// What a refused request must leave alone: every account (balance, held,
 /// status, lines), every transfer, every event, the transfer gauges.
 fn state(app: &App) -> Value {
-    let accounts: Vec<Value> = ledger::accounts(app).iter().map(|a| ledger::account(app, a["id"].as_str().unwrap())).collect();
+    let accounts: Vec<Value> =
+        ledger::accounts(app).iter().map(|a| ledger::account(app, a["id"].as_str().unwrap())).collect();
     let m = app.api("GET", "/metrics", None).body;
     let gauges: Vec<&str> = m.lines().filter(|l| l.starts_with("stepwise_transfers")).collect();
     json!({ "accounts": accounts, "transfers": ledger::transfers(app, ""), "events": ledger::events(app, ""), "gauges": gauges })
@@ -69,14 +70,26 @@ fn bank_to_user_to_another_user_posts_balanced_journals_named_by_the_receipt_and
     first["description"] = json!("salary");
     let t1 = ledger::completed(&app, "pay-alice", &first);
     let c1 = code_of(&t1);
-    assert!(stepwise_engine::receipt::is_valid(&c1) && c1.starts_with("TR-") && c1.len() == "TR-XXXXXXXX-C".len(), "{c1}");
+    assert!(
+        stepwise_engine::receipt::is_valid(&c1) && c1.starts_with("TR-") && c1.len() == "TR-XXXXXXXX-C".len(),
+        "{c1}"
+    );
     assert_eq!(
-        (t1["from"].as_str(), t1["to"].as_str(), t1["amount"].as_i64(), t1["currency"].as_str(), t1["description"].as_str()),
+        (
+            t1["from"].as_str(),
+            t1["to"].as_str(),
+            t1["amount"].as_i64(),
+            t1["currency"].as_str(),
+            t1["description"].as_str()
+        ),
         (Some("bank"), Some("alice"), Some(10_000), Some(IDR), Some("salary")),
         "{t1}"
     );
     assert!(t1["reason"].is_null(), "{t1}");
-    let (created, done) = (t1["created_at"].as_str().and_then(stepwise_e2e::timestamp_micros), t1["completed_at"].as_str().and_then(stepwise_e2e::timestamp_micros));
+    let (created, done) = (
+        t1["created_at"].as_str().and_then(stepwise_e2e::timestamp_micros),
+        t1["completed_at"].as_str().and_then(stepwise_e2e::timestamp_micros),
+    );
     assert!(created.is_some() && done >= created, "created_at, then completed_at: {t1}");
 
     // Alice pays bob: 202 at once, processing, completed by the tick.
@@ -107,7 +120,8 @@ fn bank_to_user_to_another_user_posts_balanced_journals_named_by_the_receipt_and
     let balances: BTreeMap<&str, i64> = accounts.iter().map(|(id, a)| (id.as_str(), int(a, "balance"))).collect();
     assert_eq!(balances, BTreeMap::from([("alice", 7_500), ("bank", -10_000), ("bob", 2_500)]));
     let alice = &accounts["alice"];
-    let refs: Vec<&str> = alice["lines"].as_array().unwrap().iter().map(|l| l["external_ref"].as_str().unwrap()).collect();
+    let refs: Vec<&str> =
+        alice["lines"].as_array().unwrap().iter().map(|l| l["external_ref"].as_str().unwrap()).collect();
     assert_eq!(refs, [c2.as_str(), c1.as_str()], "newest first: {alice}");
     assert_eq!(alice["lines"][0]["journal_id"], t2["journal_id"]);
     assert_eq!((int(&alice["lines"][0], "debit"), int(&alice["lines"][0], "credit")), (2_500, 0));
@@ -179,9 +193,19 @@ fn each_pre_check_answers_its_422_and_changes_nothing() {
     // A refused transfer kept no idempotency key: the key is free for another body.
     let ok = ledger::accepted(&app, "refused-0", &body("alice", "bob", 600, IDR));
     // The hold counts at once, executed or not: 400 of 1,000 left.
-    assert_error(&ledger::post(&app, "over-held", &body("alice", "bob", 401, IDR)), 422, "insufficient_balance", "over the rest");
+    assert_error(
+        &ledger::post(&app, "over-held", &body("alice", "bob", 401, IDR)),
+        422,
+        "insufficient_balance",
+        "over the rest",
+    );
     ledger::accepted(&app, "the-rest", &body("alice", "bob", 400, IDR));
-    assert_error(&ledger::post(&app, "one-more", &body("alice", "bob", 1, IDR)), 422, "insufficient_balance", "nothing left");
+    assert_error(
+        &ledger::post(&app, "one-more", &body("alice", "bob", 1, IDR)),
+        422,
+        "insufficient_balance",
+        "nothing left",
+    );
     wait_all_final(&app, Duration::from_secs(30));
     assert_eq!(ledger::transfer(&app, &code_of(&ok))["status"], "completed");
     let (all, accounts) = ledger::check_ledger(&app);
@@ -197,7 +221,21 @@ fn amounts_that_are_not_integers_from_1_to_2_pow_53_minus_1_and_a_bad_or_missing
     ledger::completed(&app, "fund", &body("bank", "alice", 50, IDR));
     let raw = |amount: &str| format!(r#"{{"from": "bank", "to": "alice", "amount": {amount}, "currency": "IDR"}}"#);
     let before = state(&app);
-    let bad_amounts = ["0", "-1", "-9007199254740991", "1.0", "1.5", "1e3", "\"5\"", "9007199254740992", "18446744073709551616", "null", "true", "[1]", "{}"];
+    let bad_amounts = [
+        "0",
+        "-1",
+        "-9007199254740991",
+        "1.0",
+        "1.5",
+        "1e3",
+        "\"5\"",
+        "9007199254740992",
+        "18446744073709551616",
+        "null",
+        "true",
+        "[1]",
+        "{}",
+    ];
     for (i, amount) in bad_amounts.iter().enumerate() {
         let a = ledger::post_raw(&app, "", Some(format!("bad-amount-{i}").as_str()), &raw(amount));
         assert_eq!(a.status, 400, "amount {amount}: {}", a.body);
@@ -207,7 +245,11 @@ fn amounts_that_are_not_integers_from_1_to_2_pow_53_minus_1_and_a_bad_or_missing
     assert_eq!(ledger::post_raw(&app, "", Some("huge"), &raw("1e400")).status, 400, "1e400");
     let a = ledger::post_raw(&app, "", Some("no-amount"), r#"{"from": "bank", "to": "alice", "currency": "IDR"}"#);
     assert_eq!(a.status, 400, "no amount: {}", a.body);
-    for (what, b) in [("not JSON", "{\"from\": "), ("no to", r#"{"from": "bank", "amount": 5, "currency": "IDR"}"#), ("an array", "[]")] {
+    for (what, b) in [
+        ("not JSON", "{\"from\": "),
+        ("no to", r#"{"from": "bank", "amount": 5, "currency": "IDR"}"#),
+        ("an array", "[]"),
+    ] {
         assert_eq!(ledger::post_raw(&app, "", Some("bad-body"), b).status, 400, "{what}");
     }
     // The key: missing, empty, 256 characters.
@@ -250,9 +292,18 @@ fn the_same_key_with_the_same_body_gives_the_same_receipt_and_another_body_409()
     let later = ledger::post(&app, "order-7", &b);
     assert!(matches!(later.status, 200 | 202), "{}", later.body);
     let later = later.json();
-    assert_eq!((code_of(&later), later["status"].as_str()), (code.clone(), Some("completed")), "the current status: {later}");
+    assert_eq!(
+        (code_of(&later), later["status"].as_str()),
+        (code.clone(), Some("completed")),
+        "the current status: {later}"
+    );
 
-    let mut others = vec![body("bank", "alice", 701, IDR), body("bank", "bob", 700, IDR), body("alice", "bob", 700, IDR), body("bank", "alice", 700, "USD")];
+    let mut others = vec![
+        body("bank", "alice", 701, IDR),
+        body("bank", "bob", 700, IDR),
+        body("alice", "bob", 700, IDR),
+        body("bank", "alice", 700, "USD"),
+    ];
     others.push({
         let mut o = b.clone();
         o["description"] = json!("invoice 8");
@@ -328,7 +379,13 @@ fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well
             assert_eq!(get(&swapped).0, 400, "{code} swapped as {swapped}");
         }
     }
-    for bad in [code.to_ascii_lowercase(), format!("{code}0"), code[..code.len() - 2].to_string(), "TR-XYZ".into(), "nonsense".into()] {
+    for bad in [
+        code.to_ascii_lowercase(),
+        format!("{code}0"),
+        code[..code.len() - 2].to_string(),
+        "TR-XYZ".into(),
+        "nonsense".into(),
+    ] {
         let (status, body) = get(&bad);
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.contains("\"invalid_receipt_code\""), "{bad}: {body}");
@@ -338,7 +395,8 @@ fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well
     // with the source in hand finds nothing.
     let legacy = stepwise_engine::receipt::code(&Key::legacy(), "TR", 1);
     let other_key = Key::new(&[0xEE; 32]);
-    let others = [1u64 << 40, 36u64.pow(8) - 1, 987_654_321].map(|id| stepwise_engine::receipt::code(&other_key, "TR", id));
+    let others =
+        [1u64 << 40, 36u64.pow(8) - 1, 987_654_321].map(|id| stepwise_engine::receipt::code(&other_key, "TR", id));
     for unknown in std::iter::once(legacy).chain(others) {
         assert!(stepwise_engine::receipt::is_valid(&unknown));
         let (status, body) = get(&unknown);
@@ -347,7 +405,8 @@ fn every_single_character_typo_of_a_receipt_code_answers_400_and_an_unknown_well
 }
 
 #[test]
-fn sixteen_clients_sending_1600_random_transfers_among_20_accounts_every_accepted_one_completes_and_money_is_conserved() {
+fn sixteen_clients_sending_1600_random_transfers_among_20_accounts_every_accepted_one_completes_and_money_is_conserved()
+{
     let app = App::start();
     ledger::sixteen_clients_1600_random_transfers(&[&app]);
 }
@@ -395,7 +454,11 @@ fn check_all_completed_once(app: &App, accepted: &BTreeMap<String, (String, Valu
         let a = ledger::post(app, key, b);
         assert!(matches!(a.status, 200 | 202), "{}", a.body);
         let t = a.json();
-        assert_eq!((code_of(&t), t["status"].as_str()), (code.clone(), Some("completed")), "the key outlived the crash");
+        assert_eq!(
+            (code_of(&t), t["status"].as_str()),
+            (code.clone(), Some("completed")),
+            "the key outlived the crash"
+        );
     }
 }
 
@@ -444,7 +507,10 @@ fn sigkill_while_the_tick_executes_a_backlog_then_restart_completes_each_exactly
     let processing = app.scalar("SELECT count(*) FROM transfers WHERE status = 'processing'");
     let completed = app.scalar("SELECT count(*) FROM transfers WHERE status = 'completed'");
     eprintln!("killed {:?} after the restart: {completed} completed, {processing} processing", t0.elapsed());
-    assert!(completed > 0 && processing > 0, "the kill must land while the backlog executes: {completed} completed, {processing} processing");
+    assert!(
+        completed > 0 && processing > 0,
+        "the kill must land while the backlog executes: {completed} completed, {processing} processing"
+    );
     app.runner.restart();
     check_all_completed_once(&app, &accepted);
 }
@@ -477,7 +543,11 @@ fn a_transfer_to_an_account_frozen_after_acceptance_fails_releases_its_hold_and_
     assert_eq!((int(&accounts["bank"], "balance"), int(&accounts["bank"], "held")), (-700, 0), "the hold is released");
     assert_eq!(int(&accounts["alice"], "balance"), 0);
     let failed = ledger::events(&app, "transfer.failed");
-    assert_eq!(failed.iter().map(|e| e["receipt_code"].as_str().unwrap()).collect::<Vec<_>>(), [doomed.as_str()], "{failed:?}");
+    assert_eq!(
+        failed.iter().map(|e| e["receipt_code"].as_str().unwrap()).collect::<Vec<_>>(),
+        [doomed.as_str()],
+        "{failed:?}"
+    );
     assert_eq!(failed[0]["data"]["reason"], "account_frozen", "the event names the reason: {failed:?}");
     assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="failed"}"#), Some(1.0));
 
@@ -502,13 +572,28 @@ fn accounts_are_created_once_frozen_and_unfrozen_listed_page_by_page_and_need_th
     let again = ledger::create_account(&app, "acc-1", IDR, false);
     assert_eq!(again.status, 200, "the same body again: {}", again.body);
     assert_eq!(again.json()["id"], "acc-1");
-    for other in [json!({"id": "acc-1", "currency": "USD"}), json!({"id": "acc-1", "currency": IDR, "allow_negative": true}), json!({"id": "acc-1", "currency": IDR, "name": "Ann"})] {
+    for other in [
+        json!({"id": "acc-1", "currency": "USD"}),
+        json!({"id": "acc-1", "currency": IDR, "allow_negative": true}),
+        json!({"id": "acc-1", "currency": IDR, "name": "Ann"}),
+    ] {
         let a = app.api("POST", "/api/accounts", Some(other.clone()));
         assert_error(&a, 409, "account_exists", &other.to_string());
     }
     let named = app.api("POST", "/api/accounts", Some(json!({"id": "acc-2", "currency": IDR, "name": "Ann"})));
-    assert_eq!((named.status, named.json()["name"].as_str(), named.json()["allow_negative"].as_bool()), (201, Some("Ann"), Some(false)), "{}", named.body);
-    for bad in [json!({"id": "acc-3", "currency": "idr"}), json!({"id": "acc-3", "currency": "RUPIAH"}), json!({"id": "acc-3"}), json!({"currency": IDR}), json!({"id": "acc-3", "currency": IDR, "allow_negative": "yes"})] {
+    assert_eq!(
+        (named.status, named.json()["name"].as_str(), named.json()["allow_negative"].as_bool()),
+        (201, Some("Ann"), Some(false)),
+        "{}",
+        named.body
+    );
+    for bad in [
+        json!({"id": "acc-3", "currency": "idr"}),
+        json!({"id": "acc-3", "currency": "RUPIAH"}),
+        json!({"id": "acc-3"}),
+        json!({"currency": IDR}),
+        json!({"id": "acc-3", "currency": IDR, "allow_negative": "yes"}),
+    ] {
         assert_eq!(app.api("POST", "/api/accounts", Some(bad.clone())).status, 400, "{bad}");
     }
     assert_eq!(app.api("GET", "/api/accounts/acc-3", None).status, 404, "no bad request created one");
@@ -523,11 +608,20 @@ fn accounts_are_created_once_frozen_and_unfrozen_listed_page_by_page_and_need_th
     for i in 0..25 {
         ledger::account_created(&app, &format!("many-{i:02}"), "EUR", false);
     }
-    let listed: Vec<String> = ledger::all_pages(&app, "/api/accounts", "accounts", 10).iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> = ledger::all_pages(&app, "/api/accounts", "accounts", 10)
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
     let unique: HashSet<&String> = listed.iter().collect();
     assert_eq!((listed.len(), unique.len()), (27, 27), "every account once over pages of 10: {listed:?}");
 
-    for (method, path) in [("GET", "/api/accounts"), ("POST", "/api/accounts"), ("GET", "/api/transfers"), ("POST", "/api/transfers"), ("GET", "/api/journals?external_ref=x")] {
+    for (method, path) in [
+        ("GET", "/api/accounts"),
+        ("POST", "/api/accounts"),
+        ("GET", "/api/transfers"),
+        ("POST", "/api/transfers"),
+        ("GET", "/api/journals?external_ref=x"),
+    ] {
         let a = request(method, &app.runner.url(path), &[("idempotency-key", "x")], Some("{}".as_bytes())).unwrap();
         assert_eq!(a.status, 401, "{method} {path} without the token");
     }
@@ -547,7 +641,8 @@ fn first_ids(app: &App) -> (String, String, String, HashSet<u64>) {
     assert_eq!(app.wait_stopped("b-1")["successes"], 1);
     let its = app.api("GET", "/api/workers/b-1/iterations", None).json();
     let iteration = its["iterations"][0]["receipt_code"].as_str().unwrap().to_string();
-    let requests: HashSet<u64> = app.request_log("b-1").iter().map(|r| r["request_id"].as_str().unwrap().parse().unwrap()).collect();
+    let requests: HashSet<u64> =
+        app.request_log("b-1").iter().map(|r| r["request_id"].as_str().unwrap().parse().unwrap()).collect();
     (transfer, saga, iteration, requests)
 }
 
@@ -563,8 +658,16 @@ fn two_fresh_state_dirs_issue_disjoint_request_ids_and_unrelated_receipt_codes_a
     let legacy = Key::legacy();
     for (t, s, w) in [(&ta, &sa, &wa), (&tb, &sb, &wb)] {
         assert!(t.starts_with("TR-") && s.starts_with("SG-") && w.starts_with("SW-"), "{t} {s} {w}");
-        assert_ne!(*t, stepwise_engine::receipt::code(&legacy, "TR", 1), "the first transfer's code is not the source's");
-        assert_ne!(*w, stepwise_engine::receipt::code(&legacy, "SW", 1), "the first iteration's code is not the source's");
+        assert_ne!(
+            *t,
+            stepwise_engine::receipt::code(&legacy, "TR", 1),
+            "the first transfer's code is not the source's"
+        );
+        assert_ne!(
+            *w,
+            stepwise_engine::receipt::code(&legacy, "SW", 1),
+            "the first iteration's code is not the source's"
+        );
     }
     assert_ne!(ta, tb);
     assert_ne!(sa, sb);
@@ -613,7 +716,8 @@ fn a_state_dir_of_the_release_before_keys_keeps_resolving_its_receipt_codes() {
 }
 
 #[test]
-fn a_corrupt_or_orphaned_processing_transfer_fails_alone_with_its_reason_and_the_transfers_after_it_complete_in_the_same_tick() {
+fn a_corrupt_or_orphaned_processing_transfer_fails_alone_with_its_reason_and_the_transfers_after_it_complete_in_the_same_tick(
+) {
     let mut app = app_without_tick();
     ledger::account_created(&app, "bank", IDR, true);
     for id in ["alice", "bob", "ghost"] {
@@ -623,7 +727,9 @@ fn a_corrupt_or_orphaned_processing_transfer_fails_alone_with_its_reason_and_the
     // head of the id order that execution follows.
     let unreadable = code_of(&ledger::accepted(&app, "unreadable", &body("bank", "alice", 300, IDR)));
     let orphan = code_of(&ledger::accepted(&app, "orphan", &body("bank", "ghost", 200, IDR)));
-    let later: Vec<String> = (0..5).map(|i| code_of(&ledger::accepted(&app, &format!("later-{i}"), &body("bank", "bob", 10 + i, IDR)))).collect();
+    let later: Vec<String> = (0..5)
+        .map(|i| code_of(&ledger::accepted(&app, &format!("later-{i}"), &body("bank", "bob", 10 + i, IDR))))
+        .collect();
     // The rows in acceptance order (ids are the database's own).
     let ids = app.column_i64("SELECT id FROM transfers ORDER BY id");
     // The first one's amount made unreadable: text where a number belongs
@@ -640,29 +746,42 @@ fn a_corrupt_or_orphaned_processing_transfer_fails_alone_with_its_reason_and_the
 
     app.restart_with(app::config());
     for code in &later {
-        assert_eq!(ledger::wait_final(&app, code, Duration::from_secs(30))["status"], "completed", "{code} completes despite the damaged ones before it");
+        assert_eq!(
+            ledger::wait_final(&app, code, Duration::from_secs(30))["status"],
+            "completed",
+            "{code} completes despite the damaged ones before it"
+        );
     }
     // The orphan: failed with its reason, its hold on the bank released.
     let t = ledger::wait_final(&app, &orphan, Duration::from_secs(30));
     assert_eq!((t["status"].as_str(), t["reason"].as_str()), (Some("failed"), Some("account_missing")), "{t}");
     assert!(t["journal_id"].is_null() && t["completed_at"].is_string(), "{t}");
     // The unreadable one: failed with its reason, in the same batch as the rest.
-    let failed = |id: u64| app.scalar(&format!("SELECT count(*) FROM transfers WHERE id = {id} AND status = 'failed' AND reason = 'unreadable' AND journal_id IS NULL AND completed_at IS NOT NULL"));
+    let failed = |id: u64| {
+        app.scalar(&format!("SELECT count(*) FROM transfers WHERE id = {id} AND status = 'failed' AND reason = 'unreadable' AND journal_id IS NULL AND completed_at IS NOT NULL"))
+    };
     assert_eq!(failed(u), 1, "the unreadable transfer failed with reason unreadable");
     assert_eq!(app.scalar("SELECT count(*) FROM transfers WHERE status = 'processing'"), 0);
     assert_eq!(app.scalar("SELECT count(DISTINCT completed_at) FROM transfers"), 1, "all seven ended in one batch");
     assert_eq!(app.scalar(&format!("SELECT count(*) FROM transfers WHERE id IN ({u}, {o}) AND status = 'failed'")), 2);
     // Each has its transfer.failed with its reason; the unreadable amount is null.
     let evs = ledger::events(&app, "transfer.failed");
-    let by_code: BTreeMap<&str, &Value> = evs.iter().map(|e| (e["receipt_code"].as_str().unwrap(), &e["data"])).collect();
+    let by_code: BTreeMap<&str, &Value> =
+        evs.iter().map(|e| (e["receipt_code"].as_str().unwrap(), &e["data"])).collect();
     assert_eq!(by_code.len(), evs.len(), "one event each: {evs:?}");
     assert_eq!(by_code.keys().copied().collect::<Vec<_>>(), {
         let mut want = vec![unreadable.as_str(), orphan.as_str()];
         want.sort();
         want
     });
-    assert_eq!(by_code[unreadable.as_str()], &json!({"from": "bank", "to": "alice", "amount": null, "currency": IDR, "reason": "unreadable"}));
-    assert_eq!(by_code[orphan.as_str()], &json!({"from": "bank", "to": "ghost", "amount": 200, "currency": IDR, "reason": "account_missing"}));
+    assert_eq!(
+        by_code[unreadable.as_str()],
+        &json!({"from": "bank", "to": "alice", "amount": null, "currency": IDR, "reason": "unreadable"})
+    );
+    assert_eq!(
+        by_code[orphan.as_str()],
+        &json!({"from": "bank", "to": "ghost", "amount": 200, "currency": IDR, "reason": "account_missing"})
+    );
     assert_eq!(ledger::events(&app, "transfer.completed").len(), 5);
     assert_eq!(ledger::metric(&app, r#"stepwise_transfers{status="failed"}"#), Some(2.0));
     assert_eq!(ledger::metric(&app, r#"stepwise_transfers_executed_total{status="failed"}"#), Some(2.0));
@@ -677,12 +796,21 @@ fn a_corrupt_or_orphaned_processing_transfer_fails_alone_with_its_reason_and_the
 
     // An operator repairs the row and releases its hold: then it answers as
     // failed, with its reason, and the ledger checks out.
-    app.execute(&format!("UPDATE transfers SET amount = 300 WHERE id = {u}; UPDATE accounts SET held = held - 300 WHERE id = 'bank'"));
+    app.execute(&format!(
+        "UPDATE transfers SET amount = 300 WHERE id = {u}; UPDATE accounts SET held = held - 300 WHERE id = 'bank'"
+    ));
     let t = ledger::transfer(&app, &unreadable);
-    assert_eq!((t["status"].as_str(), t["reason"].as_str(), t["amount"].as_i64()), (Some("failed"), Some("unreadable"), Some(300)), "{t}");
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str(), t["amount"].as_i64()),
+        (Some("failed"), Some("unreadable"), Some(300)),
+        "{t}"
+    );
     let (all, accounts) = ledger::check_ledger(&app);
     assert_eq!(all.len(), 8);
-    assert_eq!((int(&accounts["bank"], "balance"), int(&accounts["alice"], "balance"), int(&accounts["bob"], "balance")), (-67, 7, 60));
+    assert_eq!(
+        (int(&accounts["bank"], "balance"), int(&accounts["alice"], "balance"), int(&accounts["bob"], "balance")),
+        (-67, 7, 60)
+    );
 }
 
 /// The largest amount a transfer may carry: 2^53 − 1.
@@ -715,7 +843,11 @@ fn transfers_accepted_together_past_the_balance_limit_fail_the_one_that_would_pa
     }
     let failed = ledger::events(&app, "transfer.failed");
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!((failed[0]["receipt_code"].as_str(), failed[0]["data"]["reason"].as_str()), (Some(&codes[512][..]), Some("balance_limit")), "{failed:?}");
+    assert_eq!(
+        (failed[0]["receipt_code"].as_str(), failed[0]["data"]["reason"].as_str()),
+        (Some(&codes[512][..]), Some("balance_limit")),
+        "{failed:?}"
+    );
     let (_, accounts) = ledger::check_ledger(&app);
     let near = 512 * MAX_AMOUNT as i64;
     assert_eq!(int(&accounts["alice"], "balance"), near, "2^62 − 512");
@@ -750,7 +882,10 @@ fn accepted_transfers_are_executed_oldest_first() {
         .collect();
     let out_of_order: Vec<(usize, i64, i64)> =
         journals.windows(2).enumerate().filter(|(_, w)| w[0] >= w[1]).map(|(i, w)| (i, w[0], w[1])).collect();
-    assert!(out_of_order.is_empty(), "journals in acceptance order; out of order at (index, journal, next): {out_of_order:?}");
+    assert!(
+        out_of_order.is_empty(),
+        "journals in acceptance order; out of order at (index, journal, next): {out_of_order:?}"
+    );
 }
 
 /// An idempotency key is kept 25 hours, then purged by the tick: the
@@ -774,7 +909,12 @@ fn an_idempotency_key_is_kept_25_hours_then_purged_and_takes_a_new_transfer() {
     let again = ledger::post(&app, "k-25h", &body("bank", "alice", 100, IDR));
     assert!(matches!(again.status, 200 | 202), "{}", again.body);
     assert_eq!(code_of(&again.json()), code_of(&first), "the same transfer: {}", again.body);
-    assert_error(&ledger::post(&app, "k-25h", &body("bank", "alice", 7, IDR)), 409, "idempotency_key_reused", "another body within 25 hours");
+    assert_error(
+        &ledger::post(&app, "k-25h", &body("bank", "alice", 7, IDR)),
+        409,
+        "idempotency_key_reused",
+        "another body within 25 hours",
+    );
 
     app.restart_with(offset(25 * HOUR_MS + 60_000));
     poll_until(Duration::from_secs(30), "the tick to purge the key", || (keys(&app) == 0).then_some(()));

@@ -32,7 +32,12 @@ fn workers_run_against_a_plain_http_1_1_upstream_that_reads_content_length_only(
     let calls = up.calls();
     assert_eq!(calls.len(), 5, "3 starts, 1 start + 1 otp: {calls:?}");
     for c in &calls {
-        assert!(c["content_length"].as_str().is_some_and(|l| l.parse::<usize>().ok() == c["body_len"].as_u64().map(|n| n as usize)), "{c}");
+        assert!(
+            c["content_length"]
+                .as_str()
+                .is_some_and(|l| l.parse::<usize>().ok() == c["body_len"].as_u64().map(|n| n as usize)),
+            "{c}"
+        );
         assert_eq!(c["transfer_encoding"], Value::Null, "no chunked body: {c}");
         assert_eq!(c["header_request_id"], c["request_id"], "X-Request-Id is the body's request_id: {c}");
         assert_eq!(c["duplicate"], false);
@@ -98,11 +103,19 @@ fn a_300_mb_answer_fails_one_worker_and_the_others_keep_going_with_the_runner_s_
     assert_eq!(w["last_result"]["reason"], "upstream_error:answer_too_large", "{w}");
     for id in others {
         let w = app.wait_stopped(id);
-        assert_eq!((w["successes"].as_u64(), w["stop_reason"].as_str()), (Some(20), Some("max_iterations")), "{id}: {w}");
+        assert_eq!(
+            (w["successes"].as_u64(), w["stop_reason"].as_str()),
+            (Some(20), Some("max_iterations")),
+            "{id}: {w}"
+        );
     }
     let log = app.api("GET", "/api/requests?binding_id=huge-1&limit=10", None).json();
     let row = &log["requests"][0];
-    assert_eq!((row["status_code"].as_u64(), row["response_code"].as_str()), (Some(200), Some("upstream_error")), "{row}");
+    assert_eq!(
+        (row["status_code"].as_u64(), row["response_code"].as_str()),
+        (Some(200), Some("upstream_error")),
+        "{row}"
+    );
     let grown_kib = app.runner.proc_status_kb("VmHWM").saturating_sub(peak_before);
     assert!(grown_kib < 64 * 1024, "the runner's peak memory grew by {grown_kib} KiB for a 300 MB answer");
 }

@@ -55,14 +55,22 @@ fn a_paused_workers_otp_is_accepted_once_and_sent_after_resume() {
     app.script("b-pz", json!({ "outcomes": ["otp"], "otp": otp }));
     app.start_workers(&["b-pz"], json!({ "max_iterations": 1 }));
     let w = app.wait_worker("b-pz", "awaiting its OTP", |w| w["phase"] == "awaiting_otp");
-    let tx = w["current_transaction"]["id"].as_str().or(w["current_transaction"]["transaction_id"].as_str()).map(str::to_string)
+    let tx = w["current_transaction"]["id"]
+        .as_str()
+        .or(w["current_transaction"]["transaction_id"].as_str())
+        .map(str::to_string)
         .unwrap_or_else(|| panic!("the open transaction: {w}"));
     assert_eq!(app.api("POST", "/api/workers/b-pz/pause", None).status, 202);
     app.wait_worker("b-pz", "paused", |w| w["state"] == "paused");
     let a = app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": otp })));
     assert_eq!(a.status, 202, "{}", a.body);
     let again = app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": otp })));
-    assert_eq!((again.status, again.json()["error"]["code"].as_str()), (409, Some("already_submitted")), "{}", again.body);
+    assert_eq!(
+        (again.status, again.json()["error"]["code"].as_str()),
+        (409, Some("already_submitted")),
+        "{}",
+        again.body
+    );
     // Ticks go by: nothing is sent while it is paused.
     app.wait_ticks(5);
     assert!(app.calls_of("b-pz", "otp").is_empty(), "a paused worker sends no OTP");
@@ -125,7 +133,9 @@ fn a_stop_while_awaiting_an_otp_stops_the_transaction_upstream_and_cancels_its_i
 /// variables of the same names.
 #[test]
 fn policy_defaults_come_from_the_variables() {
-    let app = App::with(app::config().var("max_iterations", "2").var("interval_ms", "30").var("max_consecutive_failures", "7"));
+    let app = App::with(
+        app::config().var("max_iterations", "2").var("interval_ms", "30").var("max_consecutive_failures", "7"),
+    );
     app.start_workers(&["b-def"], json!({}));
     let w = app.wait_stopped("b-def");
     assert_eq!((w["stop_reason"].as_str(), w["iterations"].as_u64()), (Some("max_iterations"), Some(2)), "{w}");
@@ -155,12 +165,18 @@ fn bulk_pause_and_resume_of_all_workers() {
     }
     let before: Vec<usize> = ids.iter().map(|id| app.calls_of(id, "start").len()).collect();
     app.wait_ticks(5);
-    assert_eq!(ids.iter().map(|id| app.calls_of(id, "start").len()).collect::<Vec<_>>(), before, "paused workers make no call");
+    assert_eq!(
+        ids.iter().map(|id| app.calls_of(id, "start").len()).collect::<Vec<_>>(),
+        before,
+        "paused workers make no call"
+    );
     let a = app.api("POST", "/api/workers/resume", Some(json!({ "all": true })));
     assert_eq!((a.status, a.json()["affected"].as_u64()), (202, Some(3)), "{}", a.body);
     for (id, n) in ids.iter().zip(before) {
         app.wait_worker(id, "running again", |w| w["state"] == "running");
-        poll_until(Duration::from_secs(30), "a start after resume", || (app.calls_of(id, "start").len() > n).then_some(()));
+        poll_until(Duration::from_secs(30), "a start after resume", || {
+            (app.calls_of(id, "start").len() > n).then_some(())
+        });
     }
     let a = app.api("POST", "/api/workers/resume", Some(json!({ "all": true })));
     assert_eq!((a.status, a.json()["affected"].as_u64()), (202, Some(0)), "nothing left to resume: {}", a.body);
@@ -181,7 +197,10 @@ fn processing_without_otp_is_polled_to_success() {
 fn processing_without_otp_ends_in_processing_timeout() {
     let app = App::start();
     app.script("b-stuck", json!({ "outcomes": ["processing:never"] }));
-    app.start_workers(&["b-stuck"], json!({ "processing_poll_ms": 10, "max_processing_polls": 3, "max_iterations": 1 }));
+    app.start_workers(
+        &["b-stuck"],
+        json!({ "processing_poll_ms": 10, "max_processing_polls": 3, "max_iterations": 1 }),
+    );
     let w = app.wait_stopped("b-stuck");
     assert_eq!((w["failures"].as_u64(), w["last_result"]["reason"].as_str()), (Some(1), Some("processing_timeout")));
     let ops: Vec<String> = app.calls("b-stuck").iter().map(|c| c["op"].as_str().unwrap().to_string()).collect();
@@ -220,7 +239,9 @@ fn the_first_hard_stop_wins() {
     let app = App::start();
     app.script("b-hs", json!({ "balance": 500, "amount": 1000, "latency_ms": 1500 }));
     app.start_workers(&["b-hs"], json!({}));
-    poll_until(Duration::from_secs(30), "the start at the upstream", || (!app.calls_of("b-hs", "start").is_empty()).then_some(()));
+    poll_until(Duration::from_secs(30), "the start at the upstream", || {
+        (!app.calls_of("b-hs", "start").is_empty()).then_some(())
+    });
     let a = app.api("POST", "/api/workers/b-hs/stop", None);
     assert_eq!((a.status, a.json()["state"].as_str()), (202, Some("stopping")), "{}", a.body);
     let w = app.wait_stopped("b-hs");
@@ -254,7 +275,10 @@ fn pause_makes_no_upstream_calls_until_resume() {
 fn consecutive_failures_back_off_and_end_in_too_many_failures() {
     let app = App::start();
     app.script("b-fail", json!({ "then": "error:503" }));
-    app.start_workers(&["b-fail"], json!({ "cooldown_ms": 300, "max_cooldown_ms": 1000, "max_consecutive_failures": 5 }));
+    app.start_workers(
+        &["b-fail"],
+        json!({ "cooldown_ms": 300, "max_cooldown_ms": 1000, "max_consecutive_failures": 5 }),
+    );
     let w = app.wait_stopped("b-fail");
     assert_eq!(w["stop_reason"], "too_many_failures");
     assert_eq!((w["failures"].as_u64(), w["consecutive_failures"].as_u64()), (Some(5), Some(5)));
@@ -290,9 +314,17 @@ fn consecutive_failures_back_off_and_end_in_too_many_failures() {
 fn auth_and_bad_input_answer_the_contract_errors_and_change_nothing() {
     let app = App::start();
     let url = app.runner.url("/api/workers");
-    for (auth, name) in [(None, "no token"), (Some("Bearer wrong-token"), "wrong token"), (Some(TOKEN), "no Bearer prefix")] {
+    for (auth, name) in
+        [(None, "no token"), (Some("Bearer wrong-token"), "wrong token"), (Some(TOKEN), "no Bearer prefix")]
+    {
         let headers: Vec<(&str, &str)> = auth.map(|a| vec![("authorization", a)]).unwrap_or_default();
-        for (method, path) in [("GET", "/api/workers"), ("POST", "/api/workers"), ("GET", "/api/otp"), ("GET", "/api/status"), ("GET", "/api/requests")] {
+        for (method, path) in [
+            ("GET", "/api/workers"),
+            ("POST", "/api/workers"),
+            ("GET", "/api/otp"),
+            ("GET", "/api/status"),
+            ("GET", "/api/requests"),
+        ] {
             let a = request(method, &app.runner.url(path), &headers, Some(b"{}")).unwrap();
             assert_eq!(a.status, 401, "{name} {method} {path}: {}", a.body);
             assert_eq!(a.json()["error"]["code"], "unauthorized");
@@ -310,7 +342,11 @@ fn auth_and_bad_input_answer_the_contract_errors_and_change_nothing() {
         ("not json".to_string(), 400, "body"),
         (big, 413, "bytes"),
         (json!({ "binding_ids": ["b-1"], "policy": { "turbo": true } }).to_string(), 400, "turbo"),
-        (json!({ "binding_ids": ["b-1"], "policy": { "max_consecutive_failures": 0 } }).to_string(), 400, "policy.max_consecutive_failures"),
+        (
+            json!({ "binding_ids": ["b-1"], "policy": { "max_consecutive_failures": 0 } }).to_string(),
+            400,
+            "policy.max_consecutive_failures",
+        ),
         (json!({ "binding_ids": ["b-1"], "extra": 1 }).to_string(), 400, "extra"),
     ];
     let auth = format!("Bearer {TOKEN}");
@@ -319,7 +355,11 @@ fn auth_and_bad_input_answer_the_contract_errors_and_change_nothing() {
         assert_eq!(a.status, status, "{}: {}", &body[..body.len().min(80)], a.body);
         let e = a.json();
         assert!(e["error"]["code"].as_str().is_some_and(|c| !c.is_empty()));
-        assert!(e["error"]["message"].as_str().unwrap().contains(mentions), "{} should name {mentions}", e["error"]["message"]);
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(mentions),
+            "{} should name {mentions}",
+            e["error"]["message"]
+        );
     }
     let many: Vec<String> = (0..1001).map(|i| format!("b-{i}")).collect();
     assert_eq!(app.api("POST", "/api/workers", Some(json!({ "binding_ids": many }))).status, 400, "over 1000 ids");
@@ -406,7 +446,10 @@ fn two_hundred_workers_times_five_on_two_runners_sharing_one_state_dir() {
         assert_eq!(s["starts"], 5, "{id}");
         assert_eq!(s["max_concurrent"], 1, "{id}: never two calls in flight for one binding");
     }
-    assert!(a.runner.logs().contains("\"event\":\"tick\"") && b.runner.logs().contains("\"event\":\"tick\""), "both runners ticked");
+    assert!(
+        a.runner.logs().contains("\"event\":\"tick\"") && b.runner.logs().contains("\"event\":\"tick\""),
+        "both runners ticked"
+    );
     for logs in [a.runner.logs(), b.runner.logs()] {
         assert!(!logs.contains("database is locked"), "lock errors in the log");
     }
@@ -433,7 +476,11 @@ fn a_state_dir_written_by_the_previous_release_opens_and_keeps_its_rows() {
                VALUES ('b-kept', 3, 2, 'failure', 'upstream_error:503', {t} + 990, {t} + 991);",
         ))
         .unwrap();
-        c.execute("INSERT INTO workers VALUES ('b-kept', 3, 'running', 1011, NULL, NULL, ?1, 1, 1001)", [PREVIOUS_WORKER]).unwrap();
+        c.execute(
+            "INSERT INTO workers VALUES ('b-kept', 3, 'running', 1011, NULL, NULL, ?1, 1, 1001)",
+            [PREVIOUS_WORKER],
+        )
+        .unwrap();
         for (id, code) in [(7, 200), (8, 503)] {
             c.execute(
                 "INSERT INTO request_log (id, binding_id, run_id, operation, operation_key, attempt_number, is_latest, method, url,
@@ -449,10 +496,19 @@ fn a_state_dir_written_by_the_previous_release_opens_and_keeps_its_rows() {
     let app = App::with(app::config().state_dir(dir.path()).var("database_url", ""));
     // The worker carries on from where it was: two more iterations to its max of 4.
     let w = app.wait_stopped("b-kept");
-    assert_eq!((w["run_id"].as_u64(), w["iterations"].as_u64(), w["successes"].as_u64()), (Some(3), Some(4), Some(3)), "{w}");
+    assert_eq!(
+        (w["run_id"].as_u64(), w["iterations"].as_u64(), w["successes"].as_u64()),
+        (Some(3), Some(4), Some(3)),
+        "{w}"
+    );
     assert_eq!(w["stop_reason"], "max_iterations");
     let its = app.api("GET", "/api/workers/b-kept/iterations", None).json();
-    let its: Vec<(u64, Value)> = its["iterations"].as_array().unwrap().iter().map(|i| (i["iteration"].as_u64().unwrap(), i["receipt_code"].clone())).collect();
+    let its: Vec<(u64, Value)> = its["iterations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["iteration"].as_u64().unwrap(), i["receipt_code"].clone()))
+        .collect();
     assert_eq!(its.len(), 4, "the two old iterations and the two new ones: {its:?}");
     assert_eq!(its[3], (1, json!("SW-00002S-Y")), "the old receipt stays");
     let log = app.request_log("b-kept");
@@ -499,6 +555,10 @@ fn the_database_stopped_mid_load_answers_503_then_every_worker_finishes_with_the
     }
     let stats = app.sandbox_stats();
     for id in &refs {
-        assert_eq!(stats["bindings"][id]["starts"], 30, "{id}: one start per iteration, none twice: {}", stats["bindings"][id]);
+        assert_eq!(
+            stats["bindings"][id]["starts"], 30,
+            "{id}: one start per iteration, none twice: {}",
+            stats["bindings"][id]
+        );
     }
 }

@@ -24,8 +24,16 @@ pub const SANDBOX_KEY: &str = "SB-Mid-server-test-sandbox";
 pub const SANDBOX_MANIFEST: &str = "components/sandbox/spin.toml";
 
 /// The service variables that point Stepwise at an upstream.
-pub const SERVICE_URLS: [&str; 8] =
-    ["upstream_url", "users_url", "products_url", "payment_url", "payment_api_url", "wallet_url", "risk_url", "betting_url"];
+pub const SERVICE_URLS: [&str; 8] = [
+    "upstream_url",
+    "users_url",
+    "products_url",
+    "payment_url",
+    "payment_api_url",
+    "wallet_url",
+    "risk_url",
+    "betting_url",
+];
 
 /// How long a test app's tick keeps stepping (the default is 900 ms for the
 /// 1 s cron; with fast ticks a shorter budget keeps `wait_ticks` short).
@@ -141,7 +149,8 @@ impl App {
         for _ in 0..3 {
             let port = cfg.fixed_port().unwrap_or_else(crate::free_port);
             let sandbox = Arc::new(sandbox_config(port).start());
-            match with_database(beside_sandbox(cfg.clone().port(port), &sandbox.addr), postgres.as_deref()).try_start() {
+            match with_database(beside_sandbox(cfg.clone().port(port), &sandbox.addr), postgres.as_deref()).try_start()
+            {
                 Ok(runner) => return App { runner, sandbox, changes: Mutex::default(), postgres },
                 Err(e) if e.contains("Address already in use") && cfg.fixed_port().is_none() => last = e,
                 Err(e) => panic!("runner did not start: {e}"),
@@ -168,7 +177,8 @@ impl App {
     /// the same sandbox): see [`Runner::restart_with`].
     pub fn restart_with(&mut self, cfg: RunnerConfig) {
         let port = self.runner.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("addr has a port");
-        self.runner.restart_with(with_database(beside_sandbox(cfg.port(port), &self.sandbox.addr), self.postgres.as_deref()));
+        self.runner
+            .restart_with(with_database(beside_sandbox(cfg.port(port), &self.sandbox.addr), self.postgres.as_deref()));
     }
 
     /// The first column of the first row of `sql` as an integer, read
@@ -184,7 +194,11 @@ impl App {
     /// app's database directly (SQLite's file, or PostgreSQL).
     pub fn column_i64(&self, sql: &str) -> Vec<i64> {
         match &self.postgres {
-            Some(pg) => pg.psql(sql).lines().map(|l| l.trim().parse().unwrap_or_else(|e| panic!("`{sql}`: {l:?}: {e}"))).collect(),
+            Some(pg) => pg
+                .psql(sql)
+                .lines()
+                .map(|l| l.trim().parse().unwrap_or_else(|e| panic!("`{sql}`: {l:?}: {e}")))
+                .collect(),
             None => {
                 let db = self.runner.database();
                 let mut q = db.prepare(sql).unwrap_or_else(|e| panic!("`{sql}`: {e}"));
@@ -308,7 +322,8 @@ impl App {
 
     /// Scripts the sandbox for one binding.
     pub fn script(&self, binding: &str, script: Value) {
-        let a = self.sandbox.send("PUT", &format!("/sandbox/bindings/{binding}"), &[], Some(script.to_string().as_bytes()));
+        let a =
+            self.sandbox.send("PUT", &format!("/sandbox/bindings/{binding}"), &[], Some(script.to_string().as_bytes()));
         assert_eq!(a.status, 200, "sandbox script: {}", a.body);
     }
 

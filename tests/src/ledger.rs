@@ -96,7 +96,10 @@ pub fn wait_final(app: &App, code: &str, within: Duration) -> Value {
 
 /// The error code of a JSON error answer.
 pub fn error_code(a: &Answer) -> String {
-    serde_json::from_str::<Value>(&a.body).ok().and_then(|v| v["error"]["code"].as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::from_str::<Value>(&a.body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Every item of a cursor-paged list (`{"<key>": [...], "next_cursor"}`),
@@ -209,7 +212,8 @@ pub fn check_journal(t: &Value, j: &Value) -> Vec<(String, i64, i64)> {
     let amount = int(t, "amount");
     let mut got = lines.clone();
     got.sort();
-    let mut want = vec![(t["from"].as_str().unwrap().to_string(), amount, 0), (t["to"].as_str().unwrap().to_string(), 0, amount)];
+    let mut want =
+        vec![(t["from"].as_str().unwrap().to_string(), amount, 0), (t["to"].as_str().unwrap().to_string(), 0, amount)];
     want.sort();
     assert_eq!(got, want, "debit from, credit to: {t}\n{j}");
     assert!(j["posted_at"].is_string(), "{j}");
@@ -238,12 +242,21 @@ pub fn check_ledger(app: &App) -> (Vec<Value>, BTreeMap<String, Value>) {
             Some("completed") => {
                 assert_eq!(js.len(), 1, "{code}: exactly one journal, found {js:?}");
                 assert!(t["journal_id"].is_number() || t["journal_id"].is_string(), "{t}");
-                let created = t["created_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("created_at: {t}"));
-                let completed = t["completed_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("completed_at: {t}"));
+                let created = t["created_at"]
+                    .as_str()
+                    .and_then(crate::timestamp_micros)
+                    .unwrap_or_else(|| panic!("created_at: {t}"));
+                let completed = t["completed_at"]
+                    .as_str()
+                    .and_then(crate::timestamp_micros)
+                    .unwrap_or_else(|| panic!("completed_at: {t}"));
                 assert!(completed >= created, "{code} completed before it was accepted: {t}");
                 let j = journal(app, &t["journal_id"]);
                 assert_eq!(j, js[0], "the journal by id and by external_ref");
-                let posted_at = j["posted_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("posted_at: {j}"));
+                let posted_at = j["posted_at"]
+                    .as_str()
+                    .and_then(crate::timestamp_micros)
+                    .unwrap_or_else(|| panic!("posted_at: {j}"));
                 assert!(posted_at >= created, "{code}'s journal posted before the transfer was accepted: {t}\n{j}");
                 for (acc, debit, credit) in check_journal(t, &j) {
                     *sums.entry(acc.clone()).or_default() += credit - debit;
@@ -275,11 +288,18 @@ pub fn check_ledger(app: &App) -> (Vec<Value>, BTreeMap<String, Value>) {
         assert_eq!(lines.len(), n.min(20), "{id}: its newest 20 lines of {n}: {a}");
         for l in lines {
             let code = l["external_ref"].as_str().unwrap_or_else(|| panic!("{id}: a line without external_ref: {l}"));
-            let want = posted.get(&(code.to_string(), id.clone())).unwrap_or_else(|| panic!("{id}: a line of no completed transfer's journal: {l}"));
+            let want = posted
+                .get(&(code.to_string(), id.clone()))
+                .unwrap_or_else(|| panic!("{id}: a line of no completed transfer's journal: {l}"));
             assert_eq!((int(l, "debit"), int(l, "credit")), *want, "{id}: {l}");
             assert!(l["journal_id"].is_number() || l["journal_id"].is_string(), "{l}");
         }
-        let times: Vec<i64> = lines.iter().map(|l| l["posted_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("posted_at: {l}"))).collect();
+        let times: Vec<i64> = lines
+            .iter()
+            .map(|l| {
+                l["posted_at"].as_str().and_then(crate::timestamp_micros).unwrap_or_else(|| panic!("posted_at: {l}"))
+            })
+            .collect();
         assert!(times.windows(2).all(|w| w[0] >= w[1]), "{id}: lines newest first: {lines:?}");
         if n <= 20 {
             let s: i64 = lines.iter().map(|l| int(l, "credit") - int(l, "debit")).sum();
@@ -379,7 +399,11 @@ pub fn sixteen_clients_1600_random_transfers(apps: &[&App]) {
     });
     let accepted = accepted.into_inner().unwrap();
     let refused = refused.into_inner();
-    eprintln!("1,600 transfers: {} accepted, {refused} refused for insufficient balance; {} balance samples", accepted.len(), samples.into_inner());
+    eprintln!(
+        "1,600 transfers: {} accepted, {refused} refused for insufficient balance; {} balance samples",
+        accepted.len(),
+        samples.into_inner()
+    );
     assert_eq!(accepted.len() + refused, 1_600);
     assert!(accepted.len() >= 800, "most are accepted: {}", accepted.len());
 
@@ -401,4 +425,3 @@ pub fn sixteen_clients_1600_random_transfers(apps: &[&App]) {
     assert!(per.values().all(|n| *n == 1), "each once");
     assert_eq!(metric(app, r#"stepwise_transfers{status="completed"}"#), Some(all.len() as f64));
 }
-

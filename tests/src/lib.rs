@@ -217,7 +217,9 @@ impl RunnerConfig {
         let crons = doc.get_mut("trigger").and_then(|t| t.get_mut("cron")).and_then(|c| c.as_array_mut());
         let crons = crons.ok_or_else(|| format!("{} has no [[trigger.cron]]", self.manifest.display()))?;
         for t in crons {
-            t.as_table_mut().ok_or("a [[trigger.cron]] that is not a table")?.insert("cron_expression".into(), toml::Value::String(expr.clone()));
+            t.as_table_mut()
+                .ok_or("a [[trigger.cron]] that is not a table")?
+                .insert("cron_expression".into(), toml::Value::String(expr.clone()));
         }
         if let Some(components) = doc.get_mut("component").and_then(|c| c.as_table_mut()) {
             for (_, c) in components.iter_mut() {
@@ -545,8 +547,12 @@ impl Runner {
         unsafe {
             libc::kill(child.id() as libc::pid_t, signal);
         }
-        let status = poll_until(Duration::from_secs(60), "the runner to exit after SIGTERM/SIGINT", || child.try_wait().ok().flatten());
-        poll_until(Duration::from_secs(30), "Spin's trigger processes to exit", || tree.iter().all(|p| spin::is_gone(*p)).then_some(()));
+        let status = poll_until(Duration::from_secs(60), "the runner to exit after SIGTERM/SIGINT", || {
+            child.try_wait().ok().flatten()
+        });
+        poll_until(Duration::from_secs(30), "Spin's trigger processes to exit", || {
+            tree.iter().all(|p| spin::is_gone(*p)).then_some(())
+        });
         status
     }
 
@@ -570,7 +576,11 @@ impl Runner {
     /// always on Spin; else on a new port).
     pub fn restart(&mut self) {
         self.kill();
-        let mut cfg = self.config.clone().expect("this runner was started from a command line: no restart").state_dir(&self.state_dir);
+        let mut cfg = self
+            .config
+            .clone()
+            .expect("this runner was started from a command line: no restart")
+            .state_dir(&self.state_dir);
         if self.kind == RunnerKind::Spin {
             let port = self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("addr has a port");
             cfg = cfg.port(port);
@@ -651,7 +661,6 @@ pub fn timestamp_micros(ts: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000) + us)
 }
 
-
 /// A process's resident memory now and at its peak (`VmRSS`, `VmHWM`), KiB.
 pub fn process_rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -712,7 +721,10 @@ pub fn spawn_python_server(what: &str, script: &str, args: &[&str]) -> (Child, u
     let stdout = child.stdout.take().expect("piped stdout");
     let mut first = String::new();
     BufReader::new(stdout).read_line(&mut first).unwrap_or_else(|e| panic!("{what} prints its port: {e}"));
-    let port = serde_json::from_str::<Value>(&first).ok().and_then(|v| v["port"].as_u64()).unwrap_or_else(|| panic!("{what}: not a port line: {first}"));
+    let port = serde_json::from_str::<Value>(&first)
+        .ok()
+        .and_then(|v| v["port"].as_u64())
+        .unwrap_or_else(|| panic!("{what}: not a port line: {first}"));
     (child, port as u16)
 }
 
@@ -735,7 +747,9 @@ impl BenchUpstream {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("bench-upstream prints its port");
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("bench-upstream prints its port");
         let port = line.trim().strip_prefix("listening ").and_then(|p| p.parse().ok()).expect("listening <port>");
         BenchUpstream { child, port }
     }

@@ -25,7 +25,10 @@ pub struct Host {
 }
 
 fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("cannot run ip (install Debian's iproute2): {e}"));
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip (install Debian's iproute2): {e}"));
     assert!(o.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
 }
 

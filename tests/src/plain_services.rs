@@ -211,7 +211,9 @@ impl PlainServices {
     pub fn start(server_key: &str) -> Self {
         let (child, port) = crate::spawn_python_server("the plain services", SCRIPT, &[server_key]);
         let s = Self { child, port };
-        poll_until(Duration::from_secs(30), "the plain services to answer", || request("GET", &format!("{}/calls", s.origin()), &[], None).ok());
+        poll_until(Duration::from_secs(30), "the plain services to answer", || {
+            request("GET", &format!("{}/calls", s.origin()), &[], None).ok()
+        });
         s
     }
 
@@ -254,7 +256,8 @@ impl PlainServices {
     /// `{"transaction_status": "capture", "fraud_status": "challenge"}` or
     /// another `gross_amount` (default: settlement, the created amount).
     pub fn set_status(&self, order_id: &str, fields: &Value) {
-        request("POST", &format!("{}/pay/{order_id}", self.origin()), &[], Some(fields.to_string().as_bytes())).expect("POST /pay");
+        request("POST", &format!("{}/pay/{order_id}", self.origin()), &[], Some(fields.to_string().as_bytes()))
+            .expect("POST /pay");
     }
 
     /// Makes the next `times` calls whose path ends with `suffix` answer `status`.

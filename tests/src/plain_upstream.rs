@@ -135,7 +135,9 @@ impl PlainUpstream {
     pub fn start() -> Self {
         let (child, port) = crate::spawn_python_server("the plain upstream", SCRIPT, &[]);
         let up = Self { child, port };
-        poll_until(Duration::from_secs(30), "the plain upstream to answer", || request("GET", &format!("{}/calls", up.origin()), &[], None).ok());
+        poll_until(Duration::from_secs(30), "the plain upstream to answer", || {
+            request("GET", &format!("{}/calls", up.origin()), &[], None).ok()
+        });
         up
     }
 

@@ -151,7 +151,9 @@ impl Receiver {
     pub fn start_on(port: u16) -> Self {
         let (child, port) = crate::spawn_python_server("the webhook receiver", SCRIPT, &[&port.to_string()]);
         let r = Self { child, port };
-        poll_until(Duration::from_secs(30), "the webhook receiver to answer", || request("GET", &r.url("/received"), &[], None).ok());
+        poll_until(Duration::from_secs(30), "the webhook receiver to answer", || {
+            request("GET", &r.url("/received"), &[], None).ok()
+        });
         r
     }
 
@@ -166,7 +168,9 @@ impl Receiver {
     }
 
     fn put(&self, path: &str, doc: Value) {
-        let a = request("PUT", &self.url(path), &[("content-type", "application/json")], Some(doc.to_string().as_bytes())).expect("the receiver answers");
+        let a =
+            request("PUT", &self.url(path), &[("content-type", "application/json")], Some(doc.to_string().as_bytes()))
+                .expect("the receiver answers");
         assert_eq!(a.status, 200, "{}", a.body);
     }
 

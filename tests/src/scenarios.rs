@@ -134,11 +134,22 @@ pub fn otp_flow(kind: RunnerKind) -> App {
     let otp_calls = app.calls_of("b-otp", "otp");
     assert_eq!(otp_calls.len(), 1);
     assert_eq!(otp_calls[0]["otp_ok"], true, "the right OTP reached the upstream");
-    assert_eq!(app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": otp }))).status, 404, "nothing waits any more");
+    assert_eq!(
+        app.api("POST", &format!("/api/otp/{tx}"), Some(json!({ "otp": otp }))).status,
+        404,
+        "nothing waits any more"
+    );
 
     // The OTP appears in no API answer and no log line.
     let mut everything = String::new();
-    for path in ["/api/workers", "/api/workers/b-otp", "/api/workers/b-otp/iterations", "/api/requests", "/api/otp", "/api/status"] {
+    for path in [
+        "/api/workers",
+        "/api/workers/b-otp",
+        "/api/workers/b-otp/iterations",
+        "/api/requests",
+        "/api/otp",
+        "/api/status",
+    ] {
         everything.push_str(&app.api("GET", path, None).body);
     }
     assert!(everything.contains("******"), "the request log shows the OTP masked");
@@ -168,7 +179,11 @@ pub fn stop_with_a_call_in_flight(kind: RunnerKind) -> App {
     assert_eq!(a.json()["state"], "stopping");
     let w = app.wait_stopped("b-slow");
     assert_eq!(w["stop_reason"], "user");
-    assert_eq!((w["iterations"].as_u64(), w["successes"].as_u64()), (Some(1), Some(1)), "the answer was recorded in full");
+    assert_eq!(
+        (w["iterations"].as_u64(), w["successes"].as_u64()),
+        (Some(1), Some(1)),
+        "the answer was recorded in full"
+    );
     app.wait_ticks(5);
     let starts = app.calls_of("b-slow", "start");
     assert_eq!(starts.len(), 1, "no /start after the acknowledgement");
@@ -216,7 +231,10 @@ pub fn sigkill_resends_the_same_request_id(kind: RunnerKind) -> App {
     let resent: Vec<&Value> = starts.iter().filter(|c| c["duplicate"] == true).collect();
     assert!(!resent.is_empty(), "the call was sent again: {starts:?}");
     let first_id = first.iter().find_map(|c| c["request_id"].as_str()).map(String::from);
-    assert!(starts.iter().all(|c| c["request_id"].as_str().map(String::from) == first_id), "always the same request id: {starts:?}");
+    assert!(
+        starts.iter().all(|c| c["request_id"].as_str().map(String::from) == first_id),
+        "always the same request id: {starts:?}"
+    );
     assert_eq!(app.sandbox_stats()["bindings"]["b-crash"]["starts"], 1, "no extra transaction upstream");
     assert_eq!(app.request_log("b-crash").len(), 1, "one request-log row for the one call");
     app

@@ -140,7 +140,8 @@ impl Postgres {
 
     /// Starts it again on the same port, with the same data.
     pub fn restart(&self) {
-        pg_ctl_start(&self.bin, self.dir.path(), &self.listen, self.port).unwrap_or_else(|e| panic!("PostgreSQL did not start again: {e}"));
+        pg_ctl_start(&self.bin, self.dir.path(), &self.listen, self.port)
+            .unwrap_or_else(|e| panic!("PostgreSQL did not start again: {e}"));
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable`.

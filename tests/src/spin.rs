@@ -43,11 +43,8 @@ fn find() -> Result<SpinInstall, String> {
     if let Some(bin) = std::env::var_os("SPIN_BIN").filter(|b| !b.is_empty()) {
         return Ok(SpinInstall { bin: PathBuf::from(bin), data_dir });
     }
-    if let Some(bin) = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("spin"))
-        .find(|p| p.is_file())
+    if let Some(bin) =
+        std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join("spin")).find(|p| p.is_file())
     {
         return Ok(SpinInstall { bin, data_dir });
     }
@@ -58,7 +55,11 @@ fn find() -> Result<SpinInstall, String> {
             script.display()
         ));
     }
-    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().map_err(|e| format!("{}: {e}", script.display()))?;
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
     if !out.status.success() {
         return Err(format!("{} failed with {}", script.display(), out.status));
     }
@@ -88,7 +89,9 @@ enum StartError {
 /// config in the state dir both land there, as on the runner.
 pub(crate) fn start(cfg: &RunnerConfig) -> Result<Runner, String> {
     if let Some(ms) = cfg.tick_ms {
-        return Err(format!("--tick-ms {ms} is the runner's: Spin fires cron components on their schedule (cron_schedule())"));
+        return Err(format!(
+            "--tick-ms {ms} is the runner's: Spin fires cron components on their schedule (cron_schedule())"
+        ));
     }
     let spin = install()?;
     let (state_dir, owned) = cfg.make_state_dir();
@@ -99,7 +102,14 @@ pub(crate) fn start(cfg: &RunnerConfig) -> Result<Runner, String> {
         let port = cfg.port.unwrap_or_else(free_port);
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&spin.bin);
-        cmd.current_dir(&state_dir).arg("up").arg("--from").arg(&manifest).arg("--listen").arg(&addr).arg("--state-dir").arg(&state_dir);
+        cmd.current_dir(&state_dir)
+            .arg("up")
+            .arg("--from")
+            .arg(&manifest)
+            .arg("--listen")
+            .arg(&addr)
+            .arg("--state-dir")
+            .arg(&state_dir);
         if let Some(rc) = &runtime_config {
             cmd.arg("--runtime-config-file").arg(rc);
         }
@@ -132,7 +142,11 @@ pub(crate) fn start(cfg: &RunnerConfig) -> Result<Runner, String> {
 
 /// Spawns `cmd` (a `spin up`), both its outputs into one log file, and waits
 /// until it says it serves `127.0.0.1:<port>` and answers HTTP there.
-fn launch(mut cmd: Command, port: u16, log_dir: tempfile::TempDir) -> Result<(Child, PathBuf, tempfile::TempDir), StartError> {
+fn launch(
+    mut cmd: Command,
+    port: u16,
+    log_dir: tempfile::TempDir,
+) -> Result<(Child, PathBuf, tempfile::TempDir), StartError> {
     let log_path = log_dir.path().join("spin.log");
     let log = OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
     cmd.stdin(Stdio::null()).stdout(Stdio::from(log.try_clone().expect("log file"))).stderr(Stdio::from(log));
@@ -206,7 +220,9 @@ pub fn process_tree(root: u32) -> Vec<u32> {
 pub fn is_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).is_none_or(|s| s == "Z" || s == "X"),
+        Ok(stat) => {
+            stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).is_none_or(|s| s == "Z" || s == "X")
+        }
     }
 }
 
@@ -250,9 +266,14 @@ pub(crate) fn kill_tree(child: &mut Child) {
 /// `spin up` lines: the sandbox's (in the background) and Stepwise's.
 pub fn readme_spin_block() -> Result<String, String> {
     let readme = std::fs::read_to_string(project_root().join("README.md")).map_err(|e| format!("README.md: {e}"))?;
-    let section = readme.split("\n## Running on Spin\n").nth(1).ok_or("README.md has no \"## Running on Spin\" section")?;
+    let section =
+        readme.split("\n## Running on Spin\n").nth(1).ok_or("README.md has no \"## Running on Spin\" section")?;
     let section = section.split("\n## ").next().unwrap_or(section);
-    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).ok_or("no sh block in \"Running on Spin\"")?;
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .ok_or("no sh block in \"Running on Spin\"")?;
     let joined = block.replace("\\\n", " ");
     let lines: Vec<&str> = joined.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "scripts/build").collect();
     let ups = lines.iter().filter(|l| l.split_whitespace().any(|w| w == "spin") && l.contains(" up ")).count();
@@ -273,8 +294,10 @@ pub fn start_command_line(line: &str, dir: &Path, port: u16) -> Result<Runner, S
     let bin_dir = log_dir.path().join("bin");
     std::fs::create_dir(&bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
     std::os::unix::fs::symlink(&spin.bin, bin_dir.join("spin")).map_err(|e| format!("symlink: {e}"))?;
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::var_os("PATH").iter().flat_map(std::env::split_paths)))
-        .map_err(|e| e.to_string())?;
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::var_os("PATH").iter().flat_map(std::env::split_paths)),
+    )
+    .map_err(|e| e.to_string())?;
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(line).current_dir(dir).env("PATH", path);
     if let Some(d) = &spin.data_dir {

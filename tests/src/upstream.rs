@@ -157,7 +157,12 @@ impl CountingUpstream {
                     .as_array()
                     .map(|hs| {
                         hs.iter()
-                            .map(|h| (h[0].as_str().unwrap_or_default().to_string(), h[1].as_str().unwrap_or_default().to_string()))
+                            .map(|h| {
+                                (
+                                    h[0].as_str().unwrap_or_default().to_string(),
+                                    h[1].as_str().unwrap_or_default().to_string(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),

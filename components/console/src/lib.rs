@@ -91,9 +91,7 @@ fn text(status: u16, body: &str) -> Response {
 fn serve(asset: &Asset, if_none_match: Option<&str>, head: bool) -> Response {
     let tag = etag(asset);
     let mut b = Response::builder();
-    b.header("etag", tag.as_str())
-        .header("cache-control", "no-cache")
-        .header("x-content-type-options", "nosniff");
+    b.header("etag", tag.as_str()).header("cache-control", "no-cache").header("x-content-type-options", "nosniff");
     if asset.content_type.starts_with("text/html") {
         b.header("content-security-policy", CSP)
             .header("referrer-policy", "no-referrer")

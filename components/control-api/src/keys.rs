@@ -121,7 +121,8 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     query(req, &[])?;
     let body: CreateKey = json_body(req)?;
     access::validate_name(&body.name)?;
-    let scope = Scope::parse(&body.scope).ok_or_else(|| ApiError::bad_field("scope", "must be read, operate or admin"))?;
+    let scope =
+        Scope::parse(&body.scope).ok_or_else(|| ApiError::bad_field("scope", "must be read, operate or admin"))?;
     let secret = access::secret_from(&random_bytes()?);
     let key = api_keys::ApiKey {
         id: access::key_id_from(&random_bytes()?),
@@ -153,7 +154,8 @@ pub fn revoke(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
     let id = path_param(params, "id")?;
     let db = Db::open()?;
     let key = db.immediate(|db| {
-        let key = api_keys::revoke(db, &id, now_ms())?.ok_or_else(|| ApiError::not_found(format!("no live key {id}")))?;
+        let key =
+            api_keys::revoke(db, &id, now_ms())?.ok_or_else(|| ApiError::not_found(format!("no live key {id}")))?;
         caller.audit(db, vec![id.clone()], None, 200)?;
         Ok::<_, ApiError>(key)
     })?;
@@ -165,7 +167,11 @@ pub fn audit(req: &Request, _: &Params) -> ApiResult {
     let q = query(req, &["after", "limit", "key"])?;
     let after = match param(&q, "after") {
         None | Some("") => 0,
-        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_field("after", "must be a seq (a whole number)"))?,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::bad_field("after", "must be a seq (a whole number)"))?,
     };
     let limit = limit(&q, 100, 1000)?;
     let key = param(&q, "key").filter(|k| !k.is_empty());

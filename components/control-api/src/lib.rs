@@ -28,7 +28,10 @@ fn handle(req: Request) -> Response {
     router.post("/api/workers", operate("POST /api/workers", workers::start));
     router.post("/api/workers/:action", operate("POST /api/workers/:action", workers::bulk));
     router.get("/api/workers/:binding_id", read("GET /api/workers/:binding_id", workers::detail));
-    router.get("/api/workers/:binding_id/iterations", read("GET /api/workers/:binding_id/iterations", workers::iterations));
+    router.get(
+        "/api/workers/:binding_id/iterations",
+        read("GET /api/workers/:binding_id/iterations", workers::iterations),
+    );
     router.post("/api/workers/:binding_id/:action", operate("POST /api/workers/:binding_id/:action", workers::control));
     router.get("/api/session", with_scope("GET /api/session", Scope::Read, keys::session));
     router.get("/api/keys", admin_read("GET /api/keys", keys::list));
@@ -40,7 +43,10 @@ fn handle(req: Request) -> Response {
     router.get("/api/subscriptions/:id", read("GET /api/subscriptions/:id", subscriptions::detail));
     router.patch("/api/subscriptions/:id", operate("PATCH /api/subscriptions/:id", subscriptions::patch));
     router.delete("/api/subscriptions/:id", operate("DELETE /api/subscriptions/:id", subscriptions::delete));
-    router.get("/api/subscriptions/:id/deliveries", read("GET /api/subscriptions/:id/deliveries", subscriptions::deliveries));
+    router.get(
+        "/api/subscriptions/:id/deliveries",
+        read("GET /api/subscriptions/:id/deliveries", subscriptions::deliveries),
+    );
     router.post("/api/subscriptions/:id/replay", operate("POST /api/subscriptions/:id/replay", subscriptions::replay));
     router.any("/api/*", read("ANY /api/*", no_route));
     router.handle(req)

@@ -7,9 +7,9 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use spin_sdk::http::{Params, Request, Response};
-use stepwise_store::metrics::{self, BUCKETS};
-use stepwise_engine::transfer::Status as TransferStatus;
 use stepwise_engine::machine::Machine;
+use stepwise_engine::transfer::Status as TransferStatus;
+use stepwise_store::metrics::{self, BUCKETS};
 use stepwise_store::{otp_queue, outbox, retention, sagas, subscriptions, transfers, workers, Db};
 use stepwise_web::{now_ms, query, ApiError, ApiResult};
 
@@ -47,7 +47,9 @@ fn help(name: &str) -> &'static str {
         "stepwise_otp_queue_length" => "Transactions waiting for an OTP",
         "stepwise_otp_oldest_age_seconds" => "Age of the oldest transaction waiting for an OTP",
         "stepwise_sagas" => "Sagas, by definition and status",
-        "stepwise_saga_events" => "Saga history events, by definition and type (step_failed, compensation_completed, ...)",
+        "stepwise_saga_events" => {
+            "Saga history events, by definition and type (step_failed, compensation_completed, ...)"
+        }
         "stepwise_webhook_notifications" => "Payment notifications received, by result",
         "stepwise_transfers" => "Transfers, by status (executing lasts only inside the execution transaction)",
         "stepwise_transfers_queued" => "Transfers accepted and not yet executed (their amounts held)",
@@ -59,7 +61,9 @@ fn help(name: &str) -> &'static str {
         "stepwise_deliveries" => "Event deliveries attempted, by subscription and result (delivered, failed)",
         "stepwise_delivery_duration_seconds" => "One event delivery attempt's latency, by subscription",
         "stepwise_subscription_lag_events" => "Outbox events after a subscription's delivered seq, by subscription",
-        "stepwise_subscription_lag_seconds" => "How long the oldest event a subscription has not delivered has waited, by subscription",
+        "stepwise_subscription_lag_seconds" => {
+            "How long the oldest event a subscription has not delivered has waited, by subscription"
+        }
         _ => "Stepwise metric",
     }
 }
@@ -87,13 +91,27 @@ fn encode_families<T>(
 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        encode_families(&mut encoder, &self.counters, MetricType::Counter, |c| (&c.0, &c.1), |mut m, c| {
-            m.encode_counter::<Labels, u64, f64>(&c.2, None)
-        })?;
-        encode_families(&mut encoder, &self.gauges, MetricType::Gauge, |g| (&g.0, &g.1), |mut m, g| m.encode_gauge(&g.2))?;
-        encode_families(&mut encoder, &self.histograms, MetricType::Histogram, |h| (&h.name, &h.labels), |mut m, h| {
-            m.encode_histogram::<Labels>(h.sum, h.count, &h.buckets, None)
-        })
+        encode_families(
+            &mut encoder,
+            &self.counters,
+            MetricType::Counter,
+            |c| (&c.0, &c.1),
+            |mut m, c| m.encode_counter::<Labels, u64, f64>(&c.2, None),
+        )?;
+        encode_families(
+            &mut encoder,
+            &self.gauges,
+            MetricType::Gauge,
+            |g| (&g.0, &g.1),
+            |mut m, g| m.encode_gauge(&g.2),
+        )?;
+        encode_families(
+            &mut encoder,
+            &self.histograms,
+            MetricType::Histogram,
+            |h| (&h.name, &h.labels),
+            |mut m, h| m.encode_histogram::<Labels>(h.sum, h.count, &h.buckets, None),
+        )
     }
 }
 
@@ -139,7 +157,13 @@ fn with_zeros(s: &mut Snapshot) {
     for name in HISTOGRAMS {
         if !s.histograms.iter().any(|h| h.name == *name) {
             let buckets = BUCKETS.iter().copied().chain([f64::MAX]).map(|b| (b, 0)).collect();
-            s.histograms.push(HistogramSeries { name: name.to_string(), labels: Vec::new(), buckets, sum: 0.0, count: 0 });
+            s.histograms.push(HistogramSeries {
+                name: name.to_string(),
+                labels: Vec::new(),
+                buckets,
+                sum: 0.0,
+                count: 0,
+            });
         }
     }
     if !s.gauges.iter().any(|g| g.0 == "stepwise_sagas") {
@@ -164,7 +188,13 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
             .map(|(i, n)| (BUCKETS.get(i).copied().unwrap_or(f64::MAX), (*n).max(0) as u64))
             .collect();
         let count = buckets.iter().map(|b| b.1).sum();
-        s.histograms.push(HistogramSeries { name: h.name, labels: metrics::parse_labels(&h.labels), buckets, sum: h.sum, count });
+        s.histograms.push(HistogramSeries {
+            name: h.name,
+            labels: metrics::parse_labels(&h.labels),
+            buckets,
+            sum: h.sum,
+            count,
+        });
     }
     let mut by_state: Vec<(String, i64)> =
         ["running", "pausing", "paused", "stopping", "stopped"].iter().map(|st| (st.to_string(), 0)).collect();
@@ -177,7 +207,11 @@ fn snapshot(db: &Db) -> Result<Snapshot, ApiError> {
         s.gauges.push(("stepwise_workers".into(), vec![("state".into(), state)], n as f64));
     }
     for (definition, status, n) in sagas::count_by_definition_and_status(db)? {
-        s.gauges.push(("stepwise_sagas".into(), vec![("definition".into(), definition), ("status".into(), status)], n as f64));
+        s.gauges.push((
+            "stepwise_sagas".into(),
+            vec![("definition".into(), definition), ("status".into(), status)],
+            n as f64,
+        ));
     }
     let by_status = transfers::counts_by_status(db)?;
     let count = |st: TransferStatus| by_status.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);

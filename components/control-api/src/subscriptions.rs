@@ -11,7 +11,9 @@ use stepwise_engine::subscription::{self as sub, DeliveryPolicy, Destination, Ne
 use stepwise_engine::time::rfc3339;
 use stepwise_store::{outbox, subscriptions, Db, StoreError};
 use stepwise_web::auth::random_bytes;
-use stepwise_web::{json_body, json_response, limit, now_ms, param, path_param, query, variable, ApiError, ApiResult, Caller};
+use stepwise_web::{
+    json_body, json_response, limit, now_ms, param, path_param, query, variable, ApiError, ApiResult, Caller,
+};
 
 /// `POST /api/subscriptions`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -118,8 +120,12 @@ impl SubscriptionView {
             Destination::RedisStream { url, stream } => (url.clone(), Some(stream.clone())),
         };
         let pending = match s.next() {
-            Next::Deliver { delivery, at } => Some(PendingView { seq: delivery.seq, attempt: delivery.attempt, at: rfc3339(*at) }),
-            Next::Sending { flight } => Some(PendingView { seq: flight.call.seq, attempt: flight.call.attempt, at: rfc3339(flight.sent_at) }),
+            Next::Deliver { delivery, at } => {
+                Some(PendingView { seq: delivery.seq, attempt: delivery.attempt, at: rfc3339(*at) })
+            }
+            Next::Sending { flight } => {
+                Some(PendingView { seq: flight.call.seq, attempt: flight.call.attempt, at: rfc3339(flight.sent_at) })
+            }
             Next::Look { .. } | Next::CaughtUp => None,
         };
         let status = s.status();
@@ -141,7 +147,11 @@ impl SubscriptionView {
             pending,
             last_success_at: s.last_success_at().map(rfc3339),
             failing_since: s.failing_since().map(rfc3339),
-            last_error: s.last_error().map(|e| LastErrorView { seq: e.seq, at: rfc3339(e.at), message: e.message.clone() }),
+            last_error: s.last_error().map(|e| LastErrorView {
+                seq: e.seq,
+                at: rfc3339(e.at),
+                message: e.message.clone(),
+            }),
             disabled_at: match status {
                 sub::Status::Disabled { at } => Some(rfc3339(*at)),
                 _ => None,
@@ -201,12 +211,16 @@ pub struct DeliveryList {
 }
 
 fn answer<T: Serialize>(status: u16, body: &T) -> ApiResult {
-    Ok(json_response(status, &serde_json::to_value(body).map_err(|e| ApiError::internal("cannot encode the answer", e))?))
+    Ok(json_response(
+        status,
+        &serde_json::to_value(body).map_err(|e| ApiError::internal("cannot encode the answer", e))?,
+    ))
 }
 
 /// `event_destinations`, checked.
 fn destinations() -> Result<Vec<String>, ApiError> {
-    sub::parse_destinations(&variable("event_destinations")?).map_err(|e| ApiError::internal("the variable event_destinations is invalid", e))
+    sub::parse_destinations(&variable("event_destinations")?)
+        .map_err(|e| ApiError::internal("the variable event_destinations is invalid", e))
 }
 
 fn types(list: Vec<String>) -> Result<Types, ApiError> {
@@ -229,7 +243,8 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     if body.description.as_ref().is_some_and(|d| d.chars().count() > 200) {
         return Err(ApiError::bad_field("description", "must be at most 200 characters"));
     }
-    let policy = DeliveryPolicy::from_variables(|name| spin_sdk::variables::get(name).ok()).map_err(|e| ApiError::internal("the event delivery variables are invalid", e))?;
+    let policy = DeliveryPolicy::from_variables(|name| spin_sdk::variables::get(name).ok())
+        .map_err(|e| ApiError::internal("the event delivery variables are invalid", e))?;
     let webhook = matches!(destination, Destination::Webhook { .. });
     let secret = sub::secret_from(&random_bytes::<{ sub::SECRET_BYTES }>()?);
     let id = format!("sub_{}", hex::encode(random_bytes::<8>()?));
@@ -237,12 +252,22 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let db = Db::open()?;
     let (s, head) = db.immediate(|db| {
         let head = outbox::head(db)?;
-        let s = Subscription::new(&id, destination.clone(), types.clone(), body.description.clone(), secret.clone(), policy.clone(), head, now);
+        let s = Subscription::new(
+            &id,
+            destination.clone(),
+            types.clone(),
+            body.description.clone(),
+            secret.clone(),
+            policy.clone(),
+            head,
+            now,
+        );
         subscriptions::save(db, &s, None, now)?;
         caller.audit(db, vec![id.clone()], None, 201)?;
         Ok::<_, StoreError>((s, head))
     })?;
-    let created = CreatedSubscription { subscription: SubscriptionView::of(&s, head), secret: webhook.then_some(secret) };
+    let created =
+        CreatedSubscription { subscription: SubscriptionView::of(&s, head), secret: webhook.then_some(secret) };
     answer(201, &created)
 }
 
@@ -253,7 +278,13 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let db = Db::open()?;
     let (page, next) = subscriptions::list(&db, limit, param(&q, "after").filter(|a| !a.is_empty()))?;
     let head = outbox::head(&db)?;
-    answer(200, &SubscriptionList { subscriptions: page.iter().map(|s| SubscriptionView::of(s, head)).collect(), next_after: next })
+    answer(
+        200,
+        &SubscriptionList {
+            subscriptions: page.iter().map(|s| SubscriptionView::of(s, head)).collect(),
+            next_after: next,
+        },
+    )
 }
 
 /// `GET /api/subscriptions/{id}`.

@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::binding;
+use stepwise_engine::machine::Kind;
 use stepwise_engine::policy::{Policy, PolicyPatch};
 use stepwise_engine::worker::{Control, State, Worker};
-use stepwise_engine::machine::Kind;
 use stepwise_store::{effects, iterations, machines, workers, Db, StoreError};
 use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, ApiError, ApiResult, Caller, Value};
 
@@ -95,12 +95,14 @@ fn valid_id(params: &Params) -> Result<String, ApiError> {
 
 fn parse_control(params: &Params) -> Result<Control, ApiError> {
     let action = params.get("action").unwrap_or_default();
-    Control::parse(action).ok_or_else(|| ApiError::not_found(format!("no action {action:?}: use pause, resume or stop")))
+    Control::parse(action)
+        .ok_or_else(|| ApiError::not_found(format!("no action {action:?}: use pause, resume or stop")))
 }
 
 /// Applies `control` to one worker inside the caller's transaction, keeping a lease it holds.
 fn apply(db: &Db, id: &str, control: Control, now: i64) -> Result<Value, StoreError> {
-    let mut stored = workers::load(db, id)?.ok_or_else(|| stepwise_engine::Error::NotFound(format!("no worker {id}")))?;
+    let mut stored =
+        workers::load(db, id)?.ok_or_else(|| stepwise_engine::Error::NotFound(format!("no worker {id}")))?;
     stored.machine.control(control, now)?;
     effects::apply_and_save_keeping_lease(db, &mut stored, now)?;
     Ok(stored.machine.to_json())
@@ -126,7 +128,11 @@ pub fn control(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
 /// The states in which `control` changes a worker (the engine's
 /// `allowed_actions`, per state), for the bulk `{"all": true}` scan.
 fn states_for(control: Control) -> Vec<&'static str> {
-    State::ALL.into_iter().filter(|s| stepwise_engine::worker::allowed_in(*s).contains(&control)).map(State::as_str).collect()
+    State::ALL
+        .into_iter()
+        .filter(|s| stepwise_engine::worker::allowed_in(*s).contains(&control))
+        .map(State::as_str)
+        .collect()
 }
 
 /// `POST /api/workers/pause|resume|stop` with `{"binding_ids": [...]}` (all or
@@ -154,7 +160,10 @@ pub fn bulk(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
                 if !missing.is_empty() {
                     return Err(ApiError::not_found(format!("no worker for: {}", missing.join(", "))));
                 }
-                let out = ids.iter().map(|id| apply(db, id, control, now).map_err(ApiError::from)).collect::<Result<Vec<_>, _>>()?;
+                let out = ids
+                    .iter()
+                    .map(|id| apply(db, id, control, now).map_err(ApiError::from))
+                    .collect::<Result<Vec<_>, _>>()?;
                 caller.audit(db, ids.clone(), None, 202)?;
                 Ok(out)
             })?;

@@ -5,7 +5,9 @@ use spin_sdk::http::{Params, Request};
 use stepwise_engine::ledger::{validate_account_id, AccountSpec, AccountStatus};
 use stepwise_store::ledger::{self, Created, RECENT_LINES};
 use stepwise_store::Db;
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value};
+use stepwise_web::{
+    json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value,
+};
 
 /// The `{id}` of the path, checked.
 fn account_id(params: &Params) -> Result<String, ApiError> {
@@ -61,12 +63,12 @@ fn set_status(req: &Request, params: &Params, status: AccountStatus, caller: &Ca
     let id = account_id(params)?;
     let now = now_ms();
     let db = Db::open()?;
-    let a = db
-        .immediate(|db| {
-            let a = ledger::set_status(db, &id, status, now)?.ok_or_else(|| ApiError::not_found(format!("no account {id:?}")))?;
-            caller.audit(db, vec![id.clone()], None, 200)?;
-            Ok::<_, ApiError>(a)
-        })?;
+    let a = db.immediate(|db| {
+        let a = ledger::set_status(db, &id, status, now)?
+            .ok_or_else(|| ApiError::not_found(format!("no account {id:?}")))?;
+        caller.audit(db, vec![id.clone()], None, 200)?;
+        Ok::<_, ApiError>(a)
+    })?;
     Ok(json_response(200, &with_lines(&db, &a)?))
 }
 

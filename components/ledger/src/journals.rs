@@ -9,7 +9,11 @@ use stepwise_web::{json, json_response, param, path_param, query, ApiError, ApiR
 pub fn detail(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let raw = path_param(params, "id")?;
-    let id = raw.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| ApiError::bad_field("id", "must be a journal id (a positive integer)"))?;
+    let id = raw
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::bad_field("id", "must be a journal id (a positive integer)"))?;
     let db = Db::open()?;
     let j = ledger::journal(&db, id)?.ok_or_else(|| ApiError::not_found(format!("no journal {id}")))?;
     Ok(json_response(200, &j))
@@ -18,7 +22,9 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
 /// `GET /api/journals?external_ref=`.
 pub fn by_ref(req: &Request, _: &Params) -> ApiResult {
     let q = query(req, &["external_ref"])?;
-    let r = param(&q, "external_ref").filter(|r| !r.is_empty()).ok_or_else(|| ApiError::bad_field("external_ref", "is required"))?;
+    let r = param(&q, "external_ref")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::bad_field("external_ref", "is required"))?;
     let db = Db::open()?;
     Ok(json_response(200, &json!({ "journals": ledger::journals_by_ref(&db, r)? })))
 }

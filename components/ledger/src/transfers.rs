@@ -2,12 +2,14 @@
 //! `?wait=true`), detail by receipt code, and lists.
 
 use spin_sdk::http::{Params, Request};
-use stepwise_engine::transfer::{self, LookupError, Status, Transfer, TransferRequest, WAIT_MS};
 use stepwise_engine::receipt;
+use stepwise_engine::transfer::{self, LookupError, Status, Transfer, TransferRequest, WAIT_MS};
 use stepwise_store::instance;
 use stepwise_store::transfers::{self, Accepted, Filter};
 use stepwise_store::{metrics, Db};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value};
+use stepwise_web::{
+    json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value,
+};
 
 /// How often `?wait=true` looks at the transfer again.
 const WAIT_POLL_MS: u64 = 20;
@@ -64,7 +66,9 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         let now = now_ms();
         let accepted = match transfers::accept(db, &key, &request, now) {
             // Refused once `from` was locked: rolled back, answered as any refusal.
-            Err(stepwise_store::StoreError::Refused(r)) => return Err(ApiError::new(422, r.code(), r.message(&request))),
+            Err(stepwise_store::StoreError::Refused(r)) => {
+                return Err(ApiError::new(422, r.code(), r.message(&request)))
+            }
             other => other?,
         };
         if let Accepted::New(t) = &accepted {
@@ -76,7 +80,9 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     })?;
     match accepted {
         Accepted::New(t) | Accepted::Repeat(t) => answer(&db, t, wait, started),
-        Accepted::KeyReused => Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with another request")),
+        Accepted::KeyReused => {
+            Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with another request"))
+        }
         Accepted::Refused(r) => Err(ApiError::new(422, r.code(), r.message(&request))),
     }
 }
@@ -94,7 +100,9 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     let db = Db::open()?;
     let id = match transfer::id_from_receipt(instance::id_key(&db)?, &code) {
         Ok(id) => id,
-        Err(LookupError::Invalid(e)) => return Err(ApiError::new(400, "invalid_receipt_code", format!("{code:?}: {e}"))),
+        Err(LookupError::Invalid(e)) => {
+            return Err(ApiError::new(400, "invalid_receipt_code", format!("{code:?}: {e}")))
+        }
         Err(LookupError::Unknown) => return Err(unknown()),
     };
     let t = transfers::load(&db, id)?.ok_or_else(unknown)?;
@@ -108,10 +116,13 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     if let Some(a) = account {
         stepwise_engine::ledger::validate_account_id(a, "account")?;
     }
-    let status = match param(&q, "status").filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::bad_field("status", "must be one of processing, executing, completed, failed"))?),
-    };
+    let status =
+        match param(&q, "status").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                ApiError::bad_field("status", "must be one of processing, executing, completed, failed")
+            })?),
+        };
     let limit = limit(&q, 50, 1000)?;
     let cursor = param(&q, "cursor").filter(|c| !c.is_empty());
     let bad_cursor = || ApiError::bad_field("cursor", "must be a next_cursor from this API");

@@ -7,7 +7,9 @@ use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use stepwise_engine::time::rfc3339;
 use stepwise_store::{effects, otp_queue, workers, Db};
-use stepwise_web::{json, json_body, json_response, limit, no_route, now_ms, operate, query, read, ApiError, ApiResult, Caller};
+use stepwise_web::{
+    json, json_body, json_response, limit, no_route, now_ms, operate, query, read, ApiError, ApiResult, Caller,
+};
 
 fn list(req: &Request, _: &Params) -> ApiResult {
     let q = query(req, &["limit"])?;

@@ -39,7 +39,11 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let body: Value = json_body(req)?;
     let def = Definition::parse(&body).map_err(|f| ApiError::new(422, "invalid_definition", f.to_string()))?;
     if stepwise_engine::saga::definition::is_built_in(&def.name) {
-        return Err(ApiError::new(409, "built_in_definition", format!("{:?} is a built-in definition and cannot be replaced", def.name)));
+        return Err(ApiError::new(
+            409,
+            "built_in_definition",
+            format!("{:?} is a built-in definition and cannot be replaced", def.name),
+        ));
     }
     let db = Db::open()?;
     let now = now_ms();

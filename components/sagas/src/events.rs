@@ -10,7 +10,11 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let q = query(req, &["after", "limit", "type"])?;
     let after = match param(&q, "after") {
         None | Some("") => 0,
-        Some(a) => a.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| ApiError::bad_field("after", "must be a seq from this API (0 for the start)"))?,
+        Some(a) => a
+            .parse::<i64>()
+            .ok()
+            .filter(|a| *a >= 0)
+            .ok_or_else(|| ApiError::bad_field("after", "must be a seq from this API (0 for the start)"))?,
     };
     let limit = limit(&q, 100, 1000)?;
     let kind = param(&q, "type").filter(|t| !t.is_empty());

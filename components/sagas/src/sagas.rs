@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
 use stepwise_store::{idempotency, sagas, Db};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, variable_in, ApiError, ApiResult, Caller, Value};
+use stepwise_web::{
+    json, json_body, json_response, limit, now_ms, param, query, variable_in, ApiError, ApiResult, Caller, Value,
+};
 
 /// How long a saga's idempotency key is kept.
 const KEEP_KEYS_MS: i64 = 7 * 86_400_000;
@@ -49,7 +51,10 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     if let Some(k) = &body.idempotency_key {
         printable(k, "idempotency_key", 255)?;
     }
-    let hash = hex::encode(Sha256::digest(json!({ "definition": body.definition, "input": body.input, "correlation_id": body.correlation_id }).to_string()));
+    let hash = hex::encode(Sha256::digest(
+        json!({ "definition": body.definition, "input": body.input, "correlation_id": body.correlation_id })
+            .to_string(),
+    ));
     let settings = settings()?;
     let now = now_ms();
     let db = Db::open()?;
@@ -61,7 +66,11 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
                     return Ok((200, s.machine.to_json()));
                 }
                 idempotency::Seen::Different => {
-                    return Err(ApiError::new(409, "idempotency_key_reused", "this idempotency_key was used with another request"));
+                    return Err(ApiError::new(
+                        409,
+                        "idempotency_key_reused",
+                        "this idempotency_key was used with another request",
+                    ));
                 }
                 idempotency::Seen::New => {}
             }
@@ -94,7 +103,10 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let status = match param(&q, "status").filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            ApiError::bad_field("status", "must be one of running, waiting, compensating, completed, compensated, expired, failed")
+            ApiError::bad_field(
+                "status",
+                "must be one of running, waiting, compensating, completed, compensated, expired, failed",
+            )
         })?),
     };
     let definition = param(&q, "definition").filter(|s| !s.is_empty());

@@ -31,7 +31,9 @@ pub fn get_binding(_: &Request, params: &Params) -> Result<Reply, ApiError> {
 fn binding(store: &Store, binding_id: &str) -> Result<Reply, ApiError> {
     match store.binding_json(binding_id)? {
         Some(v) => Ok(Reply::json(200, &v)),
-        None => Err(ApiError::new(404, "unknown_binding", format!("binding `{binding_id}` was never scripted or started"))),
+        None => {
+            Err(ApiError::new(404, "unknown_binding", format!("binding `{binding_id}` was never scripted or started")))
+        }
     }
 }
 

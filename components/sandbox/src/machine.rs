@@ -77,13 +77,16 @@ pub fn decide_start(balance: i64, amount: i64, outcome: &Outcome) -> StartDecisi
             delay_ms: 0,
         };
     }
-    let create = |txn: TxnState, debit: bool, delay_ms: u64| StartDecision::Create { txn, debit, consumed: true, delay_ms };
+    let create =
+        |txn: TxnState, debit: bool, delay_ms: u64| StartDecision::Create { txn, debit, consumed: true, delay_ms };
     match outcome {
         Outcome::Success => create(TxnState::new(Status::Sukses, amount), true, 0),
         Outcome::Slow(ms) => create(TxnState::new(Status::Sukses, amount), true, *ms),
         Outcome::Fail(reason) => create(TxnState::failed(amount, reason), false, 0),
         Outcome::Otp => create(TxnState { otp_required: true, ..TxnState::new(Status::Processing, amount) }, false, 0),
-        Outcome::Processing(n) => create(TxnState { polls_needed: *n, ..TxnState::new(Status::Processing, amount) }, false, 0),
+        Outcome::Processing(n) => {
+            create(TxnState { polls_needed: *n, ..TxnState::new(Status::Processing, amount) }, false, 0)
+        }
         Outcome::Error(status) => StartDecision::Error { status: *status },
     }
 }
@@ -234,10 +237,16 @@ mod tests {
         let s = decide_call(&t, Action::Otp { given: "123456", expected: "123456" }, 5000);
         assert_eq!((s.txn.status, s.txn.otp_required, s.debit, s.otp_ok), (Status::Sukses, false, true, Some(true)));
         let s = decide_call(&t, Action::Otp { given: "000000", expected: "123456" }, 5000);
-        assert_eq!((s.txn.status, s.txn.reason.as_deref(), s.debit, s.otp_ok), (Status::Gagal, Some("invalid_otp"), false, Some(false)));
+        assert_eq!(
+            (s.txn.status, s.txn.reason.as_deref(), s.debit, s.otp_ok),
+            (Status::Gagal, Some("invalid_otp"), false, Some(false))
+        );
         // The balance was spent meanwhile.
         let s = decide_call(&t, Action::Otp { given: "123456", expected: "123456" }, 10);
-        assert_eq!((s.txn.status, s.txn.reason.as_deref(), s.debit), (Status::Gagal, Some("insufficient_balance"), false));
+        assert_eq!(
+            (s.txn.status, s.txn.reason.as_deref(), s.debit),
+            (Status::Gagal, Some("insufficient_balance"), false)
+        );
         // Polls do not finish an OTP transaction.
         let s = decide_call(&t, Action::Poll, 5000);
         assert_eq!(s.txn, t);
@@ -271,7 +280,10 @@ mod tests {
     fn stop_pause_resume() {
         let t = pending_otp();
         let s = decide_call(&t, Action::Stop, 5000);
-        assert_eq!((s.txn.status, s.txn.reason.as_deref(), s.txn.otp_required), (Status::Gagal, Some("stopped"), false));
+        assert_eq!(
+            (s.txn.status, s.txn.reason.as_deref(), s.txn.otp_required),
+            (Status::Gagal, Some("stopped"), false)
+        );
         let done = created(decide_start(5000, 1000, &Outcome::Success)).0;
         assert_eq!(decide_call(&done, Action::Stop, 5000).txn, done);
         assert_eq!(decide_call(&done, Action::Otp { given: "1", expected: "2" }, 5000).otp_ok, None);

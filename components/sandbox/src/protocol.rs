@@ -159,7 +159,12 @@ pub fn parse_call(op: Op, body: &[u8], header: Option<&str>) -> Result<CallInput
     };
     match header.map(str::trim) {
         None => {
-            return Err(reject("missing_request_id_header", "the X-Request-Id header is required".into(), request_id, binding_id))
+            return Err(reject(
+                "missing_request_id_header",
+                "the X-Request-Id header is required".into(),
+                request_id,
+                binding_id,
+            ))
         }
         Some(h) if h != rid => {
             return Err(reject(
@@ -260,8 +265,15 @@ mod tests {
         assert_eq!(parse_path("/v1/transactions/start/"), Some(Target { op: Op::Start, raw_id: None }));
         assert_eq!(parse_path("/v1/transactions/T7/otp"), Some(Target { op: Op::Otp, raw_id: Some("T7".into()) }));
         assert_eq!(parse_path("/v1/transactions/X/stop").map(|t| t.op), Some(Op::Stop));
-        for p in ["/v1/transactions/", "/v1/transactions/T1", "/v1/transactions/T1/start", "/v1/transactions/T1/nope",
-            "/v1/transactions//otp", "/v1/transactions/T1/otp/x", "/v1/other/start"] {
+        for p in [
+            "/v1/transactions/",
+            "/v1/transactions/T1",
+            "/v1/transactions/T1/start",
+            "/v1/transactions/T1/nope",
+            "/v1/transactions//otp",
+            "/v1/transactions/T1/otp/x",
+            "/v1/other/start",
+        ] {
             assert_eq!(parse_path(p), None, "{p}");
         }
     }

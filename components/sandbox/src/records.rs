@@ -72,7 +72,9 @@ impl CallsFilter {
                 "transaction_id" => f.transaction_id = Some(v),
                 "request_id" => f.request_id = Some(v),
                 "op" => f.op = Some(Op::from_name(&v).ok_or_else(|| bad(format!("unknown op `{v}`")))?),
-                "after_seq" => f.after_seq = Some(v.parse().map_err(|_| bad(format!("after_seq `{v}` is not an integer")))?),
+                "after_seq" => {
+                    f.after_seq = Some(v.parse().map_err(|_| bad(format!("after_seq `{v}` is not an integer")))?)
+                }
                 "limit" => f.limit = parse_limit(&v, MAX_LIMIT)?,
                 _ => {}
             }
@@ -226,7 +228,8 @@ pub fn stats(store: &Store) -> Result<Stats, ApiError> {
     let r = store.exec("SELECT binding_id, max_concurrent FROM sandbox_inflight", &[])?;
     for row in r.rows() {
         let Some(b) = row.get::<&str>("binding_id") else { continue };
-        bindings.entry(b.to_string()).or_insert_with(fresh).max_concurrent = row.get::<i64>("max_concurrent").unwrap_or(0);
+        bindings.entry(b.to_string()).or_insert_with(fresh).max_concurrent =
+            row.get::<i64>("max_concurrent").unwrap_or(0);
     }
     let r = store.exec(
         "SELECT COALESCE(SUM(op = 'start' AND duplicate = 0 AND rejected = 0), 0) AS starts, COUNT(*) AS calls

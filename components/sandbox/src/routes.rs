@@ -40,12 +40,17 @@ impl Table {
                 self.0.add(path, Method::Head, move |req: Request, params: Params| respond(h(&req, &params)));
             }
         }
-        self.refuse_others(path, methods.iter().map(|(m, _)| m.to_string().to_ascii_uppercase()).collect::<Vec<_>>().join(" or "));
+        self.refuse_others(
+            path,
+            methods.iter().map(|(m, _)| m.to_string().to_ascii_uppercase()).collect::<Vec<_>>().join(" or "),
+        );
     }
 
     /// Any method on `path` without a handler answers 405.
     fn refuse_others(&mut self, path: &str, allowed: String) {
-        self.0.any(path, move |req: Request, _: Params| respond(Err(method_not_allowed(req.method(), req.path(), &allowed))));
+        self.0.any(path, move |req: Request, _: Params| {
+            respond(Err(method_not_allowed(req.method(), req.path(), &allowed)))
+        });
     }
 }
 

@@ -194,7 +194,8 @@ impl Script {
         }
         let mut outcomes = Vec::with_capacity(raw.len());
         for (i, s) in raw.iter().enumerate() {
-            outcomes.push(Outcome::parse(s).map_err(|m| bad_request("unknown_outcome", format!("outcomes[{i}]: {m}")))?);
+            outcomes
+                .push(Outcome::parse(s).map_err(|m| bad_request("unknown_outcome", format!("outcomes[{i}]: {m}")))?);
         }
         let then = match input.then {
             Some(s) => Outcome::parse(&s).map_err(|m| bad_request("unknown_outcome", format!("then: {m}")))?,
@@ -233,9 +234,25 @@ mod tests {
     #[test]
     fn refuses_bad_outcomes() {
         for s in [
-            "", "succes", "success:1", "otp:1", "fail", "fail:", "fail: ", "processing", "processing:0",
-            "processing:-1", "processing:x", "error", "error:200", "error:600", "error:abc", "slow", "slow:x",
-            "slow:600001", "SUCCESS",
+            "",
+            "succes",
+            "success:1",
+            "otp:1",
+            "fail",
+            "fail:",
+            "fail: ",
+            "processing",
+            "processing:0",
+            "processing:-1",
+            "processing:x",
+            "error",
+            "error:200",
+            "error:600",
+            "error:abc",
+            "slow",
+            "slow:x",
+            "slow:600001",
+            "SUCCESS",
         ] {
             assert!(Outcome::parse(s).is_err(), "{s:?} should be refused");
         }

@@ -212,7 +212,9 @@ impl Store {
 
     /// Runs one statement.
     pub fn exec(&self, sql: &str, params: &[Value]) -> Result<QueryResult, ApiError> {
-        self.db.exec(sql, params).map_err(|e| storage_error(sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ").as_str(), e))
+        self.db
+            .exec(sql, params)
+            .map_err(|e| storage_error(sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ").as_str(), e))
     }
 
     /// Runs an `INSERT ... RETURNING <id column>`; the new row's id.
@@ -410,7 +412,13 @@ impl Store {
     // ---- transactions ----
 
     /// Creates a transaction; returns its numeric id.
-    pub fn insert_txn(&self, binding_id: &str, state: &TxnState, outcome: &str, request_id: &str) -> Result<i64, ApiError> {
+    pub fn insert_txn(
+        &self,
+        binding_id: &str,
+        state: &TxnState,
+        outcome: &str,
+        request_id: &str,
+    ) -> Result<i64, ApiError> {
         let now = now_ms();
         self.insert_id(
             "INSERT INTO sandbox_transactions

@@ -10,7 +10,7 @@ use stepwise_web::ApiError;
 
 use crate::reply::{error, error_body, internal, Reply};
 use crate::script::sleep_ms;
-use crate::store::{now_ms, CallRecord, StoredAnswer, Store};
+use crate::store::{now_ms, CallRecord, Store, StoredAnswer};
 
 /// A decided answer, before it is stored.
 struct Answer {
@@ -154,7 +154,12 @@ fn start(s: &Store, input: &CallInput) -> Result<Answer, ApiError> {
             s.advance_outcome(binding_id)?;
             let err = ApiError::new(status, "upstream_error", format!("scripted outcome error:{status}"));
             Ok(Answer {
-                stored: StoredAnswer { status, body: error_body(&err), binding_id: Some(binding_id.to_string()), transaction_id: None },
+                stored: StoredAnswer {
+                    status,
+                    body: error_body(&err),
+                    binding_id: Some(binding_id.to_string()),
+                    transaction_id: None,
+                },
                 otp_ok: None,
                 delay_ms: 0,
             })
@@ -164,7 +169,8 @@ fn start(s: &Store, input: &CallInput) -> Result<Answer, ApiError> {
                 s.advance_outcome(binding_id)?;
             }
             let balance = if debit { s.debit(binding_id, txn.amount)? } else { b.balance };
-            let outcome = if consumed { b.next_outcome.to_string() } else { "insufficient_balance_before_start".to_string() };
+            let outcome =
+                if consumed { b.next_outcome.to_string() } else { "insufficient_balance_before_start".to_string() };
             let id = s.insert_txn(binding_id, &txn, &outcome, &input.request_id)?;
             let reply = Reply::json(200, &view(id, binding_id, &txn, balance));
             Ok(Answer {
@@ -182,7 +188,13 @@ fn start(s: &Store, input: &CallInput) -> Result<Answer, ApiError> {
 }
 
 /// `/otp`, `/continue`, `/check`, `/pause`, `/resume`, `/stop` on a transaction.
-fn on_transaction(s: &Store, op: Op, target: &Target, txn_id: Option<i64>, input: &CallInput) -> Result<Answer, ApiError> {
+fn on_transaction(
+    s: &Store,
+    op: Op,
+    target: &Target,
+    txn_id: Option<i64>,
+    input: &CallInput,
+) -> Result<Answer, ApiError> {
     let row = match txn_id {
         Some(id) => s.load_txn(id)?,
         None => None,

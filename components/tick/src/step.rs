@@ -62,13 +62,24 @@ fn xadd(out: &Outbound) -> CallResult {
     let conn = match Connection::open(&out.url) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{}", serde_json::json!({ "event": "redis_unreachable", "url": out.url, "error": format!("{e:?}") }));
-            return CallResult { status_code: None, body: Vec::new(), timed_out: false, too_large: false, duration_ms: elapsed_ms(start) };
+            eprintln!(
+                "{}",
+                serde_json::json!({ "event": "redis_unreachable", "url": out.url, "error": format!("{e:?}") })
+            );
+            return CallResult {
+                status_code: None,
+                body: Vec::new(),
+                timed_out: false,
+                too_large: false,
+                duration_ms: elapsed_ms(start),
+            };
         }
     };
     let (status_code, body) = match conn.execute("XADD", &args) {
         Ok(_) => (Some(redis_answer::ADDED), Vec::new()),
-        Err(Error::Other(e)) if e.contains("equal or smaller than the target stream top item") => (Some(redis_answer::ALREADY_THERE), e.into_bytes()),
+        Err(Error::Other(e)) if e.contains("equal or smaller than the target stream top item") => {
+            (Some(redis_answer::ALREADY_THERE), e.into_bytes())
+        }
         Err(e) => (Some(500), format!("{e:?}").into_bytes()),
     };
     CallResult { status_code, body, timed_out: false, too_large: false, duration_ms: elapsed_ms(start) }
@@ -111,7 +122,10 @@ impl Transport for Http {
         let (status_code, body, timed_out, too_large) = match select(call, Deadline::after_ms(out.timeout_ms)).await {
             Either::Left((Ok((status, body, too_large)), _)) => {
                 if too_large {
-                    eprintln!("{}", serde_json::json!({ "event": "answer_too_large", "url": out.url, "limit_bytes": limit }));
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({ "event": "answer_too_large", "url": out.url, "limit_bytes": limit })
+                    );
                 }
                 (Some(status), body, false, too_large)
             }
@@ -130,10 +144,7 @@ struct Wall;
 
 impl Clock for Wall {
     fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 
     async fn sleep_until(&self, t: i64) {
@@ -168,7 +179,9 @@ pub async fn tick() -> Result<(), String> {
             Err(e) => eprintln!("tick: purging {table}: {e}"),
         }
     }
-    let totals = stepper::run(&db, &cfg.stepper, &owner, &Http { max_answer_bytes: cfg.max_answer_bytes }, &Wall).await.map_err(|e| e.to_string())?;
+    let totals = stepper::run(&db, &cfg.stepper, &owner, &Http { max_answer_bytes: cfg.max_answer_bytes }, &Wall)
+        .await
+        .map_err(|e| e.to_string())?;
     let duration_ms = elapsed_ms(started);
     let summary = db.immediate(|db| {
         metrics::inc(db, "stepwise_ticks", &[], 1)?;

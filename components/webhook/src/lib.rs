@@ -41,7 +41,8 @@ fn field(v: &Value, name: &str) -> Result<String, ApiError> {
 }
 
 fn parse(body: &[u8]) -> Result<Notification, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "invalid_json", format!("body: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::new(400, "invalid_json", format!("body: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_field("body", "must be a JSON object"));
     }
@@ -76,7 +77,13 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
     let now = now_ms();
     let db = Db::open()?;
     let raw = String::from_utf8_lossy(body).into_owned();
-    let dedup = format!("{}:{}:{}:{}", n.order_id, n.transaction_status.as_str(), n.fraud_status.as_deref().unwrap_or(""), n.status_code);
+    let dedup = format!(
+        "{}:{}:{}:{}",
+        n.order_id,
+        n.transaction_status.as_str(),
+        n.fraud_status.as_deref().unwrap_or(""),
+        n.status_code
+    );
     // A duplicate (gateways resend) is answered from a read, without the write lock.
     if inbox::seen(&db, "midtrans", &dedup)? {
         return Ok(json_response(200, &json!({ "status": "duplicate", "order_id": n.order_id })));
@@ -89,7 +96,11 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
         }
         let mut stored = sagas::load(db, &saga_id)?.ok_or_else(|| ApiError::not_found(format!("no saga {saga_id}")))?;
         stored.machine.signal(
-            Signal::Payment { status: n.transaction_status, fraud_status: n.fraud_status.clone(), gross_amount: n.gross_amount.clone() },
+            Signal::Payment {
+                status: n.transaction_status,
+                fraud_status: n.fraud_status.clone(),
+                gross_amount: n.gross_amount.clone(),
+            },
             now,
         )?;
         sagas::save_keeping_lease(db, &mut stored, now)?;
@@ -118,7 +129,9 @@ mod tests {
         let n = parse(ok).unwrap();
         assert_eq!((n.order_id.as_str(), n.transaction_status), ("o", payment::Status::Settlement));
         assert!(parse(b"{").is_err());
-        let e = parse(br#"{"order_id":"o","status_code":"200","gross_amount":"1.00","transaction_status":"settlement"}"#).unwrap_err();
+        let e =
+            parse(br#"{"order_id":"o","status_code":"200","gross_amount":"1.00","transaction_status":"settlement"}"#)
+                .unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (400, "signature_key: is required"));
         let e = parse(br#"{"order_id":"o","status_code":"200","gross_amount":1,"signature_key":"s","transaction_status":"settlement"}"#).unwrap_err();
         assert_eq!(e.message, "gross_amount: must be a string");

@@ -171,7 +171,10 @@ pub fn amount(v: &serde_json::Value, field: &str) -> Result<i64, FieldError> {
 
 /// The object `v` with only the `allowed` keys, or an error naming the first
 /// other key.
-pub(crate) fn object<'a>(v: &'a serde_json::Value, allowed: &[&str]) -> Result<&'a serde_json::Map<String, serde_json::Value>, FieldError> {
+pub(crate) fn object<'a>(
+    v: &'a serde_json::Value,
+    allowed: &[&str],
+) -> Result<&'a serde_json::Map<String, serde_json::Value>, FieldError> {
     let obj = v.as_object().ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(FieldError::new(k.clone(), format!("unknown field (expected one of: {})", allowed.join(", "))));
@@ -180,7 +183,10 @@ pub(crate) fn object<'a>(v: &'a serde_json::Value, allowed: &[&str]) -> Result<&
 }
 
 /// A required string field.
-pub(crate) fn required_str<'a>(obj: &'a serde_json::Map<String, serde_json::Value>, field: &str) -> Result<&'a str, FieldError> {
+pub(crate) fn required_str<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<&'a str, FieldError> {
     match obj.get(field) {
         Some(serde_json::Value::String(s)) => Ok(s),
         None | Some(serde_json::Value::Null) => Err(FieldError::new(field, "is required")),
@@ -189,11 +195,18 @@ pub(crate) fn required_str<'a>(obj: &'a serde_json::Map<String, serde_json::Valu
 }
 
 /// An optional text field: up to [`MAX_TEXT_LEN`] printable characters.
-pub(crate) fn optional_text(obj: &serde_json::Map<String, serde_json::Value>, field: &str) -> Result<Option<String>, FieldError> {
+pub(crate) fn optional_text(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<Option<String>, FieldError> {
     match obj.get(field) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) if s.chars().count() <= MAX_TEXT_LEN && !s.chars().any(char::is_control) => Ok(Some(s.clone())),
-        Some(_) => Err(FieldError::new(field, format!("must be a string of up to {MAX_TEXT_LEN} printable characters"))),
+        Some(serde_json::Value::String(s)) if s.chars().count() <= MAX_TEXT_LEN && !s.chars().any(char::is_control) => {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => {
+            Err(FieldError::new(field, format!("must be a string of up to {MAX_TEXT_LEN} printable characters")))
+        }
     }
 }
 
@@ -293,7 +306,17 @@ mod tests {
     fn amounts_are_positive_integers_up_to_2_53_minus_1() {
         assert_eq!(amount(&json!(1), "amount"), Ok(1));
         assert_eq!(amount(&json!(MAX_AMOUNT), "amount"), Ok(MAX_AMOUNT));
-        for bad in [json!(0), json!(-1), json!(MAX_AMOUNT + 1), json!(1.0), json!(1.5), json!("5"), json!(null), json!(u64::MAX), json!([1])] {
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(MAX_AMOUNT + 1),
+            json!(1.0),
+            json!(1.5),
+            json!("5"),
+            json!(null),
+            json!(u64::MAX),
+            json!([1]),
+        ] {
             let e = amount(&bad, "amount").unwrap_err();
             assert_eq!(e.field, "amount", "{bad}");
         }
@@ -324,7 +347,8 @@ mod tests {
 
     #[test]
     fn available_is_balance_minus_held() {
-        let mut a = Account::open(AccountSpec { id: "a".into(), currency: "IDR".into(), allow_negative: false, name: None });
+        let mut a =
+            Account::open(AccountSpec { id: "a".into(), currency: "IDR".into(), allow_negative: false, name: None });
         a.balance = 100;
         a.held = 30;
         assert_eq!(a.available(), 70);
@@ -343,7 +367,10 @@ mod tests {
         assert_eq!(j.effect_on("c"), 0);
         let line = |account: &str, debit, credit| Line { account: account.into(), debit, credit };
         assert_eq!(Journal::new("x", vec![line("a", 5, 0)]), Err(JournalError::TooFewLines));
-        assert_eq!(Journal::new("x", vec![line("a", 5, 0), line("b", 0, 4)]), Err(JournalError::Unbalanced { debits: 5, credits: 4 }));
+        assert_eq!(
+            Journal::new("x", vec![line("a", 5, 0), line("b", 0, 4)]),
+            Err(JournalError::Unbalanced { debits: 5, credits: 4 })
+        );
         assert_eq!(Journal::new("x", vec![line("a", 5, 5), line("b", 0, 0)]), Err(JournalError::BadLine(0)));
         assert_eq!(Journal::new("x", vec![line("a", 5, 0), line("b", 0, -5)]), Err(JournalError::BadLine(1)));
         assert!(Journal::new("x", vec![line("a", 5, 0), line("b", 0, 2), line("c", 0, 3)]).is_ok());

@@ -161,7 +161,11 @@ mod tests {
         let (p, changed) = Payment::Pending.join(settle);
         assert_eq!((p, changed), (Payment::Settled, true));
         for late in [Status::Expire, Status::Cancel, Status::Deny, Status::Failure] {
-            assert_eq!(p.join(outcome(late, None)), (Payment::Settled, false), "{late:?} after settlement changes nothing");
+            assert_eq!(
+                p.join(outcome(late, None)),
+                (Payment::Settled, false),
+                "{late:?} after settlement changes nothing"
+            );
         }
         assert_eq!(p.join(settle), (Payment::Settled, false), "a duplicate changes nothing");
         let (f, _) = Payment::Pending.join(outcome(Status::Deny, None));

@@ -194,17 +194,17 @@ mod tests {
         let p = Policy::from_variables(vars(&[("max_iterations", "7"), ("interval_ms", " 5 ")])).unwrap();
         assert_eq!((p.max_iterations, p.interval_ms), (Some(7), 5));
         assert_eq!(Policy::from_variables(vars(&[("cooldown_ms", "x")])).unwrap_err().field, "cooldown_ms");
-        assert_eq!(Policy::from_variables(vars(&[("max_processing_polls", "0")])).unwrap_err().field, "policy.max_processing_polls");
+        assert_eq!(
+            Policy::from_variables(vars(&[("max_processing_polls", "0")])).unwrap_err().field,
+            "policy.max_processing_polls"
+        );
         assert_eq!(Policy::from_variables(|_| None).unwrap_err().field, "interval_ms");
     }
 
     #[test]
     fn cooldown_doubles_and_is_capped() {
         let p = Policy { cooldown_ms: 100, max_cooldown_ms: 1000, ..Policy::default() };
-        assert_eq!(
-            (1..=6).map(|n| p.cooldown_after(n)).collect::<Vec<_>>(),
-            vec![100, 200, 400, 800, 1000, 1000]
-        );
+        assert_eq!((1..=6).map(|n| p.cooldown_after(n)).collect::<Vec<_>>(), vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(p.cooldown_after(200), 1000, "no overflow");
     }
 }

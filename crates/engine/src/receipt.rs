@@ -156,8 +156,7 @@ impl Key {
     /// The keyed scheme under `secret`.
     pub fn new(secret: &[u8; KEY_LEN]) -> Key {
         // Any key length is valid for HMAC.
-        let mac =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
         Key(Scheme::Keyed(Box::new(mac)))
     }
 
@@ -213,11 +212,7 @@ impl Key {
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_legacy() {
-            "Key(legacy)"
-        } else {
-            "Key(secret)"
-        })
+        f.write_str(if self.is_legacy() { "Key(legacy)" } else { "Key(secret)" })
     }
 }
 
@@ -268,9 +263,7 @@ fn value(b: u8) -> Option<u8> {
 
 /// Reads base-36 digits (already known to be in the alphabet).
 fn read_base36(digits: &[u8]) -> u64 {
-    digits
-        .iter()
-        .fold(0, |n, &b| n * 36 + u64::from(value(b).unwrap_or(0)))
+    digits.iter().fold(0, |n, &b| n * 36 + u64::from(value(b).unwrap_or(0)))
 }
 
 /// The check arithmetic. A value `v` in 0..36 stands for the pair (`v / 9` in GF(4), `v % 9` in
@@ -316,11 +309,7 @@ mod ring {
 
 /// The Horner sum over the alphabet characters of `bytes` (others are skipped).
 fn check_sum<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u8 {
-    parts
-        .into_iter()
-        .flatten()
-        .filter_map(|&b| value(b))
-        .fold(0, ring::step)
+    parts.into_iter().flatten().filter_map(|&b| value(b)).fold(0, ring::step)
 }
 
 /// The check character that makes the sum over `parts` and the check zero.
@@ -336,18 +325,9 @@ fn is_prefix(p: &[u8]) -> bool {
 /// [`TRANSFER_PREFIX`]; a prefix is 1 to 16 characters from `0-9A-Z`) and the database's `key`.
 /// Different ids give different codes, always, and consecutive ids give unrelated-looking codes.
 pub fn code(key: &Key, prefix: &str, id: u64) -> String {
-    debug_assert!(
-        is_prefix(prefix.as_bytes()),
-        "bad receipt prefix {prefix:?}"
-    );
+    debug_assert!(is_prefix(prefix.as_bytes()), "bad receipt prefix {prefix:?}");
     let w = if id < SHORT_LIMIT { SHORT } else { LONG };
-    let (high, low) = permute(
-        key,
-        prefix.as_bytes(),
-        w,
-        id / w.low_size(),
-        id % w.low_size(),
-    );
+    let (high, low) = permute(key, prefix.as_bytes(), w, id / w.low_size(), id % w.low_size());
     let mut body = Vec::with_capacity(w.len());
     push_base36(&mut body, high, w.high);
     push_base36(&mut body, low, w.low);
@@ -391,11 +371,7 @@ impl Parsed {
     /// Under another key a code reads as some other id: the caller looks the id up.
     pub fn id(&self, key: &Key) -> Option<u64> {
         let body = self.body.as_bytes();
-        let w = if body.len() == SHORT.len() {
-            SHORT
-        } else {
-            LONG
-        };
+        let w = if body.len() == SHORT.len() { SHORT } else { LONG };
         let split = w.high as usize;
         let high = read_base36(body.get(..split)?);
         let low = read_base36(body.get(split..)?);
@@ -410,9 +386,7 @@ impl Parsed {
 /// [`ReceiptError::CheckFailed`] if the check character does not match (a mistyped code).
 pub fn parse(code: &str) -> Result<Parsed, ReceiptError> {
     let mut parts = code.as_bytes().split(|&b| b == b'-');
-    let (Some(prefix), Some(body), Some(check), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(prefix), Some(body), Some(check), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(ReceiptError::Malformed);
     };
     let well_formed = is_prefix(prefix)
@@ -428,11 +402,7 @@ pub fn parse(code: &str) -> Result<Parsed, ReceiptError> {
     }
     // All ASCII by now.
     let text = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
-    Ok(Parsed {
-        prefix: text(prefix),
-        body: text(body),
-        check: char::from(check[0]),
-    })
+    Ok(Parsed { prefix: text(prefix), body: text(body), check: char::from(check[0]) })
 }
 
 /// Whether `code` is well formed with a matching check character.
@@ -521,14 +491,8 @@ mod tests {
         for key in keys() {
             let c = code(&key, "TR", 1);
             assert_eq!(c.len(), "TR-XXXXXXXX-C".len(), "{c}");
-            assert_eq!(
-                code(&key, "SW", SHORT_LIMIT - 1).len(),
-                "SW-XXXXXXXX-C".len()
-            );
-            assert_eq!(
-                code(&key, "SW", SHORT_LIMIT).len(),
-                "SW-XXXXXXXXXXXXX-C".len()
-            );
+            assert_eq!(code(&key, "SW", SHORT_LIMIT - 1).len(), "SW-XXXXXXXX-C".len());
+            assert_eq!(code(&key, "SW", SHORT_LIMIT).len(), "SW-XXXXXXXXXXXXX-C".len());
             assert_eq!(code(&key, "SW", u64::MAX).len(), "SW-XXXXXXXXXXXXX-C".len());
         }
         // Codes are stored: the schemes must never change. These pin them.
@@ -550,15 +514,9 @@ mod tests {
         // knowing one database's codes says nothing about the other's.
         let (a, b) = (Key::new(&[1; KEY_LEN]), Key::new(&[2; KEY_LEN]));
         let n = 20_000u64;
-        let under_a: HashSet<String> = (1..=n)
-            .map(|id| body(&code(&a, "TR", id)).to_string())
-            .collect();
-        let same_id = (1..=n)
-            .filter(|&id| body(&code(&a, "TR", id)) == body(&code(&b, "TR", id)))
-            .count();
-        let shared = (1..=n)
-            .filter(|&id| under_a.contains(body(&code(&b, "TR", id))))
-            .count();
+        let under_a: HashSet<String> = (1..=n).map(|id| body(&code(&a, "TR", id)).to_string()).collect();
+        let same_id = (1..=n).filter(|&id| body(&code(&a, "TR", id)) == body(&code(&b, "TR", id))).count();
+        let shared = (1..=n).filter(|&id| under_a.contains(body(&code(&b, "TR", id)))).count();
         assert_eq!((same_id, shared), (0, 0));
         // Neither is the legacy scheme, and each prefix has its own permutation.
         assert_ne!(code(&a, "TR", 1), code(&Key::legacy(), "TR", 1));
@@ -577,13 +535,7 @@ mod tests {
         assert_eq!(format!("{key:?}"), "Key(secret)");
         assert_eq!(format!("{:?}", Key::legacy()), "Key(legacy)");
         assert!(!key.is_legacy() && Key::legacy().is_legacy());
-        for bad in [
-            "",
-            "00",
-            &hex[1..],
-            &format!("{hex}00"),
-            &hex.replace('a', "g"),
-        ] {
+        for bad in ["", "00", &hex[1..], &format!("{hex}00"), &hex.replace('a', "g")] {
             assert_eq!(Key::from_hex(bad).map(|_| ()), Err(KeyError), "{bad:?}");
         }
     }
@@ -724,27 +676,11 @@ mod tests {
             pct(share3),
             pct(near)
         );
-        assert!(
-            (45.0..55.0).contains(&pct(ordered)),
-            "{}% in order",
-            pct(ordered)
-        );
+        assert!((45.0..55.0).contains(&pct(ordered)), "{}% in order", pct(ordered));
         assert!(longest_run < 25, "a run of {longest_run} increasing codes");
-        assert!(
-            pct(share2) < 1.0,
-            "{}% share 2 leading characters",
-            pct(share2)
-        );
-        assert!(
-            pct(share3) < 0.05,
-            "{}% share 3 leading characters",
-            pct(share3)
-        );
-        assert!(
-            pct(near) < 1.0,
-            "{}% are within 0.1% of each other",
-            pct(near)
-        );
+        assert!(pct(share2) < 1.0, "{}% share 2 leading characters", pct(share2));
+        assert!(pct(share3) < 0.05, "{}% share 3 leading characters", pct(share3));
+        assert!(pct(near) < 1.0, "{}% are within 0.1% of each other", pct(near));
     }
 
     #[test]
@@ -776,9 +712,7 @@ mod tests {
     /// and a few non-ASCII look-alikes.
     fn alternatives() -> Vec<char> {
         let mut v: Vec<char> = (0x20u8..0x7F).map(char::from).collect();
-        v.extend([
-            '\t', '\n', '\0', 'é', 'ß', 'Ø', '٣', 'Ａ', '０', '–', '\u{200B}',
-        ]);
+        v.extend(['\t', '\n', '\0', 'é', 'ß', 'Ø', '٣', 'Ａ', '０', '–', '\u{200B}']);
         v
     }
 
@@ -836,11 +770,7 @@ mod tests {
         let good = code(&secret(), "TR", 123_456);
         assert!(is_valid(&good));
         let (prefix_body, check) = good.rsplit_once('-').unwrap();
-        let wrong = ALPHABET
-            .iter()
-            .map(|&b| char::from(b))
-            .find(|&ch| ch.to_string() != check)
-            .unwrap();
+        let wrong = ALPHABET.iter().map(|&b| char::from(b)).find(|&ch| ch.to_string() != check).unwrap();
         let mistyped = format!("{prefix_body}-{wrong}");
         assert_eq!(parse(&mistyped), Err(CheckFailed));
         assert!(!is_valid(&mistyped));
@@ -880,15 +810,9 @@ mod tests {
             assert_eq!(parse(&bad), Err(Malformed), "{bad:?}");
         }
         // A well-formed code that was never issued still checks (the API's 404, not 400).
-        let unissued = format!(
-            "TR-ZZZZZZZZ-{}",
-            char::from(check_char([b"TR".as_slice(), b"ZZZZZZZZ"]))
-        );
+        let unissued = format!("TR-ZZZZZZZZ-{}", char::from(check_char([b"TR".as_slice(), b"ZZZZZZZZ"])));
         assert!(parse(&unissued).is_ok());
-        assert_eq!(
-            ReceiptError::Malformed.to_string(),
-            "not a receipt code (expected PREFIX-XXXXXXXX-C, upper case)"
-        );
+        assert_eq!(ReceiptError::Malformed.to_string(), "not a receipt code (expected PREFIX-XXXXXXXX-C, upper case)");
     }
 
     #[test]
@@ -902,14 +826,8 @@ mod tests {
         }
         // The same body under the legacy scheme; the keyed one permutes each prefix its own way.
         let legacy = Key::legacy();
-        assert_eq!(
-            body(&code(&legacy, "SW", 77)),
-            body(&code(&legacy, "TR", 77))
-        );
-        assert_ne!(
-            body(&code(&secret(), "SW", 77)),
-            body(&code(&secret(), "TR", 77))
-        );
+        assert_eq!(body(&code(&legacy, "SW", 77)), body(&code(&legacy, "TR", 77)));
+        assert_ne!(body(&code(&secret(), "SW", 77)), body(&code(&secret(), "TR", 77)));
     }
 
     /// Why not ISO 7064 MOD 37,36 as such: its hybrid recurrence lets some neighbour swaps
@@ -924,21 +842,11 @@ mod tests {
             });
             (m + 1 - p) % m
         }
-        let values = |s: &[u8]| {
-            s.iter()
-                .map(|&b| value(b).unwrap_or(0))
-                .collect::<Vec<u8>>()
-        };
+        let values = |s: &[u8]| s.iter().map(|&b| value(b).unwrap_or(0)).collect::<Vec<u8>>();
         // Sanity: ISO 7064's MOD 11,10 example, 0794 -> check 5.
         assert_eq!(hybrid(10, &[0, 7, 9, 4]), 5);
-        assert_eq!(
-            hybrid(36, &values(b"IJ000000")),
-            hybrid(36, &values(b"JI000000"))
-        );
+        assert_eq!(hybrid(36, &values(b"IJ000000")), hybrid(36, &values(b"JI000000")));
         // Ours does not.
-        assert_ne!(
-            check_char([b"IJ000000".as_slice()]),
-            check_char([b"JI000000".as_slice()])
-        );
+        assert_ne!(check_char([b"IJ000000".as_slice()]), check_char([b"JI000000".as_slice()]));
     }
 }

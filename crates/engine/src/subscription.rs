@@ -99,10 +99,15 @@ impl Destination {
                 Destination::Webhook { url: parsed.to_string() }
             }
             "redis_stream" => {
-                if parsed.scheme() != "redis" || parsed.port().is_none() || !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+                if parsed.scheme() != "redis"
+                    || parsed.port().is_none()
+                    || !matches!(parsed.path(), "" | "/")
+                    || parsed.query().is_some()
+                {
                     return Err(FieldError::new("url", "a Redis stream's URL is redis://host:port"));
                 }
-                let stream = stream.ok_or_else(|| FieldError::new("stream", "is required for a redis_stream subscription"))?;
+                let stream =
+                    stream.ok_or_else(|| FieldError::new("stream", "is required for a redis_stream subscription"))?;
                 if stream.is_empty() || stream.len() > 128 || !stream.chars().all(|c| c.is_ascii_graphic()) {
                     return Err(FieldError::new("stream", "must be 1 to 128 printable ASCII characters"));
                 }
@@ -144,7 +149,11 @@ pub fn parse_destinations(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not an origin: {e}"))?;
-        let bare = matches!(u.path(), "" | "/") && u.query().is_none() && u.fragment().is_none() && u.username().is_empty() && u.password().is_none();
+        let bare = matches!(u.path(), "" | "/")
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.username().is_empty()
+            && u.password().is_none();
         let Some(host) = u.host_str().filter(|_| bare && matches!(u.scheme(), "http" | "https" | "redis")) else {
             return Err(format!("{s:?} must be an origin: http(s)://host[:port] or redis://host:port"));
         };
@@ -172,9 +181,13 @@ impl Types {
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &types {
-            let ok = (1..=64).contains(&t.len()) && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+            let ok = (1..=64).contains(&t.len())
+                && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
             if !ok {
-                return Err(FieldError::new("types", format!("{t:?} is not an event type (1-64 of a-z 0-9 . _ -; \"*\" only alone)")));
+                return Err(FieldError::new(
+                    "types",
+                    format!("{t:?} is not an event type (1-64 of a-z 0-9 . _ -; \"*\" only alone)"),
+                ));
             }
             if !seen.insert(t) {
                 return Err(FieldError::new("types", format!("{t:?} is named twice")));
@@ -208,7 +221,11 @@ pub struct DeliveryPolicy {
 
 impl Default for DeliveryPolicy {
     fn default() -> Self {
-        Self { retry_ms: DEFAULT_RETRY_MS.to_vec(), disable_after_ms: DEFAULT_DISABLE_AFTER_MS, timeout_ms: DEFAULT_TIMEOUT_MS }
+        Self {
+            retry_ms: DEFAULT_RETRY_MS.to_vec(),
+            disable_after_ms: DEFAULT_DISABLE_AFTER_MS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
     }
 }
 
@@ -222,8 +239,14 @@ impl DeliveryPolicy {
         if let Some(list) = get("event_retry_ms").filter(|v| !v.trim().is_empty()) {
             let delays: Result<Vec<u64>, _> = list.split(',').map(|d| d.trim().parse::<u64>()).collect();
             match delays {
-                Ok(d) if (1..=20).contains(&d.len()) && d.iter().all(|ms| (1..=86_400_000).contains(ms)) => p.retry_ms = d,
-                _ => return Err(format!("variable event_retry_ms must be 1 to 20 comma-separated delays of 1 to 86400000 ms, not {list:?}")),
+                Ok(d) if (1..=20).contains(&d.len()) && d.iter().all(|ms| (1..=86_400_000).contains(ms)) => {
+                    p.retry_ms = d
+                }
+                _ => {
+                    return Err(format!(
+                    "variable event_retry_ms must be 1 to 20 comma-separated delays of 1 to 86400000 ms, not {list:?}"
+                ))
+                }
             }
         }
         if let Some(v) = get("event_disable_after_ms").filter(|v| !v.trim().is_empty()) {
@@ -401,7 +424,16 @@ impl Subscription {
     /// A new subscription at `now`, delivering events after `after` (the
     /// outbox's head when it is made: it takes what comes next).
     #[allow(clippy::too_many_arguments)]
-    pub fn new(id: &str, destination: Destination, types: Types, description: Option<String>, secret: String, policy: DeliveryPolicy, after: i64, now: Millis) -> Self {
+    pub fn new(
+        id: &str,
+        destination: Destination,
+        types: Types,
+        description: Option<String>,
+        secret: String,
+        policy: DeliveryPolicy,
+        after: i64,
+        now: Millis,
+    ) -> Self {
         Self {
             id: id.to_string(),
             destination,
@@ -502,7 +534,11 @@ impl Subscription {
     /// A number that spreads this event's retries (see [`DeliveryPolicy::delay_ms`]).
     fn spread(&self, d: &Delivery) -> u64 {
         use sha2::Digest;
-        let digest = sha2::Sha256::new().chain_update(self.id.as_bytes()).chain_update(d.seq.to_le_bytes()).chain_update(d.attempt.to_le_bytes()).finalize();
+        let digest = sha2::Sha256::new()
+            .chain_update(self.id.as_bytes())
+            .chain_update(d.seq.to_le_bytes())
+            .chain_update(d.attempt.to_le_bytes())
+            .finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         u64::from_le_bytes(first)
@@ -524,7 +560,8 @@ pub fn signature(secret: &str, id: &str, timestamp_s: i64, body: &[u8]) -> Resul
     let key = b64
         .decode(secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret))
         .map_err(|e| Error::Corrupt(format!("signing secret: {e}")))?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| Error::Corrupt(format!("signing secret: {e}")))?;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| Error::Corrupt(format!("signing secret: {e}")))?;
     mac.update(format!("{id}.{timestamp_s}.").as_bytes());
     mac.update(body);
     Ok(format!("v1,{}", b64.encode(mac.finalize().into_bytes())))
@@ -597,7 +634,11 @@ impl Machine for Subscription {
                 let again = Delivery { seq: delivery.seq, attempt: delivery.attempt.saturating_add(1) };
                 if now.saturating_sub(since) >= self.policy.disable_after_ms as i64 && self.status == Status::Active {
                     self.status = Status::Disabled { at: now };
-                    self.effects.push(Effect::Disabled { id: self.id.clone(), seq: delivery.seq, failing_since: since });
+                    self.effects.push(Effect::Disabled {
+                        id: self.id.clone(),
+                        seq: delivery.seq,
+                        failing_since: since,
+                    });
                     self.next = Next::Deliver { delivery: again, at: now };
                 } else {
                     let at = now.saturating_add(self.policy.delay_ms(delivery.attempt, self.spread(&delivery)) as i64);
@@ -630,7 +671,9 @@ impl Machine for Subscription {
             Signal::Pause => match self.status {
                 Status::Active => self.status = Status::Paused,
                 Status::Paused => {}
-                Status::Disabled { .. } => return Err(Error::Conflict("the subscription is disabled: resume it".into())),
+                Status::Disabled { .. } => {
+                    return Err(Error::Conflict("the subscription is disabled: resume it".into()))
+                }
             },
             Signal::Resume => {
                 if self.status != Status::Active {
@@ -659,7 +702,11 @@ impl Machine for Subscription {
                 // pass over events not yet delivered.
                 if from_seq > self.cursor.saturating_add(1) {
                     let last = self.cursor.saturating_add(1);
-                    return Err(FieldError::new("from_seq", format!("must be at most {last}: a replay never passes over an event not yet delivered")).into());
+                    return Err(FieldError::new(
+                        "from_seq",
+                        format!("must be at most {last}: a replay never passes over an event not yet delivered"),
+                    )
+                    .into());
                 }
                 if self.delivery_in_flight().is_some() {
                     return Err(Error::Conflict("a delivery is in flight: replay once it is answered".into()));

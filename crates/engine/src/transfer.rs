@@ -141,13 +141,20 @@ impl Refusal {
         match self {
             Refusal::AccountNotFound(s) => format!("{}: no account {:?}", s.field(), account(*s)),
             Refusal::AccountFrozen(s) => format!("{}: account {:?} is frozen", s.field(), account(*s)),
-            Refusal::CurrencyMismatch(s) => format!("{}: account {:?} is not in {}", s.field(), account(*s), req.currency),
+            Refusal::CurrencyMismatch(s) => {
+                format!("{}: account {:?} is not in {}", s.field(), account(*s), req.currency)
+            }
             Refusal::SameAccount => "from and to are the same account".into(),
             Refusal::InsufficientBalance { available } => {
                 format!("from: account {:?} has {available} available, less than {}", req.from, req.amount)
             }
             Refusal::BalanceLimit(s) => {
-                format!("{}: account {:?} would pass the ledger's limit of {}", s.field(), account(*s), ledger::BALANCE_LIMIT)
+                format!(
+                    "{}: account {:?} would pass the ledger's limit of {}",
+                    s.field(),
+                    account(*s),
+                    ledger::BALANCE_LIMIT
+                )
             }
         }
     }
@@ -455,7 +462,10 @@ mod tests {
 
     #[test]
     fn requests_name_the_field_at_fault() {
-        let ok = TransferRequest::from_json(&json!({"from": "a", "to": "b", "amount": 5, "currency": "IDR", "description": "rent"})).unwrap();
+        let ok = TransferRequest::from_json(
+            &json!({"from": "a", "to": "b", "amount": 5, "currency": "IDR", "description": "rent"}),
+        )
+        .unwrap();
         assert_eq!(ok.description.as_deref(), Some("rent"));
         for (body, field) in [
             (json!({"to": "b", "amount": 5, "currency": "IDR"}), "from"),
@@ -501,7 +511,10 @@ mod tests {
         usd.spec.currency = "USD".into();
         assert_eq!(precheck(&r, Some(&a), Some(&usd)), Err(Refusal::CurrencyMismatch(Side::To)));
         assert_eq!(precheck(&request("a", "a", 5), Some(&a), Some(&a)), Err(Refusal::SameAccount));
-        assert_eq!(precheck(&request("a", "b", 11), Some(&a), Some(&b)), Err(Refusal::InsufficientBalance { available: 10 }));
+        assert_eq!(
+            precheck(&request("a", "b", 11), Some(&a), Some(&b)),
+            Err(Refusal::InsufficientBalance { available: 10 })
+        );
         assert_eq!(precheck(&r, Some(&a), Some(&b)), Ok(()));
         // A bank may go below zero.
         assert_eq!(precheck(&request("bank", "b", 1_000), Some(&account("bank", 0, true)), Some(&b)), Ok(()));
@@ -527,7 +540,13 @@ mod tests {
         let (mut a, mut b) = (account("a", 10, false), account("b", 0, false));
         let req = request("a", "b", 6);
         accept(&req, Some(&mut a), Some(&b)).unwrap();
-        let t = Transfer { id: 7, receipt_code: receipt_code(&Key::new(&[3; 32]), 7), request: req, created_at: NOW, state: State::Processing };
+        let t = Transfer {
+            id: 7,
+            receipt_code: receipt_code(&Key::new(&[3; 32]), 7),
+            request: req,
+            created_at: NOW,
+            state: State::Processing,
+        };
         let Outcome::Post(journal) = execute(&t, &mut a, &mut b) else { panic!("not posted") };
         assert_eq!(journal.external_ref(), t.receipt_code());
         assert_eq!((a.balance, a.held, b.balance), (4, 0, 6));
@@ -543,7 +562,13 @@ mod tests {
         let req = request("a", "b", 6);
         accept(&req, Some(&mut a), Some(&b)).unwrap();
         b.status = AccountStatus::Frozen;
-        let t = Transfer { id: 1, receipt_code: receipt_code(&Key::new(&[3; 32]), 1), request: req, created_at: NOW, state: State::Processing };
+        let t = Transfer {
+            id: 1,
+            receipt_code: receipt_code(&Key::new(&[3; 32]), 1),
+            request: req,
+            created_at: NOW,
+            state: State::Processing,
+        };
         let out = execute(&t, &mut a, &mut b);
         assert_eq!(out, Outcome::Fail(FailReason::AccountFrozen));
         assert_eq!((a.balance, a.held, b.balance), (10, 0, 0));
@@ -557,7 +582,13 @@ mod tests {
         let mut a = account("a", 10, false);
         let req = request("a", "gone", 6);
         a.held = 6;
-        let t = Transfer { id: 2, receipt_code: receipt_code(&Key::new(&[3; 32]), 2), request: req, created_at: NOW, state: State::Processing };
+        let t = Transfer {
+            id: 2,
+            receipt_code: receipt_code(&Key::new(&[3; 32]), 2),
+            request: req,
+            created_at: NOW,
+            state: State::Processing,
+        };
         assert_eq!(execute_orphan(&t, Some(&mut a)), Outcome::Fail(FailReason::AccountMissing));
         assert_eq!((a.balance, a.held), (10, 0));
         assert_eq!(execute_orphan(&t, None), Outcome::Fail(FailReason::AccountMissing));
@@ -588,7 +619,13 @@ mod tests {
         for s in Status::ALL {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
-        for r in [FailReason::AccountFrozen, FailReason::InsufficientBalance, FailReason::BalanceLimit, FailReason::AccountMissing, FailReason::Unreadable] {
+        for r in [
+            FailReason::AccountFrozen,
+            FailReason::InsufficientBalance,
+            FailReason::BalanceLimit,
+            FailReason::AccountMissing,
+            FailReason::Unreadable,
+        ] {
             assert_eq!(FailReason::parse(r.as_str()), Some(r));
         }
         assert_eq!(Status::parse("done"), None);

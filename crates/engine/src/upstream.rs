@@ -223,7 +223,11 @@ pub fn judge(status_code: u16, body: &[u8], binding_id: &str, call: &Call) -> An
 
 /// The error for a call that got no HTTP answer at all.
 pub fn transport_failure(timed_out: bool) -> UpstreamError {
-    if timed_out { UpstreamError::Timeout } else { UpstreamError::Unreachable }
+    if timed_out {
+        UpstreamError::Timeout
+    } else {
+        UpstreamError::Unreachable
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +251,10 @@ mod tests {
             call(Operation::Otp, Some("T1")).body("b-1", "43", Some(crate::otp::MASK)),
             serde_json::json!({"otp": "******", "request_id": "43"})
         );
-        assert_eq!(call(Operation::Continue, Some("T1")).body("b-1", "44", None), serde_json::json!({"request_id": "44"}));
+        assert_eq!(
+            call(Operation::Continue, Some("T1")).body("b-1", "44", None),
+            serde_json::json!({"request_id": "44"})
+        );
     }
 
     #[test]
@@ -289,7 +296,11 @@ mod tests {
         let start = |iteration, attempt| Call { op: Operation::Start, transaction_id: None, attempt, iteration };
         assert_eq!(start(1, 1).operation_key(), "start:1");
         assert_eq!(start(2, 1).operation_key(), "start:2", "a start after a success is its own latest");
-        assert_eq!(start(3, 2).operation_key(), start(2, 1).operation_key(), "the retry after a failure shares the key");
+        assert_eq!(
+            start(3, 2).operation_key(),
+            start(2, 1).operation_key(),
+            "the retry after a failure shares the key"
+        );
         assert_eq!(call(Operation::Check, Some("T1")).operation_key(), "check:T1");
     }
 }

@@ -566,16 +566,18 @@ impl Worker {
     pub fn begin(&mut self, call: Call, request_id: String, now: Millis) {
         self.updated_at = now;
         let Run::Live { position, .. } = &mut self.run else { return };
-        let (open, iteration_started_at) = match std::mem::replace(position, Position::Between { next_start_at: now, cooling: false }) {
-            Position::Open { tx, iteration_started_at } => (Some(tx), iteration_started_at),
-            Position::Between { .. } => (None, now),
-            calling @ Position::Calling { .. } => {
-                // A call is already in flight: it must be answered first.
-                *position = calling;
-                return;
-            }
-        };
-        *position = Position::Calling { flight: InFlight { call, request_id, sent_at: now }, open, iteration_started_at };
+        let (open, iteration_started_at) =
+            match std::mem::replace(position, Position::Between { next_start_at: now, cooling: false }) {
+                Position::Open { tx, iteration_started_at } => (Some(tx), iteration_started_at),
+                Position::Between { .. } => (None, now),
+                calling @ Position::Calling { .. } => {
+                    // A call is already in flight: it must be answered first.
+                    *position = calling;
+                    return;
+                }
+            };
+        *position =
+            Position::Calling { flight: InFlight { call, request_id, sent_at: now }, open, iteration_started_at };
     }
 
     /// Records the answer to the call in flight with `request_id`.
@@ -623,7 +625,9 @@ impl Worker {
                 };
                 let outcome = if reason == Reason::StoppedByUser { Outcome::Stopped } else { Outcome::Failure };
                 match answer {
-                    Ok(tx) if tx.status == Status::Sukses => self.finish_iteration(ctx, Outcome::Success, None, Some(&tx), now),
+                    Ok(tx) if tx.status == Status::Sukses => {
+                        self.finish_iteration(ctx, Outcome::Success, None, Some(&tx), now)
+                    }
                     Ok(tx) => self.finish_iteration(ctx, outcome, Some(reason), Some(&tx), now),
                     Err(_) => self.finish_iteration(ctx, outcome, Some(reason), None, now),
                 }
@@ -718,7 +722,14 @@ impl Worker {
         }
     }
 
-    fn finish_iteration(&mut self, ctx: Context, outcome: Outcome, reason: Option<Reason>, tx: Option<&Transaction>, now: Millis) {
+    fn finish_iteration(
+        &mut self,
+        ctx: Context,
+        outcome: Outcome,
+        reason: Option<Reason>,
+        tx: Option<&Transaction>,
+        now: Millis,
+    ) {
         let c = &mut self.counts;
         c.iterations += 1;
         match outcome {
@@ -754,7 +765,9 @@ impl Worker {
 
         if self.intent() == Some(Intent::Stop) {
             self.finish_run(StopReason::User);
-        } else if outcome == Outcome::Failure && self.counts.consecutive_failures >= self.policy.max_consecutive_failures {
+        } else if outcome == Outcome::Failure
+            && self.counts.consecutive_failures >= self.policy.max_consecutive_failures
+        {
             self.finish_run(StopReason::TooManyFailures);
         } else if self.max_iterations_reached() {
             self.finish_run(StopReason::MaxIterations);
@@ -786,7 +799,9 @@ impl Worker {
         let state = self.state();
         let noop = matches!(
             (control, state),
-            (Control::Stop, State::Stopping | State::Stopped) | (Control::Pause, State::Paused | State::Pausing) | (Control::Resume, State::Running)
+            (Control::Stop, State::Stopping | State::Stopped)
+                | (Control::Pause, State::Paused | State::Pausing)
+                | (Control::Resume, State::Running)
         );
         if noop {
             return Ok(());

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use stepwise_engine::receipt::Key;
 use stepwise_engine::ledger::{Account, AccountSpec, AccountStatus, Line};
+use stepwise_engine::receipt::Key;
 use stepwise_engine::transfer::{self, Outcome, State, Transfer, TransferRequest};
 
 const NOW: i64 = 1_795_000_000_000;
@@ -35,7 +35,11 @@ enum Op {
 }
 
 fn name(i: usize) -> String {
-    if i == 0 { "bank".into() } else { format!("user-{i}") }
+    if i == 0 {
+        "bank".into()
+    } else {
+        format!("user-{i}")
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -72,10 +76,19 @@ impl Book {
             Ok(()) => {
                 let id = self.transfers.len() as u64 + 1;
                 let receipt_code = transfer::receipt_code(&Key::new(&[1; 32]), id);
-                self.transfers.push(Transfer { id, receipt_code, request: req, created_at: at, state: State::Processing });
+                self.transfers.push(Transfer {
+                    id,
+                    receipt_code,
+                    request: req,
+                    created_at: at,
+                    state: State::Processing,
+                });
             }
             Err(_) => {
-                assert!(self.accounts == before.accounts && self.transfers.len() == before.transfers.len(), "a refusal changed something");
+                assert!(
+                    self.accounts == before.accounts && self.transfers.len() == before.transfers.len(),
+                    "a refusal changed something"
+                );
             }
         }
     }
@@ -85,7 +98,14 @@ impl Book {
     /// transaction, as a rollback does.
     fn execute(&mut self, batch: usize, crash_after: Option<usize>, at: i64) {
         let mut next = self.clone();
-        let due: Vec<usize> = next.transfers.iter().enumerate().filter(|(_, t)| t.state == State::Processing).map(|(i, _)| i).take(batch).collect();
+        let due: Vec<usize> = next
+            .transfers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == State::Processing)
+            .map(|(i, _)| i)
+            .take(batch)
+            .collect();
         for (n, i) in due.into_iter().enumerate() {
             if crash_after == Some(n) {
                 return;
@@ -126,9 +146,20 @@ impl Book {
             if !a.spec.allow_negative {
                 assert!(a.available() >= 0, "{} went below zero: {a:?}", a.id());
             }
-            let from_lines: i64 = self.journals.iter().flat_map(|(_, l)| l).filter(|l| l.account == a.id()).map(|l| l.credit - l.debit).sum();
+            let from_lines: i64 = self
+                .journals
+                .iter()
+                .flat_map(|(_, l)| l)
+                .filter(|l| l.account == a.id())
+                .map(|l| l.credit - l.debit)
+                .sum();
             assert_eq!(a.balance, from_lines, "{}'s balance is the sum of its lines", a.id());
-            let held: i64 = self.transfers.iter().filter(|t| t.state == State::Processing && t.request.from == a.id()).map(|t| t.request.amount).sum();
+            let held: i64 = self
+                .transfers
+                .iter()
+                .filter(|t| t.state == State::Processing && t.request.from == a.id())
+                .map(|t| t.request.amount)
+                .sum();
             assert_eq!(a.held, held, "{}'s held is its processing transfers", a.id());
         }
         for t in &self.transfers {

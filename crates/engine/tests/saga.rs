@@ -72,11 +72,17 @@ impl H {
     }
 
     fn outbox(&self) -> Vec<String> {
-        self.effects.iter().filter_map(|e| if let Effect::Outbox { kind, .. } = e { Some(kind.clone()) } else { None }).collect()
+        self.effects
+            .iter()
+            .filter_map(|e| if let Effect::Outbox { kind, .. } = e { Some(kind.clone()) } else { None })
+            .collect()
     }
 
     fn history(&self) -> Vec<(String, Option<String>)> {
-        self.effects.iter().filter_map(|e| if let Effect::History(h) = e { Some((h.kind.clone(), h.step.clone())) } else { None }).collect()
+        self.effects
+            .iter()
+            .filter_map(|e| if let Effect::History(h) = e { Some((h.kind.clone(), h.step.clone())) } else { None })
+            .collect()
     }
 
     fn status_of(&self, step: &str) -> StepStatus {
@@ -107,21 +113,41 @@ impl H {
     /// The four steps before the payment wait.
     fn forward_steps(&mut self) {
         self.step(T0, "authorize_user", Purpose::Action, Answer::Ok(json!({"user_id": "u1"})));
-        let c = self.step(T0, "reserve_stock", Purpose::Action, Answer::Ok(json!({"transaction_id": "s-1", "status": "reserved", "total": 20000})));
+        let c = self.step(
+            T0,
+            "reserve_stock",
+            Purpose::Action,
+            Answer::Ok(json!({"transaction_id": "s-1", "status": "reserved", "total": 20000})),
+        );
         assert_eq!(c.body.as_ref().unwrap()["items"][0]["quantity"], 2);
-        let c = self.step(T0, "create_payment", Purpose::Action, Answer::Ok(json!({"token": "snap-tok", "redirect_url": "https://pay/x"})));
-        assert_eq!(c.body.as_ref().unwrap(), &json!({"transaction_details": {"order_id": "s-1", "gross_amount": 20000}}), "no customer: the key is left out");
+        let c = self.step(
+            T0,
+            "create_payment",
+            Purpose::Action,
+            Answer::Ok(json!({"token": "snap-tok", "redirect_url": "https://pay/x"})),
+        );
+        assert_eq!(
+            c.body.as_ref().unwrap(),
+            &json!({"transaction_details": {"order_id": "s-1", "gross_amount": 20000}}),
+            "no customer: the key is left out"
+        );
         self.step(T0, "commit_reservation", Purpose::Action, Answer::Ok(json!({"status": "committed"})));
     }
 }
 
 fn settlement(amount: &str) -> Signal {
-    Signal::Payment { status: payment::Status::Settlement, fraud_status: Some("accept".into()), gross_amount: amount.into() }
+    Signal::Payment {
+        status: payment::Status::Settlement,
+        fraud_status: Some("accept".into()),
+        gross_amount: amount.into(),
+    }
 }
 
 /// The payment API's status answer for the checkout's order (20,000).
 fn status(transaction_status: &str) -> Answer {
-    Answer::Ok(json!({"order_id": "s-1", "transaction_status": transaction_status, "gross_amount": "20000.00", "status_code": "200"}))
+    Answer::Ok(
+        json!({"order_id": "s-1", "transaction_status": transaction_status, "gross_amount": "20000.00", "status_code": "200"}),
+    )
 }
 
 #[test]
@@ -141,7 +167,8 @@ fn checkout_settled_by_the_webhook_completes_and_emits_committed_then_settled() 
     assert_eq!(h.s.poll(T0 + 10_000_000), Step::Idle, "nothing after the end");
     // A late expire or cancel is recorded and changes nothing.
     for late in [payment::Status::Expire, payment::Status::Cancel] {
-        h.signal(Signal::Payment { status: late, fraud_status: None, gross_amount: "20000.00".into() }, T0 + 6).unwrap();
+        h.signal(Signal::Payment { status: late, fraud_status: None, gross_amount: "20000.00".into() }, T0 + 6)
+            .unwrap();
     }
     assert_eq!(h.s.status(), Status::Completed);
     assert_eq!(h.history().iter().filter(|(k, _)| k == "payment_notified").count(), 3);
@@ -175,7 +202,10 @@ fn a_wait_that_runs_out_expires_the_order_and_compensates_in_reverse_emitting_ex
     let c = h.step(T0 + 60_001, "create_payment", Purpose::Compensation, Answer::Ok(json!({})));
     assert_eq!(c.path, "/v2/s-1/cancel");
     let c = h.step(T0 + 60_002, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
-    assert_eq!((c.path.as_str(), &c.body), ("/v1/reservations/s-1/release", &Some(json!({"reason": "payment_expired"}))));
+    assert_eq!(
+        (c.path.as_str(), &c.body),
+        ("/v1/reservations/s-1/release", &Some(json!({"reason": "payment_expired"})))
+    );
     assert_eq!(c.idempotency_key.as_deref(), Some("s-1:reserve_stock:compensation"));
     assert_eq!(h.s.status(), Status::Expired);
     assert_eq!(h.outbox(), ["committed", "expired"]);
@@ -202,7 +232,10 @@ fn each_stock_failure_compensates_with_nothing_reserved_and_no_payment() {
         assert_eq!(h.s.reason.as_deref(), Some(code));
         assert_eq!(h.status_of("reserve_stock"), StepStatus::Failed);
         assert_eq!(h.status_of("create_payment"), StepStatus::Skipped);
-        assert!(h.effects.iter().all(|e| !matches!(e, Effect::History(ev) if ev.kind == "compensation_completed")), "nothing compensated");
+        assert!(
+            h.effects.iter().all(|e| !matches!(e, Effect::History(ev) if ev.kind == "compensation_completed")),
+            "nothing compensated"
+        );
         assert_eq!(h.outbox(), ["cancelled"]);
     }
     let mut h = H::checkout();
@@ -243,8 +276,16 @@ fn notifications_out_of_order_apply_the_settlement_once_and_a_wrong_amount_is_ig
     h.signal(settlement("20000.00"), T0 + 2).unwrap();
     h.signal(settlement("20000.00"), T0 + 3).unwrap();
     h.step(T0 + 3, "await_payment", Purpose::Status, status("settlement"));
-    h.signal(Signal::Payment { status: payment::Status::Expire, fraud_status: None, gross_amount: "20000.00".into() }, T0 + 4).unwrap();
-    let completed: Vec<_> = h.history().into_iter().filter(|(k, s)| k == "step_completed" && s.as_deref() == Some("await_payment")).collect();
+    h.signal(
+        Signal::Payment { status: payment::Status::Expire, fraud_status: None, gross_amount: "20000.00".into() },
+        T0 + 4,
+    )
+    .unwrap();
+    let completed: Vec<_> = h
+        .history()
+        .into_iter()
+        .filter(|(k, s)| k == "step_completed" && s.as_deref() == Some("await_payment"))
+        .collect();
     assert_eq!(completed.len(), 1);
     assert_eq!(h.outbox(), ["committed", "settled"]);
 }
@@ -266,7 +307,11 @@ fn a_notification_during_a_status_poll_is_kept_and_the_poll_answer_follows_it() 
 fn a_denied_payment_fails_the_wait_and_compensates() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
-    h.signal(Signal::Payment { status: payment::Status::Deny, fraud_status: None, gross_amount: "20000.00".into() }, T0 + 1).unwrap();
+    h.signal(
+        Signal::Payment { status: payment::Status::Deny, fraud_status: None, gross_amount: "20000.00".into() },
+        T0 + 1,
+    )
+    .unwrap();
     h.step(T0 + 1, "await_payment", Purpose::Status, status("deny"));
     assert_eq!(h.s.reason.as_deref(), Some("payment_deny"));
     h.step(T0 + 1, "create_payment", Purpose::Compensation, Answer::Ok(json!({})));
@@ -291,7 +336,9 @@ fn rollback_while_waiting_compensates_and_past_the_pivot_is_a_conflict() {
     h.forward_to_the_wait();
     h.signal(settlement("20000.00"), T0 + 1).unwrap();
     h.step(T0 + 1, "await_payment", Purpose::Status, status("settlement"));
-    assert!(matches!(h.signal(Signal::Rollback { reason: "late".into() }, T0 + 2), Err(Error::Conflict(m)) if m.contains("pivot")));
+    assert!(
+        matches!(h.signal(Signal::Rollback { reason: "late".into() }, T0 + 2), Err(Error::Conflict(m)) if m.contains("pivot"))
+    );
 }
 
 #[test]
@@ -299,10 +346,29 @@ fn an_edited_replay_of_a_signed_notification_changes_nothing_the_status_api_does
     let mut h = H::checkout();
     h.forward_to_the_wait();
     // Signed: order, status code and amount. Not signed: the statuses, edited here.
-    for (st, fraud) in [(payment::Status::Capture, "accept"), (payment::Status::Settlement, "accept"), (payment::Status::Deny, "accept")] {
-        h.signal(Signal::Payment { status: st, fraud_status: Some(fraud.into()), gross_amount: "20000.00".into() }, T0 + 1).unwrap();
-        h.step(T0 + 1, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "capture", "fraud_status": "challenge", "gross_amount": "20000.00"})));
-        assert_eq!((h.s.status(), h.status_of("await_payment")), (Status::Waiting, StepStatus::Waiting), "{st:?} is not confirmed");
+    for (st, fraud) in [
+        (payment::Status::Capture, "accept"),
+        (payment::Status::Settlement, "accept"),
+        (payment::Status::Deny, "accept"),
+    ] {
+        h.signal(
+            Signal::Payment { status: st, fraud_status: Some(fraud.into()), gross_amount: "20000.00".into() },
+            T0 + 1,
+        )
+        .unwrap();
+        h.step(
+            T0 + 1,
+            "await_payment",
+            Purpose::Status,
+            Answer::Ok(
+                json!({"transaction_status": "capture", "fraud_status": "challenge", "gross_amount": "20000.00"}),
+            ),
+        );
+        assert_eq!(
+            (h.s.status(), h.status_of("await_payment")),
+            (Status::Waiting, StepStatus::Waiting),
+            "{st:?} is not confirmed"
+        );
     }
     assert_eq!(h.s.poll(T0 + 2), Step::Wait(T0 + 30_001), "back to polling every poll_ms");
     assert_eq!(h.outbox(), ["committed"], "nothing settled or cancelled");
@@ -314,11 +380,22 @@ fn a_polled_status_with_another_amount_is_recorded_and_ignored() {
     input["payment_ttl_ms"] = json!(600_000);
     let mut h = H::new(Saga::new("s-1", definition("checkout"), None, input, settings(), T0));
     h.forward_to_the_wait();
-    h.step(T0 + 30_000, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "settlement", "gross_amount": "1.00"})));
+    h.step(
+        T0 + 30_000,
+        "await_payment",
+        Purpose::Status,
+        Answer::Ok(json!({"transaction_status": "settlement", "gross_amount": "1.00"})),
+    );
     assert_eq!(h.status_of("await_payment"), StepStatus::Waiting);
     h.step(T0 + 60_000, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "settlement"})));
     assert_eq!(h.status_of("await_payment"), StepStatus::Waiting, "no amount is no match");
-    let ignored = h.effects.iter().filter(|e| matches!(e, Effect::History(ev) if ev.kind == "payment_status" && ev.data["why"] == "amount mismatch")).count();
+    let ignored = h
+        .effects
+        .iter()
+        .filter(
+            |e| matches!(e, Effect::History(ev) if ev.kind == "payment_status" && ev.data["why"] == "amount mismatch"),
+        )
+        .count();
     assert_eq!(ignored, 2);
     h.step(T0 + 90_000, "await_payment", Purpose::Status, status("settlement"));
     assert_eq!(h.status_of("await_payment"), StepStatus::Completed);
@@ -397,7 +474,10 @@ fn a_compensation_that_keeps_failing_holds_the_saga_and_a_retry_finishes_it() {
     assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Failed, Some("compensation_failed:reserve_stock")));
     assert_eq!(h.s.poll(now), Step::Idle, "held: nothing runs");
     assert!(!h.s.can_roll_back());
-    assert!(matches!(h.signal(Signal::Retry { step: "authorize_user".into() }, now), Err(Error::Conflict(_))), "only the held step");
+    assert!(
+        matches!(h.signal(Signal::Retry { step: "authorize_user".into() }, now), Err(Error::Conflict(_))),
+        "only the held step"
+    );
     assert!(matches!(h.signal(Signal::Retry { step: "nope".into() }, now), Err(Error::NotFound(_))));
     h.signal(Signal::Retry { step: "reserve_stock".into() }, now).unwrap();
     let c = h.step(now, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
@@ -482,11 +562,25 @@ fn the_api_object_has_every_contract_field() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
     let j = h.s.to_json();
-    for k in ["id", "definition", "version", "correlation_id", "status", "reason", "input", "current_step", "steps", "deadline_at", "created_at", "updated_at"] {
+    for k in [
+        "id",
+        "definition",
+        "version",
+        "correlation_id",
+        "status",
+        "reason",
+        "input",
+        "current_step",
+        "steps",
+        "deadline_at",
+        "created_at",
+        "updated_at",
+    ] {
         assert!(j.get(k).is_some(), "missing {k}");
     }
     assert_eq!((j["status"].as_str(), j["current_step"].as_str()), (Some("waiting"), Some("await_payment")));
-    for k in ["name", "status", "attempts", "output", "error", "started_at", "ended_at", "duration_ms", "compensation"] {
+    for k in ["name", "status", "attempts", "output", "error", "started_at", "ended_at", "duration_ms", "compensation"]
+    {
         assert!(j["steps"][0].get(k).is_some(), "missing steps[].{k}");
     }
     assert_eq!(Machine::state_name(&h.s), "waiting");
@@ -537,9 +631,15 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
                     let _ = s.signal(Signal::Retry { step }, now);
                 }
                 2 => {
-                    let st = [payment::Status::Settlement, payment::Status::Expire, payment::Status::Deny, payment::Status::Pending][rng.pick(4) as usize];
+                    let st = [
+                        payment::Status::Settlement,
+                        payment::Status::Expire,
+                        payment::Status::Deny,
+                        payment::Status::Pending,
+                    ][rng.pick(4) as usize];
                     let amount = if rng.pick(5) == 0 { "1.00" } else { "20000.00" };
-                    let _ = s.signal(Signal::Payment { status: st, fraud_status: None, gross_amount: amount.into() }, now);
+                    let _ =
+                        s.signal(Signal::Payment { status: st, fraud_status: None, gross_amount: amount.into() }, now);
                 }
                 _ => {}
             }
@@ -555,13 +655,19 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
                         _ => unreachable!(),
                     };
                     if c.purpose == Purpose::Compensation {
-                        assert!(completed.contains(&c.step), "seed {seed}: compensating {} which never completed", c.step_name);
+                        assert!(
+                            completed.contains(&c.step),
+                            "seed {seed}: compensating {} which never completed",
+                            c.step_name
+                        );
                         assert!(!compensated.contains(&c.step), "seed {seed}: {} compensated twice", c.step_name);
                     }
                     let answer = match rng.pick(6) {
                         0 => Answer::Retryable("http_503".into()),
                         1 => Answer::Fatal { status: 409, reason: "nope".into() },
-                        _ => Answer::Ok(json!({"total": 20000, "odds_bp": 100, "quote_id": "q", "amount": 5, "transaction_status": "pending"})),
+                        _ => Answer::Ok(
+                            json!({"total": 20000, "odds_bp": 100, "quote_id": "q", "amount": 5, "transaction_status": "pending"}),
+                        ),
                     };
                     let ok = matches!(answer, Answer::Ok(_));
                     s.on_answer(&id, answer, now).unwrap();
@@ -580,7 +686,9 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
                     completed.push(idx);
                 }
             }
-            if matches!(s.status(), Status::Completed | Status::Compensated | Status::Expired) && ended_at_iteration.is_none() {
+            if matches!(s.status(), Status::Completed | Status::Compensated | Status::Expired)
+                && ended_at_iteration.is_none()
+            {
                 ended_at_iteration = Some(i);
             }
         }
@@ -588,9 +696,14 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
         assert!(compensated.windows(2).all(|w| w[0] > w[1]), "seed {seed}: compensation order {compensated:?}");
         if s.status() == Status::Compensated || s.status() == Status::Expired {
             for (idx, d) in s.definition.steps.iter().enumerate() {
-                let has_comp = matches!(&d.kind, stepwise_engine::saga::definition::Kind::Action { compensation: Some(_), .. });
+                let has_comp =
+                    matches!(&d.kind, stepwise_engine::saga::definition::Kind::Action { compensation: Some(_), .. });
                 if has_comp && completed.contains(&idx) {
-                    assert!(compensated.contains(&idx), "seed {seed}: step {} completed but was not compensated", d.name);
+                    assert!(
+                        compensated.contains(&idx),
+                        "seed {seed}: step {} completed but was not compensated",
+                        d.name
+                    );
                 }
             }
         }

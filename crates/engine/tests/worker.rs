@@ -1,7 +1,7 @@
 //! The loop rule, branch by branch (CONTRACT section 2), with a fixed clock.
 
-use stepwise_engine::policy::Policy;
 use stepwise_engine::machine::Machine;
+use stepwise_engine::policy::Policy;
 use stepwise_engine::upstream::{Operation, Status, Transaction, UpstreamError, INSUFFICIENT_BALANCE};
 use stepwise_engine::worker::{Control, Effect, Outcome, Phase, Signal, State, Step, StopReason, Worker};
 use stepwise_engine::Error;
@@ -123,7 +123,8 @@ fn failures_cool_down_exponentially_then_stop_with_too_many_failures() {
         attempts.push(call.attempt);
         let id = format!("r{n}");
         h.w.begin(call, id.clone(), now);
-        let answer = if n == 2 { Err(UpstreamError::Status(503)) } else { Ok(tx("T", Status::Gagal, Some("declined"), false)) };
+        let answer =
+            if n == 2 { Err(UpstreamError::Status(503)) } else { Ok(tx("T", Status::Gagal, Some("declined"), false)) };
         h.w.on_answer(&id, answer, now).unwrap();
         if n < 3 {
             assert_eq!(h.w.phase(), Phase::Cooldown);
@@ -399,8 +400,21 @@ fn the_api_object_has_every_contract_field() {
     h.step(T0, Operation::Start, Ok(tx("T1", Status::Processing, None, true)));
     let j = h.w.to_json();
     for key in [
-        "binding_id", "run_id", "state", "phase", "stop_reason", "policy", "iterations", "successes", "failures",
-        "consecutive_failures", "current_transaction", "last_result", "next_step_at", "created_at", "updated_at",
+        "binding_id",
+        "run_id",
+        "state",
+        "phase",
+        "stop_reason",
+        "policy",
+        "iterations",
+        "successes",
+        "failures",
+        "consecutive_failures",
+        "current_transaction",
+        "last_result",
+        "next_step_at",
+        "created_at",
+        "updated_at",
     ] {
         assert!(j.get(key).is_some(), "missing {key}");
     }
@@ -467,7 +481,11 @@ fn starts_carry_their_iteration_for_the_request_log_key() {
     let mut h = Harness::new(Policy { max_consecutive_failures: 10, ..policy() });
     let mut keys = Vec::new();
     let mut now = T0;
-    for answer in [Ok(tx("T1", Status::Sukses, None, false)), Err(UpstreamError::Status(503)), Ok(tx("T3", Status::Sukses, None, false))] {
+    for answer in [
+        Ok(tx("T1", Status::Sukses, None, false)),
+        Err(UpstreamError::Status(503)),
+        Ok(tx("T3", Status::Sukses, None, false)),
+    ] {
         let call = match h.w.poll(now) {
             Step::Call(c) => c,
             s => panic!("{s:?}"),

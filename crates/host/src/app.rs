@@ -110,7 +110,8 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("component `{id}` allowed_outbound_hosts"))?;
         let allowed = Arc::new(AllowedHosts::parse(&hosts).with_context(|| format!("component `{id}`"))?);
-        let component_caps = caps.configure_component(&ComponentContext { id, decl, allowed_hosts: &allowed, variables: &vars })?;
+        let component_caps =
+            caps.configure_component(&ComponentContext { id, decl, allowed_hosts: &allowed, variables: &vars })?;
         let config = Arc::new(ComponentConfig {
             id: Arc::from(*id),
             allowed_hosts: allowed,
@@ -129,9 +130,10 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
 
     let instantiate_pre = |id: &str| {
         let (_, component) = &configs[id];
-        linker.instantiate_pre(component).map_err(werr).with_context(|| {
-            format!("component `{id}` imports something the stepwise runner does not provide")
-        })
+        linker
+            .instantiate_pre(component)
+            .map_err(werr)
+            .with_context(|| format!("component `{id}` imports something the stepwise runner does not provide"))
     };
 
     let tasks = TaskTracker::new();
@@ -142,9 +144,9 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         let idx = match http_index.get(&t.component) {
             Some(i) => *i,
             None => {
-                let pre = ProxyPre::new(instantiate_pre(&t.component)?)
-                    .map_err(werr)
-                    .with_context(|| format!("component `{}` does not export wasi:http/incoming-handler@0.2", t.component))?;
+                let pre = ProxyPre::new(instantiate_pre(&t.component)?).map_err(werr).with_context(|| {
+                    format!("component `{}` does not export wasi:http/incoming-handler@0.2", t.component)
+                })?;
                 http_components.push(HttpComponent { config: configs[&t.component].0.clone(), pre });
                 http_index.insert(t.component.clone(), http_components.len() - 1);
                 http_components.len() - 1
@@ -157,14 +159,18 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     let mut cron_slots: std::collections::BTreeMap<String, Arc<Semaphore>> = Default::default();
     let max_runs = opts.limits.cron_max_runs;
     for t in &manifest.cron_triggers {
-        let pre = SpinCronPre::new(instantiate_pre(&t.component)?)
-            .map_err(werr)
-            .with_context(|| format!("component `{}` does not export the spin-cron world's handle-cron-event", t.component))?;
+        let pre = SpinCronPre::new(instantiate_pre(&t.component)?).map_err(werr).with_context(|| {
+            format!("component `{}` does not export the spin-cron world's handle-cron-event", t.component)
+        })?;
         let schedule = match opts.tick_ms {
             Some(ms) => Schedule::Every(Duration::from_millis(ms.max(1))),
-            None => Schedule::parse(&t.cron_expression).with_context(|| format!("[[trigger.cron]] for `{}`", t.component))?,
+            None => Schedule::parse(&t.cron_expression)
+                .with_context(|| format!("[[trigger.cron]] for `{}`", t.component))?,
         };
-        let slots = cron_slots.entry(t.component.clone()).or_insert_with(|| Arc::new(Semaphore::new(max_runs as usize))).clone();
+        let slots = cron_slots
+            .entry(t.component.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(max_runs as usize)))
+            .clone();
         let deadline = opts.limits.cron_deadline();
         let metrics = metrics.clone();
         let config = configs[&t.component].0.clone();
@@ -195,7 +201,15 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     for (c, schedule) in cron_components {
         cron_handles.push(tokio::spawn(c.run_schedule(schedule, tasks.clone(), shutdown.clone())));
     }
-    let trigger = Arc::new(HttpTrigger::new(&routes, http_components, self_addr, tasks.clone(), opts.limits.clone(), metrics, watchdog));
+    let trigger = Arc::new(HttpTrigger::new(
+        &routes,
+        http_components,
+        self_addr,
+        tasks.clone(),
+        opts.limits.clone(),
+        metrics,
+        watchdog,
+    ));
     self_dispatch.set(&trigger);
     trigger.serve(listener, shutdown, opts.shutdown_grace).await;
 

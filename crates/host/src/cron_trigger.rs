@@ -44,7 +44,9 @@ impl Schedule {
     pub fn parse(expr: &str) -> Result<Self> {
         let fields = expr.split_whitespace().count();
         if fields != 6 {
-            anyhow::bail!("cron_expression `{expr}` must have 6 fields (sec min hour day month weekday), found {fields}");
+            anyhow::bail!(
+                "cron_expression `{expr}` must have 6 fields (sec min hour day month weekday), found {fields}"
+            );
         }
         let s = cron::Schedule::from_str(expr).with_context(|| format!("invalid cron_expression `{expr}`"))?;
         Ok(Schedule::Cron(Box::new(s)))
@@ -56,7 +58,11 @@ impl Schedule {
     /// overlap). A firing that fell while the last one waited for a free run
     /// is due at once, once: it is late, never skipped, and the firings it
     /// missed meanwhile do not pile up behind it.
-    fn delay_from(&self, last_start: Option<(TokioInstant, DateTime<Utc>)>, now: (TokioInstant, DateTime<Utc>)) -> Duration {
+    fn delay_from(
+        &self,
+        last_start: Option<(TokioInstant, DateTime<Utc>)>,
+        now: (TokioInstant, DateTime<Utc>),
+    ) -> Duration {
         match self {
             Schedule::Every(period) => match last_start {
                 None => Duration::ZERO,

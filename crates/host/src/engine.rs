@@ -120,7 +120,8 @@ fn read_trusted(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
     let meta = file.metadata().with_context(|| format!("cannot stat {}", path.display()))?;
-    check_cache_file(&meta, euid()).with_context(|| format!("untrusted compiled-code cache file {}", path.display()))?;
+    check_cache_file(&meta, euid())
+        .with_context(|| format!("untrusted compiled-code cache file {}", path.display()))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Some(bytes))
@@ -130,9 +131,8 @@ fn read_trusted(path: &Path) -> Result<Option<Vec<u8>>> {
 /// and the engine are unchanged and the cache file is trusted (see the module
 /// docs), compiling and caching it otherwise.
 pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Result<Component> {
-    let wasm = std::fs::read(wasm_path).with_context(|| {
-        format!("cannot read component {} (did you build the components?)", wasm_path.display())
-    })?;
+    let wasm = std::fs::read(wasm_path)
+        .with_context(|| format!("cannot read component {} (did you build the components?)", wasm_path.display()))?;
     let key = cache_key(engine, &wasm);
     let cached = cache_dir.join(format!("{key}.cwasm"));
     match read_trusted(&cached) {
@@ -193,7 +193,11 @@ mod tests {
         let with = engine_with(true).unwrap();
         let without = engine_with(false).unwrap();
         assert_ne!(cache_key(&with, wasm), cache_key(&without, wasm));
-        assert_eq!(cache_key(&with, wasm), cache_key(&engine_with(true).unwrap(), wasm), "stable for one configuration");
+        assert_eq!(
+            cache_key(&with, wasm),
+            cache_key(&engine_with(true).unwrap(), wasm),
+            "stable for one configuration"
+        );
         assert_ne!(cache_key(&with, wasm), cache_key(&with, b"other"), "keyed by the Wasm");
     }
 

@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn json_guest_lines_keep_their_fields_top_level() {
-        let line = merged_json(r#"{"event":"tick","binding_id":"b-1","request_id":"42"}"#, "tick", "stdout", "INFO").unwrap();
+        let line =
+            merged_json(r#"{"event":"tick","binding_id":"b-1","request_id":"42"}"#, "tick", "stdout", "INFO").unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["binding_id"], "b-1");
         assert_eq!(v["request_id"], "42");

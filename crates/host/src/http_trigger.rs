@@ -79,13 +79,19 @@ impl Router {
     pub fn route(&self, path: &str) -> Option<RouteMatch<'_>> {
         let trimmed = path.trim_end_matches('/');
         if let Some(r) = self.routes.iter().find(|r| !r.wildcard && r.base == trimmed) {
-            return Some(RouteMatch { component: r.component, raw_route: &r.raw, base: &r.base, path_info: String::new() });
+            return Some(RouteMatch {
+                component: r.component,
+                raw_route: &r.raw,
+                base: &r.base,
+                path_info: String::new(),
+            });
         }
         self.routes
             .iter()
             .filter(|r| r.wildcard)
             .filter(|r| {
-                path == r.base || (path.starts_with(r.base.as_str()) && path.as_bytes().get(r.base.len()) == Some(&b'/'))
+                path == r.base
+                    || (path.starts_with(r.base.as_str()) && path.as_bytes().get(r.base.len()) == Some(&b'/'))
             })
             .max_by_key(|r| r.base.len())
             .map(|r| RouteMatch {
@@ -317,7 +323,8 @@ impl HttpTrigger {
         let path = req.uri().path().to_string();
         if path == METRICS_PATH && !self.limits.no_runner_metrics {
             let mut r = text_response(StatusCode::OK, "");
-            *r.body_mut() = Full::new(Bytes::from(self.metrics.render())).map_err(|e: Infallible| match e {}).boxed_unsync();
+            *r.body_mut() =
+                Full::new(Bytes::from(self.metrics.render())).map_err(|e: Infallible| match e {}).boxed_unsync();
             r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
             return r;
         }

@@ -60,10 +60,8 @@ impl KeyValue {
                 KeyValueStoreConfig::Redis { .. } => None,
             })
             .collect();
-        let (redis, sqlite): (Vec<String>, Vec<String>) = used
-            .iter()
-            .cloned()
-            .partition(|l| matches!(configured.get(l), Some(KeyValueStoreConfig::Redis { .. })));
+        let (redis, sqlite): (Vec<String>, Vec<String>) =
+            used.iter().cloned().partition(|l| matches!(configured.get(l), Some(KeyValueStoreConfig::Redis { .. })));
         let paths = crate::sqlite::store_paths(
             state_dir,
             &files,
@@ -258,8 +256,7 @@ impl wit::HostStore for InstanceState {
         match &s.backend {
             Backend::Sqlite(pool) => {
                 KvStore::with_conn(pool, &s.label, move |c, store| {
-                    c.prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-                        .exists((store, key))
+                    c.prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?.exists((store, key))
                 })
                 .await
             }
@@ -307,10 +304,8 @@ mod tests {
     #[test]
     fn a_redis_store_is_not_a_file_and_connects_only_when_used() {
         let dir = tempfile::tempdir().unwrap();
-        let configured = BTreeMap::from([(
-            "default".to_string(),
-            KeyValueStoreConfig::Redis { url: "redis://127.0.0.1:1".into() },
-        )]);
+        let configured =
+            BTreeMap::from([("default".to_string(), KeyValueStoreConfig::Redis { url: "redis://127.0.0.1:1".into() })]);
         let s = KeyValue::open(dir.path(), &configured, &["default".into()]).unwrap();
         assert!(matches!(s.stores.get("default"), Some(Backend::Redis(_))));
         assert!(!dir.path().join("sqlite_key_value.db").exists());

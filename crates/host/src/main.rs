@@ -6,8 +6,8 @@
 
 mod app;
 mod bindings;
-mod capability;
 mod body_limit;
+mod capability;
 mod clock;
 mod connections;
 mod cron_trigger;
@@ -154,7 +154,17 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up { manifest, listen, state_dir, cache_dir, runtime_config, tick_ms, shutdown_grace_ms, guest_clock_offset_ms, limits } => {
+            Command::Up {
+                manifest,
+                listen,
+                state_dir,
+                cache_dir,
+                runtime_config,
+                tick_ms,
+                shutdown_grace_ms,
+                guest_clock_offset_ms,
+                limits,
+            } => {
                 let (tx, rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(shutdown_signal(tx));
                 let opts = app::UpOptions {

@@ -168,12 +168,8 @@ struct RawCronTrigger {
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read manifest {}", path.display()))?;
-        let base_dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
         Self::parse(&text, &base_dir).with_context(|| format!("invalid manifest {}", path.display()))
     }
@@ -186,7 +182,10 @@ impl Manifest {
         }
         if let Some(t) = &raw.application.trigger {
             let names: Vec<_> = t.keys().cloned().collect();
-            bail!("[application.trigger.*] settings are not supported by the stepwise runner (found: {})", names.join(", "));
+            bail!(
+                "[application.trigger.*] settings are not supported by the stepwise runner (found: {})",
+                names.join(", ")
+            );
         }
         for (name, decl) in &raw.variables {
             validate_variable_name(name)?;
@@ -207,9 +206,8 @@ impl Manifest {
             match kind.as_str() {
                 "http" => {
                     for t in entries {
-                        let t: RawHttpTrigger = toml::Value::Table(t)
-                            .try_into()
-                            .context("invalid [[trigger.http]] entry")?;
+                        let t: RawHttpTrigger =
+                            toml::Value::Table(t).try_into().context("invalid [[trigger.http]] entry")?;
                         if t.executor.is_some() {
                             bail!("[[trigger.http]] `executor` is not supported by the stepwise runner (only Spin's default executor)");
                         }
@@ -224,14 +222,15 @@ impl Manifest {
                 }
                 "cron" => {
                     for t in entries {
-                        let t: RawCronTrigger = toml::Value::Table(t)
-                            .try_into()
-                            .context("invalid [[trigger.cron]] entry")?;
+                        let t: RawCronTrigger =
+                            toml::Value::Table(t).try_into().context("invalid [[trigger.cron]] entry")?;
                         let component = component_ref(&t.component, "cron")?;
                         cron_triggers.push(CronTrigger { component, cron_expression: t.cron_expression });
                     }
                 }
-                other => bail!("trigger type `{other}` is not supported by the stepwise runner (supported: http, cron)"),
+                other => {
+                    bail!("trigger type `{other}` is not supported by the stepwise runner (supported: http, cron)")
+                }
             }
         }
 
@@ -256,19 +255,16 @@ impl Manifest {
             for tpl in c.variables.values().chain(c.allowed_outbound_hosts.iter()) {
                 for name in crate::variables::template_references(tpl)? {
                     if !raw.variables.contains_key(&name) {
-                        bail!("component `{}` refers to `{{{{ {name} }}}}`, which is not an application variable", c.id);
+                        bail!(
+                            "component `{}` refers to `{{{{ {name} }}}}`, which is not an application variable",
+                            c.id
+                        );
                     }
                 }
             }
         }
 
-        Ok(Manifest {
-            name: raw.application.name,
-            variables: raw.variables,
-            http_triggers,
-            cron_triggers,
-            components,
-        })
+        Ok(Manifest { name: raw.application.name, variables: raw.variables, http_triggers, cron_triggers, components })
     }
 }
 
@@ -289,7 +285,9 @@ fn convert_component(id: &str, rc: RawComponent, base_dir: &Path) -> Result<Comp
     }
     let source = match &rc.source {
         toml::Value::String(s) => base_dir.join(s),
-        _ => bail!("component `{id}`: only a local file path is supported as `source` (not a URL or registry reference)"),
+        _ => {
+            bail!("component `{id}`: only a local file path is supported as `source` (not a URL or registry reference)")
+        }
     };
     for store in &rc.key_value_stores {
         validate_label(store).with_context(|| format!("component `{id}` key_value_stores"))?;
@@ -318,8 +316,7 @@ fn component_ref(v: &toml::Value, kind: &str) -> Result<String> {
 /// Spin's rule for variable names: lower-case ASCII letters, digits and `_`, starting with a letter.
 pub fn validate_variable_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some('a'..='z'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+    let ok = matches!(chars.next(), Some('a'..='z')) && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
     if !ok {
         bail!("invalid variable name `{name}`: use lower-case letters, digits and `_`, starting with a letter");
     }
@@ -412,7 +409,8 @@ source = "tick.wasm"
         let m = GOOD.replace("[component.tick]", "[component.tick]\nfiles = [\"a\"]");
         let e = format!("{:#}", Manifest::parse(&m, Path::new(".")).unwrap_err());
         assert!(e.contains("`files`"), "{e}");
-        let m = GOOD.replace("[[trigger.cron]]", "[[trigger.redis]]\ncomponent = \"api\"\nchannel = \"x\"\n[[trigger.cron]]");
+        let m = GOOD
+            .replace("[[trigger.cron]]", "[[trigger.redis]]\ncomponent = \"api\"\nchannel = \"x\"\n[[trigger.cron]]");
         let e = format!("{:#}", Manifest::parse(&m, Path::new(".")).unwrap_err());
         assert!(e.contains("trigger type `redis`"), "{e}");
         let m = GOOD.replace("route = \"/api/...\"", "route = \"/users/:id\"");

@@ -122,7 +122,9 @@ fn parse_allowed(entry: &str) -> Result<AllowedHost> {
             }
             PortRule::Range(a, b)
         }
-        Some(p) => PortRule::One(p.parse().with_context(|| format!("allowed outbound host `{entry}`: bad port `{p}`"))?),
+        Some(p) => {
+            PortRule::One(p.parse().with_context(|| format!("allowed outbound host `{entry}`: bad port `{p}`"))?)
+        }
         None => match default_port(&scheme) {
             Some(p) => PortRule::One(p),
             None => bail!("allowed outbound host `{entry}`: a port is required for scheme `{scheme}`"),
@@ -245,7 +247,9 @@ impl WasiHttpHooks for OutboundHttp {
                 let trigger = dispatch.trigger().ok_or(HttpError::ConnectionRefused)?;
                 let answer = trigger.handle(request, client);
                 let response = match options.and_then(|o| o.first_byte_timeout) {
-                    Some(limit) => tokio::time::timeout(limit, answer).await.map_err(|_| HttpError::ConnectionReadTimeout)?,
+                    Some(limit) => {
+                        tokio::time::timeout(limit, answer).await.map_err(|_| HttpError::ConnectionReadTimeout)?
+                    }
                     None => answer.await,
                 };
                 Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))

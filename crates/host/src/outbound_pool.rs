@@ -57,10 +57,11 @@ impl OutboundClient {
     pub fn new(pooling: bool) -> Result<Self> {
         let connector = Connector { tls: tls_config()? };
         let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_max_idle_per_host(if pooling { MAX_IDLE_PER_ORIGIN } else { 0 });
+        builder.pool_timer(TokioTimer::new()).pool_idle_timeout(IDLE_TIMEOUT).pool_max_idle_per_host(if pooling {
+            MAX_IDLE_PER_ORIGIN
+        } else {
+            0
+        });
         Ok(Self { client: builder.build(connector) })
     }
 
@@ -74,7 +75,8 @@ impl OutboundClient {
         if request.uri().authority().is_none() {
             return Err(HttpError::HttpRequestUriInvalid);
         }
-        let limit = |f: fn(&RequestOptions) -> Option<Duration>| options.as_ref().and_then(f).unwrap_or(DEFAULT_TIMEOUT);
+        let limit =
+            |f: fn(&RequestOptions) -> Option<Duration>| options.as_ref().and_then(f).unwrap_or(DEFAULT_TIMEOUT);
         let connect_timeout = limit(|o| o.connect_timeout);
         let first_byte_timeout = limit(|o| o.first_byte_timeout);
         let between_bytes_timeout = limit(|o| o.between_bytes_timeout);
@@ -84,7 +86,8 @@ impl OutboundClient {
 
         let (phase, phase_seen) = watch::channel(Phase::NotConnecting);
         let attempt = ConnectAttempt { timeout: connect_timeout, phase: Arc::new(phase) };
-        let sent = CONNECT_ATTEMPT.scope(attempt, within_first_byte(self.client.request(request), first_byte_timeout, phase_seen));
+        let sent = CONNECT_ATTEMPT
+            .scope(attempt, within_first_byte(self.client.request(request), first_byte_timeout, phase_seen));
         let response = sent.await?.map_err(client_error)?;
         Ok(response.map(|incoming| BetweenBytes::new(incoming, between_bytes_timeout).boxed_unsync()))
     }
@@ -312,7 +315,11 @@ impl AsyncWrite for Stream {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),

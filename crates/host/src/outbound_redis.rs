@@ -153,7 +153,11 @@ pub struct Replies(pub Vec<wit::RedisResult>);
 impl FromRedisValue for Replies {
     fn from_redis_value(value: &Value) -> redis::RedisResult<Self> {
         fn unsupported(detail: &str) -> redis::RedisError {
-            redis::RedisError::from((redis::ErrorKind::TypeError, "Could not convert Redis response", detail.to_string()))
+            redis::RedisError::from((
+                redis::ErrorKind::TypeError,
+                "Could not convert Redis response",
+                detail.to_string(),
+            ))
         }
         fn append(out: &mut Vec<wit::RedisResult>, value: &Value) -> redis::RedisResult<()> {
             match value {
@@ -247,7 +251,12 @@ impl wit::HostConnection for InstanceState {
         Ok(resource)
     }
 
-    async fn publish(&mut self, this: Resource<RedisConnection>, channel: String, payload: Vec<u8>) -> Result<(), wit::Error> {
+    async fn publish(
+        &mut self,
+        this: Resource<RedisConnection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), wit::Error> {
         let mut conn = connection(self, &this)?;
         let () = conn.publish(&channel, &payload).await.map_err(other)?;
         Ok(())
@@ -278,7 +287,12 @@ impl wit::HostConnection for InstanceState {
         conn.del(&keys).await.map_err(other)
     }
 
-    async fn sadd(&mut self, this: Resource<RedisConnection>, key: String, values: Vec<String>) -> Result<u32, wit::Error> {
+    async fn sadd(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, wit::Error> {
         let mut conn = connection(self, &this)?;
         // As Spin: only SADD tells a reply of the wrong type apart.
         conn.sadd(&key, &values).await.map_err(|e| {
@@ -295,7 +309,12 @@ impl wit::HostConnection for InstanceState {
         conn.smembers(&key).await.map_err(other)
     }
 
-    async fn srem(&mut self, this: Resource<RedisConnection>, key: String, values: Vec<String>) -> Result<u32, wit::Error> {
+    async fn srem(
+        &mut self,
+        this: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, wit::Error> {
         let mut conn = connection(self, &this)?;
         conn.srem(&key, &values).await.map_err(other)
     }
@@ -378,7 +397,10 @@ mod tests {
         assert_eq!(refusal("127.0.0.1:6379", &anything), Some(Refused::Unreadable));
         assert_eq!(refusal("redis://", &anything), Some(Refused::Unreadable));
         assert_eq!(refusal("", &anything), Some(Refused::Unreadable));
-        assert_eq!(refusal("redis://127.0.0.1:6379", &hosts(&[])), Some(Refused::NotAllowed { host: "127.0.0.1".into(), port: 6379 }));
+        assert_eq!(
+            refusal("redis://127.0.0.1:6379", &hosts(&[])),
+            Some(Refused::NotAllowed { host: "127.0.0.1".into(), port: 6379 })
+        );
     }
 
     /// Replies as one line: `nil`, `status:S`, `int:N`, `bin:TEXT`, space-separated.
@@ -429,9 +451,10 @@ mod tests {
     fn resp3_only_shapes_are_a_type_error_with_spins_text() {
         let e = convert(Value::Map(vec![(bulk("k"), bulk("v"))])).err().unwrap_or_default();
         assert_eq!(e, "Could not convert Redis response - TypeError: Redis Map type is not supported");
-        let e = convert(Value::Array(vec![Value::Int(1), Value::Push { kind: redis::PushKind::Message, data: vec![] }]))
-            .err()
-            .unwrap_or_default();
+        let e =
+            convert(Value::Array(vec![Value::Int(1), Value::Push { kind: redis::PushKind::Message, data: vec![] }]))
+                .err()
+                .unwrap_or_default();
         assert_eq!(e, "Could not convert Redis response - TypeError: Redis Pub/Sub types are not supported");
     }
 

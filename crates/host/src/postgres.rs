@@ -140,11 +140,8 @@ impl Postgres {
         if let Some(p) = pools.by_address.get(address) {
             return Ok(p.clone());
         }
-        let manager = Manager::from_config(
-            config,
-            self.tls.clone(),
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let manager =
+            Manager::from_config(config, self.tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(self.pool_size)
             .runtime(Runtime::Tokio1)
@@ -310,7 +307,10 @@ async fn prepared(client: &Object, sql: &str) -> Result<tokio_postgres::Statemen
 /// next time: the failure is the guest's once, as a concurrent schema
 /// change would make it on Spin too.
 fn stale(client: &Object, e: tokio_postgres::Error) -> wit::Error {
-    if e.code().is_some_and(|c| *c == tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED || *c == tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME) {
+    if e.code().is_some_and(|c| {
+        *c == tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+            || *c == tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME
+    }) {
         client.statement_cache.clear();
     }
     query_failed(e)
@@ -370,7 +370,9 @@ fn to_sql(p: wit::ParameterValue) -> Result<Param, wit::Error> {
         P::ArrayInt32(v) => Box::new(v),
         P::ArrayInt64(v) => Box::new(v),
         P::ArrayStr(v) => Box::new(v),
-        P::ArrayDecimal(v) => Box::new(v.iter().map(|s| s.as_deref().map(decimal).transpose()).collect::<Result<Vec<_>, _>>()?),
+        P::ArrayDecimal(v) => {
+            Box::new(v.iter().map(|s| s.as_deref().map(decimal).transpose()).collect::<Result<Vec<_>, _>>()?)
+        }
         P::Interval(i) => Box::new(Interval(i)),
         P::DbNull => Box::new(Null),
         P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => {
@@ -505,7 +507,15 @@ fn convert_value(row: &tokio_postgres::Row, i: usize) -> Result<wit::DbValue, wi
     }
     let ty = row.columns().get(i).map(|c| c.type_().clone()).unwrap_or(Type::UNKNOWN);
     let dt = |d: chrono::NaiveDateTime| {
-        V::Datetime((d.year(), d.month() as u8, d.day() as u8, d.hour() as u8, d.minute() as u8, d.second() as u8, d.nanosecond()))
+        V::Datetime((
+            d.year(),
+            d.month() as u8,
+            d.day() as u8,
+            d.hour() as u8,
+            d.minute() as u8,
+            d.second() as u8,
+            d.nanosecond(),
+        ))
     };
     let value = match ty {
         Type::BOOL => get::<bool>(row, i)?.map(V::Boolean),

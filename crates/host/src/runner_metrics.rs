@@ -222,11 +222,21 @@ impl RunnerMetrics {
                 .collect()
         };
         let requests: Vec<(&str, u64)> = requests.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        family("stepwise_http_requests_total", "counter", "Requests answered, by manifest route and status.", &requests);
+        family(
+            "stepwise_http_requests_total",
+            "counter",
+            "Requests answered, by manifest route and status.",
+            &requests,
+        );
         let refused: Vec<(String, u64)> =
             Refusal::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.label()), self.refused_total(*r))).collect();
         let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        family("stepwise_http_refused_total", "counter", "Requests or connections the runner refused under its limits.", &refused);
+        family(
+            "stepwise_http_refused_total",
+            "counter",
+            "Requests or connections the runner refused under its limits.",
+            &refused,
+        );
         family(
             "stepwise_http_connections_waited_total",
             "counter",
@@ -239,7 +249,12 @@ impl RunnerMetrics {
             "Keep-alive connections closed after --idle-timeout-ms without a request.",
             &[("", self.idle_closed.load(Ordering::Relaxed))],
         );
-        family("stepwise_http_connections_open", "gauge", "Client connections open now.", &[("", self.open.load(Ordering::Relaxed))]);
+        family(
+            "stepwise_http_connections_open",
+            "gauge",
+            "Client connections open now.",
+            &[("", self.open.load(Ordering::Relaxed))],
+        );
         family("stepwise_http_connections_max", "gauge", "The --max-connections limit.", &[("", self.max_connections)]);
         let cron: Vec<(String, u64)> = CronOutcome::ALL
             .iter()
@@ -247,7 +262,12 @@ impl RunnerMetrics {
             .collect();
         let cron: Vec<(&str, u64)> = cron.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         family("stepwise_cron_runs_total", "counter", "Cron runs by how they ended.", &cron);
-        family("stepwise_cron_runs_in_progress", "gauge", "Cron runs going on now.", &[("", self.cron_running.load(Ordering::Relaxed))]);
+        family(
+            "stepwise_cron_runs_in_progress",
+            "gauge",
+            "Cron runs going on now.",
+            &[("", self.cron_running.load(Ordering::Relaxed))],
+        );
         family(
             "stepwise_cron_firings_waited_total",
             "counter",

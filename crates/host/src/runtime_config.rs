@@ -85,8 +85,8 @@ impl RuntimeConfig {
     /// Reads the file. As in Spin, relative store paths resolve against the
     /// directory the file is in.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read runtime config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read runtime config {}", path.display()))?;
         let base = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -101,7 +101,10 @@ impl RuntimeConfig {
             let mut out = BTreeMap::new();
             for (label, s) in m {
                 if s.kind != "spin" {
-                    bail!("[{section}.{label}] has type `{}`, which the stepwise runner does not support (only `spin`)", s.kind);
+                    bail!(
+                        "[{section}.{label}] has type `{}`, which the stepwise runner does not support (only `spin`)",
+                        s.kind
+                    );
                 }
                 if let Some(k) = s.other.keys().next() {
                     bail!("[{section}.{label}]: unsupported setting `{k}`");
@@ -216,9 +219,10 @@ max_concurrent_requests = 8
             .unwrap_err()
             .to_string();
         assert!(e.contains("`azure_cosmos`"), "{e}");
-        let e = RuntimeConfig::parse("[sqlite_database.default]\ntype = \"libsql\"\nurl = \"http://x\"", Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let e =
+            RuntimeConfig::parse("[sqlite_database.default]\ntype = \"libsql\"\nurl = \"http://x\"", Path::new("."))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("`libsql`"), "{e}");
         assert!(RuntimeConfig::parse("[llm_compute]\ntype = \"x\"", Path::new(".")).is_err());
         assert!(RuntimeConfig::parse("[outbound_http]\nmax_concurrent_requests = 0", Path::new(".")).is_err());

@@ -160,7 +160,9 @@ impl ConnectionPool {
         // makes a file created by another tool safe for concurrent readers.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         // Commits never checkpoint: the pool's checkpointer thread does.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512;")?;
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512;",
+        )?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::ZERO)?;
         conn.progress_handler(PROGRESS_OPS, Some(over_inline_budget));
@@ -233,7 +235,9 @@ impl SqliteDatabases {
     /// runtime config places it (or others) elsewhere.
     pub fn open(state_dir: &Path, configured: &BTreeMap<String, PathBuf>, used: &[String]) -> Result<Self> {
         let mut pools = HashMap::new();
-        for (label, path) in store_paths(state_dir, configured, used, "sqlite_db.db", ("SQLite database", "sqlite_database"))? {
+        for (label, path) in
+            store_paths(state_dir, configured, used, "sqlite_db.db", ("SQLite database", "sqlite_database"))?
+        {
             pools.insert(label, ConnectionPool::open(&path)?);
         }
         Ok(Self { pools })
@@ -426,10 +430,7 @@ fn from_sql(v: ValueRef<'_>) -> wit::Value {
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
-    )
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked))
 }
 
 /// Runs `f` on a pooled connection allowed to wait up to [`BUSY_TIMEOUT`]
@@ -497,21 +498,11 @@ impl wit::HostConnection for InstanceState {
     }
 
     async fn last_insert_rowid(&mut self, this: Resource<SqliteConnection>) -> i64 {
-        self.table
-            .get(&this)
-            .ok()
-            .and_then(|e| e.conn.as_ref())
-            .map(|c| c.last_insert_rowid())
-            .unwrap_or(0)
+        self.table.get(&this).ok().and_then(|e| e.conn.as_ref()).map(|c| c.last_insert_rowid()).unwrap_or(0)
     }
 
     async fn changes(&mut self, this: Resource<SqliteConnection>) -> u64 {
-        self.table
-            .get(&this)
-            .ok()
-            .and_then(|e| e.conn.as_ref())
-            .map(|c| c.changes())
-            .unwrap_or(0)
+        self.table.get(&this).ok().and_then(|e| e.conn.as_ref()).map(|c| c.changes()).unwrap_or(0)
     }
 
     async fn drop(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -619,7 +610,13 @@ mod tests {
         run_statement(
             &c,
             "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
-            &[SqlValue::Integer(7), SqlValue::Real(1.5), SqlValue::Text("x".into()), SqlValue::Blob(vec![1]), SqlValue::Null],
+            &[
+                SqlValue::Integer(7),
+                SqlValue::Real(1.5),
+                SqlValue::Text("x".into()),
+                SqlValue::Blob(vec![1]),
+                SqlValue::Null,
+            ],
         )
         .unwrap();
         assert_eq!(c.changes(), 1);

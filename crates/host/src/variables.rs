@@ -29,8 +29,7 @@ fn parse_template(tpl: &str) -> Result<Vec<Part<'_>>> {
             bail!("unclosed `{{{{` in template `{tpl}`");
         };
         let name = after[..end].trim();
-        crate::manifest::validate_variable_name(name)
-            .map_err(|e| anyhow::anyhow!("in template `{tpl}`: {e}"))?;
+        crate::manifest::validate_variable_name(name).map_err(|e| anyhow::anyhow!("in template `{tpl}`: {e}"))?;
         parts.push(Part::Var(name));
         rest = &after[end + 2..];
     }
@@ -102,9 +101,7 @@ impl AppVariables {
     pub fn for_component(&self, c: &ComponentDecl) -> Result<ComponentVariables> {
         let mut resolved = BTreeMap::new();
         for (name, tpl) in &c.variables {
-            let v = self
-                .expand(tpl)
-                .map_err(|e| anyhow::anyhow!("component `{}` variable `{name}`: {e}", c.id))?;
+            let v = self.expand(tpl).map_err(|e| anyhow::anyhow!("component `{}` variable `{name}`: {e}", c.id))?;
             resolved.insert(name.clone(), v);
         }
         Ok(ComponentVariables(Arc::new(resolved)))
@@ -121,10 +118,7 @@ impl ComponentVariables {
         if crate::manifest::validate_variable_name(name).is_err() {
             return Err(variables::Error::InvalidName(name.to_string()));
         }
-        self.0
-            .get(name)
-            .cloned()
-            .ok_or_else(|| variables::Error::Undefined(format!("no variable for `{name}`")))
+        self.0.get(name).cloned().ok_or_else(|| variables::Error::Undefined(format!("no variable for `{name}`")))
     }
 }
 
@@ -137,9 +131,7 @@ impl crate::capability::Capability for Variables {
     type Component = ComponentVariables;
     type Instance = ComponentVariables;
 
-    fn add_to_linker(
-        linker: &mut wasmtime::component::Linker<crate::state::InstanceState>,
-    ) -> wasmtime::Result<()> {
+    fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::state::InstanceState>) -> wasmtime::Result<()> {
         variables::add_to_linker::<_, wasmtime::component::HasSelf<crate::state::InstanceState>>(linker, |s| s)
     }
 
@@ -192,10 +184,7 @@ plain = "x"
 
     #[test]
     fn parses_templates() {
-        assert_eq!(
-            parse_template("a{{ b }}c").unwrap(),
-            vec![Part::Literal("a"), Part::Var("b"), Part::Literal("c")]
-        );
+        assert_eq!(parse_template("a{{ b }}c").unwrap(), vec![Part::Literal("a"), Part::Var("b"), Part::Literal("c")]);
         assert!(parse_template("{{ b").is_err());
         assert!(parse_template("{{ B }}").is_err());
         assert!(parse_template("x }}").is_err());

@@ -55,7 +55,9 @@ pub fn page(db: &Db, after: i64, limit: u32, key: Option<&str>) -> Result<Vec<En
             "SELECT * FROM audit_log WHERE key_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             &[text(k), int(after), int(limit.into())],
         )?,
-        None => db.exec("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", &[int(after), int(limit.into())])?,
+        None => {
+            db.exec("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", &[int(after), int(limit.into())])?
+        }
     };
     r.rows()
         .map(|row| {
@@ -68,7 +70,8 @@ pub fn page(db: &Db, after: i64, limit: u32, key: Option<&str>) -> Result<Vec<En
                 key_name: col::<&str>(&row, "key_name")?.to_string(),
                 method: col::<&str>(&row, "method")?.to_string(),
                 route: col::<&str>(&row, "route")?.to_string(),
-                targets: serde_json::from_str(targets).map_err(|e| StoreError::Corrupt(format!("audit targets: {e}")))?,
+                targets: serde_json::from_str(targets)
+                    .map_err(|e| StoreError::Corrupt(format!("audit targets: {e}")))?,
                 idempotency_key: opt_col::<&str>(&row, "idempotency_key").map(str::to_string),
                 status: u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("audit status {status}")))?,
             })

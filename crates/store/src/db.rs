@@ -218,7 +218,11 @@ impl Sql for Connection {
         let r = Connection::execute(self, sql, &params)?;
         Ok(QueryResult {
             columns: r.columns,
-            rows: r.rows.into_iter().map(|row| RowResult { values: row.values.into_iter().map(Value::from).collect() }).collect(),
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| RowResult { values: row.values.into_iter().map(Value::from).collect() })
+                .collect(),
         })
     }
 }
@@ -262,7 +266,12 @@ enum Staged {
     /// An update of `columns` of `table`'s row whose `key` column (name,
     /// SQL type) is the first parameter, the columns' new values after it,
     /// each cast to its type.
-    Update { table: &'static str, key: (&'static str, &'static str), columns: &'static [(&'static str, &'static str)], params: Vec<Value> },
+    Update {
+        table: &'static str,
+        key: (&'static str, &'static str),
+        columns: &'static [(&'static str, &'static str)],
+        params: Vec<Value>,
+    },
 }
 
 /// Ids of one table reserved in a transaction.
@@ -277,7 +286,8 @@ struct Reserved {
 /// conflicted do not meet again at once.
 fn retry_pause(attempt: u32) -> std::time::Duration {
     let cap_us = 1000u64 << attempt.min(6);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let jitter = u64::from(nanos) % cap_us;
     std::time::Duration::from_micros(cap_us / 2 + jitter / 2)
 }
@@ -312,7 +322,8 @@ impl Db {
     /// PostgreSQL it names (whose host must be `database_origin`'s).
     pub fn open() -> Result<Self, StoreError> {
         let variable = |name: &str| {
-            spin_sdk::variables::get(name).map_err(|e| StoreError::Config(format!("the {name} variable is not readable: {e:?}")))
+            spin_sdk::variables::get(name)
+                .map_err(|e| StoreError::Config(format!("the {name} variable is not readable: {e:?}")))
         };
         let url = variable("database_url")?;
         if url.is_empty() {
@@ -386,7 +397,11 @@ impl Db {
 
     /// [`Db::immediate`] opened with `begin` instead. The outbox events the
     /// transaction appended are written last, just before it commits.
-    pub fn transaction<T, E: From<StoreError>>(&self, begin: &str, mut f: impl FnMut(&Db) -> Result<T, E>) -> Result<T, E> {
+    pub fn transaction<T, E: From<StoreError>>(
+        &self,
+        begin: &str,
+        mut f: impl FnMut(&Db) -> Result<T, E>,
+    ) -> Result<T, E> {
         let attempts = self.dialect().write_attempts();
         let mut attempt = 1;
         let mut item_savepoints = self.dialect().cheap_savepoints();
@@ -403,7 +418,8 @@ impl Db {
                 Ok(_) if !self.item_failed.get() => Some(self.write_pending()),
                 _ => None,
             };
-            let spoilt = self.item_failed.get() || (staged && matches!(written, Some(Err(_))) && !self.conflicted.get());
+            let spoilt =
+                self.item_failed.get() || (staged && matches!(written, Some(Err(_))) && !self.conflicted.get());
             if spoilt && !item_savepoints {
                 // An item failed outside a savepoint, or a row it staged could
                 // not be written: the whole transaction is spoilt. Again, each
@@ -580,7 +596,8 @@ impl Db {
     fn draw_ids(&self, table: &str, column: &str, n: usize) -> Result<Vec<i64>, StoreError> {
         let ids = match self.dialect() {
             Dialect::Sqlite => {
-                let counter = self.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = ?", &[text(table)])?.unwrap_or(0);
+                let counter =
+                    self.scalar_i64("SELECT seq FROM sqlite_sequence WHERE name = ?", &[text(table)])?.unwrap_or(0);
                 let last = self.ids.borrow().get(table).map(|r| r.last).unwrap_or(0);
                 let first = counter.max(last) + 1;
                 (first..first + n as i64).collect()
@@ -593,7 +610,9 @@ impl Db {
                 r.rows.iter().filter_map(|row| row.get::<i64>(0)).collect::<Vec<i64>>()
             }
         };
-        let Some(&last) = ids.last() else { return Err(StoreError::Corrupt(format!("{table}.{column} has no sequence"))) };
+        let Some(&last) = ids.last() else {
+            return Err(StoreError::Corrupt(format!("{table}.{column} has no sequence")));
+        };
         if ids.len() != n {
             return Err(StoreError::Corrupt(format!("{table}.{column}: {} ids drawn of {n}", ids.len())));
         }
@@ -616,7 +635,12 @@ impl Db {
     /// same table in one statement before it commits, where the transaction
     /// stages (see [`Db::staging`]); else at once. Nothing in the
     /// transaction may read the row after this.
-    pub fn stage_insert(&self, table: &'static str, columns: &'static [&'static str], params: Vec<Value>) -> Result<(), StoreError> {
+    pub fn stage_insert(
+        &self,
+        table: &'static str,
+        columns: &'static [&'static str],
+        params: Vec<Value>,
+    ) -> Result<(), StoreError> {
         debug_assert_eq!(columns.len(), params.len());
         let row = Staged::Insert { table, columns, params };
         if self.staging() {
@@ -632,7 +656,13 @@ impl Db {
     /// `params[1..]`:
     /// staged as [`Db::stage_insert`] is (one statement for the batch), or
     /// at once. The row must have been written by an earlier transaction.
-    pub fn stage_update(&self, table: &'static str, key: (&'static str, &'static str), columns: &'static [(&'static str, &'static str)], params: Vec<Value>) -> Result<(), StoreError> {
+    pub fn stage_update(
+        &self,
+        table: &'static str,
+        key: (&'static str, &'static str),
+        columns: &'static [(&'static str, &'static str)],
+        params: Vec<Value>,
+    ) -> Result<(), StoreError> {
         debug_assert_eq!(columns.len() + 1, params.len());
         let row = Staged::Update { table, key, columns, params };
         if self.staging() {
@@ -667,7 +697,9 @@ impl Db {
 fn write_staged(db: &Db, rows: Vec<Staged>) -> Result<(), StoreError> {
     let form = |r: &Staged| match r {
         Staged::Insert { table, columns, .. } => (0, *table, columns.join(",")),
-        Staged::Update { table, columns, .. } => (1, *table, columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(",")),
+        Staged::Update { table, columns, .. } => {
+            (1, *table, columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(","))
+        }
     };
     let mut forms: Vec<((i32, &str, String), Vec<Staged>)> = Vec::new();
     for r in rows {
@@ -714,8 +746,16 @@ fn write_group(db: &Db, group: &[Staged]) -> Result<(), StoreError> {
                 columns.iter().map(|(_, ty)| format!("CAST(? AS {ty})")).collect::<Vec<_>>().join(", ")
             );
             let marks = vec![one.as_str(); group.len()].join(", ");
-            let sets = columns.iter().enumerate().map(|(n, (c, _))| format!("{c} = v.column{}", n + 2)).collect::<Vec<_>>().join(", ");
-            db.exec(&format!("UPDATE {table} SET {sets} FROM (VALUES {marks}) AS v WHERE {table}.{} = v.column1", key.0), &params)?;
+            let sets = columns
+                .iter()
+                .enumerate()
+                .map(|(n, (c, _))| format!("{c} = v.column{}", n + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            db.exec(
+                &format!("UPDATE {table} SET {sets} FROM (VALUES {marks}) AS v WHERE {table}.{} = v.column1", key.0),
+                &params,
+            )?;
         }
     }
     Ok(())

@@ -7,8 +7,8 @@ use stepwise_engine::worker::{Effect, Worker};
 
 use crate::db::{Db, StoreError};
 use crate::lease::Lease;
-use crate::{iterations, metrics, otp_queue, workers};
 use crate::workers::Stored;
+use crate::{iterations, metrics, otp_queue, workers};
 
 /// Carries out `effects` of `w` (in the caller's transaction).
 pub fn apply(db: &Db, w: &mut Worker, effects: Vec<Effect>) -> Result<(), StoreError> {

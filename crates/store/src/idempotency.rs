@@ -38,7 +38,15 @@ pub fn check(db: &Db, scope: &str, key: &str, request_hash: &str, now: Millis) -
 /// since [`check`] (two requests with one key at once, on a dialect whose
 /// transactions do not exclude each other) is a conflict: the caller's
 /// transaction runs again and its `check` sees the other's key.
-pub fn remember(db: &Db, scope: &str, key: &str, request_hash: &str, subject_id: &str, now: Millis, keep_ms: i64) -> Result<(), StoreError> {
+pub fn remember(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    request_hash: &str,
+    subject_id: &str,
+    now: Millis,
+    keep_ms: i64,
+) -> Result<(), StoreError> {
     let written = db.changed_rows(
         "INSERT INTO idempotency_keys (scope, key, request_hash, subject_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, subject_id = excluded.subject_id,

@@ -11,13 +11,24 @@ use crate::db::{int, text, Db, StoreError};
 /// read, for answering a duplicate without taking the write lock; the
 /// write path checks again with [`store`]).
 pub fn seen(db: &Db, source: &str, dedup_key: &str) -> Result<bool, StoreError> {
-    let n = db.scalar_i64("SELECT count(*) FROM inbox WHERE source = ? AND dedup_key = ?", &[text(source), text(dedup_key)])?;
+    let n = db.scalar_i64(
+        "SELECT count(*) FROM inbox WHERE source = ? AND dedup_key = ?",
+        &[text(source), text(dedup_key)],
+    )?;
     Ok(n.unwrap_or(0) > 0)
 }
 
 /// Stores a notification unless one with the same `(source, dedup_key)` is
 /// stored already; returns whether it is new.
-pub fn store(db: &Db, source: &str, dedup_key: &str, subject_id: &str, payload: &str, result: &str, now: Millis) -> Result<bool, StoreError> {
+pub fn store(
+    db: &Db,
+    source: &str,
+    dedup_key: &str,
+    subject_id: &str,
+    payload: &str,
+    result: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
     let inserted = db.changed_rows(
         "INSERT INTO inbox (source, dedup_key, subject_id, payload, result, received_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (source, dedup_key) DO NOTHING RETURNING source",

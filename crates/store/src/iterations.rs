@@ -19,7 +19,20 @@ pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Re
     };
     db.stage_insert(
         "iterations",
-        &["id", "binding_id", "run_id", "iteration", "outcome", "reason", "transaction_id", "amount", "balance", "receipt_code", "started_at", "finished_at"],
+        &[
+            "id",
+            "binding_id",
+            "run_id",
+            "iteration",
+            "outcome",
+            "reason",
+            "transaction_id",
+            "amount",
+            "balance",
+            "receipt_code",
+            "started_at",
+            "finished_at",
+        ],
         vec![
             int(id),
             text(binding_id),
@@ -39,7 +52,12 @@ pub fn insert(db: &Db, binding_id: &str, run_id: u64, r: &IterationResult) -> Re
 }
 
 /// A page of one binding's iterations, newest first, before row id `before`.
-pub fn list(db: &Db, binding_id: &str, limit: u32, before: Option<i64>) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
+pub fn list(
+    db: &Db,
+    binding_id: &str,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
     let r = db.exec(
         "SELECT * FROM iterations WHERE binding_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
         &[text(binding_id), int(before.unwrap_or(i64::MAX)), int(i64::from(limit) + 1)],

@@ -21,7 +21,8 @@ fn account_from(row: &Row<'_>) -> Result<Account, StoreError> {
             allow_negative: col::<i64>(row, "allow_negative")? != 0,
             name: opt_col::<&str>(row, "name").map(str::to_string),
         },
-        status: AccountStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("account status {status:?}")))?,
+        status: AccountStatus::parse(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("account status {status:?}")))?,
         balance: col(row, "balance")?,
         held: col(row, "held")?,
     })
@@ -46,7 +47,14 @@ pub fn create(db: &Db, spec: AccountSpec, now: Millis) -> Result<Created, StoreE
     db.exec(
         "INSERT INTO accounts (id, currency, status, allow_negative, name, balance, held, created_at, updated_at)
          VALUES (?, ?, 'active', ?, ?, 0, 0, ?, ?)",
-        &[text(&spec.id), text(&spec.currency), int(spec.allow_negative.into()), opt_text(spec.name.as_deref()), int(now), int(now)],
+        &[
+            text(&spec.id),
+            text(&spec.currency),
+            int(spec.allow_negative.into()),
+            opt_text(spec.name.as_deref()),
+            int(now),
+            int(now),
+        ],
     )?;
     Ok(Created::New(Account::open(spec)))
 }
@@ -88,14 +96,20 @@ pub fn lock_many(db: &Db, ids: &[&str]) -> Result<Vec<Account>, StoreError> {
 /// transaction, which from here holds the account's row until it ends) and
 /// answers the account as it is now, or `None` if there is no such account.
 pub fn add_held(db: &Db, id: &str, amount: i64, now: Millis) -> Result<Option<Account>, StoreError> {
-    let r = db.exec("UPDATE accounts SET held = held + ?, updated_at = ? WHERE id = ? RETURNING *", &[int(amount), int(now), text(id)])?;
+    let r = db.exec(
+        "UPDATE accounts SET held = held + ?, updated_at = ? WHERE id = ? RETURNING *",
+        &[int(amount), int(now), text(id)],
+    )?;
     let account = r.rows().next().map(|row| account_from(&row)).transpose();
     account
 }
 
 /// Sets the status of account `id`; `None` if there is no such account.
 pub fn set_status(db: &Db, id: &str, status: AccountStatus, now: Millis) -> Result<Option<Account>, StoreError> {
-    db.exec("UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?", &[text(status.as_str()), int(now), text(id)])?;
+    db.exec(
+        "UPDATE accounts SET status = ?, updated_at = ? WHERE id = ?",
+        &[text(status.as_str()), int(now), text(id)],
+    )?;
     load(db, id)
 }
 
@@ -155,9 +169,17 @@ pub fn recent_lines(db: &Db, id: &str, limit: u32) -> Result<Vec<serde_json::Val
 /// one statement and every line in another).
 pub fn post(db: &Db, journal: &Journal, now: Millis) -> Result<i64, StoreError> {
     let id = db.next_id("journals", "id")?;
-    db.stage_insert("journals", &["id", "external_ref", "posted_at"], vec![int(id), text(journal.external_ref()), int(now)])?;
+    db.stage_insert(
+        "journals",
+        &["id", "external_ref", "posted_at"],
+        vec![int(id), text(journal.external_ref()), int(now)],
+    )?;
     for l in journal.lines() {
-        db.stage_insert("ledger_lines", &["journal_id", "account", "debit", "credit"], vec![int(id), text(&l.account), int(l.debit), int(l.credit)])?;
+        db.stage_insert(
+            "ledger_lines",
+            &["journal_id", "account", "debit", "credit"],
+            vec![int(id), text(&l.account), int(l.debit), int(l.credit)],
+        )?;
     }
     Ok(id)
 }

@@ -71,7 +71,11 @@ pub enum Locking {
 /// result, so one unreadable snapshot does not fail the others. Machines
 /// that do not exist, or that another transaction holds with
 /// [`Locking::Skip`], are not in the answer.
-pub fn lock_many<M: Machine + Snapshot>(db: &Db, ids: &[String], locking: Locking) -> Result<Vec<(String, Result<Stored<M>, StoreError>)>, StoreError> {
+pub fn lock_many<M: Machine + Snapshot>(
+    db: &Db,
+    ids: &[String],
+    locking: Locking,
+) -> Result<Vec<(String, Result<Stored<M>, StoreError>)>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     let lock = match locking {
         Locking::Wait => db.dialect().for_update(),
@@ -94,7 +98,8 @@ pub fn lock_many<M: Machine + Snapshot>(db: &Db, ids: &[String], locking: Lockin
 
 /// Whether the machine exists.
 pub fn exists(db: &Db, kind: Kind, id: &str) -> Result<bool, StoreError> {
-    let n = db.scalar_i64("SELECT count(*) FROM machines WHERE kind = ? AND id = ?", &[text(kind.as_str()), text(id)])?;
+    let n =
+        db.scalar_i64("SELECT count(*) FROM machines WHERE kind = ? AND id = ?", &[text(kind.as_str()), text(id)])?;
     Ok(n.unwrap_or(0) > 0)
 }
 
@@ -145,7 +150,8 @@ fn row<M: Machine>(m: &M, lease: Option<&Lease>, now: Millis) -> Result<Staged, 
 /// Upserts `rows` (a machine staged twice keeps its last row), 100 to a
 /// statement, in key order.
 pub(crate) fn write(db: &Db, rows: Vec<Staged>) -> Result<(), StoreError> {
-    let last: std::collections::BTreeMap<(String, String), Vec<crate::db::Value>> = rows.into_iter().map(|r| (r.key, r.params)).collect();
+    let last: std::collections::BTreeMap<(String, String), Vec<crate::db::Value>> =
+        rows.into_iter().map(|r| (r.key, r.params)).collect();
     let rows: Vec<Vec<crate::db::Value>> = last.into_values().collect();
     for chunk in rows.chunks(100) {
         let marks = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -184,7 +190,12 @@ pub fn due(db: &Db, now: Millis, limit: u32) -> Result<Vec<Due>, StoreError> {
 /// A page of one kind's machines by id, optionally of one state; returns
 /// the page and the cursor (the last id) for the next one. Each form is its
 /// own statement, so each uses its index (`machines_state` or the key).
-pub fn list<M: Machine + Snapshot>(db: &Db, state: Option<&str>, limit: u32, after: Option<&str>) -> Result<(Vec<M>, Option<String>), StoreError> {
+pub fn list<M: Machine + Snapshot>(
+    db: &Db,
+    state: Option<&str>,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<(Vec<M>, Option<String>), StoreError> {
     let kind = text(M::KIND.as_str());
     let n = int(i64::from(limit) + 1);
     let after = text(after.unwrap_or(""));
@@ -193,9 +204,12 @@ pub fn list<M: Machine + Snapshot>(db: &Db, state: Option<&str>, limit: u32, aft
             "SELECT snapshot FROM machines WHERE kind = ? AND state = ? AND id > ? ORDER BY id LIMIT ?",
             &[kind, text(s), after, n],
         )?,
-        None => db.exec("SELECT snapshot FROM machines WHERE kind = ? AND id > ? ORDER BY id LIMIT ?", &[kind, after, n])?,
+        None => {
+            db.exec("SELECT snapshot FROM machines WHERE kind = ? AND id > ? ORDER BY id LIMIT ?", &[kind, after, n])?
+        }
     };
-    let mut page = r.rows().map(|row| col::<&str>(&row, "snapshot").and_then(M::from_snapshot)).collect::<Result<Vec<M>, _>>()?;
+    let mut page =
+        r.rows().map(|row| col::<&str>(&row, "snapshot").and_then(M::from_snapshot)).collect::<Result<Vec<M>, _>>()?;
     let next = if page.len() > limit as usize {
         page.truncate(limit as usize);
         page.last().map(|m| m.id().to_string())
@@ -263,6 +277,7 @@ pub fn unfinished(alias: &str) -> (String, Vec<crate::db::Value>) {
 
 /// Machines of one kind per state.
 pub fn count_by_state(db: &Db, kind: Kind) -> Result<Vec<(String, i64)>, StoreError> {
-    let r = db.exec("SELECT state, count(*) AS n FROM machines WHERE kind = ? GROUP BY state", &[text(kind.as_str())])?;
+    let r =
+        db.exec("SELECT state, count(*) AS n FROM machines WHERE kind = ? GROUP BY state", &[text(kind.as_str())])?;
     r.rows().map(|row| Ok((col::<&str>(&row, "state")?.to_string(), col::<i64>(&row, "n")?))).collect()
 }

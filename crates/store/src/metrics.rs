@@ -88,7 +88,11 @@ impl Batch {
         }
         if !self.counters.is_empty() {
             let rows = vec!["(?, ?, ?)"; self.counters.len()].join(", ");
-            let params: Vec<_> = self.counters.into_iter().flat_map(|((name, labels), by)| [text(name), text(labels), crate::db::int(by)]).collect();
+            let params: Vec<_> = self
+                .counters
+                .into_iter()
+                .flat_map(|((name, labels), by)| [text(name), text(labels), crate::db::int(by)])
+                .collect();
             db.exec(
                 &format!(
                     "INSERT INTO metric_counters (name, labels, value) VALUES {rows}
@@ -102,7 +106,9 @@ impl Batch {
             let params: Vec<_> = self
                 .histograms
                 .into_iter()
-                .flat_map(|((name, labels, bucket), (n, sum))| [text(name), text(labels), crate::db::int(bucket), crate::db::int(n), crate::db::Value::Real(sum)])
+                .flat_map(|((name, labels, bucket), (n, sum))| {
+                    [text(name), text(labels), crate::db::int(bucket), crate::db::int(n), crate::db::Value::Real(sum)]
+                })
                 .collect();
             db.exec(
                 &format!(
@@ -165,7 +171,8 @@ pub fn counters(db: &Db) -> Result<Vec<Counter>, StoreError> {
 
 /// Every stored histogram.
 pub fn histograms(db: &Db) -> Result<Vec<Histogram>, StoreError> {
-    let r = db.exec("SELECT name, labels, bucket, count, sum FROM metric_histograms ORDER BY name, labels, bucket", &[])?;
+    let r =
+        db.exec("SELECT name, labels, bucket, count, sum FROM metric_histograms ORDER BY name, labels, bucket", &[])?;
     let mut out: Vec<Histogram> = Vec::new();
     for row in r.rows() {
         let name: &str = col(&row, "name")?;
@@ -175,7 +182,12 @@ pub fn histograms(db: &Db) -> Result<Vec<Histogram>, StoreError> {
         let sum: f64 = col(&row, "sum")?;
         let same = out.last().is_some_and(|h| h.name == name && h.labels == labels);
         if !same {
-            out.push(Histogram { name: name.into(), labels: labels.into(), buckets: vec![0; BUCKETS.len() + 1], sum: 0.0 });
+            out.push(Histogram {
+                name: name.into(),
+                labels: labels.into(),
+                buckets: vec![0; BUCKETS.len() + 1],
+                sum: 0.0,
+            });
         }
         if let Some(h) = out.last_mut() {
             if let Some(slot) = h.buckets.get_mut(bucket as usize) {

@@ -605,7 +605,8 @@ pub fn migrate(db: &Db) -> Result<(), StoreError> {
         // WAL persists in the file; Spin does not turn it on by itself.
         db.exec("PRAGMA journal_mode=WAL", &[])?;
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     for (version, sql) in migrations {
         db.transaction(dialect.begin_migration(), |db| {
             if let Some(lock) = dialect.migration_lock() {
@@ -623,10 +624,7 @@ pub fn migrate(db: &Db) -> Result<(), StoreError> {
             for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 db.exec(stmt, &[])?;
             }
-            db.exec(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                &[int(*version), int(now)],
-            )?;
+            db.exec("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", &[int(*version), int(now)])?;
             Ok(())
         })?;
     }

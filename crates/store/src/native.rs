@@ -2,8 +2,8 @@
 //! SQL, the same migrations, the same `BEGIN IMMEDIATE` transactions as on
 //! Spin; and on a real PostgreSQL through the `postgres` crate ([`NativePg`]).
 
-use rusqlite::types::{Value as Rv, ValueRef};
 use crate::db::{Dialect, QueryResult, RowResult, Sql, StoreError, Value};
+use rusqlite::types::{Value as Rv, ValueRef};
 
 /// A rusqlite connection as the store's [`Sql`].
 pub struct Native(pub rusqlite::Connection);
@@ -47,7 +47,8 @@ impl Sql for Native {
         let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(err)? {
-            let values = (0..columns.len()).map(|i| row.get_ref(i).map(from_rusqlite)).collect::<Result<_, _>>().map_err(err)?;
+            let values =
+                (0..columns.len()).map(|i| row.get_ref(i).map(from_rusqlite)).collect::<Result<_, _>>().map_err(err)?;
             out.push(RowResult { values });
         }
         Ok(QueryResult { columns, rows: out })
@@ -63,7 +64,8 @@ pub struct NativePg(std::cell::RefCell<postgres::Client>);
 impl NativePg {
     /// Connects to `url` (`postgres://user@host:port/db`), without TLS.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let client =
+            postgres::Client::connect(url, postgres::NoTls).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(NativePg(std::cell::RefCell::new(client)))
     }
 }
@@ -73,7 +75,11 @@ impl NativePg {
 struct Null;
 
 impl postgres::types::ToSql for Null {
-    fn to_sql(&self, _: &postgres::types::Type, _: &mut bytes::BytesMut) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         Ok(postgres::types::IsNull::Yes)
     }
 
@@ -109,7 +115,12 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
         Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
             row.try_get::<_, Option<String>>(i).map_err(err)?.map_or(Value::Null, Value::Text)
         }
-        other => return Err(StoreError::Corrupt(format!("column {} of type {other} that the store does not use", row.columns()[i].name()))),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "column {} of type {other} that the store does not use",
+                row.columns()[i].name()
+            )))
+        }
     })
 }
 
@@ -117,14 +128,20 @@ impl Sql for NativePg {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
         let boxed: Vec<Box<dyn postgres::types::ToSql + Sync>> = params.iter().map(pg_param).collect();
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        let rows = self.0.borrow_mut().query(&crate::postgres::numbered(sql), &refs).map_err(|e| match e.as_db_error() {
-            Some(d) => StoreError::Database { code: Some(d.code().code().to_string()), message: d.message().to_string() },
-            None => StoreError::Database { code: None, message: e.to_string() },
-        })?;
-        let columns: Vec<String> = rows.first().map(|r| r.columns().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default();
+        let rows =
+            self.0.borrow_mut().query(&crate::postgres::numbered(sql), &refs).map_err(|e| match e.as_db_error() {
+                Some(d) => {
+                    StoreError::Database { code: Some(d.code().code().to_string()), message: d.message().to_string() }
+                }
+                None => StoreError::Database { code: None, message: e.to_string() },
+            })?;
+        let columns: Vec<String> =
+            rows.first().map(|r| r.columns().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default();
         let out = rows
             .iter()
-            .map(|row| Ok(RowResult { values: (0..row.len()).map(|i| pg_value(row, i)).collect::<Result<_, StoreError>>()? }))
+            .map(|row| {
+                Ok(RowResult { values: (0..row.len()).map(|i| pg_value(row, i)).collect::<Result<_, StoreError>>()? })
+            })
             .collect::<Result<_, StoreError>>()?;
         Ok(QueryResult { columns, rows: out })
     }

@@ -21,7 +21,14 @@ pub struct Item {
 }
 
 /// Adds (or renews) an item.
-pub fn enqueue(db: &Db, transaction_id: &str, binding_id: &str, run_id: u64, requested_at: Millis, expires_at: Millis) -> Result<(), StoreError> {
+pub fn enqueue(
+    db: &Db,
+    transaction_id: &str,
+    binding_id: &str,
+    run_id: u64,
+    requested_at: Millis,
+    expires_at: Millis,
+) -> Result<(), StoreError> {
     db.exec(
         "INSERT INTO otp_queue (transaction_id, binding_id, run_id, requested_at, expires_at, otp, submitted_at)
          VALUES (?, ?, ?, ?, ?, NULL, NULL)

@@ -70,9 +70,21 @@ pub fn flush(db: &Db) -> Result<(), StoreError> {
         let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let params: Vec<_> = chunk
             .iter()
-            .flat_map(|e| [text(&e.kind), text(&e.subject_kind), text(&e.subject_id), opt_text(e.definition.as_deref()), text(&e.data), int(e.at)])
+            .flat_map(|e| {
+                [
+                    text(&e.kind),
+                    text(&e.subject_kind),
+                    text(&e.subject_id),
+                    opt_text(e.definition.as_deref()),
+                    text(&e.data),
+                    int(e.at),
+                ]
+            })
             .collect();
-        db.exec(&format!("INSERT INTO outbox (type, subject_kind, subject_id, definition, data, at) VALUES {rows}"), &params)?;
+        db.exec(
+            &format!("INSERT INTO outbox (type, subject_kind, subject_id, definition, data, at) VALUES {rows}"),
+            &params,
+        )?;
     }
     Ok(())
 }

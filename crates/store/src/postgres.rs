@@ -104,10 +104,14 @@ fn error(e: &spin_sdk::pg4::PgError) -> StoreError {
         E::QueryFailed(QueryError::DbError(d)) if d.code.starts_with("08") || d.code.starts_with("57P") => {
             StoreError::Unavailable(d.message.clone())
         }
-        E::QueryFailed(QueryError::DbError(d)) => StoreError::Database { code: Some(d.code.clone()), message: d.message.clone() },
+        E::QueryFailed(QueryError::DbError(d)) => {
+            StoreError::Database { code: Some(d.code.clone()), message: d.message.clone() }
+        }
         E::QueryFailed(QueryError::Text(t)) => StoreError::Database { code: None, message: t.clone() },
         E::ConnectionFailed(m) => StoreError::Unavailable(m.clone()),
-        E::BadParameter(m) | E::ValueConversionFailed(m) | E::Other(m) => StoreError::Database { code: None, message: m.clone() },
+        E::BadParameter(m) | E::ValueConversionFailed(m) | E::Other(m) => {
+            StoreError::Database { code: None, message: m.clone() }
+        }
     }
 }
 
@@ -246,21 +250,41 @@ mod tests {
 
     #[test]
     fn the_url_must_name_the_origins_host() {
-        assert!(check_origin("postgres://u:p@db.example:6432/app?sslmode=require", "postgres://db.example:6432").is_ok());
-        assert!(check_origin("postgres://u@DB.example/app", "postgres://db.example:5432").is_ok(), "5432 by default, any case");
-        let e = check_origin("postgres://u@other.example:5432/app", "postgres://db.example:5432").unwrap_err().to_string();
+        assert!(
+            check_origin("postgres://u:p@db.example:6432/app?sslmode=require", "postgres://db.example:6432").is_ok()
+        );
+        assert!(
+            check_origin("postgres://u@DB.example/app", "postgres://db.example:5432").is_ok(),
+            "5432 by default, any case"
+        );
+        let e =
+            check_origin("postgres://u@other.example:5432/app", "postgres://db.example:5432").unwrap_err().to_string();
         assert!(e.contains("other.example:5432") && e.contains("database_origin"), "{e}");
-        assert!(check_origin("postgres://u@db.example:5433/app", "postgres://db.example:5432").is_err(), "another port");
+        assert!(
+            check_origin("postgres://u@db.example:5433/app", "postgres://db.example:5432").is_err(),
+            "another port"
+        );
         assert!(check_origin("mysql://u@db.example/app", "postgres://db.example:5432").is_err());
         assert!(check_origin("not a url", "postgres://db.example:5432").is_err());
     }
 
     #[test]
     fn rows_are_asked_for_only_where_a_statement_answers_them() {
-        for q in ["SELECT 1", "  with x AS (SELECT 1) SELECT * FROM x", "INSERT INTO t (a) VALUES (1) RETURNING id", "values (1)"] {
+        for q in [
+            "SELECT 1",
+            "  with x AS (SELECT 1) SELECT * FROM x",
+            "INSERT INTO t (a) VALUES (1) RETURNING id",
+            "values (1)",
+        ] {
             assert!(returns_rows(q), "{q}");
         }
-        for c in ["BEGIN ISOLATION LEVEL SERIALIZABLE", "ROLLBACK", "SET client_min_messages TO error", "INSERT INTO t (a) VALUES (1)", "CREATE TABLE t (a BIGINT)"] {
+        for c in [
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "ROLLBACK",
+            "SET client_min_messages TO error",
+            "INSERT INTO t (a) VALUES (1)",
+            "CREATE TABLE t (a BIGINT)",
+        ] {
             assert!(!returns_rows(c), "{c}");
         }
     }
@@ -268,7 +292,10 @@ mod tests {
     #[test]
     fn placeholders_are_numbered_outside_literals() {
         assert_eq!(numbered("SELECT * FROM t WHERE a = ? AND b = ?"), "SELECT * FROM t WHERE a = $1 AND b = $2");
-        assert_eq!(numbered("WHERE due_at <= ?1 AND (x IS NULL OR x <= ?1) LIMIT ?2"), "WHERE due_at <= $1 AND (x IS NULL OR x <= $1) LIMIT $2");
+        assert_eq!(
+            numbered("WHERE due_at <= ?1 AND (x IS NULL OR x <= ?1) LIMIT ?2"),
+            "WHERE due_at <= $1 AND (x IS NULL OR x <= $1) LIMIT $2"
+        );
         assert_eq!(numbered("SELECT '?' , \"a?\" , ?"), "SELECT '?' , \"a?\" , $1");
         assert_eq!(numbered("SELECT 'it''s ?', ?"), "SELECT 'it''s ?', $1");
     }

@@ -69,7 +69,11 @@ pub const MAX_PAYLOAD: usize = 16 * 1024;
 /// insert; if `format` fails nothing is written (a validation failure
 /// writes no row). The insert may be staged until the transaction commits
 /// ([`Db::stage_insert`]): the call is sent only after that.
-pub fn insert(db: &Db, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Formatted, StoreError>) -> Result<i64, StoreError> {
+pub fn insert(
+    db: &Db,
+    r: &NewRequest<'_>,
+    format: impl FnOnce(i64) -> Result<Formatted, StoreError>,
+) -> Result<i64, StoreError> {
     let key = format!("{}:{}:{}:{}", r.kind.as_str(), r.machine_id, r.run, r.operation_key);
     let id = db.next_id("request_log", "id")?;
     let f = format(id)?;
@@ -81,8 +85,19 @@ pub fn insert(db: &Db, r: &NewRequest<'_>, format: impl FnOnce(i64) -> Result<Fo
     db.stage_insert(
         "request_log",
         &[
-            "id", "machine_kind", "machine_id", "run", "operation", "target", "operation_key", "attempt_number", "is_latest", "method", "url",
-            "request_payload", "created_at",
+            "id",
+            "machine_kind",
+            "machine_id",
+            "run",
+            "operation",
+            "target",
+            "operation_key",
+            "attempt_number",
+            "is_latest",
+            "method",
+            "url",
+            "request_payload",
+            "created_at",
         ],
         vec![
             int(id),
@@ -143,14 +158,21 @@ pub fn record(db: &Db, id: i64, r: &Response<'_>) -> Result<(), StoreError> {
 /// The newest rows before `before` (an id), of one machine when `machine` is
 /// given. Each form is its own statement, so each uses its index (the
 /// machine index, or the primary key).
-pub fn list(db: &Db, machine: Option<(Kind, &str)>, limit: u32, before: Option<i64>) -> Result<Vec<serde_json::Value>, StoreError> {
+pub fn list(
+    db: &Db,
+    machine: Option<(Kind, &str)>,
+    limit: u32,
+    before: Option<i64>,
+) -> Result<Vec<serde_json::Value>, StoreError> {
     let before = int(before.unwrap_or(i64::MAX));
     let r = match machine {
         Some((kind, id)) => db.exec(
             "SELECT * FROM request_log WHERE machine_kind = ? AND machine_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
             &[text(kind.as_str()), text(id), before, int(limit.into())],
         )?,
-        None => db.exec("SELECT * FROM request_log WHERE id < ? ORDER BY id DESC LIMIT ?", &[before, int(limit.into())])?,
+        None => {
+            db.exec("SELECT * FROM request_log WHERE id < ? ORDER BY id DESC LIMIT ?", &[before, int(limit.into())])?
+        }
     };
     r.rows()
         .map(|row| {

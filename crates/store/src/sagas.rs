@@ -45,9 +45,17 @@ impl StoredDefinition {
     }
 }
 
-fn parse_stored(name: &str, version: i64, body: &str, built_in: bool, created_at: Millis) -> Result<StoredDefinition, StoreError> {
-    let body: serde_json::Value = serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("definition {name}: {e}")))?;
-    let mut definition = Definition::parse(&body).map_err(|e| StoreError::Corrupt(format!("definition {name} v{version}: {e}")))?;
+fn parse_stored(
+    name: &str,
+    version: i64,
+    body: &str,
+    built_in: bool,
+    created_at: Millis,
+) -> Result<StoredDefinition, StoreError> {
+    let body: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("definition {name}: {e}")))?;
+    let mut definition =
+        Definition::parse(&body).map_err(|e| StoreError::Corrupt(format!("definition {name} v{version}: {e}")))?;
     definition.version = version as u32;
     Ok(StoredDefinition { definition, body, built_in, created_at })
 }
@@ -55,7 +63,8 @@ fn parse_stored(name: &str, version: i64, body: &str, built_in: bool, created_at
 /// Whether a built-in definition is not stored yet (a read: a GET stores
 /// them only when this says so, so it never takes the write lock for nothing).
 pub fn built_ins_missing(db: &Db) -> Result<bool, StoreError> {
-    let stored = db.scalar_i64("SELECT count(DISTINCT name) FROM saga_definitions WHERE built_in = 1", &[])?.unwrap_or(0);
+    let stored =
+        db.scalar_i64("SELECT count(DISTINCT name) FROM saga_definitions WHERE built_in = 1", &[])?.unwrap_or(0);
     Ok(stored < BUILT_IN.len() as i64)
 }
 
@@ -74,8 +83,15 @@ pub fn ensure_built_ins(db: &Db, now: Millis) -> Result<(), StoreError> {
 }
 
 /// Stores `body` (already validated as `d`) as the next version of its name.
-pub fn store_definition(db: &Db, d: &Definition, body: &serde_json::Value, now: Millis) -> Result<StoredDefinition, StoreError> {
-    let version = db.scalar_i64("SELECT coalesce(max(version), 0) + 1 FROM saga_definitions WHERE name = ?", &[text(&d.name)])?.unwrap_or(1);
+pub fn store_definition(
+    db: &Db,
+    d: &Definition,
+    body: &serde_json::Value,
+    now: Millis,
+) -> Result<StoredDefinition, StoreError> {
+    let version = db
+        .scalar_i64("SELECT coalesce(max(version), 0) + 1 FROM saga_definitions WHERE name = ?", &[text(&d.name)])?
+        .unwrap_or(1);
     db.exec(
         "INSERT INTO saga_definitions (name, version, body, built_in, created_at) VALUES (?, ?, ?, 0, ?)",
         &[text(&d.name), int(version), text(body.to_string()), int(now)],
@@ -92,7 +108,13 @@ pub fn definition(db: &Db, name: &str) -> Result<Option<StoredDefinition>, Store
         &[text(name)],
     )?;
     let Some(row) = r.rows().next() else { return Ok(None) };
-    Ok(Some(parse_stored(name, col(&row, "version")?, col(&row, "body")?, col::<i64>(&row, "built_in")? == 1, col(&row, "created_at")?)?))
+    Ok(Some(parse_stored(
+        name,
+        col(&row, "version")?,
+        col(&row, "body")?,
+        col::<i64>(&row, "built_in")? == 1,
+        col(&row, "created_at")?,
+    )?))
 }
 
 /// The newest version of every definition, by name.
@@ -103,7 +125,15 @@ pub fn definitions(db: &Db) -> Result<Vec<StoredDefinition>, StoreError> {
         &[],
     )?;
     r.rows()
-        .map(|row| parse_stored(col(&row, "name")?, col(&row, "version")?, col(&row, "body")?, col::<i64>(&row, "built_in")? == 1, col(&row, "created_at")?))
+        .map(|row| {
+            parse_stored(
+                col(&row, "name")?,
+                col(&row, "version")?,
+                col(&row, "body")?,
+                col::<i64>(&row, "built_in")? == 1,
+                col(&row, "created_at")?,
+            )
+        })
         .collect()
 }
 
@@ -165,7 +195,12 @@ fn apply(db: &Db, s: &Saga, effects: Vec<Effect>) -> Result<(), StoreError> {
                     "INSERT INTO saga_events (saga_id, type, step, data, at) VALUES (?, ?, ?, ?, ?)",
                     &[text(&s.id), text(&ev.kind), opt_text(ev.step.as_deref()), text(ev.data.to_string()), int(ev.at)],
                 )?;
-                crate::metrics::inc(db, "stepwise_saga_events", &[("definition", &s.definition.name), ("type", &ev.kind)], 1)?;
+                crate::metrics::inc(
+                    db,
+                    "stepwise_saga_events",
+                    &[("definition", &s.definition.name), ("type", &ev.kind)],
+                    1,
+                )?;
             }
             Effect::Outbox { kind, data } => {
                 outbox::append(
@@ -196,7 +231,13 @@ pub fn by_order(db: &Db, order_id: &str) -> Result<Option<String>, StoreError> {
 }
 
 /// A page of sagas by id, optionally of one definition and one status.
-pub fn list(db: &Db, definition: Option<&str>, status: Option<&str>, limit: u32, after: Option<&str>) -> Result<(Vec<Saga>, Option<String>), StoreError> {
+pub fn list(
+    db: &Db,
+    definition: Option<&str>,
+    status: Option<&str>,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<(Vec<Saga>, Option<String>), StoreError> {
     let Some(def) = definition else { return machines::list::<Saga>(db, status, limit, after) };
     let n = int(i64::from(limit) + 1);
     let after = text(after.unwrap_or(""));
@@ -212,7 +253,10 @@ pub fn list(db: &Db, definition: Option<&str>, status: Option<&str>, limit: u32,
             &[text(def), after, n],
         )?,
     };
-    let mut page = r.rows().map(|row| col::<&str>(&row, "snapshot").and_then(Saga::from_snapshot)).collect::<Result<Vec<_>, _>>()?;
+    let mut page = r
+        .rows()
+        .map(|row| col::<&str>(&row, "snapshot").and_then(Saga::from_snapshot))
+        .collect::<Result<Vec<_>, _>>()?;
     let next = if page.len() > limit as usize {
         page.truncate(limit as usize);
         page.last().map(|s| s.id.clone())
@@ -229,7 +273,15 @@ pub fn count_by_definition_and_status(db: &Db) -> Result<Vec<(String, String, i6
          JOIN machines m ON m.kind = 'saga' AND m.id = s.id GROUP BY s.definition, m.state",
         &[],
     )?;
-    r.rows().map(|row| Ok((col::<&str>(&row, "definition")?.to_string(), col::<&str>(&row, "state")?.to_string(), col::<i64>(&row, "n")?))).collect()
+    r.rows()
+        .map(|row| {
+            Ok((
+                col::<&str>(&row, "definition")?.to_string(),
+                col::<&str>(&row, "state")?.to_string(),
+                col::<i64>(&row, "n")?,
+            ))
+        })
+        .collect()
 }
 
 /// A saga's history, oldest first.
@@ -298,11 +350,21 @@ impl crate::stepper::Stepped for Saga {
         }
     }
 
-    fn outbound(&self, _db: &Db, cfg: &Config, call: &Call, request_id: &str, _now: Millis) -> Result<(Outbound, String), StoreError> {
-        let origin = cfg
-            .services
-            .get(&call.service)
-            .ok_or_else(|| StoreError::Corrupt(format!("no origin for service {} (variable {})", call.service, call.service.variable())))?;
+    fn outbound(
+        &self,
+        _db: &Db,
+        cfg: &Config,
+        call: &Call,
+        request_id: &str,
+        _now: Millis,
+    ) -> Result<(Outbound, String), StoreError> {
+        let origin = cfg.services.get(&call.service).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "no origin for service {} (variable {})",
+                call.service,
+                call.service.variable()
+            ))
+        })?;
         let mut headers = vec![("x-request-id".to_string(), request_id.to_string())];
         if let Some(key) = &call.idempotency_key {
             headers.push(("idempotency-key".to_string(), key.clone()));

@@ -23,9 +23,9 @@ use std::future::Future;
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 use stepwise_engine::machine::{lease_ms, Kind, Machine, Step};
-use stepwise_engine::time::Millis;
 use stepwise_engine::saga::Saga;
 use stepwise_engine::subscription::Subscription;
+use stepwise_engine::time::Millis;
 use stepwise_engine::worker::Worker;
 
 use crate::db::{Db, StoreError};
@@ -144,7 +144,14 @@ pub trait Stepped: Machine + Snapshot {
     fn log_entry(&self, call: &Self::Call) -> LogEntry;
     /// The request for `call` with `request_id`, sent at `now`: what is
     /// sent, and the body as logged (with secrets masked).
-    fn outbound(&self, db: &Db, cfg: &Config, call: &Self::Call, request_id: &str, now: Millis) -> Result<(Outbound, String), StoreError>;
+    fn outbound(
+        &self,
+        db: &Db,
+        cfg: &Config,
+        call: &Self::Call,
+        request_id: &str,
+        now: Millis,
+    ) -> Result<(Outbound, String), StoreError>;
     /// Judges what the call came to.
     fn judge(&self, call: &Self::Call, result: &CallResult) -> Judged<Self::Answer>;
     /// Carries out `effects` in the caller's transaction.
@@ -199,7 +206,13 @@ fn save<M: Stepped>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> R
 }
 
 /// What the claim of one machine (already loaded, lease checked) came to.
-fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+fn claim_loaded<M: Stepped>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    m: &mut M,
+    now: Millis,
+) -> Result<Option<Claimed<M::Call>>, StoreError> {
     m.prepare(db, now)?;
     let (call, request_id, outbound, entry) = match m.poll(now) {
         Step::Call(call) => {
@@ -257,7 +270,13 @@ fn claim_loaded<M: Stepped>(db: &Db, cfg: &Config, owner: &str, m: &mut M, now: 
 }
 
 /// Claims one machine, loaded and locked, inside the caller's transaction.
-fn claim_in<M: Stepped>(db: &Db, cfg: &Config, owner: &str, stored: Stored<M>, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+fn claim_in<M: Stepped>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    stored: Stored<M>,
+    now: Millis,
+) -> Result<Option<Claimed<M::Call>>, StoreError> {
     if !lease::claimable(stored.lease.as_ref(), now) {
         return Ok(None);
     }
@@ -269,7 +288,13 @@ fn claim_in<M: Stepped>(db: &Db, cfg: &Config, owner: &str, stored: Stored<M>, n
 /// `None` when the machine is leased by another stepper (or being claimed by
 /// one right now) or has nothing to send now (its effects, e.g. an OTP that
 /// timed out, are saved).
-pub fn claim<M: Stepped>(db: &Db, cfg: &Config, owner: &str, id: &str, now: Millis) -> Result<Option<Claimed<M::Call>>, StoreError> {
+pub fn claim<M: Stepped>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    id: &str,
+    now: Millis,
+) -> Result<Option<Claimed<M::Call>>, StoreError> {
     let mut claims = claim_many::<M>(db, cfg, owner, &[id.to_string()], now)?;
     match claims.pop() {
         Some((_, c)) => c,
@@ -286,7 +311,13 @@ pub type ClaimResult<C> = (String, Result<Option<Claimed<C>>, StoreError>);
 /// each is claimed in a savepoint of its own: a machine whose claim fails
 /// (its error is in the list) leaves the others' claims standing. Machines
 /// left out are not in the answer.
-pub fn claim_many<M: Stepped>(db: &Db, cfg: &Config, owner: &str, ids: &[String], now: Millis) -> Result<Vec<ClaimResult<M::Call>>, StoreError> {
+pub fn claim_many<M: Stepped>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    ids: &[String],
+    now: Millis,
+) -> Result<Vec<ClaimResult<M::Call>>, StoreError> {
     db.locking(|db| {
         let loaded = machines::lock_many::<M>(db, ids, Locking::Skip)?;
         // Every machine claimed makes at most one call: its request id.
@@ -345,7 +376,8 @@ fn record_in<M: Stepped>(
     let mut metrics = metrics::Batch::default();
     m.observe(&mut metrics, &judged, r);
     let body = String::from_utf8_lossy(&r.body);
-    let request_id: i64 = c.request_id.parse().map_err(|_| StoreError::Corrupt(format!("request id {:?}", c.request_id)))?;
+    let request_id: i64 =
+        c.request_id.parse().map_err(|_| StoreError::Corrupt(format!("request id {:?}", c.request_id)))?;
     match m.on_answer(&c.request_id, judged.answer, now) {
         Ok(()) => {}
         Err(stepwise_engine::Error::Stale(_)) => return Ok(stale),
@@ -370,7 +402,11 @@ fn record_in<M: Stepped>(
     let result = judged.response_code.to_ascii_lowercase();
     metrics.inc("stepwise_steps", &[("kind", kind), ("operation", op), ("result", &result)], 1);
     let status = status_label(r);
-    metrics.observe("stepwise_upstream_call_duration_seconds", &[("kind", kind), ("operation", op), ("status", &status)], r.duration_ms as f64 / 1e3);
+    metrics.observe(
+        "stepwise_upstream_call_duration_seconds",
+        &[("kind", kind), ("operation", op), ("status", &status)],
+        r.duration_ms as f64 / 1e3,
+    );
     let step_us = c.claim_us + r.duration_ms * 1000;
     metrics.observe("stepwise_step_duration_seconds", &[("kind", kind), ("operation", op)], step_us as f64 / 1e6);
     metrics.flush(db)?;
@@ -389,7 +425,15 @@ fn record_in<M: Stepped>(
 /// The record: the answer judged and fed to the machine, the lease released,
 /// in one transaction. A record whose lease another stepper has taken over
 /// is [`Recorded::Stale`] and changes nothing.
-pub fn record<M: Stepped>(db: &Db, cfg: &Config, owner: &str, c: &Claimed<M::Call>, r: &CallResult, now: Millis, record_us: i64) -> Result<Recorded, StoreError> {
+pub fn record<M: Stepped>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    c: &Claimed<M::Call>,
+    r: &CallResult,
+    now: Millis,
+    record_us: i64,
+) -> Result<Recorded, StoreError> {
     let c2 = Claimed { claim_us: c.claim_us + record_us, ..c.clone() };
     let mut out = record_many::<M>(db, cfg, owner, &[(c2, r.clone())], now, false)?;
     match out.pop() {
@@ -474,7 +518,10 @@ impl AnyClaim {
 }
 
 fn log_error(what: &str, kind: Kind, id: &str, e: &StoreError) {
-    eprintln!("{}", serde_json::json!({ "event": "tick_error", "during": what, "kind": kind.as_str(), "id": id, "error": e.to_string() }));
+    eprintln!(
+        "{}",
+        serde_json::json!({ "event": "tick_error", "during": what, "kind": kind.as_str(), "id": id, "error": e.to_string() })
+    );
 }
 
 fn log_step<C>(kind: Kind, c: &Claimed<C>, r: &CallResult, code: Option<&str>) {
@@ -501,7 +548,8 @@ fn claim_kind<M: Stepped, C: Clock>(
     totals: &mut Totals,
     wrap: fn(Claimed<M::Call>) -> AnyClaim,
 ) -> Result<Vec<AnyClaim>, StoreError> {
-    let ids: Vec<String> = due.iter().filter(|d| d.kind == M::KIND && !failed.contains(d)).map(|d| d.id.clone()).collect();
+    let ids: Vec<String> =
+        due.iter().filter(|d| d.kind == M::KIND && !failed.contains(d)).map(|d| d.id.clone()).collect();
     let mut out = Vec::new();
     if ids.is_empty() {
         return Ok(out);
@@ -526,7 +574,15 @@ fn claim_kind<M: Stepped, C: Clock>(
 /// Claims the due machines (one transaction per kind); returns the claims.
 /// A machine whose claim fails is put in `failed` and not tried again in
 /// this tick (it is logged once per tick, not at every look).
-fn claim_due<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, due: &[Due], failed: &mut HashSet<Due>, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
+fn claim_due<C: Clock>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    clock: &C,
+    due: &[Due],
+    failed: &mut HashSet<Due>,
+    totals: &mut Totals,
+) -> Result<Vec<AnyClaim>, StoreError> {
     let mut out = claim_kind::<Worker, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Worker)?;
     out.extend(claim_kind::<Saga, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Saga)?);
     out.extend(claim_kind::<Subscription, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Subscription)?);
@@ -582,7 +638,15 @@ fn record_kind<M: Stepped, C: Clock>(
 
 /// Records a batch of answers (one transaction per kind) and returns the
 /// next steps claimed in the same transactions.
-fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: Vec<(AnyClaim, CallResult)>, claim_next: bool, totals: &mut Totals) -> Result<Vec<AnyClaim>, StoreError> {
+fn record_batch<C: Clock>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    clock: &C,
+    done: Vec<(AnyClaim, CallResult)>,
+    claim_next: bool,
+    totals: &mut Totals,
+) -> Result<Vec<AnyClaim>, StoreError> {
     let mut workers = Vec::new();
     let mut sagas = Vec::new();
     let mut subscriptions = Vec::new();
@@ -595,7 +659,16 @@ fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: V
     }
     let mut next = record_kind::<Worker, C>(db, cfg, owner, clock, workers, claim_next, totals, AnyClaim::Worker)?;
     next.extend(record_kind::<Saga, C>(db, cfg, owner, clock, sagas, claim_next, totals, AnyClaim::Saga)?);
-    next.extend(record_kind::<Subscription, C>(db, cfg, owner, clock, subscriptions, claim_next, totals, AnyClaim::Subscription)?);
+    next.extend(record_kind::<Subscription, C>(
+        db,
+        cfg,
+        owner,
+        clock,
+        subscriptions,
+        claim_next,
+        totals,
+        AnyClaim::Subscription,
+    )?);
     Ok(next)
 }
 
@@ -606,7 +679,13 @@ fn record_batch<C: Clock>(db: &Db, cfg: &Config, owner: &str, clock: &C, done: V
 /// transaction); the answers that are in when the tick wakes are recorded
 /// together in one transaction, which also claims the next step of each
 /// machine due again at once. Up to `cfg.concurrency` calls are in flight.
-pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, transport: &T, clock: &C) -> Result<Totals, StoreError> {
+pub async fn run<T: Transport, C: Clock>(
+    db: &Db,
+    cfg: &Config,
+    owner: &str,
+    transport: &T,
+    clock: &C,
+) -> Result<Totals, StoreError> {
     let deadline = clock.now().saturating_add(cfg.budget_ms as i64);
     let mut totals = Totals::default();
     let mut seen: HashSet<Due> = HashSet::new();
@@ -690,7 +769,11 @@ pub async fn run<T: Transport, C: Clock>(db: &Db, cfg: &Config, owner: &str, tra
             while let std::task::Poll::Ready(Some(x)) = active.poll_next_unpin(cx) {
                 got.push(x);
             }
-            if got.is_empty() { std::task::Poll::Pending } else { std::task::Poll::Ready(got) }
+            if got.is_empty() {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(got)
+            }
         });
         let done = if wake == Millis::MAX {
             answers.await

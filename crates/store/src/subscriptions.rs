@@ -35,7 +35,10 @@ pub fn save(db: &Db, s: &Subscription, lease: Option<&Lease>, now: Millis) -> Re
 /// Deletes a subscription; answers whether there was one. A delivery in
 /// flight finds no machine when answered, and is discarded.
 pub fn delete(db: &Db, id: &str) -> Result<bool, StoreError> {
-    Ok(db.changed_rows("DELETE FROM machines WHERE kind = ? AND id = ?", &[text(Kind::Subscription.as_str()), text(id)])? > 0)
+    Ok(db.changed_rows(
+        "DELETE FROM machines WHERE kind = ? AND id = ?",
+        &[text(Kind::Subscription.as_str()), text(id)],
+    )? > 0)
 }
 
 /// A page of subscriptions by id.
@@ -149,7 +152,17 @@ fn apply(db: &Db, effects: Vec<Effect>, now: Millis) -> Result<(), StoreError> {
                     "failing_seq": seq,
                     "failing_since": stepwise_engine::time::rfc3339(failing_since),
                 });
-                outbox::append(db, &NewEvent { kind: sub::DISABLED_EVENT, subject_kind: "subscription", subject_id: &id, definition: None, data: &data, at: now })?;
+                outbox::append(
+                    db,
+                    &NewEvent {
+                        kind: sub::DISABLED_EVENT,
+                        subject_kind: "subscription",
+                        subject_id: &id,
+                        definition: None,
+                        data: &data,
+                        at: now,
+                    },
+                )?;
             }
         }
     }
@@ -190,8 +203,16 @@ impl crate::stepper::Stepped for Subscription {
         }
     }
 
-    fn outbound(&self, db: &Db, _cfg: &Config, call: &Delivery, request_id: &str, now: Millis) -> Result<(Outbound, String), StoreError> {
-        let event = outbox::get(db, call.seq)?.ok_or_else(|| StoreError::Corrupt(format!("event {} is not in the outbox", call.seq)))?;
+    fn outbound(
+        &self,
+        db: &Db,
+        _cfg: &Config,
+        call: &Delivery,
+        request_id: &str,
+        now: Millis,
+    ) -> Result<(Outbound, String), StoreError> {
+        let event = outbox::get(db, call.seq)?
+            .ok_or_else(|| StoreError::Corrupt(format!("event {} is not in the outbox", call.seq)))?;
         let body = serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let logged = String::from_utf8_lossy(&body).into_owned();
         let out = match self.destination() {
@@ -228,7 +249,10 @@ impl crate::stepper::Stepped for Subscription {
         let answer = match r.status_code {
             Some(s) if redis && (s == redis_answer::ADDED || s == redis_answer::ALREADY_THERE) => Outcome::Delivered,
             Some(s) if !redis && (200..300).contains(&s) => Outcome::Delivered,
-            Some(_) if redis => Outcome::Failed(format!("redis: {}", String::from_utf8_lossy(&r.body).chars().take(200).collect::<String>())),
+            Some(_) if redis => Outcome::Failed(format!(
+                "redis: {}",
+                String::from_utf8_lossy(&r.body).chars().take(200).collect::<String>()
+            )),
             Some(s) => Outcome::Failed(format!("status {s}")),
             None if r.timed_out => Outcome::Failed("timeout".into()),
             None => Outcome::Failed("unreachable".into()),

@@ -10,7 +10,9 @@ use crate::db::Row;
 use stepwise_engine::ledger::Account;
 use stepwise_engine::receipt::Key;
 use stepwise_engine::time::Millis;
-use stepwise_engine::transfer::{self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest, KEEP_KEYS_MS};
+use stepwise_engine::transfer::{
+    self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest, KEEP_KEYS_MS,
+};
 
 use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
 use crate::idempotency::{self, Seen};
@@ -100,8 +102,10 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
     let fingerprint = req.fingerprint();
     match idempotency::check(db, SCOPE, key, &fingerprint, now)? {
         Seen::Same(id) => {
-            let id = id.parse::<u64>().map_err(|_| StoreError::Corrupt(format!("idempotency key for transfer {id:?}")))?;
-            let t = load(db, id)?.ok_or_else(|| StoreError::Corrupt(format!("idempotency key for missing transfer {id}")))?;
+            let id =
+                id.parse::<u64>().map_err(|_| StoreError::Corrupt(format!("idempotency key for transfer {id:?}")))?;
+            let t = load(db, id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("idempotency key for missing transfer {id}")))?;
             return Ok(Accepted::Repeat(t));
         }
         Seen::Different => return Ok(Accepted::KeyReused),
@@ -116,11 +120,19 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
     let id = db.insert_returning_id(
         "INSERT INTO transfers (from_account, to_account, amount, currency, description, status, created_at)
          VALUES (?, ?, ?, ?, ?, 'processing', ?) RETURNING id",
-        &[text(&req.from), text(&req.to), int(req.amount), text(&req.currency), opt_text(req.description.as_deref()), int(now)],
+        &[
+            text(&req.from),
+            text(&req.to),
+            int(req.amount),
+            text(&req.currency),
+            opt_text(req.description.as_deref()),
+            int(now),
+        ],
     )?;
     idempotency::remember(db, SCOPE, key, &fingerprint, &id.to_string(), now, KEEP_KEYS_MS)?;
     // The hold, and the pre-checks again on `from` as it was just before it.
-    let mut held = ledger::add_held(db, &req.from, req.amount, now)?.ok_or_else(|| StoreError::Corrupt(format!("account {:?} vanished", req.from)))?;
+    let mut held = ledger::add_held(db, &req.from, req.amount, now)?
+        .ok_or_else(|| StoreError::Corrupt(format!("account {:?} vanished", req.from)))?;
     held.held -= req.amount;
     transfer::accept(req, Some(&mut held), to).map_err(StoreError::Refused)?;
     let id = id as u64;
@@ -137,7 +149,14 @@ pub struct Filter<'a> {
     pub status: Option<Status>,
 }
 
-fn page_query(db: &Db, column: Option<&str>, value: Option<&str>, status: Option<Status>, before: i64, limit: u32) -> Result<Vec<Transfer>, StoreError> {
+fn page_query(
+    db: &Db,
+    column: Option<&str>,
+    value: Option<&str>,
+    status: Option<Status>,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<Transfer>, StoreError> {
     let mut sql = String::from("SELECT * FROM transfers WHERE id < ?");
     let mut params = vec![int(before)];
     if let (Some(column), Some(value)) = (column, value) {
@@ -161,7 +180,12 @@ fn page_query(db: &Db, column: Option<&str>, value: Option<&str>, status: Option
 /// A page of transfers, newest first, older than `cursor` (a transfer id),
 /// and the cursor of the next page. With an account, the transfers from it
 /// and to it are read through their own indexes and merged.
-pub fn list(db: &Db, filter: &Filter<'_>, limit: u32, cursor: Option<i64>) -> Result<(Vec<Transfer>, Option<i64>), StoreError> {
+pub fn list(
+    db: &Db,
+    filter: &Filter<'_>,
+    limit: u32,
+    cursor: Option<i64>,
+) -> Result<(Vec<Transfer>, Option<i64>), StoreError> {
     let before = cursor.unwrap_or(i64::MAX);
     let want = limit + 1;
     let mut page = match filter.account {
@@ -250,7 +274,8 @@ impl Unreadable {
 /// rest). In a savepoint of the batch's transaction.
 fn record_unreadable(db: &Db, key: &Key, u: &Unreadable, now: Millis) -> Result<(), StoreError> {
     let reason = FailReason::Unreadable.as_str();
-    let data = serde_json::json!({ "from": u.from, "to": u.to, "amount": u.amount, "currency": u.currency, "reason": reason });
+    let data =
+        serde_json::json!({ "from": u.from, "to": u.to, "amount": u.amount, "currency": u.currency, "reason": reason });
     db.stage_update(
         "transfers",
         ("id", "BIGINT"),
@@ -258,7 +283,17 @@ fn record_unreadable(db: &Db, key: &Key, u: &Unreadable, now: Millis) -> Result<
         vec![int(u.id as i64), text(Status::Failed.as_str()), text(reason), opt_int(None), int(now)],
     )?;
     let code = transfer::receipt_code(key, u.id);
-    outbox::append(db, &NewEvent { kind: "transfer.failed", subject_kind: "transfer", subject_id: &code, definition: None, data: &data, at: now })
+    outbox::append(
+        db,
+        &NewEvent {
+            kind: "transfer.failed",
+            subject_kind: "transfer",
+            subject_id: &code,
+            definition: None,
+            data: &data,
+            at: now,
+        },
+    )
 }
 
 /// Writes one executed transfer: its journal (if it posts one), its new
@@ -290,7 +325,17 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
         &[("status", "TEXT"), ("reason", "TEXT"), ("journal_id", "BIGINT"), ("completed_at", "BIGINT")],
         vec![int(t.id as i64), text(state.status().as_str()), opt_text(reason), opt_int(journal_id), int(now)],
     )?;
-    outbox::append(db, &NewEvent { kind, subject_kind: "transfer", subject_id: t.receipt_code(), definition: None, data: &data, at: now })?;
+    outbox::append(
+        db,
+        &NewEvent {
+            kind,
+            subject_kind: "transfer",
+            subject_id: t.receipt_code(),
+            definition: None,
+            data: &data,
+            at: now,
+        },
+    )?;
     Ok(state)
 }
 
@@ -309,7 +354,10 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
 pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Executed, StoreError> {
     db.locking(|db| {
         let lock = db.dialect().skip_locked();
-        let r = db.exec(&format!("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?{lock}"), &[int(limit.into())])?;
+        let r = db.exec(
+            &format!("SELECT * FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?{lock}"),
+            &[int(limit.into())],
+        )?;
         if r.rows.is_empty() {
             return Ok(Executed::default());
         }
@@ -361,14 +409,21 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
             if let Some((a, amount)) = from.as_mut() {
                 a.held -= *amount;
             } else {
-                eprintln!("transfer {}: its hold cannot be known from its row (from {:?}, amount {:?}); not released", u.id, u.from, u.amount);
+                eprintln!(
+                    "transfer {}: its hold cannot be known from its row (from {:?}, amount {:?}); not released",
+                    u.id, u.from, u.amount
+                );
             }
             match db.item(|db| record_unreadable(db, key, u, now)) {
                 Ok(()) => {
                     done.failed += 1;
                     batch.inc("stepwise_transfers_executed", &[("status", failed)], 1);
                     if let Some(created_at) = u.created_at {
-                        batch.observe("stepwise_transfer_execution_seconds", &[("status", failed)], (now - created_at).max(0) as f64 / 1000.0);
+                        batch.observe(
+                            "stepwise_transfer_execution_seconds",
+                            &[("status", failed)],
+                            (now - created_at).max(0) as f64 / 1000.0,
+                        );
                     }
                     if let Some((a, _)) = from {
                         changed.insert(a.spec.id.clone());
@@ -388,7 +443,10 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
                     (transfer::execute(t, &mut from, &mut to), Some(from), Some(to))
                 }
                 (from, _) => {
-                    eprintln!("transfer {}: account {:?} or {:?} is missing; failing it", t.id, t.request.from, t.request.to);
+                    eprintln!(
+                        "transfer {}: account {:?} or {:?} is missing; failing it",
+                        t.id, t.request.from, t.request.to
+                    );
                     let mut from = from.cloned();
                     (transfer::execute_orphan(t, from.as_mut()), from, None)
                 }
@@ -401,7 +459,11 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
                     }
                     let status = state.status().as_str();
                     batch.inc("stepwise_transfers_executed", &[("status", status)], 1);
-                    batch.observe("stepwise_transfer_execution_seconds", &[("status", status)], (now - t.created_at).max(0) as f64 / 1000.0);
+                    batch.observe(
+                        "stepwise_transfer_execution_seconds",
+                        &[("status", status)],
+                        (now - t.created_at).max(0) as f64 / 1000.0,
+                    );
                     for a in [from, to].into_iter().flatten() {
                         changed.insert(a.spec.id.clone());
                         accounts.insert(a.spec.id.clone(), a);

@@ -138,7 +138,9 @@ mod tests {
     fn rows_are_read_by_column_name_with_conversions() {
         let r = QueryResult {
             columns: vec!["id".into(), "name".into(), "at".into(), "ok".into()],
-            rows: vec![RowResult { values: vec![Value::Integer(7), Value::Text("a".into()), Value::Null, Value::Integer(1)] }],
+            rows: vec![RowResult {
+                values: vec![Value::Integer(7), Value::Text("a".into()), Value::Null, Value::Integer(1)],
+            }],
         };
         let row = r.rows().next().unwrap();
         assert_eq!(row.get::<i64>("id"), Some(7));

@@ -30,7 +30,12 @@ pub fn save(db: &Db, w: &Worker, lease: Option<&Lease>, now: Millis) -> Result<(
 }
 
 /// A page of workers by binding id, optionally of one state.
-pub fn list(db: &Db, state: Option<State>, limit: u32, after: Option<&str>) -> Result<(Vec<Worker>, Option<String>), StoreError> {
+pub fn list(
+    db: &Db,
+    state: Option<State>,
+    limit: u32,
+    after: Option<&str>,
+) -> Result<(Vec<Worker>, Option<String>), StoreError> {
     machines::list(db, state.map(State::as_str), limit, after)
 }
 
@@ -52,7 +57,14 @@ impl crate::stepper::Stepped for Worker {
         }
     }
 
-    fn outbound(&self, db: &Db, cfg: &Config, call: &Call, request_id: &str, _now: Millis) -> Result<(Outbound, String), StoreError> {
+    fn outbound(
+        &self,
+        db: &Db,
+        cfg: &Config,
+        call: &Call,
+        request_id: &str,
+        _now: Millis,
+    ) -> Result<(Outbound, String), StoreError> {
         let otp = match (&call.op, &call.transaction_id) {
             (Operation::Otp, Some(tx)) => crate::otp_queue::otp(db, tx)?,
             _ => None,

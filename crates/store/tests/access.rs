@@ -50,7 +50,11 @@ fn a_key_is_found_by_its_hash_while_live_and_its_use_is_written_once_a_minute() 
     assert_eq!(a.last_used_at, Some(NOW));
     assert!(!api_keys::use_is_stale(&a, NOW + LAST_USED_GRAIN_MS - 1), "within the minute: no write");
     api_keys::touch(&db, "key_a", NOW + 5).unwrap();
-    assert_eq!(api_keys::by_secret_hash(&db, &secret_hash("swk_a")).unwrap().unwrap().last_used_at, Some(NOW), "kept to the minute");
+    assert_eq!(
+        api_keys::by_secret_hash(&db, &secret_hash("swk_a")).unwrap().unwrap().last_used_at,
+        Some(NOW),
+        "kept to the minute"
+    );
     assert!(api_keys::use_is_stale(&a, NOW + LAST_USED_GRAIN_MS));
 
     let listed: Vec<String> = api_keys::list(&db).unwrap().into_iter().map(|k| k.id).collect();

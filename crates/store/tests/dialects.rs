@@ -34,7 +34,8 @@ fn both_dialects_have_the_same_tables_columns_and_indexes() {
     assert_eq!(sqlite_columns, pg_columns, "the same tables and columns");
 
     // Named indexes (a primary key's or a UNIQUE column's index is implied by the columns above).
-    let sqlite_indexes = names(&sqlite, "SELECT tbl_name AS t, name AS n FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL");
+    let sqlite_indexes =
+        names(&sqlite, "SELECT tbl_name AS t, name AS n FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL");
     let pg_indexes = names(
         &pg,
         "SELECT tablename::text AS t, indexname::text AS n FROM pg_indexes

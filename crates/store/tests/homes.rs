@@ -16,8 +16,20 @@ fn a_reader_passing_back_next_after_sees_every_event_once_in_order() {
     for i in 0..25 {
         let kind = if i % 2 == 0 { "committed" } else { "settled" };
         let data = serde_json::json!({ "i": i });
-        db.immediate(|db| outbox::append(db, &NewEvent { kind, subject_kind: "saga", subject_id: "s-1", definition: Some("checkout"), data: &data, at: i }))
-            .unwrap();
+        db.immediate(|db| {
+            outbox::append(
+                db,
+                &NewEvent {
+                    kind,
+                    subject_kind: "saga",
+                    subject_id: "s-1",
+                    definition: Some("checkout"),
+                    data: &data,
+                    at: i,
+                },
+            )
+        })
+        .unwrap();
     }
     let mut after = 0;
     let mut seen = Vec::new();

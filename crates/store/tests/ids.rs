@@ -30,7 +30,15 @@ fn first_ids(db: &Db) -> (i64, String, String) {
 fn assert_unrelated(a: &Db, b: &Db) {
     for db in [a, b] {
         assert!(!instance::id_key(db).unwrap().is_legacy());
-        let key: String = db.exec("SELECT id_key FROM instance", &[]).unwrap().rows().next().unwrap().get::<&str>("id_key").unwrap().to_string();
+        let key: String = db
+            .exec("SELECT id_key FROM instance", &[])
+            .unwrap()
+            .rows()
+            .next()
+            .unwrap()
+            .get::<&str>("id_key")
+            .unwrap()
+            .to_string();
         assert_eq!(key.len(), 64, "256 bits in hexadecimal");
     }
     let (ra, sa, ca) = first_ids(a);
@@ -70,7 +78,8 @@ fn two_new_postgres_databases_issue_unrelated_ids() {
 /// Runs the migrations up to `version` (of the release before keys) on
 /// `conn` as that release did, without the new ones.
 fn migrate_up_to(conn: &dyn Sql, dialect_migrations: &[(i64, &str)], version: i64) {
-    conn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", &[]).unwrap();
+    conn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", &[])
+        .unwrap();
     for (v, sql) in dialect_migrations.iter().filter(|(v, _)| *v <= version) {
         for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             conn.execute(stmt, &[]).unwrap();
@@ -84,7 +93,11 @@ fn migrate_up_to(conn: &dyn Sql, dialect_migrations: &[(i64, &str)], version: i6
 /// its receipt, a saga, and request-log rows up to id 40.
 fn old_rows(conn: &dyn Sql) -> (String, String, String) {
     let legacy = Key::legacy();
-    let (tr1, sw, sg) = (transfer::receipt_code(&legacy, 1), receipt::code(&legacy, "SW", 1), receipt::code(&legacy, "SG", 7 << 40 | 1));
+    let (tr1, sw, sg) = (
+        transfer::receipt_code(&legacy, 1),
+        receipt::code(&legacy, "SW", 1),
+        receipt::code(&legacy, "SG", 7 << 40 | 1),
+    );
     for stmt in [
         "INSERT INTO accounts VALUES ('bank', 'IDR', 'active', 1, NULL, -5, 3, 0, 0)".to_string(),
         "INSERT INTO accounts VALUES ('ani', 'IDR', 'active', 0, NULL, 5, 0, 0, 0)".into(),
@@ -108,8 +121,16 @@ fn old_rows(conn: &dyn Sql) -> (String, String, String) {
     }
     if conn.dialect() == stepwise_store::db::Dialect::Postgres {
         // Rows the release inserted drew their ids from the sequences.
-        for (table, column) in [("transfers", "id"), ("journals", "id"), ("iterations", "id"), ("sagas", "seq"), ("request_log", "id")] {
-            conn.execute(&format!("SELECT setval(pg_get_serial_sequence('{table}', '{column}'), (SELECT max({column}) FROM {table}))"), &[]).unwrap();
+        for (table, column) in
+            [("transfers", "id"), ("journals", "id"), ("iterations", "id"), ("sagas", "seq"), ("request_log", "id")]
+        {
+            conn.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), (SELECT max({column}) FROM {table}))"
+                ),
+                &[],
+            )
+            .unwrap();
         }
     }
     (tr1, sw, sg)
@@ -128,12 +149,23 @@ fn assert_old_codes_kept(db: &Db, (tr1, sw, sg): (String, String, String)) {
     assert_eq!(ledger::journals_by_ref(db, &tr1).unwrap().len(), 1);
     let (its, _) = stepwise_store::iterations::list(db, "b-old", 10, None).unwrap();
     assert_eq!(its[0]["receipt_code"], sw.as_str());
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM sagas WHERE id = ?", &[stepwise_store::db::text(&sg)]).unwrap(), Some(1));
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM sagas WHERE id = ?", &[stepwise_store::db::text(&sg)]).unwrap(),
+        Some(1)
+    );
     // New codes: the same scheme, after the old ones.
     let spec = AccountSpec { id: "budi".into(), currency: "IDR".into(), allow_negative: false, name: None };
     db.immediate(|db| ledger::create(db, spec.clone(), NOW)).unwrap();
-    let req = TransferRequest { from: "bank".into(), to: "budi".into(), amount: 1, currency: "IDR".into(), description: None };
-    let Accepted::New(t3) = db.immediate(|db| transfers::accept(db, "k3", &req, NOW)).unwrap() else { panic!("not accepted") };
+    let req = TransferRequest {
+        from: "bank".into(),
+        to: "budi".into(),
+        amount: 1,
+        currency: "IDR".into(),
+        description: None,
+    };
+    let Accepted::New(t3) = db.immediate(|db| transfers::accept(db, "k3", &req, NOW)).unwrap() else {
+        panic!("not accepted")
+    };
     assert_eq!((t3.id, t3.receipt_code()), (3, transfer::receipt_code(&Key::legacy(), 3).as_str()));
     let next = db.immediate(|db| db.next_id("request_log", "id")).unwrap();
     assert!(next > 40 && next <= MAX_SAFE, "{next}");

@@ -59,10 +59,13 @@ fn accept(db: &Db, key: &str, r: &TransferRequest) -> Accepted {
 }
 
 fn balances(db: &Db) -> Vec<(String, i64, i64)> {
-    ["bank", "ani", "budi"].iter().map(|id| {
-        let a = ledger::load(db, id).unwrap().unwrap();
-        (id.to_string(), a.balance, a.held)
-    }).collect()
+    ["bank", "ani", "budi"]
+        .iter()
+        .map(|id| {
+            let a = ledger::load(db, id).unwrap().unwrap();
+            (id.to_string(), a.balance, a.held)
+        })
+        .collect()
 }
 
 on_both!(accounts_are_created_once_and_a_different_body_conflicts, |db: &Db| {
@@ -97,7 +100,10 @@ on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_jo
     let State::Completed { journal_id, .. } = t.state else { panic!("{t:?}") };
     let j = ledger::journal(&db, journal_id).unwrap().unwrap();
     assert_eq!(j["external_ref"], t.receipt_code());
-    assert_eq!(j["lines"], json!([{"account": "bank", "debit": 1000, "credit": 0}, {"account": "ani", "debit": 0, "credit": 1000}]));
+    assert_eq!(
+        j["lines"],
+        json!([{"account": "bank", "debit": 1000, "credit": 0}, {"account": "ani", "debit": 0, "credit": 1000}])
+    );
     assert_eq!(ledger::journals_by_ref(&db, &t.receipt_code()).unwrap().len(), 1);
     let (events, _) = outbox::page(&db, 0, Some("transfer.completed"), 10).unwrap();
     assert_eq!(events.len(), 1);
@@ -135,7 +141,11 @@ on_both!(a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch
     // A journal already posted under the third transfer's receipt code: its
     // own journal is refused by the unique external_ref.
     let blocked = transfers::load(&db, ids[2]).unwrap().unwrap();
-    db.exec("INSERT INTO journals (external_ref, posted_at) VALUES (?, 0)", &[stepwise_store::db::text(blocked.receipt_code())]).unwrap();
+    db.exec(
+        "INSERT INTO journals (external_ref, posted_at) VALUES (?, 0)",
+        &[stepwise_store::db::text(blocked.receipt_code())],
+    )
+    .unwrap();
     let done = transfers::execute_due(&db, 256, || NOW + 5).unwrap();
     assert_eq!((done.completed, done.errors), (4, 1));
     assert_eq!(transfers::load(&db, ids[2]).unwrap().unwrap().state, State::Processing);
@@ -195,9 +205,21 @@ on_both!(a_damaged_or_orphaned_transfer_fails_alone_with_its_reason_and_the_rest
     assert_eq!((bank.balance, bank.held), (-6, 100));
     assert_eq!(ledger::audit(&db).unwrap(), ["account bank: held 100, processing transfers hold 0"]);
     let (failed, _) = outbox::page(&db, 0, Some("transfer.failed"), 10).unwrap();
-    let reasons: Vec<(&str, &serde_json::Value)> = failed.iter().map(|e| (e["data"]["reason"].as_str().unwrap(), &e["data"]["amount"])).collect();
-    assert_eq!(reasons, [("unreadable", &json!(null)), ("unreadable", &json!(50)), ("account_missing", &json!(30)), ("account_missing", &json!(20))]);
-    assert_eq!(failed[0]["receipt_code"], stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(&db).unwrap(), no_amount));
+    let reasons: Vec<(&str, &serde_json::Value)> =
+        failed.iter().map(|e| (e["data"]["reason"].as_str().unwrap(), &e["data"]["amount"])).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("unreadable", &json!(null)),
+            ("unreadable", &json!(50)),
+            ("account_missing", &json!(30)),
+            ("account_missing", &json!(20))
+        ]
+    );
+    assert_eq!(
+        failed[0]["receipt_code"],
+        stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(&db).unwrap(), no_amount)
+    );
     // Nothing is left for the next batch.
     assert_eq!(transfers::execute_due(&db, 256, || NOW + 8).unwrap().due, 0);
 });
@@ -255,8 +277,15 @@ on_both!(a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged, |db
     let Accepted::New(t) = accept(&db, "day-key", &r) else { panic!("not accepted") };
     let day = 24 * 3_600_000;
     let at = |ms: i64| db.immediate(|db| transfers::accept(db, "day-key", &r, ms)).unwrap();
-    assert!(matches!(at(NOW + day), Accepted::Repeat(ref x) if x.id == t.id), "a day later the key still answers its transfer");
-    assert_eq!(stepwise_store::idempotency::purge(&db, NOW + day, 100).unwrap(), 0, "nothing to purge within the keeping time");
+    assert!(
+        matches!(at(NOW + day), Accepted::Repeat(ref x) if x.id == t.id),
+        "a day later the key still answers its transfer"
+    );
+    assert_eq!(
+        stepwise_store::idempotency::purge(&db, NOW + day, 100).unwrap(),
+        0,
+        "nothing to purge within the keeping time"
+    );
     // The documented lifetime, not the constant under test: 25 hours.
     let kept = 25 * 3_600_000;
     assert!(matches!(at(NOW + kept - 1), Accepted::Repeat(ref x) if x.id == t.id), "kept until 25 hours have passed");

@@ -27,7 +27,9 @@ impl Place {
     fn open(&self) -> Db {
         match self {
             Place::Sqlite(dir) => Db::on(Box::new(Native::open(&dir.path().join("db")).unwrap())).unwrap(),
-            Place::Postgres(pg) => Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap(),
+            Place::Postgres(pg) => {
+                Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap()
+            }
         }
     }
 }
@@ -187,7 +189,8 @@ fn seed(db: &Db) -> (Kept, [(&'static str, u64); 6]) {
 
     // Financial records and the audit trail, all old: never purged.
     db.exec("INSERT INTO journals (external_ref, posted_at) VALUES ('TR-1', ?)", &[int(OLD - 100_000)]).unwrap();
-    db.exec("INSERT INTO ledger_lines (journal_id, account, debit, credit) VALUES (1, 'a', 5, 0), (1, 'b', 0, 5)", &[]).unwrap();
+    db.exec("INSERT INTO ledger_lines (journal_id, account, debit, credit) VALUES (1, 'a', 5, 0), (1, 'b', 0, 5)", &[])
+        .unwrap();
     db.exec(
         "INSERT INTO transfers (from_account, to_account, amount, currency, status, journal_id, created_at, completed_at)
          VALUES ('a', 'b', 5, 'IDR', 'completed', 1, ?, ?)",
@@ -209,7 +212,14 @@ fn seed(db: &Db) -> (Kept, [(&'static str, u64); 6]) {
         outbox: vec![young_event],
         saga_events: vec![waiting_history, held_history, just_done_history],
     };
-    let gone = [("request_log", 6), ("iterations", 3), ("inbox", 2), ("outbox", 2), ("saga_events", 3), ("idempotency_keys", 1)];
+    let gone = [
+        ("request_log", 6),
+        ("iterations", 3),
+        ("inbox", 2),
+        ("outbox", 2),
+        ("saga_events", 3),
+        ("idempotency_keys", 1),
+    ];
     (kept, gone)
 }
 
@@ -244,11 +254,23 @@ on_both!(old_rows_go_in_bounded_batches_and_what_live_machines_need_stays, |plac
         g
     });
 
-    assert_eq!(ids(&db, "SELECT id FROM request_log ORDER BY id"), kept.requests, "calls in flight of live machines, and young rows");
+    assert_eq!(
+        ids(&db, "SELECT id FROM request_log ORDER BY id"),
+        kept.requests,
+        "calls in flight of live machines, and young rows"
+    );
     assert_eq!(ids(&db, "SELECT id FROM iterations ORDER BY id"), kept.iterations, "each binding's latest");
-    assert_eq!(ids(&db, "SELECT id FROM inbox ORDER BY id"), kept.inbox, "notifications of sagas not finished, and young ones");
+    assert_eq!(
+        ids(&db, "SELECT id FROM inbox ORDER BY id"),
+        kept.inbox,
+        "notifications of sagas not finished, and young ones"
+    );
     assert_eq!(ids(&db, "SELECT seq FROM outbox ORDER BY seq"), kept.outbox);
-    assert_eq!(ids(&db, "SELECT seq FROM saga_events ORDER BY seq"), kept.saga_events, "histories of sagas not finished or just finished");
+    assert_eq!(
+        ids(&db, "SELECT seq FROM saga_events ORDER BY seq"),
+        kept.saga_events,
+        "histories of sagas not finished or just finished"
+    );
     assert_eq!(db.scalar_i64("SELECT count(*) FROM idempotency_keys WHERE key = 'kept'", &[]).unwrap(), Some(1));
     assert_eq!(count(&db, "idempotency_keys"), 1);
     for (table, n) in financial {
@@ -273,8 +295,15 @@ on_both!(old_rows_go_in_bounded_batches_and_what_live_machines_need_stays, |plac
     let after = purged(&db, 100);
     assert_eq!(after.iter().find(|(t, _)| *t == "saga_events"), Some(&("saga_events", 1)), "{after:?}");
     assert_eq!(after.iter().find(|(t, _)| *t == "inbox"), Some(&("inbox", 1)), "{after:?}");
-    assert_eq!(after.iter().find(|(t, _)| *t == "request_log"), Some(&("request_log", 1)), "its unanswered call: {after:?}");
-    assert!(ids(&db, "SELECT id FROM request_log ORDER BY id").contains(&kept.requests[0]), "the live worker's call in flight");
+    assert_eq!(
+        after.iter().find(|(t, _)| *t == "request_log"),
+        Some(&("request_log", 1)),
+        "its unanswered call: {after:?}"
+    );
+    assert!(
+        ids(&db, "SELECT id FROM request_log ORDER BY id").contains(&kept.requests[0]),
+        "the live worker's call in flight"
+    );
 });
 
 on_both!(the_purge_keeps_nothing_young_and_a_huge_keeping_time_purges_nothing, |place: &Place| {
@@ -297,7 +326,16 @@ on_both!(no_event_is_purged_before_every_enabled_subscription_has_it, |place: &P
     let seqs: Vec<i64> = (0..6).map(|_| event(&db, "s-1", OLD)).collect();
     let new = |id: &str, cursor: i64| {
         let dest = Destination::parse("webhook", "https://hooks.example.com/in", None).unwrap();
-        Subscription::new(id, dest, Types::parse(vec!["*".into()]).unwrap(), None, "whsec_AAAA".into(), DeliveryPolicy::default(), cursor, NOW)
+        Subscription::new(
+            id,
+            dest,
+            Types::parse(vec!["*".into()]).unwrap(),
+            None,
+            "whsec_AAAA".into(),
+            DeliveryPolicy::default(),
+            cursor,
+            NOW,
+        )
     };
     // One has the first two events, one is paused with the first four; a
     // disabled one that has none holds nothing (it may never be resumed).
@@ -315,10 +353,18 @@ on_both!(no_event_is_purged_before_every_enabled_subscription_has_it, |place: &P
     .unwrap();
     assert_eq!(stepwise_store::subscriptions::lowest_cursor(&db).unwrap(), Some(seqs[1]));
     retention::purge(&db, NOW, KEEP, 1000);
-    assert_eq!(ids(&db, "SELECT seq FROM outbox ORDER BY seq"), seqs[2..].to_vec(), "only what every enabled subscription has is purged");
+    assert_eq!(
+        ids(&db, "SELECT seq FROM outbox ORDER BY seq"),
+        seqs[2..].to_vec(),
+        "only what every enabled subscription has is purged"
+    );
     stepwise_store::subscriptions::delete(&db, "sub_behind").unwrap();
     retention::purge(&db, NOW, KEEP, 1000);
-    assert_eq!(ids(&db, "SELECT seq FROM outbox ORDER BY seq"), seqs[4..].to_vec(), "then up to the paused one's cursor");
+    assert_eq!(
+        ids(&db, "SELECT seq FROM outbox ORDER BY seq"),
+        seqs[4..].to_vec(),
+        "then up to the paused one's cursor"
+    );
 });
 
 /// A connection that keeps every statement it runs, with its parameters.
@@ -347,7 +393,8 @@ fn on_sqlite_each_purge_reads_its_time_index() {
     seen.borrow_mut().clear();
     retention::purge(&db, NOW, KEEP, 1000);
     let c = rusqlite::Connection::open(&path).unwrap();
-    let deletes: Vec<(String, Vec<Value>)> = seen.borrow().iter().filter(|(sql, _)| sql.trim_start().starts_with("DELETE")).cloned().collect();
+    let deletes: Vec<(String, Vec<Value>)> =
+        seen.borrow().iter().filter(|(sql, _)| sql.trim_start().starts_with("DELETE")).cloned().collect();
     assert_eq!(deletes.len(), 6, "one statement per table");
     for (table, index) in [
         ("request_log", "request_log_created"),
@@ -367,7 +414,11 @@ fn on_sqlite_each_purge_reads_its_time_index() {
             })
             .collect();
         let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let plan: Vec<String> = st.query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+        let plan: Vec<String> = st
+            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         let plan = plan.join("; ");
         assert!(plan.contains(&format!("INDEX {index} ")), "{table}: {plan}");
     }

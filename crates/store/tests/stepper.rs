@@ -46,7 +46,9 @@ impl Place {
     fn open(&self) -> Db {
         match self {
             Place::Sqlite(dir) => open(&dir.path().join("db")),
-            Place::Postgres(pg) => Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap(),
+            Place::Postgres(pg) => {
+                Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap()
+            }
         }
     }
 }
@@ -102,7 +104,13 @@ fn sukses(req: &Outbound) -> CallResult {
     let binding = body["binding_id"].as_str().unwrap_or("b-1");
     let answer = serde_json::json!({"id": format!("T{}", body["request_id"].as_str().unwrap()), "binding_id": binding,
         "status": "SUKSES", "reason": null, "otp_required": false, "amount": 1000, "balance": 5000});
-    CallResult { status_code: Some(200), body: answer.to_string().into_bytes(), timed_out: false, too_large: false, duration_ms: 1 }
+    CallResult {
+        status_code: Some(200),
+        body: answer.to_string().into_bytes(),
+        timed_out: false,
+        too_large: false,
+        duration_ms: 1,
+    }
 }
 
 impl Transport for Upstream<'_> {
@@ -172,24 +180,37 @@ on_both!(claim_call_record_writes_the_log_row_first_and_releases_the_lease, |pla
     assert_eq!((log[0]["status_code"].as_i64(), log[0]["is_latest"].as_bool()), (Some(200), Some(true)));
 });
 
-on_both!(a_lost_answer_is_resent_with_the_same_request_id_after_the_lease_and_the_stale_record_is_discarded, |place: &Place| {
-    let db = place.open();
-    start(&db, "b-1", one(1), T0);
-    let a = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().unwrap();
-    // A's answer is lost (its process died). Before the lease runs out nobody may take over.
-    assert!(stepper::claim::<Worker>(&db, &cfg(), "B", "b-1", T0 + lease_ms(1000) - 1).unwrap().is_none());
-    let b = stepper::claim::<Worker>(&db, &cfg(), "B", "b-1", T0 + lease_ms(1000)).unwrap().expect("takeover");
-    assert_eq!(b.request_id, a.request_id, "the same request id");
-    assert_eq!(b.outbound, a.outbound, "the same request, byte for byte");
-    assert_eq!(requests::count(&db).unwrap(), 1, "no second row for the resend");
-    // A comes back late: its record is discarded and changes nothing.
-    assert_eq!(stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), T0 + lease_ms(1000) + 1, 0).unwrap(), Recorded::Stale);
-    assert_eq!(worker(&db, "b-1").phase(), Phase::InFlight);
-    assert!(matches!(stepper::record::<Worker>(&db, &cfg(), "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 2, 0).unwrap(), Recorded::Done { .. }));
-    let w = worker(&db, "b-1");
-    assert_eq!((w.counts.iterations, w.counts.successes), (1, 1), "recorded once");
-    assert_eq!(stepper::record::<Worker>(&db, &cfg(), "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 3, 0).unwrap(), Recorded::Stale, "twice is stale");
-});
+on_both!(
+    a_lost_answer_is_resent_with_the_same_request_id_after_the_lease_and_the_stale_record_is_discarded,
+    |place: &Place| {
+        let db = place.open();
+        start(&db, "b-1", one(1), T0);
+        let a = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().unwrap();
+        // A's answer is lost (its process died). Before the lease runs out nobody may take over.
+        assert!(stepper::claim::<Worker>(&db, &cfg(), "B", "b-1", T0 + lease_ms(1000) - 1).unwrap().is_none());
+        let b = stepper::claim::<Worker>(&db, &cfg(), "B", "b-1", T0 + lease_ms(1000)).unwrap().expect("takeover");
+        assert_eq!(b.request_id, a.request_id, "the same request id");
+        assert_eq!(b.outbound, a.outbound, "the same request, byte for byte");
+        assert_eq!(requests::count(&db).unwrap(), 1, "no second row for the resend");
+        // A comes back late: its record is discarded and changes nothing.
+        assert_eq!(
+            stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), T0 + lease_ms(1000) + 1, 0).unwrap(),
+            Recorded::Stale
+        );
+        assert_eq!(worker(&db, "b-1").phase(), Phase::InFlight);
+        assert!(matches!(
+            stepper::record::<Worker>(&db, &cfg(), "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 2, 0).unwrap(),
+            Recorded::Done { .. }
+        ));
+        let w = worker(&db, "b-1");
+        assert_eq!((w.counts.iterations, w.counts.successes), (1, 1), "recorded once");
+        assert_eq!(
+            stepper::record::<Worker>(&db, &cfg(), "B", &b, &sukses(&b.outbound), T0 + lease_ms(1000) + 3, 0).unwrap(),
+            Recorded::Stale,
+            "twice is stale"
+        );
+    }
+);
 
 on_both!(a_record_delayed_past_the_call_timeout_and_two_busy_timeouts_still_lands, |place: &Place| {
     let db = place.open();
@@ -197,7 +218,10 @@ on_both!(a_record_delayed_past_the_call_timeout_and_two_busy_timeouts_still_land
     let a = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().unwrap();
     let late = T0 + 1000 + 2 * 5000 + 1;
     assert!(stepper::claim::<Worker>(&db, &cfg(), "B", "b-1", late).unwrap().is_none(), "still leased");
-    assert!(matches!(stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), late, 0).unwrap(), Recorded::Done { .. }));
+    assert!(matches!(
+        stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), late, 0).unwrap(),
+        Recorded::Done { .. }
+    ));
 });
 
 on_both!(two_steppers_on_two_connections_race_for_one_machine_and_one_wins, |place: &Place| {
@@ -226,7 +250,10 @@ on_both!(a_stop_during_the_call_is_seen_by_the_record, |place: &Place| {
     let s = workers::load(&db, "b-1").unwrap().unwrap();
     assert_eq!(s.machine.state(), State::Stopping);
     assert!(s.lease.is_some(), "the lease is kept while the call is in flight");
-    assert!(matches!(stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), T0 + 2, 0).unwrap(), Recorded::Done { .. }));
+    assert!(matches!(
+        stepper::record::<Worker>(&db, &cfg(), "A", &a, &sukses(&a.outbound), T0 + 2, 0).unwrap(),
+        Recorded::Done { .. }
+    ));
     assert_eq!(worker(&db, "b-1").state(), State::Stopped);
     assert!(stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0 + 3).unwrap().is_none(), "no /start after the stop");
 });
@@ -283,7 +310,9 @@ fn the_list_queries_use_their_indexes() {
         let rows = st.query_map([], |r| r.get::<_, String>(3)).unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     };
-    let p = plan("SELECT snapshot FROM machines WHERE kind = 'worker' AND state = 'paused' AND id > '' ORDER BY id LIMIT 51");
+    let p = plan(
+        "SELECT snapshot FROM machines WHERE kind = 'worker' AND state = 'paused' AND id > '' ORDER BY id LIMIT 51",
+    );
     assert!(p.contains("USING INDEX machines_state"), "{p}");
     let p = plan("SELECT * FROM request_log WHERE machine_kind = 'worker' AND machine_id = 'b-1' AND id < 9 ORDER BY id DESC LIMIT 50");
     assert!(p.contains("USING INDEX request_log_machine"), "{p}");
@@ -303,8 +332,11 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(include_str!("fixtures/schema_v3.sql")).unwrap();
-        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
-             INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);").unwrap();
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);",
+        )
+        .unwrap();
         c.execute(
             "INSERT INTO workers VALUES ('b-old', 2, 'running', 9999999999999, NULL, NULL, ?1, 1, 1000)",
             [OLD_WORKER],
@@ -320,8 +352,12 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
             )
             .unwrap();
         }
-        c.execute("INSERT INTO iterations (binding_id, run_id, iteration, outcome, started_at, finished_at, receipt_code)
-                   VALUES ('b-old', 2, 3, 'success', 1, 2, 'SW-00002S-Y')", []).unwrap();
+        c.execute(
+            "INSERT INTO iterations (binding_id, run_id, iteration, outcome, started_at, finished_at, receipt_code)
+                   VALUES ('b-old', 2, 3, 'success', 1, 2, 'SW-00002S-Y')",
+            [],
+        )
+        .unwrap();
     }
     let db = open(&path);
     let w = worker(&db, "b-old");
@@ -350,7 +386,6 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     let versions = stepwise_store::migrations::migrations(stepwise_store::db::Dialect::Sqlite).len() as i64;
     assert_eq!(db.scalar_i64("SELECT count(*) FROM schema_migrations", &[]).unwrap(), Some(versions));
 }
-
 
 on_both!(a_machine_that_cannot_be_read_fails_alone_and_once_per_tick, |place: &Place| {
     let db = place.open();
@@ -387,7 +422,13 @@ impl Transport for Services<'_> {
         } else {
             serde_json::json!({"ok": true})
         };
-        ready(CallResult { status_code: Some(200), body: body.to_string().into_bytes(), timed_out: false, too_large: false, duration_ms: 1 })
+        ready(CallResult {
+            status_code: Some(200),
+            body: body.to_string().into_bytes(),
+            timed_out: false,
+            too_large: false,
+            duration_ms: 1,
+        })
     }
 }
 
@@ -398,7 +439,8 @@ on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_an
     sagas::ensure_built_ins(&db, T0).unwrap();
     let def = sagas::definition(&db, "checkout").unwrap().unwrap().definition;
     assert_eq!(def.version, 1);
-    let input = serde_json::json!({"user_token": "tok", "items": [{"product_id": "p1", "price": 10000, "quantity": 2}]});
+    let input =
+        serde_json::json!({"user_token": "tok", "items": [{"product_id": "p1", "price": 10000, "quantity": 2}]});
     let id = insert_saga(&db, &def, input);
     let mut c = saga_cfg();
     c.midtrans_server_key = "SB-key".into();
@@ -412,17 +454,30 @@ on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_an
     assert_eq!(sent[1].url, "http://products.test/v1/reservations");
     let header = |o: &Outbound, name: &str| o.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     assert_eq!(header(&sent[1], "idempotency-key"), Some(format!("{id}:reserve_stock:action")));
-    assert_eq!(header(&sent[2], "authorization").as_deref(), Some("Basic U0Ita2V5Og=="), "the payment service gets Basic auth");
+    assert_eq!(
+        header(&sent[2], "authorization").as_deref(),
+        Some("Basic U0Ita2V5Og=="),
+        "the payment service gets Basic auth"
+    );
     assert_eq!(header(&sent[1], "authorization"), None, "the others do not");
     let log = requests::list(&db, Some((Kind::Saga, &id)), 10, None).unwrap();
     assert_eq!(log.len(), 4);
     assert_eq!(log[0]["operation"], "commit_reservation:action");
-    assert_eq!(log[3]["request_id"].as_str(), header(&sent[0], "x-request-id").as_deref(), "the row id is the request id sent");
-    let events: Vec<String> = sagas::events(&db, &id).unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        log[3]["request_id"].as_str(),
+        header(&sent[0], "x-request-id").as_deref(),
+        "the row id is the request id sent"
+    );
+    let events: Vec<String> =
+        sagas::events(&db, &id).unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect();
     assert_eq!(&events[..3], ["saga_started", "step_started", "step_completed"]);
     let (out, _) = stepwise_store::outbox::page(&db, 0, None, 10).unwrap();
     assert_eq!(out.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["committed"]);
-    assert_eq!(sagas::by_order(&db, &id).unwrap().as_deref(), Some(id.as_str()), "the order is indexed for the webhook");
+    assert_eq!(
+        sagas::by_order(&db, &id).unwrap().as_deref(),
+        Some(id.as_str()),
+        "the order is indexed for the webhook"
+    );
 });
 
 on_both!(a_saga_step_is_leased_for_its_own_time_out_not_the_upstream_one, |place: &Place| {
@@ -440,5 +495,8 @@ on_both!(a_saga_step_is_leased_for_its_own_time_out_not_the_upstream_one, |place
     assert_eq!(a.lease.until, T0 + lease_ms(120_000), "the lease covers the step's time-out, not upstream_timeout_ms");
     // Past the lease an upstream-sized time-out would give, the call may still be answered: nobody resends it.
     assert!(stepper::claim::<Saga>(&db, &c, "B", &id, T0 + lease_ms(1000) + 90_000).unwrap().is_none());
-    assert!(stepper::claim::<Saga>(&db, &c, "B", &id, T0 + lease_ms(120_000)).unwrap().is_some(), "taken over once it has run out");
+    assert!(
+        stepper::claim::<Saga>(&db, &c, "B", &id, T0 + lease_ms(120_000)).unwrap().is_some(),
+        "taken over once it has run out"
+    );
 });

@@ -36,7 +36,18 @@ fn cfg() -> Config {
 
 fn event(db: &Db, subject: &str) {
     let data = serde_json::json!({});
-    outbox::append(db, &NewEvent { kind: "committed", subject_kind: "saga", subject_id: subject, definition: None, data: &data, at: NOW }).unwrap();
+    outbox::append(
+        db,
+        &NewEvent {
+            kind: "committed",
+            subject_kind: "saga",
+            subject_id: subject,
+            definition: None,
+            data: &data,
+            at: NOW,
+        },
+    )
+    .unwrap();
 }
 
 /// A transaction that appended first but commits last gets the larger `seq`:
@@ -61,7 +72,8 @@ fn outbox_seq_order_is_commit_order() {
         })
         .unwrap();
     let (after, _) = outbox::page(&second, 0, None, 10).unwrap();
-    let order: Vec<(&str, i64)> = after.iter().map(|e| (e["saga_id"].as_str().unwrap(), e["seq"].as_i64().unwrap())).collect();
+    let order: Vec<(&str, i64)> =
+        after.iter().map(|e| (e["saga_id"].as_str().unwrap(), e["seq"].as_i64().unwrap())).collect();
     assert_eq!(order.iter().map(|(s, _)| *s).collect::<Vec<_>>(), ["committed-first", "appended-first"], "{order:?}");
     let (later, _) = outbox::page(&second, order[0].1, None, 10).unwrap();
     assert_eq!(later.len(), 1, "after the first commit's seq the second's event is there: {later:?}");
@@ -82,10 +94,12 @@ fn a_claim_skips_machines_another_transaction_holds() {
     b.exec("SET lock_timeout = '3s'", &[]).unwrap();
     let ids = vec!["m-1".to_string(), "m-2".to_string()];
     a.locking(|db| {
-        let held = stepwise_store::machines::lock_many::<Worker>(db, &ids[..1], stepwise_store::machines::Locking::Wait)?;
+        let held =
+            stepwise_store::machines::lock_many::<Worker>(db, &ids[..1], stepwise_store::machines::Locking::Wait)?;
         assert_eq!(held.len(), 1);
         let claims = stepper::claim_many::<Worker>(&b, &cfg(), "B", &ids, NOW).unwrap();
-        let claimed: Vec<&str> = claims.iter().filter(|(_, c)| matches!(c, Ok(Some(_)))).map(|(id, _)| id.as_str()).collect();
+        let claimed: Vec<&str> =
+            claims.iter().filter(|(_, c)| matches!(c, Ok(Some(_)))).map(|(id, _)| id.as_str()).collect();
         assert_eq!(claimed, ["m-2"], "m-1 is held: left out, not waited for");
         Ok::<_, stepwise_store::StoreError>(())
     })
@@ -104,7 +118,13 @@ fn one_key_sent_eight_times_at_once_makes_one_transfer() {
         let spec = AccountSpec { id: id.into(), currency: "IDR".into(), allow_negative: neg, name: None };
         setup.immediate(|db| ledger::create(db, spec.clone(), NOW)).unwrap();
     }
-    let req = TransferRequest { from: "bank".into(), to: "ani".into(), amount: 500, currency: "IDR".into(), description: None };
+    let req = TransferRequest {
+        from: "bank".into(),
+        to: "ani".into(),
+        amount: 500,
+        currency: "IDR".into(),
+        description: None,
+    };
     let barrier = Arc::new(Barrier::new(8));
     let answers: Vec<Accepted> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
@@ -159,6 +179,9 @@ fn a_transaction_left_open_on_a_pooled_connection_is_rolled_back_not_built_on() 
         let id = format!("after-{abandoned}");
         db.immediate(|db| ledger::create(db, spec(&id), NOW)).unwrap();
         assert!(ledger::load(&setup, &id).unwrap().is_some(), "the next transaction committed");
-        assert!(ledger::load(&setup, abandoned).unwrap().is_none(), "{abandoned}: the abandoned insert was not committed with it");
+        assert!(
+            ledger::load(&setup, abandoned).unwrap().is_none(),
+            "{abandoned}: the abandoned insert was not committed with it"
+        );
     }
 }

@@ -36,7 +36,13 @@ impl Caller {
     /// Appends this call's audit entry, in the caller's transaction (the one
     /// making the change): the ids acted on, the request's idempotency key
     /// (if any) and the status it answers.
-    pub fn audit(&self, db: &Db, targets: Vec<String>, idempotency_key: Option<&str>, status: u16) -> Result<(), StoreError> {
+    pub fn audit(
+        &self,
+        db: &Db,
+        targets: Vec<String>,
+        idempotency_key: Option<&str>,
+        status: u16,
+    ) -> Result<(), StoreError> {
         audit::append(
             db,
             &audit::Entry {
@@ -62,11 +68,8 @@ fn unauthorized() -> ApiError {
 /// Finds the key presented in `Authorization: Bearer <secret>`; 401 if there is none that is live.
 pub fn authenticate(req: &Request, route: &str) -> Result<Caller, ApiError> {
     let (method, route) = route.split_once(' ').unwrap_or(("ANY", route));
-    let given = req
-        .header("authorization")
-        .and_then(|h| h.as_str())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given =
+        req.header("authorization").and_then(|h| h.as_str()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
     if given.is_empty() {
         return Err(unauthorized());
     }

@@ -67,7 +67,9 @@ impl From<stepwise_store::StoreError> for ApiError {
     fn from(e: stepwise_store::StoreError) -> Self {
         match e {
             stepwise_store::StoreError::Engine(e) => e.into(),
-            stepwise_store::StoreError::Refused(r) => ApiError::new(422, r.code(), format!("the transfer was refused: {}", r.code())),
+            stepwise_store::StoreError::Refused(r) => {
+                ApiError::new(422, r.code(), format!("the transfer was refused: {}", r.code()))
+            }
             stepwise_store::StoreError::Unavailable(m) => {
                 eprintln!("the database is unavailable: {m}");
                 ApiError::new(503, "database_unavailable", "the database cannot be reached; try again")
@@ -183,10 +185,7 @@ pub fn limit(pairs: &[(String, String)], default: u32, max: u32) -> Result<u32, 
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Reads a Spin variable.
@@ -211,7 +210,10 @@ where
 {
     let v: T = variable_as(name)?;
     if !range.contains(&v) {
-        return Err(ApiError::internal(&format!("the {name} variable is invalid"), format!("{v} is not from {} to {}", range.start(), range.end())));
+        return Err(ApiError::internal(
+            &format!("the {name} variable is invalid"),
+            format!("{v} is not from {} to {}", range.start(), range.end()),
+        ));
     }
     Ok(v)
 }

@@ -96,7 +96,9 @@ pub fn validate(slip: &Slip) -> Result<(), ApiError> {
         return Err(not_eligible("the bet slip is cashed out already"));
     }
     if !slip.eligible {
-        return Err(not_eligible(slip.reason.clone().unwrap_or_else(|| "the bet slip may not be cashed out".to_string())));
+        return Err(not_eligible(
+            slip.reason.clone().unwrap_or_else(|| "the bet slip may not be cashed out".to_string()),
+        ));
     }
     Ok(())
 }
@@ -109,12 +111,22 @@ pub fn quote_amount(stake: i64, odds_bp: i64) -> Result<i64, ApiError> {
 
 /// Whether completing the cash-out with `quote_id` for `amount` changes
 /// the slip (false: done with that quote already).
-pub fn complete(slip: &Slip, slip_id: &str, quote: Option<&Quote>, quote_id: &str, amount: i64) -> Result<bool, ApiError> {
+pub fn complete(
+    slip: &Slip,
+    slip_id: &str,
+    quote: Option<&Quote>,
+    quote_id: &str,
+    amount: i64,
+) -> Result<bool, ApiError> {
     let Some(q) = quote.filter(|q| q.bet_slip_id == slip_id) else {
         return Err(ApiError::new(404, "quote_not_found", format!("no quote {quote_id} for bet slip {slip_id}")));
     };
     if q.amount != amount {
-        return Err(ApiError::new(409, "amount_mismatch", format!("quote {quote_id} is for {}, not {amount}", q.amount)));
+        return Err(ApiError::new(
+            409,
+            "amount_mismatch",
+            format!("quote {quote_id} is for {}, not {amount}", q.amount),
+        ));
     }
     if slip.status == CASHED_OUT {
         return match slip.quote_id.as_deref() {
@@ -129,7 +141,10 @@ pub fn complete(slip: &Slip, slip_id: &str, quote: Option<&Quote>, quote_id: &st
 // ---- storage ----
 
 fn load(s: &Store, id: &str) -> Result<Option<Slip>, ApiError> {
-    let r = s.exec("SELECT eligible, stake, reason, status, quote_id FROM sandbox_bet_slips WHERE bet_slip_id = ?", &[text(id)])?;
+    let r = s.exec(
+        "SELECT eligible, stake, reason, status, quote_id FROM sandbox_bet_slips WHERE bet_slip_id = ?",
+        &[text(id)],
+    )?;
     let Some(row) = r.rows().next() else { return Ok(None) };
     Ok(Some(Slip {
         eligible: row.get::<bool>("eligible").unwrap_or(true),
@@ -167,7 +182,11 @@ fn load_quote(s: &Store, quote_id: &str) -> Result<Option<Quote>, ApiError> {
     let Some(seq) = quote_id.strip_prefix('q').and_then(|n| n.parse::<i64>().ok()) else { return Ok(None) };
     let r = s.exec("SELECT bet_slip_id, amount FROM sandbox_quotes WHERE seq = ?", &[int(seq)])?;
     let found = r.rows().next().and_then(|row| {
-        Some(Quote { quote_id: quote_label(seq), bet_slip_id: row.get::<&str>("bet_slip_id")?.to_string(), amount: row.get::<i64>("amount")? })
+        Some(Quote {
+            quote_id: quote_label(seq),
+            bet_slip_id: row.get::<&str>("bet_slip_id")?.to_string(),
+            amount: row.get::<i64>("amount")?,
+        })
     });
     Ok(found)
 }
@@ -228,16 +247,25 @@ pub fn complete_call(req: &Request, params: &Params) -> Result<Reply, ApiError> 
         let amount = b.amount.ok_or_else(|| ApiError::bad_field("amount", "an integer is required"))?;
         Ok((quote_id, amount))
     });
-    call::serve(req, Call { service: Service::Betting, operation: "complete", subject: &id }, input, |s, (quote_id, amount)| {
-        let mut slip = slip_of(s, &id)?;
-        let changed = complete(&slip, &id, load_quote(s, &quote_id)?.as_ref(), &quote_id, amount)?;
-        if changed {
-            slip.status = CASHED_OUT.to_string();
-            slip.quote_id = Some(quote_id.clone());
-            save(s, &id, &slip)?;
-        }
-        Ok(Done { status: 200, body: json!({ "bet_slip_id": id, "status": slip.status, "quote_id": quote_id, "amount": amount }), effect: changed })
-    })
+    call::serve(
+        req,
+        Call { service: Service::Betting, operation: "complete", subject: &id },
+        input,
+        |s, (quote_id, amount)| {
+            let mut slip = slip_of(s, &id)?;
+            let changed = complete(&slip, &id, load_quote(s, &quote_id)?.as_ref(), &quote_id, amount)?;
+            if changed {
+                slip.status = CASHED_OUT.to_string();
+                slip.quote_id = Some(quote_id.clone());
+                save(s, &id, &slip)?;
+            }
+            Ok(Done {
+                status: 200,
+                body: json!({ "bet_slip_id": id, "status": slip.status, "quote_id": quote_id, "amount": amount }),
+                effect: changed,
+            })
+        },
+    )
 }
 
 /// `POST /v1/bet-slips/{id}/cashout/restore`.
@@ -272,7 +300,8 @@ pub fn put(req: &Request, params: &Params) -> Result<Reply, ApiError> {
     let id = path_param(params, "id")?;
     let b: SlipScript = parse_body(req.body())?.unwrap_or_default();
     let d = Slip::default();
-    let slip = Slip { eligible: b.eligible.unwrap_or(d.eligible), stake: b.stake.unwrap_or(d.stake), reason: b.reason, ..d };
+    let slip =
+        Slip { eligible: b.eligible.unwrap_or(d.eligible), stake: b.stake.unwrap_or(d.stake), reason: b.reason, ..d };
     if slip.stake < 0 {
         return Err(bad_request("invalid_script", "stake must not be negative"));
     }
@@ -283,7 +312,10 @@ pub fn put(req: &Request, params: &Params) -> Result<Reply, ApiError> {
 
 fn view(s: &Store, id: &str) -> Result<Reply, ApiError> {
     let slip = slip_of(s, id)?;
-    let r = s.exec("SELECT seq, odds_bp, amount, at_ms FROM sandbox_quotes WHERE bet_slip_id = ? ORDER BY seq", &[text(id)])?;
+    let r = s.exec(
+        "SELECT seq, odds_bp, amount, at_ms FROM sandbox_quotes WHERE bet_slip_id = ? ORDER BY seq",
+        &[text(id)],
+    )?;
     let quotes: Vec<Value> = r
         .rows()
         .map(|row| {

@@ -194,7 +194,14 @@ fn store_answer(s: &Store, call: &Call<'_>, key: &str, reply: &Reply) -> Result<
     s.exec(
         "INSERT OR REPLACE INTO sandbox_svc_answers (service, idem_key, operation, status_code, body, answered_at_ms)
          VALUES (?, ?, ?, ?, ?, ?)",
-        &[text(call.service.as_str()), text(key), text(call.operation), int(reply.status.into()), text(&reply.body), int(now_ms())],
+        &[
+            text(call.service.as_str()),
+            text(key),
+            text(call.operation),
+            int(reply.status.into()),
+            text(&reply.body),
+            int(now_ms()),
+        ],
     )?;
     Ok(())
 }

@@ -23,7 +23,8 @@ use crate::services::{operations, Service};
 use crate::store::{corrupt, internal_json, text, Store};
 
 /// The tables.
-pub const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS sandbox_svc_scripts (service TEXT PRIMARY KEY, script TEXT NOT NULL)"];
+pub const SCHEMA: &[&str] =
+    &["CREATE TABLE IF NOT EXISTS sandbox_svc_scripts (service TEXT PRIMARY KEY, script TEXT NOT NULL)"];
 
 /// The tables `DELETE /sandbox` empties.
 pub const TABLES: &[&str] = &["sandbox_svc_scripts"];
@@ -188,8 +189,11 @@ mod tests {
 
     #[test]
     fn counts_down_then_passes() {
-        let mut s =
-            FaultScript::parse(Service::Products, br#"{"latency_ms": 5, "fail": {"reserve": {"status": 503, "times": 2}}}"#).unwrap();
+        let mut s = FaultScript::parse(
+            Service::Products,
+            br#"{"latency_ms": 5, "fail": {"reserve": {"status": 503, "times": 2}}}"#,
+        )
+        .unwrap();
         assert_eq!(s.latency_ms, 5);
         let first = s.take("reserve").unwrap();
         assert_eq!((first.status, first.code.as_str(), first.after_effect), (503, "injected_failure", false));
@@ -224,7 +228,10 @@ mod tests {
         assert_eq!(code(br#"{"fail": {"reserve": {"status": 200, "times": 1}}}"#), "invalid_script");
         assert_eq!(code(br#"{"fail": {"reserve": {"status": 503, "times": "often"}}}"#), "invalid_script");
         assert_eq!(code(br#"{"fail": {"reserve": {"status": 503}}}"#), "invalid_script");
-        assert_eq!(code(br#"{"fail": {"reserve": {"status": 503, "times": 1, "code": "Bad Code"}}}"#), "invalid_script");
+        assert_eq!(
+            code(br#"{"fail": {"reserve": {"status": 503, "times": 1, "code": "Bad Code"}}}"#),
+            "invalid_script"
+        );
         assert_eq!(code(br#"{"latency_ms": 600001}"#), "invalid_script");
         assert_eq!(code(br#"{"latency": 5}"#), "invalid_script");
         assert_eq!(FaultScript::parse(Service::Products, b"").unwrap(), FaultScript::default());

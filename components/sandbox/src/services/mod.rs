@@ -33,12 +33,28 @@ pub fn operations(service: Service) -> &'static [&'static str] {
 }
 
 /// Every service table's `CREATE` statements (idempotent).
-pub const SCHEMA: &[&[&str]] =
-    &[call::SCHEMA, faults::SCHEMA, users::SCHEMA, products::SCHEMA, payment::SCHEMA, wallet::SCHEMA, risk::SCHEMA, betting::SCHEMA];
+pub const SCHEMA: &[&[&str]] = &[
+    call::SCHEMA,
+    faults::SCHEMA,
+    users::SCHEMA,
+    products::SCHEMA,
+    payment::SCHEMA,
+    wallet::SCHEMA,
+    risk::SCHEMA,
+    betting::SCHEMA,
+];
 
 /// Every service table `DELETE /sandbox` empties.
-pub const TABLES: &[&[&str]] =
-    &[call::TABLES, faults::TABLES, users::TABLES, products::TABLES, payment::TABLES, wallet::TABLES, risk::TABLES, betting::TABLES];
+pub const TABLES: &[&[&str]] = &[
+    call::TABLES,
+    faults::TABLES,
+    users::TABLES,
+    products::TABLES,
+    payment::TABLES,
+    wallet::TABLES,
+    risk::TABLES,
+    betting::TABLES,
+];
 
 #[cfg(test)]
 mod tests {

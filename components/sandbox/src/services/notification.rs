@@ -81,9 +81,9 @@ pub struct Report {
 impl Pay {
     /// Checks the body (`400` naming the field).
     pub fn report(self) -> Result<Report, ApiError> {
-        let status = Status::parse(&self.status)
-            .filter(|s| *s != Status::Refund)
-            .ok_or_else(|| ApiError::bad_field("status", "one of settlement, capture, deny, cancel, expire, failure, pending"))?;
+        let status = Status::parse(&self.status).filter(|s| *s != Status::Refund).ok_or_else(|| {
+            ApiError::bad_field("status", "one of settlement, capture, deny, cancel, expire, failure, pending")
+        })?;
         let fraud_status = self.fraud_status.unwrap_or_else(|| "accept".to_string());
         if !FRAUD_STATUSES.contains(&fraud_status.as_str()) {
             return Err(ApiError::bad_field("fraud_status", "one of accept, challenge, deny"));
@@ -97,7 +97,13 @@ impl Pay {
         if self.gross_amount.as_deref().is_some_and(|a| a.is_empty() || a.len() > 32) {
             return Err(ApiError::bad_field("gross_amount", "must be 1 to 32 bytes, such as \"20000.00\""));
         }
-        Ok(Report { status, fraud_status, payment_type, gross_amount: self.gross_amount, bad_signature: self.bad_signature })
+        Ok(Report {
+            status,
+            fraud_status,
+            payment_type,
+            gross_amount: self.gross_amount,
+            bad_signature: self.bad_signature,
+        })
     }
 }
 
@@ -168,7 +174,10 @@ async fn deliver(body: &str, order: &Value) -> Result<Reply, ApiError> {
     let answer = serde_json::from_slice::<Value>(resp.body())
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(resp.body()).into_owned()));
     let notification: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    Ok(Reply::json(status, &json!({ "webhook": { "status": status, "body": answer }, "notification": notification, "order": order })))
+    Ok(Reply::json(
+        status,
+        &json!({ "webhook": { "status": status, "body": answer }, "notification": notification, "order": order }),
+    ))
 }
 
 /// `POST /sandbox/payments/{order_id}/pay`.
@@ -200,8 +209,9 @@ pub async fn notify(_: Request, params: Params) -> Response {
         let order_id = path_param(&params, "order_id")?;
         let store = Store::open()?;
         let order = orders::load_known(&store, &order_id)?;
-        let body = last(&store, &order_id)?
-            .ok_or_else(|| ApiError::new(404, "no_notification", format!("order {order_id} was never paid: nothing to send again")))?;
+        let body = last(&store, &order_id)?.ok_or_else(|| {
+            ApiError::new(404, "no_notification", format!("order {order_id} was never paid: nothing to send again"))
+        })?;
         deliver(&body, &order.json(&server_key()?)).await
     }
     .await;
@@ -243,10 +253,23 @@ mod tests {
         assert!(!verifies(&n, "another-key"));
         assert_eq!(n["gross_amount"], "20000.00");
         assert_eq!(n["status_code"], "200");
-        assert_eq!((n["transaction_status"].as_str(), n["fraud_status"].as_str()), (Some("settlement"), Some("accept")));
+        assert_eq!(
+            (n["transaction_status"].as_str(), n["fraud_status"].as_str()),
+            (Some("settlement"), Some("accept"))
+        );
         assert_eq!((n["transaction_id"].as_str(), n["payment_type"].as_str()), (Some("tx-1"), Some("bank_transfer")));
         assert_eq!(n["transaction_time"], "2026-11-18 18:06:40");
-        for field in ["order_id", "status_code", "gross_amount", "signature_key", "transaction_status", "fraud_status", "transaction_id", "payment_type", "transaction_time"] {
+        for field in [
+            "order_id",
+            "status_code",
+            "gross_amount",
+            "signature_key",
+            "transaction_status",
+            "fraud_status",
+            "transaction_id",
+            "payment_type",
+            "transaction_time",
+        ] {
             assert!(n[field].is_string(), "{field}");
         }
     }
@@ -256,13 +279,28 @@ mod tests {
         let n = notification(&order(Status::Pending), &report(json!({"status": "expire"})), KEY, 0);
         assert_eq!(n["status_code"], "407");
         assert!(verifies(&n, KEY));
-        let n = notification(&order(Status::Pending), &report(json!({"status": "capture", "fraud_status": "challenge"})), KEY, 0);
+        let n = notification(
+            &order(Status::Pending),
+            &report(json!({"status": "capture", "fraud_status": "challenge"})),
+            KEY,
+            0,
+        );
         assert_eq!((n["payment_type"].as_str(), n["fraud_status"].as_str()), (Some("credit_card"), Some("challenge")));
         // Another amount, still signed right; a bad signature on request.
-        let n = notification(&order(Status::Pending), &report(json!({"status": "settlement", "gross_amount": "19000.00"})), KEY, 0);
+        let n = notification(
+            &order(Status::Pending),
+            &report(json!({"status": "settlement", "gross_amount": "19000.00"})),
+            KEY,
+            0,
+        );
         assert_eq!(n["gross_amount"], "19000.00");
         assert!(verifies(&n, KEY));
-        let n = notification(&order(Status::Pending), &report(json!({"status": "settlement", "bad_signature": true})), KEY, 0);
+        let n = notification(
+            &order(Status::Pending),
+            &report(json!({"status": "settlement", "bad_signature": true})),
+            KEY,
+            0,
+        );
         assert!(!verifies(&n, KEY));
     }
 
@@ -280,7 +318,9 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let field = |b: Value| serde_json::from_value::<Pay>(b).map_err(|e| e.to_string()).and_then(|p| p.report().map_err(|e| e.message));
+        let field = |b: Value| {
+            serde_json::from_value::<Pay>(b).map_err(|e| e.to_string()).and_then(|p| p.report().map_err(|e| e.message))
+        };
         assert!(field(json!({"status": "paid"})).unwrap_err().starts_with("status"));
         assert!(field(json!({"status": "refund"})).unwrap_err().starts_with("status"));
         assert!(field(json!({"status": "capture", "fraud_status": "maybe"})).unwrap_err().starts_with("fraud_status"));

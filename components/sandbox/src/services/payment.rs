@@ -161,7 +161,11 @@ impl Order {
 
 /// The status a paid or final order answers a change with: 412 when paid.
 fn settled(o: &Order) -> ApiError {
-    ApiError::new(412, "transaction_settled", format!("order {} is paid ({}): its status cannot change", o.order_id, o.status.as_str()))
+    ApiError::new(
+        412,
+        "transaction_settled",
+        format!("order {} is paid ({}): its status cannot change", o.order_id, o.status.as_str()),
+    )
 }
 
 /// `/cancel`: the status after, and whether it changed.
@@ -236,7 +240,10 @@ struct SnapBody {
 /// Checks Snap's `transaction_details` (`400` naming the field).
 fn check_details(d: &Details) -> Result<(), ApiError> {
     if d.order_id.is_empty() || d.order_id.len() > MAX_ORDER_ID_LEN {
-        return Err(ApiError::bad_field("transaction_details.order_id", format!("must be 1 to {MAX_ORDER_ID_LEN} bytes")));
+        return Err(ApiError::bad_field(
+            "transaction_details.order_id",
+            format!("must be 1 to {MAX_ORDER_ID_LEN} bytes"),
+        ));
     }
     if d.gross_amount < 1 {
         return Err(ApiError::bad_field("transaction_details.gross_amount", "must be at least 1"));
@@ -247,27 +254,37 @@ fn check_details(d: &Details) -> Result<(), ApiError> {
 /// `POST /snap/v1/transactions`.
 pub fn create(req: &Request, _: &Params) -> Result<Reply, ApiError> {
     let input = authorized(req).and_then(|()| call::body::<SnapBody>(req)).and_then(|b| {
-        let d = b.transaction_details.ok_or_else(|| ApiError::bad_field("transaction_details", "an object is required"))?;
+        let d =
+            b.transaction_details.ok_or_else(|| ApiError::bad_field("transaction_details", "an object is required"))?;
         check_details(&d)?;
         Ok((d, b.customer_details))
     });
     let subject = input.as_ref().map(|(d, _)| d.order_id.clone()).unwrap_or_default();
-    call::serve(req, Call { service: Service::Payment, operation: "create", subject: &subject }, input, |s, (d, customer)| {
-        if load(s, &d.order_id)?.is_some() {
-            return Err(ApiError::new(409, "duplicate_order_id", format!("order id {} is already taken", d.order_id)));
-        }
-        let now = now_ms();
-        let token = uuid_from(&format!("token:{}:{now}", d.order_id));
-        let transaction_id = uuid_from(&format!("transaction:{token}"));
-        let customer = customer.filter(|c| !c.is_null()).map(|c| internal_json(&c)).transpose()?;
-        s.exec(
+    call::serve(
+        req,
+        Call { service: Service::Payment, operation: "create", subject: &subject },
+        input,
+        |s, (d, customer)| {
+            if load(s, &d.order_id)?.is_some() {
+                return Err(ApiError::new(
+                    409,
+                    "duplicate_order_id",
+                    format!("order id {} is already taken", d.order_id),
+                ));
+            }
+            let now = now_ms();
+            let token = uuid_from(&format!("token:{}:{now}", d.order_id));
+            let transaction_id = uuid_from(&format!("transaction:{token}"));
+            let customer = customer.filter(|c| !c.is_null()).map(|c| internal_json(&c)).transpose()?;
+            s.exec(
             "INSERT INTO sandbox_orders (order_id, gross_amount, status, fraud_status, payment_type, token, transaction_id,
                 customer_details, notification, created_at_ms, updated_at_ms)
              VALUES (?, ?, 'pending', NULL, NULL, ?, ?, ?, NULL, ?, ?)",
             &[text(&d.order_id), int(d.gross_amount), text(&token), text(&transaction_id), opt_text(customer), int(now), int(now)],
         )?;
-        Ok(Done::effect(201, json!({ "token": token, "redirect_url": format!("{REDIRECT_BASE}{token}") })))
-    })
+            Ok(Done::effect(201, json!({ "token": token, "redirect_url": format!("{REDIRECT_BASE}{token}") })))
+        },
+    )
 }
 
 // ---- Core API ----
@@ -282,7 +299,12 @@ pub fn status(req: &Request, params: &Params) -> Result<Reply, ApiError> {
 }
 
 /// `/cancel` and `/expire`.
-fn change(req: &Request, params: &Params, operation: &'static str, decide: fn(&Order) -> Result<(Status, bool), ApiError>) -> Result<Reply, ApiError> {
+fn change(
+    req: &Request,
+    params: &Params,
+    operation: &'static str,
+    decide: fn(&Order) -> Result<(Status, bool), ApiError>,
+) -> Result<Reply, ApiError> {
     let order_id = path_param(params, "order_id")?;
     let input = authorized(req).and_then(|()| call::body::<Value>(req)).and_then(|_| server_key());
     call::serve(req, Call { service: Service::PaymentApi, operation, subject: &order_id }, input, |s, key| {
@@ -293,7 +315,8 @@ fn change(req: &Request, params: &Params, operation: &'static str, decide: fn(&O
             save_status(s, &o)?;
         }
         let mut body = o.json(&key);
-        body["status_message"] = json!(format!("Success, transaction is {}", if operation == "cancel" { "canceled" } else { "expired" }));
+        body["status_message"] =
+            json!(format!("Success, transaction is {}", if operation == "cancel" { "canceled" } else { "expired" }));
         Ok(Done { status: 200, body, effect: changed })
     })
 }

@@ -151,7 +151,9 @@ pub fn release(s: Status, reason: Option<&str>) -> Result<Transition, ApiError> 
         Status::Reserved | Status::Committed if reason == Some(REASON_EXPIRED) => to(Status::Expired),
         Status::Reserved | Status::Committed => to(Status::Cancelled),
         Status::Cancelled | Status::Expired => stay(s),
-        Status::Settled => Err(ApiError::new(409, "reservation_settled", "the reservation is settled: its stock is sold")),
+        Status::Settled => {
+            Err(ApiError::new(409, "reservation_settled", "the reservation is settled: its stock is sold"))
+        }
     }
 }
 
@@ -188,7 +190,10 @@ pub fn check_shape(transaction_id: &str, items: &[Item]) -> Result<(), ApiError>
     }
     for (i, item) in items.iter().enumerate() {
         if !valid_id(&item.product_id) {
-            return Err(ApiError::bad_field(&format!("items[{i}].product_id"), format!("must be 1 to {MAX_ID_LEN} bytes")));
+            return Err(ApiError::bad_field(
+                &format!("items[{i}].product_id"),
+                format!("must be 1 to {MAX_ID_LEN} bytes"),
+            ));
         }
         if item.price < 0 {
             return Err(ApiError::bad_field(&format!("items[{i}].price"), "must not be negative"));
@@ -225,7 +230,11 @@ pub fn plan(items: &[Item], catalog: &BTreeMap<String, Product>) -> Result<Plan,
         }
         let wanted = p.take.get(id).copied().unwrap_or(0).checked_add(item.quantity).ok_or_else(overflow)?;
         if wanted > product.stock {
-            return Err(ApiError::new(409, "insufficient_stock", format!("{id}: {wanted} wanted, {} in stock", product.stock)));
+            return Err(ApiError::new(
+                409,
+                "insufficient_stock",
+                format!("{id}: {wanted} wanted, {} in stock", product.stock),
+            ));
         }
         if item.price != product.price {
             return Err(ApiError::new(
@@ -334,32 +343,44 @@ pub fn reserve(req: &Request, _: &Params) -> Result<Reply, ApiError> {
         Ok((id, items))
     });
     let subject = input.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
-    call::serve(req, Call { service: Service::Products, operation: "reserve", subject: &subject }, input, |s, (id, items)| {
-        if load_reservation(s, &id)?.is_some() {
-            return Err(ApiError::new(409, "reservation_exists", format!("transaction {id} already has a reservation")));
-        }
-        let catalog = load_products(s, items.iter().map(|i| i.product_id.clone()))?;
-        let plan = plan(&items, &catalog)?;
-        let now = now_ms();
-        for (product_id, units) in &plan.take {
+    call::serve(
+        req,
+        Call { service: Service::Products, operation: "reserve", subject: &subject },
+        input,
+        |s, (id, items)| {
+            if load_reservation(s, &id)?.is_some() {
+                return Err(ApiError::new(
+                    409,
+                    "reservation_exists",
+                    format!("transaction {id} already has a reservation"),
+                ));
+            }
+            let catalog = load_products(s, items.iter().map(|i| i.product_id.clone()))?;
+            let plan = plan(&items, &catalog)?;
+            let now = now_ms();
+            for (product_id, units) in &plan.take {
+                s.exec(
+                    "UPDATE sandbox_products SET stock = stock - ?, updated_at_ms = ? WHERE product_id = ?",
+                    &[int(*units), int(now), text(product_id)],
+                )?;
+            }
             s.exec(
-                "UPDATE sandbox_products SET stock = stock - ?, updated_at_ms = ? WHERE product_id = ?",
-                &[int(*units), int(now), text(product_id)],
-            )?;
-        }
-        s.exec(
-            "INSERT INTO sandbox_reservations (transaction_id, status, total, reason, created_at_ms, updated_at_ms)
+                "INSERT INTO sandbox_reservations (transaction_id, status, total, reason, created_at_ms, updated_at_ms)
              VALUES (?, 'reserved', ?, NULL, ?, ?)",
-            &[text(&id), int(plan.total), int(now), int(now)],
-        )?;
-        for (line, item) in items.iter().enumerate() {
-            s.exec(
+                &[text(&id), int(plan.total), int(now), int(now)],
+            )?;
+            for (line, item) in items.iter().enumerate() {
+                s.exec(
                 "INSERT INTO sandbox_reservation_items (transaction_id, line, product_id, price, quantity) VALUES (?, ?, ?, ?, ?)",
                 &[text(&id), int(line as i64), text(&item.product_id), int(item.price), int(item.quantity)],
             )?;
-        }
-        Ok(Done::effect(200, json!({ "transaction_id": id, "status": Status::Reserved.as_str(), "total": plan.total })))
-    })
+            }
+            Ok(Done::effect(
+                200,
+                json!({ "transaction_id": id, "status": Status::Reserved.as_str(), "total": plan.total }),
+            ))
+        },
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -391,7 +412,12 @@ pub fn release_call(req: &Request, params: &Params) -> Result<Reply, ApiError> {
 }
 
 /// `/commit` and `/settle`: a move that touches no stock.
-fn advance(req: &Request, params: &Params, operation: &'static str, decide: fn(Status) -> Result<Transition, ApiError>) -> Result<Reply, ApiError> {
+fn advance(
+    req: &Request,
+    params: &Params,
+    operation: &'static str,
+    decide: fn(Status) -> Result<Transition, ApiError>,
+) -> Result<Reply, ApiError> {
     let id = path_param(params, "id")?;
     let input = call::body::<Value>(req).map(|_| ());
     call::serve(req, Call { service: Service::Products, operation, subject: &id }, input, |s, ()| {
@@ -567,6 +593,8 @@ mod tests {
         assert_eq!(t(settle(Committed)), Ok((Settled, true)));
         assert_eq!(t(settle(Settled)), Ok((Settled, false)));
         assert_eq!(t(settle(Expired)), Err("reservation_released".into()));
-        assert!(Reserved.holds_stock() && Committed.holds_stock() && !Settled.holds_stock() && !Cancelled.holds_stock());
+        assert!(
+            Reserved.holds_stock() && Committed.holds_stock() && !Settled.holds_stock() && !Cancelled.holds_stock()
+        );
     }
 }

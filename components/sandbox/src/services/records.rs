@@ -42,7 +42,10 @@ impl Filter {
                 "key" => "idem_key = ?",
                 "subject" => "subject = ?",
                 "after_seq" => {
-                    f.after_seq = Some(v.parse().map_err(|_| bad_request("invalid_query", format!("after_seq `{v}` is not an integer")))?);
+                    f.after_seq = Some(
+                        v.parse()
+                            .map_err(|_| bad_request("invalid_query", format!("after_seq `{v}` is not an integer")))?,
+                    );
                     continue;
                 }
                 "limit" => {
@@ -185,7 +188,8 @@ mod tests {
     #[test]
     fn filters() {
         let all = ["service", "operation", "key", "subject", "after_seq", "limit"];
-        let f = filter("service=products&key=s1%3Areserve_stock%3Aaction&after_seq=3&limit=9&operation=", &all).unwrap();
+        let f =
+            filter("service=products&key=s1%3Areserve_stock%3Aaction&after_seq=3&limit=9&operation=", &all).unwrap();
         assert_eq!(f.clauses, vec!["service = ?", "idem_key = ?"]);
         assert_eq!(f.values, vec!["products".to_string(), "s1:reserve_stock:action".to_string()]);
         assert_eq!((f.after_seq, f.limit), (Some(3), Some(9)));

@@ -70,7 +70,9 @@ struct OddsBody {
 /// `POST /v1/odds/live`.
 pub fn live_odds(req: &Request, _: &Params) -> Result<Reply, ApiError> {
     let input = call::body::<OddsBody>(req).and_then(|b| {
-        b.bet_slip_id.filter(|id| !id.is_empty()).ok_or_else(|| ApiError::bad_field("bet_slip_id", "a non-empty string is required"))
+        b.bet_slip_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ApiError::bad_field("bet_slip_id", "a non-empty string is required"))
     });
     let subject = input.as_deref().unwrap_or("").to_string();
     call::serve(req, Call { service: Service::Risk, operation: "odds", subject: &subject }, input, |s, id| {
@@ -115,7 +117,11 @@ pub fn restore_liability(req: &Request, params: &Params) -> Result<Reply, ApiErr
         if restored > 0 {
             set_liability(s, &id, after)?;
         }
-        Ok(Done { status: 200, body: json!({ "bet_slip_id": id, "liability": after, "restored": restored }), effect: restored > 0 })
+        Ok(Done {
+            status: 200,
+            body: json!({ "bet_slip_id": id, "liability": after, "restored": restored }),
+            effect: restored > 0,
+        })
     })
 }
 

@@ -94,7 +94,10 @@ struct AuthorizeBody {
 fn load(s: &Store, token: &str) -> Result<Option<Token>, ApiError> {
     let r = s.exec("SELECT user_id, status FROM sandbox_users WHERE token = ?", &[text(token)])?;
     let found = r.rows().next().and_then(|row| {
-        Some(Token { user_id: row.get::<&str>("user_id")?.to_string(), status: TokenStatus::parse(row.get::<&str>("status")?)? })
+        Some(Token {
+            user_id: row.get::<&str>("user_id")?.to_string(),
+            status: TokenStatus::parse(row.get::<&str>("status")?)?,
+        })
     });
     Ok(found)
 }

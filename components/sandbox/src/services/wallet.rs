@@ -104,22 +104,27 @@ fn set_balance(s: &Store, user_id: &str, balance: i64) -> Result<(), ApiError> {
 fn movement(req: &Request, params: &Params, kind: Kind) -> Result<Reply, ApiError> {
     let user_id = path_param(params, "user_id")?;
     let input = call::body::<MoveBody>(req).and_then(check);
-    call::serve(req, Call { service: Service::Wallet, operation: kind.as_str(), subject: &user_id }, input, |s, (amount, reference)| {
-        let after = apply(balance(s, &user_id)?, kind, amount)?;
-        set_balance(s, &user_id, after)?;
-        let entry_id = s.insert_id(
+    call::serve(
+        req,
+        Call { service: Service::Wallet, operation: kind.as_str(), subject: &user_id },
+        input,
+        |s, (amount, reference)| {
+            let after = apply(balance(s, &user_id)?, kind, amount)?;
+            set_balance(s, &user_id, after)?;
+            let entry_id = s.insert_id(
             "INSERT INTO sandbox_wallet_entries (user_id, kind, amount, reference, balance_after, at_ms) VALUES (?, ?, ?, ?, ?, ?)
              RETURNING entry_id AS id",
             &[text(&user_id), text(kind.as_str()), int(amount), opt_text(reference.as_deref()), int(after), int(now_ms())],
         )?;
-        Ok(Done::effect(
-            200,
-            json!({
-                "user_id": user_id, "balance": after, "entry_id": entry_id,
-                "kind": kind.as_str(), "amount": amount, "reference": reference,
-            }),
-        ))
-    })
+            Ok(Done::effect(
+                200,
+                json!({
+                    "user_id": user_id, "balance": after, "entry_id": entry_id,
+                    "kind": kind.as_str(), "amount": amount, "reference": reference,
+                }),
+            ))
+        },
+    )
 }
 
 /// `POST /v1/wallets/{user_id}/credit`.

@@ -48,8 +48,15 @@ pub enum Service {
 
 impl Service {
     /// Every service.
-    pub const ALL: [Service; 7] =
-        [Service::Users, Service::Products, Service::Payment, Service::PaymentApi, Service::Wallet, Service::Risk, Service::Betting];
+    pub const ALL: [Service; 7] = [
+        Service::Users,
+        Service::Products,
+        Service::Payment,
+        Service::PaymentApi,
+        Service::Wallet,
+        Service::Risk,
+        Service::Betting,
+    ];
 
     /// The service's name.
     pub fn as_str(self) -> &'static str {
@@ -273,7 +280,8 @@ fn name_ok(s: &str) -> bool {
 }
 
 fn event_ok(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
 }
 
 /// A JSON object being read field by field, refusing unknown fields.
@@ -335,7 +343,11 @@ impl<'a> Obj<'a> {
 }
 
 fn join(at: &str, k: &str) -> String {
-    if at.is_empty() { k.to_string() } else { format!("{at}.{k}") }
+    if at.is_empty() {
+        k.to_string()
+    } else {
+        format!("{at}.{k}")
+    }
 }
 
 /// One day: the ceiling of every duration.
@@ -345,7 +357,10 @@ fn parse_request(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<
     let o = Obj::new(v, at, &["service", "method", "path", "body"])?;
     let service = o.str("service")?;
     let service = Service::parse(service).ok_or_else(|| {
-        fault(o.path("service"), format!("unknown service {service:?} (known: {})", Service::ALL.map(Service::as_str).join(", ")))
+        fault(
+            o.path("service"),
+            format!("unknown service {service:?} (known: {})", Service::ALL.map(Service::as_str).join(", ")),
+        )
     })?;
     let method = o.str("method")?;
     let method = Method::parse(method).ok_or_else(|| fault(o.path("method"), format!("unknown method {method:?}")))?;
@@ -353,7 +368,9 @@ fn parse_request(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<
     if !path.starts_with('/') {
         return Err(fault(o.path("path"), "must start with /"));
     }
-    let check = |t: &Value, field: &str| template::check(t, earlier, all).map_err(|(inner, m)| fault(format!("{}{inner}", o.path(field)), m));
+    let check = |t: &Value, field: &str| {
+        template::check(t, earlier, all).map_err(|(inner, m)| fault(format!("{}{inner}", o.path(field)), m))
+    };
     check(&Value::String(path.to_string()), "path")?;
     let body = match o.get("body") {
         None | Some(Value::Null) => None,
@@ -386,8 +403,16 @@ fn payment_names_own_order(service: Service, path: &str, body: Option<&Value>, o
         Service::Payment if path.contains('{') => {
             Err(fault(o.path("path"), "a payment call has a fixed path (the order is transaction_details.order_id)"))
         }
-        Service::Payment if body.and_then(|b| b.pointer("/transaction_details/order_id")) != Some(&Value::String(OWN_ORDER.into())) => {
-            Err(fault(o.path("body"), format!("a payment call acts on this saga's own order: transaction_details.order_id must be {OWN_ORDER:?}")))
+        Service::Payment
+            if body.and_then(|b| b.pointer("/transaction_details/order_id"))
+                != Some(&Value::String(OWN_ORDER.into())) =>
+        {
+            Err(fault(
+                o.path("body"),
+                format!(
+                    "a payment call acts on this saga's own order: transaction_details.order_id must be {OWN_ORDER:?}"
+                ),
+            ))
         }
         _ => Ok(()),
     }
@@ -422,13 +447,17 @@ fn parse_wait(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Wai
     };
     let payment = check("payment")?;
     if payment != Value::String(OWN_ORDER.into()) {
-        return Err(fault(o.path("payment"), format!("a payment wait waits for this saga's own order: must be {OWN_ORDER:?}")));
+        return Err(fault(
+            o.path("payment"),
+            format!("a payment wait waits for this saga's own order: must be {OWN_ORDER:?}"),
+        ));
     }
     let amount = check("amount")?;
     let timeout_ms = match o.get("timeout_ms") {
         None | Some(Value::Null) => return Err(fault(o.path("timeout_ms"), "a wait needs a deadline")),
         Some(Value::String(p)) => {
-            template::check(&Value::String(p.clone()), earlier, all).map_err(|(_, m)| fault(o.path("timeout_ms"), m))?;
+            template::check(&Value::String(p.clone()), earlier, all)
+                .map_err(|(_, m)| fault(o.path("timeout_ms"), m))?;
             if !p.starts_with("$.") {
                 return Err(fault(o.path("timeout_ms"), "must be milliseconds or a $. path"));
             }
@@ -452,7 +481,9 @@ impl Definition {
         if !name_ok(name) {
             return Err(fault("name", "must be 1 to 64 characters of [a-z0-9_]"));
         }
-        let timeout_ms = o.opt_u64("timeout_ms", 1, DAY_MS * 30)?.ok_or_else(|| fault("timeout_ms", "is required (the whole-saga deadline)"))?;
+        let timeout_ms = o
+            .opt_u64("timeout_ms", 1, DAY_MS * 30)?
+            .ok_or_else(|| fault("timeout_ms", "is required (the whole-saga deadline)"))?;
         let required_input = match o.get("input") {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => {
@@ -462,7 +493,11 @@ impl Definition {
                     Some(Value::Array(keys)) => keys
                         .iter()
                         .enumerate()
-                        .map(|(i, k)| k.as_str().map(String::from).ok_or_else(|| fault(format!("input.required[{i}]"), "must be a string")))
+                        .map(|(i, k)| {
+                            k.as_str()
+                                .map(String::from)
+                                .ok_or_else(|| fault(format!("input.required[{i}]"), "must be a string"))
+                        })
                         .collect::<Result<_, _>>()?,
                     Some(_) => return Err(fault("input.required", "must be a list of keys")),
                 }
@@ -491,7 +526,10 @@ impl Definition {
         // Names first, so a path to a later step is told apart from an unknown one.
         let mut names: Vec<&str> = Vec::new();
         for (i, s) in steps_v.iter().enumerate() {
-            let n = s.get("name").and_then(Value::as_str).ok_or_else(|| fault(format!("steps[{i}].name"), "is required"))?;
+            let n = s
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| fault(format!("steps[{i}].name"), "is required"))?;
             if !name_ok(n) {
                 return Err(fault(format!("steps[{i}].name"), "must be 1 to 64 characters of [a-z0-9_]"));
             }
@@ -503,7 +541,11 @@ impl Definition {
         let mut steps = Vec::with_capacity(steps_v.len());
         for (i, s) in steps_v.iter().enumerate() {
             let at = format!("steps[{i}]");
-            let so = Obj::new(s, &at, &["name", "action", "compensation", "wait", "timeout_ms", "retry", "on_failure", "pivot", "emit"])?;
+            let so = Obj::new(
+                s,
+                &at,
+                &["name", "action", "compensation", "wait", "timeout_ms", "retry", "on_failure", "pivot", "emit"],
+            )?;
             let earlier = &names[..i];
             let kind = match (so.get("action"), so.get("wait")) {
                 (Some(a), None) => {
@@ -527,7 +569,9 @@ impl Definition {
             let on_failure = match so.opt_str("on_failure")? {
                 None | Some("compensate") => OnFailure::Compensate,
                 Some("hold") => OnFailure::Hold,
-                Some(other) => return Err(fault(so.path("on_failure"), format!("must be compensate or hold, not {other:?}"))),
+                Some(other) => {
+                    return Err(fault(so.path("on_failure"), format!("must be compensate or hold, not {other:?}")))
+                }
             };
             let emit = match so.opt_str("emit")? {
                 Some(e) if !event_ok(e) => return Err(fault(so.path("emit"), "must be an event name of [a-z0-9_.]")),
@@ -629,11 +673,20 @@ mod tests {
             "steps[1].compensation.service: unknown service \"wallets\" (known: users, products, payment, payment_api, wallet, risk, betting)"
         );
         assert_eq!(fault_of(|v| v["steps"][1]["name"] = json!("a")), "steps[1].name: duplicate step name \"a\"");
-        assert!(fault_of(|v| v["steps"][0]["action"]["path"] = json!("/v1/{$.steps.b.output.id}")).starts_with("steps[0].action.path: "));
-        assert!(fault_of(|v| v["steps"][0]["action"]["path"] = json!("/v1/{$.steps.b.output.id}")).contains("does not run before"));
-        assert!(fault_of(|v| v["steps"][0]["action"]["body"] = json!({"k": ["$.steps.zz.output"]})).starts_with("steps[0].action.body.k[0]: "));
-        assert_eq!(fault_of(|v| v["steps"][0]["retry"] = json!({"max_attempts": 0})), "steps[0].retry.max_attempts: must be a whole number from 1 to 20");
-        assert_eq!(fault_of(|v| v["steps"][0]["retry"] = json!({"backoff_rate": 0.5})), "steps[0].retry.backoff_rate: must be a number from 1 to 10");
+        assert!(fault_of(|v| v["steps"][0]["action"]["path"] = json!("/v1/{$.steps.b.output.id}"))
+            .starts_with("steps[0].action.path: "));
+        assert!(fault_of(|v| v["steps"][0]["action"]["path"] = json!("/v1/{$.steps.b.output.id}"))
+            .contains("does not run before"));
+        assert!(fault_of(|v| v["steps"][0]["action"]["body"] = json!({"k": ["$.steps.zz.output"]}))
+            .starts_with("steps[0].action.body.k[0]: "));
+        assert_eq!(
+            fault_of(|v| v["steps"][0]["retry"] = json!({"max_attempts": 0})),
+            "steps[0].retry.max_attempts: must be a whole number from 1 to 20"
+        );
+        assert_eq!(
+            fault_of(|v| v["steps"][0]["retry"] = json!({"backoff_rate": 0.5})),
+            "steps[0].retry.backoff_rate: must be a number from 1 to 10"
+        );
         assert_eq!(
             fault_of(|v| v["steps"][0]["retry"] = json!({"interval_ms": 500, "max_interval_ms": 10})),
             "steps[0].retry.max_interval_ms: must not be below interval_ms"
@@ -643,35 +696,52 @@ mod tests {
             "steps[1].wait.timeout_ms: a wait needs a deadline"
         );
         assert_eq!(
-            fault_of(|v| v["steps"] = json!((0..51).map(|i| json!({"name": format!("s{i}"), "action": {"service": "users", "method": "POST", "path": "/"}})).collect::<Vec<_>>())),
+            fault_of(|v| v["steps"] = json!((0..51)
+                .map(
+                    |i| json!({"name": format!("s{i}"), "action": {"service": "users", "method": "POST", "path": "/"}})
+                )
+                .collect::<Vec<_>>())),
             "steps: must hold 1 to 50 steps, not 51"
         );
         assert_eq!(fault_of(|v| v["name"] = json!("Check-Out")), "name: must be 1 to 64 characters of [a-z0-9_]");
         assert!(fault_of(|v| v["steps"][0]["bogus"] = json!(1)).starts_with("steps[0].bogus: unknown field"));
-        assert_eq!(fault_of(|v| v["steps"][0]["on_failure"] = json!("pray")), "steps[0].on_failure: must be compensate or hold, not \"pray\"");
-        assert_eq!(fault_of(|v| v.as_object_mut().unwrap().remove("timeout_ms").map(drop).unwrap_or(())), "timeout_ms: is required (the whole-saga deadline)");
+        assert_eq!(
+            fault_of(|v| v["steps"][0]["on_failure"] = json!("pray")),
+            "steps[0].on_failure: must be compensate or hold, not \"pray\""
+        );
+        assert_eq!(
+            fault_of(|v| v.as_object_mut().unwrap().remove("timeout_ms").map(drop).unwrap_or(())),
+            "timeout_ms: is required (the whole-saga deadline)"
+        );
     }
 
     #[test]
     fn a_payment_call_acts_on_the_sagas_own_order() {
-        let api = |path: &str| json!({"name": "a", "action": {"service": "payment_api", "method": "POST", "path": path}});
-        assert!(fault_of(|v| v["steps"][0] = api("/v2/{$.input.victim}/cancel")).starts_with("steps[0].action.path: a payment_api call"));
+        let api =
+            |path: &str| json!({"name": "a", "action": {"service": "payment_api", "method": "POST", "path": path}});
+        assert!(fault_of(|v| v["steps"][0] = api("/v2/{$.input.victim}/cancel"))
+            .starts_with("steps[0].action.path: a payment_api call"));
         assert!(fault_of(|v| v["steps"][0] = api("/v2/victim-order/cancel")).starts_with("steps[0].action.path: "));
         assert!(fault_of(|v| v["steps"][0] = api("/v2/{$.saga.id}/{$.input.op}")).starts_with("steps[0].action.path: "));
         let mut ok = minimal();
         ok["steps"][0] = api("/v2/{$.saga.id}/cancel");
         assert!(Definition::parse(&ok).is_ok());
         let mut comp = minimal();
-        comp["steps"][0]["compensation"] = json!({"service": "payment_api", "method": "POST", "path": "/v2/{$.input.o}/cancel"});
+        comp["steps"][0]["compensation"] =
+            json!({"service": "payment_api", "method": "POST", "path": "/v2/{$.input.o}/cancel"});
         assert!(Definition::parse(&comp).unwrap_err().to_string().starts_with("steps[0].compensation.path: "));
-        let snap = |order: Value| json!({"name": "a", "action": {"service": "payment", "method": "POST", "path": "/snap/v1/transactions",
-            "body": {"transaction_details": {"order_id": order, "gross_amount": 1}}}});
-        assert!(fault_of(|v| v["steps"][0] = snap(json!("$.input.order"))).starts_with("steps[0].action.body: a payment call"));
+        let snap = |order: Value| {
+            json!({"name": "a", "action": {"service": "payment", "method": "POST", "path": "/snap/v1/transactions",
+            "body": {"transaction_details": {"order_id": order, "gross_amount": 1}}}})
+        };
+        assert!(fault_of(|v| v["steps"][0] = snap(json!("$.input.order")))
+            .starts_with("steps[0].action.body: a payment call"));
         let mut ok = minimal();
         ok["steps"][0] = snap(json!("$.saga.id"));
         assert!(Definition::parse(&ok).is_ok());
-        assert!(fault_of(|v| v["steps"][0] = json!({"name": "a", "wait": {"payment": "$.input.order", "amount": 1, "timeout_ms": 5}}))
-            .starts_with("steps[0].wait.payment: "));
+        assert!(fault_of(|v| v["steps"][0] =
+            json!({"name": "a", "wait": {"payment": "$.input.order", "amount": 1, "timeout_ms": 5}}))
+        .starts_with("steps[0].wait.payment: "));
     }
 
     #[test]
@@ -692,7 +762,9 @@ mod tests {
         let input = |ttl: Value| json!({"user_token": "t", "items": [], "payment_ttl_ms": ttl});
         assert!(checkout.check_input(&input(json!(600_000))).is_ok());
         assert!(checkout.check_input(&json!({"user_token": "t", "items": []})).is_ok(), "absent: the variable applies");
-        for bad in [json!(18446744073709551615u64), json!(0), json!(-5), json!(1.5), json!("600000"), json!(MAX_WAIT_MS + 1)] {
+        for bad in
+            [json!(18446744073709551615u64), json!(0), json!(-5), json!(1.5), json!("600000"), json!(MAX_WAIT_MS + 1)]
+        {
             let e = checkout.check_input(&input(bad.clone())).unwrap_err();
             assert!(e.starts_with("input.payment_ttl_ms: must be milliseconds from 1 to 2592000000"), "{bad}: {e}");
         }
@@ -701,7 +773,10 @@ mod tests {
     #[test]
     fn retries_back_off_to_the_cap() {
         let r = Retry::default();
-        assert_eq!((1..=7).map(|n| r.wait_after(n)).collect::<Vec<_>>(), vec![500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+        assert_eq!(
+            (1..=7).map(|n| r.wait_after(n)).collect::<Vec<_>>(),
+            vec![500, 1000, 2000, 4000, 8000, 10_000, 10_000]
+        );
         assert_eq!(Retry { backoff_rate: 10.0, ..r }.wait_after(60), 10_000, "no overflow");
     }
 }

@@ -58,8 +58,15 @@ pub enum Status {
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 7] =
-        [Status::Running, Status::Waiting, Status::Compensating, Status::Completed, Status::Compensated, Status::Expired, Status::Failed];
+    pub const ALL: [Status; 7] = [
+        Status::Running,
+        Status::Waiting,
+        Status::Compensating,
+        Status::Completed,
+        Status::Compensated,
+        Status::Expired,
+        Status::Failed,
+    ];
 
     /// The name.
     pub fn as_str(self) -> &'static str {
@@ -456,7 +463,14 @@ fn same_amount(gross_amount: &str, amount: &Value) -> bool {
 
 impl Saga {
     /// A new saga of `definition` (already validated, input checked), due at once.
-    pub fn new(id: &str, definition: Definition, correlation_id: Option<&str>, input: Value, settings: Settings, now: Millis) -> Saga {
+    pub fn new(
+        id: &str,
+        definition: Definition,
+        correlation_id: Option<&str>,
+        input: Value,
+        settings: Settings,
+        now: Millis,
+    ) -> Saga {
         let steps = definition
             .steps
             .iter()
@@ -486,7 +500,12 @@ impl Saga {
             updated_at: now,
             effects: Vec::new(),
         };
-        saga.history("saga_started", None, json!({ "definition": saga.definition.name, "version": saga.definition.version }), now);
+        saga.history(
+            "saga_started",
+            None,
+            json!({ "definition": saga.definition.name, "version": saga.definition.version }),
+            now,
+        );
         saga
     }
 
@@ -595,7 +614,8 @@ impl Saga {
             method,
             path: format!("{order}/{verb}"),
             body: None,
-            idempotency_key: (purpose != Purpose::Status).then(|| format!("{}:{}:{}", self.id, def.name, purpose.as_str())),
+            idempotency_key: (purpose != Purpose::Status)
+                .then(|| format!("{}:{}:{}", self.id, def.name, purpose.as_str())),
             timeout_ms: def.timeout_ms.unwrap_or(self.settings.call_timeout_ms),
         }
     }
@@ -685,7 +705,11 @@ impl Saga {
 
     /// The whole-saga deadline while it still applies (before the pivot).
     fn forward_deadline(&self) -> Millis {
-        if self.past_pivot() { Millis::MAX } else { self.deadline_at }
+        if self.past_pivot() {
+            Millis::MAX
+        } else {
+            self.deadline_at
+        }
     }
 
     fn enter_wait(&mut self, step: usize, w: &super::definition::Wait, now: Millis) -> Result<(), String> {
@@ -698,14 +722,21 @@ impl Saga {
         let amount = template::render(&w.amount, &ctx)?;
         let ttl = match &w.timeout_ms {
             MsOrPath::Ms(n) => *n,
-            MsOrPath::Path(p) => super::definition::wait_ms(template::lookup(&ctx, p)).map_err(|m| format!("{p}: {m}"))?.unwrap_or(self.settings.payment_ttl_ms),
+            MsOrPath::Path(p) => super::definition::wait_ms(template::lookup(&ctx, p))
+                .map_err(|m| format!("{p}: {m}"))?
+                .unwrap_or(self.settings.payment_ttl_ms),
         };
         let poll_ms = w.poll_ms.unwrap_or(self.settings.payment_poll_ms).max(1);
         let name = self.steps[step].name.clone();
         let r = &mut self.steps[step];
         r.status = StepStatus::Waiting;
         r.started_at.get_or_insert(now);
-        self.history("step_started", Some(&name), json!({ "wait": "payment", "order_id": order_id, "deadline_in_ms": ttl }), now);
+        self.history(
+            "step_started",
+            Some(&name),
+            json!({ "wait": "payment", "order_id": order_id, "deadline_in_ms": ttl }),
+            now,
+        );
         self.phase = Phase::Waiting {
             step,
             wait: WaitState {
@@ -745,7 +776,11 @@ impl Saga {
             Purpose::Compensation => {
                 let r = &mut self.steps[step];
                 r.status = StepStatus::Compensating;
-                let c = r.compensation.get_or_insert(CompensationRecord { status: "running".into(), attempts: 0, error: None });
+                let c = r.compensation.get_or_insert(CompensationRecord {
+                    status: "running".into(),
+                    attempts: 0,
+                    error: None,
+                });
                 c.status = "running".into();
                 c.attempts += 1;
                 if attempt == 1 {
@@ -792,7 +827,12 @@ impl Saga {
                         let at = now.saturating_add(retry.wait_after(call.attempt) as i64);
                         self.note_comp_error(step, &reason);
                         let name = self.steps[step].name.clone();
-                        self.history("compensation_retry_scheduled", Some(&name), json!({ "error": reason, "at": rfc3339(at) }), now);
+                        self.history(
+                            "compensation_retry_scheduled",
+                            Some(&name),
+                            json!({ "error": reason, "at": rfc3339(at) }),
+                            now,
+                        );
                         self.phase = Phase::Compensating { step, attempt: call.attempt + 1, at };
                     } else {
                         self.compensation_failed(step, reason, now);
@@ -806,7 +846,8 @@ impl Saga {
                 if let Answer::Ok(body) = &answer {
                     if let Some((status, fraud, gross)) = reported(body) {
                         let outcome = payment::outcome(status, fraud);
-                        if outcome != payment::Outcome::Pending && !gross.is_some_and(|g| same_amount(g, &wait.amount)) {
+                        if outcome != payment::Outcome::Pending && !gross.is_some_and(|g| same_amount(g, &wait.amount))
+                        {
                             // Acted on only for the amount waited for, as a notification.
                             let name = self.steps[step].name.clone();
                             let data = json!({ "transaction_status": status.as_str(), "fraud_status": fraud, "gross_amount": gross });
@@ -828,7 +869,9 @@ impl Saga {
                 }
                 match wait.closing.take() {
                     // Leaving the wait, and the payment is still not settled.
-                    Some(closing) if wait.payment == Payment::Pending && answered => self.start_compensation(step, closing.reason, now),
+                    Some(closing) if wait.payment == Payment::Pending && answered => {
+                        self.start_compensation(step, closing.reason, now)
+                    }
                     Some(mut closing) if wait.payment == Payment::Pending => {
                         // No answer: ask again shortly, a few times.
                         closing.failed_checks += 1;
@@ -867,7 +910,9 @@ impl Saga {
     /// Follows what is known of a wait's payment.
     fn settle_wait(&mut self, step: usize, wait: WaitState, now: Millis) {
         match wait.payment {
-            Payment::Settled => self.step_completed(step, json!({ "order_id": wait.order_id, "transaction_status": "settlement" }), now),
+            Payment::Settled => {
+                self.step_completed(step, json!({ "order_id": wait.order_id, "transaction_status": "settlement" }), now)
+            }
             Payment::Failed(s) => self.fail_wait(step, format!("payment_{}", s.as_str()), now),
             Payment::Pending => self.phase = Phase::Waiting { step, wait },
         }
@@ -883,7 +928,12 @@ impl Saga {
             let at = now.saturating_add(retry.wait_after(attempt) as i64);
             let name = self.steps[step].name.clone();
             self.steps[step].error = Some(reason.clone());
-            self.history("step_retry_scheduled", Some(&name), json!({ "attempt": attempt + 1, "error": reason, "at": rfc3339(at) }), now);
+            self.history(
+                "step_retry_scheduled",
+                Some(&name),
+                json!({ "attempt": attempt + 1, "error": reason, "at": rfc3339(at) }),
+                now,
+            );
             self.phase = Phase::Forward { step, attempt: attempt + 1, at };
         } else {
             self.step_failed(step, reason, now);
@@ -959,7 +1009,8 @@ impl Saga {
             }
             match &self.definition.steps[i].kind {
                 StepKind::Action { compensation: Some(_), .. } => {
-                    self.steps[i].compensation = Some(CompensationRecord { status: "pending".into(), attempts: 0, error: None });
+                    self.steps[i].compensation =
+                        Some(CompensationRecord { status: "pending".into(), attempts: 0, error: None });
                     self.phase = Phase::Compensating { step: i, attempt: 1, at: now };
                     return;
                 }
@@ -1043,10 +1094,17 @@ impl Saga {
         match signal {
             Signal::Rollback { reason } => {
                 if self.past_pivot() {
-                    return Err(Error::Conflict(format!("saga {} is past its pivot step: it only goes forward", self.id)));
+                    return Err(Error::Conflict(format!(
+                        "saga {} is past its pivot step: it only goes forward",
+                        self.id
+                    )));
                 }
                 if !self.can_roll_back() {
-                    return Err(Error::Conflict(format!("saga {} is {} and cannot be rolled back", self.id, self.status().as_str())));
+                    return Err(Error::Conflict(format!(
+                        "saga {} is {} and cannot be rolled back",
+                        self.id,
+                        self.status().as_str()
+                    )));
                 }
                 self.history("rollback_requested", None, json!({ "reason": reason }), now);
                 if matches!(self.phase, Phase::Calling { .. }) {
@@ -1078,7 +1136,11 @@ impl Saga {
                         self.phase = Phase::Compensating { step: i, attempt: 1, at: now };
                         Ok(())
                     }
-                    _ => Err(Error::Conflict(format!("step {step:?} of saga {} is not held (the saga is {})", self.id, self.status().as_str()))),
+                    _ => Err(Error::Conflict(format!(
+                        "step {step:?} of saga {} is not held (the saga is {})",
+                        self.id,
+                        self.status().as_str()
+                    ))),
                 }
             }
             Signal::Payment { status, fraud_status, gross_amount } => {
@@ -1088,14 +1150,24 @@ impl Saga {
                     Phase::Waiting { step, wait } => (*step, wait, false),
                     Phase::Calling { flight, wait: Some(wait) } => (flight.call.step, wait, true),
                     _ => {
-                        self.history("payment_notified", None, json!({ "applied": false, "why": "no payment wait", "notification": data }), now);
+                        self.history(
+                            "payment_notified",
+                            None,
+                            json!({ "applied": false, "why": "no payment wait", "notification": data }),
+                            now,
+                        );
                         return Ok(());
                     }
                 };
                 if !same_amount(&gross_amount, &wait.amount) {
                     let amount = wait.amount.clone();
                     let name = self.steps[step].name.clone();
-                    self.history("payment_notified", Some(&name), json!({ "applied": false, "why": "amount mismatch", "expected": amount, "notification": data }), now);
+                    self.history(
+                        "payment_notified",
+                        Some(&name),
+                        json!({ "applied": false, "why": "amount mismatch", "expected": amount, "notification": data }),
+                        now,
+                    );
                     return Ok(());
                 }
                 // Only the order, the status code and the amount are signed: a
@@ -1111,7 +1183,12 @@ impl Saga {
                     }
                 }
                 let name = self.steps[step].name.clone();
-                self.history("payment_notified", Some(&name), json!({ "applied": false, "confirming": confirm, "notification": data }), now);
+                self.history(
+                    "payment_notified",
+                    Some(&name),
+                    json!({ "applied": false, "confirming": confirm, "notification": data }),
+                    now,
+                );
                 Ok(())
             }
         }

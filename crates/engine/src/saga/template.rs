@@ -44,7 +44,8 @@ fn whole_path(s: &str) -> Option<(&str, bool)> {
 /// Checks one path against what exists before the step that uses it:
 /// `earlier` are the names of the steps before it.
 fn check_path(path: &str, earlier: &[&str], all: &[&str]) -> Result<(), String> {
-    let segs = segments(path).ok_or_else(|| format!("malformed path {path:?} (use $.input..., $.steps.<step>.output..., $.saga.<field>)"))?;
+    let segs = segments(path)
+        .ok_or_else(|| format!("malformed path {path:?} (use $.input..., $.steps.<step>.output..., $.saga.<field>)"))?;
     match segs.as_slice() {
         ["input", ..] => Ok(()),
         ["saga", field] if SAGA_FIELDS.contains(field) => Ok(()),
@@ -222,7 +223,11 @@ mod tests {
     #[test]
     fn a_path_that_finds_nothing_is_an_error_naming_it() {
         assert_eq!(render(&json!("$.input.nope"), &ctx()).unwrap_err(), "$.input.nope found nothing");
-        assert_eq!(render(&json!("$.saga.reason"), &ctx()).unwrap_err(), "$.saga.reason found nothing", "null counts as nothing");
+        assert_eq!(
+            render(&json!("$.saga.reason"), &ctx()).unwrap_err(),
+            "$.saga.reason found nothing",
+            "null counts as nothing"
+        );
         assert!(render(&json!("/x/{$.input.items}"), &ctx()).unwrap_err().contains("not a string or a number"));
     }
 

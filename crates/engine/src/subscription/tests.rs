@@ -9,7 +9,16 @@ fn allowed() -> Vec<String> {
 fn webhook() -> Subscription {
     let dest = Destination::parse("webhook", "https://hooks.example.com/in", None).unwrap();
     let policy = DeliveryPolicy { retry_ms: vec![100, 1_000, 10_000], disable_after_ms: 60_000, timeout_ms: 1_000 };
-    Subscription::new("sub_1", dest, Types::parse(vec!["*".into()]).unwrap(), None, secret_from(&[7; SECRET_BYTES]), policy, 10, T0)
+    Subscription::new(
+        "sub_1",
+        dest,
+        Types::parse(vec!["*".into()]).unwrap(),
+        None,
+        secret_from(&[7; SECRET_BYTES]),
+        policy,
+        10,
+        T0,
+    )
 }
 
 /// Looks (as the store would, finding `next`), polls and begins the call.
@@ -64,8 +73,15 @@ fn destinations_must_be_allowed_and_well_formed() {
 #[test]
 fn event_destinations_are_origins() {
     assert_eq!(parse_destinations("").unwrap(), Vec::<String>::new());
-    assert_eq!(parse_destinations("https://none.invalid").unwrap(), Vec::<String>::new(), "the manifest's default admits none");
-    assert_eq!(parse_destinations(" https://a.example.com/ , redis://r:6379").unwrap(), ["https://a.example.com", "redis://r:6379"]);
+    assert_eq!(
+        parse_destinations("https://none.invalid").unwrap(),
+        Vec::<String>::new(),
+        "the manifest's default admits none"
+    );
+    assert_eq!(
+        parse_destinations(" https://a.example.com/ , redis://r:6379").unwrap(),
+        ["https://a.example.com", "redis://r:6379"]
+    );
     for bad in ["https://a.example.com/path", "ftp://a", "a.example.com", "https://u:p@a.example.com"] {
         assert!(parse_destinations(bad).is_err(), "{bad}");
     }
@@ -76,7 +92,13 @@ fn types_are_all_or_a_short_list_of_names() {
     assert_eq!(Types::parse(vec!["*".into()]).unwrap().names(), None);
     let t = Types::parse(vec!["transfer.completed".into(), "committed".into()]).unwrap();
     assert_eq!(t.names().unwrap(), ["transfer.completed", "committed"]);
-    for bad in [vec![], vec!["*".into(), "committed".into()], vec!["Committed".into()], vec!["a".into(), "a".into()], vec!["x".repeat(65)]] {
+    for bad in [
+        vec![],
+        vec!["*".into(), "committed".into()],
+        vec!["Committed".into()],
+        vec!["a".into(), "a".into()],
+        vec!["x".repeat(65)],
+    ] {
         assert!(Types::parse(bad.clone()).is_err(), "{bad:?}");
     }
 }
@@ -156,7 +178,11 @@ fn no_success_for_the_window_disables_it_once_and_resume_starts_again() {
     s.on_signal(Signal::Resume, later + 10).unwrap();
     assert_eq!(s.status(), &Status::Active);
     assert_eq!(s.failing_since(), None);
-    assert_eq!(s.poll(later + 10), Step::Call(Delivery { seq: 11, attempt: 3 }), "the backlog starts with the failing event");
+    assert_eq!(
+        s.poll(later + 10),
+        Step::Call(Delivery { seq: 11, attempt: 3 }),
+        "the backlog starts with the failing event"
+    );
 }
 
 #[test]

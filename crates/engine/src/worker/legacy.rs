@@ -5,7 +5,10 @@
 
 use serde::Deserialize;
 
-use super::{Counts, InFlight, Intent, IterationResult, OpenTransaction, Phase, Position, Reason, Run, StopReason, TxNext, Worker};
+use super::{
+    Counts, InFlight, Intent, IterationResult, OpenTransaction, Phase, Position, Reason, Run, StopReason, TxNext,
+    Worker,
+};
 use crate::policy::Policy;
 use crate::time::Millis;
 use crate::upstream::{Call, Operation, Status};
@@ -82,7 +85,9 @@ pub(super) fn parse(snapshot: &str) -> Result<Worker, serde_json::Error> {
                 let Ok(reason) = reason.parse::<Reason>();
                 TxNext::Close { reason }
             }
-            (None, Some(w)) => TxNext::Otp { requested_at: w.requested_at, expires_at: w.expires_at, submitted: w.submitted },
+            (None, Some(w)) => {
+                TxNext::Otp { requested_at: w.requested_at, expires_at: w.expires_at, submitted: w.submitted }
+            }
             (None, None) => TxNext::Poll { at: due },
         },
         id: o.id,
@@ -150,9 +155,15 @@ mod tests {
     #[test]
     fn previous_snapshots_keep_their_meaning() {
         let w = Worker::from_snapshot(AWAITING_OTP).unwrap();
-        assert_eq!((w.state(), w.phase(), w.run_id, w.counts.iterations), (super::super::State::Running, Phase::AwaitingOtp, 2, 3));
+        assert_eq!(
+            (w.state(), w.phase(), w.run_id, w.counts.iterations),
+            (super::super::State::Running, Phase::AwaitingOtp, 2, 3)
+        );
         assert!(w.check_otp_submission("T4", 2000).is_ok());
-        assert_eq!(w.last_result.as_ref().unwrap().reason, Some(Reason::Upstream(crate::upstream::UpstreamError::Status(503))));
+        assert_eq!(
+            w.last_result.as_ref().unwrap().reason,
+            Some(Reason::Upstream(crate::upstream::UpstreamError::Status(503)))
+        );
 
         let mut w = Worker::from_snapshot(IN_FLIGHT_STOPPING).unwrap();
         assert_eq!(w.state(), super::super::State::Stopping);

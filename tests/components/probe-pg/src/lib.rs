@@ -8,11 +8,9 @@ use spin_sdk::key_value::Store;
 use spin_sdk::pg4::{Connection, ParameterValue as P, RowSet};
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.query()
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.replace("%2F", "/").replace("%3A", ":").replace("%40", "@").replace("%3F", "?").replace("%3D", "="))
+    req.query().split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| {
+        v.replace("%2F", "/").replace("%3A", ":").replace("%40", "@").replace("%3F", "?").replace("%3D", "=")
+    })
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response {
@@ -26,7 +24,8 @@ fn database() -> anyhow::Result<Connection> {
 
 /// Columns (`name:type`) on the first line, then one line per row of `Debug` values.
 fn render(rows: &RowSet) -> String {
-    let mut out: Vec<String> = vec![rows.columns.iter().map(|c| format!("{}:{:?}", c.name, c.data_type)).collect::<Vec<_>>().join(" | ")];
+    let mut out: Vec<String> =
+        vec![rows.columns.iter().map(|c| format!("{}:{:?}", c.name, c.data_type)).collect::<Vec<_>>().join(" | ")];
     for r in &rows.rows {
         out.push(r.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(" | "));
     }

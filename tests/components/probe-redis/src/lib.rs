@@ -11,11 +11,9 @@ use spin_sdk::http_component;
 use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.query()
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.replace("%2F", "/").replace("%3A", ":").replace("%40", "@").replace("%3F", "?").replace("%3D", "="))
+    req.query().split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| {
+        v.replace("%2F", "/").replace("%3A", ":").replace("%40", "@").replace("%3F", "?").replace("%3D", "=")
+    })
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response {

@@ -30,7 +30,14 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     Ok(match (req.method(), info.as_str()) {
         (_, "/headers") => {
             let mut out = String::new();
-            for name in ["spin-full-url", "spin-path-info", "spin-matched-route", "spin-component-route", "spin-base-path", "spin-client-addr"] {
+            for name in [
+                "spin-full-url",
+                "spin-path-info",
+                "spin-matched-route",
+                "spin-component-route",
+                "spin-base-path",
+                "spin-client-addr",
+            ] {
                 let v = req.header(name).and_then(|h| h.as_str()).unwrap_or("<none>");
                 out.push_str(&format!("{name}={v}\n"));
             }
@@ -56,7 +63,10 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         },
         (Method::Post, "/sql") => {
             let db = Connection::open_default()?;
-            db.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)", &[])?;
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)",
+                &[],
+            )?;
             let v = String::from_utf8_lossy(req.body()).into_owned();
             db.execute("INSERT INTO probe (v) VALUES (?)", &[Value::Text(v)])?;
             let id = db.last_insert_rowid();
@@ -65,7 +75,10 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         }
         (Method::Get, "/sql") => {
             let db = Connection::open_default()?;
-            db.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)", &[])?;
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)",
+                &[],
+            )?;
             let r = db.execute("SELECT count(*) AS n FROM probe", &[])?;
             let n: i64 = r.rows().next().and_then(|row| row.get::<i64>("n")).unwrap_or(-1);
             text(200, n.to_string())
@@ -74,7 +87,10 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             // The same database through spin-sdk's older `sqlite` module
             // (`fermyon:spin/sqlite@2.0.0`).
             let db = spin_sdk::sqlite::Connection::open_default()?;
-            let r = db.execute("SELECT count(*) AS n FROM probe WHERE v = ?", &[spin_sdk::sqlite::Value::Text("two".into())])?;
+            let r = db.execute(
+                "SELECT count(*) AS n FROM probe WHERE v = ?",
+                &[spin_sdk::sqlite::Value::Text("two".into())],
+            )?;
             let n: i64 = r.rows().next().and_then(|row| row.get::<i64>("n")).unwrap_or(-1);
             text(200, n.to_string())
         }
@@ -82,7 +98,10 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             // Opens a transaction and leaves it open: the runner must roll it
             // back when the instance ends, so it never leaks into another request.
             let db = Connection::open_default()?;
-            db.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)", &[])?;
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)",
+                &[],
+            )?;
             db.execute("BEGIN IMMEDIATE", &[])?;
             db.execute("INSERT INTO probe (v) VALUES ('uncommitted')", &[])?;
             text(200, "left open")
@@ -140,7 +159,10 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             // see which calls overlapped.
             let ms: u64 = query_param(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
             let now_us = || {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as i64)
+                    .unwrap_or(0)
             };
             let started = now_us();
             std::thread::sleep(std::time::Duration::from_millis(ms));
