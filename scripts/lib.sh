@@ -19,6 +19,14 @@ ensure_toolchain() {
     log "installing the wasm32-wasip2 target"
     rustup target add wasm32-wasip2
   fi
+  # scripts/test checks the format and the lints (a minimal rustup profile has neither).
+  local c
+  for c in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+      log "installing the $c component"
+      rustup component add "$c"
+    fi
+  done
 }
 
 # Test tools from PyPI: openapi-spec-validator checks the OpenAPI document;

@@ -32,6 +32,12 @@ fn ip(args: &[&str]) {
     assert!(o.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
 }
 
+impl Default for Host {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Host {
     /// Makes the next host of this test process (at most 64): namespace
     /// `sw<pid>-<i>`, the link `10.<a>.<b>.<4i+1>` (this side) to

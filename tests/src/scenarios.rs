@@ -170,7 +170,7 @@ pub fn stop_with_a_call_in_flight(kind: RunnerKind) -> App {
     app.start_workers(&["b-slow"], json!({}));
     app.wait_worker("b-slow", "a call in flight", |w| w["phase"] == "in_flight");
     // In flight from the claim on; wait until the upstream has the call too.
-    crate::poll_until(std::time::Duration::from_secs(30), "the upstream to receive the start", || {
+    poll_until(Duration::from_secs(30), "the upstream to receive the start", || {
         (!app.calls_of("b-slow", "start").is_empty()).then_some(())
     });
     let a = app.api("POST", "/api/workers/b-slow/stop", None);

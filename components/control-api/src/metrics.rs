@@ -71,11 +71,11 @@ fn help(name: &str) -> &'static str {
 /// Encodes `series` (sorted by name) as metric families of type `kind`,
 /// one descriptor per name, one sample per label set.
 fn encode_families<T>(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut DescriptorEncoder<'_>,
     series: &[T],
     kind: MetricType,
     name_labels: impl Fn(&T) -> (&str, &Labels),
-    mut sample: impl FnMut(prometheus_client::encoding::MetricEncoder, &T) -> Result<(), std::fmt::Error>,
+    mut sample: impl FnMut(prometheus_client::encoding::MetricEncoder<'_>, &T) -> Result<(), std::fmt::Error>,
 ) -> Result<(), std::fmt::Error> {
     let mut i = 0;
     while i < series.len() {
@@ -90,7 +90,7 @@ fn encode_families<T>(
 }
 
 impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         encode_families(
             &mut encoder,
             &self.counters,

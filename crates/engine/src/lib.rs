@@ -20,6 +20,8 @@
 //! - [`retention`]: how long history is kept, and which machines are finished.
 //! - [`time`]: RFC 3339 formatting of engine timestamps.
 
+#![warn(missing_docs)]
+
 pub mod access;
 pub mod binding;
 pub mod error;

@@ -812,7 +812,7 @@ mod tests {
         // A well-formed code that was never issued still checks (the API's 404, not 400).
         let unissued = format!("TR-ZZZZZZZZ-{}", char::from(check_char([b"TR".as_slice(), b"ZZZZZZZZ"])));
         assert!(parse(&unissued).is_ok());
-        assert_eq!(ReceiptError::Malformed.to_string(), "not a receipt code (expected PREFIX-XXXXXXXX-C, upper case)");
+        assert_eq!(Malformed.to_string(), "not a receipt code (expected PREFIX-XXXXXXXX-C, upper case)");
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl LineWriter {
                 return;
             }
             if let Some(json) = merged_json(line, component, stream, level) {
-                let _ = writeln!(std::io::stderr().lock(), "{json}");
+                let _ = writeln!(io::stderr().lock(), "{json}");
                 return;
             }
         }

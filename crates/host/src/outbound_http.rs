@@ -281,7 +281,7 @@ pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>) -> wasmt
     inst.func_wrap(
         "handle",
         |mut store: StoreContextMut<'_, T>,
-         (request, options): (Resource<HostOutgoingRequest>, Option<Resource<wit_types::RequestOptions>>)| {
+         (request, options): (Resource<HostOutgoingRequest>, Option<Resource<RequestOptions>>)| {
             let mut view = store.data_mut().http();
             if let Ok(req) = view.table.get_mut(&request) {
                 if req.authority.as_deref().is_none_or(str::is_empty) {

@@ -195,8 +195,8 @@ impl FromRedisValue for Replies {
 impl Replies {
     /// The bytes Spin counts against its limit for these replies.
     fn size(&self) -> usize {
-        let each = std::mem::size_of::<wit::RedisResult>();
-        std::mem::size_of::<Vec<wit::RedisResult>>()
+        let each = size_of::<wit::RedisResult>();
+        size_of::<Vec<wit::RedisResult>>()
             + self
                 .0
                 .iter()
@@ -265,7 +265,7 @@ impl wit::HostConnection for InstanceState {
     async fn get(&mut self, this: Resource<RedisConnection>, key: String) -> Result<Option<Vec<u8>>, wit::Error> {
         let mut conn = connection(self, &this)?;
         let value: Option<Vec<u8>> = conn.get(&key).await.map_err(other)?;
-        if std::mem::size_of::<Option<Vec<u8>>>() + value.as_ref().map_or(0, Vec::len) > MAX_REPLY_BYTES {
+        if size_of::<Option<Vec<u8>>>() + value.as_ref().map_or(0, Vec::len) > MAX_REPLY_BYTES {
             return Err(too_large());
         }
         Ok(value)
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn the_size_limit_counts_as_spin_counts() {
         let r = Replies(vec![wit::RedisResult::Nil, bin("abc")]);
-        let each = std::mem::size_of::<wit::RedisResult>();
-        assert_eq!(r.size(), std::mem::size_of::<Vec<wit::RedisResult>>() + 2 * each + 3);
+        let each = size_of::<wit::RedisResult>();
+        assert_eq!(r.size(), size_of::<Vec<wit::RedisResult>>() + 2 * each + 3);
     }
 }

@@ -164,7 +164,7 @@ impl ConnectionPool {
             "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
-        conn.busy_timeout(std::time::Duration::ZERO)?;
+        conn.busy_timeout(Duration::ZERO)?;
         conn.progress_handler(PROGRESS_OPS, Some(over_inline_budget));
         Ok(conn)
     }
@@ -637,7 +637,7 @@ mod tests {
         let e = run_statement(&waiter, "INSERT INTO t VALUES (2)", &[]).unwrap_err();
         assert!(is_busy(&e), "inline attempts do not wait: {e}");
         let release = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(100));
             holder.execute_batch("COMMIT").unwrap();
         });
         let (waiter, r) = run_waiting(waiter, "INSERT INTO t VALUES (2)".into(), vec![]).await.unwrap();
@@ -662,9 +662,9 @@ mod tests {
         }
         // Nobody here checkpoints, so the database file only grows once the
         // pool's own thread has copied the WAL into it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while std::fs::metadata(&path).unwrap().len() < before + 700_000 {
-            assert!(std::time::Instant::now() < deadline, "the WAL was never checkpointed");
+            assert!(Instant::now() < deadline, "the WAL was never checkpointed");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -701,7 +701,9 @@ fn write_staged(db: &Db, rows: Vec<Staged>) -> Result<(), StoreError> {
             (1, *table, columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(","))
         }
     };
-    let mut forms: Vec<((i32, &str, String), Vec<Staged>)> = Vec::new();
+    // Rows grouped by their statement's form: (kind, table, columns).
+    type Form<'a> = (i32, &'a str, String);
+    let mut forms: Vec<(Form<'_>, Vec<Staged>)> = Vec::new();
     for r in rows {
         let f = form(&r);
         match forms.iter_mut().find(|(g, _)| *g == f) {

@@ -5,6 +5,8 @@
 //! transaction ([`Db::immediate`]); no transaction stays open across an
 //! outbound call.
 
+#![warn(missing_docs)]
+
 pub mod api_keys;
 pub mod audit;
 pub mod db;

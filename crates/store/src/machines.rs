@@ -66,6 +66,9 @@ pub enum Locking {
     Skip,
 }
 
+/// A machine's id and its stored state, or why that one could not be read.
+pub type Loaded<M> = (String, Result<Stored<M>, StoreError>);
+
 /// Loads machines `ids` of kind `M` for a change, in one statement, locked
 /// until the caller's transaction ends (in id order); each with its own
 /// result, so one unreadable snapshot does not fail the others. Machines
@@ -75,7 +78,7 @@ pub fn lock_many<M: Machine + Snapshot>(
     db: &Db,
     ids: &[String],
     locking: Locking,
-) -> Result<Vec<(String, Result<Stored<M>, StoreError>)>, StoreError> {
+) -> Result<Vec<Loaded<M>>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     let lock = match locking {
         Locking::Wait => db.dialect().for_update(),

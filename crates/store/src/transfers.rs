@@ -193,7 +193,7 @@ pub fn list(
         Some(a) => {
             let mut both = page_query(db, Some("from_account"), Some(a), filter.status, before, want)?;
             both.extend(page_query(db, Some("to_account"), Some(a), filter.status, before, want)?);
-            both.sort_by(|x, y| y.id.cmp(&x.id));
+            both.sort_by_key(|t| std::cmp::Reverse(t.id));
             both.dedup_by_key(|t| t.id);
             both
         }

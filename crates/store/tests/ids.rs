@@ -20,7 +20,7 @@ const MAX_SAFE: i64 = (1 << 53) - 1;
 
 fn first_ids(db: &Db) -> (i64, String, String) {
     let request_id = db.immediate(|db| db.next_id("request_log", "id")).unwrap();
-    let saga_id = db.immediate(|db| sagas::next_id(db)).unwrap().id;
+    let saga_id = db.immediate(sagas::next_id).unwrap().id;
     let code = transfer::receipt_code(instance::id_key(db).unwrap(), 1);
     (request_id, saga_id, code)
 }

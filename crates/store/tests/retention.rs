@@ -367,10 +367,13 @@ on_both!(no_event_is_purged_before_every_enabled_subscription_has_it, |place: &P
     );
 });
 
+/// A statement run and its parameters.
+type Statement = (String, Vec<Value>);
+
 /// A connection that keeps every statement it runs, with its parameters.
 struct Recording {
     inner: Native,
-    seen: Rc<RefCell<Vec<(String, Vec<Value>)>>>,
+    seen: Rc<RefCell<Vec<Statement>>>,
 }
 
 impl Sql for Recording {
