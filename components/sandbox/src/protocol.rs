@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 
 use stepwise_web::ApiError;
 
+/// A transaction's status on the wire: the engine's, so the sandbox and
+/// the worker that reads it can never disagree on a name.
+pub use stepwise_engine::upstream::Status;
+
 use crate::reply::bad_request;
 
 /// The longest `request_id` accepted (digits).
@@ -199,43 +203,6 @@ pub fn parse_call(op: Op, body: &[u8], header: Option<&str>) -> Result<CallInput
     Ok(input)
 }
 
-/// A transaction's status on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Finished, money moved.
-    Sukses,
-    /// Not finished: waiting for an OTP or for polls.
-    Processing,
-    /// Finished, failed.
-    Gagal,
-}
-
-impl Status {
-    /// The wire (and stored) form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Sukses => "SUKSES",
-            Status::Processing => "PROCESSING",
-            Status::Gagal => "GAGAL",
-        }
-    }
-
-    /// Reads the stored form.
-    pub fn from_name(s: &str) -> Option<Status> {
-        match s {
-            "SUKSES" => Some(Status::Sukses),
-            "PROCESSING" => Some(Status::Processing),
-            "GAGAL" => Some(Status::Gagal),
-            _ => None,
-        }
-    }
-
-    /// SUKSES and GAGAL never change again.
-    pub fn is_final(self) -> bool {
-        self != Status::Processing
-    }
-}
-
 /// The body of a `200`: the transaction as the upstream shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TxnView {
@@ -332,6 +299,7 @@ mod tests {
             r#"{"id":"T1","binding_id":"b-1","status":"PROCESSING","reason":null,"otp_required":true,"amount":1000,"balance":5000}"#
         );
         assert!(Status::Sukses.is_final() && Status::Gagal.is_final() && !Status::Processing.is_final());
-        assert_eq!(Status::from_name("GAGAL"), Some(Status::Gagal));
+        assert_eq!("GAGAL".parse::<Status>(), Ok(Status::Gagal));
+        assert!("gagal".parse::<Status>().is_err());
     }
 }

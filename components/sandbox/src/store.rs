@@ -465,7 +465,8 @@ impl Store {
             &[int(id)],
         )?;
         let Some(row) = r.rows().next() else { return Ok(None) };
-        let status = row.get::<&str>("status").and_then(Status::from_name).ok_or_else(|| corrupt("status"))?;
+        let status =
+            row.get::<&str>("status").and_then(|s| s.parse::<Status>().ok()).ok_or_else(|| corrupt("status"))?;
         Ok(Some(TxnRow {
             id,
             binding_id: row.get::<&str>("binding_id").ok_or_else(|| corrupt("binding_id"))?.to_string(),

@@ -40,4 +40,12 @@ pub enum Error {
     /// A stored value that cannot be read back.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A name that is none of the contract's (a status, a reason).
+    #[error("unknown {what}: {name:?}")]
+    Unknown {
+        /// What kind of name it should have been.
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
 }

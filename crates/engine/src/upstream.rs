@@ -117,6 +117,23 @@ impl Status {
             Status::Gagal => "GAGAL",
         }
     }
+
+    /// `SUKSES` and `GAGAL` never change again.
+    pub fn is_final(self) -> bool {
+        self != Status::Processing
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = crate::Error;
+
+    /// The contract's name, as [`Status::as_str`] writes it.
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        [Status::Sukses, Status::Processing, Status::Gagal]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| crate::Error::Unknown { what: "transaction status", name: s.to_string() })
+    }
 }
 
 /// A transaction as the upstream answers it.
@@ -184,10 +201,11 @@ impl std::fmt::Display for UpstreamError {
 }
 
 impl std::str::FromStr for UpstreamError {
-    type Err = ();
+    type Err = crate::Error;
 
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let detail = s.strip_prefix(UPSTREAM_ERROR).and_then(|r| r.strip_prefix(':')).ok_or(())?;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        let unknown = || crate::Error::Unknown { what: "upstream error", name: s.to_string() };
+        let detail = s.strip_prefix(UPSTREAM_ERROR).and_then(|r| r.strip_prefix(':')).ok_or_else(unknown)?;
         Ok(match detail {
             "invalid_body" => UpstreamError::InvalidBody,
             "binding_mismatch" => UpstreamError::BindingMismatch,
@@ -195,7 +213,7 @@ impl std::str::FromStr for UpstreamError {
             "timeout" => UpstreamError::Timeout,
             "unreachable" => UpstreamError::Unreachable,
             "answer_too_large" => UpstreamError::AnswerTooLarge,
-            code => UpstreamError::Status(code.parse().map_err(|_| ())?),
+            code => UpstreamError::Status(code.parse().map_err(|_| unknown())?),
         })
     }
 }

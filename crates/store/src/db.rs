@@ -12,9 +12,13 @@ pub use crate::value::{QueryResult, Row, RowResult, Value};
 /// What can go wrong in the store.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// SQLite refused or failed.
+    /// Spin's SQLite refused or failed.
+    #[error("database error: {0:?}")]
+    Sqlite(#[source] spin_sdk::sqlite3::Error),
+    /// SQLite refused or failed (the store on rusqlite, natively).
+    #[cfg(feature = "native")]
     #[error("database error: {0}")]
-    Sqlite(String),
+    Native(#[from] rusqlite::Error),
     /// The database refused or failed a statement; `code` is its SQLSTATE
     /// where the database gives one (PostgreSQL).
     #[error("database error{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
@@ -45,7 +49,7 @@ pub enum StoreError {
 
 impl From<spin_sdk::sqlite3::Error> for StoreError {
     fn from(e: spin_sdk::sqlite3::Error) -> Self {
-        StoreError::Sqlite(format!("{e:?}"))
+        StoreError::Sqlite(e)
     }
 }
 

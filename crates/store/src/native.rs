@@ -12,8 +12,8 @@ impl Native {
     /// Opens (or creates) the database file at `path` with Spin's settings:
     /// a 5 s busy timeout.
     pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        let c = rusqlite::Connection::open(path).map_err(|e| StoreError::Sqlite(e.to_string()))?;
-        c.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| StoreError::Sqlite(e.to_string()))?;
+        let c = rusqlite::Connection::open(path)?;
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Native(c))
     }
 }
@@ -40,15 +40,13 @@ fn from_rusqlite(v: ValueRef<'_>) -> Value {
 
 impl Sql for Native {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError> {
-        let err = |e: rusqlite::Error| StoreError::Sqlite(e.to_string());
-        let mut stmt = self.0.prepare(sql).map_err(err)?;
+        let mut stmt = self.0.prepare(sql)?;
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         let params: Vec<Rv> = params.iter().map(to_rusqlite).collect();
-        let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(err)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(err)? {
-            let values =
-                (0..columns.len()).map(|i| row.get_ref(i).map(from_rusqlite)).collect::<Result<_, _>>().map_err(err)?;
+        while let Some(row) = rows.next()? {
+            let values = (0..columns.len()).map(|i| row.get_ref(i).map(from_rusqlite)).collect::<Result<_, _>>()?;
             out.push(RowResult { values });
         }
         Ok(QueryResult { columns, rows: out })

@@ -95,6 +95,7 @@ impl From<stepwise_engine::Error> for ApiError {
             E::Expired(m) => ApiError::new(404, "expired", m),
             E::Stale(m) => ApiError::new(409, "conflict", m),
             E::Corrupt(m) => ApiError::internal("stored data is unreadable", m),
+            e @ E::Unknown { .. } => ApiError::new(400, "invalid_request", e.to_string()),
         }
     }
 }

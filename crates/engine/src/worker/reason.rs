@@ -64,7 +64,7 @@ impl FromStr for Reason {
             INSUFFICIENT_BALANCE => Reason::InsufficientBalanceBeforeStart,
             other => match other.parse::<UpstreamError>() {
                 Ok(e) => Reason::Upstream(e),
-                Err(()) => Reason::Declined(other.to_string()),
+                Err(_) => Reason::Declined(other.to_string()),
             },
         })
     }
