@@ -79,7 +79,7 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         let def = sagas::definition(db, &body.definition)?
             .ok_or_else(|| ApiError::not_found(format!("no saga definition {:?}", body.definition)))?
             .definition;
-        def.check_input(&body.input).map_err(|m| ApiError::new(400, "invalid_request", m))?;
+        def.check_input(&body.input)?;
         let sagas::NewId { seq, id } = sagas::next_id(db)?;
         let mut saga = Saga::new(&id, def, body.correlation_id.as_deref(), body.input.clone(), settings.clone(), now);
         sagas::insert(db, seq, &mut saga, now)?;

@@ -29,7 +29,7 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(name: &str, min
 /// Reads `retention_days`: a decimal number of days in range (see
 /// [`stepwise_engine::retention::keep_ms_from_days`]), in ms.
 pub fn retention_ms(days: &str) -> Result<i64, String> {
-    stepwise_engine::retention::keep_ms_from_days(days).map_err(|e| format!("variable retention_days: {e}"))
+    stepwise_engine::retention::keep_ms_from_days(days).map_err(|e| format!("variable {e}"))
 }
 
 /// Checks that the variable `name`'s `url` is an origin: `http(s)://host[:port]`, no path.

@@ -6,6 +6,7 @@
 
 use crate::machine::Kind;
 use crate::time::Millis;
+use crate::FieldError;
 
 /// Milliseconds in a day.
 pub const DAY_MS: f64 = 86_400_000.0;
@@ -24,10 +25,11 @@ pub const MAX_DAYS: f64 = 36_500.0;
 /// `0.0002`), from [`MIN_DAYS`] to [`MAX_DAYS`]; answers it in
 /// milliseconds. Anything else (not a number, NaN, infinite, out of range)
 /// is refused with what was wrong.
-pub fn keep_ms_from_days(days: &str) -> Result<Millis, String> {
-    let d: f64 = days.trim().parse().map_err(|_| format!("{days:?} is not a number of days"))?;
+pub fn keep_ms_from_days(days: &str) -> Result<Millis, FieldError> {
+    let fault = |m: String| FieldError::new("retention_days", m);
+    let d: f64 = days.trim().parse().map_err(|_| fault(format!("{days:?} is not a number of days")))?;
     if !d.is_finite() || !(MIN_DAYS..=MAX_DAYS).contains(&d) {
-        return Err(format!("{days:?} days is out of range: from {MIN_DAYS} to {MAX_DAYS} days"));
+        return Err(fault(format!("{days:?} days is out of range: from {MIN_DAYS} to {MAX_DAYS} days")));
     }
     // In range, so the product is at most about 3.2e12: exact enough, and no overflow.
     Ok((d * DAY_MS).round() as Millis)

@@ -145,17 +145,18 @@ pub fn allowed_origin(url: &str, allowed: &[String]) -> bool {
 /// no path). An origin on the reserved `.invalid` domain (RFC 6761: it never
 /// resolves) stands for none: the manifest's default is one, because Spin
 /// refuses an `allowed_outbound_hosts` entry that a variable leaves empty.
-pub fn parse_destinations(list: &str) -> Result<Vec<String>, String> {
+pub fn parse_destinations(list: &str) -> Result<Vec<String>, FieldError> {
+    let fault = |m: String| FieldError::new("event_destinations", m);
     let mut out = Vec::new();
     for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not an origin: {e}"))?;
+        let u = url::Url::parse(s).map_err(|e| fault(format!("{s:?} is not an origin: {e}")))?;
         let bare = matches!(u.path(), "" | "/")
             && u.query().is_none()
             && u.fragment().is_none()
             && u.username().is_empty()
             && u.password().is_none();
         let Some(host) = u.host_str().filter(|_| bare && matches!(u.scheme(), "http" | "https" | "redis")) else {
-            return Err(format!("{s:?} must be an origin: http(s)://host[:port] or redis://host:port"));
+            return Err(fault(format!("{s:?} must be an origin: http(s)://host[:port] or redis://host:port")));
         };
         if host != "invalid" && !host.ends_with(".invalid") {
             out.push(s.trim_end_matches('/').to_string());
@@ -234,7 +235,7 @@ impl DeliveryPolicy {
     /// 1 to 20 of them), `event_disable_after_ms` (1 s to 30 days) and
     /// `event_timeout_ms` (100 ms to 60 s); an empty or missing variable
     /// keeps the default.
-    pub fn from_variables(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_variables(get: impl Fn(&str) -> Option<String>) -> Result<Self, FieldError> {
         let mut p = Self::default();
         if let Some(list) = get("event_retry_ms").filter(|v| !v.trim().is_empty()) {
             let delays: Result<Vec<u64>, _> = list.split(',').map(|d| d.trim().parse::<u64>()).collect();
@@ -243,22 +244,28 @@ impl DeliveryPolicy {
                     p.retry_ms = d
                 }
                 _ => {
-                    return Err(format!(
-                    "variable event_retry_ms must be 1 to 20 comma-separated delays of 1 to 86400000 ms, not {list:?}"
-                ))
+                    return Err(FieldError::new(
+                        "event_retry_ms",
+                        format!("must be 1 to 20 comma-separated delays of 1 to 86400000 ms, not {list:?}"),
+                    ))
                 }
             }
         }
         if let Some(v) = get("event_disable_after_ms").filter(|v| !v.trim().is_empty()) {
             match v.trim().parse::<u64>() {
                 Ok(ms) if (1_000..=30 * 86_400_000).contains(&ms) => p.disable_after_ms = ms,
-                _ => return Err(format!("variable event_disable_after_ms must be 1000 to 2592000000 ms, not {v:?}")),
+                _ => {
+                    return Err(FieldError::new(
+                        "event_disable_after_ms",
+                        format!("must be 1000 to 2592000000 ms, not {v:?}"),
+                    ))
+                }
             }
         }
         if let Some(v) = get("event_timeout_ms").filter(|v| !v.trim().is_empty()) {
             match v.trim().parse::<u64>() {
                 Ok(ms) if (100..=60_000).contains(&ms) => p.timeout_ms = ms,
-                _ => return Err(format!("variable event_timeout_ms must be 100 to 60000 ms, not {v:?}")),
+                _ => return Err(FieldError::new("event_timeout_ms", format!("must be 100 to 60000 ms, not {v:?}"))),
             }
         }
         Ok(p)

@@ -8,22 +8,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::template;
+use crate::FieldError;
 
 /// Most steps in a definition.
 pub const MAX_STEPS: usize = 50;
 
-/// A definition fault: the path of the first fault and what is wrong there.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct Fault {
-    /// Where (`steps[2].compensation.service`).
-    pub path: String,
-    /// What.
-    pub message: String,
-}
-
-fn fault(path: impl Into<String>, message: impl Into<String>) -> Fault {
-    Fault { path: path.into(), message: message.into() }
+/// A definition fault is a [`FieldError`]: the path of the first fault
+/// (`steps[2].compensation.service`) and what is wrong there.
+fn fault(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError::new(path, message)
 }
 
 /// The outside services a step may call; each is an origin from the variable `<name>_url`.
@@ -291,7 +284,7 @@ struct Obj<'a> {
 }
 
 impl<'a> Obj<'a> {
-    fn new(v: &'a Value, at: &str, allowed: &[&str]) -> Result<Self, Fault> {
+    fn new(v: &'a Value, at: &str, allowed: &[&str]) -> Result<Self, FieldError> {
         let m = v.as_object().ok_or_else(|| fault(at, "must be an object"))?;
         if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(fault(join(at, k), format!("unknown field (allowed: {})", allowed.join(", "))));
@@ -307,7 +300,7 @@ impl<'a> Obj<'a> {
         self.m.get(k)
     }
 
-    fn str(&self, k: &str) -> Result<&'a str, Fault> {
+    fn str(&self, k: &str) -> Result<&'a str, FieldError> {
         match self.m.get(k) {
             Some(Value::String(s)) => Ok(s),
             Some(_) => Err(fault(self.path(k), "must be a string")),
@@ -315,7 +308,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn opt_str(&self, k: &str) -> Result<Option<&'a str>, Fault> {
+    fn opt_str(&self, k: &str) -> Result<Option<&'a str>, FieldError> {
         match self.m.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -323,7 +316,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn opt_u64(&self, k: &str, min: u64, max: u64) -> Result<Option<u64>, Fault> {
+    fn opt_u64(&self, k: &str, min: u64, max: u64) -> Result<Option<u64>, FieldError> {
         match self.m.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => match v.as_u64() {
@@ -333,7 +326,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn bool(&self, k: &str) -> Result<bool, Fault> {
+    fn bool(&self, k: &str) -> Result<bool, FieldError> {
         match self.m.get(k) {
             None | Some(Value::Null) => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
@@ -353,7 +346,7 @@ fn join(at: &str, k: &str) -> String {
 /// One day: the ceiling of every duration.
 const DAY_MS: u64 = 86_400_000;
 
-fn parse_request(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Request, Fault> {
+fn parse_request(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Request, FieldError> {
     let o = Obj::new(v, at, &["service", "method", "path", "body"])?;
     let service = o.str("service")?;
     let service = Service::parse(service).ok_or_else(|| {
@@ -369,7 +362,7 @@ fn parse_request(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<
         return Err(fault(o.path("path"), "must start with /"));
     }
     let check = |t: &Value, field: &str| {
-        template::check(t, earlier, all).map_err(|(inner, m)| fault(format!("{}{inner}", o.path(field)), m))
+        template::check(t, earlier, all).map_err(|e| fault(format!("{}{}", o.path(field), e.field), e.message))
     };
     check(&Value::String(path.to_string()), "path")?;
     let body = match o.get("body") {
@@ -392,7 +385,7 @@ const OWN_ORDER: &str = "$.saga.id";
 /// `payment_api` path names `{$.saga.id}` and no other value, and a
 /// `payment` call (Snap, whose order is in the body) has a fixed path and
 /// `transaction_details.order_id` of `$.saga.id`.
-fn payment_names_own_order(service: Service, path: &str, body: Option<&Value>, o: &Obj<'_>) -> Result<(), Fault> {
+fn payment_names_own_order(service: Service, path: &str, body: Option<&Value>, o: &Obj<'_>) -> Result<(), FieldError> {
     let own = format!("{{{OWN_ORDER}}}");
     let other_template = path.replace(&own, "").contains('{');
     match service {
@@ -418,7 +411,7 @@ fn payment_names_own_order(service: Service, path: &str, body: Option<&Value>, o
     }
 }
 
-fn parse_retry(v: Option<&Value>, at: &str) -> Result<Retry, Fault> {
+fn parse_retry(v: Option<&Value>, at: &str) -> Result<Retry, FieldError> {
     let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(Retry::default()) };
     let o = Obj::new(v, at, &["max_attempts", "interval_ms", "backoff_rate", "max_interval_ms"])?;
     let d = Retry::default();
@@ -438,11 +431,11 @@ fn parse_retry(v: Option<&Value>, at: &str) -> Result<Retry, Fault> {
     Ok(Retry { max_attempts, interval_ms, backoff_rate, max_interval_ms })
 }
 
-fn parse_wait(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Wait, Fault> {
+fn parse_wait(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Wait, FieldError> {
     let o = Obj::new(v, at, &["payment", "amount", "timeout_ms", "poll_ms"])?;
-    let check = |field: &str| -> Result<Value, Fault> {
+    let check = |field: &str| -> Result<Value, FieldError> {
         let t = o.get(field).filter(|v| !v.is_null()).ok_or_else(|| fault(o.path(field), "is required"))?;
-        template::check(t, earlier, all).map_err(|(inner, m)| fault(format!("{}{inner}", o.path(field)), m))?;
+        template::check(t, earlier, all).map_err(|e| fault(format!("{}{}", o.path(field), e.field), e.message))?;
         Ok(t.clone())
     };
     let payment = check("payment")?;
@@ -457,7 +450,7 @@ fn parse_wait(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Wai
         None | Some(Value::Null) => return Err(fault(o.path("timeout_ms"), "a wait needs a deadline")),
         Some(Value::String(p)) => {
             template::check(&Value::String(p.clone()), earlier, all)
-                .map_err(|(_, m)| fault(o.path("timeout_ms"), m))?;
+                .map_err(|e| fault(o.path("timeout_ms"), e.message))?;
             if !p.starts_with("$.") {
                 return Err(fault(o.path("timeout_ms"), "must be milliseconds or a $. path"));
             }
@@ -475,7 +468,7 @@ fn parse_wait(v: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<Wai
 impl Definition {
     /// Validates a definition given as JSON; the fault names the path of the
     /// first problem.
-    pub fn parse(v: &Value) -> Result<Definition, Fault> {
+    pub fn parse(v: &Value) -> Result<Definition, FieldError> {
         let o = Obj::new(v, "", &["name", "timeout_ms", "input", "events", "steps", "version"])?;
         let name = o.str("name")?;
         if !name_ok(name) {
@@ -597,10 +590,10 @@ impl Definition {
 
     /// Checks a saga's input: an object with every required key; the error
     /// names the first missing one.
-    pub fn check_input(&self, input: &Value) -> Result<(), String> {
-        let m = input.as_object().ok_or_else(|| "input: must be an object".to_string())?;
+    pub fn check_input(&self, input: &Value) -> Result<(), FieldError> {
+        let m = input.as_object().ok_or_else(|| fault("input", "must be an object"))?;
         if let Some(k) = self.required_input.iter().find(|k| !m.contains_key(k.as_str())) {
-            return Err(format!("input.{k}: is required"));
+            return Err(fault(format!("input.{k}"), "is required"));
         }
         // A wait's deadline taken from the input is checked now, not when
         // the wait begins.
@@ -608,7 +601,7 @@ impl Definition {
         for step in &self.steps {
             if let Kind::Wait(Wait { timeout_ms: MsOrPath::Path(p), .. }) = &step.kind {
                 if let Some(rest) = p.strip_prefix("$.input.") {
-                    wait_ms(template::lookup(&ctx, p)).map_err(|m| format!("input.{rest}: {m}"))?;
+                    wait_ms(template::lookup(&ctx, p)).map_err(|m| fault(format!("input.{rest}"), m))?;
                 }
             }
         }
@@ -756,7 +749,7 @@ mod tests {
         v["input"] = json!({"required": ["x", "y"]});
         let d = Definition::parse(&v).unwrap();
         assert!(d.check_input(&json!({"x": 1, "y": 2})).is_ok());
-        assert_eq!(d.check_input(&json!({"x": 1})).unwrap_err(), "input.y: is required");
+        assert_eq!(d.check_input(&json!({"x": 1})).unwrap_err(), FieldError::new("input.y", "is required"));
         assert!(d.check_input(&json!([1])).is_err());
         let checkout = Definition::parse(&serde_json::from_str(BUILT_IN[0].1).unwrap()).unwrap();
         let input = |ttl: Value| json!({"user_token": "t", "items": [], "payment_ttl_ms": ttl});
@@ -766,7 +759,10 @@ mod tests {
             [json!(18446744073709551615u64), json!(0), json!(-5), json!(1.5), json!("600000"), json!(MAX_WAIT_MS + 1)]
         {
             let e = checkout.check_input(&input(bad.clone())).unwrap_err();
-            assert!(e.starts_with("input.payment_ttl_ms: must be milliseconds from 1 to 2592000000"), "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("input.payment_ttl_ms: must be milliseconds from 1 to 2592000000"),
+                "{bad}: {e}"
+            );
         }
     }
 

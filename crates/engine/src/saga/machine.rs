@@ -17,7 +17,7 @@ use super::template;
 use crate::machine::{self, Kind, Machine};
 use crate::payment::{self, Payment};
 use crate::time::{rfc3339, Millis};
-use crate::Error;
+use crate::{Error, FieldError};
 
 /// A call in flight (see [`machine::InFlight`]).
 pub type InFlight = machine::InFlight<Call>;
@@ -576,7 +576,7 @@ impl Saga {
         })
     }
 
-    fn render(&self, step: usize, purpose: Purpose, attempt: u32, req: &Request) -> Result<Call, String> {
+    fn render(&self, step: usize, purpose: Purpose, attempt: u32, req: &Request) -> Result<Call, FieldError> {
         let ctx = self.context();
         let path = template::render_path(&req.path, &ctx)?;
         let body = match &req.body {
@@ -712,18 +712,18 @@ impl Saga {
         }
     }
 
-    fn enter_wait(&mut self, step: usize, w: &super::definition::Wait, now: Millis) -> Result<(), String> {
+    fn enter_wait(&mut self, step: usize, w: &super::definition::Wait, now: Millis) -> Result<(), FieldError> {
         let ctx = self.context();
         let order_id = match template::render(&w.payment, &ctx)? {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
-            _ => return Err("the payment must be a string".into()),
+            _ => return Err(FieldError::new("payment", "must be a string")),
         };
         let amount = template::render(&w.amount, &ctx)?;
         let ttl = match &w.timeout_ms {
             MsOrPath::Ms(n) => *n,
             MsOrPath::Path(p) => super::definition::wait_ms(template::lookup(&ctx, p))
-                .map_err(|m| format!("{p}: {m}"))?
+                .map_err(|m| FieldError::new(p.as_str(), m))?
                 .unwrap_or(self.settings.payment_ttl_ms),
         };
         let poll_ms = w.poll_ms.unwrap_or(self.settings.payment_poll_ms).max(1);

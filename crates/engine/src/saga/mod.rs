@@ -6,5 +6,5 @@ pub mod definition;
 pub mod machine;
 pub mod template;
 
-pub use definition::{Definition, Fault, Service};
+pub use definition::{Definition, Service};
 pub use machine::Saga;

@@ -12,6 +12,8 @@
 
 use serde_json::Value;
 
+use crate::FieldError;
+
 /// The fields of `$.saga`.
 pub const SAGA_FIELDS: [&str; 4] = ["id", "correlation_id", "definition", "reason"];
 
@@ -41,26 +43,28 @@ fn whole_path(s: &str) -> Option<(&str, bool)> {
     })
 }
 
-/// Checks one path against what exists before the step that uses it:
-/// `earlier` are the names of the steps before it.
-fn check_path(path: &str, earlier: &[&str], all: &[&str]) -> Result<(), String> {
-    let segs = segments(path)
-        .ok_or_else(|| format!("malformed path {path:?} (use $.input..., $.steps.<step>.output..., $.saga.<field>)"))?;
+/// Checks one path, found at `at` in a template, against what exists
+/// before the step that uses it: `earlier` are the names of the steps before it.
+fn check_path(path: &str, at: &str, earlier: &[&str], all: &[&str]) -> Result<(), FieldError> {
+    let fault = |m: String| FieldError::new(at, m);
+    let segs = segments(path).ok_or_else(|| {
+        fault(format!("malformed path {path:?} (use $.input..., $.steps.<step>.output..., $.saga.<field>)"))
+    })?;
     match segs.as_slice() {
         ["input", ..] => Ok(()),
         ["saga", field] if SAGA_FIELDS.contains(field) => Ok(()),
-        ["saga", ..] => Err(format!("path {path:?}: $.saga has only {}", SAGA_FIELDS.join(", "))),
+        ["saga", ..] => Err(fault(format!("path {path:?}: $.saga has only {}", SAGA_FIELDS.join(", ")))),
         ["steps", step, "output", ..] => {
             if earlier.contains(step) {
                 Ok(())
             } else if all.contains(step) {
-                Err(format!("path {path:?} refers to step {step:?}, which does not run before this one"))
+                Err(fault(format!("path {path:?} refers to step {step:?}, which does not run before this one")))
             } else {
-                Err(format!("path {path:?} refers to unknown step {step:?}"))
+                Err(fault(format!("path {path:?} refers to unknown step {step:?}")))
             }
         }
-        ["steps", ..] => Err(format!("path {path:?}: a step's value is $.steps.<step>.output...")),
-        _ => Err(format!("path {path:?} must start with $.input, $.steps or $.saga")),
+        ["steps", ..] => Err(fault(format!("path {path:?}: a step's value is $.steps.<step>.output..."))),
+        _ => Err(fault(format!("path {path:?} must start with $.input, $.steps or $.saga"))),
     }
 }
 
@@ -81,21 +85,21 @@ fn interpolations(s: &str) -> Vec<&str> {
     out
 }
 
-/// Checks every path in `t` (a template: any JSON value); the error is
-/// `(json path inside t, message)`.
-pub fn check(t: &Value, earlier: &[&str], all: &[&str]) -> Result<(), (String, String)> {
-    fn walk(t: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<(), (String, String)> {
+/// Checks every path in `t` (a template: any JSON value); the error's
+/// field is where inside `t` the fault is (`.items[0]`, or empty for `t` itself).
+pub fn check(t: &Value, earlier: &[&str], all: &[&str]) -> Result<(), FieldError> {
+    fn walk(t: &Value, at: &str, earlier: &[&str], all: &[&str]) -> Result<(), FieldError> {
         match t {
             Value::String(s) if is_path(s) => {
                 let (p, _) = whole_path(s).unwrap_or((s, false));
-                check_path(p, earlier, all).map_err(|m| (at.to_string(), m))
+                check_path(p, at, earlier, all)
             }
             Value::String(s) => {
                 for p in interpolations(s) {
-                    check_path(p, earlier, all).map_err(|m| (at.to_string(), m))?;
+                    check_path(p, at, earlier, all)?;
                 }
                 if s.contains("{$.") && interpolations(s).is_empty() {
-                    return Err((at.to_string(), format!("unclosed {{$.path}} in {s:?}")));
+                    return Err(FieldError::new(at, format!("unclosed {{$.path}} in {s:?}")));
                 }
                 Ok(())
             }
@@ -132,28 +136,28 @@ pub fn lookup<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// Renders `t` against `ctx`; the error names the first path that found
 /// nothing (or found a value that cannot be interpolated into a string).
-pub fn render(t: &Value, ctx: &Value) -> Result<Value, String> {
+pub fn render(t: &Value, ctx: &Value) -> Result<Value, FieldError> {
     Ok(render_opt(t, ctx, &|s| s.to_string())?.unwrap_or(Value::Null))
 }
 
 /// Renders a request path: like [`render`], with every interpolated value
 /// percent-encoded as one path segment.
-pub fn render_path(t: &str, ctx: &Value) -> Result<String, String> {
+pub fn render_path(t: &str, ctx: &Value) -> Result<String, FieldError> {
     match render_opt(&Value::String(t.to_string()), ctx, &crate::upstream::encode_segment)? {
         Some(Value::String(s)) => Ok(s),
-        _ => Err(format!("the path {t:?} must render to a string")),
+        _ => Err(FieldError::new(t, "must render to a string")),
     }
 }
 
 /// `None`: an optional path that found nothing.
-fn render_opt(t: &Value, ctx: &Value, encode: &dyn Fn(&str) -> String) -> Result<Option<Value>, String> {
+fn render_opt(t: &Value, ctx: &Value, encode: &dyn Fn(&str) -> String) -> Result<Option<Value>, FieldError> {
     match t {
         Value::String(s) if is_path(s) => {
             let (p, optional) = whole_path(s).unwrap_or((s, false));
             match lookup(ctx, p) {
                 Some(v) => Ok(Some(v.clone())),
                 None if optional => Ok(None),
-                None => Err(format!("{p} found nothing")),
+                None => Err(FieldError::new(p, "found nothing")),
             }
         }
         Value::String(s) if s.contains("{$.") => {
@@ -167,8 +171,8 @@ fn render_opt(t: &Value, ctx: &Value, encode: &dyn Fn(&str) -> String) -> Result
                 match lookup(ctx, path) {
                     Some(Value::String(v)) => out.push_str(&encode(v)),
                     Some(Value::Number(n)) => out.push_str(&n.to_string()),
-                    Some(_) => return Err(format!("{path} is not a string or a number")),
-                    None => return Err(format!("{path} found nothing")),
+                    Some(_) => return Err(FieldError::new(path, "is not a string or a number")),
+                    None => return Err(FieldError::new(path, "found nothing")),
                 }
                 rest = &after[j + 1..];
             }
@@ -222,13 +226,16 @@ mod tests {
 
     #[test]
     fn a_path_that_finds_nothing_is_an_error_naming_it() {
-        assert_eq!(render(&json!("$.input.nope"), &ctx()).unwrap_err(), "$.input.nope found nothing");
+        assert_eq!(
+            render(&json!("$.input.nope"), &ctx()).unwrap_err(),
+            FieldError::new("$.input.nope", "found nothing")
+        );
         assert_eq!(
             render(&json!("$.saga.reason"), &ctx()).unwrap_err(),
-            "$.saga.reason found nothing",
+            FieldError::new("$.saga.reason", "found nothing"),
             "null counts as nothing"
         );
-        assert!(render(&json!("/x/{$.input.items}"), &ctx()).unwrap_err().contains("not a string or a number"));
+        assert!(render(&json!("/x/{$.input.items}"), &ctx()).unwrap_err().message.contains("not a string or a number"));
     }
 
     #[test]
@@ -245,10 +252,11 @@ mod tests {
         let all = ["authorize_user", "reserve_stock", "create_payment"];
         let earlier = ["authorize_user"];
         assert!(check(&json!({"a": "$.steps.authorize_user.output.user_id"}), &earlier, &all).is_ok());
-        let (at, m) = check(&json!({"b": ["x", "$.steps.create_payment.output.token"]}), &earlier, &all).unwrap_err();
+        let FieldError { field: at, message: m } =
+            check(&json!({"b": ["x", "$.steps.create_payment.output.token"]}), &earlier, &all).unwrap_err();
         assert_eq!(at, ".b[1]");
         assert!(m.contains("does not run before"), "{m}");
-        let (_, m) = check(&json!("$.steps.wallets.output"), &earlier, &all).unwrap_err();
+        let m = check(&json!("$.steps.wallets.output"), &earlier, &all).unwrap_err().message;
         assert!(m.contains("unknown step \"wallets\""), "{m}");
         assert!(check(&json!("$.saga.nope"), &earlier, &all).is_err());
         assert!(check(&json!("$.other"), &earlier, &all).is_err());
