@@ -1328,6 +1328,72 @@ describe('operator console', () => {
     await runner.api('POST', '/api/workers/br-readonly/stop', {});
   });
 
+  test('no view overlaps the side panel at 1024, 1280, 1400 and 1920 px wide, and nothing is cut off', { timeout: 120000 }, async () => {
+    const saga = (await runner.api('GET', '/api/sagas?limit=1')).body.sagas[0];
+    const account = (await runner.api('GET', '/api/accounts?limit=1')).body.accounts[0];
+    const transfer = (await runner.api('GET', '/api/transfers?limit=1')).body.transfers[0];
+    const sub = (await runner.api('GET', '/api/subscriptions?limit=1')).body.subscriptions[0];
+    assert.ok(saga && account && transfer && sub, 'something in every view');
+    // Each view: its hash, its element, the table whose last column header is measured, and an action of a row (or of the view).
+    const views = [
+      { hash: '#/', view: 'workers-view', table: 'workers-table', action: '[data-testid=worker-row] [data-testid=worker-stop]' },
+      { hash: '#/workers/br-2', view: 'detail-view', table: 'requests-table', action: '[data-testid=detail-stop]' },
+      { hash: '#/sagas', view: 'sagas-view', table: 'sagas-table', action: '[data-testid=saga-row] [data-testid=saga-updated]' },
+      { hash: `#/sagas/${encodeURIComponent(saga.id)}`, view: 'saga-detail-view', table: 'saga-steps-table', action: '[data-testid=saga-rollback]' },
+      { hash: '#/events', view: 'events-view', table: 'events-table', action: '[data-testid=event-row] [data-testid=event-subject] a' },
+      { hash: '#/accounts', view: 'accounts-view', table: 'accounts-table', action: '[data-testid=account-row] [data-testid=account-freeze]' },
+      { hash: `#/accounts/${encodeURIComponent(account.id)}`, view: 'account-detail-view', table: 'account-lines-table', action: '[data-testid=account-detail-freeze]' },
+      { hash: '#/transfers', view: 'transfers-view', table: 'transfers-table', action: '[data-testid=transfer-row] [data-testid=transfer-completed]' },
+      { hash: `#/transfers/${encodeURIComponent(transfer.receipt_code)}`, view: 'transfer-detail-view', table: 'journal-lines-table', action: '[data-testid=transfer-detail-back]' },
+      { hash: '#/subscriptions', view: 'subscriptions-view', table: 'subscriptions-table', action: '[data-testid=subscription-row] [data-testid=subscription-replay]' },
+      { hash: `#/subscriptions/${encodeURIComponent(sub.id)}`, view: 'subscription-detail-view', table: 'subscription-deliveries-table', action: '[data-testid=subscription-detail-replay]' },
+    ];
+    const size = page.viewportSize();
+    try {
+      for (const width of [1024, 1280, 1400, 1920]) {
+        await page.setViewportSize({ width, height: 900 });
+        for (const v of views) {
+          await page.evaluate((hash) => { location.hash = hash; }, v.hash);
+          await page.getByTestId(v.view).waitFor({ state: 'visible' });
+          await page.locator(v.action).first().waitFor({ state: 'visible' });
+          const problems = await page.evaluate(({ view, table, action }) => {
+            const out = [];
+            const vw = document.documentElement.clientWidth;
+            if (document.documentElement.scrollWidth > vw) out.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${vw} px viewport`);
+            const box = (el) => el.getBoundingClientRect();
+            const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+            const sides = [...document.querySelectorAll('.side-col > .panel')].filter((p) => p.getClientRects().length > 0);
+            if (sides.length === 0) out.push('no side panel shown');
+            const main = document.getElementById(view);
+            const th = [...document.getElementById(table).querySelectorAll('thead th')].filter((x) => x.getClientRects().length > 0).at(-1);
+            const act = [...document.querySelectorAll(action)].find((x) => x.getClientRects().length > 0);
+            const parts = [['the view', main], ['the last column header', th], ['the action', act]];
+            for (const [what, el] of parts) {
+              if (!el) { out.push(`${what}: missing`); continue; }
+              // Reachable: scrolled into view (a table may scroll inside its own box), then seen at its centre.
+              el.scrollIntoView({ block: 'center', inline: 'nearest' });
+              const r = box(el);
+              if (r.width <= 0 || r.height <= 0) { out.push(`${what}: empty box`); continue; }
+              for (const side of sides) {
+                const s = box(side);
+                if (overlap(r, s)) out.push(`${what} (${Math.round(r.left)}–${Math.round(r.right)}) overlaps ${side.id} (${Math.round(s.left)}–${Math.round(s.right)})`);
+              }
+              if (what === 'the view') continue; // a tall view extends below the viewport
+              if (r.left < 0 || r.right > vw) out.push(`${what} is cut off: ${Math.round(r.left)}–${Math.round(r.right)} of ${vw}`);
+              const hit = document.elementFromPoint(r.left + Math.min(r.width, 8) / 2 + 1, r.top + r.height / 2);
+              if (!hit || !(el === hit || el.contains(hit))) out.push(`${what} is covered by ${hit ? hit.id || hit.className || hit.tagName : 'nothing'}`);
+            }
+            return out;
+          }, v);
+          assert.deepEqual(problems, [], `${v.hash} at ${width} px`);
+        }
+      }
+    } finally {
+      await page.setViewportSize(size);
+      await page.evaluate(() => { location.hash = '#/'; });
+    }
+  });
+
   test('the page stayed offline and raised no errors', TEST, () => {
     assert.deepEqual(foreignRequests, [], "the page requested only the runner's own origin");
     assert.deepEqual(pageErrors, [], 'no uncaught page errors');
