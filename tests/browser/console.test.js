@@ -174,6 +174,24 @@ describe('operator console', () => {
     );
   });
 
+  test('the console is ES modules, each served with a strong ETag, and the page loaded every one', TEST, async () => {
+    const modules = ['app.js', 'kit.js', 'list.js', 'shell.js', 'workers.js', 'sagas.js', 'timeline.js', 'events.js',
+      'accounts.js', 'transfers.js', 'subscriptions.js', 'money.js'];
+    const loaded = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
+    for (const m of modules) {
+      const path = `/console/${m}`;
+      assert.ok(loaded.includes(path), `the page loaded ${path}`);
+      const a = await fetch(runner.url(path));
+      assert.equal(a.status, 200, path);
+      assert.equal(a.headers.get('content-type'), 'application/javascript; charset=utf-8', path);
+      const etag = a.headers.get('etag');
+      assert.match(etag || '', /^"[0-9a-f]{16}"$/, `${path}: a strong ETag`);
+      assert.ok((await a.text()).length > 0, path);
+      const b = await fetch(runner.url(path), { headers: { 'if-none-match': etag } });
+      assert.equal(b.status, 304, `${path}: unchanged answers 304`);
+    }
+  });
+
   test('the start form starts three workers and they move', TEST, async () => {
     // br-otp's first transaction asks for an OTP, then it succeeds forever.
     await runner.script(OTP_BINDING, { outcomes: ['otp'], then: 'success' });
@@ -487,6 +505,67 @@ describe('operator console', () => {
       const types = await historyTypes();
       return types.includes('compensation_retry_requested') && types.at(-1) === 'saga_compensated';
     });
+  });
+
+  test("a saga's timeline: a bar per step that ran, in time order, the payment wait a span; finished, it shows when it ended, not a deadline", TEST, async () => {
+    const id = (await startCheckout(PRODUCT)).id;
+    const api = await sagaReaches(id, 'waiting');
+    await openSaga(id);
+    await waitText(page.getByTestId('saga-detail-status'), 'waiting', 'the waiting checkout');
+    const deadline = page.getByTestId('saga-detail-fields').locator('[data-field=deadline_at]');
+    await waitText(deadline, /\(in \d+m/, 'a saga under way shows the time left to its deadline');
+
+    const bars = page.getByTestId('saga-timeline').locator('[data-testid=timeline-bar]');
+    const readBars = () => bars.evaluateAll((gs) => gs.map((g) => {
+      const r = g.querySelector('rect').getBoundingClientRect();
+      const rect = g.querySelector('rect');
+      return {
+        step: g.dataset.step, kind: g.dataset.kind, status: g.dataset.status, wait: g.dataset.wait || null,
+        start: Number(g.dataset.start), end: Number(g.dataset.end), x: r.left, width: r.width, fill: getComputedStyle(rect).fill,
+      };
+    }));
+    const ran = api.steps.filter((st) => st.started_at).map((st) => st.name);
+    assert.deepEqual(ran, ['authorize_user', 'reserve_stock', 'create_payment', 'commit_reservation', 'await_payment']);
+    await until('one bar per step that ran', async () => (await bars.count()) === ran.length);
+    let got = await readBars();
+    assert.deepEqual(got.map((b) => b.step), ran, 'the bars are the steps that ran, in order');
+    assert.ok(got.every((b) => b.kind === 'action'), 'no compensation yet');
+    for (let i = 1; i < got.length; i++) {
+      assert.ok(got[i].start >= got[i - 1].start, `${got[i].step} starts after ${got[i - 1].step}`);
+      assert.ok(got[i].x >= got[i - 1].x, `${got[i].step} is drawn right of ${got[i - 1].step}`);
+    }
+    const wait = got.find((b) => b.step === 'await_payment');
+    assert.equal(wait.wait, 'payment', 'the payment wait is marked as a wait');
+    assert.equal(wait.status, 'waiting');
+    assert.ok(wait.width > 0 && wait.end > wait.start, 'the wait is a span');
+    // The open wait grows while the page polls.
+    await until('the wait to grow', async () => (await readBars()).find((b) => b.step === 'await_payment').end > wait.end);
+
+    // Rolled back: the compensations join the axis, after the wait started; the ended wait and the compensated steps look different.
+    const rb = await runner.api('POST', `/api/sagas/${encodeURIComponent(id)}/rollback`, { reason: 'timeline test' });
+    assert.equal(rb.status, 202, rb.text);
+    await sagaReaches(id, 'compensated');
+    await waitText(page.getByTestId('saga-detail-status'), 'compensated', 'the saga compensated');
+    await until('two compensation bars', async () => (await readBars()).filter((b) => b.kind === 'compensation' && b.status === 'completed').length === 2);
+    got = await readBars();
+    assert.equal(got.length, ran.length + 2, 'a bar per step that ran and per compensation');
+    for (let i = 1; i < got.length; i++) assert.ok(got[i].start >= got[i - 1].start, 'the bars stay in time order');
+    const comps = got.filter((b) => b.kind === 'compensation');
+    assert.deepEqual(comps.map((b) => b.step), ['create_payment', 'reserve_stock'], 'compensations run in reverse');
+    const waitNow = got.find((b) => b.step === 'await_payment');
+    assert.equal(waitNow.status, 'failed', 'the wait the rollback ended failed');
+    assert.ok(comps.every((c) => c.start >= waitNow.start), 'the compensations come after the wait started');
+    const completed = got.find((b) => b.step === 'authorize_user');
+    const compensated = got.find((b) => b.step === 'reserve_stock' && b.kind === 'action');
+    assert.equal(compensated.status, 'compensated');
+    assert.notEqual(compensated.fill, completed.fill, 'a compensated step looks different from a completed one');
+    assert.notEqual(waitNow.fill, completed.fill, 'the failed wait looks different from a completed step');
+
+    // Finished: no deadline counting down, but when it ended.
+    await waitText(deadline, /^ended \d{1,2}:\d{2}:\d{2}$/, 'a finished saga shows when it ended');
+    assert.equal(await deadline.locator('[data-rel-at]').count(), 0, 'nothing relative is left');
+    const ended = await deadline.locator('[data-ended-at]').getAttribute('data-ended-at');
+    assert.equal(ended, (await sagaReaches(id, 'compensated')).updated_at, "its updated_at");
   });
 
   test('the event stream shows committed, then settled after the payment', TEST, async () => {

@@ -8,9 +8,12 @@ import {
   prettyJson, compactJson, setOptions, parseTime, serverNow, fmtDuration, fmtMs, fmtClock, fmtNum, dash, gotoForm, decodeHashPart,
 } from './kit.js';
 import { listView } from './list.js';
+import { drawTimeline, timelineLegend } from './timeline.js';
 
 const SAGAS_EVERY_MS = 2000;
 const SAGA_EVERY_MS = 1500;
+/** The statuses a saga ends in. */
+const FINISHED = new Set(['completed', 'compensated', 'expired', 'failed']);
 
 /**
  * The view module; `ctx` is the shell's (`pollers`, `showView`);
@@ -110,6 +113,7 @@ export function sagasModule(ctx, { addEventType }) {
     stepRows: new Map(), // step name -> row refs
     eventRows: new Map(), // seq -> row refs
     busy: false, // an operator's action is under way
+    events: [], // its history, oldest first
   };
 
   async function loadSaga() {
@@ -133,11 +137,12 @@ export function sagasModule(ctx, { addEventType }) {
     showSagaPanels(true);
     renderSaga(s.value);
     if (ev.status === 'fulfilled') renderHistory(ev.value);
-    else throw ev.reason;
+    drawTimeline($('saga-timeline'), $('saga-timeline-empty'), G.saga, G.events, serverNow());
+    if (ev.status === 'rejected') throw ev.reason;
   }
 
   function showSagaPanels(on) {
-    for (const id of ['saga-detail-body', 'saga-steps-panel', 'saga-history-panel']) show($(id), on);
+    for (const id of ['saga-detail-body', 'saga-timeline-panel', 'saga-steps-panel', 'saga-history-panel']) show($(id), on);
   }
 
 
@@ -152,7 +157,7 @@ export function sagasModule(ctx, { addEventType }) {
       ['current_step', s.current_step, { field: 'current_step', mono: true }],
       ['correlation_id', s.correlation_id, { field: 'correlation_id', mono: true }],
       ['can_roll_back', s.can_roll_back ? 'yes' : 'no', { field: 'can_roll_back' }],
-      ['deadline_at', s.deadline_at ? h('span', null, `${fmtClock(s.deadline_at)} (`, relSpan(s.deadline_at), ')') : null, { title: s.deadline_at, field: 'deadline_at' }],
+      deadlineField(s),
       ['created_at', fmtClock(s.created_at), { title: s.created_at, field: 'created_at' }],
       ['updated_at', fmtClock(s.updated_at), { title: s.updated_at, field: 'updated_at' }],
     ]);
@@ -162,6 +167,19 @@ export function sagasModule(ctx, { addEventType }) {
     const steps = Array.isArray(s.steps) ? s.steps : [];
     reconcile($('saga-steps-tbody'), steps, (st) => st.name, G.stepRows, createStepRow, updateStepRow);
     renderRollback(s);
+  }
+
+  /**
+   * The deadline of a saga still under way, with the time left ("in 59m");
+   * a finished saga has no deadline any more: it shows when it ended (its
+   * `updated_at`), and nothing that counts.
+   */
+  function deadlineField(s) {
+    if (FINISHED.has(s.status)) {
+      return ['deadline_at', s.updated_at ? h('span', { 'data-ended-at': s.updated_at }, `ended ${fmtClock(s.updated_at)}`) : null,
+        { title: [s.deadline_at && `deadline was ${s.deadline_at}`, s.updated_at && `ended ${s.updated_at}`].filter(Boolean).join('; ') || null, field: 'deadline_at' }];
+    }
+    return ['deadline_at', s.deadline_at ? h('span', null, `${fmtClock(s.deadline_at)} (`, relSpan(s.deadline_at), ')') : null, { title: s.deadline_at, field: 'deadline_at' }];
   }
 
   /** Rollback applies when the engine says so (`can_roll_back`); the console never decides it. */
@@ -275,6 +293,7 @@ export function sagasModule(ctx, { addEventType }) {
 
   function renderHistory(data) {
     const events = Array.isArray(data && data.events) ? data.events : [];
+    G.events = events;
     reconcile($('saga-history-tbody'), events, (ev) => String(ev.seq), G.eventRows, createHistoryRow, updateHistoryRow);
     show($('saga-history-empty'), events.length === 0);
     setText($('saga-history-count'), fmtNum(events.length));
@@ -336,8 +355,9 @@ export function sagasModule(ctx, { addEventType }) {
       G.id = id;
       G.saga = null;
       G.busy = false;
+      G.events = [];
       for (const m of [G.stepRows, G.eventRows]) m.clear();
-      for (const el of ['saga-steps-tbody', 'saga-history-tbody', 'saga-detail-fields']) $(el).replaceChildren();
+      for (const el of ['saga-steps-tbody', 'saga-history-tbody', 'saga-detail-fields', 'saga-timeline']) $(el).replaceChildren();
       for (const el of ['saga-detail-input', 'saga-detail-output', 'saga-detail-json', 'saga-history-count']) setText($(el), '');
       setText($('saga-detail-id'), id);
       stateBadge($('saga-detail-status'), '');
@@ -389,6 +409,8 @@ export function sagasModule(ctx, { addEventType }) {
       G.busy = false;
       G.stepRows.clear();
       G.eventRows.clear();
+      G.events = [];
+      $('saga-timeline').replaceChildren();
       $('saga-steps-tbody').replaceChildren();
       $('saga-history-tbody').replaceChildren();
       flash($('saga-detail-message'), '', '');
@@ -399,6 +421,7 @@ export function sagasModule(ctx, { addEventType }) {
       $('sagas-definition-filter').addEventListener('change', (ev) => setSagaFilter('definition', ev.target.value));
       list.wire();
       $('saga-rollback-form').addEventListener('submit', submitRollback);
+      $('saga-timeline-legend').replaceChildren(...timelineLegend());
     },
   };
 }

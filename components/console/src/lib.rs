@@ -3,7 +3,8 @@
 //! fetched from outside), served at `/` and `/console/...` by the catch-all
 //! route `/...`; app.js is an ES module that imports the others from the same
 //! directory (kit.js, list.js, shell.js, the view modules workers.js, sagas.js,
-//! events.js, accounts.js, transfers.js, subscriptions.js, and money.js). The more specific
+//! events.js, accounts.js, transfers.js, subscriptions.js, the saga timeline
+//! timeline.js, and money.js). The more specific
 //! routes (`/api/...`, `/v1/transactions/...`, `/sandbox/...`) keep winning
 //! over it.
 //!
@@ -49,13 +50,14 @@ static ACCOUNTS_JS: Asset = asset!("accounts.js", "application/javascript; chars
 static TRANSFERS_JS: Asset = asset!("transfers.js", "application/javascript; charset=utf-8");
 static MONEY_JS: Asset = asset!("money.js", "application/javascript; charset=utf-8");
 static SUBSCRIPTIONS_JS: Asset = asset!("subscriptions.js", "application/javascript; charset=utf-8");
-// The shared toolkit, the list view, the shell and the Workers, Sagas and Events views.
+// The shared toolkit, the list view, the shell, the Workers, Sagas and Events views and the saga timeline.
 static KIT_JS: Asset = asset!("kit.js", "application/javascript; charset=utf-8");
 static LIST_JS: Asset = asset!("list.js", "application/javascript; charset=utf-8");
 static SHELL_JS: Asset = asset!("shell.js", "application/javascript; charset=utf-8");
 static WORKERS_JS: Asset = asset!("workers.js", "application/javascript; charset=utf-8");
 static SAGAS_JS: Asset = asset!("sagas.js", "application/javascript; charset=utf-8");
 static EVENTS_JS: Asset = asset!("events.js", "application/javascript; charset=utf-8");
+static TIMELINE_JS: Asset = asset!("timeline.js", "application/javascript; charset=utf-8");
 
 /// The page may only load its own assets and talk to its own origin.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -77,6 +79,7 @@ fn lookup(path: &str) -> Option<&'static Asset> {
         "/console/workers.js" => Some(&WORKERS_JS),
         "/console/sagas.js" => Some(&SAGAS_JS),
         "/console/events.js" => Some(&EVENTS_JS),
+        "/console/timeline.js" => Some(&TIMELINE_JS),
         _ => None,
     }
 }
@@ -169,6 +172,7 @@ mod tests {
             ("/console/workers.js", &WORKERS_JS),
             ("/console/sagas.js", &SAGAS_JS),
             ("/console/events.js", &EVENTS_JS),
+            ("/console/timeline.js", &TIMELINE_JS),
         ] {
             assert!(std::ptr::eq(lookup(path).unwrap(), asset), "{path}");
             assert_eq!(asset.content_type, "application/javascript; charset=utf-8");
