@@ -15,6 +15,10 @@
 // event_destinations names): a subscription made with the form and its secret
 // shown once, deliveries and the lag, failing deliveries with the receiver's
 // answer, pause and resume, replay, a destination not allowed, delete.
+// Then the Overview's live charts of /metrics, and every view at 1024, 1280,
+// 1400 and 1920 px wide: nothing under the side panel, nothing cut off. Along
+// the way: every ES module served with its ETag, a saga's timeline, and a
+// finished saga showing when it ended rather than a deadline.
 // The data-testid hooks are the console's contract (components/console/README.md).
 //
 // The tests of this file run in order on one runner and one page: each goes on
@@ -175,8 +179,8 @@ describe('operator console', () => {
   });
 
   test('the console is ES modules, each served with a strong ETag, and the page loaded every one', TEST, async () => {
-    const modules = ['app.js', 'kit.js', 'list.js', 'shell.js', 'workers.js', 'sagas.js', 'timeline.js', 'events.js',
-      'accounts.js', 'transfers.js', 'subscriptions.js', 'money.js'];
+    const modules = ['app.js', 'kit.js', 'list.js', 'shell.js', 'overview.js', 'workers.js', 'sagas.js', 'timeline.js', 'events.js',
+      'accounts.js', 'transfers.js', 'subscriptions.js', 'money.js', 'vendor/uPlot.esm.js'];
     const loaded = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
     for (const m of modules) {
       const path = `/console/${m}`;
@@ -1407,7 +1411,50 @@ describe('operator console', () => {
     await runner.api('POST', '/api/workers/br-readonly/stop', {});
   });
 
-  test('no view overlaps the side panel at 1024, 1280, 1400 and 1920 px wide, and nothing is cut off', { timeout: 120000 }, async () => {
+  test('the overview charts /metrics live: steps, transfers and webhook notifications per second, p99 step latency, the OTP queue', { timeout: 60000 }, async () => {
+    // Something to count: a worker stepping.
+    const started = await runner.api('POST', '/api/workers', { binding_ids: ['br-overview'], policy: { interval_ms: 100 } });
+    assert.equal(started.status, 202, started.text);
+    try {
+      await page.getByTestId('tab-overview').click();
+      await page.getByTestId('overview-view').waitFor({ state: 'visible' });
+      assert.equal(await page.getByTestId('tab-overview').getAttribute('aria-current'), 'page');
+      assert.equal(await visible(page.getByTestId('workers-view')), false, 'the workers list is hidden');
+      assert.equal(await visible(page.getByTestId('otp-inbox')), true, 'the OTP inbox stays');
+      // uPlot draws each chart on a canvas of the page.
+      for (const c of ['throughput', 'latency', 'otp']) {
+        const canvas = page.getByTestId(`overview-chart-${c}`).locator('canvas');
+        await canvas.waitFor({ state: 'visible' });
+        const box = await canvas.boundingBox();
+        assert.ok(box && box.width > 200 && box.height > 100, `the ${c} chart has a size`);
+      }
+      // After a few samples every series has data points.
+      const series = ['steps', 'transfers', 'webhooks', 'p99', 'otp'];
+      await until('data points in every series', async () => {
+        const n = await Promise.all(series.map((k) => page.getByTestId(`overview-value-${k}`).getAttribute('data-points')));
+        return n.every((x) => Number(x) >= 2);
+      }, 20000);
+      await until('the worker\'s steps per second above 0', async () => {
+        const v = Number((await text(page.getByTestId('overview-value-steps'))).replace(/[^0-9.]/g, ''));
+        return v > 0;
+      }, 20000);
+      assert.match(await text(page.getByTestId('overview-value-p99')), /^\d[\d,.]* ms$/, 'a p99 in ms');
+      assert.match(await text(page.getByTestId('overview-value-otp')), /^\d+$/, 'the OTP queue length');
+      // It updates: a later sample, more points, a changed picture.
+      const chart = page.getByTestId('overview-chart-throughput');
+      const points = Number(await chart.getAttribute('data-points'));
+      const last = Number(await chart.getAttribute('data-last-at'));
+      const picture = await chart.locator('canvas').evaluate((c) => c.toDataURL());
+      await until('a new sample drawn', async () => Number(await chart.getAttribute('data-last-at')) > last, 15000);
+      await until('more points (the window is 15 minutes)', async () => Number(await chart.getAttribute('data-points')) > points, 15000);
+      await until('the chart redrawn', async () => (await chart.locator('canvas').evaluate((c) => c.toDataURL())) !== picture, 15000);
+      await screenshot(page, 'console-overview');
+    } finally {
+      await runner.api('POST', '/api/workers/br-overview/stop', {});
+    }
+  });
+
+  test('no view overlaps the side panel at 1024, 1280, 1400 and 1920 px wide, and nothing is cut off (the top bar neither)', { timeout: 120000 }, async () => {
     const saga = (await runner.api('GET', '/api/sagas?limit=1')).body.sagas[0];
     const account = (await runner.api('GET', '/api/accounts?limit=1')).body.accounts[0];
     const transfer = (await runner.api('GET', '/api/transfers?limit=1')).body.transfers[0];
@@ -1415,6 +1462,7 @@ describe('operator console', () => {
     assert.ok(saga && account && transfer && sub, 'something in every view');
     // Each view: its hash, its element, the table whose last column header is measured, and an action of a row (or of the view).
     const views = [
+      { hash: '#/overview', view: 'overview-view', table: null, action: '[data-testid=overview-chart-throughput]' },
       { hash: '#/', view: 'workers-view', table: 'workers-table', action: '[data-testid=worker-row] [data-testid=worker-stop]' },
       { hash: '#/workers/br-2', view: 'detail-view', table: 'requests-table', action: '[data-testid=detail-stop]' },
       { hash: '#/sagas', view: 'sagas-view', table: 'sagas-table', action: '[data-testid=saga-row] [data-testid=saga-updated]' },
@@ -1439,14 +1487,21 @@ describe('operator console', () => {
             const out = [];
             const vw = document.documentElement.clientWidth;
             if (document.documentElement.scrollWidth > vw) out.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${vw} px viewport`);
+            // The top bar: every item inside the viewport, the status counters not clipped.
+            for (const el of document.querySelector('.topbar').children) {
+              const r = el.getBoundingClientRect();
+              if (r.width > 0 && (r.left < 0 || r.right > vw)) out.push(`the top bar's ${el.id || el.className} is cut off: ${Math.round(r.left)}–${Math.round(r.right)} of ${vw}`);
+            }
+            const status = document.getElementById('status');
+            if (status.scrollWidth > status.clientWidth + 1) out.push(`the status counters are clipped (${status.scrollWidth} in ${status.clientWidth} px)`);
             const box = (el) => el.getBoundingClientRect();
             const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
             const sides = [...document.querySelectorAll('.side-col > .panel')].filter((p) => p.getClientRects().length > 0);
             if (sides.length === 0) out.push('no side panel shown');
             const main = document.getElementById(view);
-            const th = [...document.getElementById(table).querySelectorAll('thead th')].filter((x) => x.getClientRects().length > 0).at(-1);
+            const th = table && [...document.getElementById(table).querySelectorAll('thead th')].filter((x) => x.getClientRects().length > 0).at(-1);
             const act = [...document.querySelectorAll(action)].find((x) => x.getClientRects().length > 0);
-            const parts = [['the view', main], ['the last column header', th], ['the action', act]];
+            const parts = [['the view', main], ...(table ? [['the last column header', th]] : []), ['the action', act]];
             for (const [what, el] of parts) {
               if (!el) { out.push(`${what}: missing`); continue; }
               // Reachable: scrolled into view (a table may scroll inside its own box), then seen at its centre.

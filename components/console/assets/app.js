@@ -6,11 +6,12 @@
 //
 // The entry module: it makes the shell's context (shell.js), hands it with
 // the shared toolkit (kit.js) to each view module and starts the shell. The
-// view modules: workers.js, sagas.js, events.js, accounts.js,
+// view modules: overview.js, workers.js, sagas.js, events.js, accounts.js,
 // transfers.js and subscriptions.js; their lists are list.js's.
 
 import * as kit from './kit.js';
 import { shellContext, startShell } from './shell.js';
+import { overviewModule } from './overview.js';
 import { workersModule } from './workers.js';
 import { sagasModule } from './sagas.js';
 import { eventsModule } from './events.js';
@@ -25,7 +26,7 @@ function start() {
   const sagas = sagasModule(ctx, { addEventType: events.addEventType });
   ctx.ensureDefinitions = sagas.ensureDefinitions;
   ctx.forgetSaga = sagas.leave;
-  const modules = [workers, sagas, events, accountsModule(ctx), transfersModule(ctx), subscriptionsModule(ctx)];
+  const modules = [overviewModule(ctx), workers, sagas, events, accountsModule(ctx), transfersModule(ctx), subscriptionsModule(ctx)];
   startShell(ctx, modules, workers.fallback);
 }
 

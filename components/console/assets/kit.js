@@ -139,7 +139,8 @@ export const auth = { token: '', onUnauthorized: null };
 try { auth.token = sessionStorage.getItem(TOKEN_KEY) || ''; } catch (_) { auth.token = ''; }
 
 /**
- * Calls the API; answers `{status, data}`; throws ApiError (status 0 =
+ * Calls the API; answers `{status, data, text}` (data: the body as JSON, or
+ * null; text: the body as it came); throws ApiError (status 0 =
  * network). A 401 signs out. `opts.headers`: more request headers;
  * `opts.json`: the body as JSON text, sent as it is (instead of `body`).
  */
@@ -180,7 +181,7 @@ export async function request(method, path, body, opts = {}) {
     throw new ApiError(res.status, (err && err.code) || `http_${res.status}`,
       (err && err.message) || `HTTP ${res.status} ${res.statusText || ''}`.trim());
   }
-  return { status: res.status, data };
+  return { status: res.status, data, text };
 }
 
 /** Calls the API; answers the body (see `request`). */
