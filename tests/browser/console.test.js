@@ -15,6 +15,10 @@
 // event_destinations names): a subscription made with the form and its secret
 // shown once, deliveries and the lag, failing deliveries with the receiver's
 // answer, pause and resume, replay, a destination not allowed, delete.
+// Then the Overview's live charts of /metrics, and every view at 1024, 1280,
+// 1400 and 1920 px wide: nothing under the side panel, nothing cut off. Along
+// the way: every ES module served with its ETag, a saga's timeline, and a
+// finished saga showing when it ended rather than a deadline.
 // The data-testid hooks are the console's contract (components/console/README.md).
 //
 // The tests of this file run in order on one runner and one page: each goes on
@@ -172,6 +176,24 @@ describe('operator console', () => {
       runner.token,
       'the token is kept in session storage',
     );
+  });
+
+  test('the console is ES modules, each served with a strong ETag, and the page loaded every one', TEST, async () => {
+    const modules = ['app.js', 'kit.js', 'list.js', 'shell.js', 'overview.js', 'workers.js', 'sagas.js', 'timeline.js', 'events.js',
+      'accounts.js', 'transfers.js', 'subscriptions.js', 'money.js', 'vendor/uPlot.esm.js'];
+    const loaded = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
+    for (const m of modules) {
+      const path = `/console/${m}`;
+      assert.ok(loaded.includes(path), `the page loaded ${path}`);
+      const a = await fetch(runner.url(path));
+      assert.equal(a.status, 200, path);
+      assert.equal(a.headers.get('content-type'), 'application/javascript; charset=utf-8', path);
+      const etag = a.headers.get('etag');
+      assert.match(etag || '', /^"[0-9a-f]{16}"$/, `${path}: a strong ETag`);
+      assert.ok((await a.text()).length > 0, path);
+      const b = await fetch(runner.url(path), { headers: { 'if-none-match': etag } });
+      assert.equal(b.status, 304, `${path}: unchanged answers 304`);
+    }
   });
 
   test('the start form starts three workers and they move', TEST, async () => {
@@ -487,6 +509,67 @@ describe('operator console', () => {
       const types = await historyTypes();
       return types.includes('compensation_retry_requested') && types.at(-1) === 'saga_compensated';
     });
+  });
+
+  test("a saga's timeline: a bar per step that ran, in time order, the payment wait a span; finished, it shows when it ended, not a deadline", TEST, async () => {
+    const id = (await startCheckout(PRODUCT)).id;
+    const api = await sagaReaches(id, 'waiting');
+    await openSaga(id);
+    await waitText(page.getByTestId('saga-detail-status'), 'waiting', 'the waiting checkout');
+    const deadline = page.getByTestId('saga-detail-fields').locator('[data-field=deadline_at]');
+    await waitText(deadline, /\(in \d+m/, 'a saga under way shows the time left to its deadline');
+
+    const bars = page.getByTestId('saga-timeline').locator('[data-testid=timeline-bar]');
+    const readBars = () => bars.evaluateAll((gs) => gs.map((g) => {
+      const r = g.querySelector('rect').getBoundingClientRect();
+      const rect = g.querySelector('rect');
+      return {
+        step: g.dataset.step, kind: g.dataset.kind, status: g.dataset.status, wait: g.dataset.wait || null,
+        start: Number(g.dataset.start), end: Number(g.dataset.end), x: r.left, width: r.width, fill: getComputedStyle(rect).fill,
+      };
+    }));
+    const ran = api.steps.filter((st) => st.started_at).map((st) => st.name);
+    assert.deepEqual(ran, ['authorize_user', 'reserve_stock', 'create_payment', 'commit_reservation', 'await_payment']);
+    await until('one bar per step that ran', async () => (await bars.count()) === ran.length);
+    let got = await readBars();
+    assert.deepEqual(got.map((b) => b.step), ran, 'the bars are the steps that ran, in order');
+    assert.ok(got.every((b) => b.kind === 'action'), 'no compensation yet');
+    for (let i = 1; i < got.length; i++) {
+      assert.ok(got[i].start >= got[i - 1].start, `${got[i].step} starts after ${got[i - 1].step}`);
+      assert.ok(got[i].x >= got[i - 1].x, `${got[i].step} is drawn right of ${got[i - 1].step}`);
+    }
+    const wait = got.find((b) => b.step === 'await_payment');
+    assert.equal(wait.wait, 'payment', 'the payment wait is marked as a wait');
+    assert.equal(wait.status, 'waiting');
+    assert.ok(wait.width > 0 && wait.end > wait.start, 'the wait is a span');
+    // The open wait grows while the page polls.
+    await until('the wait to grow', async () => (await readBars()).find((b) => b.step === 'await_payment').end > wait.end);
+
+    // Rolled back: the compensations join the axis, after the wait started; the ended wait and the compensated steps look different.
+    const rb = await runner.api('POST', `/api/sagas/${encodeURIComponent(id)}/rollback`, { reason: 'timeline test' });
+    assert.equal(rb.status, 202, rb.text);
+    await sagaReaches(id, 'compensated');
+    await waitText(page.getByTestId('saga-detail-status'), 'compensated', 'the saga compensated');
+    await until('two compensation bars', async () => (await readBars()).filter((b) => b.kind === 'compensation' && b.status === 'completed').length === 2);
+    got = await readBars();
+    assert.equal(got.length, ran.length + 2, 'a bar per step that ran and per compensation');
+    for (let i = 1; i < got.length; i++) assert.ok(got[i].start >= got[i - 1].start, 'the bars stay in time order');
+    const comps = got.filter((b) => b.kind === 'compensation');
+    assert.deepEqual(comps.map((b) => b.step), ['create_payment', 'reserve_stock'], 'compensations run in reverse');
+    const waitNow = got.find((b) => b.step === 'await_payment');
+    assert.equal(waitNow.status, 'failed', 'the wait the rollback ended failed');
+    assert.ok(comps.every((c) => c.start >= waitNow.start), 'the compensations come after the wait started');
+    const completed = got.find((b) => b.step === 'authorize_user');
+    const compensated = got.find((b) => b.step === 'reserve_stock' && b.kind === 'action');
+    assert.equal(compensated.status, 'compensated');
+    assert.notEqual(compensated.fill, completed.fill, 'a compensated step looks different from a completed one');
+    assert.notEqual(waitNow.fill, completed.fill, 'the failed wait looks different from a completed step');
+
+    // Finished: no deadline counting down, but when it ended.
+    await waitText(deadline, /^ended \d{1,2}:\d{2}:\d{2}$/, 'a finished saga shows when it ended');
+    assert.equal(await deadline.locator('[data-rel-at]').count(), 0, 'nothing relative is left');
+    const ended = await deadline.locator('[data-ended-at]').getAttribute('data-ended-at');
+    assert.equal(ended, (await sagaReaches(id, 'compensated')).updated_at, "its updated_at");
   });
 
   test('the event stream shows committed, then settled after the payment', TEST, async () => {
@@ -1326,6 +1409,123 @@ describe('operator console', () => {
     await page.getByTestId('signin-submit').click();
     await page.getByTestId('app').waitFor({ state: 'visible' });
     await runner.api('POST', '/api/workers/br-readonly/stop', {});
+  });
+
+  test('the overview charts /metrics live: steps, transfers and webhook notifications per second, p99 step latency, the OTP queue', { timeout: 60000 }, async () => {
+    // Something to count: a worker stepping.
+    const started = await runner.api('POST', '/api/workers', { binding_ids: ['br-overview'], policy: { interval_ms: 100 } });
+    assert.equal(started.status, 202, started.text);
+    try {
+      await page.getByTestId('tab-overview').click();
+      await page.getByTestId('overview-view').waitFor({ state: 'visible' });
+      assert.equal(await page.getByTestId('tab-overview').getAttribute('aria-current'), 'page');
+      assert.equal(await visible(page.getByTestId('workers-view')), false, 'the workers list is hidden');
+      assert.equal(await visible(page.getByTestId('otp-inbox')), true, 'the OTP inbox stays');
+      // uPlot draws each chart on a canvas of the page.
+      for (const c of ['throughput', 'latency', 'otp']) {
+        const canvas = page.getByTestId(`overview-chart-${c}`).locator('canvas');
+        await canvas.waitFor({ state: 'visible' });
+        const box = await canvas.boundingBox();
+        assert.ok(box && box.width > 200 && box.height > 100, `the ${c} chart has a size`);
+      }
+      // After a few samples every series has data points.
+      const series = ['steps', 'transfers', 'webhooks', 'p99', 'otp'];
+      await until('data points in every series', async () => {
+        const n = await Promise.all(series.map((k) => page.getByTestId(`overview-value-${k}`).getAttribute('data-points')));
+        return n.every((x) => Number(x) >= 2);
+      }, 20000);
+      await until('the worker\'s steps per second above 0', async () => {
+        const v = Number((await text(page.getByTestId('overview-value-steps'))).replace(/[^0-9.]/g, ''));
+        return v > 0;
+      }, 20000);
+      assert.match(await text(page.getByTestId('overview-value-p99')), /^\d[\d,.]* ms$/, 'a p99 in ms');
+      assert.match(await text(page.getByTestId('overview-value-otp')), /^\d+$/, 'the OTP queue length');
+      // It updates: a later sample, more points, a changed picture.
+      const chart = page.getByTestId('overview-chart-throughput');
+      const points = Number(await chart.getAttribute('data-points'));
+      const last = Number(await chart.getAttribute('data-last-at'));
+      const picture = await chart.locator('canvas').evaluate((c) => c.toDataURL());
+      await until('a new sample drawn', async () => Number(await chart.getAttribute('data-last-at')) > last, 15000);
+      await until('more points (the window is 15 minutes)', async () => Number(await chart.getAttribute('data-points')) > points, 15000);
+      await until('the chart redrawn', async () => (await chart.locator('canvas').evaluate((c) => c.toDataURL())) !== picture, 15000);
+      await screenshot(page, 'console-overview');
+    } finally {
+      await runner.api('POST', '/api/workers/br-overview/stop', {});
+    }
+  });
+
+  test('no view overlaps the side panel at 1024, 1280, 1400 and 1920 px wide, and nothing is cut off (the top bar neither)', { timeout: 120000 }, async () => {
+    const saga = (await runner.api('GET', '/api/sagas?limit=1')).body.sagas[0];
+    const account = (await runner.api('GET', '/api/accounts?limit=1')).body.accounts[0];
+    const transfer = (await runner.api('GET', '/api/transfers?limit=1')).body.transfers[0];
+    const sub = (await runner.api('GET', '/api/subscriptions?limit=1')).body.subscriptions[0];
+    assert.ok(saga && account && transfer && sub, 'something in every view');
+    // Each view: its hash, its element, the table whose last column header is measured, and an action of a row (or of the view).
+    const views = [
+      { hash: '#/overview', view: 'overview-view', table: null, action: '[data-testid=overview-chart-throughput]' },
+      { hash: '#/', view: 'workers-view', table: 'workers-table', action: '[data-testid=worker-row] [data-testid=worker-stop]' },
+      { hash: '#/workers/br-2', view: 'detail-view', table: 'requests-table', action: '[data-testid=detail-stop]' },
+      { hash: '#/sagas', view: 'sagas-view', table: 'sagas-table', action: '[data-testid=saga-row] [data-testid=saga-updated]' },
+      { hash: `#/sagas/${encodeURIComponent(saga.id)}`, view: 'saga-detail-view', table: 'saga-steps-table', action: '[data-testid=saga-rollback]' },
+      { hash: '#/events', view: 'events-view', table: 'events-table', action: '[data-testid=event-row] [data-testid=event-subject] a' },
+      { hash: '#/accounts', view: 'accounts-view', table: 'accounts-table', action: '[data-testid=account-row] [data-testid=account-freeze]' },
+      { hash: `#/accounts/${encodeURIComponent(account.id)}`, view: 'account-detail-view', table: 'account-lines-table', action: '[data-testid=account-detail-freeze]' },
+      { hash: '#/transfers', view: 'transfers-view', table: 'transfers-table', action: '[data-testid=transfer-row] [data-testid=transfer-completed]' },
+      { hash: `#/transfers/${encodeURIComponent(transfer.receipt_code)}`, view: 'transfer-detail-view', table: 'journal-lines-table', action: '[data-testid=transfer-detail-back]' },
+      { hash: '#/subscriptions', view: 'subscriptions-view', table: 'subscriptions-table', action: '[data-testid=subscription-row] [data-testid=subscription-replay]' },
+      { hash: `#/subscriptions/${encodeURIComponent(sub.id)}`, view: 'subscription-detail-view', table: 'subscription-deliveries-table', action: '[data-testid=subscription-detail-replay]' },
+    ];
+    const size = page.viewportSize();
+    try {
+      for (const width of [1024, 1280, 1400, 1920]) {
+        await page.setViewportSize({ width, height: 900 });
+        for (const v of views) {
+          await page.evaluate((hash) => { location.hash = hash; }, v.hash);
+          await page.getByTestId(v.view).waitFor({ state: 'visible' });
+          await page.locator(v.action).first().waitFor({ state: 'visible' });
+          const problems = await page.evaluate(({ view, table, action }) => {
+            const out = [];
+            const vw = document.documentElement.clientWidth;
+            if (document.documentElement.scrollWidth > vw) out.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${vw} px viewport`);
+            // The top bar: every item inside the viewport, the status counters not clipped.
+            for (const el of document.querySelector('.topbar').children) {
+              const r = el.getBoundingClientRect();
+              if (r.width > 0 && (r.left < 0 || r.right > vw)) out.push(`the top bar's ${el.id || el.className} is cut off: ${Math.round(r.left)}–${Math.round(r.right)} of ${vw}`);
+            }
+            const status = document.getElementById('status');
+            if (status.scrollWidth > status.clientWidth + 1) out.push(`the status counters are clipped (${status.scrollWidth} in ${status.clientWidth} px)`);
+            const box = (el) => el.getBoundingClientRect();
+            const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+            const sides = [...document.querySelectorAll('.side-col > .panel')].filter((p) => p.getClientRects().length > 0);
+            if (sides.length === 0) out.push('no side panel shown');
+            const main = document.getElementById(view);
+            const th = table && [...document.getElementById(table).querySelectorAll('thead th')].filter((x) => x.getClientRects().length > 0).at(-1);
+            const act = [...document.querySelectorAll(action)].find((x) => x.getClientRects().length > 0);
+            const parts = [['the view', main], ...(table ? [['the last column header', th]] : []), ['the action', act]];
+            for (const [what, el] of parts) {
+              if (!el) { out.push(`${what}: missing`); continue; }
+              // Reachable: scrolled into view (a table may scroll inside its own box), then seen at its centre.
+              el.scrollIntoView({ block: 'center', inline: 'nearest' });
+              const r = box(el);
+              if (r.width <= 0 || r.height <= 0) { out.push(`${what}: empty box`); continue; }
+              for (const side of sides) {
+                const s = box(side);
+                if (overlap(r, s)) out.push(`${what} (${Math.round(r.left)}–${Math.round(r.right)}) overlaps ${side.id} (${Math.round(s.left)}–${Math.round(s.right)})`);
+              }
+              if (what === 'the view') continue; // a tall view extends below the viewport
+              if (r.left < 0 || r.right > vw) out.push(`${what} is cut off: ${Math.round(r.left)}–${Math.round(r.right)} of ${vw}`);
+              const hit = document.elementFromPoint(r.left + Math.min(r.width, 8) / 2 + 1, r.top + r.height / 2);
+              if (!hit || !(el === hit || el.contains(hit))) out.push(`${what} is covered by ${hit ? hit.id || hit.className || hit.tagName : 'nothing'}`);
+            }
+            return out;
+          }, v);
+          assert.deepEqual(problems, [], `${v.hash} at ${width} px`);
+        }
+      }
+    } finally {
+      await page.setViewportSize(size);
+      await page.evaluate(() => { location.hash = '#/'; });
+    }
   });
 
   test('the page stayed offline and raised no errors', TEST, () => {

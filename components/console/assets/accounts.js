@@ -2,36 +2,29 @@
 // its newest lines, freeze and unfreeze, and the form that creates accounts.
 // Every rule is the API's: the page shows its answers and its messages.
 
+import { listView } from './list.js';
 import { setMoney } from './money.js';
 
 const LIST_EVERY_MS = 2000;
 const ACCOUNT_EVERY_MS = 2000;
 
-/** The view module; `kit` is the console's shared toolkit (app.js). */
+/** The view module; `kit` is the console's shared toolkit (kit.js) and the shell's context (shell.js), as app.js hands it. */
 export function accountsModule(kit) {
   const { $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, dash } = kit;
 
-  const L = {
-    stack: [null], // cursors of the pages seen; the last is the current page
-    next: null,
-    rows: new Map(), // account id -> row refs
-    order: [],
-    loaded: false,
-  };
+  const list = listView({
+    name: 'accounts',
+    path: '/api/accounts',
+    items: 'accounts',
+    every: LIST_EVERY_MS,
+    key: (a) => a.id,
+    create: createAccountRow,
+    update: updateAccountRow,
+    empty: (L) => (L.stack.length > 1 ? 'No accounts on this page.' : 'No accounts yet.'),
+    range: (range) => range && `${range} accounts`,
+  });
+  const L = list.state;
   const A = { id: null, account: null, lines: new Map() };
-
-  const listKey = () => kit.currentCursor(L) || '';
-
-  async function loadAccounts() {
-    const key = listKey();
-    const q = new URLSearchParams({ limit: String(kit.PAGE_SIZE) });
-    if (key) q.set('cursor', key);
-    const data = await api('GET', `/api/accounts?${q}`);
-    if (key !== listKey()) return; // the page changed meanwhile
-    L.next = (data && data.next_cursor) || null;
-    L.loaded = true;
-    renderAccounts(Array.isArray(data && data.accounts) ? data.accounts : []);
-  }
 
   function moneyCell(testId) {
     return h('td', { class: 'num', 'data-testid': testId });
@@ -76,24 +69,6 @@ export function accountsModule(kit) {
     setText(r.negative, a.allow_negative ? 'yes' : 'no');
     renderActions(r.freeze, r.unfreeze, a, r.el.dataset.busy === '1');
     r.account = a;
-  }
-
-  function renderAccounts(list) {
-    L.order = list.map((a) => a.id);
-    reconcile($('accounts-tbody'), list, (a) => a.id, L.rows, createAccountRow, updateAccountRow);
-    $('accounts-table').classList.remove('loading');
-    show($('accounts-empty'), list.length === 0);
-    setText($('accounts-empty'), L.stack.length > 1 ? 'No accounts on this page.' : 'No accounts yet.');
-    kit.renderPagerOf('accounts', L);
-    const range = kit.pageRange(L);
-    setText($('accounts-range'), range && `${range} accounts`);
-  }
-
-  function gotoPage(delta) {
-    if (!kit.turnPage(L, delta)) return;
-    $('accounts-table').classList.add('loading');
-    kit.renderPagerOf('accounts', L);
-    pollers.accounts.kick();
   }
 
   /** `POST /api/accounts/{id}/freeze|unfreeze`; the answer (the account) is shown at once. */
@@ -285,7 +260,7 @@ export function accountsModule(kit) {
   // ------------------------------------------------------------------ wiring
 
   const pollers = {
-    accounts: poller(loadAccounts, LIST_EVERY_MS),
+    accounts: list.poller,
     account: poller(loadAccount, ACCOUNT_EVERY_MS),
   };
 
@@ -303,12 +278,7 @@ export function accountsModule(kit) {
       return true;
     },
     reset() {
-      L.rows.clear();
-      L.order = [];
-      L.stack = [null];
-      L.next = null;
-      L.loaded = false;
-      $('accounts-tbody').replaceChildren();
+      list.reset();
       A.id = null;
       A.account = null;
       A.lines.clear();
@@ -316,8 +286,7 @@ export function accountsModule(kit) {
       for (const id of ['accounts-message', 'account-detail-message', 'account-form-error', 'account-form-result']) flash($(id), '', '');
     },
     wire() {
-      $('accounts-prev').addEventListener('click', () => gotoPage(-1));
-      $('accounts-next').addEventListener('click', () => gotoPage(1));
+      list.wire();
       kit.gotoForm('accounts', '#/accounts/');
       for (const action of ['freeze', 'unfreeze']) {
         $(`account-detail-${action}`).addEventListener('click', () => {

@@ -5,6 +5,8 @@
 // API's: the actions offered are a subscription's `allowed_actions` (and the
 // key's `subscriptions.manage`), refusals show its message.
 
+import { listView } from './list.js';
+
 const LIST_EVERY_MS = 2000;
 const SUBSCRIPTION_EVERY_MS = 1500;
 const DELIVERIES_LIMIT = 200;
@@ -38,34 +40,29 @@ export function failingDeliveries(attempts) {
   return [...bySeq.values()].filter((f) => f.last.result === 'failed').map((f) => ({ ...f.last, failures: f.failures }));
 }
 
-/** The view module; `kit` is the console's shared toolkit (app.js). */
+/** The view module; `kit` is the console's shared toolkit (kit.js) and the shell's context (shell.js), as app.js hands it. */
 export function subscriptionsModule(kit) {
   const { $, h, api, quiet, request, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, fmtNum, dash } = kit;
 
-  const L = {
-    stack: [null], // `after` cursors of the pages seen; the last is the current page
-    next: null,
-    rows: new Map(), // subscription id -> row refs
-    order: [],
-    loaded: false,
-  };
+  const list = listView({
+    name: 'subscriptions',
+    path: '/api/subscriptions',
+    items: 'subscriptions',
+    next: 'next_after',
+    cursor: 'after',
+    every: LIST_EVERY_MS,
+    key: (s) => s.id,
+    create: createRow,
+    update: updateRow,
+    empty: (L) => (L.stack.length > 1 ? 'No subscriptions on this page.' : 'No subscriptions yet.'),
+    range: (range) => range && `${range} subscriptions`,
+  });
+  const L = list.state;
   const D = { id: null, sub: null, filter: 'failing', deliveries: new Map(), gen: 0 };
 
-  const listKey = () => kit.currentCursor(L) || '';
   const destination = (s) => (s.stream ? `${s.url} · stream ${s.stream}` : s.url);
   const typesText = (s) => (Array.isArray(s.types) ? (s.types.length === 1 && s.types[0] === '*' ? 'all' : s.types.join(', ')) : '—');
   const allowed = (s) => new Set((s && s.allowed_actions) || []);
-
-  async function loadSubscriptions() {
-    const key = listKey();
-    const q = new URLSearchParams({ limit: String(kit.PAGE_SIZE) });
-    if (key) q.set('after', key);
-    const data = await api('GET', `/api/subscriptions?${q}`);
-    if (key !== listKey()) return; // the page changed meanwhile
-    L.next = (data && data.next_after) || null;
-    L.loaded = true;
-    renderSubscriptions(Array.isArray(data && data.subscriptions) ? data.subscriptions : []);
-  }
 
   /**
    * The action controls of one subscription: Pause, Resume, a from-seq box
@@ -161,24 +158,6 @@ export function subscriptionsModule(kit) {
     r.lastError.classList.toggle('dim', Boolean(s.last_error && !s.failing_since));
     renderControls(r.controls, s, r.el.dataset.busy === '1');
     r.sub = s;
-  }
-
-  function renderSubscriptions(list) {
-    L.order = list.map((s) => s.id);
-    reconcile($('subscriptions-tbody'), list, (s) => s.id, L.rows, createRow, updateRow);
-    $('subscriptions-table').classList.remove('loading');
-    show($('subscriptions-empty'), list.length === 0);
-    setText($('subscriptions-empty'), L.stack.length > 1 ? 'No subscriptions on this page.' : 'No subscriptions yet.');
-    kit.renderPagerOf('subscriptions', L);
-    const range = kit.pageRange(L);
-    setText($('subscriptions-range'), range && `${range} subscriptions`);
-  }
-
-  function gotoPage(delta) {
-    if (!kit.turnPage(L, delta)) return;
-    $('subscriptions-table').classList.add('loading');
-    kit.renderPagerOf('subscriptions', L);
-    pollers.subscriptions.kick();
   }
 
   // ---------------------------------------------------------------- actions
@@ -468,7 +447,7 @@ export function subscriptionsModule(kit) {
   // ------------------------------------------------------------------ wiring
 
   const pollers = {
-    subscriptions: poller(loadSubscriptions, LIST_EVERY_MS),
+    subscriptions: list.poller,
     subscription: poller(loadSubscription, SUBSCRIPTION_EVERY_MS),
   };
 
@@ -486,12 +465,7 @@ export function subscriptionsModule(kit) {
       return true;
     },
     reset() {
-      L.rows.clear();
-      L.order = [];
-      L.stack = [null];
-      L.next = null;
-      L.loaded = false;
-      $('subscriptions-tbody').replaceChildren();
+      list.reset();
       D.id = null;
       D.gen += 1;
       D.sub = null;
@@ -503,8 +477,7 @@ export function subscriptionsModule(kit) {
       for (const id of ['subscriptions-message', 'subscription-detail-message', 'subscription-form-error', 'subscription-form-result']) flash($(id), '', '');
     },
     wire() {
-      $('subscriptions-prev').addEventListener('click', () => gotoPage(-1));
-      $('subscriptions-next').addEventListener('click', () => gotoPage(1));
+      list.wire();
       kit.gotoForm('subscriptions', '#/subscriptions/');
       // The detail's controls act on the open subscription.
       D.controls = actionControls(null, () => D.id, 'subscription-detail', () => $('subscription-detail-message'));

@@ -2,6 +2,7 @@
 // its journal, the receipt-code lookup, and the form that makes a transfer
 // with an Idempotency-Key. Every rule is the API's: refusals show its message.
 
+import { listView } from './list.js';
 import { amountJson, setMoney, sumMinor } from './money.js';
 
 const LIST_EVERY_MS = 2000;
@@ -41,7 +42,7 @@ function lookupProblem(e) {
   return null;
 }
 
-/** The view module; `kit` is the console's shared toolkit (app.js). */
+/** The view module; `kit` is the console's shared toolkit (kit.js) and the shell's context (shell.js), as app.js hands it. */
 export function transfersModule(kit) {
   const { $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, dash } = kit;
 
@@ -55,44 +56,29 @@ export function transfersModule(kit) {
   const T = {
     account: '',
     status: '',
-    stack: [null],
-    next: null,
-    rows: new Map(), // receipt code -> row refs
-    order: [],
-    loaded: false,
   };
 
-  const listKey = () => `${T.account}|${T.status}|${kit.currentCursor(T) || ''}`;
-
-  async function loadTransfers() {
-    const key = listKey();
-    const q = new URLSearchParams({ limit: String(kit.PAGE_SIZE) });
-    if (T.account) q.set('account', T.account);
-    if (T.status) q.set('status', T.status);
-    const cursor = kit.currentCursor(T);
-    if (cursor) q.set('cursor', cursor);
-    let data;
-    try {
-      data = await api('GET', `/api/transfers?${q}`);
-    } catch (e) {
-      if (key !== listKey()) return;
-      if (e.status === 400 || e.status === 404) {
-        // A filter the API refuses (say, an unknown account): its message, and no rows.
-        flash($('transfers-list-error'), e.message, 'error');
-        $('transfers-list-error').dataset.errorCode = e.code || '';
-        T.next = null;
-        T.loaded = true;
-        renderTransfers([]);
-        return;
-      }
-      throw e;
-    }
-    if (key !== listKey()) return; // the page or a filter changed meanwhile
-    show($('transfers-list-error'), false);
-    T.next = (data && data.next_cursor) || null;
-    T.loaded = true;
-    renderTransfers(Array.isArray(data && data.transfers) ? data.transfers : []);
-  }
+  const list = listView({
+    name: 'transfers',
+    path: '/api/transfers',
+    items: 'transfers',
+    every: LIST_EVERY_MS,
+    key: (t) => t.receipt_code,
+    create: createTransferRow,
+    update: updateTransferRow,
+    filters: () => ({ account: T.account, status: T.status }),
+    // A filter the API refuses (say, an unknown account): its message, and no rows.
+    refused(e) {
+      if (e.status !== 400 && e.status !== 404) return false;
+      flash($('transfers-list-error'), e.message, 'error');
+      $('transfers-list-error').dataset.errorCode = e.code || '';
+      return true;
+    },
+    accepted: () => show($('transfers-list-error'), false),
+    empty: (L) => `No ${listWhat()}${L.stack.length > 1 ? ' on this page' : ''}.`,
+    range: (range) => range && `${range} ${listWhat()}`,
+  });
+  const L = list.state;
 
   function createTransferRow(t, code) {
     const r = {};
@@ -133,37 +119,12 @@ export function transfersModule(kit) {
   /** "completed transfers of user-1 " for the filters in force ("transfers " for none). */
   const listWhat = () => `${T.status ? `${T.status} ` : ''}transfers${T.account ? ` of ${T.account}` : ''}`;
 
-  function renderTransfers(list) {
-    T.order = list.map((t) => t.receipt_code);
-    reconcile($('transfers-tbody'), list, (t) => t.receipt_code, T.rows, createTransferRow, updateTransferRow);
-    $('transfers-table').classList.remove('loading');
-    show($('transfers-empty'), list.length === 0);
-    setText($('transfers-empty'), `No ${listWhat()}${T.stack.length > 1 ? ' on this page' : ''}.`);
-    renderPager();
-  }
-
-  function renderPager() {
-    kit.renderPagerOf('transfers', T);
-    const range = kit.pageRange(T);
-    setText($('transfers-range'), range && `${range} ${listWhat()}`);
-  }
-
-  /** A new filter or page: back to a loading state and fetch it now. */
-  function reload() {
-    T.loaded = false;
-    $('transfers-table').classList.add('loading');
-    renderPager();
-    pollers.transfers.kick();
-  }
-
   function setFilter(field, value) {
-    if (T[field] === value && T.stack.length === 1) return;
+    if (T[field] === value && L.stack.length === 1) return;
     T[field] = value;
-    T.stack = [null];
-    T.next = null;
     if (field === 'account' && $('transfers-account-filter').value.trim() !== value) $('transfers-account-filter').value = value;
     if (field === 'status' && $('transfers-status-filter').value !== value) $('transfers-status-filter').value = value;
-    reload();
+    list.refilter();
   }
 
   // ---------------------------------------------------------------- lookup
@@ -435,7 +396,7 @@ export function transfersModule(kit) {
   // ---------------------------------------------------------------- wiring
 
   const pollers = {
-    transfers: poller(loadTransfers, LIST_EVERY_MS),
+    transfers: list.poller,
     transfer: poller(loadTransfer, TRANSFER_EVERY_MS),
     transferResult: poller(followResult, RESULT_EVERY_MS),
   };
@@ -456,12 +417,7 @@ export function transfersModule(kit) {
     reset() {
       T.account = '';
       T.status = '';
-      T.stack = [null];
-      T.next = null;
-      T.loaded = false;
-      T.rows.clear();
-      T.order = [];
-      $('transfers-tbody').replaceChildren();
+      list.reset();
       $('transfers-account-filter').value = '';
       $('transfers-status-filter').value = '';
       D.code = null;
@@ -483,8 +439,7 @@ export function transfersModule(kit) {
       });
       $('transfers-account-filter').addEventListener('change', (ev) => setFilter('account', ev.target.value.trim()));
       $('transfers-status-filter').addEventListener('change', (ev) => setFilter('status', ev.target.value));
-      $('transfers-prev').addEventListener('click', () => { if (kit.turnPage(T, -1)) reload(); });
-      $('transfers-next').addEventListener('click', () => { if (kit.turnPage(T, 1)) reload(); });
+      list.wire();
       $('transfers-lookup-form').addEventListener('submit', submitLookup);
       $('transfer-form').addEventListener('submit', submitTransfer);
       $('transfer-form').addEventListener('input', renderPendingKey);

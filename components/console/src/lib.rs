@@ -1,8 +1,10 @@
 //! The operator console: a single page of plain HTML, CSS and JavaScript
 //! (files under `assets/`, embedded at build time, no build step, nothing
 //! fetched from outside), served at `/` and `/console/...` by the catch-all
-//! route `/...`; app.js is an ES module that imports accounts.js,
-//! transfers.js, subscriptions.js and money.js from the same directory. The more specific
+//! route `/...`; app.js is an ES module that imports the others from the same
+//! directory (kit.js, list.js, shell.js, the view modules workers.js, sagas.js,
+//! events.js, accounts.js, transfers.js, subscriptions.js, overview.js, the saga
+//! timeline timeline.js, money.js, and uPlot under vendor/, bundled). The more specific
 //! routes (`/api/...`, `/v1/transactions/...`, `/sandbox/...`) keep winning
 //! over it.
 //!
@@ -48,6 +50,19 @@ static ACCOUNTS_JS: Asset = asset!("accounts.js", "application/javascript; chars
 static TRANSFERS_JS: Asset = asset!("transfers.js", "application/javascript; charset=utf-8");
 static MONEY_JS: Asset = asset!("money.js", "application/javascript; charset=utf-8");
 static SUBSCRIPTIONS_JS: Asset = asset!("subscriptions.js", "application/javascript; charset=utf-8");
+// The shared toolkit, the list view, the shell, the Workers, Sagas and Events views and the saga timeline.
+static KIT_JS: Asset = asset!("kit.js", "application/javascript; charset=utf-8");
+static LIST_JS: Asset = asset!("list.js", "application/javascript; charset=utf-8");
+static SHELL_JS: Asset = asset!("shell.js", "application/javascript; charset=utf-8");
+static WORKERS_JS: Asset = asset!("workers.js", "application/javascript; charset=utf-8");
+static SAGAS_JS: Asset = asset!("sagas.js", "application/javascript; charset=utf-8");
+static EVENTS_JS: Asset = asset!("events.js", "application/javascript; charset=utf-8");
+static TIMELINE_JS: Asset = asset!("timeline.js", "application/javascript; charset=utf-8");
+static OVERVIEW_JS: Asset = asset!("overview.js", "application/javascript; charset=utf-8");
+// uPlot 1.6.32 (MIT, vendor/uPlot.LICENSE): the Overview's charts, bundled, never fetched from elsewhere.
+static UPLOT_JS: Asset = asset!("vendor/uPlot.esm.js", "application/javascript; charset=utf-8");
+static UPLOT_CSS: Asset = asset!("vendor/uPlot.min.css", "text/css; charset=utf-8");
+static UPLOT_LICENSE: Asset = asset!("vendor/uPlot.LICENSE", "text/plain; charset=utf-8");
 
 /// The page may only load its own assets and talk to its own origin.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -63,6 +78,17 @@ fn lookup(path: &str) -> Option<&'static Asset> {
         "/console/transfers.js" => Some(&TRANSFERS_JS),
         "/console/money.js" => Some(&MONEY_JS),
         "/console/subscriptions.js" => Some(&SUBSCRIPTIONS_JS),
+        "/console/kit.js" => Some(&KIT_JS),
+        "/console/list.js" => Some(&LIST_JS),
+        "/console/shell.js" => Some(&SHELL_JS),
+        "/console/workers.js" => Some(&WORKERS_JS),
+        "/console/sagas.js" => Some(&SAGAS_JS),
+        "/console/events.js" => Some(&EVENTS_JS),
+        "/console/timeline.js" => Some(&TIMELINE_JS),
+        "/console/overview.js" => Some(&OVERVIEW_JS),
+        "/console/vendor/uPlot.esm.js" => Some(&UPLOT_JS),
+        "/console/vendor/uPlot.min.css" => Some(&UPLOT_CSS),
+        "/console/vendor/uPlot.LICENSE" => Some(&UPLOT_LICENSE),
         _ => None,
     }
 }
@@ -148,6 +174,23 @@ mod tests {
         assert!(std::ptr::eq(lookup("/console/transfers.js").unwrap(), &TRANSFERS_JS));
         assert!(std::ptr::eq(lookup("/console/money.js").unwrap(), &MONEY_JS));
         assert!(std::ptr::eq(lookup("/console/subscriptions.js").unwrap(), &SUBSCRIPTIONS_JS));
+        for (path, asset) in [
+            ("/console/kit.js", &KIT_JS),
+            ("/console/list.js", &LIST_JS),
+            ("/console/shell.js", &SHELL_JS),
+            ("/console/workers.js", &WORKERS_JS),
+            ("/console/sagas.js", &SAGAS_JS),
+            ("/console/events.js", &EVENTS_JS),
+            ("/console/timeline.js", &TIMELINE_JS),
+            ("/console/overview.js", &OVERVIEW_JS),
+            ("/console/vendor/uPlot.esm.js", &UPLOT_JS),
+        ] {
+            assert!(std::ptr::eq(lookup(path).unwrap(), asset), "{path}");
+            assert_eq!(asset.content_type, "application/javascript; charset=utf-8");
+        }
+        assert!(std::ptr::eq(lookup("/console/vendor/uPlot.min.css").unwrap(), &UPLOT_CSS));
+        assert!(std::ptr::eq(lookup("/console/vendor/uPlot.LICENSE").unwrap(), &UPLOT_LICENSE));
+        assert!(UPLOT_LICENSE.body.starts_with("The MIT License"));
         assert!(lookup("/console/nope.js").is_none());
         assert!(lookup("/metrics").is_none());
     }
