@@ -485,6 +485,14 @@ fn a_compensation_that_keeps_failing_holds_the_saga_and_a_retry_after_recovery_f
     let s = wait_status(&app, &id, "failed");
     assert_eq!(s["reason"], "compensation_failed:reserve_stock");
     assert_eq!(s["steps"][1]["compensation"]["status"], "failed");
+    let retryable: Vec<&str> = s["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["can_retry"] == true)
+        .map(|st| st["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(retryable, ["reserve_stock"], "the held compensation's step, and only it: {s}");
     let a = app.api("POST", &format!("/api/sagas/{id}/steps/create_payment/retry"), None);
     assert_eq!(a.status, 409, "only the held step: {}", a.body);
     let a = app.api("POST", &format!("/api/sagas/{id}/steps/reserve_stock/retry"), None);
@@ -880,6 +888,9 @@ fn a_forward_step_with_on_failure_hold_holds_the_saga_emits_failed_and_a_retry_f
     let s = wait_status(&app, &id, "failed");
     assert_eq!((s["reason"].as_str(), s["steps"][1]["status"].as_str()), (Some("injected"), Some("failed")), "{s}");
     assert_eq!(s["can_roll_back"], true, "before any pivot an operator may still roll back: {s}");
+    let can_retry =
+        |s: &Value| s["steps"].as_array().unwrap().iter().map(|st| st["can_retry"].clone()).collect::<Vec<_>>();
+    assert_eq!(can_retry(&s), [json!(false), json!(true)], "only the held step may be retried: {s}");
     assert_eq!(paths(&services), ["/v1/wallets/held/debit", "/v1/wallets/held/payout"], "nothing compensated");
     let kinds = |app: &App| {
         events(app)
@@ -893,6 +904,7 @@ fn a_forward_step_with_on_failure_hold_holds_the_saga_emits_failed_and_a_retry_f
     assert_eq!(a.status, 202, "{}", a.body);
     let s = wait_status(&app, &id, "completed");
     assert_eq!(s["steps"][1]["status"], "completed", "{s}");
+    assert_eq!(can_retry(&s), [json!(false), json!(false)], "nothing is held any more: {s}");
     assert_eq!(paths(&services).last().unwrap(), "/v1/wallets/held/payout");
     assert!(!paths(&services).iter().any(|p| p.ends_with("/refund")), "never compensated");
     assert_eq!(kinds(&app), ["held.failed", "held.completed"]);

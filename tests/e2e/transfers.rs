@@ -599,11 +599,14 @@ fn accounts_are_created_once_frozen_and_unfrozen_listed_page_by_page_and_need_th
     assert_eq!(app.api("GET", "/api/accounts/acc-3", None).status, 404, "no bad request created one");
     assert_eq!(app.api("POST", "/api/accounts/nobody/freeze", None).status, 404);
 
+    assert_eq!(a["allowed_actions"], json!(["freeze"]), "an active account may be frozen: {a}");
     let f = app.api("POST", "/api/accounts/acc-1/freeze", None);
     assert_eq!((f.status, f.json()["status"].as_str()), (200, Some("frozen")), "{}", f.body);
+    assert_eq!(f.json()["allowed_actions"], json!(["unfreeze"]), "{}", f.body);
     assert_eq!(ledger::account(&app, "acc-1")["status"], "frozen");
     let u = app.api("POST", "/api/accounts/acc-1/unfreeze", None);
     assert_eq!((u.status, u.json()["status"].as_str()), (200, Some("active")), "{}", u.body);
+    assert_eq!(u.json()["allowed_actions"], json!(["freeze"]), "{}", u.body);
 
     for i in 0..25 {
         ledger::account_created(&app, &format!("many-{i:02}"), "EUR", false);

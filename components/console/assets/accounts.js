@@ -51,10 +51,11 @@ export function accountsModule(kit) {
     return r;
   }
 
-  /** Freeze applies to an active account, unfreeze to a frozen one; the API answers the rest. */
+  /** What applies is the API's `allowed_actions`; the console never decides it. */
   function renderActions(freeze, unfreeze, a, busy) {
-    freeze.disabled = busy || !a || a.status !== 'active';
-    unfreeze.disabled = busy || !a || a.status !== 'frozen';
+    const allowed = (a && a.allowed_actions) || [];
+    freeze.disabled = busy || !allowed.includes('freeze');
+    unfreeze.disabled = busy || !allowed.includes('unfreeze');
   }
 
   function updateAccountRow(r, a) {

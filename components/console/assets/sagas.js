@@ -192,15 +192,9 @@ export function sagasModule(ctx, { addEventType }) {
       : null);
   }
 
-  /**
-   * Whether this step holds the saga, so that retrying it applies: the saga
-   * is `failed` and the step (its action or its compensation) failed. The
-   * saga's `current_step` names the holder; the API's 409 says the rest.
-   */
+  /** Retrying applies when the engine says so (the step's `can_retry`); the console never decides it. */
   function holdsSaga(s, st) {
-    if (!s || s.status !== 'failed') return false;
-    if (s.current_step && s.current_step !== st.name) return false;
-    return st.status === 'failed' || Boolean(st.compensation && st.compensation.status === 'failed');
+    return Boolean(s && st && st.can_retry);
   }
 
   function createStepRow(st, name) {

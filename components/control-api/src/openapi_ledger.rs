@@ -49,6 +49,8 @@ pub struct Account {
     held: i64,
     /// `balance − held`: what it can send (never below zero unless `allow_negative`).
     available: i64,
+    /// The actions that change it now: `["freeze"]` when active, `["unfreeze"]` when frozen.
+    allowed_actions: Vec<String>,
     /// The newest 20 lines, newest first (absent in lists).
     lines: Option<Vec<AccountLine>>,
 }

@@ -131,6 +131,8 @@ pub struct SagaStep {
     ended_at: Option<String>,
     duration_ms: Option<i64>,
     compensation: Option<SagaCompensation>,
+    /// Whether `POST /api/sagas/{id}/steps/{step}/retry` applies now: the saga is held on this step's action or compensation.
+    can_retry: bool,
 }
 
 /// A saga.

@@ -53,6 +53,16 @@ impl AccountStatus {
             _ => None,
         }
     }
+
+    /// The operator actions that change an account in this status (the
+    /// API's `allowed_actions`): `freeze` an active one, `unfreeze` a frozen
+    /// one. The other answers 200 and changes nothing.
+    pub fn allowed_actions(self) -> &'static [&'static str] {
+        match self {
+            AccountStatus::Active => &["freeze"],
+            AccountStatus::Frozen => &["unfreeze"],
+        }
+    }
 }
 
 /// What defines an account, as its creator sent it. Creating an account
@@ -137,6 +147,7 @@ impl Account {
             "balance": self.balance,
             "held": self.held,
             "available": self.available(),
+            "allowed_actions": self.status.allowed_actions(),
         })
     }
 }

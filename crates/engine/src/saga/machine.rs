@@ -1120,15 +1120,25 @@ impl Saga {
                     .iter()
                     .position(|r| r.name == step)
                     .ok_or_else(|| Error::NotFound(format!("saga {} has no step {step:?}", self.id)))?;
+                let not_held = || {
+                    Error::Conflict(format!(
+                        "step {step:?} of saga {} is not held (the saga is {})",
+                        self.id,
+                        self.status().as_str()
+                    ))
+                };
+                if !self.can_retry(i) {
+                    return Err(not_held());
+                }
                 match self.phase {
-                    Phase::Held(Held::Action { step: s }) if s == i => {
+                    Phase::Held(Held::Action { .. }) => {
                         self.steps[i].status = StepStatus::Pending;
                         self.history("step_retry_requested", Some(&step), json!({}), now);
                         self.reason = None;
                         self.phase = Phase::Forward { step: i, attempt: 1, at: now };
                         Ok(())
                     }
-                    Phase::Held(Held::Compensation { step: s }) if s == i => {
+                    Phase::Held(Held::Compensation { .. }) => {
                         self.history("compensation_retry_requested", Some(&step), json!({}), now);
                         if let Some(c) = &mut self.steps[i].compensation {
                             c.status = "pending".into();
@@ -1136,11 +1146,7 @@ impl Saga {
                         self.phase = Phase::Compensating { step: i, attempt: 1, at: now };
                         Ok(())
                     }
-                    _ => Err(Error::Conflict(format!(
-                        "step {step:?} of saga {} is not held (the saga is {})",
-                        self.id,
-                        self.status().as_str()
-                    ))),
+                    _ => Err(not_held()),
                 }
             }
             Signal::Payment { status, fraud_status, gross_amount } => {
@@ -1202,15 +1208,23 @@ impl Saga {
         }
     }
 
+    /// Whether an operator's retry applies to step `i` now: the saga is held
+    /// for an operator on that step's action or on its compensation.
+    pub fn can_retry(&self, i: usize) -> bool {
+        matches!(self.phase, Phase::Held(Held::Action { step } | Held::Compensation { step }) if step == i)
+    }
+
     /// The saga object of the API.
     pub fn to_json(&self) -> Value {
         let ts = |t: Option<Millis>| t.map(rfc3339);
         let steps: Vec<Value> = self
             .steps
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 json!({
                     "name": r.name, "status": r.status, "attempts": r.attempts, "output": r.output, "error": r.error,
+                    "can_retry": self.can_retry(i),
                     "started_at": ts(r.started_at), "ended_at": ts(r.ended_at),
                     "duration_ms": r.started_at.zip(r.ended_at).map(|(a, b)| b - a),
                     "compensation": r.compensation,
