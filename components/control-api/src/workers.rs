@@ -6,7 +6,7 @@ use stepwise_engine::binding;
 use stepwise_engine::machine::Kind;
 use stepwise_engine::policy::{Policy, PolicyPatch};
 use stepwise_engine::worker::{Control, State, Worker};
-use stepwise_store::{effects, iterations, machines, workers, Db, StoreError};
+use stepwise_store::{iterations, machines, workers, Db, StoreError};
 use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, ApiError, ApiResult, Caller, Value};
 
 use stepwise_engine::binding::MAX_IDS;
@@ -78,7 +78,7 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
                     w
                 }
             };
-            effects::apply_and_save(db, &mut w, None, now)?;
+            machines::apply_and_save(db, &mut w, None, now)?;
             out.push(w.to_json());
         }
         caller.audit(db, ids.clone(), None, 202)?;
@@ -104,7 +104,7 @@ fn apply(db: &Db, id: &str, control: Control, now: i64) -> Result<Value, StoreEr
     let mut stored =
         workers::load(db, id)?.ok_or_else(|| stepwise_engine::Error::NotFound(format!("no worker {id}")))?;
     stored.machine.control(control, now)?;
-    effects::apply_and_save_keeping_lease(db, &mut stored, now)?;
+    machines::apply_and_save_keeping_lease(db, &mut stored, now)?;
     Ok(stored.machine.to_json())
 }
 

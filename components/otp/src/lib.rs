@@ -6,7 +6,7 @@
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use stepwise_engine::time::rfc3339;
-use stepwise_store::{effects, otp_queue, workers, Db};
+use stepwise_store::{machines, otp_queue, workers, Db};
 use stepwise_web::{
     json, json_body, json_response, limit, no_route, now_ms, operate, query, read, ApiError, ApiResult, Caller,
 };
@@ -51,7 +51,7 @@ fn submit(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
             other => other.into(),
         })?;
         otp_queue::submit(db, &tx, &body.otp, now)?;
-        effects::apply_and_save_keeping_lease(db, &mut stored, now)?;
+        machines::apply_and_save_keeping_lease(db, &mut stored, now)?;
         // The transaction and its worker; never the OTP.
         caller.audit(db, vec![tx.clone(), item.binding_id.clone()], None, 202)?;
         Ok::<(), ApiError>(())

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
-use stepwise_store::{idempotency, sagas, Db};
+use stepwise_store::{idempotency, machines, sagas, Db};
 use stepwise_web::{
     json, json_body, json_response, limit, now_ms, param, query, variable_in, ApiError, ApiResult, Caller, Value,
 };
@@ -92,7 +92,7 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     Ok(json_response(status, &saga))
 }
 
-fn load(db: &Db, params: &Params) -> Result<stepwise_store::machines::Stored<Saga>, ApiError> {
+fn load(db: &Db, params: &Params) -> Result<machines::Stored<Saga>, ApiError> {
     let id = params.get("id").unwrap_or_default();
     sagas::load(db, id)?.ok_or_else(|| ApiError::not_found(format!("no saga {id}")))
 }
@@ -148,7 +148,7 @@ fn apply(params: &Params, signal: Signal, caller: &Caller) -> ApiResult {
     let saga = db.immediate(|db| {
         let mut s = load(db, params)?;
         s.machine.signal(signal.clone(), now)?;
-        sagas::save_keeping_lease(db, &mut s, now)?;
+        machines::apply_and_save_keeping_lease(db, &mut s, now)?;
         caller.audit(db, vec![s.machine.id.clone()], None, 202)?;
         Ok::<_, ApiError>(s.machine.to_json())
     })?;

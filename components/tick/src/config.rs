@@ -1,7 +1,7 @@
 //! The tick's settings, from Spin variables, checked on every run.
 
 use stepwise_engine::saga::Service;
-use stepwise_store::stepper;
+use stepwise_stepper as stepper;
 
 /// Validated settings.
 pub struct Config {

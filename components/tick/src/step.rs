@@ -4,7 +4,7 @@
 use futures::future::{select, Either};
 use futures::StreamExt;
 use spin_sdk::http::{IncomingResponse, Method, Request};
-use stepwise_store::stepper::{self, CallResult, Clock, Outbound, Transport};
+use stepwise_stepper::{self as stepper, CallResult, Clock, Outbound, Transport};
 use stepwise_store::{metrics, retention, Db};
 
 use crate::config::Config;

@@ -17,7 +17,7 @@ use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use stepwise_engine::payment;
 use stepwise_engine::saga::machine::Signal;
-use stepwise_store::{inbox, metrics, sagas, Db};
+use stepwise_store::{inbox, machines, metrics, sagas, Db};
 use stepwise_web::{json, json_response, no_route, now_ms, open, variable, ApiError, ApiResult, Value, MAX_BODY};
 
 /// The notification's fields that the webhook reads.
@@ -103,7 +103,7 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
             },
             now,
         )?;
-        sagas::save_keeping_lease(db, &mut stored, now)?;
+        machines::apply_and_save_keeping_lease(db, &mut stored, now)?;
         metrics::inc(db, "stepwise_webhook_notifications", &[("result", "accepted")], 1)?;
         Ok(("accepted", saga_id))
     });

@@ -120,6 +120,11 @@ pub trait Machine: Serialize + DeserializeOwned {
 
     /// Takes the effects produced since the last call.
     fn drain_effects(&mut self) -> Vec<Self::Effect>;
+
+    /// Whether one of its calls is out (claimed and not yet recorded): a
+    /// change made meanwhile keeps the lease, so the stepper that sent the
+    /// call records its answer.
+    fn calling(&self) -> bool;
 }
 
 /// How long a claim lasts: the call's time-out plus a margin that covers the

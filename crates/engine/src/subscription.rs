@@ -738,6 +738,10 @@ impl Machine for Subscription {
     fn drain_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
     }
+
+    fn calling(&self) -> bool {
+        matches!(self.next, Next::Sending { .. })
+    }
 }
 
 #[cfg(test)]

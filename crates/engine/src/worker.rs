@@ -988,4 +988,8 @@ impl Machine for Worker {
     fn drain_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
     }
+
+    fn calling(&self) -> bool {
+        self.in_flight().is_some()
+    }
 }

@@ -1,14 +1,10 @@
 //! Carries out a worker's effects in the caller's transaction, then saves
 //! it: the one way every component persists a worker change.
 
-use stepwise_engine::machine::Machine;
-use stepwise_engine::time::Millis;
 use stepwise_engine::worker::{Effect, Worker};
 
 use crate::db::{Db, StoreError};
-use crate::lease::Lease;
-use crate::workers::Stored;
-use crate::{iterations, metrics, otp_queue, workers};
+use crate::{iterations, metrics, otp_queue};
 
 /// Carries out `effects` of `w` (in the caller's transaction).
 pub fn apply(db: &Db, w: &mut Worker, effects: Vec<Effect>) -> Result<(), StoreError> {
@@ -31,19 +27,4 @@ pub fn apply(db: &Db, w: &mut Worker, effects: Vec<Effect>) -> Result<(), StoreE
         }
     }
     Ok(())
-}
-
-/// Applies `w`'s pending effects and saves it with `lease` (None releases it).
-pub fn apply_and_save(db: &Db, w: &mut Worker, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
-    let effects = w.drain_effects();
-    apply(db, w, effects)?;
-    workers::save(db, w, lease, now)
-}
-
-/// Saves a change made outside the tick's own record (a control request, an
-/// OTP submission): the lease is kept while a call is still in flight, so the
-/// tick that sent it records its answer, and released otherwise.
-pub fn apply_and_save_keeping_lease(db: &Db, stored: &mut Stored, now: Millis) -> Result<(), StoreError> {
-    let lease = stored.lease.clone().filter(|_| stored.machine.in_flight().is_some());
-    apply_and_save(db, &mut stored.machine, lease.as_ref(), now)
 }

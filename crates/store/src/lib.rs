@@ -28,7 +28,6 @@ pub mod postgres;
 pub mod requests;
 pub mod retention;
 pub mod sagas;
-pub mod stepper;
 pub mod subscriptions;
 pub mod transfers;
 pub mod value;

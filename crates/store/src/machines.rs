@@ -125,6 +125,41 @@ pub fn stage<M: Machine>(db: &Db, m: &M, lease: Option<&Lease>, now: Millis) -> 
     }
 }
 
+/// A machine whose effects the store carries out: the rows a change writes
+/// beside the machine's own (an OTP item, an iteration, an outbox event).
+pub trait Effects: Machine + Snapshot {
+    /// Carries out `effects` in the caller's transaction.
+    fn apply(&mut self, db: &Db, effects: Vec<Self::Effect>) -> Result<(), StoreError>;
+}
+
+/// Carries out the machine's pending effects, then saves it: the one way a
+/// change to a machine is persisted (a control request, a webhook, a record).
+pub fn apply_and_save<M: Effects>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
+    let effects = m.drain_effects();
+    m.apply(db, effects)?;
+    save(db, m, lease, now)
+}
+
+/// [`apply_and_save`] for a change made outside the tick's own record (a
+/// control request, an OTP submission, a notification): the lease is kept
+/// while a call is out, so the tick that sent it records its answer, and
+/// released otherwise.
+pub fn apply_and_save_keeping_lease<M: Effects>(
+    db: &Db,
+    stored: &mut Stored<M>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let lease = stored.lease.clone().filter(|_| stored.machine.calling());
+    apply_and_save(db, &mut stored.machine, lease.as_ref(), now)
+}
+
+/// [`apply_and_save`] with the machine [`stage`]d: for a batch of steps.
+pub fn apply_and_stage<M: Effects>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
+    let effects = m.drain_effects();
+    m.apply(db, effects)?;
+    stage(db, m, lease, now)
+}
+
 /// A machine's row, as [`write`] takes it: its key first.
 pub(crate) struct Staged {
     key: (String, String),

@@ -4,17 +4,15 @@
 //! `X-Request-Id`, `Idempotency-Key` and, for the payment services, Basic
 //! auth).
 
-use stepwise_engine::machine::{Kind, Machine};
+use stepwise_engine::machine::Kind;
 use stepwise_engine::receipt;
 use stepwise_engine::saga::definition::{Definition, BUILT_IN};
-use stepwise_engine::saga::machine::{judge, Answer, Call, Effect, Saga};
+use stepwise_engine::saga::machine::{Effect, Saga};
 use stepwise_engine::time::{rfc3339, Millis};
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
-use crate::lease::Lease;
 use crate::machines::{self, Snapshot};
 use crate::outbox::{self, NewEvent};
-use crate::stepper::{CallResult, Config, Judged, LogEntry, Outbound};
 
 /// The prefix of saga ids (which are also their payments' order ids).
 pub const ID_PREFIX: &str = "SG";
@@ -164,27 +162,12 @@ pub fn insert(db: &Db, seq: i64, s: &mut Saga, now: Millis) -> Result<(), StoreE
         "INSERT INTO sagas (seq, id, definition, version, order_id, created_at) VALUES (?, ?, ?, ?, NULL, ?)",
         &[int(seq), text(&s.id), text(&s.definition.name), int(s.definition.version.into()), int(now)],
     )?;
-    save(db, s, None, now)
+    machines::apply_and_save(db, s, None, now)
 }
 
 /// Loads one saga.
 pub fn load(db: &Db, id: &str) -> Result<Option<machines::Stored<Saga>>, StoreError> {
     machines::load(db, id)
-}
-
-/// Carries out a saga's effects and saves it with `lease`.
-pub fn save(db: &Db, s: &mut Saga, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
-    let effects = s.drain_effects();
-    apply(db, s, effects)?;
-    machines::save(db, s, lease, now)
-}
-
-/// Saves a change made outside the tick (an operator's action, a
-/// notification): the lease is kept while a call is in flight.
-pub fn save_keeping_lease(db: &Db, stored: &mut machines::Stored<Saga>, now: Millis) -> Result<(), StoreError> {
-    let in_flight = matches!(stored.machine.phase, stepwise_engine::saga::machine::Phase::Calling { .. });
-    let lease = stored.lease.clone().filter(|_| in_flight);
-    save(db, &mut stored.machine, lease.as_ref(), now)
 }
 
 fn apply(db: &Db, s: &Saga, effects: Vec<Effect>) -> Result<(), StoreError> {
@@ -333,81 +316,8 @@ impl Snapshot for Saga {
     }
 }
 
-/// `Authorization: Basic base64(server_key + ":")`.
-fn basic_auth(server_key: &str) -> String {
-    use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{server_key}:")))
-}
-
-/// How the stepper drives a saga.
-impl crate::stepper::Stepped for Saga {
-    fn log_entry(&self, call: &Call) -> LogEntry {
-        LogEntry {
-            operation: call.operation(),
-            target: Some(call.step_name.clone()),
-            attempt: call.attempt,
-            operation_key: call.operation(),
-        }
-    }
-
-    fn outbound(
-        &self,
-        _db: &Db,
-        cfg: &Config,
-        call: &Call,
-        request_id: &str,
-        _now: Millis,
-    ) -> Result<(Outbound, String), StoreError> {
-        let origin = cfg.services.get(&call.service).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "no origin for service {} (variable {})",
-                call.service,
-                call.service.variable()
-            ))
-        })?;
-        let mut headers = vec![("x-request-id".to_string(), request_id.to_string())];
-        if let Some(key) = &call.idempotency_key {
-            headers.push(("idempotency-key".to_string(), key.clone()));
-        }
-        if call.service.basic_auth() {
-            headers.push(("authorization".to_string(), basic_auth(&cfg.midtrans_server_key)));
-        }
-        let body = call.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
-        let out = Outbound {
-            method: call.method.as_str(),
-            url: format!("{origin}{}", call.path),
-            headers,
-            body: body.clone().into_bytes(),
-            timeout_ms: call.timeout_ms,
-        };
-        Ok((out, if body.is_empty() { "null".into() } else { body }))
-    }
-
-    fn judge(&self, _call: &Call, r: &CallResult) -> Judged<Answer> {
-        let answer = match r.status_code {
-            // Not read past the limit: no body to act on.
-            Some(status) if r.too_large => Answer::Fatal { status, reason: "answer_too_large".into() },
-            _ => judge(r.status_code, &r.body, r.timed_out),
-        };
-        let (response_code, response_message, is_success) = match &answer {
-            Answer::Ok(_) => ("ok".to_string(), None, true),
-            Answer::Retryable(reason) => ("retryable".to_string(), Some(reason.clone()), false),
-            Answer::Fatal { reason, .. } => ("failed".to_string(), Some(reason.clone()), false),
-        };
-        Judged { answer, response_code, response_message, is_success }
-    }
-
+impl machines::Effects for Saga {
     fn apply(&mut self, db: &Db, effects: Vec<Effect>) -> Result<(), StoreError> {
         apply(db, self, effects)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_auth_is_the_key_and_a_colon() {
-        assert_eq!(basic_auth("SB-key"), "Basic U0Ita2V5Og==");
     }
 }

@@ -7,31 +7,16 @@
 use std::sync::{Arc, Barrier};
 
 use stepwise_engine::ledger::AccountSpec;
-use stepwise_engine::policy::Policy;
 use stepwise_engine::transfer::TransferRequest;
-use stepwise_engine::worker::Worker;
 use stepwise_store::native::NativePg;
 use stepwise_store::outbox::{self, NewEvent};
-use stepwise_store::stepper::{self, Config};
 use stepwise_store::transfers::{self, Accepted};
-use stepwise_store::{effects, ledger, Db};
+use stepwise_store::{ledger, Db};
 
 const NOW: i64 = 1_800_000_000_000;
 
 fn connect(pg: &stepwise_e2e::services::Postgres) -> Db {
     Db::on(Box::new(NativePg::connect(&pg.url()).unwrap())).unwrap()
-}
-
-fn cfg() -> Config {
-    Config {
-        upstream_url: "http://up.test".into(),
-        services: Default::default(),
-        midtrans_server_key: String::new(),
-        timeout_ms: 1000,
-        batch: 100,
-        concurrency: 8,
-        budget_ms: 900,
-    }
 }
 
 fn event(db: &Db, subject: &str) {
@@ -77,35 +62,6 @@ fn outbox_seq_order_is_commit_order() {
     assert_eq!(order.iter().map(|(s, _)| *s).collect::<Vec<_>>(), ["committed-first", "appended-first"], "{order:?}");
     let (later, _) = outbox::page(&second, order[0].1, None, 10).unwrap();
     assert_eq!(later.len(), 1, "after the first commit's seq the second's event is there: {later:?}");
-}
-
-/// A claim leaves out a machine another stepper holds (claiming or
-/// recording it) instead of waiting for it, and takes the others.
-#[test]
-fn a_claim_skips_machines_another_transaction_holds() {
-    let pg = stepwise_e2e::services::Postgres::start();
-    let (a, b) = (connect(&pg), connect(&pg));
-    let policy = Policy { max_iterations: Some(1), interval_ms: 0, ..Policy::default() };
-    for id in ["m-1", "m-2"] {
-        let mut w = Worker::new(id, policy.clone(), NOW);
-        a.immediate(|db| effects::apply_and_save(db, &mut w, None, NOW)).unwrap();
-    }
-    // If the claim waited for the held row, this fails instead of hanging.
-    b.exec("SET lock_timeout = '3s'", &[]).unwrap();
-    let ids = vec!["m-1".to_string(), "m-2".to_string()];
-    a.locking(|db| {
-        let held =
-            stepwise_store::machines::lock_many::<Worker>(db, &ids[..1], stepwise_store::machines::Locking::Wait)?;
-        assert_eq!(held.len(), 1);
-        let claims = stepper::claim_many::<Worker>(&b, &cfg(), "B", &ids, NOW).unwrap();
-        let claimed: Vec<&str> =
-            claims.iter().filter(|(_, c)| matches!(c, Ok(Some(_)))).map(|(id, _)| id.as_str()).collect();
-        assert_eq!(claimed, ["m-2"], "m-1 is held: left out, not waited for");
-        Ok::<_, stepwise_store::StoreError>(())
-    })
-    .unwrap();
-    let c = stepper::claim::<Worker>(&b, &cfg(), "B", "m-1", NOW).unwrap();
-    assert!(c.is_some(), "free again once the other transaction ended");
 }
 
 /// Eight requests with one idempotency key at once, each on its own

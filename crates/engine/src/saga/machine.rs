@@ -1297,6 +1297,10 @@ impl Machine for Saga {
     fn drain_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
     }
+
+    fn calling(&self) -> bool {
+        matches!(self.phase, Phase::Calling { .. })
+    }
 }
 
 #[cfg(test)]

@@ -1,38 +1,16 @@
-//! The stepper: how every durable machine is advanced, one recorded step at a
-//! time (ARCHITECTURE "Storage rules"). A step is three moves:
-//!
-//! 1. **claim** ([`claim`]): one transaction ([`Db::locking`]) loads and
-//!    locks the machine (skipping it if another stepper holds it), checks its lease, asks it for its next step, inserts the
-//!    request-log row (whose id is the request id), marks the call begun,
-//!    carries out the effects and saves the machine with a lease;
-//! 2. **call** ([`Transport::send`]): no lock held, bounded by a time-out;
-//! 3. **record** ([`record`]): one transaction checks that the lease is still
-//!    this stepper's, judges the answer, feeds it to the machine, carries out
-//!    the effects and saves it with the lease released.
-//!
-//! [`run`] is one tick: it claims due machines and keeps stepping (a machine
-//! due again right after its record is stepped again) until its time budget
-//! runs out, with up to `concurrency` calls in flight. The database and the
-//! network are behind [`Db`] (Spin's SQLite or rusqlite) and [`Transport`]
-//! (wasi:http or a script), and time behind [`Clock`], so the protocol has
-//! native tests.
+//! One step of one machine: claim, call, record ([`claim`], [`Transport::send`],
+//! [`record`]), and what a machine kind must say to be stepped ([`Stepped`]).
 
-use std::collections::HashSet;
 use std::future::Future;
 
-use futures::future::{select, Either};
-use futures::stream::{FuturesUnordered, StreamExt};
-use stepwise_engine::machine::{lease_ms, Kind, Machine, Step};
-use stepwise_engine::saga::Saga;
-use stepwise_engine::subscription::Subscription;
+use stepwise_engine::machine::{lease_ms, Kind, Step};
 use stepwise_engine::time::Millis;
-use stepwise_engine::worker::Worker;
 
-use crate::db::{Db, StoreError};
-use crate::lease::{self, Lease};
-use crate::machines::{self, Due, Locking, Snapshot, Stored};
-use crate::metrics;
-use crate::requests::{self, Formatted, NewRequest};
+use stepwise_store::lease::{self, Lease};
+use stepwise_store::machines::{self, Effects, Locking, Stored};
+use stepwise_store::metrics;
+use stepwise_store::requests::{self, Formatted, NewRequest};
+use stepwise_store::{Db, StoreError};
 
 /// The settings of a tick.
 #[derive(Debug, Clone)]
@@ -133,7 +111,7 @@ pub struct LogEntry {
 
 /// The glue between a machine kind and the stepper: how its calls are
 /// logged and sent, how answers are judged, and how its effects are stored.
-pub trait Stepped: Machine + Snapshot {
+pub trait Stepped: Effects {
     /// Reads what the machine needs from the store before it is polled, in
     /// the claim's transaction (a subscription's next event); nothing by
     /// default.
@@ -154,8 +132,6 @@ pub trait Stepped: Machine + Snapshot {
     ) -> Result<(Outbound, String), StoreError>;
     /// Judges what the call came to.
     fn judge(&self, call: &Self::Call, result: &CallResult) -> Judged<Self::Answer>;
-    /// Carries out `effects` in the caller's transaction.
-    fn apply(&mut self, db: &Db, effects: Vec<Self::Effect>) -> Result<(), StoreError>;
     /// Metrics of its own for one recorded call, beside the stepper's
     /// (`stepwise_steps`, the call and step durations); none by default.
     fn observe(&self, _metrics: &mut metrics::Batch, _judged: &Judged<Self::Answer>, _r: &CallResult) {}
@@ -197,12 +173,10 @@ pub enum Recorded {
     Stale,
 }
 
-/// Carries out the machine's effects and stages it ([`machines::stage`]:
-/// the batch's machines are written together at its commit).
+/// Carries out the machine's effects and stages it (the batch's machines
+/// are written together at its commit).
 fn save<M: Stepped>(db: &Db, m: &mut M, lease: Option<&Lease>, now: Millis) -> Result<(), StoreError> {
-    let effects = m.drain_effects();
-    m.apply(db, effects)?;
-    machines::stage(db, m, lease, now)
+    machines::apply_and_stage(db, m, lease, now)
 }
 
 /// What the claim of one machine (already loaded, lease checked) came to.
@@ -479,320 +453,4 @@ pub fn record_many<M: Stepped>(
             })
             .collect())
     })
-}
-
-/// A tick's totals.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// Machines found due (counted once per machine per tick).
-    pub due: u32,
-    /// Steps claimed (calls made).
-    pub claimed: u32,
-    /// Answers recorded.
-    pub recorded: u32,
-    /// Answers discarded because another stepper took the machine over.
-    pub discarded: u32,
-    /// Claims or records that failed with a storage error (each machine's
-    /// in a savepoint of its own, so the others in its batch stand), and
-    /// transfers whose execution could not be recorded.
-    pub errors: u32,
-    /// Transfers executed (completed or failed).
-    pub transfers: u32,
-}
-
-/// A claim of any kind of machine.
-enum AnyClaim {
-    Worker(Claimed<<Worker as Machine>::Call>),
-    Saga(Claimed<<Saga as Machine>::Call>),
-    Subscription(Claimed<<Subscription as Machine>::Call>),
-}
-
-impl AnyClaim {
-    fn outbound(&self) -> &Outbound {
-        match self {
-            AnyClaim::Worker(c) => &c.outbound,
-            AnyClaim::Saga(c) => &c.outbound,
-            AnyClaim::Subscription(c) => &c.outbound,
-        }
-    }
-}
-
-fn log_error(what: &str, kind: Kind, id: &str, e: &StoreError) {
-    eprintln!(
-        "{}",
-        serde_json::json!({ "event": "tick_error", "during": what, "kind": kind.as_str(), "id": id, "error": e.to_string() })
-    );
-}
-
-fn log_step<C>(kind: Kind, c: &Claimed<C>, r: &CallResult, code: Option<&str>) {
-    println!(
-        "{}",
-        serde_json::json!({
-            "event": "step", "kind": kind.as_str(), "id": c.id,
-            "binding_id": (kind == Kind::Worker).then_some(c.id.as_str()),
-            "request_id": c.request_id, "operation": c.operation, "attempt": c.attempt,
-            "status_code": r.status_code, "result": code, "duration_ms": r.duration_ms,
-        })
-    );
-}
-
-/// Claims the due machines of kind `M` (one transaction).
-#[allow(clippy::too_many_arguments)]
-fn claim_kind<M: Stepped, C: Clock>(
-    db: &Db,
-    cfg: &Config,
-    owner: &str,
-    clock: &C,
-    due: &[Due],
-    failed: &mut HashSet<Due>,
-    totals: &mut Totals,
-    wrap: fn(Claimed<M::Call>) -> AnyClaim,
-) -> Result<Vec<AnyClaim>, StoreError> {
-    let ids: Vec<String> =
-        due.iter().filter(|d| d.kind == M::KIND && !failed.contains(d)).map(|d| d.id.clone()).collect();
-    let mut out = Vec::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let t0 = clock.micros();
-    let claims = claim_many::<M>(db, cfg, owner, &ids, clock.now())?;
-    let share = (clock.micros() - t0) / ids.len() as i64;
-    for (id, c) in claims {
-        match c {
-            Ok(Some(c)) => out.push(wrap(Claimed { claim_us: share, ..c })),
-            Ok(None) => {}
-            Err(e) => {
-                totals.errors += 1;
-                log_error("claim", M::KIND, &id, &e);
-                failed.insert(Due { kind: M::KIND, id });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Claims the due machines (one transaction per kind); returns the claims.
-/// A machine whose claim fails is put in `failed` and not tried again in
-/// this tick (it is logged once per tick, not at every look).
-fn claim_due<C: Clock>(
-    db: &Db,
-    cfg: &Config,
-    owner: &str,
-    clock: &C,
-    due: &[Due],
-    failed: &mut HashSet<Due>,
-    totals: &mut Totals,
-) -> Result<Vec<AnyClaim>, StoreError> {
-    let mut out = claim_kind::<Worker, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Worker)?;
-    out.extend(claim_kind::<Saga, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Saga)?);
-    out.extend(claim_kind::<Subscription, C>(db, cfg, owner, clock, due, failed, totals, AnyClaim::Subscription)?);
-    Ok(out)
-}
-
-/// Records the answers of kind `M` (one transaction); returns the next claims.
-#[allow(clippy::too_many_arguments)]
-fn record_kind<M: Stepped, C: Clock>(
-    db: &Db,
-    cfg: &Config,
-    owner: &str,
-    clock: &C,
-    done: Vec<(Claimed<M::Call>, CallResult)>,
-    claim_next: bool,
-    totals: &mut Totals,
-    wrap: fn(Claimed<M::Call>) -> AnyClaim,
-) -> Result<Vec<AnyClaim>, StoreError> {
-    let mut next = Vec::new();
-    if done.is_empty() {
-        return Ok(next);
-    }
-    let t0 = clock.micros();
-    let outcomes = record_many::<M>(db, cfg, owner, &done, clock.now(), claim_next)?;
-    let share = (clock.micros() - t0) / done.len() as i64;
-    for ((c, r), o) in done.iter().zip(outcomes) {
-        match o {
-            Ok(RecordOutcome { recorded, next: n }) => {
-                let code = match &recorded {
-                    Recorded::Done { response_code, .. } => {
-                        totals.recorded += 1;
-                        Some(response_code.as_str())
-                    }
-                    Recorded::Stale => {
-                        totals.discarded += 1;
-                        None
-                    }
-                };
-                log_step(M::KIND, c, r, code);
-                if let Some(n) = n {
-                    totals.claimed += 1;
-                    next.push(wrap(Claimed { claim_us: share, ..n }));
-                }
-            }
-            Err(e) => {
-                totals.errors += 1;
-                log_error("record", M::KIND, &c.id, &e);
-            }
-        }
-    }
-    Ok(next)
-}
-
-/// Records a batch of answers (one transaction per kind) and returns the
-/// next steps claimed in the same transactions.
-fn record_batch<C: Clock>(
-    db: &Db,
-    cfg: &Config,
-    owner: &str,
-    clock: &C,
-    done: Vec<(AnyClaim, CallResult)>,
-    claim_next: bool,
-    totals: &mut Totals,
-) -> Result<Vec<AnyClaim>, StoreError> {
-    let mut workers = Vec::new();
-    let mut sagas = Vec::new();
-    let mut subscriptions = Vec::new();
-    for (c, r) in done {
-        match c {
-            AnyClaim::Worker(c) => workers.push((c, r)),
-            AnyClaim::Saga(c) => sagas.push((c, r)),
-            AnyClaim::Subscription(c) => subscriptions.push((c, r)),
-        }
-    }
-    let mut next = record_kind::<Worker, C>(db, cfg, owner, clock, workers, claim_next, totals, AnyClaim::Worker)?;
-    next.extend(record_kind::<Saga, C>(db, cfg, owner, clock, sagas, claim_next, totals, AnyClaim::Saga)?);
-    next.extend(record_kind::<Subscription, C>(
-        db,
-        cfg,
-        owner,
-        clock,
-        subscriptions,
-        claim_next,
-        totals,
-        AnyClaim::Subscription,
-    )?);
-    Ok(next)
-}
-
-/// One tick: steps due machines until `cfg.budget_ms` has passed (and what
-/// is in flight then has been recorded). `owner` names this tick's leases.
-///
-/// Claims are made in batches (every machine due when the tick looks, one
-/// transaction); the answers that are in when the tick wakes are recorded
-/// together in one transaction, which also claims the next step of each
-/// machine due again at once. Up to `cfg.concurrency` calls are in flight.
-pub async fn run<T: Transport, C: Clock>(
-    db: &Db,
-    cfg: &Config,
-    owner: &str,
-    transport: &T,
-    clock: &C,
-) -> Result<Totals, StoreError> {
-    let deadline = clock.now().saturating_add(cfg.budget_ms as i64);
-    let mut totals = Totals::default();
-    let mut seen: HashSet<Due> = HashSet::new();
-    let mut failed: HashSet<Due> = HashSet::new();
-    let mut active = FuturesUnordered::new();
-    let send = |c: AnyClaim| async move {
-        let r = transport.send(c.outbound()).await;
-        (c, r)
-    };
-    let mut next_query = i64::MIN;
-    let mut next_execute = i64::MIN;
-    let mut first = true;
-    let mut first_execute = true;
-    // The outbox's head as this tick last saw it (idle subscriptions are
-    // woken when it grows).
-    let mut outbox_head = 0;
-    loop {
-        let now = clock.now();
-        // Accepted transfers: a local step, no call. A full batch means more
-        // are waiting: execute again at once.
-        if (first_execute || now < deadline) && now >= next_execute {
-            first_execute = false;
-            next_execute = now + IDLE_POLL_MS;
-            match crate::transfers::execute_due(db, crate::transfers::EXECUTE_BATCH, || clock.now()) {
-                Ok(done) => {
-                    totals.transfers += done.completed + done.failed;
-                    totals.errors += done.errors;
-                    if done.due == crate::transfers::EXECUTE_BATCH {
-                        next_execute = now;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("tick: executing transfers failed (they stay processing): {e}");
-                    totals.errors += 1;
-                }
-            }
-        }
-        // The first pass always looks, so a zero budget still steps each due
-        // machine once.
-        if (first || now < deadline) && active.len() < cfg.concurrency && now >= next_query {
-            first = false;
-            let room = (cfg.concurrency - active.len()).min(cfg.batch as usize) as u32;
-            if let Err(e) = crate::subscriptions::wake(db, now, &mut outbox_head) {
-                eprintln!("tick: waking subscriptions failed: {e}");
-                totals.errors += 1;
-            }
-            let due = machines::due(db, now, room)?;
-            for d in &due {
-                if seen.insert(d.clone()) {
-                    totals.due += 1;
-                }
-            }
-            for c in claim_due(db, cfg, owner, clock, &due, &mut failed, &mut totals)? {
-                totals.claimed += 1;
-                active.push(send(c));
-            }
-            next_query = now + IDLE_POLL_MS;
-        }
-        if active.is_empty() {
-            if now >= deadline {
-                break;
-            }
-            clock.sleep_until(next_query.min(next_execute).max(now + 1).min(deadline)).await;
-            continue;
-        }
-        // Wake for the next due query only while there is room for more
-        // machines; otherwise wait for answers. The wake time is always in
-        // the future, so waiting really waits (and lets the runtime make
-        // progress on the calls in flight).
-        let wake = if now >= deadline {
-            Millis::MAX
-        } else if active.len() < cfg.concurrency {
-            next_query.min(next_execute).max(now + 1).min(deadline)
-        } else {
-            next_execute.max(now + 1).min(deadline)
-        };
-        // Every answer that is in, at least one (polled with the real
-        // context, so calls still pending are woken when they complete).
-        let answers = std::future::poll_fn(|cx| {
-            let mut got = Vec::new();
-            while let std::task::Poll::Ready(Some(x)) = active.poll_next_unpin(cx) {
-                got.push(x);
-            }
-            if got.is_empty() {
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(got)
-            }
-        });
-        let done = if wake == Millis::MAX {
-            answers.await
-        } else {
-            match select(std::pin::pin!(answers), std::pin::pin!(clock.sleep_until(wake))).await {
-                Either::Left((got, _)) => got,
-                Either::Right(((), _)) => Vec::new(),
-            }
-        };
-        if done.is_empty() {
-            continue;
-        }
-        let claim_next = clock.now() < deadline;
-        for c in record_batch(db, cfg, owner, clock, done, claim_next, &mut totals)? {
-            active.push(send(c));
-        }
-        // More may be due now (another runner's machine whose lease ran out,
-        // a new start): look at once rather than after the idle interval.
-        next_query = clock.now();
-    }
-    Ok(totals)
 }

@@ -13,9 +13,9 @@ use futures::executor::block_on;
 use stepwise_engine::machine::{lease_ms, Kind};
 use stepwise_engine::policy::Policy;
 use stepwise_engine::worker::{Control, Phase, State, StopReason, Worker};
+use stepwise_stepper::{self as stepper, CallResult, Clock, Config, Outbound, Recorded, Transport};
 use stepwise_store::native::Native;
-use stepwise_store::stepper::{self, CallResult, Clock, Config, Outbound, Recorded, Transport};
-use stepwise_store::{effects, requests, workers, Db};
+use stepwise_store::{machines, requests, workers, Db};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -123,7 +123,7 @@ impl Transport for Upstream<'_> {
 
 fn start(db: &Db, id: &str, policy: Policy, now: i64) {
     let mut w = Worker::new(id, policy, now);
-    db.immediate(|db| effects::apply_and_save(db, &mut w, None, now)).unwrap();
+    db.immediate(|db| machines::apply_and_save(db, &mut w, None, now)).unwrap();
 }
 
 fn worker(db: &Db, id: &str) -> Worker {
@@ -244,7 +244,7 @@ on_both!(a_stop_during_the_call_is_seen_by_the_record, |place: &Place| {
     db.immediate(|db| {
         let mut s = workers::load(db, "b-1")?.unwrap();
         s.machine.control(Control::Stop, T0 + 1)?;
-        effects::apply_and_save_keeping_lease(db, &mut s, T0 + 1)
+        machines::apply_and_save_keeping_lease(db, &mut s, T0 + 1)
     })
     .unwrap();
     let s = workers::load(&db, "b-1").unwrap().unwrap();
@@ -331,7 +331,7 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     let path = dir.path().join("db");
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(include_str!("fixtures/schema_v3.sql")).unwrap();
+        c.execute_batch(include_str!("../../store/tests/fixtures/schema_v3.sql")).unwrap();
         c.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
              INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);",
@@ -376,7 +376,7 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     // Saved again, the worker is in the new form and reads back the same.
     db.immediate(|db| {
         let mut s = workers::load(db, "b-old")?.unwrap();
-        effects::apply_and_save_keeping_lease(db, &mut s, T0)
+        machines::apply_and_save_keeping_lease(db, &mut s, T0)
     })
     .unwrap();
     assert_eq!(worker(&db, "b-old"), w);
@@ -500,3 +500,49 @@ on_both!(a_saga_step_is_leased_for_its_own_time_out_not_the_upstream_one, |place
         "taken over once it has run out"
     );
 });
+
+const PG_NOW: i64 = 1_800_000_000_000;
+
+fn pg_cfg() -> Config {
+    Config {
+        upstream_url: "http://up.test".into(),
+        services: Default::default(),
+        midtrans_server_key: String::new(),
+        timeout_ms: 1000,
+        batch: 100,
+        concurrency: 8,
+        budget_ms: 900,
+    }
+}
+
+fn pg_connect(pg: &stepwise_e2e::services::Postgres) -> Db {
+    Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap()
+}
+
+/// A claim leaves out a machine another stepper holds (claiming or
+/// recording it) instead of waiting for it, and takes the others.
+#[test]
+fn a_claim_skips_machines_another_transaction_holds() {
+    let pg = stepwise_e2e::services::Postgres::start();
+    let (a, b) = (pg_connect(&pg), pg_connect(&pg));
+    let policy = Policy { max_iterations: Some(1), interval_ms: 0, ..Policy::default() };
+    for id in ["m-1", "m-2"] {
+        let mut w = Worker::new(id, policy.clone(), PG_NOW);
+        a.immediate(|db| machines::apply_and_save(db, &mut w, None, PG_NOW)).unwrap();
+    }
+    // If the claim waited for the held row, this fails instead of hanging.
+    b.exec("SET lock_timeout = '3s'", &[]).unwrap();
+    let ids = vec!["m-1".to_string(), "m-2".to_string()];
+    a.locking(|db| {
+        let held = machines::lock_many::<Worker>(db, &ids[..1], machines::Locking::Wait)?;
+        assert_eq!(held.len(), 1);
+        let claims = stepper::claim_many::<Worker>(&b, &pg_cfg(), "B", &ids, PG_NOW).unwrap();
+        let claimed: Vec<&str> =
+            claims.iter().filter(|(_, c)| matches!(c, Ok(Some(_)))).map(|(id, _)| id.as_str()).collect();
+        assert_eq!(claimed, ["m-2"], "m-1 is held: left out, not waited for");
+        Ok::<_, stepwise_store::StoreError>(())
+    })
+    .unwrap();
+    let c = stepper::claim::<Worker>(&b, &pg_cfg(), "B", "m-1", PG_NOW).unwrap();
+    assert!(c.is_some(), "free again once the other transaction ended");
+}
