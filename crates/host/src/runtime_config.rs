@@ -46,6 +46,7 @@ pub enum KeyValueStoreConfig {
     },
     /// `type = "redis"`: a Redis server (`redis://host[:port][/db]`).
     Redis {
+        /// From the `url` key: plain `redis://` only (no TLS).
         url: String,
     },
 }
