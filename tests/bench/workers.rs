@@ -90,7 +90,7 @@ impl Where {
 
 use stepwise_e2e::BenchUpstream as FastUpstream;
 
-/// An upstream.
+/// The upstream the bench drives, started as [`Where`] says.
 enum Upstream {
     /// `bench-upstream`, over TCP.
     Fast(FastUpstream),

@@ -32,7 +32,7 @@ pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// The runner binary.
+/// The release build of the runner, `target/release/stepwise`.
 pub fn runner_binary() -> PathBuf {
     project_root().join("target/release/stepwise")
 }
@@ -426,7 +426,7 @@ pub struct Runner {
     kind: RunnerKind,
     /// `host:port` it listens on.
     pub addr: String,
-    /// Its state dir.
+    /// Its `--state-dir`: the one the caller gave, or a temporary one removed with the runner.
     pub state_dir: PathBuf,
     _owned_state: Option<tempfile::TempDir>,
     log_path: PathBuf,
@@ -438,7 +438,6 @@ pub struct Runner {
 /// An HTTP answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// Status code.
     pub status: u16,
     /// Body as text.
     pub body: String,
@@ -499,7 +498,7 @@ impl Runner {
         request(method, &self.url(path), headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    /// GET.
+    /// `GET path` with no extra headers and no body.
     pub fn get(&self, path: &str) -> Answer {
         self.send("GET", path, &[], None)
     }

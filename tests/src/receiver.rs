@@ -157,7 +157,7 @@ impl Receiver {
         r
     }
 
-    /// Its origin.
+    /// `http://127.0.0.1:<port>`.
     pub fn origin(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -74,7 +74,6 @@ server.serve_forever()
 pub struct UpstreamRequest {
     /// Which accepted connection (1, 2, ...) carried it.
     pub connection: u64,
-    /// Method.
     pub method: String,
     /// Request target.
     pub path: String,

@@ -76,7 +76,7 @@ pub struct AuditView {
     /// The ids acted on.
     targets: Vec<String>,
     idempotency_key: Option<String>,
-    /// The status answered.
+    /// The HTTP status the change was answered with.
     status: u16,
 }
 

@@ -24,7 +24,7 @@ pub(crate) struct ErrorBody {
     error: ErrorDetail,
 }
 
-/// Error detail.
+/// What went wrong: a stable `code` for programs and a `message` for people.
 #[derive(ToSchema)]
 struct ErrorDetail {
     /// snake_case, e.g. `invalid_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`.
@@ -162,7 +162,7 @@ struct RequestLog {
     next_cursor: Option<String>,
 }
 
-/// Counts by state.
+/// How many workers are in each state.
 #[derive(ToSchema)]
 struct StateCounts {
     running: u64,

@@ -75,7 +75,7 @@ pub struct TransferCreate {
     description: Option<String>,
 }
 
-/// A transfer.
+/// A transfer as `POST /api/transfers` and `GET /api/transfers/{receipt_code}` answer it.
 #[derive(ToSchema)]
 pub struct Transfer {
     /// `TR-XXXXXXXX-C`: unique, not sequential, with a check character that catches any single
@@ -107,7 +107,7 @@ pub struct TransferList {
     next_cursor: Option<String>,
 }
 
-/// One line of a journal.
+/// One account debited or credited: one of `debit` and `credit` is positive, the other 0.
 #[derive(ToSchema)]
 pub struct JournalLine {
     account: String,

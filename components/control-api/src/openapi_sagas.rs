@@ -135,7 +135,7 @@ pub struct SagaStep {
     can_retry: bool,
 }
 
-/// A saga.
+/// A saga as the saga routes answer it.
 #[derive(ToSchema)]
 pub struct Saga {
     /// Also its payment's order id.
@@ -168,7 +168,7 @@ pub struct SagaList {
     next_cursor: Option<String>,
 }
 
-/// A history event.
+/// One entry of a saga's history.
 #[derive(ToSchema)]
 pub struct SagaEvent {
     seq: i64,
@@ -196,7 +196,7 @@ pub struct RollbackRequest {
     reason: String,
 }
 
-/// An outbox event.
+/// An outbox event, as `GET /api/events` shows it and subscriptions deliver it.
 #[derive(ToSchema)]
 pub struct OutboxEvent {
     seq: i64,

@@ -188,7 +188,7 @@ pub struct SubscriptionList {
 pub struct DeliveryView {
     /// The attempt's request id (the request log's).
     request_id: i64,
-    /// The event.
+    /// The `seq` of the event delivered.
     seq: i64,
     attempt: i64,
     /// `delivered`, `failed`, or `sending`.

@@ -10,7 +10,7 @@ pub const REASON_INSUFFICIENT_BEFORE_START: &str = "insufficient_balance_before_
 /// Reason of a pending transaction that could not be paid when it completed
 /// (the balance was spent by other transactions meanwhile).
 pub const REASON_INSUFFICIENT: &str = "insufficient_balance";
-/// Reason of a wrong OTP.
+/// Reason of a wrong OTP: the transaction ends GAGAL at once.
 pub const REASON_INVALID_OTP: &str = "invalid_otp";
 /// Reason of a `/stop` on a PROCESSING transaction.
 pub const REASON_STOPPED: &str = "stopped";
@@ -18,13 +18,12 @@ pub const REASON_STOPPED: &str = "stopped";
 /// A transaction's mutable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnState {
-    /// Its status.
     pub status: Status,
     /// Why it failed.
     pub reason: Option<String>,
     /// True while it waits for `/otp`.
     pub otp_required: bool,
-    /// Its amount.
+    /// The binding's scripted amount at `/start`; debited from its balance only on SUKSES.
     pub amount: i64,
     /// `/continue` and `/check` calls counted so far.
     pub polls: u32,
@@ -60,7 +59,7 @@ pub enum StartDecision {
     },
     /// Answer this HTTP status with an error body; no transaction (the outcome is used).
     Error {
-        /// The HTTP status.
+        /// 400 to 599, from the script's `error:<code>` outcome.
         status: u16,
     },
 }
@@ -103,11 +102,11 @@ pub enum Action<'a> {
     },
     /// `/continue` or `/check`: one poll.
     Poll,
-    /// `/pause`.
+    /// `/pause`: sets the `paused` flag, which changes nothing else (polls still count).
     Pause,
-    /// `/resume`.
+    /// `/resume`: clears the `paused` flag.
     Resume,
-    /// `/stop`.
+    /// `/stop`: a PROCESSING transaction ends GAGAL `stopped`; a final one stays as it is.
     Stop,
 }
 

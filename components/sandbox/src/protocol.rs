@@ -63,7 +63,6 @@ impl Op {
 /// Which protocol call a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The operation.
     pub op: Op,
     /// The transaction id segment as sent (`None` for `start`).
     pub raw_id: Option<String>,
@@ -216,7 +215,7 @@ pub struct TxnView {
     pub reason: Option<String>,
     /// True while it waits for `/otp`.
     pub otp_required: bool,
-    /// Its amount.
+    /// The binding's scripted amount; debited from its balance only on SUKSES.
     pub amount: i64,
     /// The binding's balance after this call.
     pub balance: i64,

@@ -30,7 +30,7 @@ impl Reply {
         (200..300).contains(&self.status)
     }
 
-    /// The Spin response.
+    /// The Spin response: `status`, `content-type: application/json` and `body` as it is.
     pub fn into_response(self) -> Response {
         Response::builder().status(self.status).header("content-type", "application/json").body(self.body).build()
     }

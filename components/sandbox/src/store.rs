@@ -129,9 +129,9 @@ fn first<'a, T: TryFrom<&'a Value>>(r: &'a QueryResult, column: &str) -> Option<
 /// A binding as `/start` needs it: the next outcome already picked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartBinding {
-    /// Current balance.
+    /// The binding's balance before this start.
     pub balance: i64,
-    /// Transaction amount.
+    /// The scripted amount the new transaction carries.
     pub amount: i64,
     /// Index of the next scripted outcome.
     pub next_index: i64,
@@ -142,11 +142,9 @@ pub struct StartBinding {
 /// A stored transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRow {
-    /// Its numeric id.
+    /// The `<n>` of its id `T<n>` (autoincrement, never reused within a database).
     pub id: i64,
-    /// Its binding.
     pub binding_id: String,
-    /// Its state.
     pub state: TxnState,
     /// The outcome it was started with.
     pub outcome: String,
@@ -163,7 +161,7 @@ pub struct TxnRow {
 pub struct StoredAnswer {
     /// The HTTP status answered.
     pub status: u16,
-    /// The body answered.
+    /// The body answered, replayed byte for byte for a repeated request_id.
     pub body: String,
     /// The binding it concerned, if known.
     pub binding_id: Option<String>,
@@ -541,7 +539,7 @@ impl Store {
 
     // ---- records ----
 
-    /// Appends a call record.
+    /// Appends a call record (what `GET /sandbox/calls` lists).
     pub fn record_call(&self, c: &CallRecord) -> Result<(), ApiError> {
         self.exec(
             "INSERT INTO sandbox_calls (received_at_ms, op, binding_id, transaction_id, request_id, header_request_id,

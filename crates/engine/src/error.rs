@@ -1,4 +1,4 @@
-//! The engine's error type.
+//! The engine's errors: `Error`, and the [`FieldError`] that bad input carries.
 
 use thiserror::Error;
 
@@ -13,7 +13,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    /// A new field error.
+    /// A field error; `field` is the JSON path of the field at fault.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
@@ -45,7 +45,7 @@ pub enum Error {
     Unknown {
         /// What kind of name it should have been.
         what: &'static str,
-        /// The name given.
+        /// The name as it was read.
         name: String,
     },
 }

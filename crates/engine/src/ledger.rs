@@ -116,7 +116,7 @@ impl Account {
         Self { spec, status: AccountStatus::Active, balance: 0, held: 0 }
     }
 
-    /// Its id.
+    /// Its id: 1 to 64 characters of `[A-Za-z0-9._:-]`, chosen by the client.
     pub fn id(&self) -> &str {
         &self.spec.id
     }
@@ -224,7 +224,7 @@ pub(crate) fn optional_text(
 /// One ledger line: one account debited or credited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
-    /// The account.
+    /// The id of the account debited or credited.
     pub account: String,
     /// Taken from it (positive, or 0 on a credit line).
     pub debit: i64,
@@ -244,9 +244,9 @@ pub enum JournalError {
     /// Debits and credits differ.
     #[error("debits ({debits}) and credits ({credits}) differ")]
     Unbalanced {
-        /// The sum of debits.
+        /// Total of the lines' debits, in minor units (`i128`, so no sum overflows).
         debits: i128,
-        /// The sum of credits.
+        /// Total of the lines' credits, in minor units.
         credits: i128,
     },
 }
@@ -297,7 +297,7 @@ impl Journal {
         &self.external_ref
     }
 
-    /// Its lines.
+    /// At least two; each a positive debit or a positive credit, summing to equal totals.
     pub fn lines(&self) -> &[Line] {
         &self.lines
     }

@@ -51,7 +51,7 @@ impl Kind {
 /// A call sent and not yet answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight<C> {
-    /// The call.
+    /// What was sent, kept so that a call whose answer was never recorded is sent again as it was.
     pub call: C,
     /// Its request id (the request log row's id).
     pub request_id: String,
@@ -77,7 +77,7 @@ pub enum Step<C> {
     Idle,
 }
 
-/// A durable machine.
+/// A value the store keeps in the `machines` table between steps and advances one call at a time.
 pub trait Machine: Serialize + DeserializeOwned {
     /// The outbound call it asks for.
     type Call: Clone;
@@ -88,7 +88,7 @@ pub trait Machine: Serialize + DeserializeOwned {
     /// Something the store must do in the same transaction as the save.
     type Effect;
 
-    /// Its kind.
+    /// Its row's `kind` in the `machines` table (ids are unique within a kind).
     const KIND: Kind;
 
     /// Its id within the kind.
@@ -136,7 +136,7 @@ pub fn lease_ms(call_timeout_ms: u64) -> i64 {
     call_timeout_ms.saturating_add(LEASE_MARGIN_MS) as i64
 }
 
-/// See [`lease_ms`].
+/// What [`lease_ms`] adds to the call's time-out, in ms.
 pub const LEASE_MARGIN_MS: u64 = 15_000;
 
 #[cfg(test)]

@@ -35,17 +35,17 @@ pub fn verify(order_id: &str, status_code: &str, gross_amount: &str, server_key:
 pub enum Status {
     /// Created, not paid.
     Pending,
-    /// Paid.
+    /// Paid: the wait completes.
     Settlement,
     /// Card payment captured; paid when `fraud_status` is `accept`.
     Capture,
-    /// Refused.
+    /// Refused: final; the wait fails with `payment_deny`.
     Deny,
-    /// Cancelled.
+    /// Cancelled: final; the wait fails with `payment_cancel`.
     Cancel,
     /// Expired unpaid.
     Expire,
-    /// Failed.
+    /// Failed: final; the wait fails with `payment_failure`.
     Failure,
     /// Given back after a settlement (recorded; the saga is not reopened).
     Refund,
@@ -67,7 +67,7 @@ impl Status {
         })
     }
 
-    /// The name.
+    /// The `transaction_status` value, as Midtrans spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -112,7 +112,7 @@ pub fn outcome(status: Status, fraud_status: Option<&str>) -> Outcome {
 pub enum Payment {
     /// No final report yet.
     Pending,
-    /// Settled (final).
+    /// Settled: final, and no later report undoes it.
     Settled,
     /// Failed with this status (final unless a settlement arrives, which
     /// means the order was paid after all).

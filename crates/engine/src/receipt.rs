@@ -278,7 +278,7 @@ mod ring {
         g * 9 + h1 * 3 + h0
     }
 
-    /// `a + b`.
+    /// `a + b` in the ring: the GF(4) parts XOR, the GF(9) digits add mod 3.
     pub(super) fn add(a: u8, b: u8) -> u8 {
         let (ag, a1, a0) = split(a);
         let (bg, b1, b0) = split(b);
@@ -361,7 +361,7 @@ pub struct Parsed {
     pub prefix: String,
     /// The scrambled id, 8 (or 13) base-36 characters.
     pub body: String,
-    /// The check character.
+    /// One of `0-9A-Z`; catches any single mistyped character and any swap of two neighbours.
     pub check: char,
 }
 

@@ -71,7 +71,7 @@ impl Destination {
         }
     }
 
-    /// Its URL.
+    /// The destination's URL: the webhook's, or the Redis server's (`redis://host:port`).
     pub fn url(&self) -> &str {
         match self {
             Destination::Webhook { url } | Destination::RedisStream { url, .. } => url,
@@ -288,13 +288,13 @@ impl DeliveryPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
-    /// Delivering.
+    /// Delivering its events in `seq` order, one at a time.
     Active,
     /// Paused by an operator: nothing is sent until resumed.
     Paused,
     /// No success for the disable window: nothing is sent until resumed.
     Disabled {
-        /// When.
+        /// When it was disabled: at the first failure `disable_after_ms` or more after failing began.
         at: Millis,
     },
 }
@@ -325,21 +325,21 @@ pub struct Delivery {
 pub enum Next {
     /// Look for the next event after the cursor (due since `since`).
     Look {
-        /// Since when.
+        /// When it became due to look (made, delivered, resumed, retyped or replayed).
         since: Millis,
     },
     /// Looked: none after the cursor. Woken when the outbox grows.
     CaughtUp,
     /// Deliver this event at `at`.
     Deliver {
-        /// The delivery.
+        /// The event to send and its attempt number.
         delivery: Delivery,
-        /// When.
+        /// When the attempt is due; a retry waits the retry delay after the failure.
         at: Millis,
     },
     /// A delivery sent and not yet answered.
     Sending {
-        /// The call.
+        /// The delivery sent and not yet answered, with its request id.
         flight: InFlight<Delivery>,
     },
 }
@@ -347,9 +347,9 @@ pub enum Next {
 /// The last failure, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastError {
-    /// The event.
+    /// The `seq` of the event whose delivery failed.
     pub seq: i64,
-    /// When.
+    /// When the failed answer (or time-out) was recorded.
     pub at: Millis,
     /// What happened (`status 500`, `timeout`, `unreachable`, ...).
     pub message: String,
@@ -393,7 +393,7 @@ pub enum Signal {
 pub enum Effect {
     /// Append `subscription.disabled` to the outbox.
     Disabled {
-        /// The subscription.
+        /// The disabled subscription's id (the event's `subscription_id`).
         id: String,
         /// The failing event.
         seq: i64,
@@ -402,7 +402,7 @@ pub enum Effect {
     },
 }
 
-/// A subscription.
+/// Pushes the outbox's events of its types to one destination, at least once, in `seq` order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     id: String,
@@ -465,11 +465,11 @@ impl Subscription {
     pub fn destination(&self) -> &Destination {
         &self.destination
     }
-    /// Its types.
+    /// The event types it delivers: `*`, or up to [`MAX_TYPES`] names.
     pub fn types(&self) -> &Types {
         &self.types
     }
-    /// Its description.
+    /// The operator's free text, if one was given; never read by the engine.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
@@ -481,7 +481,7 @@ impl Subscription {
     pub fn secret(&self) -> &str {
         &self.secret
     }
-    /// Its status.
+    /// Active, paused by an operator, or disabled after failing past the disable window.
     pub fn status(&self) -> &Status {
         &self.status
     }
@@ -497,7 +497,7 @@ impl Subscription {
     pub fn next(&self) -> &Next {
         &self.next
     }
-    /// Events delivered.
+    /// Successful deliveries since it was made (an event replayed counts again).
     pub fn delivered(&self) -> u64 {
         self.delivered
     }
@@ -509,7 +509,7 @@ impl Subscription {
     pub fn failing_since(&self) -> Option<Millis> {
         self.failing_since
     }
-    /// Its last failure.
+    /// The last failed delivery; kept after later successes.
     pub fn last_error(&self) -> Option<&LastError> {
         self.last_error.as_ref()
     }

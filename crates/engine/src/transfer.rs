@@ -103,7 +103,7 @@ impl Side {
 pub enum Refusal {
     /// An account does not exist.
     AccountNotFound(Side),
-    /// An account is frozen.
+    /// The account on that side is not active (`account_frozen`).
     AccountFrozen(Side),
     /// An account's currency is not the transfer's.
     CurrencyMismatch(Side),
@@ -287,22 +287,22 @@ pub enum State {
     Processing,
     /// Posted as journal `journal_id` at `at`.
     Completed {
-        /// The journal.
+        /// The posted journal's id (`GET /api/journals/{id}`); its `external_ref` is the receipt code.
         journal_id: i64,
-        /// When.
+        /// When the journal was posted.
         at: Millis,
     },
-    /// Failed at `at`.
+    /// Failed at execution at `at`: no journal was posted (see [`FailReason`] for the hold).
     Failed {
-        /// Why.
+        /// Why execution failed.
         reason: FailReason,
-        /// When.
+        /// When it failed.
         at: Millis,
     },
 }
 
 impl State {
-    /// Its status name.
+    /// The status the API shows, without what the state carries.
     pub fn status(&self) -> Status {
         match self {
             State::Processing => Status::Processing,
@@ -317,7 +317,7 @@ impl State {
     }
 }
 
-/// A transfer.
+/// A transfer of `amount` minor units between two accounts of one currency, from acceptance to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
     /// Its row id (the receipt code is made from it).
@@ -328,12 +328,12 @@ pub struct Transfer {
     pub request: TransferRequest,
     /// When it was accepted.
     pub created_at: Millis,
-    /// Where it is.
+    /// Processing, or completed or failed and when.
     pub state: State,
 }
 
 impl Transfer {
-    /// Its receipt code.
+    /// Its receipt code: how the API names the transfer (the row id stays hidden).
     pub fn receipt_code(&self) -> &str {
         &self.receipt_code
     }

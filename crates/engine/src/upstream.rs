@@ -97,13 +97,13 @@ pub(crate) fn encode_segment(s: &str) -> String {
 /// A transaction's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
-    /// Succeeded.
+    /// Succeeded (final): the worker's iteration gets a receipt code.
     #[serde(rename = "SUKSES")]
     Sukses,
     /// Not final yet.
     #[serde(rename = "PROCESSING")]
     Processing,
-    /// Failed.
+    /// Failed (final); `reason` says why.
     #[serde(rename = "GAGAL")]
     Gagal,
 }
@@ -139,11 +139,11 @@ impl std::str::FromStr for Status {
 /// A transaction as the upstream answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
-    /// Upstream id.
+    /// The service's id for it, used in the `/v1/transactions/{id}/...` paths.
     pub id: String,
     /// The binding it belongs to.
     pub binding_id: String,
-    /// Status.
+    /// Final or not; while `PROCESSING`, `otp_required` says whether it waits for an OTP.
     pub status: Status,
     /// Why it failed, when it did.
     #[serde(default)]

@@ -38,7 +38,7 @@ pub type Step = machine::Step<Call>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Intent {
-    /// Loop.
+    /// Keep iterating: the next `/start` goes out once the previous iteration has ended.
     Run,
     /// No upstream calls until resumed.
     Pause,
@@ -50,11 +50,11 @@ pub enum Intent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
-    /// Looping.
+    /// Iterating, with no pause or stop asked.
     Running,
     /// Paused, but a call is still in flight.
     Pausing,
-    /// Paused.
+    /// Paused with no call in flight: no upstream call until resumed (OTP items stay queued).
     Paused,
     /// Stopped by the operator; a call is in flight or a transaction is being stopped upstream.
     Stopping,
@@ -151,12 +151,12 @@ pub enum TxNext {
     },
     /// The next `/continue` or `/check`.
     Poll {
-        /// Due at.
+        /// When the next poll may go out: `processing_poll_ms` after the last answer.
         at: Millis,
     },
     /// `/stop` on it; the iteration then ends with this reason.
     Close {
-        /// Why.
+        /// `stopped_by_user`, `otp_timeout` or `processing_timeout`, recorded once `/stop` is answered.
         reason: Reason,
     },
 }
@@ -164,7 +164,7 @@ pub enum TxNext {
 /// The transaction the current iteration works on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenTransaction {
-    /// Upstream id.
+    /// The upstream service's transaction id, from the `/start` answer.
     pub id: String,
     /// Last known status.
     pub status: Status,
@@ -193,14 +193,14 @@ impl OpenTransaction {
 pub enum Position {
     /// No transaction open; the next `/start` is due at `next_start_at`.
     Between {
-        /// Due at.
+        /// When the next `/start` may go out: `interval_ms` after a success, the cool-down after a failure.
         next_start_at: Millis,
         /// Whether the wait is a cool-down after a failure.
         cooling: bool,
     },
     /// A call is in flight.
     Calling {
-        /// The call.
+        /// The call sent and not yet answered, with its request id.
         flight: InFlight,
         /// The transaction it is about (`None` for a start).
         open: Option<OpenTransaction>,
@@ -209,7 +209,7 @@ pub enum Position {
     },
     /// A transaction is open and no call is in flight.
     Open {
-        /// The transaction.
+        /// The open transaction; its `next` says what the worker waits for.
         tx: OpenTransaction,
         /// When the iteration's first call went out.
         iteration_started_at: Millis,
@@ -229,12 +229,12 @@ pub enum Run {
     },
     /// Over: no more upstream calls in this run.
     Stopped {
-        /// Why.
+        /// Why the run stopped (the first hard stop wins).
         reason: StopReason,
     },
 }
 
-/// A finished iteration.
+/// A finished iteration: what its iteration row records and the worker shows as `last_result`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IterationResult {
     /// 1-based number within the run.
@@ -262,21 +262,21 @@ pub struct IterationResult {
 pub enum Effect {
     /// Put the transaction in the OTP queue.
     OtpRequested {
-        /// Transaction.
+        /// The upstream transaction id the OTP is for.
         transaction_id: String,
-        /// Asked at.
+        /// When the answer asking for the OTP was recorded.
         requested_at: Millis,
-        /// Expires at.
+        /// When the wait ends with `otp_timeout` (`otp_timeout_ms` after `requested_at`).
         expires_at: Millis,
     },
     /// Remove the transaction's OTP item (and any OTP submitted for it).
     OtpCancelled {
-        /// Transaction.
+        /// The upstream transaction id.
         transaction_id: String,
     },
     /// The OTP was sent and answered: delete it.
     OtpConsumed {
-        /// Transaction.
+        /// The upstream transaction id.
         transaction_id: String,
     },
     /// Record an iteration row (and a receipt for a success).
@@ -291,7 +291,7 @@ pub enum Control {
     Stop,
     /// No upstream calls until resumed.
     Pause,
-    /// Continue.
+    /// Lift a pause: upstream calls go on, and queued OTPs are sent.
     Resume,
 }
 
@@ -330,7 +330,7 @@ pub enum Signal {
     Control(Control),
     /// An OTP was submitted for this transaction (the value stays in the OTP queue).
     OtpSubmitted {
-        /// Transaction.
+        /// The upstream transaction id the OTP was submitted for.
         transaction_id: String,
     },
 }
@@ -348,10 +348,10 @@ pub struct Counts {
     pub consecutive_failures: u32,
 }
 
-/// A binding worker.
+/// The worker of one binding: its current run, that run's policy and counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Worker {
-    /// The binding.
+    /// The binding it works for: 1 to 64 characters of `[A-Za-z0-9._:-]`.
     pub binding_id: String,
     /// Run number: 1, then + 1 each time a stopped worker is started again.
     pub run_id: u64,
@@ -359,11 +359,11 @@ pub struct Worker {
     pub policy: Policy,
     /// The run's counters.
     pub counts: Counts,
-    /// Where the run is.
+    /// Live (with the operator's intent and where in the loop), or stopped and why.
     pub run: Run,
     /// The last finished iteration.
     pub last_result: Option<IterationResult>,
-    /// Created.
+    /// When the worker was first started; kept when a new run starts.
     pub created_at: Millis,
     /// Last changed.
     pub updated_at: Millis,

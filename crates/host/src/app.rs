@@ -29,7 +29,7 @@ use crate::variables::AppVariables;
 /// Options of `stepwise up`.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
-    /// The manifest.
+    /// Path of the Spin manifest (`-f`, default `spin.toml`).
     pub manifest: PathBuf,
     /// Where to listen.
     pub listen: SocketAddr,

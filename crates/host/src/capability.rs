@@ -33,11 +33,11 @@ use crate::variables::AppVariables;
 
 /// What a capability sees of the app when the runner starts.
 pub struct AppContext<'a> {
-    /// The manifest.
+    /// The parsed Spin manifest.
     pub manifest: &'a Manifest,
     /// The runtime config (empty without `--runtime-config`).
     pub runtime_config: &'a RuntimeConfig,
-    /// The state dir.
+    /// Where stores, databases and the compiled-code cache live (`--state-dir`, default `.spin`).
     pub state_dir: &'a Path,
     /// The components some trigger runs (the others are never instantiated).
     pub used_components: &'a BTreeSet<&'a str>,

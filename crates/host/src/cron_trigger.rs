@@ -33,7 +33,7 @@ use crate::state::{ComponentConfig, InstanceState};
 /// When a cron component runs.
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    /// A cron expression.
+    /// A `cron_expression` of 6 fields (seconds first).
     Cron(Box<cron::Schedule>),
     /// A fixed period (`--tick-ms`).
     Every(Duration),

@@ -37,7 +37,7 @@ use crate::runner_metrics::{Refusal, RunnerMetrics, METRICS_PATH};
 use crate::state::{ComponentConfig, InstanceState};
 use crate::watchdog::Watchdog;
 
-/// A matched route.
+/// A request path matched to a route of the manifest, and what the route leaves of the path.
 #[derive(Debug, PartialEq, Eq)]
 pub struct RouteMatch<'a> {
     /// Index of the component in the trigger's list.
@@ -128,7 +128,7 @@ pub struct HttpComponent {
     pub pre: ProxyPre<InstanceState>,
 }
 
-/// The HTTP trigger.
+/// Serves the manifest's HTTP routes, one component instance per request, within the [`Limits`].
 pub struct HttpTrigger {
     router: Router,
     components: Vec<HttpComponent>,

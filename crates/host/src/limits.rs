@@ -86,7 +86,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The header read timeout.
+    /// `header_timeout_ms` as a [`Duration`].
     pub fn header_timeout(&self) -> Duration {
         Duration::from_millis(self.header_timeout_ms)
     }

@@ -94,7 +94,7 @@ enum Command {
     /// Times per-request instantiation of an HTTP component (for scripts/bench).
     #[command(hide = true)]
     BenchInstantiate {
-        /// The component.
+        /// The component's `.wasm` file.
         wasm: PathBuf,
         /// Where compiled code is cached.
         #[arg(long, default_value = "target/e2e-cache")]

@@ -143,7 +143,7 @@ pub struct AllowedHosts {
 /// Where an allowed request goes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Destination {
-    /// As addressed.
+    /// To the scheme, host and port in the URL, which the allow-list admits.
     AsAddressed,
     /// This application, over loopback.
     SelfApp,

@@ -42,7 +42,7 @@ impl Refusal {
         Refusal::HeaderWaitsPerClient,
     ];
 
-    /// The `reason` label.
+    /// Its value of the `reason` label of `stepwise_http_refused_total`.
     pub fn label(self) -> &'static str {
         match self {
             Refusal::HeaderTimeout => "header_timeout",

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-/// The parsed runtime config.
+/// The parsed `--runtime-config` file (empty without one).
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Key-value stores by label.
@@ -41,12 +41,12 @@ impl Default for RuntimeConfig {
 pub enum KeyValueStoreConfig {
     /// `type = "spin"`: a SQLite file.
     Spin {
-        /// The file.
+        /// The SQLite file; a relative `path` is taken from the runtime config's directory.
         path: PathBuf,
     },
     /// `type = "redis"`: a Redis server (`redis://host[:port][/db]`).
     Redis {
-        /// Its URL.
+        /// From the `url` key: plain `redis://` only (no TLS).
         url: String,
     },
 }

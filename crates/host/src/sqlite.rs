@@ -276,7 +276,7 @@ impl Capability for SqliteDatabases {
 /// A component's view of the databases: only the labels it declared.
 #[derive(Debug, Clone, Default)]
 pub struct SqliteAccess {
-    /// All databases.
+    /// Every database of the app; the component reaches only those in `allowed`.
     pub databases: Arc<SqliteDatabases>,
     /// The labels in the component's `sqlite_databases`.
     pub allowed: Arc<[String]>,

@@ -25,11 +25,11 @@ capabilities! {
 
 /// What every instance of one component shares: checked once at start.
 pub struct ComponentConfig {
-    /// The component id.
+    /// The component's id in the manifest (`[component.<id>]`).
     pub id: Arc<str>,
     /// Its outbound allow-list.
     pub allowed_hosts: Arc<AllowedHosts>,
-    /// Its `environment`.
+    /// The manifest's `environment` table: the guest's environment variables.
     pub environment: Vec<(String, String)>,
     /// The runner's listen address (`self`).
     pub self_addr: SocketAddr,
@@ -78,7 +78,6 @@ impl ComponentConfig {
 
 /// The `T` of every `Store<T>`.
 pub struct InstanceState {
-    /// WASI context.
     pub wasi: WasiCtx,
     /// wasi:http context.
     pub http: WasiHttpCtx,

@@ -37,9 +37,9 @@ pub const IDLE_POLL_MS: i64 = 5;
 /// An outbound request, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
-    /// HTTP method.
+    /// The HTTP method, upper case (`POST`, ...).
     pub method: &'static str,
-    /// Full URL.
+    /// The whole URL, the service's origin included.
     pub url: String,
     /// Headers beyond `content-type: application/json` and `content-length`
     /// (which the transport always sends), e.g. `x-request-id`.
@@ -55,7 +55,7 @@ pub struct Outbound {
 pub struct CallResult {
     /// The HTTP status, when an answer came.
     pub status_code: Option<u16>,
-    /// The body.
+    /// The answer's body, at most `max_answer_bytes` of it (see `too_large`).
     pub body: Vec<u8>,
     /// Whether it ran into the time-out.
     pub timed_out: bool,
@@ -91,7 +91,7 @@ pub struct Judged<A> {
     pub answer: A,
     /// `response_code` in the request log (e.g. `SUKSES`, `upstream_error`).
     pub response_code: String,
-    /// `response_message` (a reason).
+    /// `response_message` in the request log: the reason, when there is one.
     pub response_message: Option<String>,
     /// Whether the call succeeded as a call.
     pub is_success: bool,
@@ -99,11 +99,11 @@ pub struct Judged<A> {
 
 /// What one call of a machine is to the request log.
 pub struct LogEntry {
-    /// Operation name.
+    /// The request log's `operation` (`start`, `otp`, ...).
     pub operation: String,
     /// What it is about.
     pub target: Option<String>,
-    /// Attempt number.
+    /// 1, or n + 1 for the retry after n recorded failures.
     pub attempt: u32,
     /// What it retries (see [`NewRequest::operation_key`]).
     pub operation_key: String,
@@ -142,17 +142,17 @@ pub trait Stepped: Effects {
 pub struct Claimed<C> {
     /// The machine's id.
     pub id: String,
-    /// The call.
+    /// The call claimed: sent as `outbound`, its answer recorded against `request_id`.
     pub call: C,
-    /// Its request id.
+    /// The id of the request-log row written by the claim.
     pub request_id: String,
     /// Its operation name (for logs and metrics).
     pub operation: String,
-    /// Its attempt number.
+    /// 1, or n + 1 for the retry after n recorded failures (for logs and metrics).
     pub attempt: u32,
     /// What to send.
     pub outbound: Outbound,
-    /// The lease taken.
+    /// The lease taken by the claim: the answer is recorded only if no one has taken it over since.
     pub lease: Lease,
     /// Time the claim took, µs (0 where the caller does not measure).
     pub claim_us: i64,
@@ -316,7 +316,7 @@ fn status_label(r: &CallResult) -> String {
 
 /// What recording one answer (and, when asked, claiming the next step) came to.
 pub struct RecordOutcome<C> {
-    /// The record.
+    /// Recorded (and when the machine is due again), or discarded as stale.
     pub recorded: Recorded,
     /// The next step's claim, made in the same transaction right after the
     /// record, when the machine was due again at once.

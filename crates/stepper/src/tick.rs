@@ -23,7 +23,7 @@ pub struct Totals {
     pub due: u32,
     /// Steps claimed (calls made).
     pub claimed: u32,
-    /// Answers recorded.
+    /// Answers recorded (those of machines taken over are counted in `discarded`).
     pub recorded: u32,
     /// Answers discarded because another stepper took the machine over.
     pub discarded: u32,

@@ -6,7 +6,7 @@ use stepwise_engine::access::Scope;
 
 use crate::db::{col, int, opt_col, text, Db, StoreError};
 
-/// A stored key.
+/// An API key as stored, without its secret (only the secret's hash is kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     /// `key_` and 16 hex digits.

@@ -5,7 +5,7 @@
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
 
-/// One entry.
+/// One audited change: which key made it, through which route, on which ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Its place in the trail (assigned on append).
@@ -16,7 +16,7 @@ pub struct Entry {
     pub key_id: String,
     /// That key's name.
     pub key_name: String,
-    /// The HTTP method.
+    /// The request's HTTP method (a GET changes nothing, so is never audited).
     pub method: String,
     /// The route as the router names it (`POST /api/workers/:binding_id/:action`).
     pub route: String,
@@ -24,7 +24,7 @@ pub struct Entry {
     pub targets: Vec<String>,
     /// The request's idempotency key, if it had one.
     pub idempotency_key: Option<String>,
-    /// The status answered.
+    /// The HTTP status the change was answered with.
     pub status: u16,
 }
 

@@ -23,7 +23,7 @@ pub enum StoreError {
     /// where the database gives one (PostgreSQL).
     #[error("database error{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
     Database {
-        /// The SQLSTATE.
+        /// Five characters, e.g. `40001` (see [`RETRYABLE`]); `None` where the database gives none.
         code: Option<String>,
         /// What the database said.
         message: String,
@@ -184,7 +184,7 @@ impl Dialect {
 pub trait Sql {
     /// Runs one statement.
     fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, StoreError>;
-    /// The dialect it speaks.
+    /// Which SQL dialect to write its statements in; SQLite unless the connection says otherwise.
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
@@ -300,7 +300,7 @@ fn retry_pause(attempt: u32) -> std::time::Duration {
 /// serialization failure and a deadlock.
 pub const RETRYABLE: [&str; 2] = ["40001", "40P01"];
 
-/// A text parameter.
+/// Wraps `s` as a [`Value::Text`] statement parameter.
 pub fn text(s: impl Into<String>) -> Value {
     Value::Text(s.into())
 }
@@ -378,7 +378,7 @@ impl Db {
         r
     }
 
-    /// The dialect of its connection.
+    /// Its connection's dialect: which form to write where SQLite and PostgreSQL differ.
     pub fn dialect(&self) -> Dialect {
         self.conn.dialect()
     }

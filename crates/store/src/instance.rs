@@ -13,7 +13,7 @@ use stepwise_engine::receipt::Key;
 
 use crate::db::{col, opt_col, Db, StoreError};
 
-/// The instance row.
+/// The `instance` table's one row: what keeps this database's ids its own.
 #[derive(Debug, Clone)]
 pub struct Instance {
     /// 24 random bits.

@@ -10,7 +10,7 @@ use stepwise_engine::time::Millis;
 pub struct Lease {
     /// The stepper that holds it (random per tick invocation).
     pub owner: String,
-    /// Until when.
+    /// When it runs out: from then on another stepper may take the machine over.
     pub until: Millis,
 }
 

@@ -17,12 +17,12 @@ pub struct Stored<M> {
     pub lease: Option<Lease>,
 }
 
-/// A due machine.
+/// A machine whose next step is due: the tick may claim it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Due {
-    /// Its kind.
+    /// Worker, saga or subscription.
     pub kind: Kind,
-    /// Its id.
+    /// Its id within the kind (a worker's binding id, a saga id, a subscription id).
     pub id: String,
 }
 

@@ -133,25 +133,25 @@ pub fn parse_labels(stored: &str) -> Vec<(String, String)> {
     serde_json::from_str(stored).unwrap_or_default()
 }
 
-/// A counter series.
+/// One counter series as stored (table `metric_counters`): only ever added to.
 pub struct Counter {
-    /// Metric name.
+    /// As stored, without the `_total` the exposition adds (e.g. `stepwise_deliveries`).
     pub name: String,
     /// Labels, as stored (see [`parse_labels`]).
     pub labels: String,
-    /// Value.
+    /// The sum of every increment written so far.
     pub value: i64,
 }
 
 /// A histogram series: per-bucket (non-cumulative) counts and the sum.
 pub struct Histogram {
-    /// Metric name.
+    /// The metric's name, e.g. `stepwise_delivery_duration_seconds`.
     pub name: String,
     /// Labels, as stored (see [`parse_labels`]).
     pub labels: String,
     /// Counts per bucket index (`BUCKETS.len()` is +Inf).
     pub buckets: Vec<i64>,
-    /// Sum of observations.
+    /// The sum of every observed value (Prometheus' `_sum`).
     pub sum: f64,
 }
 

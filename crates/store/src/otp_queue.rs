@@ -8,13 +8,13 @@ use crate::db::{col, int, opt_col, text, Db, StoreError};
 /// A queue item (never with the OTP).
 #[derive(Debug, Clone)]
 pub struct Item {
-    /// Transaction.
+    /// The upstream transaction waiting for the OTP (one item per transaction).
     pub transaction_id: String,
-    /// Binding.
+    /// The binding whose worker opened the transaction.
     pub binding_id: String,
-    /// Asked at.
+    /// When the OTP was asked for (renewed when the item is).
     pub requested_at: Millis,
-    /// Expires at.
+    /// When the wait ends with `otp_timeout`; an OTP posted later is refused with `otp_expired`.
     pub expires_at: Millis,
     /// Whether an OTP was submitted.
     pub submitted: bool,

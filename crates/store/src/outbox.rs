@@ -13,13 +13,13 @@ pub struct NewEvent<'a> {
     pub kind: &'a str,
     /// What it is about: the machine kind (`saga`, `transfer`, ...).
     pub subject_kind: &'a str,
-    /// And its id.
+    /// The subject's id: a saga id, a receipt code, a subscription id, ...
     pub subject_id: &'a str,
     /// The saga definition, when it is about a saga.
     pub definition: Option<&'a str>,
-    /// Its data.
+    /// The event's `data`, as `GET /api/events` shows it.
     pub data: &'a serde_json::Value,
-    /// When.
+    /// When the change it announces happened (the event's `at`).
     pub at: Millis,
 }
 

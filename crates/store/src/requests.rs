@@ -14,7 +14,7 @@ pub struct NewRequest<'a> {
     pub kind: Kind,
     /// The machine's id (a worker's binding id).
     pub machine_id: &'a str,
-    /// Its run.
+    /// The machine's run number (a worker's `run_id`; always 1 for sagas and subscriptions).
     pub run: u64,
     /// Operation name (`start`, `otp`, ...).
     pub operation: &'a str,
@@ -25,16 +25,16 @@ pub struct NewRequest<'a> {
     /// What the call retries within the run: `is_latest` moves along rows
     /// that share it (see `stepwise_engine::upstream::Call::operation_key`).
     pub operation_key: &'a str,
-    /// HTTP method.
+    /// The HTTP method, upper case (`POST`, ...).
     pub method: &'a str,
-    /// Now.
+    /// When the row is written: before the call is sent.
     pub created_at: Millis,
 }
 
 /// What is sent, known once the request id is: the full URL and the body as
 /// logged (with any OTP masked).
 pub struct Formatted {
-    /// Full URL.
+    /// The whole URL as sent, origin included.
     pub url: String,
     /// The body as logged.
     pub payload: String,

@@ -17,7 +17,7 @@ use crate::outbox::{self, NewEvent};
 /// The prefix of saga ids (which are also their payments' order ids).
 pub const ID_PREFIX: &str = "SG";
 
-/// A stored definition.
+/// One stored version of a saga definition, with the body it was posted as.
 #[derive(Debug, Clone)]
 pub struct StoredDefinition {
     /// The definition (with its version).
@@ -26,7 +26,7 @@ pub struct StoredDefinition {
     pub body: serde_json::Value,
     /// Whether it is one of the built-ins.
     pub built_in: bool,
-    /// Stored at.
+    /// When this version was stored (a built-in's: its first use).
     pub created_at: Millis,
 }
 

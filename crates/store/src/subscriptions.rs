@@ -87,9 +87,9 @@ pub fn wake(db: &Db, now: Millis, last_head: &mut i64) -> Result<u64, StoreError
 /// One delivery attempt, as `GET /api/subscriptions/{id}/deliveries` shows it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    /// Its request id.
+    /// The id of its request-log row, which is its request id.
     pub id: i64,
-    /// The event.
+    /// The `seq` of the event it delivers.
     pub seq: i64,
     /// Attempt number for the event.
     pub attempt: i64,
@@ -170,7 +170,7 @@ fn apply(db: &Db, effects: Vec<Effect>, now: Millis) -> Result<(), StoreError> {
 
 /// What a Redis stream's `XADD` came to, as the tick's transport reports it.
 pub mod redis_answer {
-    /// Added.
+    /// `XADD` added the entry: the event is delivered.
     pub const ADDED: u16 = 200;
     /// Refused as not newer than the stream's last entry: this event (or a
     /// later one) is there already.

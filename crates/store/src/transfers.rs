@@ -145,7 +145,7 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
 pub struct Filter<'a> {
     /// Transfers from or to this account.
     pub account: Option<&'a str>,
-    /// In this status.
+    /// Only transfers in this status (`None`: any).
     pub status: Option<Status>,
 }
 
@@ -224,7 +224,7 @@ pub fn counts_by_status(db: &Db) -> Result<Vec<(Status, i64)>, StoreError> {
 pub struct Executed {
     /// Transfers looked at (processing when the batch began).
     pub due: u32,
-    /// Completed.
+    /// Transfers completed: a journal posted for each.
     pub completed: u32,
     /// Failed (the hold released).
     pub failed: u32,

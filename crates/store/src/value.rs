@@ -13,9 +13,9 @@ pub enum Value {
     Integer(i64),
     /// A floating-point number.
     Real(f64),
-    /// Text.
+    /// A `TEXT` value (JSON snapshots, ids and times as text are stored so).
     Text(String),
-    /// Bytes.
+    /// A `BLOB` value (PostgreSQL `bytea`).
     Blob(Vec<u8>),
     /// No value.
     Null,

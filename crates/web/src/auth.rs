@@ -24,7 +24,7 @@ pub type Change = fn(&Request, &Params, &Caller) -> ApiResult;
 pub struct Caller {
     /// The key's id ([`access::BOOTSTRAP_KEY`] for `api_token`).
     pub key_id: String,
-    /// The key's name.
+    /// The name given when the key was made (`api_token` for the bootstrap key).
     pub key_name: String,
     /// What it may do.
     pub scope: Scope,

@@ -22,7 +22,6 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// An API error: status, snake_case code, message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// HTTP status.
     pub status: u16,
     /// Machine-readable code.
     pub code: String,
@@ -31,7 +30,6 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A new error.
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
         Self { status, code: code.to_string(), message: message.into() }
     }
@@ -41,7 +39,7 @@ impl ApiError {
         Self::new(400, "invalid_request", format!("{field}: {message}"))
     }
 
-    /// 404.
+    /// 404 with the code `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, "not_found", message)
     }
@@ -57,7 +55,7 @@ impl ApiError {
         json!({ "error": { "code": self.code, "message": self.message } })
     }
 
-    /// The response.
+    /// The Spin response: `status`, with [`ApiError::body`] as JSON.
     pub fn into_response(self) -> Response {
         json_response(self.status, &json!({ "error": { "code": self.code, "message": self.message } }))
     }
@@ -103,7 +101,7 @@ impl From<stepwise_engine::Error> for ApiError {
 /// The result type of handlers.
 pub type ApiResult = Result<Response, ApiError>;
 
-/// A JSON answer.
+/// A JSON answer, never cached (`cache-control: no-store`).
 pub fn json_response(status: u16, body: &Value) -> Response {
     Response::builder()
         .status(status)

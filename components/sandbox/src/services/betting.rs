@@ -24,7 +24,7 @@ use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{corrupt, int, now_ms, opt_text, text, Store};
 
-/// The tables.
+/// The statements that create its tables, run when the store's schema version changes.
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sandbox_bet_slips (
         bet_slip_id TEXT PRIMARY KEY,
@@ -54,12 +54,11 @@ pub const OPEN: &str = "open";
 /// A slip whose cash-out completed.
 pub const CASHED_OUT: &str = "cashed_out";
 
-/// A bet slip.
+/// A bet slip; one never scripted is the default: open and eligible, of [`DEFAULT_STAKE`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slip {
     /// Whether it may be cashed out.
     pub eligible: bool,
-    /// Its stake.
     pub stake: i64,
     /// Why it is not eligible.
     pub reason: Option<String>,
@@ -80,9 +79,7 @@ impl Default for Slip {
 pub struct Quote {
     /// `q<n>`.
     pub quote_id: String,
-    /// Its slip.
     pub bet_slip_id: String,
-    /// The amount offered.
     pub amount: i64,
 }
 

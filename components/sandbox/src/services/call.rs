@@ -24,7 +24,7 @@ use crate::services::faults::{self, Injected};
 use crate::services::Service;
 use crate::store::{int, now_ms, opt_text, text, Store};
 
-/// The tables.
+/// The statements that create its tables, run when the store's schema version changes.
 pub const SCHEMA: &[&str] = &[
     // The 2xx answers by (service, Idempotency-Key), replayed byte for byte.
     "CREATE TABLE IF NOT EXISTS sandbox_svc_answers (
@@ -66,7 +66,6 @@ pub const MAX_KEY_LEN: usize = 256;
 pub struct Done {
     /// The HTTP status (2xx; refusals are errors).
     pub status: u16,
-    /// The JSON body.
     pub body: Value,
     /// Whether it changed anything (counted in the effects).
     pub effect: bool,
@@ -87,7 +86,6 @@ impl Done {
 /// Which call of which service, for the records.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
-    /// The service.
     pub service: Service,
     /// The operation (one of `service.operations()`).
     pub operation: &'static str,

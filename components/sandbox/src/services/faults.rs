@@ -22,7 +22,7 @@ use crate::script::{parse_body, MAX_SLEEP_MS};
 use crate::services::{operations, Service};
 use crate::store::{corrupt, internal_json, text, Store};
 
-/// The tables.
+/// The statements that create its tables, run when the store's schema version changes.
 pub const SCHEMA: &[&str] =
     &["CREATE TABLE IF NOT EXISTS sandbox_svc_scripts (service TEXT PRIMARY KEY, script TEXT NOT NULL)"];
 
@@ -85,9 +85,9 @@ pub struct Fault {
 /// What one call is to answer instead of its own answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Injected {
-    /// The status.
+    /// The HTTP status answered (400-599).
     pub status: u16,
-    /// The error code.
+    /// The error body's `error.code` (`injected_failure` unless the script names one).
     pub code: String,
     /// Whether the work is done first.
     pub after_effect: bool,

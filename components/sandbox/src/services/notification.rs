@@ -63,14 +63,14 @@ pub struct Pay {
     pub bad_signature: bool,
 }
 
-/// A validated report.
+/// A checked pay action: what the notification is to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    /// The status.
+    /// The `transaction_status` to report (never `refund`).
     pub status: Status,
-    /// The fraud status.
+    /// One of [`FRAUD_STATUSES`]; `accept` when not given.
     pub fraud_status: String,
-    /// The payment type.
+    /// 1 to 64 bytes; when not given, `credit_card` for a capture, else `bank_transfer`.
     pub payment_type: String,
     /// The amount as sent.
     pub gross_amount: Option<String>,

@@ -112,12 +112,11 @@ pub fn uuid_from(seed: &str) -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// An order.
+/// A Snap order as the simulated Midtrans keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     /// Its id (the saga's).
     pub order_id: String,
-    /// Its amount.
     pub gross_amount: i64,
     /// Its `transaction_status`.
     pub status: Status,
@@ -127,7 +126,7 @@ pub struct Order {
     pub payment_type: Option<String>,
     /// Snap's token.
     pub token: String,
-    /// Midtrans' transaction id.
+    /// Midtrans' transaction id: a UUID made from the Snap token ([`uuid_from`]).
     pub transaction_id: String,
     /// When it was created.
     pub created_at_ms: i64,

@@ -27,7 +27,7 @@ use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{corrupt, int, now_ms, opt_text, text, Store};
 
-/// The tables.
+/// The statements that create its tables, run when the store's schema version changes.
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sandbox_products (
         product_id TEXT PRIMARY KEY,
@@ -65,7 +65,7 @@ pub const MAX_ID_LEN: usize = 200;
 /// One line of a reservation.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Item {
-    /// The product.
+    /// The product's id in the catalog (at most [`MAX_ID_LEN`] bytes).
     pub product_id: String,
     /// Its unit price as the caller knows it (must equal the catalog's).
     pub price: i64,
@@ -157,7 +157,7 @@ pub fn release(s: Status, reason: Option<&str>) -> Result<Transition, ApiError> 
     }
 }
 
-/// `/commit`.
+/// `/commit`: a reserved reservation becomes committed; a released one is a 409.
 pub fn commit(s: Status) -> Result<Transition, ApiError> {
     match s {
         Status::Reserved => to(Status::Committed),
@@ -166,7 +166,7 @@ pub fn commit(s: Status) -> Result<Transition, ApiError> {
     }
 }
 
-/// `/settle`.
+/// `/settle`: the held stock is sold; a released reservation is a 409.
 pub fn settle(s: Status) -> Result<Transition, ApiError> {
     match s {
         Status::Reserved | Status::Committed => to(Status::Settled),
@@ -265,7 +265,7 @@ fn load_products(s: &Store, ids: impl Iterator<Item = String>) -> Result<BTreeMa
     Ok(catalog)
 }
 
-/// A stored reservation.
+/// A row of `sandbox_reservations`, without its items.
 struct Reservation {
     status: Status,
     total: i64,

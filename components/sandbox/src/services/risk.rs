@@ -20,7 +20,7 @@ use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{int, text, Store};
 
-/// The tables.
+/// The statements that create its tables, run when the store's schema version changes.
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sandbox_odds (bet_slip_id TEXT PRIMARY KEY, odds_bp INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sandbox_liabilities (bet_slip_id TEXT PRIMARY KEY, amount INTEGER NOT NULL)",

@@ -17,7 +17,7 @@ use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{text, Store};
 
-/// The tables.
+/// The statements that create its tables, run when the store's schema version changes.
 pub const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS sandbox_users (
         token TEXT PRIMARY KEY,
         user_id TEXT NOT NULL,
@@ -34,16 +34,16 @@ pub const MAX_TOKEN_LEN: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenStatus {
-    /// Authorized.
+    /// Valid: the call answers the token's user id.
     Ok,
-    /// 401.
+    /// Not valid: 401 `unauthorized`.
     Unauthorized,
-    /// 403.
+    /// Valid, but the user may not check out: 403 `forbidden`.
     Forbidden,
 }
 
 impl TokenStatus {
-    /// Its name.
+    /// As scripted and stored: `ok`, `unauthorized` or `forbidden`.
     pub fn as_str(self) -> &'static str {
         match self {
             TokenStatus::Ok => "ok",

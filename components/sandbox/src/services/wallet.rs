@@ -18,7 +18,7 @@ use crate::services::call::{self, Call, Done};
 use crate::services::Service;
 use crate::store::{int, now_ms, opt_text, text, Store};
 
-/// The tables.
+/// The statements that create its tables, run when the store's schema version changes.
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sandbox_wallets (user_id TEXT PRIMARY KEY, balance INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sandbox_wallet_entries (

@@ -31,7 +31,7 @@ pub enum Service {
     Payment,
     /// Midtrans Core API (status, cancel, expire).
     PaymentApi,
-    /// Wallets.
+    /// Wallets (balances, credits and debits).
     Wallet,
     /// Risk (odds, liabilities).
     Risk,
@@ -90,15 +90,15 @@ impl fmt::Display for Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
-    /// GET.
+    /// Written `"GET"` in a definition (upper case only, as for every method).
     Get,
-    /// POST.
+    /// Written `"POST"` in a definition.
     Post,
-    /// PUT.
+    /// Written `"PUT"` in a definition.
     Put,
-    /// PATCH.
+    /// Written `"PATCH"` in a definition.
     Patch,
-    /// DELETE.
+    /// Written `"DELETE"` in a definition.
     Delete,
 }
 
@@ -122,9 +122,9 @@ impl Method {
 /// One call of a step (its action or its compensation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
-    /// Which service.
+    /// The service called: the path is resolved under its origin, the variable `<service>_url`.
     pub service: Service,
-    /// The method.
+    /// Required; upper case (`"POST"`), any other spelling is refused.
     pub method: Method,
     /// The path under the service's origin (a template).
     pub path: String,
@@ -142,7 +142,7 @@ pub struct Retry {
     pub interval_ms: u64,
     /// Its growth (1 to 10).
     pub backoff_rate: f64,
-    /// Its ceiling.
+    /// The longest wait, whatever the rate (at least `interval_ms`, at most a day).
     pub max_interval_ms: u64,
 }
 
@@ -180,7 +180,7 @@ pub enum OnFailure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MsOrPath {
-    /// Milliseconds.
+    /// A fixed deadline, 1 to [`MAX_WAIT_MS`] ms.
     Ms(u64),
     /// A path; one that finds nothing means the variable `payment_ttl_ms`.
     Path(String),
@@ -222,16 +222,16 @@ pub struct Wait {
 pub enum Kind {
     /// A call, with an optional compensation that undoes it.
     Action {
-        /// The call.
+        /// The call that does the step's work, retried per the step's `retry`.
         action: Request,
         /// What undoes it.
         compensation: Option<Request>,
     },
-    /// A payment wait.
+    /// Waits for the saga's own order to be paid or to fail (see [`Wait`]).
     Wait(Wait),
 }
 
-/// One step.
+/// One step of a definition: an action (with its compensation) or a payment wait, and its failure rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepDef {
     /// `[a-z0-9_]{1,64}`, unique in the definition.
@@ -250,7 +250,7 @@ pub struct StepDef {
     pub emit: Option<String>,
 }
 
-/// A saga definition.
+/// A validated saga definition, stored under its name with a version; its steps run in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Definition {
     /// `[a-z0-9_]{1,64}`.

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::FieldError;
 
-/// The fields of `$.saga`.
+/// What a template may read under `$.saga` (`$.saga.id` is also the payment order id).
 pub const SAGA_FIELDS: [&str; 4] = ["id", "correlation_id", "definition", "reason"];
 
 /// A path's segments after `$.`, e.g. `["steps", "reserve_stock", "output", "total"]`.
