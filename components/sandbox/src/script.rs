@@ -76,8 +76,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Parses an outcome string; the error says what is wrong with it.
-    pub fn parse(s: &str) -> Result<Outcome, String> {
+    /// Parses an outcome string found at `field`; the error (400
+    /// `unknown_outcome`) names the field and says what is wrong with it.
+    pub fn parse(s: &str, field: &str) -> Result<Outcome, ApiError> {
+        let bad = |m: String| bad_request("unknown_outcome", format!("{field}: {m}"));
         let (head, arg) = match s.split_once(':') {
             Some((h, a)) => (h, Some(a)),
             None => (s, None),
@@ -86,23 +88,23 @@ impl Outcome {
             ("success", None) => Ok(Outcome::Success),
             ("otp", None) => Ok(Outcome::Otp),
             ("fail", Some(reason)) if !reason.trim().is_empty() => Ok(Outcome::Fail(reason.to_string())),
-            ("fail", _) => Err(format!("`{s}`: fail needs a reason, as in `fail:card_blocked`")),
+            ("fail", _) => Err(bad(format!("`{s}`: fail needs a reason, as in `fail:card_blocked`"))),
             ("processing", Some("never")) => Ok(Outcome::Processing(None)),
             ("processing", Some(n)) => match n.parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(Outcome::Processing(Some(n))),
-                _ => Err(format!("`{s}`: processing needs a poll count of at least 1 or `never`")),
+                _ => Err(bad(format!("`{s}`: processing needs a poll count of at least 1 or `never`"))),
             },
             ("error", Some(code)) => match code.parse::<u16>() {
                 Ok(c) if (400..=599).contains(&c) => Ok(Outcome::Error(c)),
-                _ => Err(format!("`{s}`: error needs an HTTP status from 400 to 599")),
+                _ => Err(bad(format!("`{s}`: error needs an HTTP status from 400 to 599"))),
             },
             ("slow", Some(ms)) => match ms.parse::<u64>() {
                 Ok(ms) if ms <= MAX_SLEEP_MS => Ok(Outcome::Slow(ms)),
-                _ => Err(format!("`{s}`: slow needs milliseconds from 0 to {MAX_SLEEP_MS}")),
+                _ => Err(bad(format!("`{s}`: slow needs milliseconds from 0 to {MAX_SLEEP_MS}"))),
             },
-            _ => Err(format!(
+            _ => Err(bad(format!(
                 "unknown outcome `{s}`: use success, fail:<reason>, otp, processing:<n>, processing:never, error:<code> or slow:<ms>"
-            )),
+            ))),
         }
     }
 }
@@ -194,11 +196,10 @@ impl Script {
         }
         let mut outcomes = Vec::with_capacity(raw.len());
         for (i, s) in raw.iter().enumerate() {
-            outcomes
-                .push(Outcome::parse(s).map_err(|m| bad_request("unknown_outcome", format!("outcomes[{i}]: {m}")))?);
+            outcomes.push(Outcome::parse(s, &format!("outcomes[{i}]"))?);
         }
         let then = match input.then {
-            Some(s) => Outcome::parse(&s).map_err(|m| bad_request("unknown_outcome", format!("then: {m}")))?,
+            Some(s) => Outcome::parse(&s, "then")?,
             None => d.then,
         };
         Ok(Script { balance, amount, latency_ms, otp, outcomes, then })
@@ -221,14 +222,14 @@ mod tests {
 
     #[test]
     fn parses_every_outcome() {
-        assert_eq!(Outcome::parse("success"), Ok(Outcome::Success));
-        assert_eq!(Outcome::parse("otp"), Ok(Outcome::Otp));
-        assert_eq!(Outcome::parse("fail:card_blocked"), Ok(Outcome::Fail("card_blocked".into())));
-        assert_eq!(Outcome::parse("fail:a:b"), Ok(Outcome::Fail("a:b".into())));
-        assert_eq!(Outcome::parse("processing:3"), Ok(Outcome::Processing(Some(3))));
-        assert_eq!(Outcome::parse("processing:never"), Ok(Outcome::Processing(None)));
-        assert_eq!(Outcome::parse("error:503"), Ok(Outcome::Error(503)));
-        assert_eq!(Outcome::parse("slow:250"), Ok(Outcome::Slow(250)));
+        assert_eq!(Outcome::parse("success", "o").ok(), Some(Outcome::Success));
+        assert_eq!(Outcome::parse("otp", "o").ok(), Some(Outcome::Otp));
+        assert_eq!(Outcome::parse("fail:card_blocked", "o").ok(), Some(Outcome::Fail("card_blocked".into())));
+        assert_eq!(Outcome::parse("fail:a:b", "o").ok(), Some(Outcome::Fail("a:b".into())));
+        assert_eq!(Outcome::parse("processing:3", "o").ok(), Some(Outcome::Processing(Some(3))));
+        assert_eq!(Outcome::parse("processing:never", "o").ok(), Some(Outcome::Processing(None)));
+        assert_eq!(Outcome::parse("error:503", "o").ok(), Some(Outcome::Error(503)));
+        assert_eq!(Outcome::parse("slow:250", "o").ok(), Some(Outcome::Slow(250)));
     }
 
     #[test]
@@ -254,14 +255,14 @@ mod tests {
             "slow:600001",
             "SUCCESS",
         ] {
-            assert!(Outcome::parse(s).is_err(), "{s:?} should be refused");
+            assert!(Outcome::parse(s, "o").is_err(), "{s:?} should be refused");
         }
     }
 
     #[test]
     fn display_round_trips() {
         for s in ["success", "otp", "fail:x", "processing:2", "processing:never", "error:429", "slow:10"] {
-            assert_eq!(Outcome::parse(s).unwrap().to_string(), s);
+            assert_eq!(Outcome::parse(s, "o").unwrap().to_string(), s);
         }
     }
 

@@ -367,7 +367,7 @@ impl Store {
             balance: row.get::<i64>("balance").ok_or_else(|| corrupt("balance"))?,
             amount: row.get::<i64>("amount").ok_or_else(|| corrupt("amount"))?,
             next_index: row.get::<i64>("next_index").unwrap_or(0),
-            next_outcome: Outcome::parse(raw).map_err(|m| corrupt(&m))?,
+            next_outcome: Outcome::parse(raw, "next_outcome").map_err(|e| corrupt(&e.message))?,
         })
     }
 

@@ -1,7 +1,10 @@
 //! The tick's settings, from Spin variables, checked on every run.
 
 use stepwise_engine::saga::Service;
+use stepwise_engine::FieldError;
 use stepwise_stepper as stepper;
+
+use crate::error::TickError;
 
 /// Validated settings.
 pub struct Config {
@@ -14,40 +17,40 @@ pub struct Config {
     pub max_answer_bytes: usize,
 }
 
-fn var(name: &str) -> Result<String, String> {
-    spin_sdk::variables::get(name).map_err(|e| format!("variable {name}: {e:?}"))
+fn var(name: &str) -> Result<String, TickError> {
+    spin_sdk::variables::get(name).map_err(|e| TickError::Variable { name: name.to_string(), detail: format!("{e:?}") })
 }
 
-fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(name: &str, min: T, max: T) -> Result<T, String> {
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(name: &str, min: T, max: T) -> Result<T, TickError> {
     let v = var(name)?;
     match v.trim().parse::<T>() {
         Ok(n) if n >= min && n <= max => Ok(n),
-        _ => Err(format!("variable {name} must be a number from {min} to {max}, not {v:?}")),
+        _ => Err(FieldError::new(name, format!("must be a number from {min} to {max}, not {v:?}")).into()),
     }
 }
 
 /// Reads `retention_days`: a decimal number of days in range (see
 /// [`stepwise_engine::retention::keep_ms_from_days`]), in ms.
-pub fn retention_ms(days: &str) -> Result<i64, String> {
-    stepwise_engine::retention::keep_ms_from_days(days).map_err(|e| format!("variable {e}"))
+pub fn retention_ms(days: &str) -> Result<i64, TickError> {
+    Ok(stepwise_engine::retention::keep_ms_from_days(days)?)
 }
 
 /// Checks that the variable `name`'s `url` is an origin: `http(s)://host[:port]`, no path.
-pub fn origin(name: &str, url: &str) -> Result<String, String> {
+pub fn origin(name: &str, url: &str) -> Result<String, TickError> {
     let u = url.trim().trim_end_matches('/');
     let rest = u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"))
-        .ok_or_else(|| format!("{name} {url:?} must start with http:// or https://"))?;
+        .ok_or_else(|| FieldError::new(name, format!("{url:?} must start with http:// or https://")))?;
     if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') || rest.contains('@') {
-        return Err(format!("{name} {url:?} must be an origin (scheme://host[:port], no path)"));
+        return Err(FieldError::new(name, format!("{url:?} must be an origin (scheme://host[:port], no path)")).into());
     }
     Ok(u.to_string())
 }
 
 impl Config {
     /// Reads and checks the variables.
-    pub fn load() -> Result<Self, String> {
+    pub fn load() -> Result<Self, TickError> {
         let mut services = std::collections::BTreeMap::new();
         for s in Service::ALL {
             let name = s.variable();
@@ -75,10 +78,10 @@ mod tests {
 
     #[test]
     fn retention_days_is_a_bounded_decimal_number_of_days() {
-        assert_eq!(retention_ms("30"), Ok(2_592_000_000));
-        assert_eq!(retention_ms("0.0002"), Ok(17_280));
+        assert_eq!(retention_ms("30").unwrap(), 2_592_000_000);
+        assert_eq!(retention_ms("0.0002").unwrap(), 17_280);
         for bad in ["", "a month", "0", "-3", "1e30", "NaN"] {
-            let e = retention_ms(bad).unwrap_err();
+            let e = retention_ms(bad).unwrap_err().to_string();
             assert!(e.starts_with("variable retention_days: "), "{e}");
         }
     }
@@ -87,7 +90,7 @@ mod tests {
     fn upstream_url_is_an_origin() {
         assert_eq!(origin("upstream_url", "http://127.0.0.1:3000/").unwrap(), "http://127.0.0.1:3000");
         assert_eq!(origin("upstream_url", "https://api.example.com").unwrap(), "https://api.example.com");
-        assert!(origin("wallet_url", "http://a.com/v1").unwrap_err().starts_with("wallet_url "));
+        assert!(origin("wallet_url", "http://a.com/v1").unwrap_err().to_string().starts_with("variable wallet_url: "));
         assert!(origin("upstream_url", "ftp://a.com").is_err());
         assert!(origin("upstream_url", "http://").is_err());
     }

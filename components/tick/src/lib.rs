@@ -9,6 +9,7 @@
 
 mod config;
 mod deadline;
+mod error;
 mod step;
 
 spin_sdk::wit_bindgen::generate!({
@@ -23,7 +24,7 @@ impl Guest for Tick {
     fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
         spin_sdk::http::run(step::tick()).map_err(|e| {
             eprintln!("tick failed: {e}");
-            Error::Other(e)
+            Error::Other(e.to_string())
         })
     }
 }

@@ -9,6 +9,7 @@ use stepwise_store::{metrics, retention, Db};
 
 use crate::config::Config;
 use crate::deadline::{elapsed_ms, Deadline};
+use crate::error::TickError;
 
 /// Outbound calls through spin-sdk, each bounded by its time-out and its
 /// answer's body by `max_answer_bytes`: past it the body is not read further
@@ -23,12 +24,12 @@ struct Http {
 type Read = (u16, Vec<u8>, bool);
 
 /// Reads `resp`'s body up to `limit` bytes.
-async fn read_bounded(resp: IncomingResponse, limit: usize) -> Result<Read, String> {
+async fn read_bounded(resp: IncomingResponse, limit: usize) -> Result<Read, TickError> {
     let status = resp.status();
     let mut stream = resp.take_body_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("reading the answer: {e:?}"))?;
+        let chunk = chunk.map_err(|e| TickError::Answer(format!("{e:?}")))?;
         if body.len() + chunk.len() > limit {
             let room = limit - body.len();
             body.extend_from_slice(&chunk[..room]);
@@ -116,7 +117,8 @@ impl Transport for Http {
         let req = req.body(out.body.clone()).build();
         let limit = self.max_answer_bytes;
         let call = Box::pin(async move {
-            let resp = spin_sdk::http::send::<_, IncomingResponse>(req).await.map_err(|e| e.to_string())?;
+            let resp =
+                spin_sdk::http::send::<_, IncomingResponse>(req).await.map_err(|e| TickError::Answer(e.to_string()))?;
             read_bounded(resp, limit).await
         });
         let (status_code, body, timed_out, too_large) = match select(call, Deadline::after_ms(out.timeout_ms)).await {
@@ -130,7 +132,10 @@ impl Transport for Http {
                 (Some(status), body, false, too_large)
             }
             Either::Left((Err(e), _)) => {
-                eprintln!("{}", serde_json::json!({ "event": "upstream_unreachable", "url": out.url, "error": e }));
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "event": "upstream_unreachable", "url": out.url, "error": e.to_string() })
+                );
                 (None, Vec::new(), false, false)
             }
             Either::Right(_) => (None, Vec::new(), true, false),
@@ -165,10 +170,10 @@ impl Clock for Wall {
 const PURGE_ROWS: u32 = 1000;
 
 /// Runs one tick.
-pub async fn tick() -> Result<(), String> {
+pub async fn tick() -> Result<(), TickError> {
     let started = wasi::clocks::monotonic_clock::now();
     let cfg = Config::load()?;
-    let db = Db::open().map_err(|e| e.to_string())?;
+    let db = Db::open()?;
     let owner = format!("{:016x}", wasi::random::random::get_random_u64());
     // History past its keeping time, and idempotency keys past theirs
     // (transfers keep theirs 25 h): a bounded batch per table.
@@ -179,9 +184,8 @@ pub async fn tick() -> Result<(), String> {
             Err(e) => eprintln!("tick: purging {table}: {e}"),
         }
     }
-    let totals = stepper::run(&db, &cfg.stepper, &owner, &Http { max_answer_bytes: cfg.max_answer_bytes }, &Wall)
-        .await
-        .map_err(|e| e.to_string())?;
+    let totals =
+        stepper::run(&db, &cfg.stepper, &owner, &Http { max_answer_bytes: cfg.max_answer_bytes }, &Wall).await?;
     let duration_ms = elapsed_ms(started);
     let summary = db.immediate(|db| {
         metrics::inc(db, "stepwise_ticks", &[], 1)?;
