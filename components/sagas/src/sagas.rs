@@ -60,7 +60,7 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
                     let s = sagas::load(db, &id)?.ok_or_else(|| ApiError::not_found(format!("no saga {id}")))?;
                     return Ok((200, s.machine.to_json()));
                 }
-                Seen::Reused => return Err(Scope::Saga.reused().into()),
+                Seen::Reused => return Err(ApiError::from(Scope::Saga.reused())),
                 Seen::New => {}
             }
         }
