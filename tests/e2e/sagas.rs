@@ -356,6 +356,43 @@ fn the_same_idempotency_key_gives_the_same_saga_and_another_body_a_conflict() {
 }
 
 #[test]
+fn a_sagas_idempotency_key_is_refused_at_256_characters_and_with_a_control_character_as_a_transfers_is() {
+    use stepwise_e2e::ledger;
+    let services = PlainServices::start(KEY);
+    let app = app(&services);
+    let start_with = |key: &str| {
+        app.api(
+            "POST",
+            "/api/sagas",
+            Some(json!({"definition": "checkout", "input": checkout_input("p1"), "idempotency_key": key})),
+        )
+    };
+    let transfer = ledger::body("bank", "alice", 5, "IDR").to_string();
+    let long = "k".repeat(256);
+    for (what, key) in [("256 characters", long.as_str()), ("a tab", "order\t7"), ("an empty key", "")] {
+        let saga = start_with(key);
+        assert_eq!(saga.status, 400, "{what}: {}", saga.body);
+        let t = ledger::post_raw(&app, "", Some(key), &transfer);
+        assert_eq!(t.status, 400, "{what}: {}", t.body);
+        let (saga, t) = (saga.json(), t.json());
+        assert_eq!(saga["error"]["code"], t["error"]["code"], "{what}: the same code");
+        assert_eq!(saga["error"]["message"], "idempotency_key: must be 1 to 255 printable ASCII characters", "{what}");
+        assert_eq!(t["error"]["message"], "Idempotency-Key: must be 1 to 255 printable ASCII characters", "{what}");
+    }
+    // Control characters a header cannot carry, in the body.
+    for key in ["order\n7", "order\u{1}7", "order\u{7f}"] {
+        let saga = start_with(key);
+        assert_eq!(saga.status, 400, "{key:?}: {}", saga.body);
+        assert_eq!(saga.json()["error"]["message"], "idempotency_key: must be 1 to 255 printable ASCII characters");
+    }
+    let list = app.api("GET", "/api/sagas?definition=checkout", None).json();
+    assert_eq!(list["sagas"].as_array().unwrap().len(), 0, "no refused start made a saga");
+    // The edge that passes: 255 printable characters.
+    let printable: String = (0x20u8..0x7F).map(char::from).cycle().take(255).collect();
+    assert_eq!(start_with(&printable).status, 202, "a 255-character key");
+}
+
+#[test]
 fn the_event_stream_pages_in_order_and_every_event_appears_once() {
     let services = PlainServices::start(KEY);
     let app = app(&services);

@@ -104,7 +104,8 @@ pub struct SagaStart {
     input: serde_json::Value,
     /// Defaults to the saga id.
     correlation_id: Option<String>,
-    /// The same key with the same body answers the same saga (200); with another body 409 `idempotency_key_reused`.
+    /// 1 to 255 printable characters; kept 7 days. The same key with the same body answers the same saga (200); with
+    /// another body 409 `idempotency_key_reused`.
     idempotency_key: Option<String>,
 }
 

@@ -2,6 +2,7 @@
 //! `?wait=true`), detail by receipt code, and lists.
 
 use spin_sdk::http::{Params, Request};
+use stepwise_engine::idempotency::Scope;
 use stepwise_engine::receipt;
 use stepwise_engine::transfer::{self, LookupError, Status, Transfer, TransferRequest, WAIT_MS};
 use stepwise_store::instance;
@@ -25,13 +26,14 @@ fn wants_wait(q: &[(String, String)]) -> Result<bool, ApiError> {
 
 /// The `Idempotency-Key` header, checked; 400 when missing.
 fn idempotency_key(req: &Request) -> Result<String, ApiError> {
+    let field = Scope::Transfer.field();
     let key = req
         .header("idempotency-key")
-        .ok_or_else(|| ApiError::bad_field("Idempotency-Key", "the header is required"))?
+        .ok_or_else(|| ApiError::bad_field(field, "the header is required"))?
         .as_str()
-        .ok_or_else(|| ApiError::bad_field("Idempotency-Key", "must be printable ASCII"))?
+        .ok_or_else(|| ApiError::bad_field(field, "must be printable ASCII"))?
         .to_string();
-    transfer::validate_key(&key)?;
+    Scope::Transfer.check_key(&key)?;
     Ok(key)
 }
 
@@ -80,9 +82,7 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     })?;
     match accepted {
         Accepted::New(t) | Accepted::Repeat(t) => answer(&db, t, wait, started),
-        Accepted::KeyReused => {
-            Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with another request"))
-        }
+        Accepted::KeyReused => Err(Scope::Transfer.reused().into()),
         Accepted::Refused(r) => Err(ApiError::new(422, r.code(), r.message(&request))),
     }
 }

@@ -2,16 +2,13 @@
 //! and the operator's rollback and retry.
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use spin_sdk::http::{Params, Request};
+use stepwise_engine::idempotency::{Scope, Seen};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
 use stepwise_store::{idempotency, machines, sagas, Db};
 use stepwise_web::{
     json, json_body, json_response, limit, now_ms, param, query, variable_in, ApiError, ApiResult, Caller, Value,
 };
-
-/// How long a saga's idempotency key is kept.
-const KEEP_KEYS_MS: i64 = 7 * 86_400_000;
 
 /// `POST /api/sagas`.
 #[derive(Deserialize)]
@@ -49,30 +46,22 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         printable(c, "correlation_id", 128)?;
     }
     if let Some(k) = &body.idempotency_key {
-        printable(k, "idempotency_key", 255)?;
+        Scope::Saga.check_key(k)?;
     }
-    let hash = hex::encode(Sha256::digest(
-        json!({ "definition": body.definition, "input": body.input, "correlation_id": body.correlation_id })
-            .to_string(),
-    ));
+    let fingerprint =
+        stepwise_engine::saga::start_fingerprint(&body.definition, &body.input, body.correlation_id.as_deref());
     let settings = settings()?;
     let now = now_ms();
     let db = Db::open()?;
     let (status, saga) = db.immediate(|db| {
         if let Some(key) = &body.idempotency_key {
-            match idempotency::check(db, "saga", key, &hash, now)? {
-                idempotency::Seen::Same(id) => {
+            match idempotency::check(db, Scope::Saga, key, &fingerprint, now)? {
+                Seen::Repeat(id) => {
                     let s = sagas::load(db, &id)?.ok_or_else(|| ApiError::not_found(format!("no saga {id}")))?;
                     return Ok((200, s.machine.to_json()));
                 }
-                idempotency::Seen::Different => {
-                    return Err(ApiError::new(
-                        409,
-                        "idempotency_key_reused",
-                        "this idempotency_key was used with another request",
-                    ));
-                }
-                idempotency::Seen::New => {}
+                Seen::Reused => return Err(ApiError::from(Scope::Saga.reused())),
+                Seen::New => {}
             }
         }
         sagas::ensure_built_ins(db, now)?;
@@ -84,7 +73,7 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         let mut saga = Saga::new(&id, def, body.correlation_id.as_deref(), body.input.clone(), settings.clone(), now);
         sagas::insert(db, seq, &mut saga, now)?;
         if let Some(key) = &body.idempotency_key {
-            idempotency::remember(db, "saga", key, &hash, &id, now, KEEP_KEYS_MS)?;
+            idempotency::remember(db, Scope::Saga, key, &fingerprint, &id, now)?;
         }
         caller.audit(db, vec![id.clone()], body.idempotency_key.as_deref(), 202)?;
         Ok((202, saga.to_json()))

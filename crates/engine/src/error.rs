@@ -28,6 +28,10 @@ pub enum Error {
     /// The request conflicts with the current state (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// Another request under an idempotency key already used in this scope
+    /// (HTTP 409 `idempotency_key_reused`).
+    #[error("this {} was used with another request", .0.field())]
+    IdempotencyKeyReused(crate::idempotency::Scope),
     /// Nothing matches (HTTP 404).
     #[error("{0}")]
     NotFound(String),

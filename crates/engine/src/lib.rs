@@ -14,6 +14,7 @@
 //! - [`binding`], [`otp`]: input rules for binding ids and OTPs.
 //! - [`payment`]: the Midtrans notification signature and payment statuses.
 //! - [`receipt`]: receipt codes.
+//! - [`idempotency`]: idempotency keys: their rules, scopes and lifetimes.
 //! - [`ledger`], [`transfer`]: accounts, the double-entry ledger, transfers.
 //! - [`saga`]: saga definitions, templates and the saga machine.
 //! - [`subscription`]: event subscriptions, their delivery and signatures.
@@ -25,6 +26,7 @@
 pub mod access;
 pub mod binding;
 pub mod error;
+pub mod idempotency;
 pub mod ledger;
 pub mod machine;
 pub mod otp;

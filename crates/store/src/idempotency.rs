@@ -1,51 +1,45 @@
-//! Idempotency keys: a client's key for a request, remembered with a hash of
-//! the request and what it created, so the same key with the same request
-//! answers the first answer again and with another request is refused.
-//! Keys are kept until their expiry (at least 24 hours for transfers), then
-//! purged.
+//! Idempotency keys: a client's key for a request, remembered with the
+//! request's fingerprint and what it created, per scope (transfers, sagas)
+//! until the scope's lifetime has passed, then purged. The rules (valid keys,
+//! fingerprints, lifetimes, what a stored key means) are the engine's
+//! ([`stepwise_engine::idempotency`]); every caller uses [`check`] and then,
+//! for a new request, [`remember`] in the same transaction.
 
+use stepwise_engine::idempotency::{self, Scope, Seen, Stored};
 use stepwise_engine::time::Millis;
 
 use crate::db::{col, int, text, Db, StoreError};
 
-/// What a key already stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seen {
-    /// Not seen (or expired): the request is new.
-    New,
-    /// Seen with the same request: what it created.
-    Same(String),
-    /// Seen with another request.
-    Different,
-}
-
-/// Looks `key` up in `scope` at `now`, for a request whose hash is `request_hash`.
-pub fn check(db: &Db, scope: &str, key: &str, request_hash: &str, now: Millis) -> Result<Seen, StoreError> {
+/// What `key` in `scope` means at `now` for a request whose fingerprint is
+/// `fingerprint` ([`idempotency::decide`]).
+pub fn check(db: &Db, scope: Scope, key: &str, fingerprint: &str, now: Millis) -> Result<Seen, StoreError> {
     let r = db.exec(
-        "SELECT request_hash, subject_id FROM idempotency_keys WHERE scope = ? AND key = ? AND expires_at > ?",
-        &[text(scope), text(key), int(now)],
+        "SELECT request_hash, subject_id, expires_at FROM idempotency_keys WHERE scope = ? AND key = ?",
+        &[text(scope.name()), text(key)],
     )?;
-    let Some(row) = r.rows().next() else { return Ok(Seen::New) };
-    if col::<&str>(&row, "request_hash")? == request_hash {
-        Ok(Seen::Same(col::<&str>(&row, "subject_id")?.to_string()))
-    } else {
-        Ok(Seen::Different)
-    }
+    let Some(row) = r.rows().next() else { return Ok(idempotency::decide(None, fingerprint, now)) };
+    let stored = Stored {
+        fingerprint: col(&row, "request_hash")?,
+        subject: col(&row, "subject_id")?,
+        expires_at: col(&row, "expires_at")?,
+    };
+    Ok(idempotency::decide(Some(stored), fingerprint, now))
 }
 
-/// Remembers `key` (in the caller's transaction, with the change it made),
+/// Remembers `key` in `scope` for the request whose fingerprint is
+/// `fingerprint` and what it created, `subject`, until the scope's expiry
+/// from `now` (in the caller's transaction, with the change it made),
 /// replacing an expired entry. A live entry written by another transaction
 /// since [`check`] (two requests with one key at once, on a dialect whose
 /// transactions do not exclude each other) is a conflict: the caller's
 /// transaction runs again and its `check` sees the other's key.
 pub fn remember(
     db: &Db,
-    scope: &str,
+    scope: Scope,
     key: &str,
-    request_hash: &str,
-    subject_id: &str,
+    fingerprint: &str,
+    subject: &str,
     now: Millis,
-    keep_ms: i64,
 ) -> Result<(), StoreError> {
     let written = db.changed_rows(
         "INSERT INTO idempotency_keys (scope, key, request_hash, subject_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -53,12 +47,19 @@ pub fn remember(
            created_at = excluded.created_at, expires_at = excluded.expires_at
          WHERE idempotency_keys.expires_at <= excluded.created_at
          RETURNING key",
-        &[text(scope), text(key), text(request_hash), text(subject_id), int(now), int(now.saturating_add(keep_ms))],
+        &[
+            text(scope.name()),
+            text(key),
+            text(fingerprint),
+            text(subject),
+            int(now),
+            int(scope.expires_at(now)),
+        ],
     )?;
     if written == 1 {
         Ok(())
     } else {
-        Err(db.conflict(format!("idempotency key {scope}/{key:?} was taken by another request")))
+        Err(db.conflict(format!("idempotency key {}/{key:?} was taken by another request", scope.name())))
     }
 }
 

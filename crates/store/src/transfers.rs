@@ -7,22 +7,18 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::db::Row;
+use stepwise_engine::idempotency::{Scope, Seen};
 use stepwise_engine::ledger::Account;
 use stepwise_engine::receipt::Key;
 use stepwise_engine::time::Millis;
-use stepwise_engine::transfer::{
-    self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest, KEEP_KEYS_MS,
-};
+use stepwise_engine::transfer::{self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest};
 
 use crate::db::{col, int, opt_col, opt_int, opt_text, text, Db, StoreError};
-use crate::idempotency::{self, Seen};
+use crate::idempotency;
 use crate::instance;
 use crate::ledger;
 use crate::metrics;
 use crate::outbox::{self, NewEvent};
-
-/// The idempotency-key scope of transfers.
-const SCOPE: &str = "transfer";
 
 /// Transfers executed per transaction at most: enough to amortize the
 /// commit, few enough that acceptances waiting for the write lock wait
@@ -80,7 +76,8 @@ pub enum Accepted {
     New(Transfer),
     /// The key was used with this same request: that transfer, as it is now.
     Repeat(Transfer),
-    /// The key was used with another request.
+    /// The key was used with another request
+    /// ([`Scope::reused`](stepwise_engine::idempotency::Scope::reused)).
     KeyReused,
     /// Refused by a pre-check; nothing written.
     Refused(Refusal),
@@ -100,15 +97,15 @@ pub enum Accepted {
 /// the caller's transaction must roll back (every `Err` does).
 pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<Accepted, StoreError> {
     let fingerprint = req.fingerprint();
-    match idempotency::check(db, SCOPE, key, &fingerprint, now)? {
-        Seen::Same(id) => {
+    match idempotency::check(db, Scope::Transfer, key, &fingerprint, now)? {
+        Seen::Repeat(id) => {
             let id =
                 id.parse::<u64>().map_err(|_| StoreError::Corrupt(format!("idempotency key for transfer {id:?}")))?;
             let t = load(db, id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("idempotency key for missing transfer {id}")))?;
             return Ok(Accepted::Repeat(t));
         }
-        Seen::Different => return Ok(Accepted::KeyReused),
+        Seen::Reused => return Ok(Accepted::KeyReused),
         Seen::New => {}
     }
     let accounts = ledger::load_many(db, &[&req.from, &req.to])?;
@@ -129,7 +126,7 @@ pub fn accept(db: &Db, key: &str, req: &TransferRequest, now: Millis) -> Result<
             int(now),
         ],
     )?;
-    idempotency::remember(db, SCOPE, key, &fingerprint, &id.to_string(), now, KEEP_KEYS_MS)?;
+    idempotency::remember(db, Scope::Transfer, key, &fingerprint, &id.to_string(), now)?;
     // The hold, and the pre-checks again on `from` as it was just before it.
     let mut held = ledger::add_held(db, &req.from, req.amount, now)?
         .ok_or_else(|| StoreError::Corrupt(format!("account {:?} vanished", req.from)))?;

@@ -1,6 +1,7 @@
 //! The outbox, the inbox and idempotency keys, natively on rusqlite.
 
-use stepwise_store::idempotency::{self, Seen};
+use stepwise_engine::idempotency::{Scope, Seen};
+use stepwise_store::idempotency;
 use stepwise_store::native::Native;
 use stepwise_store::outbox::{self, NewEvent};
 use stepwise_store::{inbox, Db};
@@ -52,15 +53,60 @@ fn a_reader_passing_back_next_after_sees_every_event_once_in_order() {
 fn an_idempotency_key_answers_the_same_request_again_refuses_another_and_expires() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(&dir);
-    let day = 86_400_000;
-    assert_eq!(idempotency::check(&db, "transfer", "k1", "h1", 0).unwrap(), Seen::New);
-    idempotency::remember(&db, "transfer", "k1", "h1", "TR-1", 0, day).unwrap();
-    assert_eq!(idempotency::check(&db, "transfer", "k1", "h1", day - 1).unwrap(), Seen::Same("TR-1".into()));
-    assert_eq!(idempotency::check(&db, "transfer", "k1", "h2", 5).unwrap(), Seen::Different);
-    assert_eq!(idempotency::check(&db, "saga", "k1", "h2", 5).unwrap(), Seen::New, "keys are per scope");
-    assert_eq!(idempotency::check(&db, "transfer", "k1", "h1", day).unwrap(), Seen::New, "expired");
-    assert_eq!(idempotency::purge(&db, day, 100).unwrap(), 1);
-    assert_eq!(idempotency::purge(&db, day, 100).unwrap(), 0);
+    let kept = Scope::Transfer.keep_ms();
+    assert_eq!(idempotency::check(&db, Scope::Transfer, "k1", "h1", 0).unwrap(), Seen::New);
+    idempotency::remember(&db, Scope::Transfer, "k1", "h1", "TR-1", 0).unwrap();
+    assert_eq!(idempotency::check(&db, Scope::Transfer, "k1", "h1", kept - 1).unwrap(), Seen::Repeat("TR-1".into()));
+    assert_eq!(idempotency::check(&db, Scope::Transfer, "k1", "h2", 5).unwrap(), Seen::Reused);
+    assert_eq!(idempotency::check(&db, Scope::Saga, "k1", "h2", 5).unwrap(), Seen::New, "keys are per scope");
+    assert_eq!(idempotency::check(&db, Scope::Transfer, "k1", "h1", kept).unwrap(), Seen::New, "expired");
+    // A second remember of a live key is a conflict; of an expired one, it replaces it.
+    assert!(idempotency::remember(&db, Scope::Transfer, "k1", "h2", "TR-2", 5).is_err());
+    idempotency::remember(&db, Scope::Saga, "k1", "h3", "s-1", 0).unwrap();
+    let stored = db.scalar_i64("SELECT expires_at FROM idempotency_keys WHERE scope = 'saga'", &[]).unwrap();
+    assert_eq!(stored, Some(Scope::Saga.keep_ms()), "each scope's own lifetime");
+    assert_eq!(idempotency::purge(&db, kept, 100).unwrap(), 1);
+    assert_eq!(idempotency::purge(&db, kept, 100).unwrap(), 0);
+    idempotency::remember(&db, Scope::Transfer, "k1", "h2", "TR-2", kept).unwrap();
+    assert_eq!(idempotency::check(&db, Scope::Transfer, "k1", "h2", kept).unwrap(), Seen::Repeat("TR-2".into()));
+}
+
+/// A key stored by an earlier release (the same table, scope names and
+/// fingerprints) still answers its transfer and its saga.
+#[test]
+fn keys_stored_by_an_earlier_release_still_answer_their_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let input = serde_json::json!({"user_token": "tok", "items": [{"product_id": "p1", "price": 10000, "quantity": 2}], "payment_ttl_ms": 600000});
+    // The rows as the earlier release wrote them (its scope names and hashes).
+    for (scope, key, hash, subject) in [
+        ("transfer", "order-7", "634d00b9db1fab6370ddab4e8137d3a960f75b6462ecfd13cbd86268c001a74c", "3"),
+        ("saga", "order-77", "c29de876932a67a400398b768d74a9fbaae6baa980dd574116f50ac547d06268", "s-9"),
+    ] {
+        db.exec(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, subject_id, created_at, expires_at) VALUES (?, ?, ?, ?, 0, 1000)",
+            &[
+                stepwise_store::db::text(scope),
+                stepwise_store::db::text(key),
+                stepwise_store::db::text(hash),
+                stepwise_store::db::text(subject),
+            ],
+        )
+        .unwrap();
+    }
+    let transfer = stepwise_engine::transfer::TransferRequest {
+        from: "bank".into(),
+        to: "alice".into(),
+        amount: 700,
+        currency: "IDR".into(),
+        description: Some("invoice 7".into()),
+    };
+    assert_eq!(
+        idempotency::check(&db, Scope::Transfer, "order-7", &transfer.fingerprint(), 5).unwrap(),
+        Seen::Repeat("3".into())
+    );
+    let saga = stepwise_engine::saga::start_fingerprint("checkout", &input, None);
+    assert_eq!(idempotency::check(&db, Scope::Saga, "order-77", &saga, 5).unwrap(), Seen::Repeat("s-9".into()));
 }
 
 #[test]

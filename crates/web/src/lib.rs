@@ -89,6 +89,7 @@ impl From<stepwise_engine::Error> for ApiError {
         match e {
             E::Invalid(f) => ApiError::new(400, "invalid_request", f.to_string()),
             E::Conflict(m) => ApiError::new(409, "conflict", m),
+            e @ E::IdempotencyKeyReused(_) => ApiError::new(409, "idempotency_key_reused", e.to_string()),
             E::NotFound(m) => ApiError::new(404, "not_found", m),
             E::Expired(m) => ApiError::new(404, "expired", m),
             E::Stale(m) => ApiError::new(409, "conflict", m),
