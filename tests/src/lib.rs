@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod app;
 pub mod bench;
+pub mod dialects;
 pub mod ledger;
 pub mod netns;
 pub mod plain_services;

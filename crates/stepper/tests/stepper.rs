@@ -35,42 +35,8 @@ fn open(path: &Path) -> Db {
     Db::on(Box::new(Native::open(path).unwrap())).unwrap()
 }
 
-/// Where a test's database lives: a SQLite file, or a throwaway PostgreSQL.
-enum Place {
-    Sqlite(tempfile::TempDir),
-    Postgres(stepwise_e2e::services::Postgres),
-}
-
-impl Place {
-    /// A new connection to it, the schema migrated.
-    fn open(&self) -> Db {
-        match self {
-            Place::Sqlite(dir) => open(&dir.path().join("db")),
-            Place::Postgres(pg) => {
-                Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap()
-            }
-        }
-    }
-}
-
-/// A test body run twice: on SQLite and on a throwaway PostgreSQL.
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                ($body)(&Place::Sqlite(tempfile::tempdir().unwrap()));
-            }
-
-            #[test]
-            fn postgres() {
-                ($body)(&Place::Postgres(stepwise_e2e::services::Postgres::start()));
-            }
-        }
-    };
-}
+use stepwise_e2e::dialects::Place;
+use stepwise_e2e::on_both;
 
 struct VirtualClock(Cell<i64>);
 
@@ -501,34 +467,16 @@ on_both!(a_saga_step_is_leased_for_its_own_time_out_not_the_upstream_one, |place
     );
 });
 
-const PG_NOW: i64 = 1_800_000_000_000;
-
-fn pg_cfg() -> Config {
-    Config {
-        upstream_url: "http://up.test".into(),
-        services: Default::default(),
-        midtrans_server_key: String::new(),
-        timeout_ms: 1000,
-        batch: 100,
-        concurrency: 8,
-        budget_ms: 900,
-    }
-}
-
-fn pg_connect(pg: &stepwise_e2e::services::Postgres) -> Db {
-    Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap()
-}
-
 /// A claim leaves out a machine another stepper holds (claiming or
 /// recording it) instead of waiting for it, and takes the others.
 #[test]
 fn a_claim_skips_machines_another_transaction_holds() {
-    let pg = stepwise_e2e::services::Postgres::start();
-    let (a, b) = (pg_connect(&pg), pg_connect(&pg));
+    let place = Place::postgres();
+    let (a, b) = (place.open(), place.open());
     let policy = Policy { max_iterations: Some(1), interval_ms: 0, ..Policy::default() };
     for id in ["m-1", "m-2"] {
-        let mut w = Worker::new(id, policy.clone(), PG_NOW);
-        a.immediate(|db| machines::apply_and_save(db, &mut w, None, PG_NOW)).unwrap();
+        let mut w = Worker::new(id, policy.clone(), T0);
+        a.immediate(|db| machines::apply_and_save(db, &mut w, None, T0)).unwrap();
     }
     // If the claim waited for the held row, this fails instead of hanging.
     b.exec("SET lock_timeout = '3s'", &[]).unwrap();
@@ -536,13 +484,13 @@ fn a_claim_skips_machines_another_transaction_holds() {
     a.locking(|db| {
         let held = machines::lock_many::<Worker>(db, &ids[..1], machines::Locking::Wait)?;
         assert_eq!(held.len(), 1);
-        let claims = stepper::claim_many::<Worker>(&b, &pg_cfg(), "B", &ids, PG_NOW).unwrap();
+        let claims = stepper::claim_many::<Worker>(&b, &cfg(), "B", &ids, T0).unwrap();
         let claimed: Vec<&str> =
             claims.iter().filter(|(_, c)| matches!(c, Ok(Some(_)))).map(|(id, _)| id.as_str()).collect();
         assert_eq!(claimed, ["m-2"], "m-1 is held: left out, not waited for");
         Ok::<_, stepwise_store::StoreError>(())
     })
     .unwrap();
-    let c = stepper::claim::<Worker>(&b, &pg_cfg(), "B", "m-1", PG_NOW).unwrap();
+    let c = stepper::claim::<Worker>(&b, &cfg(), "B", "m-1", T0).unwrap();
     assert!(c.is_some(), "free again once the other transaction ended");
 }

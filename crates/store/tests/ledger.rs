@@ -13,32 +13,8 @@ use stepwise_store::{outbox, Db};
 
 const NOW: i64 = 1_795_000_000_000;
 
-fn open(dir: &tempfile::TempDir) -> Db {
-    Db::on(Box::new(Native::open(&dir.path().join("db")).unwrap())).unwrap()
-}
-
-/// A test body run twice: on SQLite and on a throwaway PostgreSQL.
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let db = open(&dir);
-                ($body)(&db);
-            }
-
-            #[test]
-            fn postgres() {
-                let pg = stepwise_e2e::services::Postgres::start();
-                let db = Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap();
-                ($body)(&db);
-            }
-        }
-    };
-}
+use stepwise_e2e::dialects::Place;
+use stepwise_e2e::on_both;
 
 fn spec(id: &str, allow_negative: bool) -> AccountSpec {
     AccountSpec { id: id.into(), currency: "IDR".into(), allow_negative, name: None }
@@ -68,7 +44,8 @@ fn balances(db: &Db) -> Vec<(String, i64, i64)> {
         .collect()
 }
 
-on_both!(accounts_are_created_once_and_a_different_body_conflicts, |db: &Db| {
+on_both!(accounts_are_created_once_and_a_different_body_conflicts, |place: &Place| {
+    let db = &place.open();
     setup(db);
     assert!(matches!(db.immediate(|db| ledger::create(db, spec("ani", false), NOW)).unwrap(), Created::Same(_)));
     assert!(matches!(db.immediate(|db| ledger::create(db, spec("ani", true), NOW)).unwrap(), Created::Conflict(_)));
@@ -79,7 +56,8 @@ on_both!(accounts_are_created_once_and_a_different_body_conflicts, |db: &Db| {
     assert_eq!(end, None);
 });
 
-on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_journals, |db: &Db| {
+on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_journals, |place: &Place| {
+    let db = &place.open();
     setup(db);
     let Accepted::New(t1) = accept(db, "k1", &req("bank", "ani", 1_000)) else { panic!("not accepted") };
     assert_eq!(accept(db, "k1", &req("bank", "ani", 1_000)), Accepted::Repeat(t1.clone()));
@@ -112,7 +90,8 @@ on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_jo
     assert_eq!(ledger::audit(db).unwrap(), Vec::<String>::new());
 });
 
-on_both!(a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds, |db: &Db| {
+on_both!(a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds, |place: &Place| {
+    let db = &place.open();
     setup(db);
     accept(db, "fund", &req("bank", "ani", 500));
     transfers::execute_due(db, 256, || NOW).unwrap();
@@ -130,7 +109,8 @@ on_both!(a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds, |
     assert_eq!(ledger::audit(db).unwrap(), Vec::<String>::new());
 });
 
-on_both!(a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_completes, |db: &Db| {
+on_both!(a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch_completes, |place: &Place| {
+    let db = &place.open();
     setup(db);
     let ids: Vec<u64> = (0..5)
         .map(|i| match accept(db, &format!("k{i}"), &req("bank", if i % 2 == 0 { "ani" } else { "budi" }, 10 + i)) {
@@ -160,71 +140,76 @@ on_both!(a_transfer_whose_writes_fail_stays_processing_and_the_rest_of_its_batch
     assert_eq!(transfers::execute_due(db, 4, || NOW + 6).unwrap().due, 4);
 });
 
-on_both!(a_damaged_or_orphaned_transfer_fails_alone_with_its_reason_and_the_rest_of_its_batch_completes, |db: &Db| {
-    setup(db);
-    for (id, neg) in [("gone", false), ("src", true)] {
-        db.immediate(|db| ledger::create(db, spec(id, neg), NOW)).unwrap();
-    }
-    let id = |key: &str, r: TransferRequest| match accept(db, key, &r) {
-        Accepted::New(t) => t.id,
-        other => panic!("{other:?}"),
-    };
-    // Oldest first, the damaged ones ahead of the healthy ones.
-    let no_amount = id("a", req("bank", "ani", 100));
-    let no_time = id("b", req("bank", "budi", 50));
-    let no_to = id("c", req("bank", "gone", 30));
-    let no_from = id("d", req("src", "ani", 20));
-    let fine: Vec<u64> = (1..=3).map(|i| id(&format!("f{i}"), req("bank", "ani", i))).collect();
-    let pg = db.dialect() == stepwise_store::db::Dialect::Postgres;
-    for (column, row) in [("amount", no_amount), ("created_at", no_time)] {
-        if pg {
-            // Its columns take no text: a NULL past a dropped NOT NULL.
-            db.exec(&format!("ALTER TABLE transfers ALTER COLUMN {column} DROP NOT NULL"), &[]).unwrap();
-            db.exec(&format!("UPDATE transfers SET {column} = NULL WHERE id = {row}"), &[]).unwrap();
-        } else {
-            db.exec(&format!("UPDATE transfers SET {column} = 'garbled' WHERE id = {row}"), &[]).unwrap();
+on_both!(
+    a_damaged_or_orphaned_transfer_fails_alone_with_its_reason_and_the_rest_of_its_batch_completes,
+    |place: &Place| {
+        let db = &place.open();
+        setup(db);
+        for (id, neg) in [("gone", false), ("src", true)] {
+            db.immediate(|db| ledger::create(db, spec(id, neg), NOW)).unwrap();
         }
-        assert!(transfers::load(db, row).is_err(), "{column}: unreadable");
-    }
-    db.exec("DELETE FROM accounts WHERE id IN ('gone', 'src')", &[]).unwrap();
+        let id = |key: &str, r: TransferRequest| match accept(db, key, &r) {
+            Accepted::New(t) => t.id,
+            other => panic!("{other:?}"),
+        };
+        // Oldest first, the damaged ones ahead of the healthy ones.
+        let no_amount = id("a", req("bank", "ani", 100));
+        let no_time = id("b", req("bank", "budi", 50));
+        let no_to = id("c", req("bank", "gone", 30));
+        let no_from = id("d", req("src", "ani", 20));
+        let fine: Vec<u64> = (1..=3).map(|i| id(&format!("f{i}"), req("bank", "ani", i))).collect();
+        let pg = db.dialect() == stepwise_store::db::Dialect::Postgres;
+        for (column, row) in [("amount", no_amount), ("created_at", no_time)] {
+            if pg {
+                // Its columns take no text: a NULL past a dropped NOT NULL.
+                db.exec(&format!("ALTER TABLE transfers ALTER COLUMN {column} DROP NOT NULL"), &[]).unwrap();
+                db.exec(&format!("UPDATE transfers SET {column} = NULL WHERE id = {row}"), &[]).unwrap();
+            } else {
+                db.exec(&format!("UPDATE transfers SET {column} = 'garbled' WHERE id = {row}"), &[]).unwrap();
+            }
+            assert!(transfers::load(db, row).is_err(), "{column}: unreadable");
+        }
+        db.exec("DELETE FROM accounts WHERE id IN ('gone', 'src')", &[]).unwrap();
 
-    let done = transfers::execute_due(db, 256, || NOW + 7).unwrap();
-    assert_eq!((done.due, done.completed, done.failed, done.errors), (7, 3, 4, 0));
-    for t in &fine {
-        assert!(matches!(transfers::load(db, *t).unwrap().unwrap().state, State::Completed { .. }));
+        let done = transfers::execute_due(db, 256, || NOW + 7).unwrap();
+        assert_eq!((done.due, done.completed, done.failed, done.errors), (7, 3, 4, 0));
+        for t in &fine {
+            assert!(matches!(transfers::load(db, *t).unwrap().unwrap().state, State::Completed { .. }));
+        }
+        for t in [no_to, no_from] {
+            let t = transfers::load(db, t).unwrap().unwrap();
+            assert_eq!(t.state, State::Failed { reason: FailReason::AccountMissing, at: NOW + 7 });
+        }
+        let unreadable = db.scalar_i64(&format!("SELECT count(*) FROM transfers WHERE id IN ({no_amount}, {no_time}) AND status = 'failed' AND reason = 'unreadable' AND completed_at = {}", NOW + 7), &[]).unwrap();
+        assert_eq!(unreadable, Some(2));
+        // Released: the orphan's 30 and the 50 whose row still says how much;
+        // the 100 no row says is left held, for the audit to show.
+        let bank = ledger::load(db, "bank").unwrap().unwrap();
+        assert_eq!((bank.balance, bank.held), (-6, 100));
+        assert_eq!(ledger::audit(db).unwrap(), ["account bank: held 100, processing transfers hold 0"]);
+        let (failed, _) = outbox::page(db, 0, Some("transfer.failed"), 10).unwrap();
+        let reasons: Vec<(&str, &serde_json::Value)> =
+            failed.iter().map(|e| (e["data"]["reason"].as_str().unwrap(), &e["data"]["amount"])).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("unreadable", &json!(null)),
+                ("unreadable", &json!(50)),
+                ("account_missing", &json!(30)),
+                ("account_missing", &json!(20))
+            ]
+        );
+        assert_eq!(
+            failed[0]["receipt_code"],
+            stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(db).unwrap(), no_amount)
+        );
+        // Nothing is left for the next batch.
+        assert_eq!(transfers::execute_due(db, 256, || NOW + 8).unwrap().due, 0);
     }
-    for t in [no_to, no_from] {
-        let t = transfers::load(db, t).unwrap().unwrap();
-        assert_eq!(t.state, State::Failed { reason: FailReason::AccountMissing, at: NOW + 7 });
-    }
-    let unreadable = db.scalar_i64(&format!("SELECT count(*) FROM transfers WHERE id IN ({no_amount}, {no_time}) AND status = 'failed' AND reason = 'unreadable' AND completed_at = {}", NOW + 7), &[]).unwrap();
-    assert_eq!(unreadable, Some(2));
-    // Released: the orphan's 30 and the 50 whose row still says how much;
-    // the 100 no row says is left held, for the audit to show.
-    let bank = ledger::load(db, "bank").unwrap().unwrap();
-    assert_eq!((bank.balance, bank.held), (-6, 100));
-    assert_eq!(ledger::audit(db).unwrap(), ["account bank: held 100, processing transfers hold 0"]);
-    let (failed, _) = outbox::page(db, 0, Some("transfer.failed"), 10).unwrap();
-    let reasons: Vec<(&str, &serde_json::Value)> =
-        failed.iter().map(|e| (e["data"]["reason"].as_str().unwrap(), &e["data"]["amount"])).collect();
-    assert_eq!(
-        reasons,
-        [
-            ("unreadable", &json!(null)),
-            ("unreadable", &json!(50)),
-            ("account_missing", &json!(30)),
-            ("account_missing", &json!(20))
-        ]
-    );
-    assert_eq!(
-        failed[0]["receipt_code"],
-        stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(db).unwrap(), no_amount)
-    );
-    // Nothing is left for the next batch.
-    assert_eq!(transfers::execute_due(db, 256, || NOW + 8).unwrap().due, 0);
-});
+);
 
-on_both!(lists_filter_by_account_and_status_newest_first, |db: &Db| {
+on_both!(lists_filter_by_account_and_status_newest_first, |place: &Place| {
+    let db = &place.open();
     setup(db);
     for i in 0..6 {
         accept(db, &format!("k{i}"), &req("bank", if i % 2 == 0 { "ani" } else { "budi" }, 100));
@@ -271,7 +256,8 @@ fn the_ledgers_queries_use_their_indexes() {
     }
 }
 
-on_both!(a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged, |db: &Db| {
+on_both!(a_transfers_idempotency_key_is_kept_more_than_24_hours_then_purged, |place: &Place| {
+    let db = &place.open();
     setup(db);
     let r = req("bank", "ani", 10);
     let Accepted::New(t) = accept(db, "day-key", &r) else { panic!("not accepted") };

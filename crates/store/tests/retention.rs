@@ -18,39 +18,8 @@ const KEEP: i64 = 10_000;
 const OLD: i64 = NOW - KEEP - 1;
 const YOUNG: i64 = NOW - 1;
 
-enum Place {
-    Sqlite(tempfile::TempDir),
-    Postgres(stepwise_e2e::services::Postgres),
-}
-
-impl Place {
-    fn open(&self) -> Db {
-        match self {
-            Place::Sqlite(dir) => Db::on(Box::new(Native::open(&dir.path().join("db")).unwrap())).unwrap(),
-            Place::Postgres(pg) => {
-                Db::on(Box::new(stepwise_store::native::NativePg::connect(&pg.url()).unwrap())).unwrap()
-            }
-        }
-    }
-}
-
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                ($body)(&Place::Sqlite(tempfile::tempdir().unwrap()));
-            }
-
-            #[test]
-            fn postgres() {
-                ($body)(&Place::Postgres(stepwise_e2e::services::Postgres::start()));
-            }
-        }
-    };
-}
+use stepwise_e2e::dialects::Place;
+use stepwise_e2e::on_both;
 
 fn machine(db: &Db, kind: &str, id: &str, run: i64, state: &str, updated_at: i64) {
     db.exec(
