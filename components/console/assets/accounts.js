@@ -2,7 +2,7 @@
 // its newest lines, freeze and unfreeze, and the form that creates accounts.
 // Every rule is the API's: the page shows its answers and its messages.
 
-import { listView } from './list.js';
+import { listAndDetail, listView } from './list.js';
 import { setMoney } from './money.js';
 
 const LIST_EVERY_MS = 2000;
@@ -260,24 +260,15 @@ export function accountsModule(kit) {
 
   // ------------------------------------------------------------------ wiring
 
-  const pollers = {
-    accounts: list.poller,
-    account: poller(loadAccount, ACCOUNT_EVERY_MS),
-  };
+  const nav = listAndDetail({
+    name: 'accounts', list, listEl: 'accounts-view', openList: openAccounts,
+    detail: 'account', detailEl: 'account-detail-view', openDetail: openAccount,
+    detailPoller: poller(loadAccount, ACCOUNT_EVERY_MS),
+  });
+  const { pollers } = nav;
 
   return {
-    views: {
-      accounts: { el: 'accounts-view', poller: 'accounts', tab: 'accounts' },
-      account: { el: 'account-detail-view', poller: 'account', tab: 'accounts' },
-    },
-    pollers,
-    route(hash) {
-      let m;
-      if ((m = /^#\/accounts\/(.+)$/.exec(hash))) openAccount(kit.decodeHashPart(m[1]));
-      else if (/^#\/accounts\/?$/.test(hash)) openAccounts();
-      else return false;
-      return true;
-    },
+    ...nav,
     reset() {
       list.reset();
       A.id = null;

@@ -7,7 +7,7 @@
 // from its `name`: `<name>-table`, `<name>-tbody`, `<name>-empty`,
 // `<name>-prev`, `<name>-next`, `<name>-page` and `<name>-range`.
 
-import { $, PAGE_SIZE, api, currentCursor, pageRange, poller, reconcile, renderPagerOf, setText, show, turnPage } from './kit.js';
+import { $, PAGE_SIZE, api, currentCursor, decodeHashPart, pageRange, poller, reconcile, renderPagerOf, setText, show, turnPage } from './kit.js';
 
 /**
  * A list view. `o`:
@@ -116,4 +116,33 @@ export function listView(o) {
     },
   };
   return self;
+}
+
+/**
+ * The navigation of a list and the detail view of one of its items: the
+ * views (both under the list's tab), their pollers (the list's own, the
+ * detail's, and any `more`), and the routes `#/<name>` (with an optional
+ * `?query`, passed to `openList`) and `#/<name>/<id>` (the id decoded).
+ * `o`: `name`, `list` (a `listView`), `detail` (the detail view's name),
+ * `listEl`, `detailEl`, `detailPoller`, optional `more`, `openList(query)`,
+ * `openDetail(id)`, optional `listRoute` (false: the list has no route of
+ * its own, it opens as the fallback).
+ */
+export function listAndDetail(o) {
+  const detailRe = new RegExp(`^#/${o.name}/(.+)$`);
+  const listRe = new RegExp(`^#/${o.name}/?(?:\\?(.*))?$`);
+  return {
+    views: {
+      [o.name]: { el: o.listEl, poller: o.name, tab: o.name },
+      [o.detail]: { el: o.detailEl, poller: o.detail, tab: o.name },
+    },
+    pollers: { [o.name]: o.list.poller, [o.detail]: o.detailPoller, ...(o.more || {}) },
+    route(hash) {
+      let m;
+      if ((m = detailRe.exec(hash))) o.openDetail(decodeHashPart(m[1]));
+      else if (o.listRoute !== false && (m = listRe.exec(hash))) o.openList(m[1]);
+      else return false;
+      return true;
+    },
+  };
 }

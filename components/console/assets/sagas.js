@@ -5,9 +5,9 @@
 
 import {
   $, h, api, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, toneBadge, eventTone, kv, relSpan,
-  prettyJson, compactJson, setOptions, parseTime, serverNow, fmtDuration, fmtMs, fmtClock, fmtNum, dash, gotoForm, decodeHashPart,
+  prettyJson, compactJson, setOptions, parseTime, serverNow, fmtDuration, fmtMs, fmtClock, fmtNum, dash, gotoForm,
 } from './kit.js';
-import { listView } from './list.js';
+import { listAndDetail, listView } from './list.js';
 import { drawTimeline, timelineLegend } from './timeline.js';
 
 const SAGAS_EVERY_MS = 2000;
@@ -367,29 +367,20 @@ export function sagasModule(ctx, { addEventType }) {
 
   // ------------------------------------------------------------------ wiring
 
-  const pollers = {
-    sagas: list.poller,
-    saga: poller(loadSaga, SAGA_EVERY_MS),
-  };
+  const nav = listAndDetail({
+    name: 'sagas', list, listEl: 'sagas-view', openList: openSagas,
+    detail: 'saga', detailEl: 'saga-detail-view', openDetail: openSaga,
+    detailPoller: poller(loadSaga, SAGA_EVERY_MS),
+  });
+  const { pollers } = nav;
 
   return {
-    views: {
-      sagas: { el: 'sagas-view', poller: 'sagas', tab: 'sagas' },
-      saga: { el: 'saga-detail-view', poller: 'saga', tab: 'sagas' },
-    },
-    pollers,
+    ...nav,
     ensureDefinitions,
     /** Another view opens: no saga is open, and the definitions are read again next time. */
     leave() {
       G.id = null;
       S.definitions = null;
-    },
-    route(hash) {
-      let m;
-      if ((m = /^#\/sagas\/(.+)$/.exec(hash))) openSaga(decodeHashPart(m[1]));
-      else if (/^#\/sagas\/?$/.test(hash)) openSagas();
-      else return false;
-      return true;
     },
     reset() {
       list.reset();

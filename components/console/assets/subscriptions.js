@@ -5,7 +5,7 @@
 // API's: the actions offered are a subscription's `allowed_actions` (and the
 // key's `subscriptions.manage`), refusals show its message.
 
-import { listView } from './list.js';
+import { listAndDetail, listView } from './list.js';
 
 const LIST_EVERY_MS = 2000;
 const SUBSCRIPTION_EVERY_MS = 1500;
@@ -446,24 +446,15 @@ export function subscriptionsModule(kit) {
 
   // ------------------------------------------------------------------ wiring
 
-  const pollers = {
-    subscriptions: list.poller,
-    subscription: poller(loadSubscription, SUBSCRIPTION_EVERY_MS),
-  };
+  const nav = listAndDetail({
+    name: 'subscriptions', list, listEl: 'subscriptions-view', openList: openSubscriptions,
+    detail: 'subscription', detailEl: 'subscription-detail-view', openDetail: openSubscription,
+    detailPoller: poller(loadSubscription, SUBSCRIPTION_EVERY_MS),
+  });
+  const { pollers } = nav;
 
   return {
-    views: {
-      subscriptions: { el: 'subscriptions-view', poller: 'subscriptions', tab: 'subscriptions' },
-      subscription: { el: 'subscription-detail-view', poller: 'subscription', tab: 'subscriptions' },
-    },
-    pollers,
-    route(hash) {
-      let m;
-      if ((m = /^#\/subscriptions\/(.+)$/.exec(hash))) openSubscription(kit.decodeHashPart(m[1]));
-      else if (/^#\/subscriptions\/?$/.test(hash)) openSubscriptions();
-      else return false;
-      return true;
-    },
+    ...nav,
     reset() {
       list.reset();
       D.id = null;

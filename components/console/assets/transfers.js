@@ -2,7 +2,7 @@
 // its journal, the receipt-code lookup, and the form that makes a transfer
 // with an Idempotency-Key. Every rule is the API's: refusals show its message.
 
-import { listView } from './list.js';
+import { listAndDetail, listView } from './list.js';
 import { amountJson, setMoney, sumMinor } from './money.js';
 
 const LIST_EVERY_MS = 2000;
@@ -395,25 +395,16 @@ export function transfersModule(kit) {
 
   // ---------------------------------------------------------------- wiring
 
-  const pollers = {
-    transfers: list.poller,
-    transfer: poller(loadTransfer, TRANSFER_EVERY_MS),
-    transferResult: poller(followResult, RESULT_EVERY_MS),
-  };
+  const nav = listAndDetail({
+    name: 'transfers', list, listEl: 'transfers-view', openList: openTransfers,
+    detail: 'transfer', detailEl: 'transfer-detail-view', openDetail: openTransfer,
+    detailPoller: poller(loadTransfer, TRANSFER_EVERY_MS),
+    more: { transferResult: poller(followResult, RESULT_EVERY_MS) },
+  });
+  const { pollers } = nav;
 
   return {
-    views: {
-      transfers: { el: 'transfers-view', poller: 'transfers', tab: 'transfers' },
-      transfer: { el: 'transfer-detail-view', poller: 'transfer', tab: 'transfers' },
-    },
-    pollers,
-    route(hash) {
-      let m;
-      if ((m = /^#\/transfers\/(.+)$/.exec(hash))) openTransfer(kit.decodeHashPart(m[1]));
-      else if ((m = /^#\/transfers\/?(?:\?(.*))?$/.exec(hash))) openTransfers(m[1]);
-      else return false;
-      return true;
-    },
+    ...nav,
     reset() {
       T.account = '';
       T.status = '';

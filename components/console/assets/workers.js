@@ -5,9 +5,9 @@
 
 import {
   $, h, api, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, relSpan, took, prettyJson,
-  parseTime, fmtRelative, fmtClock, fmtNum, dash, parseIds, gotoForm, decodeHashPart, PAGE_SIZE,
+  parseTime, fmtRelative, fmtClock, fmtNum, dash, parseIds, gotoForm, PAGE_SIZE,
 } from './kit.js';
-import { listView } from './list.js';
+import { listAndDetail, listView } from './list.js';
 
 const WORKERS_EVERY_MS = 2000;
 const DETAIL_EVERY_MS = 2000;
@@ -485,23 +485,16 @@ export function workersModule(ctx) {
 
   // ------------------------------------------------------------------ wiring
 
-  const pollers = {
-    workers: list.poller,
-    detail: poller(loadDetail, DETAIL_EVERY_MS),
-  };
+  // The list has no route of its own: it is what any other hash opens.
+  const nav = listAndDetail({
+    name: 'workers', list, listEl: 'workers-view', openList: openList, listRoute: false,
+    detail: 'detail', detailEl: 'detail-view', openDetail,
+    detailPoller: poller(loadDetail, DETAIL_EVERY_MS),
+  });
+  const { pollers } = nav;
 
   return {
-    views: {
-      workers: { el: 'workers-view', poller: 'workers', tab: 'workers' },
-      detail: { el: 'detail-view', poller: 'detail', tab: 'workers' },
-    },
-    pollers,
-    route(hash) {
-      let m;
-      if (!(m = /^#\/workers\/(.+)$/.exec(hash))) return false;
-      openDetail(decodeHashPart(m[1]));
-      return true;
-    },
+    ...nav,
     /** Whatever no other view claims opens the list. */
     fallback: openList,
     /** The top bar's counts changed: the range names them. */
