@@ -10,7 +10,7 @@ const ACCOUNT_EVERY_MS = 2000;
 
 /** The view module; `kit` is the console's shared toolkit (kit.js) and the shell's context (shell.js), as app.js hands it. */
 export function accountsModule(kit) {
-  const { $, h, api, request, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, dash } = kit;
+  const { $, h, api, request, quiet, poller, flash, formBoxes, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, dash } = kit;
 
   const list = listView({
     name: 'accounts',
@@ -221,11 +221,9 @@ export function accountsModule(kit) {
 
   async function submitCreate(ev) {
     ev.preventDefault();
-    const err = $('account-form-error');
-    const ok = $('account-form-result');
-    flash(err, '', '');
-    flash(ok, '', '');
-    delete err.dataset.errorCode;
+    const boxes = formBoxes('account-form-error', 'account-form-result');
+    const { err, ok } = boxes;
+    boxes.clear();
     const id = $('account-form-id').value.trim();
     if (!id) {
       flash(err, 'Enter the account id.', 'error');
@@ -248,10 +246,7 @@ export function accountsModule(kit) {
       $('account-form-name').value = '';
       $('account-form-allow-negative').checked = false;
     } catch (e) {
-      if (!quiet(e)) {
-        flash(err, e.message, 'error');
-        err.dataset.errorCode = e.code || '';
-      }
+      boxes.fail(e);
     } finally {
       btn.disabled = false;
       if (pollers.accounts.active) pollers.accounts.kick();

@@ -394,3 +394,27 @@ export function gotoForm(prefix, hash) {
     if (id) location.hash = `${hash}${encodeURIComponent(id)}`;
   });
 }
+
+/**
+ * A form's error and result boxes (by id): `clear()` empties both and the
+ * error's code, `fail(e)` shows an API error with its code kept in
+ * `data-error-code` (a test hook), unless signing out explains it.
+ */
+export function formBoxes(errId, okId) {
+  const err = $(errId);
+  const ok = $(okId);
+  return {
+    err,
+    ok,
+    clear() {
+      flash(err, '', '');
+      flash(ok, '', '');
+      delete err.dataset.errorCode;
+    },
+    fail(e) {
+      if (quiet(e)) return;
+      flash(err, e.message, 'error');
+      err.dataset.errorCode = e.code || '';
+    },
+  };
+}

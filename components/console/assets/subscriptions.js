@@ -42,7 +42,7 @@ export function failingDeliveries(attempts) {
 
 /** The view module; `kit` is the console's shared toolkit (kit.js) and the shell's context (shell.js), as app.js hands it. */
 export function subscriptionsModule(kit) {
-  const { $, h, api, quiet, request, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, fmtNum, dash } = kit;
+  const { $, h, api, quiet, request, poller, flash, formBoxes, setText, setAttr, show, reconcile, stateBadge, kv, fmtClock, fmtNum, dash } = kit;
 
   const list = listView({
     name: 'subscriptions',
@@ -393,11 +393,9 @@ export function subscriptionsModule(kit) {
 
   async function submitCreate(ev) {
     ev.preventDefault();
-    const err = $('subscription-form-error');
-    const ok = $('subscription-form-result');
-    flash(err, '', '');
-    flash(ok, '', '');
-    delete err.dataset.errorCode;
+    const boxes = formBoxes('subscription-form-error', 'subscription-form-result');
+    const { err, ok } = boxes;
+    boxes.clear();
     hideSecret();
     const url = $('subscription-form-url').value.trim();
     if (!url) {
@@ -421,10 +419,7 @@ export function subscriptionsModule(kit) {
       $('subscription-form-types').value = '';
       $('subscription-form-description').value = '';
     } catch (e) {
-      if (!quiet(e)) {
-        flash(err, e.message, 'error');
-        err.dataset.errorCode = e.code || '';
-      }
+      boxes.fail(e);
     } finally {
       btn.disabled = false;
       if (pollers.subscriptions.active) pollers.subscriptions.kick();

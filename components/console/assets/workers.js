@@ -4,7 +4,7 @@
 // `allowed_actions`, refusals show its message.
 
 import {
-  $, h, api, quiet, poller, flash, setText, setAttr, show, reconcile, stateBadge, kv, relSpan, took, prettyJson,
+  $, h, api, quiet, poller, flash, formBoxes, setText, setAttr, show, reconcile, stateBadge, kv, relSpan, took, prettyJson,
   parseTime, fmtRelative, fmtClock, fmtNum, dash, parseIds, gotoForm, PAGE_SIZE,
 } from './kit.js';
 import { listAndDetail, listView } from './list.js';
@@ -209,11 +209,9 @@ export function workersModule(ctx) {
 
   async function submitStart(ev) {
     ev.preventDefault();
-    const err = $('start-error');
-    const ok = $('start-result');
-    flash(err, '', '');
-    flash(ok, '', '');
-    delete err.dataset.errorCode;
+    const boxes = formBoxes('start-error', 'start-result');
+    const { err, ok } = boxes;
+    boxes.clear();
     const ids = parseIds($('start-binding-ids').value);
     if (ids.length === 0) {
       flash(err, 'Enter at least one binding id.', 'error');
@@ -244,10 +242,7 @@ export function workersModule(ctx) {
       flash(ok, `Started ${fmtNum(n)} worker${n === 1 ? '' : 's'}: ${shown}${n > 5 ? ', …' : ''}`, 'ok');
       $('start-binding-ids').value = '';
     } catch (e) {
-      if (!quiet(e)) {
-        flash(err, e.message, 'error');
-        err.dataset.errorCode = e.code || '';
-      }
+      boxes.fail(e);
     } finally {
       btn.disabled = false;
       ctx.pollers.workers.kick();
