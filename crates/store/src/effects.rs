@@ -1,5 +1,6 @@
-//! Carries out a worker's effects in the caller's transaction, then saves
-//! it: the one way every component persists a worker change.
+//! Carries out a worker's effects in the caller's transaction (its OTP
+//! items, its iterations and their metrics). Saving comes after, in
+//! [`crate::machines::apply_and_save`] and its siblings, for every kind.
 
 use stepwise_engine::worker::{Effect, Worker};
 
