@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use stepwise_e2e::app::App;
-use stepwise_e2e::{json, poll_until};
+use sha2::{Digest, Sha512};
+use stepwise_e2e::app::{self, App};
+use stepwise_e2e::receiver::Receiver;
+use stepwise_e2e::{json, ledger, poll_until, Answer, Value};
 
 /// Parses the text exposition into `series (name{labels}) -> value`.
 fn scrape(app: &App) -> BTreeMap<String, f64> {
@@ -153,4 +155,221 @@ fn openapi_document_covers_every_spin_route_and_is_valid_openapi_3_1() {
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
     assert!(page.body.contains("/api/openapi.json"), "the page renders the document");
     assert!(!page.body.contains("http://") && !page.body.contains("https://"), "no CDN: works offline");
+}
+
+/// Real answers, recorded with the document's path template they answer.
+struct Answers(Vec<Value>);
+
+impl Answers {
+    /// Records `a` as the answer of `method route`.
+    fn record(&mut self, method: &str, route: &str, a: &Answer) -> Value {
+        let body: Value = serde_json::from_str(&a.body)
+            .unwrap_or_else(|e| panic!("{method} {route} answered {} with no JSON ({e}): {}", a.status, a.body));
+        self.0.push(json!({ "method": method, "route": route, "status": a.status, "body": body.clone() }));
+        body
+    }
+}
+
+/// Every JSON route of the API answers what the OpenAPI document says it
+/// answers: each answer below (successes and errors, every resource) is
+/// validated against the schema the document gives its route, method and
+/// status, by the `jsonschema` package, with object schemas made strict (an
+/// answer with a field the document lacks fails, as one missing a required
+/// field does). The document is the one the same app serves.
+#[test]
+fn every_route_answers_what_its_schema_in_the_openapi_document_says() {
+    let receiver = Receiver::start();
+    let app = App::with(app::config().var("event_destinations", &receiver.origin()));
+    let mut seen = Answers(Vec::new());
+    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
+        let a = app.api(method, path, body);
+        seen.record(method, route, &a)
+    };
+
+    // Operations.
+    call("GET", "/api/health", "/api/health", None);
+    call("GET", "/api/status", "/api/status", None);
+    call("GET", "/api/requests", "/api/requests?cursor=x", None);
+
+    // Workers, the OTP queue and the request log.
+    app.script("oa-otp", json!({ "outcomes": ["otp"], "otp": "123456" }));
+    call(
+        "POST",
+        "/api/workers",
+        "/api/workers",
+        Some(json!({ "binding_ids": ["oa-1"], "policy": { "max_iterations": 1 } })),
+    );
+    call("POST", "/api/workers", "/api/workers", Some(json!({ "binding_ids": [] })));
+    call("POST", "/api/workers", "/api/workers", Some(json!({ "binding_ids": ["oa-otp"] })));
+    app.wait_stopped("oa-1");
+    let waiting = poll_until(Duration::from_secs(30), "an OTP item", || {
+        let items = app.api("GET", "/api/otp", None).json()["items"].as_array().cloned().unwrap_or_default();
+        items.first().cloned()
+    });
+    call("GET", "/api/otp", "/api/otp", None);
+    let tx = waiting["transaction_id"].as_str().unwrap().to_string();
+    call("GET", "/api/workers/{binding_id}", "/api/workers/oa-otp", None);
+    call("POST", "/api/otp/{transaction_id}", "/api/otp/T-none", Some(json!({ "otp": "123456" })));
+    call("POST", "/api/otp/{transaction_id}", &format!("/api/otp/{tx}"), Some(json!({ "otp": "12" })));
+    call("POST", "/api/otp/{transaction_id}", &format!("/api/otp/{tx}"), Some(json!({ "otp": "123456" })));
+    call("GET", "/api/workers", "/api/workers?limit=1", None);
+    call("GET", "/api/workers", "/api/workers?state=nope", None);
+    call("GET", "/api/workers/{binding_id}", "/api/workers/oa-1", None);
+    call("GET", "/api/workers/{binding_id}", "/api/workers/nobody", None);
+    call("GET", "/api/workers/{binding_id}/iterations", "/api/workers/oa-1/iterations", None);
+    call("GET", "/api/workers/{binding_id}/iterations", "/api/workers/nobody/iterations", None);
+    call("POST", "/api/workers/{binding_id}/{action}", "/api/workers/oa-otp/pause", None);
+    call("POST", "/api/workers/{binding_id}/{action}", "/api/workers/oa-1/pause", None);
+    call("POST", "/api/workers/{action}", "/api/workers/resume", Some(json!({ "binding_ids": ["oa-otp"] })));
+    call("POST", "/api/workers/{action}", "/api/workers/stop", Some(json!({ "all": true })));
+    call("POST", "/api/workers/{action}", "/api/workers/stop", Some(json!({ "binding_ids": ["nobody"] })));
+    call("GET", "/api/requests", "/api/requests?binding_id=oa-1", None);
+    call("GET", "/api/requests", "/api/requests", None);
+
+    // Keys, the session and the audit trail.
+    call("GET", "/api/session", "/api/session", None);
+    let key = call("POST", "/api/keys", "/api/keys", Some(json!({ "name": "oa-reader", "scope": "read" })));
+    call("POST", "/api/keys", "/api/keys", Some(json!({ "name": "", "scope": "read" })));
+    call("GET", "/api/keys", "/api/keys", None);
+    call("GET", "/api/audit", "/api/audit?limit=5", None);
+    let reader = key["secret"].as_str().unwrap();
+    let refused = app.api_as(reader, "POST", "/api/workers/oa-1/stop", None);
+    seen.record("POST", "/api/workers/{binding_id}/{action}", &refused);
+    let unauthorized = app.api_as("not-a-key", "GET", "/api/status", None);
+    seen.record("GET", "/api/status", &unauthorized);
+    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
+        let a = app.api(method, path, body);
+        seen.record(method, route, &a)
+    };
+    call("DELETE", "/api/keys/{id}", &format!("/api/keys/{}", key["id"].as_str().unwrap()), None);
+
+    // The ledger.
+    for (id, negative) in [("oa-bank", true), ("oa-ani", false)] {
+        let body = json!({ "id": id, "currency": "IDR", "allow_negative": negative, "name": id });
+        call("POST", "/api/accounts", "/api/accounts", Some(body));
+    }
+    call("POST", "/api/accounts", "/api/accounts", Some(json!({ "id": "oa-ani", "currency": "IDR" })));
+    call("POST", "/api/accounts", "/api/accounts", Some(json!({ "id": "oa-ani", "currency": "USD" })));
+    let t = ledger::post(&app, "oa-key-1", &ledger::body("oa-bank", "oa-ani", 5000, "IDR"));
+    let transfer = seen.record("POST", "/api/transfers", &t);
+    let refused = ledger::post(&app, "oa-key-2", &ledger::body("oa-ani", "oa-bank", 1_000_000, "IDR"));
+    seen.record("POST", "/api/transfers", &refused);
+    let code = transfer["receipt_code"].as_str().unwrap().to_string();
+    let done = ledger::wait_final(&app, &code, Duration::from_secs(30));
+    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
+        let a = app.api(method, path, body);
+        seen.record(method, route, &a)
+    };
+    call("GET", "/api/transfers/{receipt_code}", &format!("/api/transfers/{code}"), None);
+    call("GET", "/api/transfers/{receipt_code}", "/api/transfers/TR-XXXX", None);
+    call("GET", "/api/transfers", "/api/transfers?account=oa-ani", None);
+    call("GET", "/api/accounts", "/api/accounts", None);
+    call("GET", "/api/accounts/{id}", "/api/accounts/oa-ani", None);
+    call("GET", "/api/accounts/{id}", "/api/accounts/nobody", None);
+    call("POST", "/api/accounts/{id}/{action}", "/api/accounts/oa-ani/freeze", None);
+    call("GET", "/api/journals/{id}", &format!("/api/journals/{}", done["journal_id"]), None);
+    call("GET", "/api/journals/{id}", "/api/journals/0", None);
+    call("GET", "/api/journals", &format!("/api/journals?external_ref={code}"), None);
+
+    // Subscriptions (a webhook to the receiver).
+    let sub = call(
+        "POST",
+        "/api/subscriptions",
+        "/api/subscriptions",
+        Some(json!({ "kind": "webhook", "url": receiver.url("/hooks"), "types": ["*"] })),
+    );
+    call(
+        "POST",
+        "/api/subscriptions",
+        "/api/subscriptions",
+        Some(json!({ "kind": "webhook", "url": "http://127.0.0.2:9/x" })),
+    );
+    let sub_path = format!("/api/subscriptions/{}", sub["id"].as_str().unwrap());
+    call("GET", "/api/subscriptions", "/api/subscriptions", None);
+    call("GET", "/api/subscriptions/{id}", &sub_path, None);
+    call("PATCH", "/api/subscriptions/{id}", &sub_path, Some(json!({ "status": "paused" })));
+    call("GET", "/api/subscriptions/{id}/deliveries", &format!("{sub_path}/deliveries"), None);
+    call("POST", "/api/subscriptions/{id}/replay", &format!("{sub_path}/replay"), Some(json!({ "from_seq": 1 })));
+    call("DELETE", "/api/subscriptions/{id}", &sub_path, None);
+    call("GET", "/api/subscriptions/{id}", &sub_path, None);
+
+    // Sagas: a checkout against the sandbox, settled by a notification.
+    let put = app.sandbox.json("PUT", "/sandbox/products/oa-p", &[], &json!({ "price": 10000, "stock": 5 }));
+    assert_eq!(put.status, 200, "{}", put.body);
+    call("GET", "/api/saga-definitions", "/api/saga-definitions", None);
+    call("GET", "/api/saga-definitions/{name}", "/api/saga-definitions/checkout", None);
+    call("GET", "/api/saga-definitions/{name}", "/api/saga-definitions/nothing", None);
+    let definition = json!({ "name": "oa_saga", "timeout_ms": 60000,
+        "steps": [{ "name": "look", "action": { "service": "products", "method": "GET", "path": "/products/oa-p" } }] });
+    call("POST", "/api/saga-definitions", "/api/saga-definitions", Some(definition));
+    call("POST", "/api/saga-definitions", "/api/saga-definitions", Some(json!({ "name": "oa_bad", "steps": [] })));
+    let input = json!({ "user_token": "demo", "items": [{ "product_id": "oa-p", "price": 10000, "quantity": 2 }],
+        "payment_ttl_ms": 600000 });
+    let start = json!({ "definition": "checkout", "input": input, "idempotency_key": "oa-saga-1" });
+    let saga = call("POST", "/api/sagas", "/api/sagas", Some(start.clone()));
+    call("POST", "/api/sagas", "/api/sagas", Some(start));
+    call("POST", "/api/sagas", "/api/sagas", Some(json!({ "definition": "nothing", "input": {} })));
+    let id = saga["id"].as_str().unwrap().to_string();
+    let other = call("POST", "/api/sagas", "/api/sagas", Some(json!({ "definition": "checkout", "input": input })));
+    let other = other["id"].as_str().unwrap().to_string();
+    for s in [&id, &other] {
+        poll_until(Duration::from_secs(30), "the checkout to wait for its payment", || {
+            (app.api("GET", &format!("/api/sagas/{s}"), None).json()["status"] == "waiting").then_some(())
+        });
+    }
+    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
+        let a = app.api(method, path, body);
+        seen.record(method, route, &a)
+    };
+    call("POST", "/api/sagas/{id}/rollback", &format!("/api/sagas/{other}/rollback"), Some(json!({ "reason": "oa" })));
+    call("POST", "/api/sagas/{id}/steps/{step}/retry", &format!("/api/sagas/{id}/steps/reserve_stock/retry"), None);
+    // The sandbox records the payment and notifies; the same notification
+    // sent again is answered too (accepted or a duplicate).
+    let paid =
+        app.sandbox.json("POST", &format!("/sandbox/payments/{id}/pay"), &[], &json!({ "status": "settlement" }));
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    let gross = "20000.00";
+    let signature = hex::encode(Sha512::digest(format!("{id}200{gross}{}", app::SANDBOX_KEY)));
+    let note = json!({ "order_id": id, "status_code": "200", "gross_amount": gross, "transaction_status": "settlement",
+        "fraud_status": "accept", "signature_key": signature, "payment_type": "credit_card" });
+    for _ in 0..2 {
+        let a = app.runner.json("POST", "/webhooks/midtrans", &[], &note);
+        seen.record("POST", "/webhooks/midtrans", &a);
+    }
+    let bad = json!({ "order_id": id, "status_code": "200", "gross_amount": gross, "transaction_status": "settlement",
+        "signature_key": "00" });
+    let a = app.runner.json("POST", "/webhooks/midtrans", &[], &bad);
+    seen.record("POST", "/webhooks/midtrans", &a);
+    poll_until(Duration::from_secs(30), "the checkout to complete", || {
+        (app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"] == "completed").then_some(())
+    });
+    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
+        let a = app.api(method, path, body);
+        seen.record(method, route, &a)
+    };
+    call("GET", "/api/sagas/{id}", &format!("/api/sagas/{id}"), None);
+    call("GET", "/api/sagas/{id}", "/api/sagas/SG-none", None);
+    call("GET", "/api/sagas", "/api/sagas?limit=5", None);
+    call("GET", "/api/sagas", "/api/sagas?status=nope", None);
+    call("GET", "/api/sagas/{id}/events", &format!("/api/sagas/{id}/events"), None);
+    call("GET", "/api/events", "/api/events?after=0", None);
+    call("GET", "/api/events", "/api/events?after=-1", None);
+    call("GET", "/api/stats", "/api/stats", None);
+    call("GET", "/api/stats", "/api/stats?x=1", None);
+
+    // Checked against the document the app serves.
+    let doc = app.runner.get("/api/openapi.json").json();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("answers.json");
+    let answers = seen.0;
+    assert!(answers.len() >= 80, "{} answers recorded", answers.len());
+    std::fs::write(&file, json!({ "document": doc, "answers": answers }).to_string()).unwrap();
+    let script = stepwise_e2e::project_root().join("tests/support/check_answers.py");
+    let out = std::process::Command::new("python3").arg(script).arg(&file).output().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "answers disagree with their schemas in the OpenAPI document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

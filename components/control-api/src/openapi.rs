@@ -2,10 +2,15 @@
 //! `GET /api/docs` (an offline page that renders it). Both are public: they
 //! hold no data, and a browser cannot send the bearer token on navigation.
 //!
-//! Request schemas are derived from the types the handlers parse
-//! (`StartRequest`, `BulkRequest`, `PolicyPatch`, `otp::Submission`); answer
-//! schemas are described by the documentation types below, which mirror the
-//! engine's and the store's JSON.
+//! Answer schemas are the types the components answer with
+//! (`stepwise_engine::views`, and the key and subscription views of this
+//! component), so the document and the answers cannot differ; request
+//! schemas are derived from the types the handlers parse (`StartRequest`,
+//! `BulkRequest`, `PolicyPatch`, `otp::Submission`, the key and subscription
+//! requests) or, where a component reads the body field by field, described
+//! in `openapi_ledger` and `openapi_sagas` beside their routes.
+//!
+//! The functions below only carry the `#[utoipa::path]` of each route.
 
 #![allow(dead_code)]
 
@@ -14,216 +19,25 @@ use stepwise_engine::otp::Submission;
 use stepwise_engine::policy::{Policy, PolicyPatch};
 use stepwise_web::{query, ApiResult};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
+
+use stepwise_engine::views::ledger::{
+    AccountLine, AccountList, AccountView, JournalLine, JournalList, JournalView, TransferList, TransferView,
+};
+use stepwise_engine::views::operations::{
+    Health, OtpQueueStatus, RequestLog, RequestLogEntry, RequestLogStatus, StateCounts, Status,
+};
+use stepwise_engine::views::otp::{OtpItem, OtpList, OtpSubmitted};
+use stepwise_engine::views::sagas::{
+    CompensationView, DefinitionStats, NotificationAnswer, OutboxEvent, OutboxPage, SagaDefinitionList,
+    SagaDefinitionView, SagaEventView, SagaHistory, SagaList, SagaStats, SagaStepView, SagaView, StepDurations,
+};
+use stepwise_engine::views::worker::{
+    BulkAnswer, CurrentTransaction, IterationList, IterationRow, IterationView, StartedWorkers, WorkerList, WorkerView,
+};
+use stepwise_engine::views::{ErrorBody, ErrorDetail};
 
 use crate::workers::{BulkRequest, StartRequest};
-
-/// The contract's error answer.
-#[derive(ToSchema)]
-pub(crate) struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// What went wrong: a stable `code` for programs and a `message` for people.
-#[derive(ToSchema)]
-struct ErrorDetail {
-    /// snake_case, e.g. `invalid_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`.
-    code: String,
-    /// What is wrong, naming the field for bad input.
-    message: String,
-}
-
-/// A binding worker (CONTRACT section 2).
-#[derive(ToSchema)]
-struct Worker {
-    binding_id: String,
-    run_id: u64,
-    /// `running`, `pausing`, `paused`, `stopping` or `stopped`.
-    state: String,
-    /// `idle`, `in_flight`, `awaiting_otp`, `processing` or `cooldown`.
-    phase: String,
-    /// `user`, `insufficient_balance_before_start`, `too_many_failures` or `max_iterations`.
-    stop_reason: Option<String>,
-    policy: Policy,
-    iterations: u64,
-    successes: u64,
-    failures: u64,
-    consecutive_failures: u32,
-    current_transaction: Option<CurrentTransaction>,
-    last_result: Option<IterationResult>,
-    /// RFC 3339 UTC.
-    next_step_at: Option<String>,
-    /// The controls that change this worker now (`pause`, `resume`, `stop`),
-    /// as the engine decides them; the console shows exactly these.
-    allowed_actions: Vec<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-/// The transaction the current iteration works on.
-#[derive(ToSchema)]
-struct CurrentTransaction {
-    id: String,
-    /// `SUKSES`, `PROCESSING` or `GAGAL`.
-    status: String,
-    otp_required: bool,
-    otp_submitted: bool,
-    otp_expires_at: Option<String>,
-    polls: u32,
-    closing_reason: Option<String>,
-    /// Minor units.
-    amount: Option<i64>,
-    /// Minor units.
-    balance: Option<i64>,
-}
-
-/// The last finished iteration.
-#[derive(ToSchema, serde::Serialize)]
-struct IterationResult {
-    iteration: u64,
-    /// `success`, `failure` or `stopped`.
-    outcome: String,
-    reason: Option<String>,
-    transaction_id: Option<String>,
-    amount: Option<i64>,
-    balance: Option<i64>,
-    receipt_code: Option<String>,
-    started_at: String,
-    finished_at: String,
-}
-
-/// An iteration row: its id and run, and the iteration's result.
-#[derive(ToSchema, serde::Serialize)]
-struct Iteration {
-    id: i64,
-    run_id: u64,
-    #[serde(flatten)]
-    result: IterationResult,
-}
-
-/// `{"workers": [...]}`.
-#[derive(ToSchema)]
-struct WorkerList {
-    workers: Vec<Worker>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
-}
-
-/// The answer to a bulk control.
-#[derive(ToSchema)]
-struct BulkAnswer {
-    affected: u64,
-    /// Present for `binding_ids` requests.
-    workers: Option<Vec<Worker>>,
-}
-
-/// `{"iterations": [...]}`, newest first.
-#[derive(ToSchema)]
-struct IterationList {
-    iterations: Vec<Iteration>,
-    next_cursor: Option<String>,
-}
-
-/// A request-log row (CONTRACT section 4). OTPs are masked as `******`.
-#[derive(ToSchema)]
-struct RequestLogEntry {
-    /// The row id: the request id that was sent.
-    request_id: String,
-    /// The kind of machine that made the call (`worker`).
-    machine_kind: String,
-    /// Its id (a worker's binding id).
-    machine_id: String,
-    /// The binding, for a worker's calls.
-    binding_id: Option<String>,
-    run_id: u64,
-    operation: String,
-    transaction_id: Option<String>,
-    attempt_number: u32,
-    is_latest: bool,
-    method: String,
-    url: String,
-    #[schema(value_type = Object)]
-    request_payload: serde_json::Value,
-    created_at: String,
-    status_code: Option<u16>,
-    response_code: Option<String>,
-    response_message: Option<String>,
-    response_payload: Option<String>,
-    is_success: Option<bool>,
-    duration_ms: Option<i64>,
-    overhead_us: Option<i64>,
-    responded_at: Option<String>,
-}
-
-/// `{"requests": [...]}`, newest first.
-#[derive(ToSchema)]
-struct RequestLog {
-    requests: Vec<RequestLogEntry>,
-    next_cursor: Option<String>,
-}
-
-/// How many workers are in each state.
-#[derive(ToSchema)]
-struct StateCounts {
-    running: u64,
-    pausing: u64,
-    paused: u64,
-    stopping: u64,
-    stopped: u64,
-    total: u64,
-}
-
-/// The OTP queue's summary.
-#[derive(ToSchema)]
-struct OtpQueueStatus {
-    length: u64,
-    oldest_requested_at: Option<String>,
-    oldest_age_ms: Option<i64>,
-}
-
-/// Request-log size.
-#[derive(ToSchema)]
-struct RequestLogStatus {
-    rows: u64,
-}
-
-/// `GET /api/status`.
-#[derive(ToSchema)]
-struct Status {
-    workers: StateCounts,
-    otp_queue: OtpQueueStatus,
-    request_log: RequestLogStatus,
-    time: String,
-}
-
-/// `GET /api/health`.
-#[derive(ToSchema)]
-struct Health {
-    /// `ok`.
-    status: String,
-}
-
-/// A transaction waiting for an OTP.
-#[derive(ToSchema)]
-struct OtpItem {
-    transaction_id: String,
-    binding_id: String,
-    requested_at: String,
-    expires_at: String,
-}
-
-/// `{"items": [...]}`, oldest first.
-#[derive(ToSchema)]
-struct OtpList {
-    items: Vec<OtpItem>,
-}
-
-/// `{"transaction_id", "status": "submitted"}`.
-#[derive(ToSchema)]
-struct OtpSubmitted {
-    transaction_id: String,
-    status: String,
-}
 
 /// Liveness; no auth.
 #[utoipa::path(get, path = "/api/health", tag = "operations", security(()),
@@ -266,7 +80,7 @@ fn list_workers() {}
 
 /// Starts workers: a running one is left as it is, a stopped one starts a new run.
 #[utoipa::path(post, path = "/api/workers", tag = "workers", request_body = StartRequest,
-    responses((status = 202, body = WorkerList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 202, body = StartedWorkers), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 413, body = ErrorBody)))]
 fn start_workers() {}
 
@@ -280,7 +94,7 @@ fn bulk_control() {}
 /// One worker.
 #[utoipa::path(get, path = "/api/workers/{binding_id}", tag = "workers",
     params(("binding_id" = String, Path)),
-    responses((status = 200, body = Worker), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = WorkerView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 fn get_worker() {}
 
 /// One worker's iterations, newest first.
@@ -292,7 +106,7 @@ fn iterations() {}
 /// Pauses, resumes or stops one worker, at the loop boundary.
 #[utoipa::path(post, path = "/api/workers/{binding_id}/{action}", tag = "workers",
     params(("binding_id" = String, Path), ("action" = String, Path, description = "pause, resume or stop")),
-    responses((status = 202, body = Worker), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = WorkerView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
 fn control() {}
 
@@ -400,6 +214,45 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers every route behind the bearer token may give, written once:
+/// 401 without a live key, and 403 (`insufficient_scope`) where the key's
+/// scope may not be enough (every change, and the admin reads).
+struct AuthAnswers;
+
+impl Modify for AuthAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            ResponseBuilder::new().description(description).content("application/json", content).build()
+        };
+        let public = utoipa::openapi::security::SecurityRequirement::default();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let admin_read = path == "/api/keys" || path == "/api/audit";
+            let operations = [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Put, item.put.as_mut()),
+                (HttpMethod::Patch, item.patch.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+            ];
+            for (method, op) in operations {
+                let Some(op) = op else { continue };
+                if op.security.as_ref().is_some_and(|s| s.iter().all(|r| *r == public)) {
+                    continue;
+                }
+                let responses = &mut op.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| error("No live key (`unauthorized`)").into());
+                if method != HttpMethod::Get || admin_read {
+                    responses
+                        .entry("403".into())
+                        .or_insert_with(|| error("The key's scope does not allow it (`insufficient_scope`)").into());
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Stepwise", version = "0.1.0",
@@ -415,21 +268,23 @@ impl Modify for BearerAuth {
           crate::openapi_ledger::create_account, crate::openapi_ledger::list_accounts, crate::openapi_ledger::get_account,
           crate::openapi_ledger::account_status, crate::openapi_ledger::create_transfer, crate::openapi_ledger::list_transfers,
           crate::openapi_ledger::get_transfer, crate::openapi_ledger::get_journal, crate::openapi_ledger::journals_by_ref),
-    components(schemas(ErrorBody, ErrorDetail, Worker, CurrentTransaction, IterationResult, Iteration, WorkerList,
-                       BulkAnswer, IterationList, RequestLogEntry, RequestLog, StateCounts, OtpQueueStatus,
+    components(schemas(ErrorBody, ErrorDetail, WorkerView, CurrentTransaction, IterationView, IterationRow, WorkerList,
+                       StartedWorkers, BulkAnswer, IterationList, RequestLogEntry, RequestLog, StateCounts, OtpQueueStatus,
                        RequestLogStatus, Status, Health, OtpItem, OtpList, OtpSubmitted, StartRequest, BulkRequest,
                        PolicyPatch, Policy, Submission,
-                       crate::openapi_sagas::SagaRequest, crate::openapi_sagas::SagaRetry, crate::openapi_sagas::SagaWait,
-                       crate::openapi_sagas::SagaStepDefinition, crate::openapi_sagas::SagaDefinition,
-                       crate::openapi_sagas::SagaDefinitionList, crate::openapi_sagas::SagaStart, crate::openapi_sagas::SagaCompensation,
-                       crate::openapi_sagas::SagaStep, crate::openapi_sagas::Saga, crate::openapi_sagas::SagaList,
-                       crate::openapi_sagas::SagaEvent, crate::openapi_sagas::SagaHistory, crate::openapi_sagas::RollbackRequest,
-                       crate::openapi_sagas::OutboxEvent, crate::openapi_sagas::OutboxPage,
+                       SagaView, SagaStepView, CompensationView, SagaList, SagaEventView, SagaHistory, SagaDefinitionView,
+                       SagaDefinitionList, OutboxEvent, OutboxPage, SagaStats, DefinitionStats, StepDurations,
+                       NotificationAnswer,
+                       stepwise_engine::views::saga_definition::SagaRequest,
+                       stepwise_engine::views::saga_definition::SagaRetry,
+                       stepwise_engine::views::saga_definition::SagaWait,
+                       stepwise_engine::views::saga_definition::SagaStepDefinition,
+                       stepwise_engine::views::saga_definition::SagaDefinition,
+                       crate::openapi_sagas::SagaStart, crate::openapi_sagas::RollbackRequest,
                        crate::openapi_sagas::MidtransNotification,
-                       crate::openapi_ledger::AccountCreate, crate::openapi_ledger::AccountLine, crate::openapi_ledger::Account,
-                       crate::openapi_ledger::AccountList, crate::openapi_ledger::TransferCreate, crate::openapi_ledger::Transfer,
-                       crate::openapi_ledger::TransferList, crate::openapi_ledger::JournalLine, crate::openapi_ledger::Journal,
-                       crate::openapi_ledger::JournalList, crate::keys::CreateKey, crate::keys::KeyView,
+                       AccountView, AccountLine, AccountList, TransferView, TransferList, JournalLine, JournalView,
+                       JournalList, crate::openapi_ledger::AccountCreate, crate::openapi_ledger::TransferCreate,
+                       crate::keys::CreateKey, crate::keys::KeyView,
                        crate::keys::CreatedKey, crate::keys::KeyList, crate::keys::AuditView, crate::keys::AuditPage,
                        crate::keys::SessionView, stepwise_engine::access::Scope,
                        crate::subscriptions::CreateSubscription, crate::subscriptions::PatchSubscription,
@@ -437,7 +292,7 @@ impl Modify for BearerAuth {
                        crate::subscriptions::LastErrorView, crate::subscriptions::CreatedSubscription,
                        crate::subscriptions::SubscriptionList, crate::subscriptions::DeliveryView,
                        crate::subscriptions::DeliveryList)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &AuthAnswers),
     security(("bearer" = [])),
     tags((name = "workers"), (name = "otp"), (name = "sagas", description = "Sagas with compensation, the payment webhook, the event outbox"),
          (name = "ledger", description = "Accounts, transfers with receipts, the double-entry ledger"),

@@ -1,12 +1,14 @@
 //! The OpenAPI description of the accounts, transfers and journals routes
 //! (served by the `ledger` component); part of the one document at
-//! `/api/openapi.json`.
+//! `/api/openapi.json`. The answers are the engine's views; the request
+//! bodies, which the component reads field by field, are described here.
 
 #![allow(dead_code)]
 
 use utoipa::ToSchema;
 
-use crate::openapi::ErrorBody;
+use stepwise_engine::views::ledger::{AccountList, AccountView, JournalList, JournalView, TransferList, TransferView};
+use stepwise_engine::views::ErrorBody;
 
 /// `POST /api/accounts`.
 #[derive(ToSchema)]
@@ -19,47 +21,6 @@ pub struct AccountCreate {
     allow_negative: Option<bool>,
     /// Up to 256 printable characters.
     name: Option<String>,
-}
-
-/// One ledger line of an account.
-#[derive(ToSchema)]
-pub struct AccountLine {
-    journal_id: i64,
-    /// The receipt code of the transfer that posted it.
-    external_ref: String,
-    /// Minor units taken from the account.
-    debit: i64,
-    /// Minor units given to the account.
-    credit: i64,
-    posted_at: String,
-}
-
-/// An account. Money is integers in minor units.
-#[derive(ToSchema)]
-pub struct Account {
-    id: String,
-    currency: String,
-    /// `active` or `frozen`.
-    status: String,
-    allow_negative: bool,
-    name: Option<String>,
-    /// The sum of its lines, credit − debit.
-    balance: i64,
-    /// Held by accepted transfers from it that have not executed yet.
-    held: i64,
-    /// `balance − held`: what it can send (never below zero unless `allow_negative`).
-    available: i64,
-    /// The actions that change it now: `["freeze"]` when active, `["unfreeze"]` when frozen.
-    allowed_actions: Vec<String>,
-    /// The newest 20 lines, newest first (absent in lists).
-    lines: Option<Vec<AccountLine>>,
-}
-
-/// `{"accounts": [...], "next_cursor"}` in id order.
-#[derive(ToSchema)]
-pub struct AccountList {
-    accounts: Vec<Account>,
-    next_cursor: Option<String>,
 }
 
 /// `POST /api/transfers` (with the `Idempotency-Key` header).
@@ -75,65 +36,9 @@ pub struct TransferCreate {
     description: Option<String>,
 }
 
-/// A transfer as `POST /api/transfers` and `GET /api/transfers/{receipt_code}` answer it.
-#[derive(ToSchema)]
-pub struct Transfer {
-    /// `TR-XXXXXXXX-C`: unique, not sequential, with a check character that catches any single
-    /// mistyped character and any swap of neighbours.
-    receipt_code: String,
-    /// `processing` (accepted, amount held), `completed` or `failed`; `executing` exists only inside
-    /// the execution transaction.
-    status: String,
-    from: String,
-    to: String,
-    amount: i64,
-    currency: String,
-    description: Option<String>,
-    /// Why it failed: `account_frozen` (an account frozen since acceptance), `balance_limit`,
-    /// `insufficient_balance` (a damaged account), `account_missing` (an account gone since
-    /// acceptance) or `unreadable` (its stored row is damaged).
-    reason: Option<String>,
-    /// The journal it posted, once completed.
-    journal_id: Option<i64>,
-    created_at: String,
-    /// When it completed or failed.
-    completed_at: Option<String>,
-}
-
-/// `{"transfers": [...], "next_cursor"}`, newest first.
-#[derive(ToSchema)]
-pub struct TransferList {
-    transfers: Vec<Transfer>,
-    next_cursor: Option<String>,
-}
-
-/// One account debited or credited: one of `debit` and `credit` is positive, the other 0.
-#[derive(ToSchema)]
-pub struct JournalLine {
-    account: String,
-    debit: i64,
-    credit: i64,
-}
-
-/// A journal: balanced lines (debits = credits) under an external reference.
-#[derive(ToSchema)]
-pub struct Journal {
-    id: i64,
-    /// The receipt code of the transfer that posted it.
-    external_ref: String,
-    lines: Vec<JournalLine>,
-    posted_at: String,
-}
-
-/// `{"journals": [...]}`.
-#[derive(ToSchema)]
-pub struct JournalList {
-    journals: Vec<Journal>,
-}
-
 /// Creates an account (active, empty).
 #[utoipa::path(post, path = "/api/accounts", tag = "ledger", request_body = AccountCreate,
-    responses((status = 201, body = Account), (status = 200, description = "The same body again: the account", body = Account),
+    responses((status = 201, body = AccountView), (status = 200, description = "The same body again: the account", body = AccountView),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 409, description = "`account_exists`: that id with another body", body = ErrorBody)))]
 pub fn create_account() {}
@@ -146,14 +51,14 @@ pub fn list_accounts() {}
 
 /// One account with its newest 20 lines.
 #[utoipa::path(get, path = "/api/accounts/{id}", tag = "ledger", params(("id" = String, Path)),
-    responses((status = 200, body = Account), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AccountView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub fn get_account() {}
 
 /// `freeze`: new transfers from or to it are refused (422 `account_frozen`) and accepted ones fail at
 /// execution, releasing their hold; `unfreeze` makes it active again.
 #[utoipa::path(post, path = "/api/accounts/{id}/{action}", tag = "ledger",
     params(("id" = String, Path), ("action" = String, Path, description = "`freeze` or `unfreeze`")),
-    responses((status = 200, body = Account), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody)))]
 pub fn account_status() {}
 
 /// Accepts a transfer: checks, holds the amount on `from` and issues the receipt in one transaction;
@@ -161,8 +66,8 @@ pub fn account_status() {}
 #[utoipa::path(post, path = "/api/transfers", tag = "ledger", request_body = TransferCreate,
     params(("Idempotency-Key" = String, Header, description = "1 to 255 printable characters; kept 25 hours"),
            ("wait" = Option<bool>, Query, description = "`true`: answer once final (200), or 202 after 10 s")),
-    responses((status = 202, description = "Accepted (`processing`), or the same key and body again: that transfer as it is now", body = Transfer),
-              (status = 200, description = "With `wait=true`: final", body = Transfer),
+    responses((status = 202, description = "Accepted (`processing`), or the same key and body again: that transfer as it is now", body = TransferView),
+              (status = 200, description = "With `wait=true`: final", body = TransferView),
               (status = 400, description = "A bad field, an amount that is not an integer from 1 to 2^53 − 1, a missing Idempotency-Key", body = ErrorBody),
               (status = 409, description = "`idempotency_key_reused`: the key with another body", body = ErrorBody),
               (status = 422, description = "`account_not_found`, `account_frozen`, `currency_mismatch`, `same_account`, `insufficient_balance`, `balance_limit`; nothing changed", body = ErrorBody)))]
@@ -177,14 +82,14 @@ pub fn list_transfers() {}
 
 /// One transfer by its receipt code.
 #[utoipa::path(get, path = "/api/transfers/{receipt_code}", tag = "ledger", params(("receipt_code" = String, Path)),
-    responses((status = 200, body = Transfer),
+    responses((status = 200, body = TransferView),
               (status = 400, description = "`invalid_receipt_code`: not a code, or a mistyped one (the check fails)", body = ErrorBody),
               (status = 404, description = "A well-formed code no transfer has", body = ErrorBody)))]
 pub fn get_transfer() {}
 
 /// One journal.
 #[utoipa::path(get, path = "/api/journals/{id}", tag = "ledger", params(("id" = i64, Path)),
-    responses((status = 200, body = Journal), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = JournalView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub fn get_journal() {}
 
 /// The journals of an external reference (a receipt code: at most one).

@@ -2,14 +2,16 @@
 
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::machine::Kind;
+use stepwise_engine::time::rfc3339;
+use stepwise_engine::views::operations::{Health, OtpQueueStatus, RequestLog, RequestLogStatus, StateCounts, Status};
 use stepwise_store::{otp_queue, requests, workers, Db};
-use stepwise_web::{json, json_response, limit, now_ms, param, query, ApiError, ApiResult};
+use stepwise_web::{limit, now_ms, param, query, view_response, ApiError, ApiResult};
 
 /// `GET /api/health`: no auth; the database answers.
 pub fn health(_: &Request, _: &Params) -> ApiResult {
     let db = Db::open()?;
     db.scalar_i64("SELECT 1", &[])?;
-    Ok(json_response(200, &json!({ "status": "ok" })))
+    view_response(200, &Health { status: "ok".into() })
 }
 
 /// `GET /api/status`: workers by state, the OTP queue, the request log size.
@@ -17,27 +19,33 @@ pub fn status(req: &Request, _: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     let now = now_ms();
-    let mut by_state = json!({ "running": 0, "pausing": 0, "paused": 0, "stopping": 0, "stopped": 0 });
-    let mut total = 0;
+    let mut workers = StateCounts::default();
     for (state, n) in workers::count_by_state(&db)? {
-        by_state[state] = json!(n);
-        total += n;
+        let n = n as u64;
+        match state.as_str() {
+            "running" => workers.running = n,
+            "pausing" => workers.pausing = n,
+            "paused" => workers.paused = n,
+            "stopping" => workers.stopping = n,
+            "stopped" => workers.stopped = n,
+            _ => {}
+        }
+        workers.total += n;
     }
-    by_state["total"] = json!(total);
     let (waiting, oldest) = otp_queue::stats(&db, now)?;
-    Ok(json_response(
+    view_response(
         200,
-        &json!({
-            "workers": by_state,
-            "otp_queue": {
-                "length": waiting,
-                "oldest_requested_at": oldest.map(stepwise_engine::time::rfc3339),
-                "oldest_age_ms": oldest.map(|t| now - t),
+        &Status {
+            workers,
+            otp_queue: OtpQueueStatus {
+                length: waiting as u64,
+                oldest_requested_at: oldest.map(rfc3339),
+                oldest_age_ms: oldest.map(|t| now - t),
             },
-            "request_log": { "rows": requests::count(&db)? },
-            "time": stepwise_engine::time::rfc3339(now),
-        }),
-    ))
+            request_log: RequestLogStatus { rows: requests::count(&db)? as u64 },
+            time: rfc3339(now),
+        },
+    )
 }
 
 /// `GET /api/requests?binding_id=&limit=&cursor=`: the request log, newest first.
@@ -54,10 +62,6 @@ pub fn requests(req: &Request, _: &Params) -> ApiResult {
     };
     let db = Db::open()?;
     let rows = requests::list(&db, binding.map(|b| (Kind::Worker, b)), limit, before)?;
-    let next = if rows.len() == limit as usize {
-        rows.last().and_then(|r| r["request_id"].as_str()).map(String::from)
-    } else {
-        None
-    };
-    Ok(json_response(200, &json!({ "requests": rows, "next_cursor": next })))
+    let next = if rows.len() == limit as usize { rows.last().map(|r| r.request_id.clone()) } else { None };
+    view_response(200, &RequestLog { requests: rows, next_cursor: next })
 }

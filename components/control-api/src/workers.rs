@@ -5,9 +5,10 @@ use spin_sdk::http::{Params, Request};
 use stepwise_engine::binding;
 use stepwise_engine::machine::Kind;
 use stepwise_engine::policy::{Policy, PolicyPatch};
+use stepwise_engine::views::worker::{BulkAnswer, IterationList, StartedWorkers, WorkerList, WorkerView};
 use stepwise_engine::worker::{Control, State, Worker};
 use stepwise_store::{iterations, machines, workers, Db, StoreError};
-use stepwise_web::{json, json_body, json_response, limit, now_ms, param, query, ApiError, ApiResult, Caller, Value};
+use stepwise_web::{json_body, limit, now_ms, param, query, view_response, ApiError, ApiResult, Caller};
 
 use stepwise_engine::binding::MAX_IDS;
 
@@ -72,19 +73,19 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
                     if w.start_new_run(policy.clone(), now) {
                         // The claim from the previous run is over.
                     } else {
-                        out.push(w.to_json());
+                        out.push(WorkerView::from(&w));
                         continue;
                     }
                     w
                 }
             };
             machines::apply_and_save(db, &mut w, None, now)?;
-            out.push(w.to_json());
+            out.push(WorkerView::from(&w));
         }
         caller.audit(db, ids.clone(), None, 202)?;
         Ok::<_, StoreError>(out)
     })?;
-    Ok(json_response(202, &json!({ "workers": out })))
+    view_response(202, &StartedWorkers { workers: out })
 }
 
 fn valid_id(params: &Params) -> Result<String, ApiError> {
@@ -100,12 +101,12 @@ fn parse_control(params: &Params) -> Result<Control, ApiError> {
 }
 
 /// Applies `control` to one worker inside the caller's transaction, keeping a lease it holds.
-fn apply(db: &Db, id: &str, control: Control, now: i64) -> Result<Value, StoreError> {
+fn apply(db: &Db, id: &str, control: Control, now: i64) -> Result<WorkerView, StoreError> {
     let mut stored =
         workers::load(db, id)?.ok_or_else(|| stepwise_engine::Error::NotFound(format!("no worker {id}")))?;
     stored.machine.control(control, now)?;
     machines::apply_and_save_keeping_lease(db, &mut stored, now)?;
-    Ok(stored.machine.to_json())
+    Ok(WorkerView::from(&stored.machine))
 }
 
 /// `POST /api/workers/{id}/pause|resume|stop`. The answer and the tick's
@@ -122,7 +123,7 @@ pub fn control(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
         caller.audit(db, vec![id.clone()], None, 202)?;
         Ok::<_, StoreError>(w)
     })?;
-    Ok(json_response(202, &w))
+    view_response(202, &w)
 }
 
 /// The states in which `control` changes a worker (the engine's
@@ -167,7 +168,7 @@ pub fn bulk(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
                 caller.audit(db, ids.clone(), None, 202)?;
                 Ok(out)
             })?;
-            Ok(json_response(202, &json!({ "affected": out.len(), "workers": out })))
+            view_response(202, &BulkAnswer { affected: out.len() as u64, workers: Some(out) })
         }
         (None, Some(true)) => {
             // Bounded batches, each its own short transaction: the write lock
@@ -201,7 +202,7 @@ pub fn bulk(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
                     None => break,
                 }
             }
-            Ok(json_response(202, &json!({ "affected": n })))
+            view_response(202, &BulkAnswer { affected: n as u64, workers: None })
         }
         _ => Err(ApiError::bad_field("body", "give either binding_ids (a list) or \"all\": true")),
     }
@@ -223,8 +224,7 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     }
     let db = Db::open()?;
     let (page, next) = workers::list(&db, state, limit, cursor)?;
-    let page: Vec<Value> = page.iter().map(Worker::to_json).collect();
-    Ok(json_response(200, &json!({ "workers": page, "next_cursor": next })))
+    view_response(200, &WorkerList { workers: page.iter().map(WorkerView::from).collect(), next_cursor: next })
 }
 
 /// `GET /api/workers/{id}`.
@@ -233,7 +233,7 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     match workers::load(&db, &id)? {
-        Some(s) => Ok(json_response(200, &s.machine.to_json())),
+        Some(s) => view_response(200, &WorkerView::from(&s.machine)),
         None => Err(ApiError::not_found(format!("no worker {id}"))),
     }
 }
@@ -252,5 +252,5 @@ pub fn iterations(req: &Request, params: &Params) -> ApiResult {
         return Err(ApiError::not_found(format!("no worker {id}")));
     }
     let (rows, next) = iterations::list(&db, &id, limit, before)?;
-    Ok(json_response(200, &json!({ "iterations": rows, "next_cursor": next })))
+    view_response(200, &IterationList { iterations: rows, next_cursor: next })
 }

@@ -3,10 +3,11 @@
 
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::ledger::{validate_account_id, AccountSpec, AccountStatus};
+use stepwise_engine::views::ledger::{AccountList, AccountView};
 use stepwise_store::ledger::{self, Created, RECENT_LINES};
 use stepwise_store::Db;
 use stepwise_web::{
-    json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value,
+    json_body, limit, now_ms, param, path_param, query, view_response, ApiError, ApiResult, Caller, Value,
 };
 
 /// The `{id}` of the path, checked.
@@ -17,10 +18,8 @@ fn account_id(params: &Params) -> Result<String, ApiError> {
 }
 
 /// The account with its newest lines.
-fn with_lines(db: &Db, a: &stepwise_engine::ledger::Account) -> Result<Value, ApiError> {
-    let mut out = a.to_json();
-    out["lines"] = ledger::recent_lines(db, a.id(), RECENT_LINES)?.into();
-    Ok(out)
+fn with_lines(db: &Db, a: &stepwise_engine::ledger::Account) -> Result<AccountView, ApiError> {
+    Ok(AccountView { lines: Some(ledger::recent_lines(db, a.id(), RECENT_LINES)?), ..AccountView::from(a) })
 }
 
 /// `POST /api/accounts`: 201 new; 200 the same body again; 409 another body
@@ -39,8 +38,8 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         Ok::<_, ApiError>(created)
     })?;
     match created {
-        Created::New(a) => Ok(json_response(201, &with_lines(&db, &a)?)),
-        Created::Same(a) => Ok(json_response(200, &with_lines(&db, &a)?)),
+        Created::New(a) => view_response(201, &with_lines(&db, &a)?),
+        Created::Same(a) => view_response(200, &with_lines(&db, &a)?),
         Created::Conflict(a) => Err(ApiError::new(
             409,
             "account_exists",
@@ -55,7 +54,7 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     let id = account_id(params)?;
     let db = Db::open()?;
     let a = ledger::load(&db, &id)?.ok_or_else(|| ApiError::not_found(format!("no account {id:?}")))?;
-    Ok(json_response(200, &with_lines(&db, &a)?))
+    view_response(200, &with_lines(&db, &a)?)
 }
 
 fn set_status(req: &Request, params: &Params, status: AccountStatus, caller: &Caller) -> ApiResult {
@@ -69,7 +68,7 @@ fn set_status(req: &Request, params: &Params, status: AccountStatus, caller: &Ca
         caller.audit(db, vec![id.clone()], None, 200)?;
         Ok::<_, ApiError>(a)
     })?;
-    Ok(json_response(200, &with_lines(&db, &a)?))
+    view_response(200, &with_lines(&db, &a)?)
 }
 
 /// `POST /api/accounts/{id}/freeze`: 200; new transfers from or to it are
@@ -90,6 +89,5 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let cursor = param(&q, "cursor").filter(|c| !c.is_empty());
     let db = Db::open()?;
     let (page, next) = ledger::list(&db, limit, cursor)?;
-    let page: Vec<Value> = page.iter().map(|a| a.to_json()).collect();
-    Ok(json_response(200, &json!({ "accounts": page, "next_cursor": next })))
+    view_response(200, &AccountList { accounts: page.iter().map(AccountView::from).collect(), next_cursor: next })
 }

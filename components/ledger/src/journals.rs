@@ -2,8 +2,9 @@
 //! reference (a transfer's receipt code).
 
 use spin_sdk::http::{Params, Request};
+use stepwise_engine::views::ledger::JournalList;
 use stepwise_store::{ledger, Db};
-use stepwise_web::{json, json_response, param, path_param, query, ApiError, ApiResult};
+use stepwise_web::{param, path_param, query, view_response, ApiError, ApiResult};
 
 /// `GET /api/journals/{id}`.
 pub fn detail(req: &Request, params: &Params) -> ApiResult {
@@ -16,7 +17,7 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
         .ok_or_else(|| ApiError::bad_field("id", "must be a journal id (a positive integer)"))?;
     let db = Db::open()?;
     let j = ledger::journal(&db, id)?.ok_or_else(|| ApiError::not_found(format!("no journal {id}")))?;
-    Ok(json_response(200, &j))
+    view_response(200, &j)
 }
 
 /// `GET /api/journals?external_ref=`.
@@ -26,5 +27,5 @@ pub fn by_ref(req: &Request, _: &Params) -> ApiResult {
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::bad_field("external_ref", "is required"))?;
     let db = Db::open()?;
-    Ok(json_response(200, &json!({ "journals": ledger::journals_by_ref(&db, r)? })))
+    view_response(200, &JournalList { journals: ledger::journals_by_ref(&db, r)? })
 }

@@ -5,11 +5,12 @@ use spin_sdk::http::{Params, Request};
 use stepwise_engine::idempotency::Scope;
 use stepwise_engine::receipt;
 use stepwise_engine::transfer::{self, LookupError, Status, Transfer, TransferRequest, WAIT_MS};
+use stepwise_engine::views::ledger::{TransferList, TransferView};
 use stepwise_store::instance;
 use stepwise_store::transfers::{self, Accepted, Filter};
 use stepwise_store::{metrics, Db};
 use stepwise_web::{
-    json, json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller, Value,
+    json_body, limit, now_ms, param, path_param, query, view_response, ApiError, ApiResult, Caller, Value,
 };
 
 /// How often `?wait=true` looks at the transfer again.
@@ -46,10 +47,10 @@ fn answer(db: &Db, mut t: Transfer, wait: bool, since: i64) -> ApiResult {
             t = transfers::load(db, t.id)?.ok_or_else(|| ApiError::internal("a transfer vanished", t.id))?;
         }
         if t.state.is_final() {
-            return Ok(json_response(200, &t.to_json()));
+            return view_response(200, &TransferView::from(&t));
         }
     }
-    Ok(json_response(202, &t.to_json()))
+    view_response(202, &TransferView::from(&t))
 }
 
 /// `POST /api/transfers`: checks, holds the amount and issues the receipt in
@@ -106,7 +107,7 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
         Err(LookupError::Unknown) => return Err(unknown()),
     };
     let t = transfers::load(&db, id)?.ok_or_else(unknown)?;
-    Ok(json_response(200, &t.to_json()))
+    view_response(200, &TransferView::from(&t))
 }
 
 /// `GET /api/transfers?account=&status=&limit=&cursor=`: newest first.
@@ -144,6 +145,5 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let (page, next) = transfers::list(&db, &Filter { account, status }, limit, cursor)?;
     // The next page starts after this page's last transfer.
     let next_cursor = next.and(page.last()).map(|t| t.receipt_code.clone());
-    let page: Vec<Value> = page.iter().map(Transfer::to_json).collect();
-    Ok(json_response(200, &json!({ "transfers": page, "next_cursor": next_cursor })))
+    view_response(200, &TransferList { transfers: page.iter().map(TransferView::from).collect(), next_cursor })
 }

@@ -6,9 +6,10 @@
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use stepwise_engine::time::rfc3339;
+use stepwise_engine::views::otp::{OtpItem, OtpList, OtpSubmitted};
 use stepwise_store::{machines, otp_queue, workers, Db};
 use stepwise_web::{
-    json, json_body, json_response, limit, no_route, now_ms, operate, query, read, ApiError, ApiResult, Caller,
+    json_body, limit, no_route, now_ms, operate, query, read, view_response, ApiError, ApiResult, Caller,
 };
 
 fn list(req: &Request, _: &Params) -> ApiResult {
@@ -17,16 +18,14 @@ fn list(req: &Request, _: &Params) -> ApiResult {
     let db = Db::open()?;
     let items: Vec<_> = otp_queue::waiting(&db, now_ms(), limit)?
         .into_iter()
-        .map(|i| {
-            json!({
-                "transaction_id": i.transaction_id,
-                "binding_id": i.binding_id,
-                "requested_at": rfc3339(i.requested_at),
-                "expires_at": rfc3339(i.expires_at),
-            })
+        .map(|i| OtpItem {
+            transaction_id: i.transaction_id,
+            binding_id: i.binding_id,
+            requested_at: rfc3339(i.requested_at),
+            expires_at: rfc3339(i.expires_at),
         })
         .collect();
-    Ok(json_response(200, &json!({ "items": items })))
+    view_response(200, &OtpList { items })
 }
 
 fn submit(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
@@ -56,7 +55,7 @@ fn submit(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
         caller.audit(db, vec![tx.clone(), item.binding_id.clone()], None, 202)?;
         Ok::<(), ApiError>(())
     })?;
-    Ok(json_response(202, &json!({ "transaction_id": tx, "status": "submitted" })))
+    view_response(202, &OtpSubmitted { transaction_id: tx, status: "submitted".into() })
 }
 
 #[http_component]

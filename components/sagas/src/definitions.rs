@@ -3,8 +3,9 @@
 
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::saga::Definition;
+use stepwise_engine::views::sagas::SagaDefinitionList;
 use stepwise_store::{sagas, Db};
-use stepwise_web::{json, json_body, json_response, now_ms, query, ApiError, ApiResult, Caller, Value};
+use stepwise_web::{json_body, now_ms, query, view_response, ApiError, ApiResult, Caller, Value};
 
 /// `GET /api/saga-definitions`.
 pub fn list(req: &Request, _: &Params) -> ApiResult {
@@ -14,8 +15,8 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     if sagas::built_ins_missing(&db)? {
         db.immediate(|db| sagas::ensure_built_ins(db, now))?;
     }
-    let defs: Vec<Value> = sagas::definitions(&db)?.iter().map(sagas::StoredDefinition::to_json).collect();
-    Ok(json_response(200, &json!({ "definitions": defs })))
+    let definitions = sagas::definitions(&db)?.iter().map(sagas::StoredDefinition::view).collect();
+    view_response(200, &SagaDefinitionList { definitions })
 }
 
 /// `GET /api/saga-definitions/{name}`.
@@ -28,7 +29,7 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
         db.immediate(|db| sagas::ensure_built_ins(db, now))?;
     }
     match sagas::definition(&db, name)? {
-        Some(d) => Ok(json_response(200, &d.to_json())),
+        Some(d) => view_response(200, &d.view()),
         None => Err(ApiError::not_found(format!("no saga definition {name:?}"))),
     }
 }
@@ -53,5 +54,5 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         caller.audit(db, vec![def.name.clone()], None, 201)?;
         Ok::<_, ApiError>(stored)
     })?;
-    Ok(json_response(201, &stored.to_json()))
+    view_response(201, &stored.view())
 }

@@ -2,8 +2,9 @@
 //! reader that passes back `next_after` sees every event once, in order.
 
 use spin_sdk::http::{Params, Request};
+use stepwise_engine::views::sagas::OutboxPage;
 use stepwise_store::{outbox, Db};
-use stepwise_web::{json, json_response, limit, param, query, ApiError, ApiResult};
+use stepwise_web::{limit, param, query, view_response, ApiError, ApiResult};
 
 /// `GET /api/events`.
 pub fn list(req: &Request, _: &Params) -> ApiResult {
@@ -20,5 +21,5 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let kind = param(&q, "type").filter(|t| !t.is_empty());
     let db = Db::open()?;
     let (page, next) = outbox::page(&db, after, kind, limit)?;
-    Ok(json_response(200, &json!({ "events": page, "next_after": next })))
+    view_response(200, &OutboxPage { events: page, next_after: next })
 }

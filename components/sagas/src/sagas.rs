@@ -5,9 +5,10 @@ use serde::Deserialize;
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::idempotency::{Scope, Seen};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
+use stepwise_engine::views::sagas::{SagaHistory, SagaList, SagaView};
 use stepwise_store::{idempotency, machines, sagas, Db};
 use stepwise_web::{
-    json, json_body, json_response, limit, now_ms, param, query, variable_in, ApiError, ApiResult, Caller, Value,
+    json_body, limit, now_ms, param, query, variable_in, view_response, ApiError, ApiResult, Caller, Value,
 };
 
 /// `POST /api/sagas`.
@@ -58,7 +59,7 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
             match idempotency::check(db, Scope::Saga, key, &fingerprint, now)? {
                 Seen::Repeat(id) => {
                     let s = sagas::load(db, &id)?.ok_or_else(|| ApiError::not_found(format!("no saga {id}")))?;
-                    return Ok((200, s.machine.to_json()));
+                    return Ok((200, SagaView::from(&s.machine)));
                 }
                 Seen::Reused => return Err(ApiError::from(Scope::Saga.reused())),
                 Seen::New => {}
@@ -76,9 +77,9 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
             idempotency::remember(db, Scope::Saga, key, &fingerprint, &id, now)?;
         }
         caller.audit(db, vec![id.clone()], body.idempotency_key.as_deref(), 202)?;
-        Ok((202, saga.to_json()))
+        Ok((202, SagaView::from(&saga)))
     })?;
-    Ok(json_response(status, &saga))
+    view_response(status, &saga)
 }
 
 fn load(db: &Db, params: &Params) -> Result<machines::Stored<Saga>, ApiError> {
@@ -103,15 +104,14 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let cursor = param(&q, "cursor").filter(|c| !c.is_empty());
     let db = Db::open()?;
     let (page, next) = sagas::list(&db, definition, status.map(Status::as_str), limit, cursor)?;
-    let page: Vec<Value> = page.iter().map(Saga::to_json).collect();
-    Ok(json_response(200, &json!({ "sagas": page, "next_cursor": next })))
+    view_response(200, &SagaList { sagas: page.iter().map(SagaView::from).collect(), next_cursor: next })
 }
 
 /// `GET /api/sagas/{id}`.
 pub fn detail(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
-    Ok(json_response(200, &load(&db, params)?.machine.to_json()))
+    view_response(200, &SagaView::from(&load(&db, params)?.machine))
 }
 
 /// `GET /api/sagas/{id}/events`: its history, oldest first.
@@ -119,7 +119,7 @@ pub fn history(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     let s = load(&db, params)?;
-    Ok(json_response(200, &json!({ "events": sagas::events(&db, &s.machine.id)? })))
+    view_response(200, &SagaHistory { events: sagas::events(&db, &s.machine.id)? })
 }
 
 /// `POST /api/sagas/{id}/rollback` `{"reason"}`.
@@ -139,9 +139,9 @@ fn apply(params: &Params, signal: Signal, caller: &Caller) -> ApiResult {
         s.machine.signal(signal.clone(), now)?;
         machines::apply_and_save_keeping_lease(db, &mut s, now)?;
         caller.audit(db, vec![s.machine.id.clone()], None, 202)?;
-        Ok::<_, ApiError>(s.machine.to_json())
+        Ok::<_, ApiError>(SagaView::from(&s.machine))
     })?;
-    Ok(json_response(202, &saga))
+    view_response(202, &saga)
 }
 
 /// `POST /api/sagas/{id}/rollback`: 202; 409 past the pivot or when it has ended.

@@ -17,8 +17,9 @@ use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
 use stepwise_engine::payment;
 use stepwise_engine::saga::machine::Signal;
+use stepwise_engine::views::sagas::{NotificationAnswer, NotificationResult};
 use stepwise_store::{inbox, machines, metrics, sagas, Db};
-use stepwise_web::{json, json_response, no_route, now_ms, open, variable, ApiError, ApiResult, Value, MAX_BODY};
+use stepwise_web::{no_route, now_ms, open, variable, view_response, ApiError, ApiResult, Value, MAX_BODY};
 
 /// The notification's fields that the webhook reads.
 #[derive(Debug)]
@@ -86,13 +87,14 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
     );
     // A duplicate (gateways resend) is answered from a read, without the write lock.
     if inbox::seen(&db, "midtrans", &dedup)? {
-        return Ok(json_response(200, &json!({ "status": "duplicate", "order_id": n.order_id })));
+        let answer = NotificationAnswer { status: NotificationResult::Duplicate, order_id: n.order_id, saga_id: None };
+        return view_response(200, &answer);
     }
     let result = db.immediate(|db| {
         let saga_id = sagas::by_order(db, &n.order_id)?
             .ok_or_else(|| ApiError::not_found(format!("no saga waits for order {}", n.order_id)))?;
         if !inbox::store(db, "midtrans", &dedup, &saga_id, &raw, "accepted", now)? {
-            return Ok::<_, ApiError>(("duplicate", saga_id));
+            return Ok::<_, ApiError>((NotificationResult::Duplicate, saga_id));
         }
         let mut stored = sagas::load(db, &saga_id)?.ok_or_else(|| ApiError::not_found(format!("no saga {saga_id}")))?;
         stored.machine.signal(
@@ -105,10 +107,10 @@ fn notify(req: &Request, _: &Params) -> ApiResult {
         )?;
         machines::apply_and_save_keeping_lease(db, &mut stored, now)?;
         metrics::inc(db, "stepwise_webhook_notifications", &[("result", "accepted")], 1)?;
-        Ok(("accepted", saga_id))
+        Ok((NotificationResult::Accepted, saga_id))
     });
     let (result, saga_id) = result?;
-    Ok(json_response(200, &json!({ "status": result, "order_id": n.order_id, "saga_id": saga_id })))
+    view_response(200, &NotificationAnswer { status: result, order_id: n.order_id, saga_id: Some(saga_id) })
 }
 
 #[http_component]

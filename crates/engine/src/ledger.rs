@@ -27,6 +27,7 @@ pub const MAX_TEXT_LEN: usize = 256;
 
 /// Whether an account may take part in transfers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AccountStatus {
     /// Sends and receives.
@@ -134,21 +135,6 @@ impl Account {
     /// Whether `delta` can be added to its balance within [`BALANCE_LIMIT`].
     pub fn balance_can_take(&self, delta: i64) -> bool {
         self.balance.checked_add(delta).is_some_and(|b| (-BALANCE_LIMIT..=BALANCE_LIMIT).contains(&b))
-    }
-
-    /// The account as the API shows it (without its lines).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.spec.id,
-            "currency": self.spec.currency,
-            "status": self.status.as_str(),
-            "allow_negative": self.spec.allow_negative,
-            "name": self.spec.name,
-            "balance": self.balance,
-            "held": self.held,
-            "available": self.available(),
-            "allowed_actions": self.status.allowed_actions(),
-        })
     }
 }
 
@@ -367,7 +353,7 @@ mod tests {
         assert!(!a.can_send(71));
         a.spec.allow_negative = true;
         assert!(a.can_send(1_000));
-        assert_eq!(a.to_json()["available"], 70);
+        assert_eq!(serde_json::to_value(crate::views::ledger::AccountView::from(&a)).unwrap()["available"], 70);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`subscription`]: event subscriptions, their delivery and signatures.
 //! - [`retention`]: how long history is kept, and which machines are finished.
 //! - [`time`]: RFC 3339 formatting of engine timestamps.
+//! - [`views`]: the API's answers as types, described by the OpenAPI document.
 
 #![warn(missing_docs)]
 
@@ -40,6 +41,7 @@ pub mod text;
 pub mod time;
 pub mod transfer;
 pub mod upstream;
+pub mod views;
 pub mod worker;
 
 pub use error::{Error, FieldError};

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::idempotency;
 use crate::ledger::{self, Account, AccountStatus, Journal};
 use crate::receipt::{self, Key, ReceiptError, TRANSFER_PREFIX};
-use crate::time::{rfc3339, Millis};
+use crate::time::Millis;
 use crate::FieldError;
 
 /// How long `?wait=true` waits for a transfer to be final.
@@ -191,7 +191,10 @@ pub fn accept(req: &TransferRequest, from: Option<&mut Account>, to: Option<&Acc
 }
 
 /// Why an accepted transfer failed at execution (it released its hold).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TransferFailReason))]
+#[serde(rename_all = "snake_case")]
 pub enum FailReason {
     /// An account was frozen after acceptance.
     AccountFrozen,
@@ -236,7 +239,10 @@ impl FailReason {
 }
 
 /// The names of a transfer's states, as the API shows and filters them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TransferStatus))]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Accepted, its amount held, waiting for execution.
     Processing,
@@ -324,28 +330,6 @@ impl Transfer {
     /// Its receipt code: how the API names the transfer (the row id stays hidden).
     pub fn receipt_code(&self) -> &str {
         &self.receipt_code
-    }
-
-    /// The transfer as the API shows it.
-    pub fn to_json(&self) -> serde_json::Value {
-        let (reason, journal_id, completed_at) = match &self.state {
-            State::Processing => (None, None, None),
-            State::Completed { journal_id, at } => (None, Some(*journal_id), Some(rfc3339(*at))),
-            State::Failed { reason, at } => (Some(reason.as_str()), None, Some(rfc3339(*at))),
-        };
-        serde_json::json!({
-            "receipt_code": self.receipt_code(),
-            "status": self.state.status().as_str(),
-            "from": self.request.from,
-            "to": self.request.to,
-            "amount": self.request.amount,
-            "currency": self.request.currency,
-            "description": self.request.description,
-            "reason": reason,
-            "journal_id": journal_id,
-            "created_at": rfc3339(self.created_at),
-            "completed_at": completed_at,
-        })
     }
 }
 
@@ -437,6 +421,12 @@ mod tests {
     use serde_json::json;
 
     const NOW: Millis = 1_795_000_000_000;
+
+    impl Transfer {
+        fn view_json(&self) -> serde_json::Value {
+            serde_json::to_value(crate::views::ledger::TransferView::from(self)).unwrap()
+        }
+    }
 
     fn account(id: &str, balance: i64, allow_negative: bool) -> Account {
         let mut a = Account::open(AccountSpec { id: id.into(), currency: "IDR".into(), allow_negative, name: None });
@@ -543,7 +533,7 @@ mod tests {
         let Outcome::Post(journal) = execute(&t, &mut a, &mut b) else { panic!("not posted") };
         assert_eq!(journal.external_ref(), t.receipt_code());
         assert_eq!((a.balance, a.held, b.balance), (4, 0, 6));
-        let json = Transfer { state: State::Completed { journal_id: 3, at: NOW + 5 }, ..t }.to_json();
+        let json = Transfer { state: State::Completed { journal_id: 3, at: NOW + 5 }, ..t }.view_json();
         assert_eq!(json["status"], "completed");
         assert_eq!(json["journal_id"], 3);
         assert_eq!(json["reason"], serde_json::Value::Null);
@@ -565,7 +555,8 @@ mod tests {
         let out = execute(&t, &mut a, &mut b);
         assert_eq!(out, Outcome::Fail(FailReason::AccountFrozen));
         assert_eq!((a.balance, a.held, b.balance), (10, 0, 0));
-        let json = Transfer { state: State::Failed { reason: FailReason::AccountFrozen, at: NOW + 1 }, ..t }.to_json();
+        let json =
+            Transfer { state: State::Failed { reason: FailReason::AccountFrozen, at: NOW + 1 }, ..t }.view_json();
         assert_eq!(json["status"], "failed");
         assert_eq!(json["reason"], "account_frozen");
     }
@@ -585,7 +576,8 @@ mod tests {
         assert_eq!(execute_orphan(&t, Some(&mut a)), Outcome::Fail(FailReason::AccountMissing));
         assert_eq!((a.balance, a.held), (10, 0));
         assert_eq!(execute_orphan(&t, None), Outcome::Fail(FailReason::AccountMissing));
-        let json = Transfer { state: State::Failed { reason: FailReason::AccountMissing, at: NOW + 1 }, ..t }.to_json();
+        let json =
+            Transfer { state: State::Failed { reason: FailReason::AccountMissing, at: NOW + 1 }, ..t }.view_json();
         assert_eq!((json["status"].as_str(), json["reason"].as_str()), (Some("failed"), Some("account_missing")));
         assert_eq!(FailReason::Unreadable.as_str(), "unreadable");
     }

@@ -96,6 +96,8 @@ pub(crate) fn encode_segment(s: &str) -> String {
 
 /// A transaction's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TransactionStatus))]
 pub enum Status {
     /// Succeeded (final): the worker's iteration gets a receipt code.
     #[serde(rename = "SUKSES")]

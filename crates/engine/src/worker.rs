@@ -24,7 +24,7 @@ pub use reason::Reason;
 
 use crate::machine::{self, Kind, Machine};
 use crate::policy::Policy;
-use crate::time::{rfc3339, Millis};
+use crate::time::Millis;
 use crate::upstream::{Answer, Call, Operation, Status, Transaction};
 use crate::Error;
 
@@ -48,6 +48,8 @@ pub enum Intent {
 
 /// The worker's state as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = WorkerState))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Iterating, with no pause or stop asked.
@@ -85,6 +87,8 @@ impl State {
 
 /// Where in the loop the worker is, as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = WorkerPhase))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Between iterations (or before the first).
@@ -101,6 +105,7 @@ pub enum Phase {
 
 /// Why a run stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// The operator's stop.
@@ -115,6 +120,8 @@ pub enum StopReason {
 
 /// How an iteration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = IterationOutcome))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// `SUKSES`: a receipt is issued.
@@ -133,6 +140,11 @@ impl Outcome {
             Outcome::Failure => "failure",
             Outcome::Stopped => "stopped",
         }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Success, Outcome::Failure, Outcome::Stopped].into_iter().find(|o| o.as_str() == s)
     }
 }
 
@@ -179,7 +191,8 @@ pub struct OpenTransaction {
 }
 
 impl OpenTransaction {
-    fn otp_wait(&self) -> Option<(Millis, bool)> {
+    /// When the OTP wait ends and whether an OTP was submitted, while it waits for one.
+    pub(crate) fn otp_wait(&self) -> Option<(Millis, bool)> {
         match self.next {
             TxNext::Otp { expires_at, submitted, .. } => Some((expires_at, submitted)),
             _ => None,
@@ -285,6 +298,8 @@ pub enum Effect {
 
 /// An operator's control request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = WorkerAction))]
 #[serde(rename_all = "snake_case")]
 pub enum Control {
     /// Stop at the loop boundary.
@@ -875,62 +890,6 @@ impl Worker {
         }
         self.updated_at = now;
         Ok(())
-    }
-
-    /// The worker object of the API (CONTRACT section 2), with the controls
-    /// that apply to it now (`allowed_actions`).
-    pub fn to_json(&self) -> serde_json::Value {
-        let ts = |t: Option<Millis>| t.map(rfc3339);
-        let current = self.current().map(|t| {
-            let otp = t.otp_wait();
-            let closing = match &t.next {
-                TxNext::Close { reason } => Some(reason.to_string()),
-                _ => None,
-            };
-            serde_json::json!({
-                "id": t.id,
-                "status": t.status,
-                "otp_required": otp.is_some(),
-                "otp_submitted": otp.map(|o| o.1).unwrap_or(false),
-                "otp_expires_at": ts(otp.map(|o| o.0)),
-                "polls": t.polls,
-                "closing_reason": closing,
-                "amount": t.amount,
-                "balance": t.balance,
-            })
-        });
-        let last = self.last_result.as_ref().map(|r| {
-            serde_json::json!({
-                "iteration": r.iteration,
-                "outcome": r.outcome,
-                "reason": r.reason.as_ref().map(Reason::to_string),
-                "transaction_id": r.transaction_id,
-                "amount": r.amount,
-                "balance": r.balance,
-                "receipt_code": r.receipt_code,
-                "started_at": rfc3339(r.started_at),
-                "finished_at": rfc3339(r.finished_at),
-            })
-        });
-        let actions: Vec<&str> = self.allowed_actions().into_iter().map(Control::as_str).collect();
-        serde_json::json!({
-            "binding_id": self.binding_id,
-            "run_id": self.run_id,
-            "state": self.state().as_str(),
-            "phase": self.phase(),
-            "stop_reason": self.stop_reason(),
-            "policy": self.policy,
-            "iterations": self.counts.iterations,
-            "successes": self.counts.successes,
-            "failures": self.counts.failures,
-            "consecutive_failures": self.counts.consecutive_failures,
-            "current_transaction": current,
-            "last_result": last,
-            "next_step_at": ts(self.next_step_at()),
-            "allowed_actions": actions,
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-        })
     }
 }
 

@@ -19,6 +19,11 @@ use stepwise_store::{machines, requests, workers, Db};
 
 const T0: i64 = 1_800_000_000_000;
 
+/// The request log's rows as the API answers them.
+fn as_json(rows: Vec<stepwise_engine::views::operations::RequestLogEntry>) -> Vec<serde_json::Value> {
+    rows.iter().map(|r| serde_json::to_value(r).unwrap()).collect()
+}
+
 fn cfg() -> Config {
     Config {
         upstream_url: "http://up.test".into(),
@@ -128,7 +133,7 @@ on_both!(claim_call_record_writes_the_log_row_first_and_releases_the_lease, |pla
     let c = stepper::claim::<Worker>(&db, &cfg(), "A", "b-1", T0).unwrap().expect("a call");
     assert_eq!(c.outbound.url, "http://up.test/v1/transactions/start");
     assert_eq!(c.outbound.headers, vec![("x-request-id".to_string(), c.request_id.clone())]);
-    let log = requests::list(&db, Some((Kind::Worker, "b-1")), 10, None).unwrap();
+    let log = as_json(requests::list(&db, Some((Kind::Worker, "b-1")), 10, None).unwrap());
     assert_eq!(log.len(), 1, "the row exists before the call");
     assert_eq!(log[0]["request_id"], c.request_id.as_str());
     assert_eq!(log[0]["request_payload"]["request_id"], c.request_id.as_str());
@@ -142,7 +147,7 @@ on_both!(claim_call_record_writes_the_log_row_first_and_releases_the_lease, |pla
     let stored = workers::load(&db, "b-1").unwrap().unwrap();
     assert!(stored.lease.is_none(), "released");
     assert_eq!(stored.machine.stop_reason(), Some(StopReason::MaxIterations));
-    let log = requests::list(&db, Some((Kind::Worker, "b-1")), 10, None).unwrap();
+    let log = as_json(requests::list(&db, Some((Kind::Worker, "b-1")), 10, None).unwrap());
     assert_eq!((log[0]["status_code"].as_i64(), log[0]["is_latest"].as_bool()), (Some(200), Some(true)));
 });
 
@@ -250,7 +255,7 @@ on_both!(the_budget_ends_the_tick_and_the_next_tick_carries_on, |place: &Place| 
     let t = block_on(stepper::run(&db, &Config { budget_ms: 0, ..cfg() }, "B", &up, &clock)).unwrap();
     assert_eq!(t.recorded, 1, "a zero budget still takes one step per due machine");
     assert_eq!(worker(&db, "b-1").counts.iterations, 11);
-    let log = requests::list(&db, Some((Kind::Worker, "b-1")), 100, None).unwrap();
+    let log = as_json(requests::list(&db, Some((Kind::Worker, "b-1")), 100, None).unwrap());
     assert!(log.iter().all(|r| r["is_latest"] == true), "every start succeeded at once, so each is its own latest");
 });
 
@@ -329,7 +334,7 @@ fn a_database_of_the_previous_schema_is_migrated_in_place_and_keeps_every_row() 
     let w = worker(&db, "b-old");
     assert_eq!((w.run_id, w.counts.iterations, w.state(), w.phase()), (2, 3, State::Running, Phase::AwaitingOtp));
     assert!(w.check_otp_submission("T4", T0).is_ok(), "the OTP wait survived");
-    let log = requests::list(&db, Some((Kind::Worker, "b-old")), 10, None).unwrap();
+    let log = as_json(requests::list(&db, Some((Kind::Worker, "b-old")), 10, None).unwrap());
     let ids: Vec<&str> = log.iter().map(|r| r["request_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["30", "20", "10"], "every request-log row, with its id");
     assert_eq!(log[0]["binding_id"], "b-old");
@@ -426,7 +431,7 @@ on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_an
         "the payment service gets Basic auth"
     );
     assert_eq!(header(&sent[1], "authorization"), None, "the others do not");
-    let log = requests::list(&db, Some((Kind::Saga, &id)), 10, None).unwrap();
+    let log = as_json(requests::list(&db, Some((Kind::Saga, &id)), 10, None).unwrap());
     assert_eq!(log.len(), 4);
     assert_eq!(log[0]["operation"], "commit_reservation:action");
     assert_eq!(
@@ -434,11 +439,10 @@ on_both!(a_checkout_saga_is_stepped_to_its_payment_wait_with_idempotency_keys_an
         header(&sent[0], "x-request-id").as_deref(),
         "the row id is the request id sent"
     );
-    let events: Vec<String> =
-        sagas::events(&db, &id).unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect();
+    let events: Vec<String> = sagas::events(&db, &id).unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(&events[..3], ["saga_started", "step_started", "step_completed"]);
     let (out, _) = stepwise_store::outbox::page(&db, 0, None, 10).unwrap();
-    assert_eq!(out.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["committed"]);
+    assert_eq!(out.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["committed"]);
     assert_eq!(
         sagas::by_order(&db, &id).unwrap().as_deref(),
         Some(id.as_str()),

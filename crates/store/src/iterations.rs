@@ -2,6 +2,7 @@
 
 use stepwise_engine::receipt;
 use stepwise_engine::time::rfc3339;
+use stepwise_engine::views::worker::{IterationRow, IterationView};
 use stepwise_engine::worker::{IterationResult, Outcome};
 
 use stepwise_engine::time::Millis;
@@ -57,7 +58,7 @@ pub fn list(
     binding_id: &str,
     limit: u32,
     before: Option<i64>,
-) -> Result<(Vec<serde_json::Value>, Option<String>), StoreError> {
+) -> Result<(Vec<IterationRow>, Option<String>), StoreError> {
     let r = db.exec(
         "SELECT * FROM iterations WHERE binding_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
         &[text(binding_id), int(before.unwrap_or(i64::MAX)), int(i64::from(limit) + 1)],
@@ -67,19 +68,23 @@ pub fn list(
     for row in r.rows().take(limit as usize) {
         let id: i64 = col(&row, "id")?;
         last_id = Some(id);
-        out.push(serde_json::json!({
-            "id": id,
-            "run_id": col::<i64>(&row, "run_id")?,
-            "iteration": col::<i64>(&row, "iteration")?,
-            "outcome": col::<&str>(&row, "outcome")?,
-            "reason": opt_col::<&str>(&row, "reason"),
-            "transaction_id": opt_col::<&str>(&row, "transaction_id"),
-            "amount": opt_col::<i64>(&row, "amount"),
-            "balance": opt_col::<i64>(&row, "balance"),
-            "receipt_code": opt_col::<&str>(&row, "receipt_code"),
-            "started_at": rfc3339(col(&row, "started_at")?),
-            "finished_at": rfc3339(col(&row, "finished_at")?),
-        }));
+        let outcome: &str = col(&row, "outcome")?;
+        out.push(IterationRow {
+            id,
+            run_id: col::<i64>(&row, "run_id")? as u64,
+            result: IterationView {
+                iteration: col::<i64>(&row, "iteration")? as u64,
+                outcome: Outcome::parse(outcome)
+                    .ok_or_else(|| StoreError::Corrupt(format!("iteration {id}: outcome {outcome:?}")))?,
+                reason: opt_col::<&str>(&row, "reason").map(String::from),
+                transaction_id: opt_col::<&str>(&row, "transaction_id").map(String::from),
+                amount: opt_col(&row, "amount"),
+                balance: opt_col(&row, "balance"),
+                receipt_code: opt_col::<&str>(&row, "receipt_code").map(String::from),
+                started_at: rfc3339(col(&row, "started_at")?),
+                finished_at: rfc3339(col(&row, "finished_at")?),
+            },
+        });
     }
     let next = if r.rows.len() > limit as usize { last_id.map(|i| i.to_string()) } else { None };
     Ok((out, next))

@@ -6,6 +6,7 @@
 use crate::db::Row;
 use stepwise_engine::ledger::{Account, AccountSpec, AccountStatus, Journal};
 use stepwise_engine::time::{rfc3339, Millis};
+use stepwise_engine::views::ledger::{AccountLine, JournalLine, JournalView};
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
 
@@ -140,7 +141,7 @@ pub fn list(db: &Db, limit: u32, cursor: Option<&str>) -> Result<(Vec<Account>, 
 }
 
 /// Account `id`'s newest lines, newest first.
-pub fn recent_lines(db: &Db, id: &str, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+pub fn recent_lines(db: &Db, id: &str, limit: u32) -> Result<Vec<AccountLine>, StoreError> {
     let r = db.exec(
         "SELECT l.journal_id, j.external_ref, l.debit, l.credit, j.posted_at
          FROM ledger_lines l JOIN journals j ON j.id = l.journal_id
@@ -149,13 +150,13 @@ pub fn recent_lines(db: &Db, id: &str, limit: u32) -> Result<Vec<serde_json::Val
     )?;
     r.rows()
         .map(|row| {
-            Ok(serde_json::json!({
-                "journal_id": col::<i64>(&row, "journal_id")?,
-                "external_ref": col::<&str>(&row, "external_ref")?,
-                "debit": col::<i64>(&row, "debit")?,
-                "credit": col::<i64>(&row, "credit")?,
-                "posted_at": rfc3339(col(&row, "posted_at")?),
-            }))
+            Ok(AccountLine {
+                journal_id: col(&row, "journal_id")?,
+                external_ref: col::<&str>(&row, "external_ref")?.to_string(),
+                debit: col(&row, "debit")?,
+                credit: col(&row, "credit")?,
+                posted_at: rfc3339(col(&row, "posted_at")?),
+            })
         })
         .collect()
 }
@@ -184,32 +185,32 @@ pub fn post(db: &Db, journal: &Journal, now: Millis) -> Result<i64, StoreError> 
     Ok(id)
 }
 
-fn journal_json(db: &Db, id: i64, external_ref: &str, posted_at: Millis) -> Result<serde_json::Value, StoreError> {
+fn journal_view(db: &Db, id: i64, external_ref: &str, posted_at: Millis) -> Result<JournalView, StoreError> {
     let r = db.exec("SELECT account, debit, credit FROM ledger_lines WHERE journal_id = ? ORDER BY id", &[int(id)])?;
     let lines = r
         .rows()
         .map(|row| {
-            Ok(serde_json::json!({
-                "account": col::<&str>(&row, "account")?,
-                "debit": col::<i64>(&row, "debit")?,
-                "credit": col::<i64>(&row, "credit")?,
-            }))
+            Ok(JournalLine {
+                account: col::<&str>(&row, "account")?.to_string(),
+                debit: col(&row, "debit")?,
+                credit: col(&row, "credit")?,
+            })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(serde_json::json!({ "id": id, "external_ref": external_ref, "lines": lines, "posted_at": rfc3339(posted_at) }))
+    Ok(JournalView { id, external_ref: external_ref.to_string(), lines, posted_at: rfc3339(posted_at) })
 }
 
 /// Journal `id` with its lines, as the API shows it.
-pub fn journal(db: &Db, id: i64) -> Result<Option<serde_json::Value>, StoreError> {
+pub fn journal(db: &Db, id: i64) -> Result<Option<JournalView>, StoreError> {
     let r = db.exec("SELECT external_ref, posted_at FROM journals WHERE id = ?", &[int(id)])?;
     let Some(row) = r.rows().next() else { return Ok(None) };
-    Ok(Some(journal_json(db, id, col(&row, "external_ref")?, col(&row, "posted_at")?)?))
+    Ok(Some(journal_view(db, id, col(&row, "external_ref")?, col(&row, "posted_at")?)?))
 }
 
 /// The journals posted under `external_ref` (at most one: it is unique).
-pub fn journals_by_ref(db: &Db, external_ref: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+pub fn journals_by_ref(db: &Db, external_ref: &str) -> Result<Vec<JournalView>, StoreError> {
     let r = db.exec("SELECT id, posted_at FROM journals WHERE external_ref = ?", &[text(external_ref)])?;
-    r.rows().map(|row| journal_json(db, col(&row, "id")?, external_ref, col(&row, "posted_at")?)).collect()
+    r.rows().map(|row| journal_view(db, col(&row, "id")?, external_ref, col(&row, "posted_at")?)).collect()
 }
 
 /// The ledger checked against itself: accounts whose stored balance is not

@@ -4,6 +4,7 @@
 //! once, in order.
 
 use stepwise_engine::time::{rfc3339, Millis};
+use stepwise_engine::views::sagas::OutboxEvent;
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
 
@@ -92,7 +93,7 @@ pub fn flush(db: &Db) -> Result<(), StoreError> {
 /// Up to `limit` events after `after`, optionally of one type, in `seq`
 /// order, each as the API shows it ([`shown`]), with the `seq` to pass back
 /// for the next page.
-pub fn page(db: &Db, after: i64, kind: Option<&str>, limit: u32) -> Result<(Vec<serde_json::Value>, i64), StoreError> {
+pub fn page(db: &Db, after: i64, kind: Option<&str>, limit: u32) -> Result<(Vec<OutboxEvent>, i64), StoreError> {
     let r = match kind {
         Some(k) => db.exec(
             "SELECT * FROM outbox WHERE type = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -112,7 +113,7 @@ pub fn page(db: &Db, after: i64, kind: Option<&str>, limit: u32) -> Result<(Vec<
 
 /// One event as the API shows it, or `None` if there is none with `seq`
 /// (it was never written, or purged).
-pub fn get(db: &Db, seq: i64) -> Result<Option<serde_json::Value>, StoreError> {
+pub fn get(db: &Db, seq: i64) -> Result<Option<OutboxEvent>, StoreError> {
     let r = db.exec("SELECT * FROM outbox WHERE seq = ?", &[int(seq)])?;
     let event = r.rows().next().map(|row| shown(&row)).transpose();
     event
@@ -141,24 +142,25 @@ pub fn head(db: &Db) -> Result<i64, StoreError> {
 /// An event row as `GET /api/events` shows it and subscriptions deliver it:
 /// `seq`, `type`, what it is about (`saga_id` with the saga's `definition`,
 /// `receipt_code` for a transfer, `subscription_id`), `data` and `at`.
-fn shown(row: &crate::db::Row<'_>) -> Result<serde_json::Value, StoreError> {
+fn shown(row: &crate::db::Row<'_>) -> Result<OutboxEvent, StoreError> {
     let data: &str = col(row, "data")?;
-    let subject = match col::<&str>(row, "subject_kind")? {
-        "transfer" => "receipt_code",
-        "subscription" => "subscription_id",
-        _ => "saga_id",
-    };
-    let mut out = serde_json::json!({
-        "seq": col::<i64>(row, "seq")?,
-        "type": col::<&str>(row, "type")?,
-        "data": serde_json::from_str::<serde_json::Value>(data).map_err(|e| StoreError::Corrupt(format!("outbox data: {e}")))?,
-        "at": rfc3339(col(row, "at")?),
-    });
-    out[subject] = serde_json::Value::from(col::<&str>(row, "subject_id")?);
-    if let Some(d) = opt_col::<&str>(row, "definition") {
-        out["definition"] = serde_json::Value::from(d);
+    let subject = Some(col::<&str>(row, "subject_id")?.to_string());
+    let (mut saga_id, mut receipt_code, mut subscription_id) = (None, None, None);
+    match col::<&str>(row, "subject_kind")? {
+        "transfer" => receipt_code = subject,
+        "subscription" => subscription_id = subject,
+        _ => saga_id = subject,
     }
-    Ok(out)
+    Ok(OutboxEvent {
+        seq: col(row, "seq")?,
+        kind: col::<&str>(row, "type")?.to_string(),
+        saga_id,
+        definition: opt_col::<&str>(row, "definition").map(String::from),
+        receipt_code,
+        subscription_id,
+        data: serde_json::from_str(data).map_err(|e| StoreError::Corrupt(format!("outbox data: {e}")))?,
+        at: rfc3339(col(row, "at")?),
+    })
 }
 
 /// The last `seq` that every consumer of the outbox has consumed: an event

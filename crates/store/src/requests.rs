@@ -5,6 +5,7 @@
 
 use stepwise_engine::machine::Kind;
 use stepwise_engine::time::Millis;
+use stepwise_engine::views::operations::RequestLogEntry;
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
 
@@ -163,7 +164,7 @@ pub fn list(
     machine: Option<(Kind, &str)>,
     limit: u32,
     before: Option<i64>,
-) -> Result<Vec<serde_json::Value>, StoreError> {
+) -> Result<Vec<RequestLogEntry>, StoreError> {
     let before = int(before.unwrap_or(i64::MAX));
     let r = match machine {
         Some((kind, id)) => db.exec(
@@ -181,29 +182,29 @@ pub fn list(
             let kind: &str = col(&row, "machine_kind")?;
             let machine_id: &str = col(&row, "machine_id")?;
             let worker = kind == Kind::Worker.as_str();
-            Ok(serde_json::json!({
-                "request_id": col::<i64>(&row, "id")?.to_string(),
-                "machine_kind": kind,
-                "machine_id": machine_id,
-                "binding_id": worker.then_some(machine_id),
-                "run_id": col::<i64>(&row, "run")?,
-                "operation": col::<&str>(&row, "operation")?,
-                "transaction_id": if worker { opt_col::<&str>(&row, "target") } else { None },
-                "attempt_number": col::<i64>(&row, "attempt_number")?,
-                "is_latest": col::<i64>(&row, "is_latest")? == 1,
-                "method": col::<&str>(&row, "method")?,
-                "url": col::<&str>(&row, "url")?,
-                "request_payload": serde_json::from_str::<serde_json::Value>(payload).unwrap_or(serde_json::Value::Null),
-                "created_at": ts("created_at"),
-                "status_code": opt_col::<i64>(&row, "status_code"),
-                "response_code": opt_col::<&str>(&row, "response_code"),
-                "response_message": opt_col::<&str>(&row, "response_message"),
-                "response_payload": opt_col::<&str>(&row, "response_payload"),
-                "is_success": opt_col::<i64>(&row, "is_success").map(|v| v == 1),
-                "duration_ms": opt_col::<i64>(&row, "duration_ms"),
-                "overhead_us": opt_col::<i64>(&row, "overhead_us"),
-                "responded_at": ts("responded_at"),
-            }))
+            Ok(RequestLogEntry {
+                request_id: col::<i64>(&row, "id")?.to_string(),
+                machine_kind: kind.to_string(),
+                machine_id: machine_id.to_string(),
+                binding_id: worker.then(|| machine_id.to_string()),
+                run_id: col(&row, "run")?,
+                operation: col::<&str>(&row, "operation")?.to_string(),
+                transaction_id: if worker { opt_col::<&str>(&row, "target").map(String::from) } else { None },
+                attempt_number: col(&row, "attempt_number")?,
+                is_latest: col::<i64>(&row, "is_latest")? == 1,
+                method: col::<&str>(&row, "method")?.to_string(),
+                url: col::<&str>(&row, "url")?.to_string(),
+                request_payload: serde_json::from_str(payload).unwrap_or(serde_json::Value::Null),
+                created_at: ts("created_at"),
+                status_code: opt_col(&row, "status_code"),
+                response_code: opt_col::<&str>(&row, "response_code").map(String::from),
+                response_message: opt_col::<&str>(&row, "response_message").map(String::from),
+                response_payload: opt_col::<&str>(&row, "response_payload").map(String::from),
+                is_success: opt_col::<i64>(&row, "is_success").map(|v| v == 1),
+                duration_ms: opt_col(&row, "duration_ms"),
+                overhead_us: opt_col(&row, "overhead_us"),
+                responded_at: ts("responded_at"),
+            })
         })
         .collect()
 }

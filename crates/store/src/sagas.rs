@@ -9,6 +9,7 @@ use stepwise_engine::receipt;
 use stepwise_engine::saga::definition::{Definition, BUILT_IN};
 use stepwise_engine::saga::machine::{Effect, Saga};
 use stepwise_engine::time::{rfc3339, Millis};
+use stepwise_engine::views::sagas::{SagaDefinitionView, SagaEventView};
 
 use crate::db::{col, int, opt_col, opt_text, text, Db, StoreError};
 use crate::machines::{self, Snapshot};
@@ -32,14 +33,20 @@ pub struct StoredDefinition {
 
 impl StoredDefinition {
     /// The API's form: the body as posted, with its version.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut v = self.body.clone();
-        if let Some(m) = v.as_object_mut() {
-            m.insert("version".into(), serde_json::json!(self.definition.version));
-            m.insert("built_in".into(), serde_json::json!(self.built_in));
-            m.insert("created_at".into(), serde_json::json!(rfc3339(self.created_at)));
+    pub fn view(&self) -> SagaDefinitionView {
+        let mut body = self.body.clone();
+        if let Some(m) = body.as_object_mut() {
+            // Never a body's own: the view's fields.
+            for k in ["version", "built_in", "created_at"] {
+                m.remove(k);
+            }
         }
-        v
+        SagaDefinitionView {
+            body,
+            version: self.definition.version,
+            built_in: self.built_in,
+            created_at: rfc3339(self.created_at),
+        }
     }
 }
 
@@ -268,18 +275,18 @@ pub fn count_by_definition_and_status(db: &Db) -> Result<Vec<(String, String, i6
 }
 
 /// A saga's history, oldest first.
-pub fn events(db: &Db, id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+pub fn events(db: &Db, id: &str) -> Result<Vec<SagaEventView>, StoreError> {
     let r = db.exec("SELECT seq, type, step, data, at FROM saga_events WHERE saga_id = ? ORDER BY seq", &[text(id)])?;
     r.rows()
         .map(|row| {
             let data: &str = col(&row, "data")?;
-            Ok(serde_json::json!({
-                "seq": col::<i64>(&row, "seq")?,
-                "type": col::<&str>(&row, "type")?,
-                "step": opt_col::<&str>(&row, "step"),
-                "data": serde_json::from_str::<serde_json::Value>(data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                "at": rfc3339(col(&row, "at")?),
-            }))
+            Ok(SagaEventView {
+                seq: col(&row, "seq")?,
+                kind: col::<&str>(&row, "type")?.to_string(),
+                step: opt_col::<&str>(&row, "step").map(String::from),
+                data: serde_json::from_str(data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                at: rfc3339(col(&row, "at")?),
+            })
         })
         .collect()
 }

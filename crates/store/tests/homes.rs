@@ -40,13 +40,13 @@ fn a_reader_passing_back_next_after_sees_every_event_once_in_order() {
             assert_eq!(next, after, "an empty page keeps the position");
             break;
         }
-        seen.extend(page.iter().map(|e| e["data"]["i"].as_i64().unwrap()));
+        seen.extend(page.iter().map(|e| e.data["i"].as_i64().unwrap()));
         after = next;
     }
     assert_eq!(seen, (0..25).collect::<Vec<_>>());
     let (settled, _) = outbox::page(&db, 0, Some("settled"), 100).unwrap();
     assert_eq!(settled.len(), 12);
-    assert!(settled.iter().all(|e| e["type"] == "settled"));
+    assert!(settled.iter().all(|e| e.kind == "settled"));
 }
 
 #[test]

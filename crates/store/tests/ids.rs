@@ -148,7 +148,7 @@ fn assert_old_codes_kept(db: &Db, (tr1, sw, sg): (String, String, String)) {
     assert_eq!((t.id, t.receipt_code(), t.request.amount), (1, tr1.as_str(), 5));
     assert_eq!(ledger::journals_by_ref(db, &tr1).unwrap().len(), 1);
     let (its, _) = stepwise_store::iterations::list(db, "b-old", 10, None).unwrap();
-    assert_eq!(its[0]["receipt_code"], sw.as_str());
+    assert_eq!(its[0].result.receipt_code.as_deref(), Some(sw.as_str()));
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM sagas WHERE id = ?", &[stepwise_store::db::text(&sg)]).unwrap(),
         Some(1)

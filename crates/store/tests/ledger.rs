@@ -6,6 +6,7 @@
 use serde_json::json;
 use stepwise_engine::ledger::{AccountSpec, AccountStatus};
 use stepwise_engine::transfer::{FailReason, State, TransferRequest};
+use stepwise_engine::views::ledger::TransferView;
 use stepwise_store::ledger::{self, Created};
 use stepwise_store::native::Native;
 use stepwise_store::transfers::{self, Accepted, Filter};
@@ -76,7 +77,7 @@ on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_jo
     assert_eq!(balances(db), [("bank".into(), -1_000, 0), ("ani".into(), 1_000, 0), ("budi".into(), 0, 0)]);
     let t = transfers::load(db, t1.id).unwrap().unwrap();
     let State::Completed { journal_id, .. } = t.state else { panic!("{t:?}") };
-    let j = ledger::journal(db, journal_id).unwrap().unwrap();
+    let j = serde_json::to_value(ledger::journal(db, journal_id).unwrap().unwrap()).unwrap();
     assert_eq!(j["external_ref"], t.receipt_code());
     assert_eq!(
         j["lines"],
@@ -85,8 +86,8 @@ on_both!(acceptance_holds_refusals_write_nothing_and_execution_posts_balanced_jo
     assert_eq!(ledger::journals_by_ref(db, t.receipt_code()).unwrap().len(), 1);
     let (events, _) = outbox::page(db, 0, Some("transfer.completed"), 10).unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["receipt_code"], t.receipt_code());
-    assert_eq!(ledger::recent_lines(db, "ani", 20).unwrap()[0]["credit"], 1000);
+    assert_eq!(events[0].receipt_code.as_deref(), Some(t.receipt_code()));
+    assert_eq!(ledger::recent_lines(db, "ani", 20).unwrap()[0].credit, 1000);
     assert_eq!(ledger::audit(db).unwrap(), Vec::<String>::new());
 });
 
@@ -101,11 +102,11 @@ on_both!(a_frozen_account_fails_its_accepted_transfers_and_releases_the_holds, |
     let done = transfers::execute_due(db, 256, || NOW + 1).unwrap();
     assert_eq!((done.completed, done.failed), (0, 1));
     let t = transfers::load(db, t.id).unwrap().unwrap();
-    assert_eq!(t.to_json()["reason"], "account_frozen");
+    assert_eq!(TransferView::from(&t).reason, Some(FailReason::AccountFrozen));
     let ani = ledger::load(db, "ani").unwrap().unwrap();
     assert_eq!((ani.balance, ani.held), (500, 0));
     let (failed, _) = outbox::page(db, 0, Some("transfer.failed"), 10).unwrap();
-    assert_eq!(failed[0]["data"]["reason"], "account_frozen");
+    assert_eq!(failed[0].data["reason"], "account_frozen");
     assert_eq!(ledger::audit(db).unwrap(), Vec::<String>::new());
 });
 
@@ -189,7 +190,7 @@ on_both!(
         assert_eq!(ledger::audit(db).unwrap(), ["account bank: held 100, processing transfers hold 0"]);
         let (failed, _) = outbox::page(db, 0, Some("transfer.failed"), 10).unwrap();
         let reasons: Vec<(&str, &serde_json::Value)> =
-            failed.iter().map(|e| (e["data"]["reason"].as_str().unwrap(), &e["data"]["amount"])).collect();
+            failed.iter().map(|e| (e.data["reason"].as_str().unwrap(), &e.data["amount"])).collect();
         assert_eq!(
             reasons,
             [
@@ -200,7 +201,7 @@ on_both!(
             ]
         );
         assert_eq!(
-            failed[0]["receipt_code"],
+            failed[0].receipt_code.clone().unwrap(),
             stepwise_engine::transfer::receipt_code(stepwise_store::instance::id_key(db).unwrap(), no_amount)
         );
         // Nothing is left for the next batch.

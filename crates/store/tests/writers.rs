@@ -52,13 +52,12 @@ fn outbox_seq_order_is_commit_order() {
             // A reader between the two commits.
             let (seen, _) = outbox::page(&second, 0, None, 10)?;
             assert_eq!(seen.len(), 1);
-            assert_eq!(seen[0]["saga_id"], "committed-first");
+            assert_eq!(seen[0].saga_id.as_deref(), Some("committed-first"));
             Ok::<_, stepwise_store::StoreError>(())
         })
         .unwrap();
     let (after, _) = outbox::page(&second, 0, None, 10).unwrap();
-    let order: Vec<(&str, i64)> =
-        after.iter().map(|e| (e["saga_id"].as_str().unwrap(), e["seq"].as_i64().unwrap())).collect();
+    let order: Vec<(&str, i64)> = after.iter().map(|e| (e.saga_id.as_deref().unwrap(), e.seq)).collect();
     assert_eq!(order.iter().map(|(s, _)| *s).collect::<Vec<_>>(), ["committed-first", "appended-first"], "{order:?}");
     let (later, _) = outbox::page(&second, order[0].1, None, 10).unwrap();
     assert_eq!(later.len(), 1, "after the first commit's seq the second's event is there: {later:?}");

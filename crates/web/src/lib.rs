@@ -13,6 +13,7 @@ pub use auth::{admin, admin_read, operate, read, Caller};
 
 use serde::de::DeserializeOwned;
 use spin_sdk::http::{Request, Response};
+use stepwise_engine::views::{ErrorBody, ErrorDetail};
 
 pub use serde_json::{json, Value};
 
@@ -52,12 +53,17 @@ impl ApiError {
 
     /// The body of its response: `{"error": {"code", "message"}}`.
     pub fn body(&self) -> Value {
-        json!({ "error": { "code": self.code, "message": self.message } })
+        serde_json::to_value(self.view()).unwrap_or(Value::Null)
+    }
+
+    /// The error as the API's view.
+    pub fn view(&self) -> ErrorBody {
+        ErrorBody { error: ErrorDetail { code: self.code.clone(), message: self.message.clone() } }
     }
 
     /// The Spin response: `status`, with [`ApiError::body`] as JSON.
     pub fn into_response(self) -> Response {
-        json_response(self.status, &json!({ "error": { "code": self.code, "message": self.message } }))
+        json_response(self.status, &self.body())
     }
 }
 
@@ -110,6 +116,17 @@ pub fn json_response(status: u16, body: &Value) -> Response {
         .header("cache-control", "no-store")
         .body(body.to_string())
         .build()
+}
+
+/// A view's JSON answer (see `stepwise_engine::views`), never cached.
+pub fn view_response(status: u16, view: &impl serde::Serialize) -> ApiResult {
+    let body = serde_json::to_string(view).map_err(|e| ApiError::internal("cannot encode the answer", e))?;
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(body)
+        .build())
 }
 
 /// Parses the JSON body into `T` (whose serde rules refuse unknown fields),

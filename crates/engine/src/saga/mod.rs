@@ -1,10 +1,11 @@
 //! Sagas (declarative, with compensation): the definition model and its
 //! validation ([`definition`]), templates ([`template`]), and the saga
-//! machine ([`machine`]).
+//! machine ([`machine`]) and its API view ([`view`]).
 
 pub mod definition;
 pub mod machine;
 pub mod template;
+pub mod view;
 
 pub use definition::{Definition, Service};
 pub use machine::Saga;
