@@ -5,6 +5,7 @@ use serde::Deserialize;
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::idempotency::{Scope, Seen};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
+use stepwise_engine::saga::SagaView;
 use stepwise_store::{idempotency, machines, sagas, Db};
 use stepwise_web::{
     json, json_body, json_response, limit, now_ms, param, query, variable_in, ApiError, ApiResult, Caller, Value,
@@ -58,7 +59,7 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
             match idempotency::check(db, Scope::Saga, key, &fingerprint, now)? {
                 Seen::Repeat(id) => {
                     let s = sagas::load(db, &id)?.ok_or_else(|| ApiError::not_found(format!("no saga {id}")))?;
-                    return Ok((200, s.machine.to_json()));
+                    return Ok((200, view(&s.machine)?));
                 }
                 Seen::Reused => return Err(ApiError::from(Scope::Saga.reused())),
                 Seen::New => {}
@@ -76,9 +77,14 @@ pub fn start(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
             idempotency::remember(db, Scope::Saga, key, &fingerprint, &id, now)?;
         }
         caller.audit(db, vec![id.clone()], body.idempotency_key.as_deref(), 202)?;
-        Ok((202, saga.to_json()))
+        Ok((202, view(&saga)?))
     })?;
     Ok(json_response(status, &saga))
+}
+
+/// The saga object the API answers ([`SagaView`]).
+fn view(s: &Saga) -> Result<Value, ApiError> {
+    serde_json::to_value(SagaView::from(s)).map_err(|e| ApiError::internal("saga view", e))
 }
 
 fn load(db: &Db, params: &Params) -> Result<machines::Stored<Saga>, ApiError> {
@@ -103,7 +109,7 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let cursor = param(&q, "cursor").filter(|c| !c.is_empty());
     let db = Db::open()?;
     let (page, next) = sagas::list(&db, definition, status.map(Status::as_str), limit, cursor)?;
-    let page: Vec<Value> = page.iter().map(Saga::to_json).collect();
+    let page = page.iter().map(view).collect::<Result<Vec<Value>, _>>()?;
     Ok(json_response(200, &json!({ "sagas": page, "next_cursor": next })))
 }
 
@@ -111,7 +117,7 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
 pub fn detail(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
-    Ok(json_response(200, &load(&db, params)?.machine.to_json()))
+    Ok(json_response(200, &view(&load(&db, params)?.machine)?))
 }
 
 /// `GET /api/sagas/{id}/events`: its history, oldest first.
@@ -119,7 +125,7 @@ pub fn history(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     let s = load(&db, params)?;
-    Ok(json_response(200, &json!({ "events": sagas::events(&db, &s.machine.id)? })))
+    Ok(json_response(200, &json!({ "events": sagas::events(&db, s.machine.id())? })))
 }
 
 /// `POST /api/sagas/{id}/rollback` `{"reason"}`.
@@ -138,8 +144,8 @@ fn apply(params: &Params, signal: Signal, caller: &Caller) -> ApiResult {
         let mut s = load(db, params)?;
         s.machine.signal(signal.clone(), now)?;
         machines::apply_and_save_keeping_lease(db, &mut s, now)?;
-        caller.audit(db, vec![s.machine.id.clone()], None, 202)?;
-        Ok::<_, ApiError>(s.machine.to_json())
+        caller.audit(db, vec![s.machine.id().to_string()], None, 202)?;
+        view(&s.machine)
     })?;
     Ok(json_response(202, &saga))
 }
