@@ -297,3 +297,14 @@ fn an_impossible_earlier_snapshot_is_refused() {
     let e = serde_json::from_value::<Saga>(v).unwrap_err().to_string();
     assert!(e.contains("without its payment wait"), "{e}");
 }
+
+#[test]
+fn an_earlier_rollback_request_beside_a_phase_with_no_call_means_nothing_and_is_dropped() {
+    // Earlier releases dropped it after the next answer without applying it.
+    let mut v: Value = serde_json::from_str(include_str!("../fixtures/compensating.v1.json")).unwrap();
+    v["rollback_requested"] = json!("stop");
+    let s: Saga = serde_json::from_value(v).unwrap();
+    assert!(matches!(s.phase, Phase::Compensating { step: 1, attempt: 1, .. }));
+    assert_eq!(s.phase.rollback_requested(), None);
+    assert_eq!(s, load("compensating"));
+}
