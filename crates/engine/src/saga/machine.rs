@@ -838,7 +838,7 @@ impl Saga {
     /// on an action, before the pivot, with no rollback already asked for
     /// (waiting for the call in flight, or closing the wait).
     pub fn can_roll_back(&self) -> bool {
-        let status_allows = match &self.phase {
+        let applies = match &self.phase {
             Phase::Forward { .. } | Phase::Held(Held::Action { .. }) => true,
             Phase::Acting { rollback, .. } => rollback.is_none(),
             Phase::Waiting { wait, .. } => wait.closing.is_none(),
@@ -846,7 +846,7 @@ impl Saga {
             Phase::Compensating { .. } | Phase::Undoing { .. } | Phase::Held(Held::Compensation { .. }) => false,
             Phase::Ended { .. } => false,
         };
-        status_allows && !self.past_pivot()
+        applies && !self.past_pivot()
     }
 
     /// The hold an operator's retry of step `i` lifts, if the saga is held
