@@ -119,7 +119,7 @@ pub fn history(req: &Request, params: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     let s = load(&db, params)?;
-    view_response(200, &SagaHistory { events: sagas::events(&db, &s.machine.id)? })
+    view_response(200, &SagaHistory { events: sagas::events(&db, s.machine.id())? })
 }
 
 /// `POST /api/sagas/{id}/rollback` `{"reason"}`.
@@ -138,7 +138,7 @@ fn apply(params: &Params, signal: Signal, caller: &Caller) -> ApiResult {
         let mut s = load(db, params)?;
         s.machine.signal(signal.clone(), now)?;
         machines::apply_and_save_keeping_lease(db, &mut s, now)?;
-        caller.audit(db, vec![s.machine.id.clone()], None, 202)?;
+        caller.audit(db, vec![s.machine.id().to_string()], None, 202)?;
         Ok::<_, ApiError>(SagaView::from(&s.machine))
     })?;
     view_response(202, &saga)

@@ -60,9 +60,9 @@ pub fn stats(req: &Request, _: &Params) -> ApiResult {
 }
 
 fn collect(s: &Saga, into: &mut BTreeMap<String, Vec<i64>>) {
-    for r in &s.steps {
-        if let (Some(a), Some(b)) = (r.started_at, r.ended_at) {
-            into.entry(r.name.clone()).or_default().push(b - a);
+    for r in s.steps() {
+        if let (Some(a), Some(b)) = (r.started_at(), r.ended_at()) {
+            into.entry(r.name().to_string()).or_default().push(b - a);
         }
     }
 }

@@ -68,9 +68,6 @@ pub enum Step<C> {
     /// A call whose answer was never recorded: send it again with the same
     /// request id.
     Resend(InFlight<C>),
-    /// A step with no outbound call, carried out by the store inside the
-    /// claim's transaction through the effects it drained.
-    Local,
     /// Nothing before this time.
     Wait(Millis),
     /// Nothing until an outside event.
@@ -103,8 +100,10 @@ pub trait Machine: Serialize + DeserializeOwned {
     /// Decides the next step at `now` (inside the claim's transaction).
     fn poll(&mut self, now: Millis) -> Step<Self::Call>;
 
-    /// Marks `call` as sent with `request_id` (same transaction as the claim).
-    fn begin(&mut self, call: Self::Call, request_id: String, now: Millis);
+    /// Marks `call` as sent with `request_id` (same transaction as the
+    /// claim). A call the machine did not ask for (see [`Machine::poll`]) is
+    /// an [`Error`] and changes nothing.
+    fn begin(&mut self, call: Self::Call, request_id: String, now: Millis) -> Result<(), Error>;
 
     /// Records the answer to the call in flight with `request_id`; an answer
     /// that belongs to no call in flight is [`Error::Stale`].

@@ -616,9 +616,10 @@ impl Machine for Subscription {
         }
     }
 
-    fn begin(&mut self, call: Delivery, request_id: String, now: Millis) {
+    fn begin(&mut self, call: Delivery, request_id: String, now: Millis) -> Result<(), Error> {
         self.next = Next::Sending { flight: InFlight { call, request_id, sent_at: now } };
         self.updated_at = now;
+        Ok(())
     }
 
     fn on_answer(&mut self, request_id: &str, answer: Outcome, now: Millis) -> Result<(), Error> {

@@ -917,8 +917,9 @@ impl Machine for Worker {
         Worker::poll(self, now)
     }
 
-    fn begin(&mut self, call: Call, request_id: String, now: Millis) {
-        Worker::begin(self, call, request_id, now)
+    fn begin(&mut self, call: Call, request_id: String, now: Millis) -> Result<(), Error> {
+        Worker::begin(self, call, request_id, now);
+        Ok(())
     }
 
     fn on_answer(&mut self, request_id: &str, answer: Answer, now: Millis) -> Result<(), Error> {

@@ -7,6 +7,7 @@ use stepwise_engine::machine::{Machine, Step};
 use stepwise_engine::payment;
 use stepwise_engine::saga::definition::{Definition, BUILT_IN};
 use stepwise_engine::saga::machine::{Answer, Call, Effect, Purpose, Saga, Settings, Signal, Status, StepStatus};
+use stepwise_engine::saga::SagaView;
 use stepwise_engine::Error;
 
 const T0: i64 = 1_800_000_000_000;
@@ -20,6 +21,16 @@ fn definition(name: &str) -> Definition {
 
 fn settings() -> Settings {
     Settings { call_timeout_ms: 10_000, payment_ttl_ms: 900_000, payment_poll_ms: 30_000 }
+}
+
+/// The saga's reason as the API shows it.
+fn reason(s: &Saga) -> Option<String> {
+    s.reason().map(ToString::to_string)
+}
+
+/// The saga object the API answers.
+fn view(s: &Saga) -> Value {
+    serde_json::to_value(SagaView::from(s)).unwrap()
 }
 
 fn checkout_input() -> Value {
@@ -48,11 +59,11 @@ impl H {
                 assert_eq!((c.step_name.as_str(), c.purpose), (step, purpose), "{c:?}");
                 self.ids += 1;
                 let id = self.ids.to_string();
-                self.s.begin(c.clone(), id.clone(), now);
+                self.s.begin(c.clone(), id.clone(), now).unwrap();
                 self.drain();
                 (c, id)
             }
-            other => panic!("expected a call {step}:{purpose:?} at {now}, got {other:?} in {:?}", self.s.phase),
+            other => panic!("expected a call {step}:{purpose:?} at {now}, got {other:?} in {:?}", self.s.phase()),
         }
     }
 
@@ -86,7 +97,7 @@ impl H {
     }
 
     fn status_of(&self, step: &str) -> StepStatus {
-        self.s.steps.iter().find(|r| r.name == step).unwrap().status
+        self.s.steps().iter().find(|r| r.name() == step).unwrap().status()
     }
 
     fn signal(&mut self, sig: Signal, now: i64) -> Result<(), Error> {
@@ -163,7 +174,7 @@ fn checkout_settled_by_the_webhook_completes_and_emits_committed_then_settled() 
     h.step(T0 + 5, "finalize_stock", Purpose::Action, Answer::Ok(json!({})));
     assert_eq!(h.s.status(), Status::Completed);
     assert_eq!(h.outbox(), ["committed", "settled"]);
-    assert_eq!(h.s.to_json()["output"], json!({"token": "snap-tok", "redirect_url": "https://pay/x"}));
+    assert_eq!(view(&h.s)["output"], json!({"token": "snap-tok", "redirect_url": "https://pay/x"}));
     assert_eq!(h.s.poll(T0 + 10_000_000), Step::Idle, "nothing after the end");
     // A late expire or cancel is recorded and changes nothing.
     for late in [payment::Status::Expire, payment::Status::Cancel] {
@@ -198,7 +209,7 @@ fn a_wait_that_runs_out_expires_the_order_and_compensates_in_reverse_emitting_ex
     h.step(T0 + 30_000, "await_payment", Purpose::Status, Answer::Ok(json!({"transaction_status": "pending"})));
     let c = h.step(T0 + 60_000, "await_payment", Purpose::Expire, Answer::Ok(json!({"transaction_status": "expire"})));
     assert_eq!((c.method.as_str(), c.path.as_str()), ("POST", "/v2/s-1/expire"));
-    assert_eq!(h.s.reason.as_deref(), Some("payment_expired"));
+    assert_eq!(reason(&h.s).as_deref(), Some("payment_expired"));
     let c = h.step(T0 + 60_001, "create_payment", Purpose::Compensation, Answer::Ok(json!({})));
     assert_eq!(c.path, "/v2/s-1/cancel");
     let c = h.step(T0 + 60_002, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
@@ -229,7 +240,7 @@ fn each_stock_failure_compensates_with_nothing_reserved_and_no_payment() {
         h.step(T0, "authorize_user", Purpose::Action, Answer::Ok(json!({"user_id": "u1"})));
         h.step(T0, "reserve_stock", Purpose::Action, Answer::Fatal { status: 409, reason: code.into() });
         assert_eq!(h.s.status(), Status::Compensated, "{code}: authorize_user has nothing to undo");
-        assert_eq!(h.s.reason.as_deref(), Some(code));
+        assert_eq!(reason(&h.s).as_deref(), Some(code));
         assert_eq!(h.status_of("reserve_stock"), StepStatus::Failed);
         assert_eq!(h.status_of("create_payment"), StepStatus::Skipped);
         assert!(
@@ -240,7 +251,7 @@ fn each_stock_failure_compensates_with_nothing_reserved_and_no_payment() {
     }
     let mut h = H::checkout();
     h.step(T0, "authorize_user", Purpose::Action, Answer::Fatal { status: 401, reason: "http_401".into() });
-    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensated, Some("http_401")));
+    assert_eq!((h.s.status(), reason(&h.s).as_deref()), (Status::Compensated, Some("http_401")));
 }
 
 #[test]
@@ -261,9 +272,9 @@ fn payment_creation_failing_on_every_attempt_backs_off_with_one_idempotency_key_
         }
     }
     assert!(keys.iter().all(|k| k.as_deref() == Some("s-1:create_payment:action")), "{keys:?}");
-    assert_eq!(h.s.steps[2].attempts, 3);
+    assert_eq!(h.s.steps()[2].attempts(), 3);
     h.step(now, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
-    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensated, Some("http_503")));
+    assert_eq!((h.s.status(), reason(&h.s).as_deref()), (Status::Compensated, Some("http_503")));
 }
 
 #[test]
@@ -313,7 +324,7 @@ fn a_denied_payment_fails_the_wait_and_compensates() {
     )
     .unwrap();
     h.step(T0 + 1, "await_payment", Purpose::Status, status("deny"));
-    assert_eq!(h.s.reason.as_deref(), Some("payment_deny"));
+    assert_eq!(reason(&h.s).as_deref(), Some("payment_deny"));
     h.step(T0 + 1, "create_payment", Purpose::Compensation, Answer::Ok(json!({})));
     h.step(T0 + 1, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
     assert_eq!(h.s.status(), Status::Compensated);
@@ -327,7 +338,7 @@ fn rollback_while_waiting_compensates_and_past_the_pivot_is_a_conflict() {
     assert!(!h.s.can_roll_back(), "once is enough");
     // Paid a moment ago? The status is asked once more before compensating.
     h.step(T0 + 1, "await_payment", Purpose::Status, status("pending"));
-    assert_eq!(h.s.reason.as_deref(), Some("rollback: customer asked"));
+    assert_eq!(reason(&h.s).as_deref(), Some("rollback: customer asked"));
     h.step(T0 + 1, "create_payment", Purpose::Compensation, Answer::Ok(json!({})));
     h.step(T0 + 1, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
     assert_eq!(h.s.status(), Status::Compensated);
@@ -418,7 +429,7 @@ fn at_the_saga_deadline_the_status_is_asked_once_more_and_a_payment_settled_just
     let mut h = H::new(Saga::new("s-1", d.clone(), None, input.clone(), settings(), T0));
     h.forward_to_the_wait_polling_at(T0 + 10_000);
     h.step(T0 + 10_000, "await_payment", Purpose::Status, status("pending"));
-    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensating, Some("saga_timeout")));
+    assert_eq!((h.s.status(), reason(&h.s).as_deref()), (Status::Compensating, Some("saga_timeout")));
 
     // The status API does not answer: asked three times, then compensated.
     let mut h = H::new(Saga::new("s-1", d, None, input, settings(), T0));
@@ -433,7 +444,7 @@ fn at_the_saga_deadline_the_status_is_asked_once_more_and_a_payment_settled_just
         Step::Call(c) => assert_eq!((c.step_name.as_str(), c.purpose), ("create_payment", Purpose::Compensation)),
         other => panic!("expected the compensation, got {other:?}"),
     }
-    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensating, Some("saga_timeout")));
+    assert_eq!((h.s.status(), reason(&h.s).as_deref()), (Status::Compensating, Some("saga_timeout")));
 }
 
 #[test]
@@ -456,7 +467,7 @@ fn a_rollback_during_a_call_lands_after_its_answer() {
     h.answer(&id, Answer::Ok(json!({"total": 20000})), T0 + 2);
     assert_eq!(h.s.status(), Status::Compensating);
     h.step(T0 + 2, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
-    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensated, Some("rollback: stop")));
+    assert_eq!((h.s.status(), reason(&h.s).as_deref()), (Status::Compensated, Some("rollback: stop")));
 }
 
 #[test]
@@ -471,7 +482,7 @@ fn a_compensation_that_keeps_failing_holds_the_saga_and_a_retry_finishes_it() {
         assert_eq!(c.attempt, attempt);
         now += 10_000;
     }
-    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Failed, Some("compensation_failed:reserve_stock")));
+    assert_eq!((h.s.status(), reason(&h.s).as_deref()), (Status::Failed, Some("compensation_failed:reserve_stock")));
     assert_eq!(h.s.poll(now), Step::Idle, "held: nothing runs");
     assert!(!h.s.can_roll_back());
     assert!(
@@ -483,7 +494,7 @@ fn a_compensation_that_keeps_failing_holds_the_saga_and_a_retry_finishes_it() {
     let c = h.step(now, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
     assert_eq!(c.attempt, 1, "fresh attempts");
     assert_eq!(h.s.status(), Status::Compensated);
-    assert_eq!(h.s.steps[1].compensation.as_ref().unwrap().attempts, 4);
+    assert_eq!(h.s.steps()[1].compensation().unwrap().attempts(), 4);
 }
 
 #[test]
@@ -501,7 +512,7 @@ fn a_held_step_waits_for_an_operator_and_its_retry_goes_forward() {
     h.step(T0 + 1, "live_odds_fetch", Purpose::Action, Answer::Ok(json!({"odds_bp": 15000})));
     let c = h.step(T0 + 1, "cashout_quote", Purpose::Action, Answer::Ok(json!({"quote_id": "q1", "amount": 1500})));
     assert_eq!(c.body, Some(json!({"odds_bp": 15000})));
-    assert_eq!(h.s.correlation_id, "corr");
+    assert_eq!(h.s.correlation_id(), "corr");
 }
 
 #[test]
@@ -525,11 +536,11 @@ fn the_whole_saga_deadline_compensates_with_saga_timeout() {
     h.step(T0, "authorize_user", Purpose::Action, Answer::Ok(json!({"user_id": "u1"})));
     h.step(T0, "reserve_stock", Purpose::Action, Answer::Ok(json!({"total": 20000})));
     h.step(T0, "create_payment", Purpose::Action, Answer::Retryable("timeout".into()));
-    let deadline = h.s.deadline_at;
+    let deadline = h.s.deadline_at();
     assert_eq!(Machine::next_due(&h.s), Some(T0 + 500), "the retry");
     let c = h.step(deadline, "reserve_stock", Purpose::Compensation, Answer::Ok(json!({})));
     assert_eq!(c.body, Some(json!({"reason": "saga_timeout"})));
-    assert_eq!((h.s.status(), h.s.reason.as_deref()), (Status::Compensated, Some("saga_timeout")));
+    assert_eq!((h.s.status(), reason(&h.s).as_deref()), (Status::Compensated, Some("saga_timeout")));
 }
 
 #[test]
@@ -538,7 +549,7 @@ fn a_template_that_finds_nothing_fails_the_step_without_a_call() {
     assert_eq!(h.s.poll(T0), Step::Idle, "authorize_user's token is missing: no call");
     h.drain();
     assert_eq!(h.s.status(), Status::Compensated);
-    assert!(h.s.reason.as_deref().unwrap().starts_with("template_error: $.input.user_token"), "{:?}", h.s.reason);
+    assert!(reason(&h.s).unwrap().starts_with("template_error: $.input.user_token"), "{:?}", h.s.reason());
 }
 
 #[test]
@@ -561,7 +572,7 @@ fn a_lost_answer_is_resent_with_the_same_request_id_and_idempotency_key() {
 fn the_api_object_has_every_contract_field() {
     let mut h = H::checkout();
     h.forward_to_the_wait();
-    let j = h.s.to_json();
+    let j = view(&h.s);
     for k in [
         "id",
         "definition",
@@ -627,7 +638,7 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
                     let _ = s.signal(Signal::Rollback { reason: "r".into() }, now);
                 }
                 1 => {
-                    let step = s.steps[rng.pick(s.steps.len() as u64) as usize].name.clone();
+                    let step = s.steps()[rng.pick(s.steps().len() as u64) as usize].name().to_string();
                     let _ = s.signal(Signal::Retry { step }, now);
                 }
                 2 => {
@@ -647,13 +658,10 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
             match s.poll(now) {
                 Step::Call(c) | Step::Resend(stepwise_engine::machine::InFlight { call: c, .. }) => {
                     assert!(!before_end, "seed {seed}: a call after the end");
-                    if !matches!(s.phase, stepwise_engine::saga::machine::Phase::Calling { .. }) {
-                        s.begin(c.clone(), format!("r{i}"), now);
+                    if s.phase().in_flight().is_none() {
+                        s.begin(c.clone(), format!("r{i}"), now).unwrap();
                     }
-                    let id = match &s.phase {
-                        stepwise_engine::saga::machine::Phase::Calling { flight, .. } => flight.request_id.clone(),
-                        _ => unreachable!(),
-                    };
+                    let id = s.phase().in_flight().unwrap().request_id.clone();
                     if c.purpose == Purpose::Compensation {
                         assert!(
                             completed.contains(&c.step),
@@ -681,8 +689,8 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
                 _ => {}
             }
             // Waits complete without an action call: count them as completed steps.
-            for (idx, r) in s.steps.iter().enumerate() {
-                if r.status == StepStatus::Completed && !completed.contains(&idx) {
+            for (idx, r) in s.steps().iter().enumerate() {
+                if r.status() == StepStatus::Completed && !completed.contains(&idx) {
                     completed.push(idx);
                 }
             }
@@ -695,7 +703,7 @@ fn random_answers_and_operator_actions_keep_the_compensation_invariants() {
         // Reverse order: compensations ran from the latest completed step down.
         assert!(compensated.windows(2).all(|w| w[0] > w[1]), "seed {seed}: compensation order {compensated:?}");
         if s.status() == Status::Compensated || s.status() == Status::Expired {
-            for (idx, d) in s.definition.steps.iter().enumerate() {
+            for (idx, d) in s.definition().steps.iter().enumerate() {
                 let has_comp =
                     matches!(&d.kind, stepwise_engine::saga::definition::Kind::Action { compensation: Some(_), .. });
                 if has_comp && completed.contains(&idx) {

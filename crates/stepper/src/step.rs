@@ -212,7 +212,8 @@ fn claim_loaded<M: Stepped>(
                     Ok(Formatted { url, payload: logged })
                 },
             )?;
-            m.begin(call.clone(), rid.to_string(), now);
+            // A call the machine did not ask for fails the claim (its transaction rolls back).
+            m.begin(call.clone(), rid.to_string(), now)?;
             let out = prepared.ok_or_else(|| StoreError::Corrupt("the request was not formatted".into()))?;
             (call, rid.to_string(), out, entry)
         }
@@ -221,7 +222,7 @@ fn claim_loaded<M: Stepped>(
             let (out, _) = m.outbound(db, cfg, &flight.call, &flight.request_id, now)?;
             (flight.call, flight.request_id, out, entry)
         }
-        Step::Local | Step::Wait(_) | Step::Idle => {
+        Step::Wait(_) | Step::Idle => {
             save(db, m, None, now)?;
             return Ok(None);
         }

@@ -167,7 +167,7 @@ pub struct NewId {
 pub fn insert(db: &Db, seq: i64, s: &mut Saga, now: Millis) -> Result<(), StoreError> {
     db.exec(
         "INSERT INTO sagas (seq, id, definition, version, order_id, created_at) VALUES (?, ?, ?, ?, NULL, ?)",
-        &[int(seq), text(&s.id), text(&s.definition.name), int(s.definition.version.into()), int(now)],
+        &[int(seq), text(s.id()), text(&s.definition().name), int(s.definition().version.into()), int(now)],
     )?;
     machines::apply_and_save(db, s, None, now)
 }
@@ -183,12 +183,18 @@ fn apply(db: &Db, s: &Saga, effects: Vec<Effect>) -> Result<(), StoreError> {
             Effect::History(ev) => {
                 db.exec(
                     "INSERT INTO saga_events (saga_id, type, step, data, at) VALUES (?, ?, ?, ?, ?)",
-                    &[text(&s.id), text(&ev.kind), opt_text(ev.step.as_deref()), text(ev.data.to_string()), int(ev.at)],
+                    &[
+                        text(s.id()),
+                        text(&ev.kind),
+                        opt_text(ev.step.as_deref()),
+                        text(ev.data.to_string()),
+                        int(ev.at),
+                    ],
                 )?;
                 crate::metrics::inc(
                     db,
                     "stepwise_saga_events",
-                    &[("definition", &s.definition.name), ("type", &ev.kind)],
+                    &[("definition", &s.definition().name), ("type", &ev.kind)],
                     1,
                 )?;
             }
@@ -198,17 +204,17 @@ fn apply(db: &Db, s: &Saga, effects: Vec<Effect>) -> Result<(), StoreError> {
                     &NewEvent {
                         kind: &kind,
                         subject_kind: Kind::Saga.as_str(),
-                        subject_id: &s.id,
-                        definition: Some(&s.definition.name),
+                        subject_id: s.id(),
+                        definition: Some(&s.definition().name),
                         data: &data,
-                        at: s.updated_at,
+                        at: s.updated_at(),
                     },
                 )?;
             }
         }
     }
     if let Some(order) = s.order_id() {
-        db.exec("UPDATE sagas SET order_id = ? WHERE id = ? AND order_id IS NULL", &[text(order), text(&s.id)])?;
+        db.exec("UPDATE sagas SET order_id = ? WHERE id = ? AND order_id IS NULL", &[text(order), text(s.id())])?;
     }
     Ok(())
 }
@@ -249,7 +255,7 @@ pub fn list(
         .collect::<Result<Vec<_>, _>>()?;
     let next = if page.len() > limit as usize {
         page.truncate(limit as usize);
-        page.last().map(|s| s.id.clone())
+        page.last().map(|s| s.id().to_string())
     } else {
         None
     };

@@ -583,6 +583,13 @@ impl Definition {
         Ok(Definition { name: name.to_string(), version: 0, timeout_ms, required_input, events, steps })
     }
 
+    /// The step whose output the API answers as the saga's `output`: the
+    /// built-in checkout's `create_payment` (the payment's token and redirect
+    /// URL, what the client needs to pay); other definitions name none.
+    pub fn output_step(&self) -> Option<&str> {
+        OUTPUT_STEPS.iter().find(|(definition, _)| *definition == self.name).map(|(_, step)| *step)
+    }
+
     /// The outbox event for an end status, if the definition names one.
     pub fn event_for(&self, end: &str) -> Option<&str> {
         self.events.get(end).and_then(Value::as_str)
@@ -613,6 +620,10 @@ impl Definition {
 pub fn is_built_in(name: &str) -> bool {
     BUILT_IN.iter().any(|(n, _)| *n == name)
 }
+
+/// Per definition name, the step whose output is the saga's (see
+/// [`Definition::output_step`]).
+const OUTPUT_STEPS: [(&str, &str); 1] = [("checkout", "create_payment")];
 
 /// The built-in definitions, as stored in the repository
 /// (`crates/engine/definitions/*.json`), loaded and validated at first use

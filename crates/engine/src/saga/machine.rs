@@ -5,9 +5,17 @@
 //!
 //! Where a saga is lives in [`Phase`], an enum whose variants carry their
 //! own data (the step, the attempt, the wait's deadline and what is known of
-//! the payment, the call in flight). Each outbound call is one step of the
-//! machine, recorded before the next; an answer that never got recorded is
-//! resent with the same request id and idempotency key.
+//! the payment, the call in flight and the direction it was made in, an
+//! operator's rollback waiting for it). Each outbound call is one step of
+//! the machine, recorded before the next; an answer that never got recorded
+//! is resent with the same request id and idempotency key.
+//!
+//! All state transitions are done in this module: the saga's fields are
+//! private, read through accessors, and changed only by [`Saga::poll`],
+//! [`Saga::begin`], [`Saga::on_answer`] and [`Saga::signal`]. Snapshots
+//! written by earlier releases load through [`snapshot`].
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -18,6 +26,8 @@ use crate::machine::{self, Kind, Machine};
 use crate::payment::{self, Payment};
 use crate::time::{rfc3339, Millis};
 use crate::{Error, FieldError};
+
+mod snapshot;
 
 /// A call in flight (see [`machine::InFlight`]).
 pub type InFlight = machine::InFlight<Call>;
@@ -36,28 +46,32 @@ pub struct Settings {
     pub payment_poll_ms: u64,
 }
 
-/// The saga's status as the API shows it.
+/// The saga's status as the API shows it (and the `machines.state` the
+/// list filters on), derived from its [`Phase`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = SagaStatus))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Going forward.
+    /// Going forward: a step's action is due or in flight.
     Running,
-    /// In a payment wait.
+    /// In a payment wait (a status poll or expiry call may be in flight).
     Waiting,
-    /// Undoing completed steps.
+    /// Undoing completed steps, latest first.
     Compensating,
     /// Every step completed.
     Completed,
-    /// Compensated.
+    /// Every completed step with a compensation was undone.
     Compensated,
-    /// Compensated because a payment wait ran out.
+    /// Compensated because a payment wait ran out unpaid.
     Expired,
-    /// Held for an operator.
+    /// Held for an operator: a step's action (past the pivot, or `on_failure:
+    /// hold`) or a compensation failed for good.
     Failed,
 }
 
 impl Status {
-    /// Every status.
+    /// Every status, in the order the API lists them.
     pub const ALL: [Status; 7] = [
         Status::Running,
         Status::Waiting,
@@ -68,7 +82,7 @@ impl Status {
         Status::Failed,
     ];
 
-    /// The name.
+    /// The contract's name (`running`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
@@ -89,56 +103,121 @@ impl Status {
 
 /// A step's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = SagaStepStatus))]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
-    /// Not started.
+    /// Not started (or asked again by an operator's retry).
     Pending,
-    /// An attempt is under way (or scheduled).
+    /// Its action was sent at least once and has not succeeded yet (a retry may be scheduled).
     Running,
-    /// A payment wait.
+    /// A payment wait step whose payment is not settled yet.
     Waiting,
-    /// Done.
+    /// Its action succeeded (its output is kept), or its compensation failed for good.
     Completed,
-    /// Failed after its retries.
+    /// Failed after its retries, fatally, or left running by the saga's deadline or a rollback.
     Failed,
-    /// Its compensation is under way.
+    /// Its compensation was sent and has not succeeded yet.
     Compensating,
-    /// Undone.
+    /// Its compensation succeeded.
     Compensated,
     /// Never ran (the saga left the forward path before it).
     Skipped,
 }
 
+/// Where a step's compensation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CompensationStatus {
+    /// Due (or scheduled for a retry, or asked again by an operator).
+    Pending,
+    /// An attempt is in flight.
+    Running,
+    /// The step is undone.
+    Completed,
+    /// Failed after its retries: the saga is held for an operator.
+    Failed,
+}
+
 /// What a compensation came to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompensationRecord {
-    /// `pending`, `running`, `completed` or `failed`.
-    pub status: String,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The last error.
-    pub error: Option<String>,
+    status: CompensationStatus,
+    attempts: u32,
+    error: Option<String>,
+}
+
+impl CompensationRecord {
+    /// Where it stands.
+    pub fn status(&self) -> CompensationStatus {
+        self.status
+    }
+
+    /// Attempts sent, over every round (an operator's retry does not reset it).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The last failed attempt's reason; cleared when it completes.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
 }
 
 /// A step as it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
-    /// Its name.
-    pub name: String,
-    /// Its status.
-    pub status: StepStatus,
-    /// Attempts made of its action (or polls of its wait).
-    pub attempts: u32,
-    /// The answer's body, once completed.
-    pub output: Option<Value>,
-    /// The last error.
-    pub error: Option<String>,
-    /// First attempt.
-    pub started_at: Option<Millis>,
-    /// Completed or failed.
-    pub ended_at: Option<Millis>,
-    /// Its compensation, once it runs.
-    pub compensation: Option<CompensationRecord>,
+    name: String,
+    status: StepStatus,
+    attempts: u32,
+    output: Option<Value>,
+    error: Option<String>,
+    started_at: Option<Millis>,
+    ended_at: Option<Millis>,
+    compensation: Option<CompensationRecord>,
+}
+
+impl StepRecord {
+    /// The definition's name for the step.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> StepStatus {
+        self.status
+    }
+
+    /// Attempts sent of its action, or status and expiry calls of its wait.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The answer's body, once completed (a wait's: the order and `settlement`).
+    pub fn output(&self) -> Option<&Value> {
+        self.output.as_ref()
+    }
+
+    /// The last failed attempt's reason; cleared when it completes.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// When its first attempt was sent (or its wait entered).
+    pub fn started_at(&self) -> Option<Millis> {
+        self.started_at
+    }
+
+    /// When it completed or failed.
+    pub fn ended_at(&self) -> Option<Millis> {
+        self.ended_at
+    }
+
+    /// Its compensation, from the moment the saga turns back to it.
+    pub fn compensation(&self) -> Option<&CompensationRecord> {
+        self.compensation.as_ref()
+    }
 }
 
 /// What a call is for.
@@ -169,26 +248,26 @@ impl Purpose {
 /// A call, rendered and ready to send (the store adds the request id).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Call {
-    /// The step's index.
+    /// The index of the step it belongs to in the definition.
     pub step: usize,
-    /// The step's name.
+    /// That step's name (for the request log's operation).
     pub step_name: String,
     /// What it is for.
     pub purpose: Purpose,
-    /// 1 for a first try.
+    /// 1 for a first try, counted within the current round of retries.
     pub attempt: u32,
-    /// The service.
+    /// The service it goes to (the store knows its origin and credentials).
     pub service: Service,
-    /// The method.
+    /// The HTTP method.
     pub method: Method,
-    /// The path under the service's origin.
+    /// The path under the service's origin, its values already encoded.
     pub path: String,
-    /// The body.
+    /// The rendered JSON body, if the request has one.
     pub body: Option<Value>,
     /// `Idempotency-Key`: the same on every attempt of this call (none on a
     /// status poll, which must see the payment as it is now).
     pub idempotency_key: Option<String>,
-    /// Per-attempt time-out.
+    /// Per-attempt time-out (the step's own, or the saga's default).
     pub timeout_ms: u64,
 }
 
@@ -209,9 +288,9 @@ pub enum Answer {
     /// Any other status: the step fails at once with this reason
     /// (`http_<status>`, or the body's `error.code`).
     Fatal {
-        /// The HTTP status.
+        /// The HTTP status (412 on an expiry means "paid meanwhile").
         status: u16,
-        /// The reason.
+        /// The body's `error.code`, or `http_<status>`.
         reason: String,
     },
 }
@@ -232,44 +311,135 @@ pub fn judge(status: Option<u16>, body: &[u8], timed_out: bool) -> Answer {
     }
 }
 
+/// Why a saga left its forward path (or was held), as the API, the
+/// templates (`$.saga.reason`) and the events show it. Each variant
+/// serializes to the string every release has answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A step failed with this reason: an upstream's `error.code`,
+    /// `http_<status>`, `timeout` or `unreachable` (shown as is).
+    Step(String),
+    /// A template found nothing to render (`template_error: <what>`).
+    Template(String),
+    /// The whole-saga deadline passed before the pivot (`saga_timeout`).
+    SagaTimeout,
+    /// An operator's rollback with its reason (`rollback: <reason>`).
+    Rollback(String),
+    /// The payment wait ran out and the payment was expired (`payment_expired`):
+    /// the saga ends `expired`.
+    PaymentExpired,
+    /// The payment ended unpaid (`payment_deny`, `payment_cancel`, ...).
+    Payment(payment::Status),
+    /// A step's compensation failed for good (`compensation_failed:<step>`).
+    CompensationFailed(String),
+}
+
+impl Reason {
+    /// Reads the string form; anything no variant claims is a step's reason.
+    pub fn parse(s: &str) -> Reason {
+        if let Some(r) = s.strip_prefix("rollback: ") {
+            return Reason::Rollback(r.to_string());
+        }
+        if let Some(r) = s.strip_prefix("template_error: ") {
+            return Reason::Template(r.to_string());
+        }
+        if let Some(r) = s.strip_prefix("compensation_failed:") {
+            return Reason::CompensationFailed(r.to_string());
+        }
+        match s {
+            "saga_timeout" => return Reason::SagaTimeout,
+            "payment_expired" => return Reason::PaymentExpired,
+            _ => {}
+        }
+        match s.strip_prefix("payment_").and_then(payment::Status::parse) {
+            Some(status) => Reason::Payment(status),
+            None => Reason::Step(s.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Step(r) => f.write_str(r),
+            Reason::Template(r) => write!(f, "template_error: {r}"),
+            Reason::SagaTimeout => f.write_str("saga_timeout"),
+            Reason::Rollback(r) => write!(f, "rollback: {r}"),
+            Reason::PaymentExpired => f.write_str("payment_expired"),
+            Reason::Payment(s) => write!(f, "payment_{}", s.as_str()),
+            Reason::CompensationFailed(step) => write!(f, "compensation_failed:{step}"),
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        Ok(Reason::parse(&String::deserialize(d)?))
+    }
+}
+
 /// A payment wait in progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WaitState {
-    /// The order.
-    pub order_id: String,
-    /// The amount a notification must carry.
-    pub amount: Value,
-    /// When the wait runs out.
-    pub deadline_at: Millis,
-    /// When to ask the status API next.
-    pub next_poll_at: Millis,
-    /// How often.
-    pub poll_ms: u64,
-    /// What is known of the payment.
-    pub payment: Payment,
+    order_id: String,
+    /// The amount a notification or status answer must carry to count.
+    amount: Value,
+    /// When the wait runs out (the expiry is asked for then).
+    deadline_at: Millis,
+    next_poll_at: Millis,
+    poll_ms: u64,
+    payment: Payment,
     /// Set once the expiry was asked for and answered 412 (paid meanwhile):
     /// the next status answer is followed, whatever it is.
-    pub expiry_refused: bool,
+    expiry_refused: bool,
     /// A notification came while a status call was in flight: ask again as
     /// soon as that call is answered (its answer may predate the payment).
     #[serde(default)]
-    pub recheck: bool,
+    recheck: bool,
     /// The wait is being left (the saga's deadline, an operator's rollback):
     /// the status is asked once more first, and only a payment that is not
     /// settled is compensated.
     #[serde(default)]
-    pub closing: Option<Closing>,
+    closing: Option<Closing>,
+}
+
+impl WaitState {
+    /// The payment's order id.
+    pub fn order_id(&self) -> &str {
+        &self.order_id
+    }
+
+    /// What is known of the payment so far.
+    pub fn payment(&self) -> Payment {
+        self.payment
+    }
+
+    /// Whether the wait is being left (see [`Closing`]).
+    pub fn closing(&self) -> Option<&Closing> {
+        self.closing.as_ref()
+    }
 }
 
 /// Why a payment wait is being left, and how often its last status check
 /// failed as a call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closing {
+    reason: Reason,
+    failed_checks: u32,
+}
+
+impl Closing {
     /// The compensation's reason if the payment is not settled
-    /// (`saga_timeout`, `rollback: ...`).
-    pub reason: String,
-    /// Status checks that got no answer (time-out, 5xx) so far.
-    pub failed_checks: u32,
+    /// ([`Reason::SagaTimeout`] or [`Reason::Rollback`]).
+    pub fn reason(&self) -> &Reason {
+        &self.reason
+    }
 }
 
 /// Status checks of a closing wait that may fail as calls before the saga
@@ -287,16 +457,26 @@ fn reported(body: &Value) -> Option<(payment::Status, Option<&str>, Option<&str>
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "held", rename_all = "snake_case")]
 pub enum Held {
-    /// The step's action failed.
+    /// The step's action failed (past the pivot, or `on_failure: hold`): a
+    /// retry runs it again, a rollback (before the pivot) compensates.
     Action {
-        /// The step.
+        /// The index of the failed step.
         step: usize,
     },
-    /// The step's compensation failed.
+    /// The step's compensation failed after its retries: a retry runs it again.
     Compensation {
-        /// The step.
+        /// The index of the step whose compensation failed.
         step: usize,
     },
+}
+
+impl Held {
+    /// The index of the step the operator must look at.
+    pub fn step(self) -> usize {
+        match self {
+            Held::Action { step } | Held::Compensation { step } => step,
+        }
+    }
 }
 
 /// How a saga ended.
@@ -305,55 +485,124 @@ pub enum Held {
 pub enum End {
     /// Every step completed.
     Completed,
-    /// Compensated.
+    /// Left the forward path, every completed step undone.
     Compensated,
-    /// Compensated because a payment ran out.
+    /// Compensated because its payment wait ran out ([`Reason::PaymentExpired`]).
     Expired,
 }
 
-/// Where the saga is.
+impl End {
+    /// The saga's status once ended this way.
+    pub fn status(self) -> Status {
+        match self {
+            End::Completed => Status::Completed,
+            End::Compensated => Status::Compensated,
+            End::Expired => Status::Expired,
+        }
+    }
+}
+
+/// Where the saga is. Going forward, waiting and compensating each have a
+/// variant for "due" and one for "a call in flight", so the direction of a
+/// call is never guessed from the call; an operator's rollback that came
+/// during a call sits in that call's variant (the only place it can wait).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
-    /// Step `step`'s attempt `attempt` is due at `at`.
+    /// Going forward: step `step`'s attempt `attempt` is due at `at` (a wait
+    /// step is entered when due, with no call).
     Forward {
-        /// The step.
+        /// The index of the step.
         step: usize,
-        /// The attempt (1-based, within this round).
+        /// The attempt (1-based, within this round of retries).
         attempt: u32,
-        /// Due at.
+        /// When it is due (later than now after a retryable failure).
         at: Millis,
     },
-    /// In step `step`'s payment wait.
+    /// Going forward: a step's action call is in flight.
+    Acting {
+        /// The call, its request id and when it was sent.
+        flight: InFlight,
+        /// An operator's rollback (its reason) that came meanwhile: applied
+        /// once the call is answered, if the saga is still before its pivot.
+        rollback: Option<String>,
+    },
+    /// In step `step`'s payment wait, no call in flight.
     Waiting {
-        /// The step.
+        /// The index of the wait step.
         step: usize,
-        /// The wait.
+        /// The payment waited for and what is known of it.
         wait: WaitState,
     },
-    /// Step `step`'s compensation, attempt `attempt`, is due at `at`.
+    /// In a payment wait: its status poll or its expiry call is in flight.
+    Checking {
+        /// The call (purpose `status` or `expire`), its request id and when it was sent.
+        flight: InFlight,
+        /// The wait it belongs to.
+        wait: WaitState,
+        /// An operator's rollback (its reason) that came meanwhile: applied
+        /// once the call is answered, if the saga is still before its pivot.
+        rollback: Option<String>,
+    },
+    /// Going back: step `step`'s compensation, attempt `attempt`, is due at `at`.
     Compensating {
-        /// The step.
+        /// The index of the step being undone.
         step: usize,
-        /// The attempt.
+        /// The attempt (1-based, within this round of retries).
         attempt: u32,
-        /// Due at.
+        /// When it is due.
         at: Millis,
     },
-    /// A call in flight; `wait` is the payment wait it belongs to, if any.
-    Calling {
-        /// The call.
+    /// Going back: a step's compensation call is in flight (no rollback can
+    /// come: the saga is already going back).
+    Undoing {
+        /// The call, its request id and when it was sent.
         flight: InFlight,
-        /// The wait a status or expiry call belongs to.
-        wait: Option<WaitState>,
     },
     /// Held for an operator (status `failed`).
     Held(Held),
-    /// Over.
+    /// Over: nothing more is sent.
     Ended {
-        /// How.
+        /// How it ended.
         end: End,
     },
+}
+
+impl Phase {
+    /// The call in flight, if any.
+    pub fn in_flight(&self) -> Option<&InFlight> {
+        match self {
+            Phase::Acting { flight, .. } | Phase::Checking { flight, .. } | Phase::Undoing { flight } => Some(flight),
+            _ => None,
+        }
+    }
+
+    /// The payment wait the saga is in, with or without a call in flight.
+    pub fn wait(&self) -> Option<&WaitState> {
+        match self {
+            Phase::Waiting { wait, .. } | Phase::Checking { wait, .. } => Some(wait),
+            _ => None,
+        }
+    }
+
+    /// The operator's rollback waiting for the call in flight, if any.
+    pub fn rollback_requested(&self) -> Option<&str> {
+        match self {
+            Phase::Acting { rollback, .. } | Phase::Checking { rollback, .. } => rollback.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The status it shows, read off the variant.
+    pub fn status(&self) -> Status {
+        match self {
+            Phase::Forward { .. } | Phase::Acting { .. } => Status::Running,
+            Phase::Waiting { .. } | Phase::Checking { .. } => Status::Waiting,
+            Phase::Compensating { .. } | Phase::Undoing { .. } => Status::Compensating,
+            Phase::Held(_) => Status::Failed,
+            Phase::Ended { end } => end.status(),
+        }
+    }
 }
 
 /// A history event (`GET /api/sagas/{id}/events`).
@@ -362,11 +611,11 @@ pub struct Event {
     /// `saga_started`, `step_started`, `step_completed`, ...
     #[serde(rename = "type")]
     pub kind: String,
-    /// The step it is about.
+    /// The name of the step it is about, if any.
     pub step: Option<String>,
-    /// Details.
+    /// The event's details (an error, a reason, a notification, ...).
     pub data: Value,
-    /// When.
+    /// When it happened.
     pub at: Millis,
 }
 
@@ -379,7 +628,7 @@ pub enum Effect {
     Outbox {
         /// The event type (`committed`, `settled`, `cancelled`, ...).
         kind: String,
-        /// Its data.
+        /// Its data (`saga_id`, `correlation_id`, `status`, `reason`, `step`).
         data: Value,
     },
 }
@@ -389,12 +638,12 @@ pub enum Effect {
 pub enum Signal {
     /// `POST /api/sagas/{id}/rollback`.
     Rollback {
-        /// The operator's reason.
+        /// The operator's reason (the saga's becomes `rollback: <reason>`).
         reason: String,
     },
     /// `POST /api/sagas/{id}/steps/{step}/retry`.
     Retry {
-        /// The step's name.
+        /// The name of the held step.
         step: String,
     },
     /// A payment notification for the saga's order (already authenticated).
@@ -408,33 +657,28 @@ pub enum Signal {
     },
 }
 
-/// A saga.
+/// A saga. Snapshots are written in this shape and read back through
+/// [`snapshot`], which also reads the shape earlier releases wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "snapshot::Stored")]
 pub struct Saga {
-    /// Its id (also the order id of its payment).
-    pub id: String,
-    /// The definition, as of the version it started with.
-    pub definition: Definition,
-    /// The client's correlation id.
-    pub correlation_id: String,
-    /// Its input.
-    pub input: Value,
-    /// Why it left the forward path.
-    pub reason: Option<String>,
-    /// Its steps.
-    pub steps: Vec<StepRecord>,
-    /// Where it is.
-    pub phase: Phase,
-    /// An operator's rollback that waits for the call in flight.
-    pub rollback_requested: Option<String>,
-    /// The whole-saga deadline.
-    pub deadline_at: Millis,
-    /// Its settings.
-    pub settings: Settings,
-    /// Created.
-    pub created_at: Millis,
-    /// Last changed.
-    pub updated_at: Millis,
+    /// Also the order id of its payment.
+    id: String,
+    /// As of the version it started with.
+    definition: Definition,
+    /// The client's, or the id when none was given.
+    correlation_id: String,
+    input: Value,
+    /// Why it left the forward path or was held.
+    reason: Option<Reason>,
+    /// One per definition step, in order.
+    steps: Vec<StepRecord>,
+    phase: Phase,
+    /// The whole-saga deadline (it applies only before the pivot).
+    deadline_at: Millis,
+    settings: Settings,
+    created_at: Millis,
+    updated_at: Millis,
     #[serde(skip)]
     effects: Vec<Effect>,
 }
@@ -494,7 +738,6 @@ impl Saga {
             reason: None,
             steps,
             phase: Phase::Forward { step: 0, attempt: 1, at: now },
-            rollback_requested: None,
             settings,
             created_at: now,
             updated_at: now,
@@ -509,22 +752,59 @@ impl Saga {
         saga
     }
 
+    /// Its id (also the order id of its payment).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The definition, as of the version it started with.
+    pub fn definition(&self) -> &Definition {
+        &self.definition
+    }
+
+    /// The client's correlation id (the saga's id when none was given).
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
+
+    /// The input it started with.
+    pub fn input(&self) -> &Value {
+        &self.input
+    }
+
+    /// Why it left the forward path or was held, if it did.
+    pub fn reason(&self) -> Option<&Reason> {
+        self.reason.as_ref()
+    }
+
+    /// One record per definition step, in order.
+    pub fn steps(&self) -> &[StepRecord] {
+        &self.steps
+    }
+
+    /// Where it is: the step, the direction, the call in flight (see [`Phase`]).
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// The whole-saga deadline (it applies only before the pivot).
+    pub fn deadline_at(&self) -> Millis {
+        self.deadline_at
+    }
+
+    /// When it was created.
+    pub fn created_at(&self) -> Millis {
+        self.created_at
+    }
+
+    /// When it last changed (a poll, an answer, a signal).
+    pub fn updated_at(&self) -> Millis {
+        self.updated_at
+    }
+
     /// The status the API shows.
     pub fn status(&self) -> Status {
-        match &self.phase {
-            Phase::Forward { .. } => Status::Running,
-            Phase::Waiting { .. } => Status::Waiting,
-            Phase::Compensating { .. } => Status::Compensating,
-            Phase::Calling { flight, wait } => match flight.call.purpose {
-                Purpose::Compensation => Status::Compensating,
-                Purpose::Status | Purpose::Expire if wait.is_some() => Status::Waiting,
-                _ => Status::Running,
-            },
-            Phase::Held(_) => Status::Failed,
-            Phase::Ended { end: End::Completed } => Status::Completed,
-            Phase::Ended { end: End::Compensated } => Status::Compensated,
-            Phase::Ended { end: End::Expired } => Status::Expired,
-        }
+        self.phase.status()
     }
 
     /// Whether a pivot step has completed (the saga only goes forward).
@@ -532,25 +812,63 @@ impl Saga {
         self.definition.steps.iter().zip(&self.steps).any(|(d, r)| d.pivot && r.status == StepStatus::Completed)
     }
 
-    /// The step the saga is at, if any.
-    pub fn current_step(&self) -> Option<&str> {
-        let i = match &self.phase {
-            Phase::Forward { step, .. } | Phase::Waiting { step, .. } | Phase::Compensating { step, .. } => *step,
-            Phase::Calling { flight, .. } => flight.call.step,
-            Phase::Held(Held::Action { step } | Held::Compensation { step }) => *step,
-            Phase::Ended { .. } => return None,
-        };
-        self.steps.get(i).map(|s| s.name.as_str())
+    /// The index of the step the saga is at, if it has not ended.
+    fn current(&self) -> Option<usize> {
+        match &self.phase {
+            Phase::Forward { step, .. } | Phase::Waiting { step, .. } | Phase::Compensating { step, .. } => Some(*step),
+            Phase::Acting { flight, .. } | Phase::Checking { flight, .. } | Phase::Undoing { flight } => {
+                Some(flight.call.step)
+            }
+            Phase::Held(held) => Some(held.step()),
+            Phase::Ended { .. } => None,
+        }
     }
 
-    /// Whether the operator's rollback applies now (running, waiting or
-    /// failed, before the pivot).
+    /// The name of the step the saga is at, if it has not ended.
+    pub fn current_step(&self) -> Option<&str> {
+        self.current().and_then(|i| self.steps.get(i)).map(|s| s.name.as_str())
+    }
+
+    /// The saga's output as the API answers it: the output of the step its
+    /// definition names ([`Definition::output_step`]), once that completed.
+    pub fn output(&self) -> Option<&Value> {
+        let step = self.definition.output_step()?;
+        self.steps.iter().find(|s| s.name == step).and_then(|s| s.output.as_ref())
+    }
+
+    /// Whether the operator's rollback applies now: running, waiting or held
+    /// on an action, before the pivot, with no rollback already asked for
+    /// (waiting for the call in flight, or closing the wait).
     pub fn can_roll_back(&self) -> bool {
-        matches!(self.status(), Status::Running | Status::Waiting | Status::Failed)
-            && !self.past_pivot()
-            && self.rollback_requested.is_none()
-            && !matches!(self.phase, Phase::Held(Held::Compensation { .. }))
-            && !matches!(&self.phase, Phase::Waiting { wait, .. } | Phase::Calling { wait: Some(wait), .. } if wait.closing.is_some())
+        let applies = match &self.phase {
+            Phase::Forward { .. } | Phase::Held(Held::Action { .. }) => true,
+            Phase::Acting { rollback, .. } => rollback.is_none(),
+            Phase::Waiting { wait, .. } => wait.closing.is_none(),
+            Phase::Checking { wait, rollback, .. } => wait.closing.is_none() && rollback.is_none(),
+            Phase::Compensating { .. } | Phase::Undoing { .. } | Phase::Held(Held::Compensation { .. }) => false,
+            Phase::Ended { .. } => false,
+        };
+        applies && !self.past_pivot()
+    }
+
+    /// The hold an operator's retry of step `i` lifts, if the saga is held
+    /// on that step (its action or its compensation).
+    fn held_on(&self, i: usize) -> Option<Held> {
+        match self.phase {
+            Phase::Held(held) if held.step() == i => Some(held),
+            _ => None,
+        }
+    }
+
+    /// Whether an operator's retry applies to step `i` now: the saga is held
+    /// for an operator on that step's action or on its compensation.
+    pub fn can_retry(&self, i: usize) -> bool {
+        self.held_on(i).is_some()
+    }
+
+    /// The order id of the payment the saga waits for (or checks the status of).
+    pub fn order_id(&self) -> Option<&str> {
+        self.phase.wait().map(WaitState::order_id)
     }
 
     fn history(&mut self, kind: &str, step: Option<&str>, data: Value, at: Millis) {
@@ -629,10 +947,12 @@ impl Saga {
             let phase = self.phase.clone();
             match phase {
                 Phase::Ended { .. } | Phase::Held(_) => return Step::Idle,
-                Phase::Calling { flight, .. } => return Step::Resend(flight),
+                Phase::Acting { flight, .. } | Phase::Checking { flight, .. } | Phase::Undoing { flight } => {
+                    return Step::Resend(flight)
+                }
                 Phase::Forward { step, attempt, at } => {
                     if !self.past_pivot() && now >= self.deadline_at {
-                        self.start_compensation(step, "saga_timeout".into(), now);
+                        self.start_compensation(step, Reason::SagaTimeout, now);
                         continue;
                     }
                     if at > now {
@@ -643,13 +963,13 @@ impl Saga {
                         StepKind::Action { action, .. } => match self.render(step, Purpose::Action, attempt, action) {
                             Ok(call) => return Step::Call(call),
                             Err(e) => {
-                                self.step_failed(step, format!("template_error: {e}"), now);
+                                self.step_failed(step, Reason::Template(e.to_string()), now);
                                 continue;
                             }
                         },
                         StepKind::Wait(w) => {
                             if let Err(e) = self.enter_wait(step, w, now) {
-                                self.step_failed(step, format!("template_error: {e}"), now);
+                                self.step_failed(step, Reason::Template(e.to_string()), now);
                             }
                             continue;
                         }
@@ -669,7 +989,7 @@ impl Saga {
                     }
                     if !self.past_pivot() && now >= self.deadline_at {
                         // Paid a moment ago? Ask once more before compensating.
-                        wait.closing = Some(Closing { reason: "saga_timeout".into(), failed_checks: 0 });
+                        wait.closing = Some(Closing { reason: Reason::SagaTimeout, failed_checks: 0 });
                         wait.next_poll_at = now;
                         self.phase = Phase::Waiting { step, wait };
                         continue;
@@ -754,18 +1074,40 @@ impl Saga {
         Ok(())
     }
 
-    /// Marks `call` as sent with `request_id` (same transaction as the claim).
-    pub fn begin(&mut self, call: Call, request_id: String, now: Millis) {
-        self.updated_at = now;
-        let wait = match &self.phase {
-            Phase::Waiting { wait, .. } => Some(wait.clone()),
-            _ => None,
+    /// Marks `call` as sent with `request_id` (same transaction as the
+    /// claim). The call must be the one [`Saga::poll`] asked for: an action
+    /// of the step due going forward, a status or expiry call of the wait, a
+    /// compensation of the step due going back; anything else (a call in
+    /// flight already, another step, another purpose) is [`Error::Conflict`]
+    /// and changes nothing.
+    pub fn begin(&mut self, call: Call, request_id: String, now: Millis) -> Result<(), Error> {
+        let (step, attempt, purpose) = (call.step, call.attempt, call.purpose);
+        let flight = InFlight { call, request_id, sent_at: now };
+        let phase = match (&self.phase, purpose) {
+            (Phase::Forward { step: s, attempt: a, .. }, Purpose::Action) if (*s, *a) == (step, attempt) => {
+                Phase::Acting { flight, rollback: None }
+            }
+            (Phase::Waiting { step: s, wait }, Purpose::Status | Purpose::Expire) if *s == step => {
+                Phase::Checking { flight, wait: wait.clone(), rollback: None }
+            }
+            (Phase::Compensating { step: s, attempt: a, .. }, Purpose::Compensation) if (*s, *a) == (step, attempt) => {
+                Phase::Undoing { flight }
+            }
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "saga {} did not ask for {} (attempt {attempt}): it is {} at {:?}",
+                    self.id,
+                    flight.call.operation(),
+                    self.status().as_str(),
+                    self.current_step()
+                )))
+            }
         };
-        let (step, purpose, attempt) = (call.step, call.purpose, call.attempt);
+        self.updated_at = now;
         let name = self.steps[step].name.clone();
+        let r = &mut self.steps[step];
         match purpose {
             Purpose::Action => {
-                let r = &mut self.steps[step];
                 r.status = StepStatus::Running;
                 r.attempts += 1;
                 r.started_at.get_or_insert(now);
@@ -774,137 +1116,158 @@ impl Saga {
                 }
             }
             Purpose::Compensation => {
-                let r = &mut self.steps[step];
                 r.status = StepStatus::Compensating;
                 let c = r.compensation.get_or_insert(CompensationRecord {
-                    status: "running".into(),
+                    status: CompensationStatus::Running,
                     attempts: 0,
                     error: None,
                 });
-                c.status = "running".into();
+                c.status = CompensationStatus::Running;
                 c.attempts += 1;
                 if attempt == 1 {
                     self.history("compensation_started", Some(&name), json!({ "attempt": attempt }), now);
                 }
             }
-            Purpose::Status | Purpose::Expire => {
-                self.steps[step].attempts += 1;
-            }
+            Purpose::Status | Purpose::Expire => r.attempts += 1,
         }
-        self.phase = Phase::Calling { flight: InFlight { call, request_id, sent_at: now }, wait };
+        self.phase = phase;
+        Ok(())
     }
 
-    /// Records the answer to the call in flight with `request_id`.
+    /// Records the answer to the call in flight with `request_id`; an answer
+    /// that belongs to no call in flight is [`Error::Stale`].
     pub fn on_answer(&mut self, request_id: &str, answer: Answer, now: Millis) -> Result<(), Error> {
-        let (flight, wait) = match &self.phase {
-            Phase::Calling { flight, wait } if flight.request_id == request_id => (flight.clone(), wait.clone()),
-            _ => return Err(Error::Stale(format!("no call {request_id} in flight for saga {}", self.id))),
-        };
+        if self.phase.in_flight().is_none_or(|f| f.request_id != request_id) {
+            return Err(Error::Stale(format!("no call {request_id} in flight for saga {}", self.id)));
+        }
         self.updated_at = now;
-        let call = flight.call;
-        let step = call.step;
-        match call.purpose {
-            Purpose::Action => match answer {
-                Answer::Ok(body) => self.step_completed(step, body, now),
-                Answer::Retryable(reason) => self.retry_or_fail(step, call.attempt, reason, now),
-                Answer::Fatal { reason, .. } => self.step_failed(step, reason, now),
-            },
-            Purpose::Compensation => match answer {
-                Answer::Ok(_) => {
+        let rollback = match self.phase.clone() {
+            Phase::Acting { flight, rollback } => {
+                let (step, attempt) = (flight.call.step, flight.call.attempt);
+                match answer {
+                    Answer::Ok(body) => self.step_completed(step, body, now),
+                    Answer::Retryable(reason) => self.retry_or_fail(step, attempt, reason, now),
+                    Answer::Fatal { reason, .. } => self.step_failed(step, Reason::Step(reason), now),
+                }
+                rollback
+            }
+            Phase::Checking { flight, wait, rollback } => {
+                match flight.call.purpose {
+                    Purpose::Expire => self.on_expiry(flight.call.step, wait, answer, now),
+                    _ => self.on_status(flight.call.step, wait, answer, now),
+                }
+                rollback
+            }
+            Phase::Undoing { flight } => {
+                self.on_compensation(flight.call.step, flight.call.attempt, answer, now);
+                None
+            }
+            _ => None,
+        };
+        if let Some(reason) = rollback {
+            self.apply_rollback(reason, now);
+        }
+        Ok(())
+    }
+
+    fn on_compensation(&mut self, step: usize, attempt: u32, answer: Answer, now: Millis) {
+        match answer {
+            Answer::Ok(_) => {
+                let name = self.steps[step].name.clone();
+                let r = &mut self.steps[step];
+                r.status = StepStatus::Compensated;
+                if let Some(c) = &mut r.compensation {
+                    c.status = CompensationStatus::Completed;
+                    c.error = None;
+                }
+                self.history("compensation_completed", Some(&name), json!({}), now);
+                self.next_compensation(step, now);
+            }
+            Answer::Retryable(reason) => {
+                let retry = self.definition.steps[step].retry.clone();
+                if attempt < retry.max_attempts {
+                    let at = now.saturating_add(retry.wait_after(attempt) as i64);
+                    if let Some(c) = &mut self.steps[step].compensation {
+                        c.error = Some(reason.clone());
+                    }
                     let name = self.steps[step].name.clone();
-                    let r = &mut self.steps[step];
-                    r.status = StepStatus::Compensated;
-                    if let Some(c) = &mut r.compensation {
-                        c.status = "completed".into();
-                        c.error = None;
-                    }
-                    self.history("compensation_completed", Some(&name), json!({}), now);
-                    self.next_compensation(step, now);
-                }
-                Answer::Retryable(reason) => {
-                    let retry = self.definition.steps[step].retry.clone();
-                    if call.attempt < retry.max_attempts {
-                        let at = now.saturating_add(retry.wait_after(call.attempt) as i64);
-                        self.note_comp_error(step, &reason);
-                        let name = self.steps[step].name.clone();
-                        self.history(
-                            "compensation_retry_scheduled",
-                            Some(&name),
-                            json!({ "error": reason, "at": rfc3339(at) }),
-                            now,
-                        );
-                        self.phase = Phase::Compensating { step, attempt: call.attempt + 1, at };
-                    } else {
-                        self.compensation_failed(step, reason, now);
-                    }
-                }
-                Answer::Fatal { reason, .. } => self.compensation_failed(step, reason, now),
-            },
-            Purpose::Status => {
-                let Some(mut wait) = wait else { return Ok(()) };
-                let answered = matches!(answer, Answer::Ok(_));
-                if let Answer::Ok(body) = &answer {
-                    if let Some((status, fraud, gross)) = reported(body) {
-                        let outcome = payment::outcome(status, fraud);
-                        if outcome != payment::Outcome::Pending && !gross.is_some_and(|g| same_amount(g, &wait.amount))
-                        {
-                            // Acted on only for the amount waited for, as a notification.
-                            let name = self.steps[step].name.clone();
-                            let data = json!({ "transaction_status": status.as_str(), "fraud_status": fraud, "gross_amount": gross });
-                            self.history("payment_status", Some(&name), json!({ "applied": false, "why": "amount mismatch", "expected": wait.amount, "status": data }), now);
-                        } else {
-                            let (p, _) = wait.payment.join(outcome);
-                            wait.payment = p;
-                        }
-                    }
-                }
-                wait.next_poll_at = now.saturating_add(wait.poll_ms as i64);
-                if std::mem::take(&mut wait.recheck) {
-                    wait.next_poll_at = now;
-                }
-                if wait.expiry_refused && wait.payment == Payment::Pending {
-                    // Paid meanwhile, says the expiry; the status does not say so yet: keep polling.
-                    wait.expiry_refused = false;
-                    wait.deadline_at = now.saturating_add(wait.poll_ms as i64 * 10);
-                }
-                match wait.closing.take() {
-                    // Leaving the wait, and the payment is still not settled.
-                    Some(closing) if wait.payment == Payment::Pending && answered => {
-                        self.start_compensation(step, closing.reason, now)
-                    }
-                    Some(mut closing) if wait.payment == Payment::Pending => {
-                        // No answer: ask again shortly, a few times.
-                        closing.failed_checks += 1;
-                        wait.next_poll_at = now.saturating_add(wait.poll_ms.min(1_000) as i64);
-                        wait.closing = Some(closing);
-                        self.settle_wait(step, wait, now);
-                    }
-                    _ => self.settle_wait(step, wait, now),
+                    self.history(
+                        "compensation_retry_scheduled",
+                        Some(&name),
+                        json!({ "error": reason, "at": rfc3339(at) }),
+                        now,
+                    );
+                    self.phase = Phase::Compensating { step, attempt: attempt + 1, at };
+                } else {
+                    self.compensation_failed(step, reason, now);
                 }
             }
-            Purpose::Expire => {
-                let Some(mut wait) = wait else { return Ok(()) };
-                match answer {
-                    Answer::Fatal { status: 412, .. } => {
-                        // The order was paid meanwhile: ask the status once more and follow it.
-                        wait.expiry_refused = true;
-                        self.phase = Phase::Waiting { step, wait };
-                    }
-                    Answer::Retryable(_) => {
-                        // Ask again soon; the wait stays where it is.
-                        wait.deadline_at = now.saturating_add(wait.poll_ms.min(5_000) as i64);
-                        self.phase = Phase::Waiting { step, wait };
-                    }
-                    _ if wait.payment == Payment::Settled => self.settle_wait(step, wait, now),
-                    _ => {
-                        self.steps[step].error = Some("payment_expired".into());
-                        self.fail_wait(step, "payment_expired".into(), now);
-                    }
+            Answer::Fatal { reason, .. } => self.compensation_failed(step, reason, now),
+        }
+    }
+
+    fn on_status(&mut self, step: usize, mut wait: WaitState, answer: Answer, now: Millis) {
+        let answered = matches!(answer, Answer::Ok(_));
+        if let Answer::Ok(body) = &answer {
+            if let Some((status, fraud, gross)) = reported(body) {
+                let outcome = payment::outcome(status, fraud);
+                if outcome != payment::Outcome::Pending && !gross.is_some_and(|g| same_amount(g, &wait.amount)) {
+                    // Acted on only for the amount waited for, as a notification.
+                    let name = self.steps[step].name.clone();
+                    let data =
+                        json!({ "transaction_status": status.as_str(), "fraud_status": fraud, "gross_amount": gross });
+                    self.history(
+                        "payment_status",
+                        Some(&name),
+                        json!({ "applied": false, "why": "amount mismatch", "expected": wait.amount, "status": data }),
+                        now,
+                    );
+                } else {
+                    let (p, _) = wait.payment.join(outcome);
+                    wait.payment = p;
                 }
             }
         }
-        self.apply_pending_rollback(now);
-        Ok(())
+        wait.next_poll_at = now.saturating_add(wait.poll_ms as i64);
+        if std::mem::take(&mut wait.recheck) {
+            wait.next_poll_at = now;
+        }
+        if wait.expiry_refused && wait.payment == Payment::Pending {
+            // Paid meanwhile, says the expiry; the status does not say so yet: keep polling.
+            wait.expiry_refused = false;
+            wait.deadline_at = now.saturating_add(wait.poll_ms as i64 * 10);
+        }
+        match wait.closing.take() {
+            // Leaving the wait, and the payment is still not settled.
+            Some(closing) if wait.payment == Payment::Pending && answered => {
+                self.start_compensation(step, closing.reason, now)
+            }
+            Some(mut closing) if wait.payment == Payment::Pending => {
+                // No answer: ask again shortly, a few times.
+                closing.failed_checks += 1;
+                wait.next_poll_at = now.saturating_add(wait.poll_ms.min(1_000) as i64);
+                wait.closing = Some(closing);
+                self.settle_wait(step, wait, now);
+            }
+            _ => self.settle_wait(step, wait, now),
+        }
+    }
+
+    fn on_expiry(&mut self, step: usize, mut wait: WaitState, answer: Answer, now: Millis) {
+        match answer {
+            Answer::Fatal { status: 412, .. } => {
+                // The order was paid meanwhile: ask the status once more and follow it.
+                wait.expiry_refused = true;
+                self.phase = Phase::Waiting { step, wait };
+            }
+            Answer::Retryable(_) => {
+                // Ask again soon; the wait stays where it is.
+                wait.deadline_at = now.saturating_add(wait.poll_ms.min(5_000) as i64);
+                self.phase = Phase::Waiting { step, wait };
+            }
+            _ if wait.payment == Payment::Settled => self.settle_wait(step, wait, now),
+            _ => self.step_failed(step, Reason::PaymentExpired, now),
+        }
     }
 
     /// Follows what is known of a wait's payment.
@@ -913,13 +1276,9 @@ impl Saga {
             Payment::Settled => {
                 self.step_completed(step, json!({ "order_id": wait.order_id, "transaction_status": "settlement" }), now)
             }
-            Payment::Failed(s) => self.fail_wait(step, format!("payment_{}", s.as_str()), now),
+            Payment::Failed(s) => self.step_failed(step, Reason::Payment(s), now),
             Payment::Pending => self.phase = Phase::Waiting { step, wait },
         }
-    }
-
-    fn fail_wait(&mut self, step: usize, reason: String, now: Millis) {
-        self.step_failed(step, reason, now);
     }
 
     fn retry_or_fail(&mut self, step: usize, attempt: u32, reason: String, now: Millis) {
@@ -936,7 +1295,7 @@ impl Saga {
             );
             self.phase = Phase::Forward { step, attempt: attempt + 1, at };
         } else {
-            self.step_failed(step, reason, now);
+            self.step_failed(step, Reason::Step(reason), now);
         }
     }
 
@@ -959,19 +1318,19 @@ impl Saga {
         }
     }
 
-    fn step_failed(&mut self, step: usize, reason: String, now: Millis) {
+    fn step_failed(&mut self, step: usize, reason: Reason, now: Millis) {
         let name = self.steps[step].name.clone();
         let r = &mut self.steps[step];
         r.status = StepStatus::Failed;
-        r.error = Some(reason.clone());
+        r.error = Some(reason.to_string());
         r.ended_at = Some(now);
         self.history("step_failed", Some(&name), json!({ "error": reason }), now);
         let hold = self.past_pivot() || self.definition.steps[step].on_failure == OnFailure::Hold;
         if hold {
-            self.reason = Some(reason.clone());
-            self.phase = Phase::Held(Held::Action { step });
             self.history("saga_failed", Some(&name), json!({ "reason": reason }), now);
-            self.emit_end("failed");
+            self.reason = Some(reason);
+            self.phase = Phase::Held(Held::Action { step });
+            self.emit_end(Status::Failed);
         } else {
             self.start_compensation(step, reason, now);
         }
@@ -979,8 +1338,7 @@ impl Saga {
 
     /// Leaves the forward path: the compensations of the completed steps
     /// before `from` (and `from` itself if it completed) run in reverse order.
-    fn start_compensation(&mut self, from: usize, reason: String, now: Millis) {
-        self.reason = Some(reason.clone());
+    fn start_compensation(&mut self, from: usize, reason: Reason, now: Millis) {
         for r in &mut self.steps {
             if r.status == StepStatus::Pending {
                 r.status = StepStatus::Skipped;
@@ -990,16 +1348,18 @@ impl Saga {
         if let Some(r) = self.steps.get_mut(from) {
             if matches!(r.status, StepStatus::Running | StepStatus::Waiting) {
                 r.status = StepStatus::Failed;
-                r.error.get_or_insert(reason.clone());
+                r.error.get_or_insert_with(|| reason.to_string());
                 r.ended_at = Some(now);
             }
         }
         self.history("compensation_started", None, json!({ "reason": reason }), now);
+        self.reason = Some(reason);
         self.next_compensation(from + 1, now);
     }
 
     /// Moves to the next completed step (below `below`) that has a
-    /// compensation, or ends the saga compensated.
+    /// compensation, or ends the saga compensated (expired when it left the
+    /// forward path because its payment expired).
     fn next_compensation(&mut self, below: usize, now: Millis) {
         let mut i = below;
         while i > 0 {
@@ -1007,52 +1367,44 @@ impl Saga {
             if self.steps[i].status != StepStatus::Completed {
                 continue;
             }
-            match &self.definition.steps[i].kind {
-                StepKind::Action { compensation: Some(_), .. } => {
-                    self.steps[i].compensation =
-                        Some(CompensationRecord { status: "pending".into(), attempts: 0, error: None });
-                    self.phase = Phase::Compensating { step: i, attempt: 1, at: now };
-                    return;
-                }
-                _ => continue,
+            if let StepKind::Action { compensation: Some(_), .. } = &self.definition.steps[i].kind {
+                self.steps[i].compensation =
+                    Some(CompensationRecord { status: CompensationStatus::Pending, attempts: 0, error: None });
+                self.phase = Phase::Compensating { step: i, attempt: 1, at: now };
+                return;
             }
         }
-        let end = if self.reason.as_deref() == Some("payment_expired") { End::Expired } else { End::Compensated };
+        let end = if self.reason == Some(Reason::PaymentExpired) { End::Expired } else { End::Compensated };
         self.end(end, now);
     }
 
-    fn note_comp_error(&mut self, step: usize, reason: &str) {
-        if let Some(c) = &mut self.steps[step].compensation {
-            c.error = Some(reason.to_string());
-        }
-    }
-
-    fn compensation_failed(&mut self, step: usize, reason: String, now: Millis) {
+    fn compensation_failed(&mut self, step: usize, error: String, now: Millis) {
         let name = self.steps[step].name.clone();
         if let Some(c) = &mut self.steps[step].compensation {
-            c.status = "failed".into();
-            c.error = Some(reason.clone());
+            c.status = CompensationStatus::Failed;
+            c.error = Some(error.clone());
         }
         self.steps[step].status = StepStatus::Completed;
-        self.history("compensation_failed", Some(&name), json!({ "error": reason }), now);
-        self.reason = Some(format!("compensation_failed:{name}"));
+        self.history("compensation_failed", Some(&name), json!({ "error": error }), now);
+        self.reason = Some(Reason::CompensationFailed(name));
         self.phase = Phase::Held(Held::Compensation { step });
-        self.emit_end("failed");
+        self.emit_end(Status::Failed);
     }
 
     fn end(&mut self, end: End, now: Millis) {
         self.phase = Phase::Ended { end };
-        let (kind, name) = match end {
-            End::Completed => ("saga_completed", "completed"),
-            End::Compensated => ("saga_compensated", "compensated"),
-            End::Expired => ("saga_expired", "expired"),
+        let kind = match end {
+            End::Completed => "saga_completed",
+            End::Compensated => "saga_compensated",
+            End::Expired => "saga_expired",
         };
         self.history(kind, None, json!({ "reason": self.reason }), now);
-        self.emit_end(name);
+        self.emit_end(end.status());
     }
 
-    fn emit_end(&mut self, end: &str) {
-        if let Some(e) = self.definition.event_for(end).map(String::from) {
+    /// Emits the definition's event for the saga ending (or being held) with `status`.
+    fn emit_end(&mut self, status: Status) {
+        if let Some(e) = self.definition.event_for(status.as_str()).map(String::from) {
             let data = self.event_data(None);
             self.outbox(&e, data);
         }
@@ -1062,33 +1414,32 @@ impl Saga {
         json!({ "saga_id": self.id, "correlation_id": self.correlation_id, "status": self.status(), "reason": self.reason, "step": step })
     }
 
-    fn apply_pending_rollback(&mut self, now: Millis) {
-        if matches!(self.phase, Phase::Calling { .. }) {
-            return;
-        }
-        if let Some(reason) = self.rollback_requested.take() {
-            if !self.past_pivot() && matches!(self.status(), Status::Running | Status::Waiting | Status::Failed) {
-                self.roll_back_now(reason, now);
-            }
+    /// Applies an operator's rollback that waited for the call in flight,
+    /// if the answer left the saga where a rollback still applies.
+    fn apply_rollback(&mut self, reason: String, now: Millis) {
+        if !self.past_pivot() && matches!(self.status(), Status::Running | Status::Waiting | Status::Failed) {
+            self.roll_back_now(reason, now);
         }
     }
 
     fn roll_back_now(&mut self, reason: String, now: Millis) {
-        if let Phase::Waiting { wait, .. } = &mut self.phase {
-            // Paid a moment ago? The status is asked once more first.
-            wait.closing = Some(Closing { reason: format!("rollback: {reason}"), failed_checks: 0 });
-            wait.next_poll_at = now;
-            return;
-        }
-        let from = match &self.phase {
-            Phase::Forward { step, .. } => *step,
-            Phase::Held(Held::Action { step }) => *step,
+        let from = match &mut self.phase {
+            Phase::Waiting { wait, .. } => {
+                // Paid a moment ago? The status is asked once more first.
+                wait.closing = Some(Closing { reason: Reason::Rollback(reason), failed_checks: 0 });
+                wait.next_poll_at = now;
+                return;
+            }
+            Phase::Forward { step, .. } | Phase::Held(Held::Action { step }) => *step,
             _ => return,
         };
-        self.start_compensation(from, format!("rollback: {reason}"), now);
+        self.start_compensation(from, Reason::Rollback(reason), now);
     }
 
-    /// Applies an outside event.
+    /// Applies an outside event: an operator's rollback or retry
+    /// ([`Error::Conflict`] where it does not apply, [`Error::NotFound`] for
+    /// no such step) or a payment notification (recorded, and confirmed by
+    /// the status API before it counts).
     pub fn signal(&mut self, signal: Signal, now: Millis) -> Result<(), Error> {
         self.updated_at = now;
         match signal {
@@ -1107,10 +1458,9 @@ impl Saga {
                     )));
                 }
                 self.history("rollback_requested", None, json!({ "reason": reason }), now);
-                if matches!(self.phase, Phase::Calling { .. }) {
-                    self.rollback_requested = Some(reason);
-                } else {
-                    self.roll_back_now(reason, now);
+                match &mut self.phase {
+                    Phase::Acting { rollback, .. } | Phase::Checking { rollback, .. } => *rollback = Some(reason),
+                    _ => self.roll_back_now(reason, now),
                 }
                 Ok(())
             }
@@ -1120,33 +1470,27 @@ impl Saga {
                     .iter()
                     .position(|r| r.name == step)
                     .ok_or_else(|| Error::NotFound(format!("saga {} has no step {step:?}", self.id)))?;
-                let not_held = || {
-                    Error::Conflict(format!(
-                        "step {step:?} of saga {} is not held (the saga is {})",
-                        self.id,
-                        self.status().as_str()
-                    ))
-                };
-                if !self.can_retry(i) {
-                    return Err(not_held());
-                }
-                match self.phase {
-                    Phase::Held(Held::Action { .. }) => {
+                match self.held_on(i) {
+                    Some(Held::Action { .. }) => {
                         self.steps[i].status = StepStatus::Pending;
                         self.history("step_retry_requested", Some(&step), json!({}), now);
                         self.reason = None;
                         self.phase = Phase::Forward { step: i, attempt: 1, at: now };
                         Ok(())
                     }
-                    Phase::Held(Held::Compensation { .. }) => {
+                    Some(Held::Compensation { .. }) => {
                         self.history("compensation_retry_requested", Some(&step), json!({}), now);
                         if let Some(c) = &mut self.steps[i].compensation {
-                            c.status = "pending".into();
+                            c.status = CompensationStatus::Pending;
                         }
                         self.phase = Phase::Compensating { step: i, attempt: 1, at: now };
                         Ok(())
                     }
-                    _ => Err(not_held()),
+                    None => Err(Error::Conflict(format!(
+                        "step {step:?} of saga {} is not held (the saga is {})",
+                        self.id,
+                        self.status().as_str()
+                    ))),
                 }
             }
             Signal::Payment { status, fraud_status, gross_amount } => {
@@ -1154,7 +1498,7 @@ impl Saga {
                 let data = json!({ "transaction_status": status.as_str(), "fraud_status": fraud_status, "gross_amount": gross_amount });
                 let (step, wait, in_flight) = match &mut self.phase {
                     Phase::Waiting { step, wait } => (*step, wait, false),
-                    Phase::Calling { flight, wait: Some(wait) } => (flight.call.step, wait, true),
+                    Phase::Checking { flight, wait, .. } => (flight.call.step, wait, true),
                     _ => {
                         self.history(
                             "payment_notified",
@@ -1199,50 +1543,6 @@ impl Saga {
             }
         }
     }
-
-    /// The order id of the payment the saga waits for (or waited for).
-    pub fn order_id(&self) -> Option<&str> {
-        match &self.phase {
-            Phase::Waiting { wait, .. } | Phase::Calling { wait: Some(wait), .. } => Some(&wait.order_id),
-            _ => None,
-        }
-    }
-
-    /// Whether an operator's retry applies to step `i` now: the saga is held
-    /// for an operator on that step's action or on its compensation.
-    pub fn can_retry(&self, i: usize) -> bool {
-        matches!(self.phase, Phase::Held(Held::Action { step } | Held::Compensation { step }) if step == i)
-    }
-
-    /// The saga object of the API.
-    pub fn to_json(&self) -> Value {
-        let ts = |t: Option<Millis>| t.map(rfc3339);
-        let steps: Vec<Value> = self
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                json!({
-                    "name": r.name, "status": r.status, "attempts": r.attempts, "output": r.output, "error": r.error,
-                    "can_retry": self.can_retry(i),
-                    "started_at": ts(r.started_at), "ended_at": ts(r.ended_at),
-                    "duration_ms": r.started_at.zip(r.ended_at).map(|(a, b)| b - a),
-                    "compensation": r.compensation,
-                })
-            })
-            .collect();
-        let output = match self.definition.name.as_str() {
-            "checkout" => self.steps.iter().find(|s| s.name == "create_payment").and_then(|s| s.output.clone()),
-            _ => None,
-        };
-        json!({
-            "id": self.id, "definition": self.definition.name, "version": self.definition.version,
-            "correlation_id": self.correlation_id, "status": self.status(), "reason": self.reason,
-            "input": self.input, "current_step": self.current_step(), "steps": steps, "output": output,
-            "can_roll_back": self.can_roll_back(),
-            "deadline_at": rfc3339(self.deadline_at), "created_at": rfc3339(self.created_at), "updated_at": rfc3339(self.updated_at),
-        })
-    }
 }
 
 impl Machine for Saga {
@@ -1269,7 +1569,7 @@ impl Machine for Saga {
         Saga::poll(self, now)
     }
 
-    fn begin(&mut self, call: Call, request_id: String, now: Millis) {
+    fn begin(&mut self, call: Call, request_id: String, now: Millis) -> Result<(), Error> {
         Saga::begin(self, call, request_id, now)
     }
 
@@ -1284,7 +1584,9 @@ impl Machine for Saga {
     fn next_due(&self) -> Option<Millis> {
         match &self.phase {
             Phase::Ended { .. } | Phase::Held(_) => None,
-            Phase::Calling { flight, .. } => Some(flight.sent_at),
+            Phase::Acting { flight, .. } | Phase::Checking { flight, .. } | Phase::Undoing { flight } => {
+                Some(flight.sent_at)
+            }
             Phase::Forward { at, .. } => Some((*at).min(self.forward_deadline())),
             Phase::Compensating { at, .. } => Some(*at),
             Phase::Waiting { wait, .. } => {
@@ -1299,36 +1601,9 @@ impl Machine for Saga {
     }
 
     fn calling(&self) -> bool {
-        matches!(self.phase, Phase::Calling { .. })
+        self.phase.in_flight().is_some()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_compare_as_decimals() {
-        assert!(same_amount("20000.00", &json!(20000)));
-        assert!(same_amount("20000", &json!(20000)));
-        assert!(same_amount("150.50", &json!("150.5")));
-        assert!(!same_amount("20000.01", &json!(20000)));
-        assert!(!same_amount("2e4", &json!(20000)));
-        assert!(!same_amount("-1", &json!(-1)));
-    }
-
-    #[test]
-    fn answers_are_judged_as_the_contract_says() {
-        assert_eq!(judge(Some(201), br#"{"token":"t"}"#, false), Answer::Ok(json!({"token": "t"})));
-        assert_eq!(judge(Some(503), b"", false), Answer::Retryable("http_503".into()));
-        assert_eq!(judge(Some(429), b"", false), Answer::Retryable("http_429".into()));
-        assert_eq!(judge(Some(408), b"", false), Answer::Retryable("http_408".into()));
-        assert_eq!(judge(None, b"", true), Answer::Retryable("timeout".into()));
-        assert_eq!(judge(None, b"", false), Answer::Retryable("unreachable".into()));
-        assert_eq!(
-            judge(Some(409), br#"{"error":{"code":"insufficient_stock"}}"#, false),
-            Answer::Fatal { status: 409, reason: "insufficient_stock".into() }
-        );
-        assert_eq!(judge(Some(404), b"nope", false), Answer::Fatal { status: 404, reason: "http_404".into() });
-    }
-}
+mod tests;

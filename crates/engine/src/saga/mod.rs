@@ -1,6 +1,6 @@
 //! Sagas (declarative, with compensation): the definition model and its
-//! validation ([`definition`]), templates ([`template`]), and the saga
-//! machine ([`machine`]) and its API view ([`view`]).
+//! validation ([`definition`]), templates ([`template`]), the saga
+//! machine ([`machine`]) and the saga as the API answers it ([`view`]).
 
 pub mod definition;
 pub mod machine;
@@ -9,6 +9,7 @@ pub mod view;
 
 pub use definition::{Definition, Service};
 pub use machine::Saga;
+pub use view::SagaView;
 
 /// The [`idempotency::fingerprint`](crate::idempotency::fingerprint) of a
 /// saga's start (`POST /api/sagas`), to tell a repeat from another request

@@ -1,137 +1,138 @@
-//! A saga as the saga routes answer it.
+//! The saga as the API answers it (`GET /api/sagas/{id}`, the list, the
+//! answers to a start, a rollback and a retry): typed views built from a
+//! [`Saga`], whose field docs are the OpenAPI schema's descriptions.
 
 use serde::Serialize;
+use serde_json::Value;
 
-use super::machine::{CompensationRecord, Saga, Status, StepStatus};
+use super::machine::{CompensationRecord, CompensationStatus, Saga, Status, StepRecord, StepStatus};
 use crate::time::{rfc3339, Millis};
 
-/// A saga as the saga routes answer it.
-#[derive(Debug, Clone, Serialize)]
+/// A saga (CONTRACT "Sagas").
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(as = Saga))]
 pub struct SagaView {
-    /// Also its payment's order id.
+    /// The saga's id (`SG...`), also the order id of its payment.
     pub id: String,
-    /// The definition's name.
+    /// The name of the definition it runs.
     pub definition: String,
-    /// The definition's version it started with.
+    /// The definition's version it started with (later versions do not apply to it).
     pub version: u32,
-    /// The client's correlation id (the saga id when none was given).
+    /// The client's correlation id, or the saga's id when none was given.
     pub correlation_id: String,
-    /// `running`, `waiting`, `compensating`, `completed`, `compensated`, `expired` or `failed`.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    /// Where the saga stands.
     pub status: Status,
-    /// Why it left the forward path (`insufficient_stock`, `payment_expired`,
-    /// `saga_timeout`, `rollback: ...`, `compensation_failed:<step>`).
+    /// Why it left the forward path or was held: a step's error (`http_409`,
+    /// an upstream's `error.code`, `timeout`), `saga_timeout`, `rollback:
+    /// <reason>`, `payment_expired`, `payment_<status>`, `template_error:
+    /// <what>` or `compensation_failed:<step>`; `null` while it goes forward
+    /// or once it completed.
     pub reason: Option<String>,
-    /// Its input.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub input: serde_json::Value,
-    /// The step it is at; `null` once it has ended.
+    /// The input it started with, as posted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
+    pub input: Value,
+    /// The name of the step it is at; `null` once it ended.
     pub current_step: Option<String>,
-    /// Its steps in definition order.
+    /// Its steps in the definition's order.
     pub steps: Vec<SagaStepView>,
-    /// For a checkout: the payment's token and redirect URL.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub output: Option<serde_json::Value>,
-    /// Whether `POST /api/sagas/{id}/rollback` applies now.
+    /// What the client needs from it (the checkout's payment token and
+    /// redirect URL), once the step that gives it completed; `null` otherwise
+    /// and for definitions that name no such step.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
+    pub output: Option<Value>,
+    /// Whether `POST /api/sagas/{id}/rollback` applies now (running, waiting
+    /// or held on an action, before the pivot, no rollback asked yet).
     pub can_roll_back: bool,
-    /// The whole-saga deadline (RFC 3339).
+    /// The whole-saga deadline (RFC 3339); it no longer applies past the pivot.
     pub deadline_at: String,
-    /// RFC 3339.
+    /// When it was started (RFC 3339).
     pub created_at: String,
-    /// RFC 3339.
+    /// When it last changed (RFC 3339).
     pub updated_at: String,
 }
 
-/// A step as it ran.
-#[derive(Debug, Clone, Serialize)]
+/// One step of a saga as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(as = SagaStep))]
 pub struct SagaStepView {
     /// The step's name in the definition.
     pub name: String,
-    /// `pending`, `running`, `waiting`, `completed`, `failed`, `compensating`, `compensated` or `skipped`.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    /// Where the step stands.
     pub status: StepStatus,
-    /// Attempts made of its action (or polls of its wait).
+    /// Attempts sent of its action, or status and expiry calls of its payment wait.
     pub attempts: u32,
-    /// The action's answer, once completed.
+    /// The action's answer body once completed (a wait's: its order id and
+    /// `settlement`); `null` before.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
-    pub output: Option<serde_json::Value>,
-    /// The last error.
+    pub output: Option<Value>,
+    /// The last failed attempt's reason; `null` once it completed.
     pub error: Option<String>,
     /// Whether `POST /api/sagas/{id}/steps/{step}/retry` applies now: the
     /// saga is held on this step's action or compensation.
     pub can_retry: bool,
-    /// First attempt (RFC 3339).
+    /// When its first attempt was sent or its wait entered (RFC 3339).
     pub started_at: Option<String>,
-    /// Completed or failed (RFC 3339).
+    /// When it completed or failed (RFC 3339).
     pub ended_at: Option<String>,
-    /// `ended_at − started_at`.
+    /// From `started_at` to `ended_at`, in ms, once both are known.
     pub duration_ms: Option<i64>,
-    /// Its compensation, once it runs.
+    /// Its compensation, once the saga turned back to it; `null` otherwise.
     pub compensation: Option<CompensationView>,
 }
 
-/// What a step's compensation came to.
-#[derive(Debug, Clone, Serialize)]
+/// A step's compensation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(as = SagaCompensation))]
 pub struct CompensationView {
-    /// `pending`, `running`, `completed` or `failed`.
-    pub status: String,
-    /// Attempts made.
+    /// Where the compensation stands.
+    pub status: CompensationStatus,
+    /// Attempts sent, over every round (an operator's retry does not reset it).
     pub attempts: u32,
-    /// The last error.
+    /// The last failed attempt's reason; `null` once it completed.
     pub error: Option<String>,
 }
 
-impl From<&CompensationRecord> for CompensationView {
-    fn from(c: &CompensationRecord) -> Self {
-        CompensationView { status: c.status.clone(), attempts: c.attempts, error: c.error.clone() }
+impl From<&Saga> for SagaView {
+    fn from(s: &Saga) -> SagaView {
+        SagaView {
+            id: s.id().to_string(),
+            definition: s.definition().name.clone(),
+            version: s.definition().version,
+            correlation_id: s.correlation_id().to_string(),
+            status: s.status(),
+            reason: s.reason().map(ToString::to_string),
+            input: s.input().clone(),
+            current_step: s.current_step().map(String::from),
+            steps: s.steps().iter().enumerate().map(|(i, r)| SagaStepView::of(r, s.can_retry(i))).collect(),
+            output: s.output().cloned(),
+            can_roll_back: s.can_roll_back(),
+            deadline_at: rfc3339(s.deadline_at()),
+            created_at: rfc3339(s.created_at()),
+            updated_at: rfc3339(s.updated_at()),
+        }
     }
 }
 
-impl From<&Saga> for SagaView {
-    fn from(s: &Saga) -> Self {
+impl SagaStepView {
+    fn of(r: &StepRecord, can_retry: bool) -> SagaStepView {
         let ts = |t: Option<Millis>| t.map(rfc3339);
-        let steps = s
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, r)| SagaStepView {
-                name: r.name.clone(),
-                status: r.status,
-                attempts: r.attempts,
-                output: r.output.clone(),
-                error: r.error.clone(),
-                can_retry: s.can_retry(i),
-                started_at: ts(r.started_at),
-                ended_at: ts(r.ended_at),
-                duration_ms: r.started_at.zip(r.ended_at).map(|(a, b)| b - a),
-                compensation: r.compensation.as_ref().map(CompensationView::from),
-            })
-            .collect();
-        let output = match s.definition.name.as_str() {
-            "checkout" => s.steps.iter().find(|st| st.name == "create_payment").and_then(|st| st.output.clone()),
-            _ => None,
-        };
-        SagaView {
-            id: s.id.clone(),
-            definition: s.definition.name.clone(),
-            version: s.definition.version,
-            correlation_id: s.correlation_id.clone(),
-            status: s.status(),
-            reason: s.reason.clone(),
-            input: s.input.clone(),
-            current_step: s.current_step().map(String::from),
-            steps,
-            output,
-            can_roll_back: s.can_roll_back(),
-            deadline_at: rfc3339(s.deadline_at),
-            created_at: rfc3339(s.created_at),
-            updated_at: rfc3339(s.updated_at),
+        SagaStepView {
+            name: r.name().to_string(),
+            status: r.status(),
+            attempts: r.attempts(),
+            output: r.output().cloned(),
+            error: r.error().map(String::from),
+            can_retry,
+            started_at: ts(r.started_at()),
+            ended_at: ts(r.ended_at()),
+            duration_ms: r.started_at().zip(r.ended_at()).map(|(a, b)| b - a),
+            compensation: r.compensation().map(CompensationView::from),
         }
+    }
+}
+
+impl From<&CompensationRecord> for CompensationView {
+    fn from(c: &CompensationRecord) -> CompensationView {
+        CompensationView { status: c.status(), attempts: c.attempts(), error: c.error().map(String::from) }
     }
 }

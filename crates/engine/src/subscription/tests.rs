@@ -28,7 +28,7 @@ fn send(s: &mut Subscription, next: Option<i64>, head: i64, now: Millis, rid: &s
     }
     match s.poll(now) {
         Step::Call(d) => {
-            s.begin(d.clone(), rid.into(), now);
+            s.begin(d.clone(), rid.into(), now).unwrap();
             d
         }
         other => panic!("expected a call, got {other:?}"),
@@ -145,7 +145,7 @@ fn failures_back_off_with_jitter_and_keep_the_event() {
     assert_eq!(s.cursor(), 10, "the cursor stays before the failing event");
     assert_eq!(s.last_error().unwrap().message, "status 500");
     match s.poll(at) {
-        Step::Call(d) => s.begin(d, "2".into(), at),
+        Step::Call(d) => s.begin(d, "2".into(), at).unwrap(),
         other => panic!("{other:?}"),
     }
     s.on_answer("2", Outcome::Failed("timeout".into()), at).unwrap();
@@ -166,7 +166,7 @@ fn no_success_for_the_window_disables_it_once_and_resume_starts_again() {
     assert!(s.drain_effects().is_empty());
     let later = T0 + 60_000;
     match s.poll(later) {
-        Step::Call(d) => s.begin(d, "2".into(), later),
+        Step::Call(d) => s.begin(d, "2".into(), later).unwrap(),
         other => panic!("{other:?}"),
     }
     s.on_answer("2", Outcome::Failed("unreachable".into()), later).unwrap();
