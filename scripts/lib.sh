@@ -141,6 +141,23 @@ build_all() {
   ensure_toolchain
   log "building the runner"
   cargo build --release --locked -p stepwise-host
+  build_components
+}
+
+# Builds the runner and every native test with one feature resolution (the
+# test build's: the runner's integration tests make it build
+# target/release/stepwise), then the components. `cargo test --release`
+# afterwards builds nothing again; a separate `cargo build -p stepwise-host`
+# would resolve fewer features and compile wasmtime a second time.
+build_for_tests() {
+  ensure_toolchain
+  log "building the runner and the native tests"
+  cargo test --release --locked --no-run
+  build_components
+}
+
+# Builds every component (wasm32-wasip2, release).
+build_components() {
   local args=()
   local p
   for p in $(wasm_packages); do args+=(-p "$p"); done
