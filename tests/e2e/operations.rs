@@ -161,6 +161,12 @@ fn openapi_document_covers_every_spin_route_and_is_valid_openapi_3_1() {
 struct Answers(Vec<Value>);
 
 impl Answers {
+    /// Calls `method path` (of the document's `route`) with the test key and records the answer.
+    fn api(&mut self, app: &App, method: &str, route: &str, path: &str, body: Option<Value>) -> Value {
+        let a = app.api(method, path, body);
+        self.record(method, route, &a)
+    }
+
     /// Records `a` as the answer of `method route`.
     fn record(&mut self, method: &str, route: &str, a: &Answer) -> Value {
         let body: Value = serde_json::from_str(&a.body)
@@ -181,148 +187,160 @@ fn every_route_answers_what_its_schema_in_the_openapi_document_says() {
     let receiver = Receiver::start();
     let app = App::with(app::config().var("event_destinations", &receiver.origin()));
     let mut seen = Answers(Vec::new());
-    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
-        let a = app.api(method, path, body);
-        seen.record(method, route, &a)
-    };
 
     // Operations.
-    call("GET", "/api/health", "/api/health", None);
-    call("GET", "/api/status", "/api/status", None);
-    call("GET", "/api/requests", "/api/requests?cursor=x", None);
+    seen.api(&app, "GET", "/api/health", "/api/health", None);
+    seen.api(&app, "GET", "/api/status", "/api/status", None);
+    seen.api(&app, "GET", "/api/requests", "/api/requests?cursor=x", None);
 
     // Workers, the OTP queue and the request log.
     app.script("oa-otp", json!({ "outcomes": ["otp"], "otp": "123456" }));
-    call(
+    seen.api(
+        &app,
         "POST",
         "/api/workers",
         "/api/workers",
         Some(json!({ "binding_ids": ["oa-1"], "policy": { "max_iterations": 1 } })),
     );
-    call("POST", "/api/workers", "/api/workers", Some(json!({ "binding_ids": [] })));
-    call("POST", "/api/workers", "/api/workers", Some(json!({ "binding_ids": ["oa-otp"] })));
+    seen.api(&app, "POST", "/api/workers", "/api/workers", Some(json!({ "binding_ids": [] })));
+    seen.api(&app, "POST", "/api/workers", "/api/workers", Some(json!({ "binding_ids": ["oa-otp"] })));
     app.wait_stopped("oa-1");
     let waiting = poll_until(Duration::from_secs(30), "an OTP item", || {
         let items = app.api("GET", "/api/otp", None).json()["items"].as_array().cloned().unwrap_or_default();
         items.first().cloned()
     });
-    call("GET", "/api/otp", "/api/otp", None);
+    seen.api(&app, "GET", "/api/otp", "/api/otp", None);
     let tx = waiting["transaction_id"].as_str().unwrap().to_string();
-    call("GET", "/api/workers/{binding_id}", "/api/workers/oa-otp", None);
-    call("POST", "/api/otp/{transaction_id}", "/api/otp/T-none", Some(json!({ "otp": "123456" })));
-    call("POST", "/api/otp/{transaction_id}", &format!("/api/otp/{tx}"), Some(json!({ "otp": "12" })));
-    call("POST", "/api/otp/{transaction_id}", &format!("/api/otp/{tx}"), Some(json!({ "otp": "123456" })));
-    call("GET", "/api/workers", "/api/workers?limit=1", None);
-    call("GET", "/api/workers", "/api/workers?state=nope", None);
-    call("GET", "/api/workers/{binding_id}", "/api/workers/oa-1", None);
-    call("GET", "/api/workers/{binding_id}", "/api/workers/nobody", None);
-    call("GET", "/api/workers/{binding_id}/iterations", "/api/workers/oa-1/iterations", None);
-    call("GET", "/api/workers/{binding_id}/iterations", "/api/workers/nobody/iterations", None);
-    call("POST", "/api/workers/{binding_id}/{action}", "/api/workers/oa-otp/pause", None);
-    call("POST", "/api/workers/{binding_id}/{action}", "/api/workers/oa-1/pause", None);
-    call("POST", "/api/workers/{action}", "/api/workers/resume", Some(json!({ "binding_ids": ["oa-otp"] })));
-    call("POST", "/api/workers/{action}", "/api/workers/stop", Some(json!({ "all": true })));
-    call("POST", "/api/workers/{action}", "/api/workers/stop", Some(json!({ "binding_ids": ["nobody"] })));
-    call("GET", "/api/requests", "/api/requests?binding_id=oa-1", None);
-    call("GET", "/api/requests", "/api/requests", None);
+    seen.api(&app, "GET", "/api/workers/{binding_id}", "/api/workers/oa-otp", None);
+    seen.api(&app, "POST", "/api/otp/{transaction_id}", "/api/otp/T-none", Some(json!({ "otp": "123456" })));
+    seen.api(&app, "POST", "/api/otp/{transaction_id}", &format!("/api/otp/{tx}"), Some(json!({ "otp": "12" })));
+    seen.api(&app, "POST", "/api/otp/{transaction_id}", &format!("/api/otp/{tx}"), Some(json!({ "otp": "123456" })));
+    seen.api(&app, "GET", "/api/workers", "/api/workers?limit=1", None);
+    seen.api(&app, "GET", "/api/workers", "/api/workers?state=nope", None);
+    seen.api(&app, "GET", "/api/workers/{binding_id}", "/api/workers/oa-1", None);
+    seen.api(&app, "GET", "/api/workers/{binding_id}", "/api/workers/nobody", None);
+    seen.api(&app, "GET", "/api/workers/{binding_id}/iterations", "/api/workers/oa-1/iterations", None);
+    seen.api(&app, "GET", "/api/workers/{binding_id}/iterations", "/api/workers/nobody/iterations", None);
+    seen.api(&app, "POST", "/api/workers/{binding_id}/{action}", "/api/workers/oa-otp/pause", None);
+    seen.api(&app, "POST", "/api/workers/{binding_id}/{action}", "/api/workers/oa-1/pause", None);
+    seen.api(&app, "POST", "/api/workers/{action}", "/api/workers/resume", Some(json!({ "binding_ids": ["oa-otp"] })));
+    seen.api(&app, "POST", "/api/workers/{action}", "/api/workers/stop", Some(json!({ "all": true })));
+    seen.api(&app, "POST", "/api/workers/{action}", "/api/workers/stop", Some(json!({ "binding_ids": ["nobody"] })));
+    seen.api(&app, "GET", "/api/requests", "/api/requests?binding_id=oa-1", None);
+    seen.api(&app, "GET", "/api/requests", "/api/requests", None);
 
     // Keys, the session and the audit trail.
-    call("GET", "/api/session", "/api/session", None);
-    let key = call("POST", "/api/keys", "/api/keys", Some(json!({ "name": "oa-reader", "scope": "read" })));
-    call("POST", "/api/keys", "/api/keys", Some(json!({ "name": "", "scope": "read" })));
-    call("GET", "/api/keys", "/api/keys", None);
-    call("GET", "/api/audit", "/api/audit?limit=5", None);
+    seen.api(&app, "GET", "/api/session", "/api/session", None);
+    let key = seen.api(&app, "POST", "/api/keys", "/api/keys", Some(json!({ "name": "oa-reader", "scope": "read" })));
+    seen.api(&app, "POST", "/api/keys", "/api/keys", Some(json!({ "name": "", "scope": "read" })));
+    seen.api(&app, "GET", "/api/keys", "/api/keys", None);
+    seen.api(&app, "GET", "/api/audit", "/api/audit?limit=5", None);
     let reader = key["secret"].as_str().unwrap();
     let refused = app.api_as(reader, "POST", "/api/workers/oa-1/stop", None);
     seen.record("POST", "/api/workers/{binding_id}/{action}", &refused);
     let unauthorized = app.api_as("not-a-key", "GET", "/api/status", None);
     seen.record("GET", "/api/status", &unauthorized);
-    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
-        let a = app.api(method, path, body);
-        seen.record(method, route, &a)
-    };
-    call("DELETE", "/api/keys/{id}", &format!("/api/keys/{}", key["id"].as_str().unwrap()), None);
+    seen.api(&app, "DELETE", "/api/keys/{id}", &format!("/api/keys/{}", key["id"].as_str().unwrap()), None);
 
     // The ledger.
     for (id, negative) in [("oa-bank", true), ("oa-ani", false)] {
         let body = json!({ "id": id, "currency": "IDR", "allow_negative": negative, "name": id });
-        call("POST", "/api/accounts", "/api/accounts", Some(body));
+        seen.api(&app, "POST", "/api/accounts", "/api/accounts", Some(body));
     }
-    call("POST", "/api/accounts", "/api/accounts", Some(json!({ "id": "oa-ani", "currency": "IDR" })));
-    call("POST", "/api/accounts", "/api/accounts", Some(json!({ "id": "oa-ani", "currency": "USD" })));
+    seen.api(&app, "POST", "/api/accounts", "/api/accounts", Some(json!({ "id": "oa-ani", "currency": "IDR" })));
+    seen.api(&app, "POST", "/api/accounts", "/api/accounts", Some(json!({ "id": "oa-ani", "currency": "USD" })));
     let t = ledger::post(&app, "oa-key-1", &ledger::body("oa-bank", "oa-ani", 5000, "IDR"));
     let transfer = seen.record("POST", "/api/transfers", &t);
     let refused = ledger::post(&app, "oa-key-2", &ledger::body("oa-ani", "oa-bank", 1_000_000, "IDR"));
     seen.record("POST", "/api/transfers", &refused);
     let code = transfer["receipt_code"].as_str().unwrap().to_string();
     let done = ledger::wait_final(&app, &code, Duration::from_secs(30));
-    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
-        let a = app.api(method, path, body);
-        seen.record(method, route, &a)
-    };
-    call("GET", "/api/transfers/{receipt_code}", &format!("/api/transfers/{code}"), None);
-    call("GET", "/api/transfers/{receipt_code}", "/api/transfers/TR-XXXX", None);
-    call("GET", "/api/transfers", "/api/transfers?account=oa-ani", None);
-    call("GET", "/api/accounts", "/api/accounts", None);
-    call("GET", "/api/accounts/{id}", "/api/accounts/oa-ani", None);
-    call("GET", "/api/accounts/{id}", "/api/accounts/nobody", None);
-    call("POST", "/api/accounts/{id}/{action}", "/api/accounts/oa-ani/freeze", None);
-    call("GET", "/api/journals/{id}", &format!("/api/journals/{}", done["journal_id"]), None);
-    call("GET", "/api/journals/{id}", "/api/journals/0", None);
-    call("GET", "/api/journals", &format!("/api/journals?external_ref={code}"), None);
+    seen.api(&app, "GET", "/api/transfers/{receipt_code}", &format!("/api/transfers/{code}"), None);
+    seen.api(&app, "GET", "/api/transfers/{receipt_code}", "/api/transfers/TR-XXXX", None);
+    seen.api(&app, "GET", "/api/transfers", "/api/transfers?account=oa-ani", None);
+    seen.api(&app, "GET", "/api/accounts", "/api/accounts", None);
+    seen.api(&app, "GET", "/api/accounts/{id}", "/api/accounts/oa-ani", None);
+    seen.api(&app, "GET", "/api/accounts/{id}", "/api/accounts/nobody", None);
+    seen.api(&app, "POST", "/api/accounts/{id}/{action}", "/api/accounts/oa-ani/freeze", None);
+    seen.api(&app, "GET", "/api/journals/{id}", &format!("/api/journals/{}", done["journal_id"]), None);
+    seen.api(&app, "GET", "/api/journals/{id}", "/api/journals/0", None);
+    seen.api(&app, "GET", "/api/journals", &format!("/api/journals?external_ref={code}"), None);
 
     // Subscriptions (a webhook to the receiver).
-    let sub = call(
+    let sub = seen.api(
+        &app,
         "POST",
         "/api/subscriptions",
         "/api/subscriptions",
         Some(json!({ "kind": "webhook", "url": receiver.url("/hooks"), "types": ["*"] })),
     );
-    call(
+    seen.api(
+        &app,
         "POST",
         "/api/subscriptions",
         "/api/subscriptions",
         Some(json!({ "kind": "webhook", "url": "http://127.0.0.2:9/x" })),
     );
     let sub_path = format!("/api/subscriptions/{}", sub["id"].as_str().unwrap());
-    call("GET", "/api/subscriptions", "/api/subscriptions", None);
-    call("GET", "/api/subscriptions/{id}", &sub_path, None);
-    call("PATCH", "/api/subscriptions/{id}", &sub_path, Some(json!({ "status": "paused" })));
-    call("GET", "/api/subscriptions/{id}/deliveries", &format!("{sub_path}/deliveries"), None);
-    call("POST", "/api/subscriptions/{id}/replay", &format!("{sub_path}/replay"), Some(json!({ "from_seq": 1 })));
-    call("DELETE", "/api/subscriptions/{id}", &sub_path, None);
-    call("GET", "/api/subscriptions/{id}", &sub_path, None);
+    seen.api(&app, "GET", "/api/subscriptions", "/api/subscriptions", None);
+    seen.api(&app, "GET", "/api/subscriptions/{id}", &sub_path, None);
+    seen.api(&app, "PATCH", "/api/subscriptions/{id}", &sub_path, Some(json!({ "status": "paused" })));
+    seen.api(&app, "GET", "/api/subscriptions/{id}/deliveries", &format!("{sub_path}/deliveries"), None);
+    seen.api(
+        &app,
+        "POST",
+        "/api/subscriptions/{id}/replay",
+        &format!("{sub_path}/replay"),
+        Some(json!({ "from_seq": 1 })),
+    );
+    seen.api(&app, "DELETE", "/api/subscriptions/{id}", &sub_path, None);
+    seen.api(&app, "GET", "/api/subscriptions/{id}", &sub_path, None);
 
     // Sagas: a checkout against the sandbox, settled by a notification.
     let put = app.sandbox.json("PUT", "/sandbox/products/oa-p", &[], &json!({ "price": 10000, "stock": 5 }));
     assert_eq!(put.status, 200, "{}", put.body);
-    call("GET", "/api/saga-definitions", "/api/saga-definitions", None);
-    call("GET", "/api/saga-definitions/{name}", "/api/saga-definitions/checkout", None);
-    call("GET", "/api/saga-definitions/{name}", "/api/saga-definitions/nothing", None);
+    seen.api(&app, "GET", "/api/saga-definitions", "/api/saga-definitions", None);
+    seen.api(&app, "GET", "/api/saga-definitions/{name}", "/api/saga-definitions/checkout", None);
+    seen.api(&app, "GET", "/api/saga-definitions/{name}", "/api/saga-definitions/nothing", None);
     let definition = json!({ "name": "oa_saga", "timeout_ms": 60000,
         "steps": [{ "name": "look", "action": { "service": "products", "method": "GET", "path": "/products/oa-p" } }] });
-    call("POST", "/api/saga-definitions", "/api/saga-definitions", Some(definition));
-    call("POST", "/api/saga-definitions", "/api/saga-definitions", Some(json!({ "name": "oa_bad", "steps": [] })));
+    seen.api(&app, "POST", "/api/saga-definitions", "/api/saga-definitions", Some(definition));
+    seen.api(
+        &app,
+        "POST",
+        "/api/saga-definitions",
+        "/api/saga-definitions",
+        Some(json!({ "name": "oa_bad", "steps": [] })),
+    );
     let input = json!({ "user_token": "demo", "items": [{ "product_id": "oa-p", "price": 10000, "quantity": 2 }],
         "payment_ttl_ms": 600000 });
     let start = json!({ "definition": "checkout", "input": input, "idempotency_key": "oa-saga-1" });
-    let saga = call("POST", "/api/sagas", "/api/sagas", Some(start.clone()));
-    call("POST", "/api/sagas", "/api/sagas", Some(start));
-    call("POST", "/api/sagas", "/api/sagas", Some(json!({ "definition": "nothing", "input": {} })));
+    let saga = seen.api(&app, "POST", "/api/sagas", "/api/sagas", Some(start.clone()));
+    seen.api(&app, "POST", "/api/sagas", "/api/sagas", Some(start));
+    seen.api(&app, "POST", "/api/sagas", "/api/sagas", Some(json!({ "definition": "nothing", "input": {} })));
     let id = saga["id"].as_str().unwrap().to_string();
-    let other = call("POST", "/api/sagas", "/api/sagas", Some(json!({ "definition": "checkout", "input": input })));
+    let other =
+        seen.api(&app, "POST", "/api/sagas", "/api/sagas", Some(json!({ "definition": "checkout", "input": input })));
     let other = other["id"].as_str().unwrap().to_string();
     for s in [&id, &other] {
         poll_until(Duration::from_secs(30), "the checkout to wait for its payment", || {
             (app.api("GET", &format!("/api/sagas/{s}"), None).json()["status"] == "waiting").then_some(())
         });
     }
-    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
-        let a = app.api(method, path, body);
-        seen.record(method, route, &a)
-    };
-    call("POST", "/api/sagas/{id}/rollback", &format!("/api/sagas/{other}/rollback"), Some(json!({ "reason": "oa" })));
-    call("POST", "/api/sagas/{id}/steps/{step}/retry", &format!("/api/sagas/{id}/steps/reserve_stock/retry"), None);
+    seen.api(
+        &app,
+        "POST",
+        "/api/sagas/{id}/rollback",
+        &format!("/api/sagas/{other}/rollback"),
+        Some(json!({ "reason": "oa" })),
+    );
+    seen.api(
+        &app,
+        "POST",
+        "/api/sagas/{id}/steps/{step}/retry",
+        &format!("/api/sagas/{id}/steps/reserve_stock/retry"),
+        None,
+    );
     // The sandbox records the payment and notifies; the same notification
     // sent again is answered too (accepted or a duplicate).
     let paid =
@@ -343,19 +361,15 @@ fn every_route_answers_what_its_schema_in_the_openapi_document_says() {
     poll_until(Duration::from_secs(30), "the checkout to complete", || {
         (app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"] == "completed").then_some(())
     });
-    let mut call = |method: &str, route: &str, path: &str, body: Option<Value>| -> Value {
-        let a = app.api(method, path, body);
-        seen.record(method, route, &a)
-    };
-    call("GET", "/api/sagas/{id}", &format!("/api/sagas/{id}"), None);
-    call("GET", "/api/sagas/{id}", "/api/sagas/SG-none", None);
-    call("GET", "/api/sagas", "/api/sagas?limit=5", None);
-    call("GET", "/api/sagas", "/api/sagas?status=nope", None);
-    call("GET", "/api/sagas/{id}/events", &format!("/api/sagas/{id}/events"), None);
-    call("GET", "/api/events", "/api/events?after=0", None);
-    call("GET", "/api/events", "/api/events?after=-1", None);
-    call("GET", "/api/stats", "/api/stats", None);
-    call("GET", "/api/stats", "/api/stats?x=1", None);
+    seen.api(&app, "GET", "/api/sagas/{id}", &format!("/api/sagas/{id}"), None);
+    seen.api(&app, "GET", "/api/sagas/{id}", "/api/sagas/SG-none", None);
+    seen.api(&app, "GET", "/api/sagas", "/api/sagas?limit=5", None);
+    seen.api(&app, "GET", "/api/sagas", "/api/sagas?status=nope", None);
+    seen.api(&app, "GET", "/api/sagas/{id}/events", &format!("/api/sagas/{id}/events"), None);
+    seen.api(&app, "GET", "/api/events", "/api/events?after=0", None);
+    seen.api(&app, "GET", "/api/events", "/api/events?after=-1", None);
+    seen.api(&app, "GET", "/api/stats", "/api/stats", None);
+    seen.api(&app, "GET", "/api/stats", "/api/stats?x=1", None);
 
     // Checked against the document the app serves.
     let doc = app.runner.get("/api/openapi.json").json();
