@@ -93,7 +93,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     if opts.limits.no_epoch_interruption {
         tracing::warn!("epoch interruption is off (--no-epoch-interruption): guests busy in Wasm cannot be stopped at their deadline");
     }
-    let engine = crate::engine::engine_with(!opts.limits.no_epoch_interruption)?;
+    let engine = crate::engine::engine_with(!opts.limits.no_epoch_interruption, opts.limits.max_instances)?;
     let linker = crate::engine::build_linker(&engine)?;
     let metrics = Arc::new(RunnerMetrics::new(opts.limits.max_connections));
     let watchdog = crate::watchdog::Watchdog::start(&engine, opts.limits.idle_timeout(), metrics.clone())
