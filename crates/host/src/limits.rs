@@ -66,6 +66,13 @@ pub struct Limits {
     /// Do not serve the runner's own counters at `/.well-known/stepwise/metrics`.
     #[arg(long)]
     pub no_runner_metrics: bool,
+    /// For measurements only (`scripts/bench callgrind`): the CPU time a
+    /// SQLite statement may run inline on an async thread before it moves to
+    /// the blocking pool (default 1 ms). Under valgrind every statement takes
+    /// ~50 times its CPU time and would be moved; a larger budget keeps the
+    /// profile's statements where they run natively.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60_000), hide = true)]
+    pub sqlite_inline_budget_ms: u64,
     /// For measurements only (`scripts/bench runner` compares both): compile
     /// guests without epoch checks. Request and cron deadlines then stop a
     /// guest only while it waits in a host call; a guest busy in Wasm runs on
@@ -88,6 +95,7 @@ impl Default for Limits {
             cron_max_runs: 32,
             postgres_pool_size: 64,
             max_instances: 1000,
+            sqlite_inline_budget_ms: 1,
             no_runner_metrics: false,
             no_epoch_interruption: false,
         }
@@ -155,8 +163,13 @@ mod tests {
             (d.max_body_bytes, d.request_deadline_ms, d.cron_deadline_ms, d.no_runner_metrics)
         );
         assert_eq!(
-            (parsed.max_header_waits_per_client, parsed.cron_max_runs, parsed.max_instances),
-            (d.max_header_waits_per_client, d.cron_max_runs, d.max_instances)
+            (
+                parsed.max_header_waits_per_client,
+                parsed.cron_max_runs,
+                parsed.max_instances,
+                parsed.sqlite_inline_budget_ms
+            ),
+            (d.max_header_waits_per_client, d.cron_max_runs, d.max_instances, d.sqlite_inline_budget_ms)
         );
     }
 

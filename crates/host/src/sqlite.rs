@@ -55,8 +55,26 @@ use crate::state::InstanceState;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a statement may run inline on an async worker thread before it
-/// is moved to the blocking pool (see the module docs).
+/// is moved to the blocking pool (see the module docs), unless
+/// `stepwise up --sqlite-inline-budget-ms` says otherwise.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
+
+/// The inline budget in force, in ns: [`INLINE_BUDGET`] unless set at start
+/// (under valgrind every statement takes ~50 times its CPU time, so the
+/// callgrind benchmark raises it to keep quick statements inline, as they
+/// are natively).
+static INLINE_BUDGET_NS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(INLINE_BUDGET.as_nanos() as u64);
+
+/// Sets the inline budget of every database (once, at start).
+pub fn set_inline_budget(budget: Duration) {
+    INLINE_BUDGET_NS.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The inline budget in force.
+fn inline_budget() -> Duration {
+    Duration::from_nanos(INLINE_BUDGET_NS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// SQLite virtual-machine instructions between checks of the inline budget.
 const PROGRESS_OPS: std::os::raw::c_int = 1000;
@@ -87,10 +105,10 @@ fn over_inline_budget() -> bool {
     INLINE_DEADLINE.with(|d| d.get().is_some_and(|t| thread_cpu() >= t))
 }
 
-/// Runs `f` (one statement, inline) within [`INLINE_BUDGET`] of this
+/// Runs `f` (one statement, inline) within the inline budget of this
 /// thread's CPU time.
 fn with_inline_budget<T>(f: impl FnOnce() -> T) -> T {
-    INLINE_DEADLINE.with(|d| d.set(Some(thread_cpu() + INLINE_BUDGET)));
+    INLINE_DEADLINE.with(|d| d.set(Some(thread_cpu() + inline_budget())));
     let r = f();
     INLINE_DEADLINE.with(|d| d.set(None));
     r
@@ -359,7 +377,7 @@ impl SqliteConnection {
                 // Over budget, and rolled back: run it again where it may take long.
                 Err(e) if retry_safe && is_interrupted(&e) => self.pool.mark_slow(&sql),
                 done => {
-                    if thread_cpu().saturating_sub(started) > INLINE_BUDGET {
+                    if thread_cpu().saturating_sub(started) > inline_budget() {
                         self.pool.mark_slow(&sql);
                     }
                     self.release_turn_if_done();
