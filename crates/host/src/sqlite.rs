@@ -106,9 +106,11 @@ fn over_inline_budget() -> bool {
 }
 
 /// Runs `f` (one statement, inline) within the inline budget of this
-/// thread's CPU time.
-fn with_inline_budget<T>(f: impl FnOnce() -> T) -> T {
-    INLINE_DEADLINE.with(|d| d.set(Some(thread_cpu() + inline_budget())));
+/// thread's CPU time, counted from `started` (a [`thread_cpu`] reading taken
+/// just before: the caller's own, so one statement costs two readings, each
+/// a system call, not three).
+fn with_inline_budget<T>(started: Duration, f: impl FnOnce() -> T) -> T {
+    INLINE_DEADLINE.with(|d| d.set(Some(started + inline_budget())));
     let r = f();
     INLINE_DEADLINE.with(|d| d.set(None));
     r
@@ -364,13 +366,8 @@ impl SqliteConnection {
             return (Err(wit::Error::InvalidConnection), Ran::Inline);
         };
         if !self.pool.is_slow(&sql) {
-            let retry_safe = conn.is_autocommit() || is_readonly(conn, &sql);
             let started = thread_cpu();
-            let first = if retry_safe {
-                with_inline_budget(|| run_statement(conn, &sql, &params))
-            } else {
-                run_statement(conn, &sql, &params)
-            };
+            let (first, retry_safe) = run_inline(conn, &sql, &params, started);
             match first {
                 // Locked by another connection: wait for it off the async threads.
                 Err(e) if is_busy(&e) => {}
@@ -402,19 +399,44 @@ impl SqliteConnection {
     }
 }
 
-/// Whether `sql` only reads (transaction control counts as reading, as in SQLite).
-fn is_readonly(conn: &Connection, sql: &str) -> bool {
-    conn.prepare_cached(sql).map(|s| s.readonly()).unwrap_or(true)
+/// Runs one statement inline, from a single lookup in the connection's
+/// statement cache: safe to run twice (autocommit, or read-only, as
+/// transaction control counts in SQLite) it runs within the inline budget
+/// (interrupted past it); a write inside a transaction runs to its end.
+/// Also says whether it was safe to run twice (a statement that does not
+/// compile is: its error is the answer).
+fn run_inline(
+    conn: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+    started: Duration,
+) -> (rusqlite::Result<wit::QueryResult>, bool) {
+    let mut stmt = match conn.prepare_cached(sql) {
+        Ok(stmt) => stmt,
+        Err(e) => return (Err(e), true),
+    };
+    let retry_safe = conn.is_autocommit() || stmt.readonly();
+    let result = if retry_safe {
+        with_inline_budget(started, || run_prepared(&mut stmt, params))
+    } else {
+        run_prepared(&mut stmt, params)
+    };
+    (result, retry_safe)
 }
 
 fn is_interrupted(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
 }
 
+/// Whether `sql` starts with `word`, in any case.
+fn starts_with_word(sql: &str, word: &str) -> bool {
+    sql.as_bytes().get(..word.len()).is_some_and(|head| head.eq_ignore_ascii_case(word.as_bytes()))
+}
+
 /// Whether `sql` needs the write turn: it writes, or it opens a transaction.
 fn needs_write_turn(conn: &Connection, sql: &str) -> bool {
-    let head = sql.trim_start().get(..9).unwrap_or(sql.trim_start()).to_ascii_uppercase();
-    if head.starts_with("BEGIN") || head.starts_with("SAVEPOINT") {
+    let head = sql.trim_start();
+    if starts_with_word(head, "BEGIN") || starts_with_word(head, "SAVEPOINT") {
         return true;
     }
     match conn.prepare_cached(sql) {
@@ -476,6 +498,11 @@ async fn run_waiting(
 /// Runs one statement and collects its rows.
 pub fn run_statement(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<wit::QueryResult> {
     let mut stmt = conn.prepare_cached(sql)?;
+    run_prepared(&mut stmt, params)
+}
+
+/// Runs a prepared statement and collects its rows.
+fn run_prepared(stmt: &mut rusqlite::Statement<'_>, params: &[SqlValue]) -> rusqlite::Result<wit::QueryResult> {
     let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
     let n = columns.len();
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
