@@ -464,7 +464,13 @@ fn from_sql(v: ValueRef<'_>) -> wit::Value {
         ValueRef::Null => wit::Value::Null,
         ValueRef::Integer(i) => wit::Value::Integer(i),
         ValueRef::Real(f) => wit::Value::Real(f),
-        ValueRef::Text(t) => wit::Value::Text(String::from_utf8_lossy(t).into_owned()),
+        // Valid UTF-8 (every text the app writes) is checked by the fast
+        // validator and copied once; only invalid bytes go the lossy way
+        // (the same string either way).
+        ValueRef::Text(t) => wit::Value::Text(match std::str::from_utf8(t) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(t).into_owned(),
+        }),
         ValueRef::Blob(b) => wit::Value::Blob(b.to_vec()),
     }
 }
@@ -670,6 +676,10 @@ mod tests {
         assert!(matches!(q.rows[0].values[0], wit::Value::Integer(7)));
         assert!(matches!(q.rows[0].values[4], wit::Value::Null));
         assert!(run_statement(&c, "SELEC nonsense", &[]).is_err());
+        // Text is returned as is; bytes that are not UTF-8 become U+FFFD.
+        let q = run_statement(&c, "SELECT 'héllo', CAST(x'ff61' AS TEXT)", &[]).unwrap();
+        assert!(matches!(&q.rows[0].values[0], wit::Value::Text(t) if t == "héllo"));
+        assert!(matches!(&q.rows[0].values[1], wit::Value::Text(t) if t == "\u{FFFD}a"));
     }
 
     #[tokio::test]
