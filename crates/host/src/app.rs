@@ -93,7 +93,14 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
     if opts.limits.no_epoch_interruption {
         tracing::warn!("epoch interruption is off (--no-epoch-interruption): guests busy in Wasm cannot be stopped at their deadline");
     }
-    let engine = crate::engine::engine_with(!opts.limits.no_epoch_interruption)?;
+    if opts.limits.sqlite_inline_budget_ms != 1 {
+        tracing::warn!(
+            budget_ms = opts.limits.sqlite_inline_budget_ms,
+            "SQLite statements may run inline longer than 1 ms (--sqlite-inline-budget-ms): for measurements only"
+        );
+    }
+    crate::sqlite::set_inline_budget(Duration::from_millis(opts.limits.sqlite_inline_budget_ms));
+    let engine = crate::engine::engine_with(!opts.limits.no_epoch_interruption, opts.limits.max_instances)?;
     let linker = crate::engine::build_linker(&engine)?;
     let metrics = Arc::new(RunnerMetrics::new(opts.limits.max_connections));
     let watchdog = crate::watchdog::Watchdog::start(&engine, opts.limits.idle_timeout(), metrics.clone())

@@ -20,18 +20,24 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::state::InstanceState;
 
-/// Instances that may be alive at once (requests in flight plus cron runs).
+/// Instances that may be alive at once (requests in flight plus cron runs)
+/// unless `stepwise up --max-instances` says otherwise.
 pub const MAX_INSTANCES: u32 = 1000;
 
-/// Builds the engine: Cranelift, the component model, the pooling allocator,
-/// and epoch interruption (see [`crate::deadline`]).
+/// Builds the engine: Cranelift, the component model, the pooling allocator
+/// with [`MAX_INSTANCES`] slots, and epoch interruption (see [`crate::deadline`]).
 pub fn build_engine() -> Result<Engine> {
-    engine_with(true)
+    engine_with(true, MAX_INSTANCES)
 }
 
 /// Builds the engine, with or without epoch interruption (without: for
-/// measuring what it costs; guests then cannot be stopped while in Wasm).
-pub fn engine_with(epoch_interruption: bool) -> Result<Engine> {
+/// measuring what it costs; guests then cannot be stopped while in Wasm),
+/// with a pool of `max_instances` component instances. Everything the pool
+/// holds scales with it: core instances (5 per component instance), linear
+/// memories (1 each, each reserving its address space up front) and tables
+/// (3 each) and async stacks (1 each: every instance runs its calls on a
+/// fiber; wasmtime's default is 1,000, as the default pool).
+pub fn engine_with(epoch_interruption: bool, max_instances: u32) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Guests can be stopped at a deadline: compiled code checks the epoch.
@@ -39,10 +45,11 @@ pub fn engine_with(epoch_interruption: bool) -> Result<Engine> {
     // part of the compiled-code cache key (see `cache_key`).
     config.epoch_interruption(epoch_interruption);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(MAX_INSTANCES)
-        .total_core_instances(MAX_INSTANCES * 5)
-        .total_memories(MAX_INSTANCES)
-        .total_tables(MAX_INSTANCES * 3)
+    pool.total_component_instances(max_instances)
+        .total_core_instances(max_instances * 5)
+        .total_memories(max_instances)
+        .total_tables(max_instances * 3)
+        .total_stacks(max_instances)
         .max_memory_size(256 << 20)
         // Reset the first pages of a reused slot with memset instead of
         // madvise: no page faults and no TLB shootdowns on the hot path.
@@ -190,13 +197,13 @@ mod tests {
     #[test]
     fn the_cache_key_changes_with_epoch_interruption() {
         let wasm = b"\0asm\x0d\0\x01\0";
-        let with = engine_with(true).unwrap();
-        let without = engine_with(false).unwrap();
+        let with = engine_with(true, MAX_INSTANCES).unwrap();
+        let without = engine_with(false, MAX_INSTANCES).unwrap();
         assert_ne!(cache_key(&with, wasm), cache_key(&without, wasm));
         assert_eq!(
             cache_key(&with, wasm),
-            cache_key(&engine_with(true).unwrap(), wasm),
-            "stable for one configuration"
+            cache_key(&engine_with(true, 4).unwrap(), wasm),
+            "stable for one configuration (the pool's size shapes no code)"
         );
         assert_ne!(cache_key(&with, wasm), cache_key(&with, b"other"), "keyed by the Wasm");
     }

@@ -55,9 +55,24 @@ pub struct Limits {
     /// guest's `open` waits for one when all are taken.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub postgres_pool_size: u32,
+    /// Instances that may be alive at once (requests in flight plus cron
+    /// runs): the size of wasmtime's pooling allocator. Each slot reserves
+    /// its linear memory's address space up front (about 4 GiB with its
+    /// guard), so the default reserves about 4 TiB of (unbacked) address
+    /// space; a small pool (e.g. 4) lets the runner start under valgrind.
+    /// Past it an instantiation fails (the request is answered 500).
+    #[arg(long, default_value_t = 1000, value_parser = parse_max_instances)]
+    pub max_instances: u32,
     /// Do not serve the runner's own counters at `/.well-known/stepwise/metrics`.
     #[arg(long)]
     pub no_runner_metrics: bool,
+    /// For measurements only (`scripts/bench callgrind`): the CPU time a
+    /// SQLite statement may run inline on an async thread before it moves to
+    /// the blocking pool (default 1 ms). Under valgrind every statement takes
+    /// ~50 times its CPU time and would be moved; a larger budget keeps the
+    /// profile's statements where they run natively.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60_000), hide = true)]
+    pub sqlite_inline_budget_ms: u64,
     /// For measurements only (`scripts/bench runner` compares both): compile
     /// guests without epoch checks. Request and cron deadlines then stop a
     /// guest only while it waits in a host call; a guest busy in Wasm runs on
@@ -79,10 +94,27 @@ impl Default for Limits {
             cron_deadline_ms: 330_000,
             cron_max_runs: 32,
             postgres_pool_size: 64,
+            max_instances: 1000,
+            sqlite_inline_budget_ms: 1,
             no_runner_metrics: false,
             no_epoch_interruption: false,
         }
     }
+}
+
+/// The largest `--max-instances`: 10,000 slots reserve about 40 TiB of
+/// address space, a third of what x86-64 Linux gives a process.
+pub const MAX_INSTANCES_LIMIT: u32 = 10_000;
+
+/// `--max-instances`: a whole number from 1 to [`MAX_INSTANCES_LIMIT`].
+fn parse_max_instances(s: &str) -> Result<u32, String> {
+    let n: u32 = s.trim().parse().map_err(|_| format!("`{s}` is not a whole number of instances"))?;
+    if !(1..=MAX_INSTANCES_LIMIT).contains(&n) {
+        return Err(format!(
+            "must be from 1 to {MAX_INSTANCES_LIMIT} (each pooled instance reserves about 4 GiB of address space), not {n}"
+        ));
+    }
+    Ok(n)
 }
 
 impl Limits {
@@ -131,8 +163,13 @@ mod tests {
             (d.max_body_bytes, d.request_deadline_ms, d.cron_deadline_ms, d.no_runner_metrics)
         );
         assert_eq!(
-            (parsed.max_header_waits_per_client, parsed.cron_max_runs),
-            (d.max_header_waits_per_client, d.cron_max_runs)
+            (
+                parsed.max_header_waits_per_client,
+                parsed.cron_max_runs,
+                parsed.max_instances,
+                parsed.sqlite_inline_budget_ms
+            ),
+            (d.max_header_waits_per_client, d.cron_max_runs, d.max_instances, d.sqlite_inline_budget_ms)
         );
     }
 
@@ -143,6 +180,13 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--max-header-waits-per-client", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--cron-max-runs", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--max-header-bytes", "100"]).is_err());
+        assert_eq!(Cli::parse_from(["x", "--max-instances", "4"]).limits.max_instances, 4);
+        for bad in ["0", "10001", "4000000000", "-1", "many"] {
+            let arg = format!("--max-instances={bad}");
+            let err = Cli::try_parse_from(["x", arg.as_str()]).err().expect(bad).to_string();
+            assert!(err.contains("--max-instances"), "{bad}: {err}");
+            assert!(err.contains("from 1 to 10000") || err.contains("not a whole number"), "{bad}: {err}");
+        }
         let l = Cli::parse_from(["x", "--request-deadline-ms", "250", "--max-body-bytes", "0"]).limits;
         assert_eq!((l.request_deadline(), l.max_body_bytes), (Duration::from_millis(250), 0));
     }

@@ -55,8 +55,26 @@ use crate::state::InstanceState;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a statement may run inline on an async worker thread before it
-/// is moved to the blocking pool (see the module docs).
+/// is moved to the blocking pool (see the module docs), unless
+/// `stepwise up --sqlite-inline-budget-ms` says otherwise.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
+
+/// The inline budget in force, in ns: [`INLINE_BUDGET`] unless set at start
+/// (under valgrind every statement takes ~50 times its CPU time, so the
+/// callgrind benchmark raises it to keep quick statements inline, as they
+/// are natively).
+static INLINE_BUDGET_NS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(INLINE_BUDGET.as_nanos() as u64);
+
+/// Sets the inline budget of every database (once, at start).
+pub fn set_inline_budget(budget: Duration) {
+    INLINE_BUDGET_NS.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The inline budget in force.
+fn inline_budget() -> Duration {
+    Duration::from_nanos(INLINE_BUDGET_NS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// SQLite virtual-machine instructions between checks of the inline budget.
 const PROGRESS_OPS: std::os::raw::c_int = 1000;
@@ -87,10 +105,12 @@ fn over_inline_budget() -> bool {
     INLINE_DEADLINE.with(|d| d.get().is_some_and(|t| thread_cpu() >= t))
 }
 
-/// Runs `f` (one statement, inline) within [`INLINE_BUDGET`] of this
-/// thread's CPU time.
-fn with_inline_budget<T>(f: impl FnOnce() -> T) -> T {
-    INLINE_DEADLINE.with(|d| d.set(Some(thread_cpu() + INLINE_BUDGET)));
+/// Runs `f` (one statement, inline) within the inline budget of this
+/// thread's CPU time, counted from `started` (a [`thread_cpu`] reading taken
+/// just before: the caller's own, so one statement costs two readings, each
+/// a system call, not three).
+fn with_inline_budget<T>(started: Duration, f: impl FnOnce() -> T) -> T {
+    INLINE_DEADLINE.with(|d| d.set(Some(started + inline_budget())));
     let r = f();
     INLINE_DEADLINE.with(|d| d.set(None));
     r
@@ -346,20 +366,15 @@ impl SqliteConnection {
             return (Err(wit::Error::InvalidConnection), Ran::Inline);
         };
         if !self.pool.is_slow(&sql) {
-            let retry_safe = conn.is_autocommit() || is_readonly(conn, &sql);
             let started = thread_cpu();
-            let first = if retry_safe {
-                with_inline_budget(|| run_statement(conn, &sql, &params))
-            } else {
-                run_statement(conn, &sql, &params)
-            };
+            let (first, retry_safe) = run_inline(conn, &sql, &params, started);
             match first {
                 // Locked by another connection: wait for it off the async threads.
                 Err(e) if is_busy(&e) => {}
                 // Over budget, and rolled back: run it again where it may take long.
                 Err(e) if retry_safe && is_interrupted(&e) => self.pool.mark_slow(&sql),
                 done => {
-                    if thread_cpu().saturating_sub(started) > INLINE_BUDGET {
+                    if thread_cpu().saturating_sub(started) > inline_budget() {
                         self.pool.mark_slow(&sql);
                     }
                     self.release_turn_if_done();
@@ -384,19 +399,44 @@ impl SqliteConnection {
     }
 }
 
-/// Whether `sql` only reads (transaction control counts as reading, as in SQLite).
-fn is_readonly(conn: &Connection, sql: &str) -> bool {
-    conn.prepare_cached(sql).map(|s| s.readonly()).unwrap_or(true)
+/// Runs one statement inline, from a single lookup in the connection's
+/// statement cache: safe to run twice (autocommit, or read-only, as
+/// transaction control counts in SQLite) it runs within the inline budget
+/// (interrupted past it); a write inside a transaction runs to its end.
+/// Also says whether it was safe to run twice (a statement that does not
+/// compile is: its error is the answer).
+fn run_inline(
+    conn: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+    started: Duration,
+) -> (rusqlite::Result<wit::QueryResult>, bool) {
+    let mut stmt = match conn.prepare_cached(sql) {
+        Ok(stmt) => stmt,
+        Err(e) => return (Err(e), true),
+    };
+    let retry_safe = conn.is_autocommit() || stmt.readonly();
+    let result = if retry_safe {
+        with_inline_budget(started, || run_prepared(&mut stmt, params))
+    } else {
+        run_prepared(&mut stmt, params)
+    };
+    (result, retry_safe)
 }
 
 fn is_interrupted(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
 }
 
+/// Whether `sql` starts with `word`, in any case.
+fn starts_with_word(sql: &str, word: &str) -> bool {
+    sql.as_bytes().get(..word.len()).is_some_and(|head| head.eq_ignore_ascii_case(word.as_bytes()))
+}
+
 /// Whether `sql` needs the write turn: it writes, or it opens a transaction.
 fn needs_write_turn(conn: &Connection, sql: &str) -> bool {
-    let head = sql.trim_start().get(..9).unwrap_or(sql.trim_start()).to_ascii_uppercase();
-    if head.starts_with("BEGIN") || head.starts_with("SAVEPOINT") {
+    let head = sql.trim_start();
+    if starts_with_word(head, "BEGIN") || starts_with_word(head, "SAVEPOINT") {
         return true;
     }
     match conn.prepare_cached(sql) {
@@ -424,7 +464,13 @@ fn from_sql(v: ValueRef<'_>) -> wit::Value {
         ValueRef::Null => wit::Value::Null,
         ValueRef::Integer(i) => wit::Value::Integer(i),
         ValueRef::Real(f) => wit::Value::Real(f),
-        ValueRef::Text(t) => wit::Value::Text(String::from_utf8_lossy(t).into_owned()),
+        // Valid UTF-8 (every text the app writes) is checked by the fast
+        // validator and copied once; only invalid bytes go the lossy way
+        // (the same string either way).
+        ValueRef::Text(t) => wit::Value::Text(match std::str::from_utf8(t) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(t).into_owned(),
+        }),
         ValueRef::Blob(b) => wit::Value::Blob(b.to_vec()),
     }
 }
@@ -458,6 +504,11 @@ async fn run_waiting(
 /// Runs one statement and collects its rows.
 pub fn run_statement(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<wit::QueryResult> {
     let mut stmt = conn.prepare_cached(sql)?;
+    run_prepared(&mut stmt, params)
+}
+
+/// Runs a prepared statement and collects its rows.
+fn run_prepared(stmt: &mut rusqlite::Statement<'_>, params: &[SqlValue]) -> rusqlite::Result<wit::QueryResult> {
     let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
     let n = columns.len();
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -625,6 +676,10 @@ mod tests {
         assert!(matches!(q.rows[0].values[0], wit::Value::Integer(7)));
         assert!(matches!(q.rows[0].values[4], wit::Value::Null));
         assert!(run_statement(&c, "SELEC nonsense", &[]).is_err());
+        // Text is returned as is; bytes that are not UTF-8 become U+FFFD.
+        let q = run_statement(&c, "SELECT 'héllo', CAST(x'ff61' AS TEXT)", &[]).unwrap();
+        assert!(matches!(&q.rows[0].values[0], wit::Value::Text(t) if t == "héllo"));
+        assert!(matches!(&q.rows[0].values[1], wit::Value::Text(t) if t == "\u{FFFD}a"));
     }
 
     #[tokio::test]
