@@ -2,13 +2,12 @@
 //! `GET /api/docs` (an offline page that renders it). Both are public: they
 //! hold no data, and a browser cannot send the bearer token on navigation.
 //!
-//! Answer schemas are the types the components answer with
-//! (`stepwise_engine::views`, and the key and subscription views of this
-//! component), so the document and the answers cannot differ; request
-//! schemas are derived from the types the handlers parse (`StartRequest`,
-//! `BulkRequest`, `PolicyPatch`, `otp::Submission`, the key and subscription
-//! requests) or, where a component reads the body field by field, described
-//! in `openapi_ledger` and `openapi_sagas` beside their routes.
+//! Every body in it, asked or answered, is a type the components use:
+//! the answers are `stepwise_engine::views` (and the key and subscription
+//! views of this component), the requests the types the handlers parse or,
+//! where a component reads a body field by field, the engine type it reads
+//! it into (`AccountSpec`, `TransferRequest`, `payment::Notification`, the
+//! saga definition format). So the document and the API cannot differ.
 //!
 //! The functions below only carry the `#[utoipa::path]` of each route.
 
@@ -280,10 +279,10 @@ impl Modify for AuthAnswers {
                        stepwise_engine::views::saga_definition::SagaWait,
                        stepwise_engine::views::saga_definition::SagaStepDefinition,
                        stepwise_engine::views::saga_definition::SagaDefinition,
-                       crate::openapi_sagas::SagaStart, crate::openapi_sagas::RollbackRequest,
-                       crate::openapi_sagas::MidtransNotification,
+                       stepwise_engine::saga::request::StartRequest, stepwise_engine::saga::request::RollbackRequest,
+                       stepwise_engine::payment::Notification,
                        AccountView, AccountLine, AccountList, TransferView, TransferList, JournalLine, JournalView,
-                       JournalList, crate::openapi_ledger::AccountCreate, crate::openapi_ledger::TransferCreate,
+                       JournalList, stepwise_engine::ledger::AccountSpec, stepwise_engine::transfer::TransferRequest,
                        crate::keys::CreateKey, crate::keys::KeyView,
                        crate::keys::CreatedKey, crate::keys::KeyList, crate::keys::AuditView, crate::keys::AuditPage,
                        crate::keys::SessionView, stepwise_engine::access::Scope,

@@ -1,43 +1,17 @@
 //! The OpenAPI description of the accounts, transfers and journals routes
 //! (served by the `ledger` component); part of the one document at
-//! `/api/openapi.json`. The answers are the engine's views; the request
-//! bodies, which the component reads field by field, are described here.
+//! `/api/openapi.json`. The answers are the engine's views, the request bodies
+//! the engine's `AccountSpec` and `TransferRequest`.
 
 #![allow(dead_code)]
 
-use utoipa::ToSchema;
-
+use stepwise_engine::ledger::AccountSpec;
+use stepwise_engine::transfer::TransferRequest;
 use stepwise_engine::views::ledger::{AccountList, AccountView, JournalList, JournalView, TransferList, TransferView};
 use stepwise_engine::views::ErrorBody;
 
-/// `POST /api/accounts`.
-#[derive(ToSchema)]
-pub struct AccountCreate {
-    /// 1 to 64 characters of `[A-Za-z0-9._:-]`.
-    id: String,
-    /// Three capital letters, e.g. `IDR`.
-    currency: String,
-    /// May the balance go below zero (banks, equity: where funds enter)? Default false.
-    allow_negative: Option<bool>,
-    /// Up to 256 printable characters.
-    name: Option<String>,
-}
-
-/// `POST /api/transfers` (with the `Idempotency-Key` header).
-#[derive(ToSchema)]
-pub struct TransferCreate {
-    from: String,
-    to: String,
-    /// A JSON integer from 1 to 2^53 − 1, in minor units.
-    amount: i64,
-    /// Both accounts' currency.
-    currency: String,
-    /// Up to 256 printable characters.
-    description: Option<String>,
-}
-
 /// Creates an account (active, empty).
-#[utoipa::path(post, path = "/api/accounts", tag = "ledger", request_body = AccountCreate,
+#[utoipa::path(post, path = "/api/accounts", tag = "ledger", request_body = AccountSpec,
     responses((status = 201, body = AccountView), (status = 200, description = "The same body again: the account", body = AccountView),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 409, description = "`account_exists`: that id with another body", body = ErrorBody)))]
@@ -63,7 +37,7 @@ pub fn account_status() {}
 
 /// Accepts a transfer: checks, holds the amount on `from` and issues the receipt in one transaction;
 /// the tick executes it.
-#[utoipa::path(post, path = "/api/transfers", tag = "ledger", request_body = TransferCreate,
+#[utoipa::path(post, path = "/api/transfers", tag = "ledger", request_body = TransferRequest,
     params(("Idempotency-Key" = String, Header, description = "1 to 255 printable characters; kept 25 hours"),
            ("wait" = Option<bool>, Query, description = "`true`: answer once final (200), or 202 after 10 s")),
     responses((status = 202, description = "Accepted (`processing`), or the same key and body again: that transfer as it is now", body = TransferView),

@@ -1,50 +1,17 @@
 //! The OpenAPI description of the saga routes (served by the `sagas`
 //! component), the payment webhook (the `webhook` component) and the event
-//! outbox; part of the one document at `/api/openapi.json`.
+//! outbox; part of the one document at `/api/openapi.json`. Every body,
+//! asked or answered, is an engine type.
 
 #![allow(dead_code)]
 
-use utoipa::ToSchema;
-
+use stepwise_engine::payment::Notification;
+use stepwise_engine::saga::request::{RollbackRequest, StartRequest};
 use stepwise_engine::views::saga_definition::SagaDefinition;
 use stepwise_engine::views::sagas::{
     NotificationAnswer, OutboxPage, SagaDefinitionList, SagaDefinitionView, SagaHistory, SagaList, SagaStats, SagaView,
 };
 use stepwise_engine::views::ErrorBody;
-
-/// `POST /api/sagas`.
-#[derive(ToSchema)]
-pub struct SagaStart {
-    definition: String,
-    #[schema(value_type = Object)]
-    input: serde_json::Value,
-    /// Defaults to the saga id.
-    correlation_id: Option<String>,
-    /// 1 to 255 printable characters; kept 7 days. The same key with the same body answers the same saga (200); with
-    /// another body 409 `idempotency_key_reused`.
-    idempotency_key: Option<String>,
-}
-
-/// `POST /api/sagas/{id}/rollback`.
-#[derive(ToSchema)]
-pub struct RollbackRequest {
-    /// 1 to 256 printable characters; the saga's reason becomes `rollback: <reason>`.
-    reason: String,
-}
-
-/// A Midtrans HTTP notification.
-#[derive(ToSchema)]
-pub struct MidtransNotification {
-    order_id: String,
-    status_code: String,
-    /// As Midtrans sends it, e.g. `"20000.00"`.
-    gross_amount: String,
-    /// `sha512_hex(order_id + status_code + gross_amount + midtrans_server_key)`.
-    signature_key: String,
-    /// `pending`, `settlement`, `capture`, `deny`, `cancel`, `expire`, `failure`, `refund`.
-    transaction_status: String,
-    fraud_status: Option<String>,
-}
 
 /// Lists the newest version of each definition (the built-ins are stored at first use).
 #[utoipa::path(get, path = "/api/saga-definitions", tag = "sagas",
@@ -63,7 +30,7 @@ pub fn create_definition() {}
 pub fn get_definition() {}
 
 /// Starts a saga.
-#[utoipa::path(post, path = "/api/sagas", tag = "sagas", request_body = SagaStart,
+#[utoipa::path(post, path = "/api/sagas", tag = "sagas", request_body = StartRequest,
     responses((status = 202, body = SagaView), (status = 200, description = "The same idempotency key and body: the same saga", body = SagaView),
               (status = 400, body = ErrorBody), (status = 404, description = "Unknown definition", body = ErrorBody),
               (status = 409, description = "`idempotency_key_reused`", body = ErrorBody)))]
@@ -109,7 +76,7 @@ pub fn outbox() {}
 pub fn stats() {}
 
 /// The Midtrans payment webhook; no bearer token: the signature authenticates.
-#[utoipa::path(post, path = "/webhooks/midtrans", tag = "sagas", security(()), request_body = MidtransNotification,
+#[utoipa::path(post, path = "/webhooks/midtrans", tag = "sagas", security(()), request_body = Notification,
     responses((status = 200, description = "Accepted, or a duplicate (nothing changes)", body = NotificationAnswer),
               (status = 400, body = ErrorBody), (status = 401, description = "`invalid_signature`", body = ErrorBody),
               (status = 404, description = "No saga waits for or has waited for that order", body = ErrorBody),

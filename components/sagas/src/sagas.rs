@@ -1,31 +1,13 @@
 //! `/api/sagas...`: start (with an idempotency key), list, detail, history,
 //! and the operator's rollback and retry.
 
-use serde::Deserialize;
 use spin_sdk::http::{Params, Request};
 use stepwise_engine::idempotency::{Scope, Seen};
 use stepwise_engine::saga::machine::{Saga, Settings, Signal, Status};
+use stepwise_engine::saga::request::{RollbackRequest, StartRequest};
 use stepwise_engine::views::sagas::{SagaHistory, SagaList, SagaView};
 use stepwise_store::{idempotency, machines, sagas, Db};
-use stepwise_web::{
-    json_body, limit, now_ms, param, query, variable_in, view_response, ApiError, ApiResult, Caller, Value,
-};
-
-/// `POST /api/sagas`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartRequest {
-    /// The definition's name (its newest version is used).
-    definition: String,
-    /// The input (an object with the definition's required keys).
-    input: Value,
-    /// The client's correlation id (default: the saga id).
-    #[serde(default)]
-    correlation_id: Option<String>,
-    /// Makes the start safe to repeat.
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
+use stepwise_web::{json_body, limit, now_ms, param, query, variable_in, view_response, ApiError, ApiResult, Caller};
 
 fn printable(s: &str, field: &str, max: usize) -> Result<(), ApiError> {
     Ok(stepwise_engine::text::printable_ascii(s, field, max)?)
@@ -120,13 +102,6 @@ pub fn history(req: &Request, params: &Params) -> ApiResult {
     let db = Db::open()?;
     let s = load(&db, params)?;
     view_response(200, &SagaHistory { events: sagas::events(&db, s.machine.id())? })
-}
-
-/// `POST /api/sagas/{id}/rollback` `{"reason"}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackRequest {
-    reason: String,
 }
 
 /// Applies an operator's signal in one transaction (the call in flight, if

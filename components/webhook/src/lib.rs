@@ -15,22 +15,11 @@
 
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
-use stepwise_engine::payment;
+use stepwise_engine::payment::{self, Notification};
 use stepwise_engine::saga::machine::Signal;
 use stepwise_engine::views::sagas::{NotificationAnswer, NotificationResult};
 use stepwise_store::{inbox, machines, metrics, sagas, Db};
 use stepwise_web::{no_route, now_ms, open, variable, view_response, ApiError, ApiResult, Value, MAX_BODY};
-
-/// The notification's fields that the webhook reads.
-#[derive(Debug)]
-struct Notification {
-    order_id: String,
-    status_code: String,
-    gross_amount: String,
-    signature_key: String,
-    transaction_status: payment::Status,
-    fraud_status: Option<String>,
-}
 
 fn field(v: &Value, name: &str) -> Result<String, ApiError> {
     match v.get(name) {

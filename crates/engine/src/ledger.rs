@@ -68,13 +68,19 @@ impl AccountStatus {
 
 /// What defines an account, as its creator sent it. Creating an account
 /// again with the same spec is harmless; with another spec it is a conflict.
+///
+/// [`AccountSpec::from_json`] reads `POST /api/accounts`'s body field by
+/// field; the OpenAPI document describes that body with this type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = AccountCreate))]
 pub struct AccountSpec {
     /// 1 to 64 characters of `[A-Za-z0-9._:-]`.
     pub id: String,
     /// Three capital letters (ISO 4217 style, e.g. `IDR`).
     pub currency: String,
-    /// Whether the balance may go below zero (banks, equity).
+    /// Whether the balance may go below zero (banks, equity: where funds enter); default false.
+    #[cfg_attr(feature = "openapi", schema(required = false, default = false))]
     pub allow_negative: bool,
     /// A name for people, up to 256 printable characters.
     pub name: Option<String>,

@@ -29,8 +29,31 @@ pub fn verify(order_id: &str, status_code: &str, gross_amount: &str, server_key:
     bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
+/// A Midtrans HTTP notification, as the webhook reads it (field by field,
+/// each a string of 1 to 512 characters; other fields are ignored). The
+/// OpenAPI document describes the webhook's body with this type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = MidtransNotification))]
+pub struct Notification {
+    /// The order: a saga's id.
+    pub order_id: String,
+    /// The HTTP status Midtrans gives the payment, e.g. `"200"`.
+    pub status_code: String,
+    /// As Midtrans sends it, e.g. `"20000.00"`.
+    pub gross_amount: String,
+    /// `sha512_hex(order_id + status_code + gross_amount + midtrans_server_key)`.
+    pub signature_key: String,
+    /// The payment's status.
+    pub transaction_status: Status,
+    /// `accept`, `challenge` or `deny`, for card payments.
+    pub fraud_status: Option<String>,
+}
+
 /// A payment's status as Midtrans reports it (`transaction_status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PaymentStatus))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Created, not paid.

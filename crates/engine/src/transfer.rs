@@ -30,18 +30,22 @@ use crate::FieldError;
 /// How long `?wait=true` waits for a transfer to be final.
 pub const WAIT_MS: i64 = 10_000;
 
-/// `POST /api/transfers`'s body, checked.
+/// `POST /api/transfers`'s body, checked ([`TransferRequest::from_json`]
+/// reads it field by field, naming the field at fault; the OpenAPI
+/// document describes it with this type).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TransferCreate))]
 pub struct TransferRequest {
     /// The account debited.
     pub from: String,
     /// The account credited.
     pub to: String,
-    /// In minor units, 1 to 2^53 − 1.
+    /// A JSON integer from 1 to 2^53 − 1, in minor units.
     pub amount: i64,
     /// Both accounts' currency.
     pub currency: String,
-    /// For people.
+    /// For people: up to 256 printable characters.
     pub description: Option<String>,
 }
 

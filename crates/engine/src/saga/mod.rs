@@ -4,6 +4,7 @@
 
 pub mod definition;
 pub mod machine;
+pub mod request;
 pub mod template;
 pub mod view;
 
