@@ -865,7 +865,10 @@ fn transfers_accepted_together_past_the_balance_limit_fail_the_one_that_would_pa
 /// The tick executes accepted transfers in the order they were accepted:
 /// the journals of 600 transfers accepted with no tick running are posted
 /// in acceptance order (their receipt codes, being keyed permutations,
-/// have no order of their own).
+/// have no order of their own). The runs fire on the manifest's 1-second
+/// cron, so one executor takes batch after batch; overlapping runs (the
+/// tests' fast `--tick-ms`, or replicas) take disjoint batches, and on
+/// PostgreSQL a later batch may then commit first (docs/behaviour.md).
 #[test]
 fn accepted_transfers_are_executed_oldest_first() {
     let mut app = app_without_tick();
@@ -873,7 +876,7 @@ fn accepted_transfers_are_executed_oldest_first() {
     let codes: Vec<String> = (0..600)
         .map(|i| code_of(&ledger::accepted(&app, &format!("o{i}"), &body("bank", &format!("u{}", i % 10), 100, IDR))))
         .collect();
-    app.restart_with(app::config());
+    app.restart_with(app::config().cron_schedule());
     wait_all_final(&app, Duration::from_secs(60));
     let journals: Vec<i64> = codes
         .iter()
