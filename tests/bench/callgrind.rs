@@ -14,11 +14,9 @@
 //! token is [`app::TOKEN`] and the Midtrans key [`KEY`]: the measured runner
 //! must be given the same (scripts/bench passes them).
 
-use std::time::Duration;
-
 use sha2::{Digest, Sha512};
 use stepwise_e2e::app::{self, App};
-use stepwise_e2e::{json, ledger, poll_until, BenchUpstream, Value};
+use stepwise_e2e::{json, ledger, BenchUpstream, Value};
 
 /// The Midtrans server key shared with scripts/bench's measured runner.
 const KEY: &str = "SB-Mid-server-bench";
@@ -57,16 +55,7 @@ fn main() {
             a.json()["id"].as_str().unwrap().to_string()
         })
         .collect();
-    poll_until(Duration::from_secs(600), "every saga waiting for its payment", || {
-        let m = app.api("GET", "/metrics", None).body;
-        let waiting = m
-            .lines()
-            .find(|l| l.starts_with(r#"stepwise_sagas{definition="checkout",status="waiting"}"#))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        (waiting as usize >= n).then_some(())
-    });
+    stepwise_e2e::bench::wait_checkouts_waiting(&app, n);
     let mut text = String::new();
     for id in &ids {
         let sig = hex::encode(Sha512::digest(format!("{id}20020000.00{KEY}")));

@@ -19,7 +19,7 @@
 //! BENCH_IDLE_SAGAS, BENCH_SECONDS, BENCH_LATENCY_MS.
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile};
+use stepwise_e2e::bench::{env, percentile, wait_checkouts_waiting};
 
 use sha2::{Digest, Sha512};
 use stepwise_e2e::app::{self, App};
@@ -64,19 +64,6 @@ fn start_many(app: &App, n: u64, clients: u64) -> Vec<String> {
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     })
-}
-
-fn wait_all_waiting(app: &App, n: usize) {
-    poll_until(Duration::from_secs(600), "every saga waiting", || {
-        let m = app.api("GET", "/metrics", None).body;
-        let waiting = m
-            .lines()
-            .find(|l| l.starts_with(r#"stepwise_sagas{definition="checkout",status="waiting"}"#))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        (waiting as usize >= n).then_some(())
-    });
 }
 
 fn millis(ts: &Value) -> i64 {
@@ -127,7 +114,7 @@ fn main() {
         }
         let (lat1, _) = to_waiting(&app, &one);
         let ids = start_many(&app, n, clients);
-        wait_all_waiting(&app, ids.len() + one.len());
+        wait_checkouts_waiting(&app, ids.len() + one.len());
         let (lat, rate) = to_waiting(&app, &ids);
         println!("  {}:", if fast { "--tick-ms 5" } else { "default 1 s cron" });
         println!(
@@ -146,7 +133,7 @@ fn main() {
     let services = Services::start(latency);
     let app = stepwise(&services, true, "warn");
     let ids = start_many(&app, waiting_n, clients);
-    wait_all_waiting(&app, ids.len());
+    wait_checkouts_waiting(&app, ids.len());
     let dir = tempfile::tempdir().unwrap();
     let bodies = dir.path().join("bodies.jsonl");
     let mut text = String::new();
@@ -233,7 +220,7 @@ end
     let app = stepwise(&services, false, "info");
     let t0 = Instant::now();
     let ids = start_many(&app, idle_n, clients);
-    wait_all_waiting(&app, ids.len());
+    wait_checkouts_waiting(&app, ids.len());
     let started = t0.elapsed();
     let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
     let ticks0 = app.ticks();

@@ -1,5 +1,6 @@
 //! What the benchmark binaries (`tests/bench/*.rs`) share: their settings
-//! from the environment, and percentiles of sorted samples.
+//! from the environment, percentiles of sorted samples, and waiting for
+//! checkouts to reach their payment wait.
 
 /// The number in the environment variable `name`, or `default` when it is
 /// unset or not a number.
@@ -14,6 +15,21 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
         return None;
     }
     sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied()
+}
+
+/// Waits (up to 10 minutes) until `/metrics` counts at least `n` checkout
+/// sagas waiting for their payment.
+pub fn wait_checkouts_waiting(app: &crate::app::App, n: usize) {
+    crate::poll_until(std::time::Duration::from_secs(600), "every checkout waiting for its payment", || {
+        let m = app.api("GET", "/metrics", None).body;
+        let waiting = m
+            .lines()
+            .find(|l| l.starts_with(r#"stepwise_sagas{definition="checkout",status="waiting"}"#))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        (waiting as usize >= n).then_some(())
+    });
 }
 
 #[cfg(test)]
