@@ -9,7 +9,7 @@ use stepwise_engine::access::{self, Scope};
 use stepwise_engine::time::rfc3339;
 use stepwise_store::{api_keys, audit, Db};
 use stepwise_web::auth::random_bytes;
-use stepwise_web::{json_body, json_response, limit, now_ms, param, path_param, query, ApiError, ApiResult, Caller};
+use stepwise_web::{json_body, limit, now_ms, param, path_param, query, view_response, ApiError, ApiResult, Caller};
 
 /// `POST /api/keys`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -137,7 +137,7 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
         caller.audit(db, vec![key.id.clone()], None, 201)
     })?;
     let view = CreatedKey { key: KeyView::from(&key), secret };
-    Ok(json_response(201, &serde_json::to_value(view).map_err(|e| ApiError::internal("cannot encode the key", e))?))
+    view_response(201, &view)
 }
 
 /// `GET /api/keys` (admin).
@@ -145,7 +145,7 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     query(req, &[])?;
     let db = Db::open()?;
     let keys = api_keys::list(&db)?.iter().map(KeyView::from).collect();
-    answer(200, &KeyList { keys })
+    view_response(200, &KeyList { keys })
 }
 
 /// `DELETE /api/keys/{id}` (admin): the key's next request is 401.
@@ -159,7 +159,7 @@ pub fn revoke(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
         caller.audit(db, vec![id.clone()], None, 200)?;
         Ok::<_, ApiError>(key)
     })?;
-    answer(200, &KeyView::from(&key))
+    view_response(200, &KeyView::from(&key))
 }
 
 /// `GET /api/audit?after=&limit=&key=` (admin), in `seq` order.
@@ -178,13 +178,13 @@ pub fn audit(req: &Request, _: &Params) -> ApiResult {
     let db = Db::open()?;
     let entries: Vec<AuditView> = audit::page(&db, after, limit, key)?.into_iter().map(AuditView::from).collect();
     let next_after = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.seq)).flatten();
-    answer(200, &AuditPage { entries, next_after })
+    view_response(200, &AuditPage { entries, next_after })
 }
 
 /// `GET /api/session` (any key).
 pub fn session(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     query(req, &[])?;
-    answer(
+    view_response(
         200,
         &SessionView {
             key_id: caller.key_id.clone(),
@@ -193,9 +193,4 @@ pub fn session(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
             actions: caller.scope.actions(),
         },
     )
-}
-
-fn answer(status: u16, view: &impl Serialize) -> ApiResult {
-    let body = serde_json::to_value(view).map_err(|e| ApiError::internal("cannot encode the answer", e))?;
-    Ok(json_response(status, &body))
 }

@@ -12,7 +12,7 @@ use stepwise_engine::time::rfc3339;
 use stepwise_store::{outbox, subscriptions, Db, StoreError};
 use stepwise_web::auth::random_bytes;
 use stepwise_web::{
-    json_body, json_response, limit, now_ms, param, path_param, query, variable, ApiError, ApiResult, Caller,
+    json_body, limit, now_ms, param, path_param, query, variable, view_response, ApiError, ApiResult, Caller,
 };
 
 /// `POST /api/subscriptions`.
@@ -210,13 +210,6 @@ pub struct DeliveryList {
     deliveries: Vec<DeliveryView>,
 }
 
-fn answer<T: Serialize>(status: u16, body: &T) -> ApiResult {
-    Ok(json_response(
-        status,
-        &serde_json::to_value(body).map_err(|e| ApiError::internal("cannot encode the answer", e))?,
-    ))
-}
-
 /// `event_destinations`, checked.
 fn destinations() -> Result<Vec<String>, ApiError> {
     sub::parse_destinations(&variable("event_destinations")?)
@@ -268,7 +261,7 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     })?;
     let created =
         CreatedSubscription { subscription: SubscriptionView::of(&s, head), secret: webhook.then_some(secret) };
-    answer(201, &created)
+    view_response(201, &created)
 }
 
 /// `GET /api/subscriptions`.
@@ -278,7 +271,7 @@ pub fn list(req: &Request, _: &Params) -> ApiResult {
     let db = Db::open()?;
     let (page, next) = subscriptions::list(&db, limit, param(&q, "after").filter(|a| !a.is_empty()))?;
     let head = outbox::head(&db)?;
-    answer(
+    view_response(
         200,
         &SubscriptionList {
             subscriptions: page.iter().map(|s| SubscriptionView::of(s, head)).collect(),
@@ -293,7 +286,7 @@ pub fn detail(req: &Request, params: &Params) -> ApiResult {
     let id = path_param(params, "id")?;
     let db = Db::open()?;
     let s = load(&db, &id)?;
-    answer(200, &SubscriptionView::of(&s.machine, outbox::head(&db)?))
+    view_response(200, &SubscriptionView::of(&s.machine, outbox::head(&db)?))
 }
 
 /// Applies `signals` to one subscription, keeping a lease it holds (a
@@ -310,7 +303,7 @@ fn change(id: &str, caller: &Caller, signals: Vec<Signal>) -> ApiResult {
         caller.audit(db, vec![id.to_string()], None, 200)?;
         Ok::<_, ApiError>((stored.machine, outbox::head(db)?))
     })?;
-    answer(200, &SubscriptionView::of(&s, head))
+    view_response(200, &SubscriptionView::of(&s, head))
 }
 
 /// `PATCH /api/subscriptions/{id}`: pause, resume, types.
@@ -354,7 +347,7 @@ pub fn delete(req: &Request, params: &Params, caller: &Caller) -> ApiResult {
         caller.audit(db, vec![id.clone()], None, 200)?;
         Ok::<_, ApiError>((s.machine, outbox::head(db)?))
     })?;
-    answer(200, &SubscriptionView::of(&s, head))
+    view_response(200, &SubscriptionView::of(&s, head))
 }
 
 /// `GET /api/subscriptions/{id}/deliveries?limit=`.
@@ -378,5 +371,5 @@ pub fn deliveries(req: &Request, params: &Params) -> ApiResult {
             at: rfc3339(a.at),
         })
         .collect();
-    answer(200, &DeliveryList { deliveries })
+    view_response(200, &DeliveryList { deliveries })
 }

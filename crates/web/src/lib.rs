@@ -110,23 +110,23 @@ pub type ApiResult = Result<Response, ApiError>;
 
 /// A JSON answer, never cached (`cache-control: no-store`).
 pub fn json_response(status: u16, body: &Value) -> Response {
+    json_text(status, body.to_string())
+}
+
+/// A JSON text as the answer, never cached.
+fn json_text(status: u16, body: String) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("cache-control", "no-store")
-        .body(body.to_string())
+        .body(body)
         .build()
 }
 
 /// A view's JSON answer (see `stepwise_engine::views`), never cached.
 pub fn view_response(status: u16, view: &impl serde::Serialize) -> ApiResult {
     let body = serde_json::to_string(view).map_err(|e| ApiError::internal("cannot encode the answer", e))?;
-    Ok(Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store")
-        .body(body)
-        .build())
+    Ok(json_text(status, body))
 }
 
 /// Parses the JSON body into `T` (whose serde rules refuse unknown fields),
