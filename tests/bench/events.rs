@@ -15,7 +15,7 @@
 //! Settings by environment: BENCH_EVENTS, BENCH_RATE, BENCH_SECONDS.
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile};
+use stepwise_e2e::bench::{env, percentile, tick_budget_ms};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger;
@@ -24,7 +24,7 @@ use stepwise_e2e::{json, poll_until, request, BenchUpstream, RunnerConfig, Value
 fn stepwise(receiver: &BenchUpstream, fast: bool) -> App {
     let origin = format!("http://127.0.0.1:{}", receiver.port);
     let mut cfg: RunnerConfig =
-        app::config().var("event_destinations", &origin).var("tick_budget_ms", "900").env("STEPWISE_LOG", "warn");
+        app::config().var("event_destinations", &origin).var("tick_budget_ms", &tick_budget_ms()).env("STEPWISE_LOG", "warn");
     cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
     let app = App::with(cfg);
     ledger::account_created(&app, "src", "IDR", true);
@@ -129,7 +129,7 @@ fn main() {
     let rate = env("BENCH_RATE", 100);
     let seconds = env("BENCH_SECONDS", 15);
     let receiver = BenchUpstream::start(0);
-    for (label, fast) in [("default cron (1 s, tick_budget_ms 900)", false), ("--tick-ms 5", true)] {
+    for (label, fast) in [("default cron (1 s)", false), ("--tick-ms 5", true)] {
         println!("{label}:");
         for subs in [1, 16] {
             throughput(&receiver, fast, subs, events);

@@ -19,7 +19,7 @@
 //! BENCH_IDLE_SAGAS, BENCH_SECONDS, BENCH_LATENCY_MS.
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile, wait_checkouts_waiting};
+use stepwise_e2e::bench::{env, percentile, tick_budget_ms, wait_checkouts_waiting};
 
 use sha2::{Digest, Sha512};
 use stepwise_e2e::app::{self, App};
@@ -32,7 +32,7 @@ use stepwise_e2e::BenchUpstream as Services;
 
 fn stepwise(services: &Services, fast: bool, log: &str) -> App {
     let mut cfg: RunnerConfig =
-        app::config().var("midtrans_server_key", KEY).var("tick_budget_ms", "900").env("STEPWISE_LOG", log);
+        app::config().var("midtrans_server_key", KEY).var("tick_budget_ms", &tick_budget_ms()).env("STEPWISE_LOG", log);
     cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
     for s in SERVICES {
         cfg = cfg.var(&format!("{s}_url"), &format!("http://127.0.0.1:{}", services.port));
@@ -94,7 +94,7 @@ fn main() {
     let idle_n = env("BENCH_IDLE_SAGAS", 10_000);
     let seconds = env("BENCH_SECONDS", 10);
     let latency = env("BENCH_LATENCY_MS", 0);
-    println!("sagas benchmark (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms 900)");
+    println!("sagas benchmark (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms {})", tick_budget_ms());
 
     // 1. Start to waiting, on both ticks: one saga at a time (latency), then
     // N at once from C clients (throughput, and latency under that load).

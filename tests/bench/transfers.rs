@@ -1,5 +1,5 @@
 //! `scripts/bench transfers`: transfers (CONTRACT section 7) accepted and
-//! executed, on the default 1 s cron (`tick_budget_ms` 900) and with
+//! executed, on the default 1 s cron (the default `tick_budget_ms`) and with
 //! `--tick-ms 5`. The accounts: a bank with `allow_negative` and
 //! BENCH_USERS users (default 100); every transfer goes from the bank to a
 //! user, so none is refused.
@@ -32,15 +32,15 @@
 //! `--postgres-pool-size`).
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile};
+use stepwise_e2e::bench::{env, percentile, tick_budget_ms};
 
 use stepwise_e2e::app::{self, App, TOKEN};
 use stepwise_e2e::{ledger, poll_until, timestamp_micros, RunnerConfig, Value};
 
-/// The app for the benchmark: the 1 s cron with its 900 ms budget, or `--tick-ms 5`.
+/// The app for the benchmark: the 1 s cron with its default budget, or `--tick-ms 5`.
 fn config(fast: bool) -> RunnerConfig {
     let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    let mut cfg = app::config().var("tick_budget_ms", "900").env("STEPWISE_LOG", &log);
+    let mut cfg = app::config().var("tick_budget_ms", &tick_budget_ms()).env("STEPWISE_LOG", &log);
     if let Ok(n) = std::env::var("BENCH_PG_POOL") {
         cfg = cfg.arg("--postgres-pool-size").arg(&n);
     }
@@ -383,7 +383,7 @@ fn main() {
     let users = env("BENCH_USERS", 100);
     let connections = env("BENCH_CONNECTIONS", 64);
     let n = env("BENCH_BACKLOG", 20_000);
-    println!("transfers benchmark (bank with allow_negative -> {users} users, no refusals; tick_budget_ms 900)");
+    println!("transfers benchmark (bank with allow_negative -> {users} users, no refusals; tick_budget_ms {})", tick_budget_ms());
     let mut ok = true;
     println!(" 1. acceptance under load, executed meanwhile by the tick");
     for fast in [false, true] {

@@ -14,6 +14,10 @@
 //! arrival; `GET /hooks/stats` answers `{"count", "latencies_ms"}` (every
 //! arrival's, sorted) and `DELETE /hooks/stats` starts over.
 //!
+//! `GET /starts/first` answers, per binding, when its first `/start`
+//! arrived (µs since the Unix epoch): the workers benchmark's measure of
+//! how soon a newly started worker makes its first call.
+//!
 //! Usage: `bench-upstream [--latency-ms N]`
 
 use std::collections::HashMap;
@@ -38,6 +42,12 @@ struct State {
     hooks: Mutex<Vec<i64>>,
     /// Per Snap payment (order id): its `gross_amount`, and whether it was paid.
     payments: Mutex<HashMap<String, (i64, bool)>>,
+    /// Per binding: when its first `/start` arrived, µs since the epoch.
+    first_starts: Mutex<HashMap<String, i64>>,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 fn now_ms() -> i64 {
@@ -77,6 +87,7 @@ async fn handle(
     latency: Duration,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let arrived = now_us();
     let path = req.uri().path().to_string();
     let idempotency_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(String::from);
     let get = req.method() == hyper::Method::GET;
@@ -103,11 +114,21 @@ async fn handle(
         }
         return Ok(answer(200, Bytes::from(json!({ "settled": settled }).to_string())));
     }
+    if get && path == "/starts/first" {
+        let firsts = state.first_starts.lock().unwrap_or_else(|p| p.into_inner());
+        return Ok(answer(200, Bytes::from(json!(*firsts).to_string())));
+    }
     let doc = match serde_json::from_slice::<Value>(&body) {
         Ok(d) => d,
         Err(_) if get || body.is_empty() => Value::Null,
         Err(_) => return Ok(answer(400, Bytes::from_static(b"{\"error\":\"no JSON body\"}"))),
     };
+    if path.ends_with("/start") {
+        if let Some(binding) = doc["binding_id"].as_str() {
+            let mut firsts = state.first_starts.lock().unwrap_or_else(|p| p.into_inner());
+            firsts.entry(binding.to_string()).or_insert(arrived);
+        }
+    }
     // Workers' calls repeat a request id; sagas' calls an Idempotency-Key.
     // A GET (a payment status poll) is never replayed.
     let dedup = match idempotency_key {

@@ -15,15 +15,22 @@
 //! 2. Latency: one binding × I iterations (default 200) with 0 ms latency:
 //!    the time per iteration (gaps between consecutive steps, from the
 //!    runner's step log lines, µs precision), p50 and p99.
-//! 3. Memory: W running workers (default 10,000, interval 10 s) for S
+//! 3. First call: F workers started one at a time (`POST /api/workers`,
+//!    one binding each) at random moments over several tick periods, so
+//!    they fall in every phase of the tick: the time from sending the
+//!    request to the upstream receiving the worker's first `/start`
+//!    (`bench-upstream` keeps each binding's first arrival), p50, p90, p99
+//!    and the worst.
+//! 4. Memory: W running workers (default 10,000, interval 10 s) for S
 //!    seconds: the Stepwise process's RSS.
 //!
 //! Settings by environment: BENCH_BINDINGS, BENCH_ITERATIONS, BENCH_LATENCY_MS,
-//! BENCH_SINGLE_ITERATIONS, BENCH_CONCURRENCY, BENCH_IDLE_WORKERS,
-//! BENCH_IDLE_SECONDS, BENCH_REPEATS.
+//! BENCH_SINGLE_ITERATIONS, BENCH_FIRST_CALLS, BENCH_CONCURRENCY, BENCH_IDLE_WORKERS,
+//! BENCH_IDLE_SECONDS, BENCH_REPEATS, BENCH_TICK_BUDGET_MS (default: the
+//! manifest's `tick_budget_ms`).
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile};
+use stepwise_e2e::bench::{env, percentile, tick_budget_ms};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::{json, RunnerConfig, Value};
@@ -45,8 +52,18 @@ impl Tick {
         }
     }
 
+    /// The budget: the manifest's (or `BENCH_TICK_BUDGET_MS`) on the cron;
+    /// with `--tick-ms 5`, 20 ms (a few periods, as README advises: the
+    /// manifest's would have 32 runs racing for the same machines).
+    fn budget(self) -> String {
+        match self {
+            Tick::Cron => tick_budget_ms(),
+            Tick::Fast => "20".into(),
+        }
+    }
+
     fn apply(self, cfg: RunnerConfig) -> RunnerConfig {
-        let cfg = cfg.var("tick_budget_ms", "900");
+        let cfg = cfg.var("tick_budget_ms", &self.budget());
         match self {
             Tick::Cron => cfg.cron_schedule(),
             Tick::Fast => cfg.tick_ms(5),
@@ -109,8 +126,17 @@ fn stepwise(up: &Upstream, tick: Tick, concurrency: u64, log: &str) -> App {
         Upstream::Fast(f) => cfg = cfg.var("upstream_url", &format!("http://127.0.0.1:{}", f.port)),
         Upstream::Process => {}
     }
-    App::with(cfg)
+    let app = App::with(cfg);
+    // The runner's first tick fires at the second after it started: the
+    // figures start once a tick is stepping, as on a runner that has been
+    // up for a while.
+    app.start_workers(&[WARM_UP], json!({ "max_iterations": 1 }));
+    app.wait_stopped(WARM_UP);
+    app
 }
+
+/// The worker [`stepwise`] runs once before any figure is taken.
+const WARM_UP: &str = "warm-up";
 
 /// The app whose sandbox serves the calls, if a sandbox does.
 fn sandbox<'a>(up: &'a Upstream, app: &'a App) -> Option<&'a App> {
@@ -157,7 +183,7 @@ fn throughput(
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
             app.start_workers(&refs, json!({ "max_iterations": iterations }));
         }
-        let done = bindings * (round + 1);
+        let done = 1 + bindings * (round + 1); // and the warm-up
         // Polled every 10 ms (not with the tests' backoff): a round lasts
         // well under a second, so the end must be seen promptly.
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -176,14 +202,14 @@ fn throughput(
     let expected = bindings * iterations * repeats;
     if let Some(sb) = sb {
         let starts = sb.sandbox_stats()["total_starts"].as_u64().unwrap_or(0);
-        assert_eq!(starts, expected, "the sandbox saw exactly the expected starts");
+        assert_eq!(starts, expected + 1, "the sandbox saw exactly the expected starts (and the warm-up's)");
     }
     let mut sorted = rounds.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let db = app.runner.database();
     let successes: i64 =
         db.query_row("SELECT count(*) FROM iterations WHERE outcome = 'success'", [], |r| r.get(0)).unwrap();
-    assert_eq!(successes as u64, expected, "every iteration succeeded");
+    assert_eq!(successes as u64, expected + 1, "every iteration succeeded (and the warm-up's)");
     let column = |name: &str| -> Vec<i64> {
         let sql = format!("SELECT {name} FROM request_log WHERE {name} IS NOT NULL ORDER BY {name}");
         db.prepare(&sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
@@ -226,6 +252,37 @@ fn single(at: Where, tick: Tick, iterations: u64) -> (u64, u64, f64) {
     (percentile(&gaps, 0.5).unwrap_or_default(), percentile(&gaps, 0.99).unwrap_or_default(), total)
 }
 
+/// `samples` workers started one at a time, each after a random pause of
+/// 0 to 40 ms: per worker, µs from sending its start to its first call.
+fn first_calls(tick: Tick, samples: u64) -> Vec<i64> {
+    let fast = FastUpstream::start(0);
+    let firsts_url = format!("http://127.0.0.1:{}/starts/first", fast.port);
+    let up = Upstream::Fast(fast);
+    let app = stepwise(&up, tick, 64, "warn");
+    let mut rng = fastrand::Rng::with_seed(20);
+    let sent: Vec<(String, i64)> = (0..samples)
+        .map(|i| {
+            std::thread::sleep(Duration::from_micros(rng.u64(0..40_000)));
+            let id = format!("first-{i:04}");
+            let at = stepwise_e2e::now_micros();
+            app.start_workers(&[&id], json!({ "max_iterations": 1 }));
+            (id, at)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let firsts = stepwise_e2e::request("GET", &firsts_url, &[], None).expect("bench-upstream answers").json();
+        let got: Option<Vec<i64>> =
+            sent.iter().map(|(id, at)| firsts[id.as_str()].as_i64().map(|first| first - at)).collect();
+        if let Some(mut got) = got {
+            got.sort_unstable();
+            return got;
+        }
+        assert!(Instant::now() < deadline, "every worker made its first call within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn memory(at: Where, workers: u64, seconds: u64) -> (u64, u64, Value) {
     let up = &at.upstream(0);
     let app = stepwise(up, Tick::Cron, 64, "warn");
@@ -249,12 +306,17 @@ fn main() {
     let iterations = env("BENCH_ITERATIONS", 5);
     let latency = env("BENCH_LATENCY_MS", 5);
     let single_iterations = env("BENCH_SINGLE_ITERATIONS", 200);
+    let first_samples = env("BENCH_FIRST_CALLS", 200).max(1);
     let concurrency = env("BENCH_CONCURRENCY", 64);
     let idle_workers = env("BENCH_IDLE_WORKERS", 10_000);
     let idle_seconds = env("BENCH_IDLE_SECONDS", 20);
     let repeats = env("BENCH_REPEATS", 5).max(1);
 
-    println!("workers benchmark (tick_budget_ms 900, tick_concurrency {concurrency})");
+    println!(
+        "workers benchmark (tick_budget_ms {} on the cron, {} with --tick-ms 5; tick_concurrency {concurrency})",
+        Tick::Cron.budget(),
+        Tick::Fast.budget()
+    );
     let mut results = Vec::new();
     for up in [Where::Fast, Where::Process] {
         for tick in [Tick::Cron, Tick::Fast] {
@@ -285,6 +347,18 @@ fn main() {
                 "{key}_iterations_per_s={:.0} {key}_cpu_s_per_1000={:.2} {key}_p50_us={p50} {key}_p99_us={p99}",
                 t.median, t.cpu_per_1000
             ));
+            if up == Where::Fast {
+                let firsts = first_calls(tick, first_samples);
+                let ms = |q: f64| percentile(&firsts, q).unwrap_or_default() as f64 / 1000.0;
+                println!(
+                    "    first call of a newly started worker ({first_samples} started one at a time at random moments): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, worst {:.1} ms",
+                    ms(0.5),
+                    ms(0.9),
+                    ms(0.99),
+                    ms(1.0)
+                );
+                results.push(format!("{key}_first_call_p99_ms={:.1}", ms(0.99)));
+            }
         }
         if up == Where::Fast {
             let (peak, hwm, status) = memory(up, idle_workers, idle_seconds);

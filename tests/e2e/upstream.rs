@@ -53,10 +53,14 @@ fn workers_run_against_a_plain_http_1_1_upstream_that_reads_content_length_only(
 
 #[test]
 fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
-    // No --tick-ms: the cron fires once a second, as on Spin. Before the tick
-    // kept stepping within its budget, each worker took one step per firing
-    // (at least 5 firings for 5 iterations).
-    let cfg = app::config().cron_schedule().var("tick_budget_ms", "900").var("tick_concurrency", "32");
+    // No --tick-ms: the cron fires once a second, as on Spin, and the tick
+    // steps for the manifest's default budget. Before the tick kept stepping
+    // within its budget, each worker took one step per firing (at least 5
+    // firings for 5 iterations).
+    let cfg = app::config()
+        .cron_schedule()
+        .var("tick_budget_ms", &stepwise_e2e::manifest_default("tick_budget_ms").expect("a default budget"))
+        .var("tick_concurrency", "32");
     let a = App::with(cfg.clone());
     let b = App::beside(cfg.state_dir(&a.runner.state_dir), &a);
     let ids: Vec<String> = (0..200).map(|i| format!("c-{i:03}")).collect();
@@ -81,6 +85,34 @@ fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
     for logs in [a.runner.logs(), b.runner.logs()] {
         assert!(!logs.contains("database is locked"), "lock errors in the log");
     }
+    // On each runner, every tick was still stepping when the next one
+    // started: there is no moment when a machine that becomes due waits
+    // for the next firing.
+    for app in [&a, &b] {
+        let runs = poll_until(Duration::from_secs(30), "three ticks ended", || {
+            let runs = tick_runs(&app.runner.logs());
+            (runs.len() >= 3).then_some(runs)
+        });
+        for w in runs.windows(2) {
+            assert!(w[1].0 < w[0].1, "a tick (start, end in µs) ended before the next started: {w:?}");
+        }
+    }
+}
+
+/// The tick's runs in the runner's log, in order: (start, end), µs since
+/// the epoch (the runner logs each run's end and duration).
+fn tick_runs(logs: &str) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "cron run ok" && l["component"] == "tick")
+        .filter_map(|l| {
+            let end = stepwise_e2e::timestamp_micros(l["timestamp"].as_str()?)?;
+            Some((end - l["duration_us"].as_i64()?, end))
+        })
+        .collect();
+    runs.sort_unstable();
+    runs
 }
 
 /// A 300 MB answer fails the one worker that got it, as

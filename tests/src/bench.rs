@@ -1,11 +1,21 @@
 //! What the benchmark binaries (`tests/bench/*.rs`) share: their settings
-//! from the environment, percentiles of sorted samples, and waiting for
-//! checkouts to reach their payment wait.
+//! from the environment, the tick's budget, percentiles of sorted samples,
+//! and waiting for checkouts to reach their payment wait.
 
 /// The number in the environment variable `name`, or `default` when it is
 /// unset or not a number.
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The tick's budget the benchmarks run with: `BENCH_TICK_BUDGET_MS`, or
+/// else the manifest's default `tick_budget_ms` (what users run; the tests'
+/// own app config sets a short one).
+pub fn tick_budget_ms() -> String {
+    std::env::var("BENCH_TICK_BUDGET_MS")
+        .ok()
+        .or_else(|| crate::manifest_default("tick_budget_ms"))
+        .expect("spin.toml has a default tick_budget_ms")
 }
 
 /// The `p`-quantile (0 to 1) of `sorted`, by nearest rank; `None` when

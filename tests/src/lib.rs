@@ -33,6 +33,13 @@ pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// The default `spin.toml` gives application variable `name`.
+pub fn manifest_default(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(project_root().join("spin.toml")).ok()?;
+    let doc: toml::Value = toml::from_str(&text).ok()?;
+    doc.get("variables")?.get(name)?.get("default")?.as_str().map(String::from)
+}
+
 /// The release build of the runner, `target/release/stepwise`.
 pub fn runner_binary() -> PathBuf {
     project_root().join("target/release/stepwise")
@@ -641,24 +648,14 @@ impl Drop for Runner {
     }
 }
 
-/// `2026-12-01T11:31:43.902850Z` → µs since the epoch.
+/// `2026-12-01T11:31:43.902850Z` (RFC 3339) → µs since the epoch.
 pub fn timestamp_micros(ts: &str) -> Option<i64> {
-    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
-    let frac = format!("{frac:0<6}");
-    let us: i64 = frac.get(..6)?.parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000) + us)
+    chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| t.timestamp_micros())
+}
+
+/// Now, µs since the epoch (the wall clock the runner's timestamps use).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 /// A process's resident memory now and at its peak (`VmRSS`, `VmHWM`), KiB.
