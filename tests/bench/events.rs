@@ -23,8 +23,10 @@ use stepwise_e2e::{json, poll_until, request, BenchUpstream, RunnerConfig, Value
 
 fn stepwise(receiver: &BenchUpstream, fast: bool) -> App {
     let origin = format!("http://127.0.0.1:{}", receiver.port);
-    let mut cfg: RunnerConfig =
-        app::config().var("event_destinations", &origin).var("tick_budget_ms", &tick_budget_ms()).env("STEPWISE_LOG", "warn");
+    let mut cfg: RunnerConfig = app::config()
+        .var("event_destinations", &origin)
+        .var("tick_budget_ms", &tick_budget_ms())
+        .env("STEPWISE_LOG", "warn");
     cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
     let app = App::with(cfg);
     ledger::account_created(&app, "src", "IDR", true);

@@ -19,7 +19,9 @@
 //! BENCH_IDLE_SAGAS, BENCH_SECONDS, BENCH_LATENCY_MS.
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile, tick_budget_ms, wait_checkouts_waiting};
+use stepwise_e2e::bench::{
+    env, host_cpu_seconds, host_label, percentile, tick_budget_ms, tick_modes, wait_checkouts_waiting,
+};
 
 use sha2::{Digest, Sha512};
 use stepwise_e2e::app::{self, App};
@@ -45,22 +47,32 @@ fn checkout(i: u64) -> Value {
            "payment_ttl_ms": 3_600_000}})
 }
 
+/// Answers `503 database_busy` that [`start_many`] retried after their
+/// `Retry-After`, as a client should (nothing of them was written).
+static BUSY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `POST /api/sagas` for checkout `i`, sent again after `Retry-After` while
+/// the answer is 503; its id.
+fn start_one(app: &App, i: u64) -> String {
+    loop {
+        let a = app.api("POST", "/api/sagas", Some(checkout(i)));
+        if a.status == 503 {
+            BUSY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let wait: u64 = a.header("retry-after").and_then(|s| s.parse().ok()).expect("a 503 says Retry-After");
+            std::thread::sleep(Duration::from_secs(wait));
+            continue;
+        }
+        assert_eq!(a.status, 202, "{}", a.body);
+        return a.json()["id"].as_str().unwrap().to_string();
+    }
+}
+
 /// Posts `n` checkouts from `clients` threads; returns their ids.
 fn start_many(app: &App, n: u64, clients: u64) -> Vec<String> {
     let per = n.div_ceil(clients);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                s.spawn(move || {
-                    (c * per..((c + 1) * per).min(n))
-                        .map(|i| {
-                            let a = app.api("POST", "/api/sagas", Some(checkout(i)));
-                            assert_eq!(a.status, 202, "{}", a.body);
-                            a.json()["id"].as_str().unwrap().to_string()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|c| s.spawn(move || (c * per..((c + 1) * per).min(n)).map(|i| start_one(app, i)).collect::<Vec<_>>()))
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     })
@@ -94,11 +106,15 @@ fn main() {
     let idle_n = env("BENCH_IDLE_SAGAS", 10_000);
     let seconds = env("BENCH_SECONDS", 10);
     let latency = env("BENCH_LATENCY_MS", 0);
-    println!("sagas benchmark (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms {})", tick_budget_ms());
+    println!(
+        "sagas benchmark on {} (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms {})",
+        host_label(),
+        tick_budget_ms()
+    );
 
     // 1. Start to waiting, on both ticks: one saga at a time (latency), then
     // N at once from C clients (throughput, and latency under that load).
-    for fast in [false, true] {
+    for &fast in tick_modes() {
         let services = Services::start(latency);
         let app = stepwise(&services, fast, "info");
         app.wait_ticks(1); // a tick has started: not the runner's start-up
@@ -131,7 +147,9 @@ fn main() {
 
     // 2. The webhook at 64 connections.
     let services = Services::start(latency);
-    let app = stepwise(&services, true, "warn");
+    // The fastest tick this host has: the sagas reach their wait sooner.
+    let fastest = tick_modes().iter().any(|&fast| fast);
+    let app = stepwise(&services, fastest, "warn");
     let ids = start_many(&app, waiting_n, clients);
     wait_checkouts_waiting(&app, ids.len());
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +185,7 @@ end
     )
     .expect("bench-upstream answers");
     assert_eq!(paid.json()["settled"].as_u64(), Some(ids.len() as u64), "{}", paid.body);
-    let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
+    let cpu0 = host_cpu_seconds(&app);
     let out = std::process::Command::new("wrk")
         .args(["-t2", "-c64", &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(&lua)
@@ -176,7 +194,7 @@ end
         .output()
         .expect("wrk runs (scripts/bench installs it)");
     let report = String::from_utf8_lossy(&out.stdout);
-    let cpu = stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
+    let cpu = host_cpu_seconds(&app) - cpu0;
     assert!(out.status.success(), "wrk failed ({}): {}\n{report}", out.status, String::from_utf8_lossy(&out.stderr));
     // A run with refused or failed requests measured something else: fail it.
     for bad in ["Non-2xx", "Socket errors"] {
@@ -212,7 +230,7 @@ end
     });
     assert_eq!(settled, accepted, "no saga completed twice or without its notification");
     println!("  webhook: {waiting_n} waiting checkouts, signed settlements from wrk -t2 -c64 for {seconds} s: {rps} (latency {p50}, {p99}; every answer 2xx)");
-    println!("    {sent} notifications: {accepted} accepted (each order once), {duplicates} duplicates; {settled} sagas completed; runner CPU {cpu:.1} s");
+    println!("    {sent} notifications: {accepted} accepted (each order once), {duplicates} duplicates; {settled} sagas completed; host CPU {cpu:.1} s");
     drop(app);
 
     // 3. Many sagas waiting at once.
@@ -222,7 +240,7 @@ end
     let ids = start_many(&app, idle_n, clients);
     wait_checkouts_waiting(&app, ids.len());
     let started = t0.elapsed();
-    let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
+    let cpu0 = host_cpu_seconds(&app);
     let ticks0 = app.ticks();
     let t1 = Instant::now();
     let mut peak = 0;
@@ -230,7 +248,7 @@ end
         peak = peak.max(stepwise_e2e::process_rss_kib(app.runner.pid()).0);
         std::thread::sleep(Duration::from_millis(250));
     }
-    let cpu = stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
+    let cpu = host_cpu_seconds(&app) - cpu0;
     let durations: Vec<i64> = app
         .runner
         .logs()
@@ -248,4 +266,8 @@ end
         durations.len(),
         durations.iter().max().copied().unwrap_or(0)
     );
+    let busy = BUSY.load(std::sync::atomic::Ordering::Relaxed);
+    if busy > 0 {
+        println!("  saga starts answered 503 database_busy and sent again after Retry-After: {busy}");
+    }
 }

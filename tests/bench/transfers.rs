@@ -32,7 +32,7 @@
 //! `--postgres-pool-size`).
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile, tick_budget_ms};
+use stepwise_e2e::bench::{env, host_cpu_seconds, host_label, percentile, tick_budget_ms, tick_modes};
 
 use stepwise_e2e::app::{self, App, TOKEN};
 use stepwise_e2e::{ledger, poll_until, timestamp_micros, RunnerConfig, Value};
@@ -196,7 +196,7 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let lua = dir.path().join("transfer.lua");
     std::fs::write(&lua, LUA).unwrap();
-    let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
+    let cpu0 = host_cpu_seconds(&app);
     let pg0 = app.postgres.as_ref().map(|p| (p.statements(), p.cpu_seconds()));
     let start = Instant::now();
     let out = std::process::Command::new("wrk")
@@ -211,7 +211,7 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let wrk_time = start.elapsed();
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "wrk failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
-    let cpu_accept = stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
+    let cpu_accept = host_cpu_seconds(&app) - cpu0;
     let left = queued(&app);
     let drain = wait_drained(&app, Instant::now());
     let m = app.api("GET", "/metrics", None).body;
@@ -228,7 +228,7 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let span_s = (e.last_completed - e.first_created) as f64 / 1e6;
     println!("  {}:", tick_name(fast));
     println!(
-        "    accepted: {n} transfers in {:.1} s from wrk -t2 -c{connections}: {rps} (latency {p50}, {p99}; {non2xx}; {sockets}); runner CPU {:.1} s",
+        "    accepted: {n} transfers in {:.1} s from wrk -t2 -c{connections}: {rps} (latency {p50}, {p99}; {non2xx}; {sockets}); host CPU {:.1} s",
         wrk_time.as_secs_f64(),
         cpu_accept
     );
@@ -266,6 +266,12 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let failed = report.contains("Non-2xx") || report.contains("Socket errors") || e.other > 0;
     if failed {
         println!("    FAILED: wrk saw errors or a transfer did not complete");
+        for t in all.iter().filter(|t| t["status"] != "completed").take(5) {
+            println!("      not completed: {t}");
+        }
+        for l in app.runner.logs().lines().filter(|l| l.contains("rror")).take(5) {
+            println!("      host log: {l}");
+        }
     }
     !failed && one_at_a_time(&app, users, 200)
 }
@@ -383,15 +389,19 @@ fn main() {
     let users = env("BENCH_USERS", 100);
     let connections = env("BENCH_CONNECTIONS", 64);
     let n = env("BENCH_BACKLOG", 20_000);
-    println!("transfers benchmark (bank with allow_negative -> {users} users, no refusals; tick_budget_ms {})", tick_budget_ms());
+    println!(
+        "transfers benchmark on {} (bank with allow_negative -> {users} users, no refusals; tick_budget_ms {})",
+        host_label(),
+        tick_budget_ms()
+    );
     let mut ok = true;
     println!(" 1. acceptance under load, executed meanwhile by the tick");
-    for fast in [false, true] {
+    for &fast in tick_modes() {
         ok &= acceptance(fast, seconds, users, connections);
     }
     if std::env::var_os("BENCH_ONLY_ACCEPTANCE").is_none() {
         println!(" 2. draining a backlog");
-        for fast in [false, true] {
+        for &fast in tick_modes() {
             ok &= backlog(fast, n, users);
         }
     }

@@ -184,8 +184,8 @@ fn throughput(
             app.start_workers(&refs, json!({ "max_iterations": iterations }));
         }
         let done = 1 + bindings * (round + 1); // and the warm-up
-        // Polled every 10 ms (not with the tests' backoff): a round lasts
-        // well under a second, so the end must be seen promptly.
+                                               // Polled every 10 ms (not with the tests' backoff): a round lasts
+                                               // well under a second, so the end must be seen promptly.
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let s = app.api("GET", "/api/status", None).json();

@@ -862,6 +862,32 @@ fn transfers_accepted_together_past_the_balance_limit_fail_the_one_that_would_pa
     assert_eq!(int(&ledger::account(&app, "alice"), "balance"), 1 << 62, "exactly at the limit is allowed");
 }
 
+/// SQLite's write lock held by another process on the database file for
+/// longer than the 5 s lock wait: a transfer is answered 503
+/// `database_busy` with `Retry-After`, and nothing of it is written (no
+/// transfer, no hold, the key unused). Once the lock is free, the same
+/// request with the same key is accepted, once. SQLite's lock, so on SQLite
+/// whatever `STEPWISE_E2E_DATABASE` says.
+#[test]
+fn a_transfer_that_finds_the_database_busy_past_its_lock_wait_is_a_503_to_retry_and_writes_nothing() {
+    let app = App::with_database(app::config().cron_expression(ledger::NEVER), app::Database::Sqlite);
+    ledger::account_created(&app, "bank", IDR, true);
+    ledger::account_created(&app, "u0", IDR, false);
+    let before = state(&app);
+    let other = app.runner.database();
+    other.execute_batch("BEGIN IMMEDIATE").expect("another process takes the write lock");
+    let started = Instant::now();
+    let a = ledger::post(&app, "busy-1", &body("bank", "u0", 700, IDR));
+    let waited = started.elapsed();
+    other.execute_batch("ROLLBACK").expect("the lock is let go");
+    assert_error(&a, 503, "database_busy", "while another process held the write lock");
+    assert_eq!(a.header("retry-after"), Some("1"), "a 503 says when to try again: {:?}", a.headers);
+    assert!(waited >= Duration::from_secs(4), "refused after the lock wait, not at once: {waited:?}");
+    assert_eq!(state(&app), before, "a refused transfer writes nothing");
+    let t = ledger::accepted(&app, "busy-1", &body("bank", "u0", 700, IDR));
+    assert_eq!(ledger::transfers(&app, "").len(), 1, "accepted once: {t}");
+}
+
 /// The tick executes accepted transfers in the order they were accepted:
 /// the journals of 600 transfers accepted with no tick running are posted
 /// in acceptance order (their receipt codes, being keyed permutations,

@@ -42,6 +42,31 @@ pub fn wait_checkouts_waiting(app: &crate::app::App, n: usize) {
     });
 }
 
+/// The tick schedules a benchmark can run on this host: the 1 s cron
+/// (`false`) and, on the runner only, `--tick-ms 5` (`true`). Spin fires
+/// cron components on their schedule only.
+pub fn tick_modes() -> &'static [bool] {
+    match crate::RunnerKind::from_env() {
+        crate::RunnerKind::Stepwise => &[false, true],
+        crate::RunnerKind::Spin => &[false],
+    }
+}
+
+/// What serves the app under measurement (`STEPWISE_E2E_RUNNER`), for the
+/// benchmarks' headings.
+pub fn host_label() -> &'static str {
+    match crate::RunnerKind::from_env() {
+        crate::RunnerKind::Stepwise => "the runner (stepwise up)",
+        crate::RunnerKind::Spin => "Spin (spin up, with the cron plugin)",
+    }
+}
+
+/// The CPU-seconds (user and system) of the app's host so far: the runner,
+/// or `spin up` with its trigger processes.
+pub fn host_cpu_seconds(app: &crate::app::App) -> f64 {
+    crate::spin::process_tree(app.runner.pid()).into_iter().map(crate::process_cpu_seconds).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::percentile;

@@ -18,7 +18,12 @@ pub enum StoreError {
     /// SQLite refused or failed (the store on rusqlite, natively).
     #[cfg(feature = "native")]
     #[error("database error: {0}")]
-    Native(#[from] rusqlite::Error),
+    Native(#[source] rusqlite::Error),
+    /// SQLite's write lock stayed taken past the busy timeout (5 s on Spin
+    /// and on the runner): other writers held it all that while. Nothing of
+    /// the transaction was written; trying again later is safe.
+    #[error("the database stayed busy past its lock wait: {0}")]
+    Busy(String),
     /// The database refused or failed a statement; `code` is its SQLSTATE
     /// where the database gives one (PostgreSQL).
     #[error("database error{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
@@ -47,9 +52,26 @@ pub enum StoreError {
     Refused(stepwise_engine::transfer::Refusal),
 }
 
+/// What SQLite says when its lock wait ran out (`SQLITE_BUSY`), as Spin's
+/// SQLite and the runner's pass it on.
+const BUSY_MESSAGE: &str = "database is locked";
+
 impl From<spin_sdk::sqlite3::Error> for StoreError {
     fn from(e: spin_sdk::sqlite3::Error) -> Self {
-        StoreError::Sqlite(e)
+        match e {
+            spin_sdk::sqlite3::Error::Io(m) if m.contains(BUSY_MESSAGE) => StoreError::Busy(m),
+            e => StoreError::Sqlite(e),
+        }
+    }
+}
+
+#[cfg(feature = "native")]
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy) => StoreError::Busy(e.to_string()),
+            _ => StoreError::Native(e),
+        }
     }
 }
 

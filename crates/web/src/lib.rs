@@ -61,11 +61,20 @@ impl ApiError {
         ErrorBody { error: ErrorDetail { code: self.code.clone(), message: self.message.clone() } }
     }
 
-    /// The Spin response: `status`, with [`ApiError::body`] as JSON.
+    /// The Spin response: `status`, with [`ApiError::body`] as JSON. A 503
+    /// (the database unreachable or busy) says when to try again.
     pub fn into_response(self) -> Response {
-        json_response(self.status, &self.body())
+        let mut r = json_response(self.status, &self.body());
+        if self.status == 503 {
+            r.set_header("retry-after", RETRY_AFTER_SECONDS);
+        }
+        r
     }
 }
+
+/// `Retry-After` on a 503: the database's lock wait is 5 s, and most waits
+/// end well before that.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 impl From<stepwise_store::StoreError> for ApiError {
     fn from(e: stepwise_store::StoreError) -> Self {
@@ -77,6 +86,14 @@ impl From<stepwise_store::StoreError> for ApiError {
             stepwise_store::StoreError::Unavailable(m) => {
                 eprintln!("the database is unavailable: {m}");
                 ApiError::new(503, "database_unavailable", "the database cannot be reached; try again")
+            }
+            stepwise_store::StoreError::Busy(m) => {
+                eprintln!("the database is busy: {m}");
+                ApiError::new(
+                    503,
+                    "database_busy",
+                    "the database was busy with other writes; nothing was changed, try again",
+                )
             }
             other => ApiError::internal("storage failed", other),
         }
