@@ -15,19 +15,15 @@
 //! Settings by environment: BENCH_EVENTS, BENCH_RATE, BENCH_SECONDS.
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile, tick_budget_ms};
+use stepwise_e2e::bench::{env, on_schedule, percentile};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::ledger;
-use stepwise_e2e::{json, poll_until, request, BenchUpstream, RunnerConfig, Value};
+use stepwise_e2e::{json, poll_until, request, BenchUpstream, Value};
 
 fn stepwise(receiver: &BenchUpstream, fast: bool) -> App {
     let origin = format!("http://127.0.0.1:{}", receiver.port);
-    let mut cfg: RunnerConfig = app::config()
-        .var("event_destinations", &origin)
-        .var("tick_budget_ms", &tick_budget_ms())
-        .env("STEPWISE_LOG", "warn");
-    cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
+    let cfg = on_schedule(app::config().var("event_destinations", &origin).env("STEPWISE_LOG", "warn"), fast);
     let app = App::with(cfg);
     ledger::account_created(&app, "src", "IDR", true);
     ledger::account_created(&app, "dst", "IDR", false);

@@ -21,7 +21,7 @@
 //! BENCH_ONLY (`throughput`: part 1 on --tick-ms 5 only).
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile, tick_budget_ms};
+use stepwise_e2e::bench::{env, on_schedule, percentile};
 
 use stepwise_e2e::app::{self, App, Database};
 use stepwise_e2e::{json, BenchUpstream, RunnerConfig, Value};
@@ -61,16 +61,11 @@ fn replicas(setup: Setup, cfg: RunnerConfig) -> Vec<App> {
 
 fn config(fast: bool, concurrency: u64, upstream: &BenchUpstream, log: &str) -> RunnerConfig {
     let cfg = app::config()
-        .var("tick_budget_ms", &tick_budget_ms())
         .var("tick_concurrency", &concurrency.to_string())
         .var("tick_batch", "1000")
         .var("upstream_url", &format!("http://127.0.0.1:{}", upstream.port))
         .env("STEPWISE_LOG", log);
-    if fast {
-        cfg.tick_ms(5)
-    } else {
-        cfg.cron_schedule()
-    }
+    on_schedule(cfg, fast)
 }
 
 /// CPU-seconds so far of the replicas' runners, and of PostgreSQL.

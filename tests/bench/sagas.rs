@@ -20,7 +20,8 @@
 
 use std::time::{Duration, Instant};
 use stepwise_e2e::bench::{
-    env, host_cpu_seconds, host_label, percentile, tick_budget_ms, tick_modes, wait_checkouts_waiting,
+    env, host_cpu_seconds, host_label, on_schedule, percentile, tick_budget_ms, tick_modes, wait_checkouts_waiting,
+    FAST_TICK_BUDGET_MS,
 };
 
 use sha2::{Digest, Sha512};
@@ -34,8 +35,7 @@ use stepwise_e2e::BenchUpstream as Services;
 
 fn stepwise(services: &Services, fast: bool, log: &str) -> App {
     let mut cfg: RunnerConfig =
-        app::config().var("midtrans_server_key", KEY).var("tick_budget_ms", &tick_budget_ms()).env("STEPWISE_LOG", log);
-    cfg = if fast { cfg.tick_ms(5) } else { cfg.cron_schedule() };
+        on_schedule(app::config().var("midtrans_server_key", KEY).env("STEPWISE_LOG", log), fast);
     for s in SERVICES {
         cfg = cfg.var(&format!("{s}_url"), &format!("http://127.0.0.1:{}", services.port));
     }
@@ -107,7 +107,7 @@ fn main() {
     let seconds = env("BENCH_SECONDS", 10);
     let latency = env("BENCH_LATENCY_MS", 0);
     println!(
-        "sagas benchmark on {} (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms {})",
+        "sagas benchmark on {} (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms {} on the cron, {FAST_TICK_BUDGET_MS} with --tick-ms 5)",
         host_label(),
         tick_budget_ms()
     );

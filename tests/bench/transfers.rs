@@ -32,23 +32,21 @@
 //! `--postgres-pool-size`).
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, host_cpu_seconds, host_label, percentile, tick_budget_ms, tick_modes};
+use stepwise_e2e::bench::{
+    env, host_cpu_seconds, host_label, on_schedule, percentile, tick_budget_ms, tick_modes, FAST_TICK_BUDGET_MS,
+};
 
 use stepwise_e2e::app::{self, App, TOKEN};
 use stepwise_e2e::{ledger, poll_until, timestamp_micros, RunnerConfig, Value};
 
-/// The app for the benchmark: the 1 s cron with its default budget, or `--tick-ms 5`.
+/// The app for the benchmark: the 1 s cron with its default budget, or `--tick-ms 5` (see [`on_schedule`]).
 fn config(fast: bool) -> RunnerConfig {
     let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    let mut cfg = app::config().var("tick_budget_ms", &tick_budget_ms()).env("STEPWISE_LOG", &log);
+    let mut cfg = app::config().env("STEPWISE_LOG", &log);
     if let Ok(n) = std::env::var("BENCH_PG_POOL") {
         cfg = cfg.arg("--postgres-pool-size").arg(&n);
     }
-    if fast {
-        cfg.tick_ms(5)
-    } else {
-        cfg.cron_schedule()
-    }
+    on_schedule(cfg, fast)
 }
 
 fn tick_name(fast: bool) -> &'static str {
@@ -390,7 +388,7 @@ fn main() {
     let connections = env("BENCH_CONNECTIONS", 64);
     let n = env("BENCH_BACKLOG", 20_000);
     println!(
-        "transfers benchmark on {} (bank with allow_negative -> {users} users, no refusals; tick_budget_ms {})",
+        "transfers benchmark on {} (bank with allow_negative -> {users} users, no refusals; tick_budget_ms {} on the cron, {FAST_TICK_BUDGET_MS} with --tick-ms 5)",
         host_label(),
         tick_budget_ms()
     );

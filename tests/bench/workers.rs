@@ -30,7 +30,7 @@
 //! manifest's `tick_budget_ms`).
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, percentile, tick_budget_ms};
+use stepwise_e2e::bench::{env, on_schedule, percentile, tick_budget_ms, FAST_TICK_BUDGET_MS};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::{json, RunnerConfig, Value};
@@ -52,22 +52,8 @@ impl Tick {
         }
     }
 
-    /// The budget: the manifest's (or `BENCH_TICK_BUDGET_MS`) on the cron;
-    /// with `--tick-ms 5`, 20 ms (a few periods, as README advises: the
-    /// manifest's would have 32 runs racing for the same machines).
-    fn budget(self) -> String {
-        match self {
-            Tick::Cron => tick_budget_ms(),
-            Tick::Fast => "20".into(),
-        }
-    }
-
     fn apply(self, cfg: RunnerConfig) -> RunnerConfig {
-        let cfg = cfg.var("tick_budget_ms", &self.budget());
-        match self {
-            Tick::Cron => cfg.cron_schedule(),
-            Tick::Fast => cfg.tick_ms(5),
-        }
+        on_schedule(cfg, matches!(self, Tick::Fast))
     }
 }
 
@@ -314,8 +300,8 @@ fn main() {
 
     println!(
         "workers benchmark (tick_budget_ms {} on the cron, {} with --tick-ms 5; tick_concurrency {concurrency})",
-        Tick::Cron.budget(),
-        Tick::Fast.budget()
+        tick_budget_ms(),
+        FAST_TICK_BUDGET_MS
     );
     let mut results = Vec::new();
     for up in [Where::Fast, Where::Process] {

@@ -42,6 +42,21 @@ pub fn wait_checkouts_waiting(app: &crate::app::App, n: usize) {
     });
 }
 
+/// The budget with `--tick-ms 5`: a few periods, as README advises for fast
+/// ticks (with the manifest's, up to `--cron-max-runs` runs overlap and race
+/// for the same machines).
+pub const FAST_TICK_BUDGET_MS: &str = "20";
+
+/// `cfg` on the 1 s cron with [`tick_budget_ms`] (`fast` false), or on
+/// `--tick-ms 5` with [`FAST_TICK_BUDGET_MS`].
+pub fn on_schedule(cfg: crate::RunnerConfig, fast: bool) -> crate::RunnerConfig {
+    if fast {
+        cfg.var("tick_budget_ms", FAST_TICK_BUDGET_MS).tick_ms(5)
+    } else {
+        cfg.var("tick_budget_ms", &tick_budget_ms()).cron_schedule()
+    }
+}
+
 /// The tick schedules a benchmark can run on this host: the 1 s cron
 /// (`false`) and, on the runner only, `--tick-ms 5` (`true`). Spin fires
 /// cron components on their schedule only.
