@@ -191,6 +191,12 @@ fn line<'a>(report: &'a str, prefix: &str) -> Option<&'a str> {
 fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let app = App::with(config(fast));
     accounts(&app, users);
+    // A tick has run (`/metrics` counts it whatever the log level): the
+    // runner's first fires at the second after it started, and transfers
+    // accepted before it would wait for it.
+    poll_until(Duration::from_secs(30), "a tick has run", || {
+        (ledger::metric(&app, "stepwise_ticks_total").unwrap_or(0.0) >= 1.0).then_some(())
+    });
     let dir = tempfile::tempdir().unwrap();
     let lua = dir.path().join("transfer.lua");
     std::fs::write(&lua, LUA).unwrap();
