@@ -214,8 +214,10 @@ impl Modify for BearerAuth {
 }
 
 /// The answers every route behind the bearer token may give, written once:
-/// 401 without a live key, and 403 (`insufficient_scope`) where the key's
-/// scope may not be enough (every change, and the admin reads).
+/// 401 without a live key, 403 (`insufficient_scope`) where the key's scope
+/// may not be enough (every change, and the admin reads), and 503 with
+/// `Retry-After` when the database is busy past its lock wait or cannot be
+/// reached (the key itself is looked up there).
 struct AuthAnswers;
 
 impl Modify for AuthAnswers {
@@ -223,7 +225,18 @@ impl Modify for AuthAnswers {
         use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, ResponseBuilder};
         let error = |description: &str| {
             let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
-            ResponseBuilder::new().description(description).content("application/json", content).build()
+            ResponseBuilder::new().description(description).content("application/json", content)
+        };
+        let unavailable = || {
+            let seconds = utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Integer);
+            let mut retry_after = utoipa::openapi::header::Header::new(seconds);
+            retry_after.description = Some("Seconds to wait before trying again".into());
+            error(
+                "The database stayed busy past its lock wait (`database_busy`) or cannot be reached \
+                 (`database_unavailable`); nothing was changed",
+            )
+            .header("retry-after", retry_after)
+            .build()
         };
         let public = utoipa::openapi::security::SecurityRequirement::default();
         for (path, item) in openapi.paths.paths.iter_mut() {
@@ -241,12 +254,13 @@ impl Modify for AuthAnswers {
                     continue;
                 }
                 let responses = &mut op.responses.responses;
-                responses.entry("401".into()).or_insert_with(|| error("No live key (`unauthorized`)").into());
+                responses.entry("401".into()).or_insert_with(|| error("No live key (`unauthorized`)").build().into());
                 if method != HttpMethod::Get || admin_read {
-                    responses
-                        .entry("403".into())
-                        .or_insert_with(|| error("The key's scope does not allow it (`insufficient_scope`)").into());
+                    responses.entry("403".into()).or_insert_with(|| {
+                        error("The key's scope does not allow it (`insufficient_scope`)").build().into()
+                    });
                 }
+                responses.entry("503".into()).or_insert_with(|| unavailable().into());
             }
         }
     }
