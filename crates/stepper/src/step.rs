@@ -282,7 +282,8 @@ pub type ClaimResult<C> = (String, Result<Option<Claimed<C>>, StoreError>);
 
 /// Claims several machines in one [`Db::locking`] transaction: the machines
 /// are loaded and locked in one statement, leaving out any that another
-/// stepper is claiming or recording at this moment ([`Locking::Skip`]), then
+/// stepper is claiming, recording or holding at this moment
+/// ([`Locking::Claimable`]), then
 /// each is claimed in a savepoint of its own: a machine whose claim fails
 /// (its error is in the list) leaves the others' claims standing. Machines
 /// left out are not in the answer.
@@ -294,7 +295,7 @@ pub fn claim_many<M: Stepped>(
     now: Millis,
 ) -> Result<Vec<ClaimResult<M::Call>>, StoreError> {
     db.locking(|db| {
-        let loaded = machines::lock_many::<M>(db, ids, Locking::Skip)?;
+        let loaded = machines::lock_many::<M>(db, ids, Locking::Claimable(now))?;
         // Every machine claimed makes at most one call: its request id.
         db.reserve_ids("request_log", "id", loaded.len())?;
         Ok(loaded

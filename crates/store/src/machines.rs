@@ -62,8 +62,11 @@ fn stored_from<M: Machine + Snapshot>(row: &crate::db::Row<'_>) -> Result<Stored
 pub enum Locking {
     /// Wait for it (a record: the machine is this stepper's by its lease).
     Wait,
-    /// Leave it out (a claim: another stepper is claiming or recording it).
-    Skip,
+    /// Leave it out (a claim: another stepper is claiming or recording it),
+    /// and leave out machines leased to another stepper at this time (ms):
+    /// those a claim would refuse are not read at all, so a stepper that
+    /// lost the race for a batch of due machines reads nothing of them.
+    Claimable(Millis),
 }
 
 /// A machine's id and its stored state, or why that one could not be read.
@@ -73,23 +76,26 @@ pub type Loaded<M> = (String, Result<Stored<M>, StoreError>);
 /// until the caller's transaction ends (in id order); each with its own
 /// result, so one unreadable snapshot does not fail the others. Machines
 /// that do not exist, or that another transaction holds with
-/// [`Locking::Skip`], are not in the answer.
+/// [`Locking::Claimable`] (or leased to another stepper), are not in the
+/// answer.
 pub fn lock_many<M: Machine + Snapshot>(
     db: &Db,
     ids: &[String],
     locking: Locking,
 ) -> Result<Vec<Loaded<M>>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
-    let lock = match locking {
-        Locking::Wait => db.dialect().for_update(),
-        Locking::Skip => db.dialect().skip_locked(),
+    let (lock, unleased) = match locking {
+        Locking::Wait => (db.dialect().for_update(), None),
+        Locking::Claimable(now) => (db.dialect().skip_locked(), Some(now)),
     };
+    let lease_filter = if unleased.is_some() { " AND (lease_until IS NULL OR lease_until <= ?)" } else { "" };
     for chunk in ids.chunks(400) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let mut params = vec![text(M::KIND.as_str())];
         params.extend(chunk.iter().map(text));
+        params.extend(unleased.map(int));
         let r = db.exec(
-            &format!("SELECT id, snapshot, lease_owner, lease_until FROM machines WHERE kind = ? AND id IN ({marks}) ORDER BY id{lock}"),
+            &format!("SELECT id, snapshot, lease_owner, lease_until FROM machines WHERE kind = ? AND id IN ({marks}){lease_filter} ORDER BY id{lock}"),
             &params,
         )?;
         for row in r.rows() {
