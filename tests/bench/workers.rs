@@ -30,7 +30,9 @@
 //! manifest's `tick_budget_ms`).
 
 use std::time::{Duration, Instant};
-use stepwise_e2e::bench::{env, on_schedule, percentile, tick_budget_ms, FAST_TICK_BUDGET_MS};
+use stepwise_e2e::bench::{
+    env, host_cpu_seconds, host_label, on_schedule, percentile, tick_budget_ms, tick_modes, FAST_TICK_BUDGET_MS,
+};
 
 use stepwise_e2e::app::{self, App};
 use stepwise_e2e::{json, RunnerConfig, Value};
@@ -163,7 +165,7 @@ fn throughput(
                 sb.script(id, json!({ "latency_ms": latency }));
             }
         }
-        let cpu0 = stepwise_e2e::process_cpu_seconds(app.runner.pid());
+        let cpu0 = host_cpu_seconds(&app);
         let t0 = Instant::now();
         for chunk in ids.chunks(1000) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -182,7 +184,7 @@ fn throughput(
             std::thread::sleep(Duration::from_millis(10));
         }
         let secs = t0.elapsed().as_secs_f64();
-        cpu += stepwise_e2e::process_cpu_seconds(app.runner.pid()) - cpu0;
+        cpu += host_cpu_seconds(&app) - cpu0;
         rounds.push((bindings * iterations) as f64 / secs);
     }
     let expected = bindings * iterations * repeats;
@@ -211,8 +213,10 @@ fn throughput(
     }
 }
 
-/// One binding × `iterations` at 0 ms latency: gaps between its steps, µs.
-fn single(at: Where, tick: Tick, iterations: u64) -> (u64, u64, f64) {
+/// One binding × `iterations` at 0 ms latency: gaps between its steps, µs
+/// (p50, p99; `None` on Spin, whose log lines carry no timestamps), and the
+/// seconds from start to stopped.
+fn single(at: Where, tick: Tick, iterations: u64) -> (Option<(u64, u64)>, f64) {
     let up = &at.upstream(0);
     let app = stepwise(up, tick, 64, "info");
     let id = format!("single-{}", std::process::id());
@@ -234,8 +238,11 @@ fn single(at: Where, tick: Tick, iterations: u64) -> (u64, u64, f64) {
     stamps.sort();
     let mut gaps: Vec<u64> = stamps.windows(2).map(|w| (w[1] - w[0]).max(0) as u64).collect();
     gaps.sort();
+    if stepwise_e2e::RunnerKind::from_env() == stepwise_e2e::RunnerKind::Spin {
+        return (None, total);
+    }
     assert_eq!(stamps.len() as u64, iterations, "one step line per iteration");
-    (percentile(&gaps, 0.5).unwrap_or_default(), percentile(&gaps, 0.99).unwrap_or_default(), total)
+    (Some((percentile(&gaps, 0.5).unwrap_or_default(), percentile(&gaps, 0.99).unwrap_or_default())), total)
 }
 
 /// `samples` workers started one at a time, each after a random pause of
@@ -299,18 +306,20 @@ fn main() {
     let repeats = env("BENCH_REPEATS", 5).max(1);
 
     println!(
-        "workers benchmark (tick_budget_ms {} on the cron, {} with --tick-ms 5; tick_concurrency {concurrency})",
+        "workers benchmark on {} (tick_budget_ms {} on the cron, {} with --tick-ms 5; tick_concurrency {concurrency})",
+        host_label(),
         tick_budget_ms(),
         FAST_TICK_BUDGET_MS
     );
     let mut results = Vec::new();
     for up in [Where::Fast, Where::Process] {
-        for tick in [Tick::Cron, Tick::Fast] {
+        for tick in tick_modes().iter().map(|&fast| if fast { Tick::Fast } else { Tick::Cron }) {
             if up == Where::Process && matches!(tick, Tick::Fast) {
                 continue; // the sandbox as an upstream is shown once, for reference
             }
             let t = throughput(up, tick, bindings, iterations, latency, concurrency, repeats);
-            let (p50, p99, total) = single(up, tick, single_iterations);
+            let (gaps, total) = single(up, tick, single_iterations);
+            let (p50, p99) = gaps.unwrap_or_default();
             println!("  {}, {}:", up.label(), tick.label());
             println!(
                 "    {bindings} bindings x {iterations} iterations, {latency} ms latency: median {:.0} iterations/s (rounds: {})",
@@ -322,12 +331,19 @@ fn main() {
                 "    upstream call time seen by Stepwise: p50 {} ms, p99 {} ms; Stepwise's own time per call: p50 {} us, p99 {} us",
                 t.call_ms.0, t.call_ms.1, t.overhead_us.0, t.overhead_us.1
             );
-            println!(
-                "    1 binding x {single_iterations} iterations, 0 ms latency: per iteration p50 {:.2} ms, p99 {:.2} ms ({:.2} s from start to stopped)",
-                p50 as f64 / 1000.0,
-                p99 as f64 / 1000.0,
-                total
-            );
+            match gaps {
+                Some(_) => println!(
+                    "    1 binding x {single_iterations} iterations, 0 ms latency: per iteration p50 {:.2} ms, p99 {:.2} ms ({:.2} s from start to stopped)",
+                    p50 as f64 / 1000.0,
+                    p99 as f64 / 1000.0,
+                    total
+                ),
+                None => println!(
+                    "    1 binding x {single_iterations} iterations, 0 ms latency: {:.2} s from start to stopped ({:.2} ms per iteration on average)",
+                    total,
+                    1000.0 * total / single_iterations as f64
+                ),
+            }
             let key = format!("{}_{}", up.key(), if matches!(tick, Tick::Cron) { "cron" } else { "fast" });
             results.push(format!(
                 "{key}_iterations_per_s={:.0} {key}_cpu_s_per_1000={:.2} {key}_p50_us={p50} {key}_p99_us={p99}",
