@@ -98,58 +98,11 @@ fn to_waiting(app: &App, ids: &[String]) -> (Vec<i64>, f64) {
     (lat, ids.len() as f64 * 1000.0 / (last - first).max(1) as f64)
 }
 
-fn main() {
-    let n = env("BENCH_SAGAS", 400);
-    let single = env("BENCH_SINGLE_SAGAS", 50);
-    let clients = env("BENCH_CLIENTS", 8);
-    let waiting_n = env("BENCH_WAITING", 2000);
-    let idle_n = env("BENCH_IDLE_SAGAS", 10_000);
-    let seconds = env("BENCH_SECONDS", 10);
-    let latency = env("BENCH_LATENCY_MS", 0);
-    println!(
-        "sagas benchmark on {} (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms {} on the cron, {FAST_TICK_BUDGET_MS} with --tick-ms 5)",
-        host_label(),
-        tick_budget_ms()
-    );
-
-    // 1. Start to waiting, on both ticks: one saga at a time (latency), then
-    // N at once from C clients (throughput, and latency under that load).
-    for &fast in tick_modes() {
-        let services = Services::start(latency);
-        let app = stepwise(&services, fast, "info");
-        app.wait_ticks(1); // a tick has started: not the runner's start-up
-        let mut one = Vec::new();
-        for i in 0..single {
-            let a = app.api("POST", "/api/sagas", Some(checkout(i)));
-            assert_eq!(a.status, 202, "{}", a.body);
-            let id = a.json()["id"].as_str().unwrap().to_string();
-            poll_until(Duration::from_secs(30), "the saga waiting", || {
-                (app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"] == "waiting").then_some(())
-            });
-            one.push(id);
-        }
-        let (lat1, _) = to_waiting(&app, &one);
-        let ids = start_many(&app, n, clients);
-        wait_checkouts_waiting(&app, ids.len() + one.len());
-        let (lat, rate) = to_waiting(&app, &ids);
-        println!("  {}:", if fast { "--tick-ms 5" } else { "default 1 s cron" });
-        println!(
-            "    one checkout at a time ({single}), start to waiting (4 steps): p50 {} ms, p99 {} ms",
-            percentile(&lat1, 0.5).unwrap_or_default(),
-            percentile(&lat1, 0.99).unwrap_or_default()
-        );
-        println!(
-            "    {n} checkouts at once from {clients} clients: {rate:.0} sagas/s reached waiting; start to waiting p50 {} ms, p99 {} ms",
-            percentile(&lat, 0.5).unwrap_or_default(),
-            percentile(&lat, 0.99).unwrap_or_default()
-        );
-    }
-
-    // 2. The webhook at 64 connections.
+/// The webhook at 64 connections: `waiting_n` checkouts waiting for their
+/// payment, their signed settlements cycled by wrk for `seconds`.
+fn webhook(fast: bool, latency: u64, waiting_n: u64, clients: u64, seconds: u64) {
     let services = Services::start(latency);
-    // The fastest tick this host has: the sagas reach their wait sooner.
-    let fastest = tick_modes().iter().any(|&fast| fast);
-    let app = stepwise(&services, fastest, "warn");
+    let app = stepwise(&services, fast, "warn");
     let ids = start_many(&app, waiting_n, clients);
     wait_checkouts_waiting(&app, ids.len());
     let dir = tempfile::tempdir().unwrap();
@@ -219,7 +172,7 @@ end
     // one is answered `duplicate` from a read and writes nothing, so it is
     // the rest of what was sent (all of it answered 2xx, checked above).
     let accepted: u64 = count("accepted").parse().unwrap_or(0);
-    assert_eq!(accepted, sent.min(waiting_n as u64), "each order accepted once");
+    assert_eq!(accepted, sent.min(waiting_n), "each order accepted once");
     let duplicates = sent - accepted;
     // And every saga whose notification came settles once, by its status check.
     let settled = poll_until(Duration::from_secs(120), "the notified checkouts to complete", || {
@@ -229,9 +182,62 @@ end
         (done >= accepted).then_some(done)
     });
     assert_eq!(settled, accepted, "no saga completed twice or without its notification");
-    println!("  webhook: {waiting_n} waiting checkouts, signed settlements from wrk -t2 -c64 for {seconds} s: {rps} (latency {p50}, {p99}; every answer 2xx)");
+    let tick = if fast { "--tick-ms 5" } else { "default 1 s cron" };
+    println!("  webhook, {tick}: {waiting_n} waiting checkouts, signed settlements from wrk -t2 -c64 for {seconds} s: {rps} (latency {p50}, {p99}; every answer 2xx)");
     println!("    {sent} notifications: {accepted} accepted (each order once), {duplicates} duplicates; {settled} sagas completed; host CPU {cpu:.1} s");
-    drop(app);
+}
+
+fn main() {
+    let n = env("BENCH_SAGAS", 400);
+    let single = env("BENCH_SINGLE_SAGAS", 50);
+    let clients = env("BENCH_CLIENTS", 8);
+    let waiting_n = env("BENCH_WAITING", 2000);
+    let idle_n = env("BENCH_IDLE_SAGAS", 10_000);
+    let seconds = env("BENCH_SECONDS", 10);
+    let latency = env("BENCH_LATENCY_MS", 0);
+    println!(
+        "sagas benchmark on {} (services: bench-upstream in its own process over TCP, {latency} ms latency; tick_budget_ms {} on the cron, {FAST_TICK_BUDGET_MS} with --tick-ms 5)",
+        host_label(),
+        tick_budget_ms()
+    );
+
+    // 1. Start to waiting, on both ticks: one saga at a time (latency), then
+    // N at once from C clients (throughput, and latency under that load).
+    for &fast in tick_modes() {
+        let services = Services::start(latency);
+        let app = stepwise(&services, fast, "info");
+        app.wait_ticks(1); // a tick has started: not the runner's start-up
+        let mut one = Vec::new();
+        for i in 0..single {
+            let a = app.api("POST", "/api/sagas", Some(checkout(i)));
+            assert_eq!(a.status, 202, "{}", a.body);
+            let id = a.json()["id"].as_str().unwrap().to_string();
+            poll_until(Duration::from_secs(30), "the saga waiting", || {
+                (app.api("GET", &format!("/api/sagas/{id}"), None).json()["status"] == "waiting").then_some(())
+            });
+            one.push(id);
+        }
+        let (lat1, _) = to_waiting(&app, &one);
+        let ids = start_many(&app, n, clients);
+        wait_checkouts_waiting(&app, ids.len() + one.len());
+        let (lat, rate) = to_waiting(&app, &ids);
+        println!("  {}:", if fast { "--tick-ms 5" } else { "default 1 s cron" });
+        println!(
+            "    one checkout at a time ({single}), start to waiting (4 steps): p50 {} ms, p99 {} ms",
+            percentile(&lat1, 0.5).unwrap_or_default(),
+            percentile(&lat1, 0.99).unwrap_or_default()
+        );
+        println!(
+            "    {n} checkouts at once from {clients} clients: {rate:.0} sagas/s reached waiting; start to waiting p50 {} ms, p99 {} ms",
+            percentile(&lat, 0.5).unwrap_or_default(),
+            percentile(&lat, 0.99).unwrap_or_default()
+        );
+    }
+
+    // 2. The webhook at 64 connections, on each tick.
+    for &fast in tick_modes() {
+        webhook(fast, latency, waiting_n, clients, seconds);
+    }
 
     // 3. Many sagas waiting at once.
     let services = Services::start(latency);
