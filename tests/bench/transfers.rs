@@ -33,7 +33,8 @@
 
 use std::time::{Duration, Instant};
 use stepwise_e2e::bench::{
-    env, host_cpu_seconds, host_label, on_schedule, percentile, tick_budget_ms, tick_modes, FAST_TICK_BUDGET_MS,
+    env, host_cpu_seconds, host_label, host_minor_faults, on_schedule, percentile, tick_budget_ms, tick_modes,
+    FAST_TICK_BUDGET_MS,
 };
 
 use stepwise_e2e::app::{self, App, TOKEN};
@@ -201,6 +202,7 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let lua = dir.path().join("transfer.lua");
     std::fs::write(&lua, LUA).unwrap();
     let cpu0 = host_cpu_seconds(&app);
+    let faults0 = host_minor_faults(&app);
     let pg0 = app.postgres.as_ref().map(|p| (p.statements(), p.cpu_seconds()));
     let start = Instant::now();
     let out = std::process::Command::new("wrk")
@@ -216,6 +218,7 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "wrk failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
     let cpu_accept = host_cpu_seconds(&app) - cpu0;
+    let faults = host_minor_faults(&app) - faults0;
     let left = queued(&app);
     let drain = wait_drained(&app, Instant::now());
     let m = app.api("GET", "/metrics", None).body;
@@ -232,9 +235,11 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let span_s = (e.last_completed - e.first_created) as f64 / 1e6;
     println!("  {}:", tick_name(fast));
     println!(
-        "    accepted: {n} transfers in {:.1} s from wrk -t2 -c{connections}: {rps} (latency {p50}, {p99}; {non2xx}; {sockets}); host CPU {:.1} s",
+        "    accepted: {n} transfers in {:.1} s from wrk -t2 -c{connections}: {rps} (latency {p50}, {p99}; {non2xx}; {sockets}); host CPU {:.1} s, {:.2} ms and {:.1} page faults per transfer",
         wrk_time.as_secs_f64(),
-        cpu_accept
+        cpu_accept,
+        cpu_accept * 1000.0 / n.max(1) as f64,
+        faults as f64 / n.max(1) as f64
     );
     println!(
         "      server-side acceptance: p50 {}, p99 {} (stepwise_transfer_accept_seconds buckets)",

@@ -82,6 +82,13 @@ pub fn host_cpu_seconds(app: &crate::app::App) -> f64 {
     crate::spin::process_tree(app.runner.pid()).into_iter().map(crate::process_cpu_seconds).sum()
 }
 
+/// The minor page faults of the app's host so far (the runner, or `spin up`
+/// with its trigger processes): a count, so steadier than CPU time on a
+/// shared machine.
+pub fn host_minor_faults(app: &crate::app::App) -> u64 {
+    crate::spin::process_tree(app.runner.pid()).into_iter().map(crate::process_minor_faults).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::percentile;

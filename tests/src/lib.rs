@@ -684,6 +684,11 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
+/// A process's minor page faults so far (every thread's).
+pub fn process_minor_faults(pid: u32) -> u64 {
+    proc_stat_fields(pid).get(7).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// [`process_cpu_seconds`] plus the CPU of the children it has waited for.
 pub fn process_cpu_seconds_with_children(pid: u32) -> f64 {
     let f = proc_stat_fields(pid);

@@ -35,6 +35,22 @@
 //! loaded machine a quick statement whose thread was preempted would
 //! otherwise look slow and be sent to the blocking pool for good (measured:
 //! a one-insert request lost 22 % of its throughput that way).
+//!
+//! Every write turn of this process writes on one connection, the pool's
+//! writer, which the turn hands from holder to holder: an instance whose
+//! connection takes the turn (at `BEGIN`, or at a write in autocommit mode)
+//! sets its own connection aside, runs on the writer until it is back in
+//! autocommit mode, and then on its own connection again. In WAL mode a
+//! connection that sees another connection's commit drops its whole page
+//! cache, so with one connection per instance every transaction read its
+//! pages from the file again (23 `pread`s per accepted transfer, measured);
+//! the writer's cache stays warm from one write turn to the next. The guest
+//! cannot tell: a turn starts and ends in autocommit mode, where a
+//! connection holds no snapshot; `last-insert-rowid` and `changes` are kept
+//! per instance, from its own writes; and a connection that ran a statement
+//! that may leave state on the connection itself (a `TEMP` object, a
+//! `PRAGMA`, `ATTACH`: anything but plain DML and transaction control) stays
+//! on the one connection it has from then on.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -121,8 +137,10 @@ fn with_inline_budget<T>(started: Duration, f: impl FnOnce() -> T) -> T {
 pub struct ConnectionPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// This process's writers, in turn.
-    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// This process's writers, in turn, and the connection the holder of
+    /// the turn writes on (`None` until one is returned to it, or after one
+    /// was lost with an instance that ended mid-statement).
+    write_lock: Arc<tokio::sync::Mutex<Option<Connection>>>,
     /// Statements that went over the inline budget, by SQL text.
     slow: Mutex<HashSet<Box<str>>>,
 }
@@ -142,11 +160,13 @@ impl ConnectionPool {
         let pool = Arc::new(Self {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            write_lock: Arc::new(tokio::sync::Mutex::new(None)),
             slow: Mutex::new(HashSet::new()),
         });
         let conn = pool.connect().with_context(|| format!("cannot open SQLite file {}", path.display()))?;
         pool.put(conn);
+        let writer = pool.connect().with_context(|| format!("cannot open SQLite file {}", path.display()))?;
+        *pool.write_lock.try_lock().context("the new pool's write turn is free")? = Some(writer);
         Self::start_checkpointer(&pool)?;
         Ok(pool)
     }
@@ -302,19 +322,44 @@ pub struct SqliteAccess {
     pub allowed: Arc<[String]>,
 }
 
+/// The write turn: the pool's writer connection, if it has one.
+type WriteTurn = tokio::sync::OwnedMutexGuard<Option<Connection>>;
+
 /// An open connection held in an instance's resource table; returned to the
 /// pool when the guest drops it or the instance ends.
 pub struct SqliteConnection {
+    /// The connection statements run on: the instance's own, or the pool's
+    /// writer while this instance holds the write turn.
     conn: Option<Connection>,
     pool: Arc<ConnectionPool>,
     /// Held while this connection writes or has a transaction open.
-    write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    write_turn: Option<WriteTurn>,
+    /// The instance's own connection, set aside while it runs on the writer.
+    parked: Option<Connection>,
+    /// Ran a statement that may leave state on the connection itself: it
+    /// keeps the connection it has (see the module docs).
+    pinned: bool,
+    /// `last-insert-rowid` and `changes` as this instance's own writes left them.
+    last_insert_rowid: i64,
+    changes: u64,
 }
 
 impl Drop for SqliteConnection {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            // Rolls back an open transaction before the write turn is released.
+            match self.write_turn.as_mut() {
+                // The writer goes back to the turn, its transaction rolled
+                // back first; one that cannot roll back is closed.
+                Some(turn) if turn.is_none() && self.parked.is_some() => {
+                    if c.is_autocommit() || c.execute_batch("ROLLBACK").is_ok() {
+                        **turn = Some(c);
+                    }
+                }
+                // Rolls back an open transaction before the write turn is released.
+                _ => self.pool.put(c),
+            }
+        }
+        if let Some(c) = self.parked.take() {
             self.pool.put(c);
         }
         self.write_turn = None;
@@ -343,9 +388,56 @@ impl Drop for InterruptOnDrop {
 }
 
 impl SqliteConnection {
+    /// A connection for an instance: `conn`, taken from `pool`.
+    fn new(conn: Connection, pool: Arc<ConnectionPool>) -> Self {
+        Self { conn: Some(conn), pool, write_turn: None, parked: None, pinned: false, last_insert_rowid: 0, changes: 0 }
+    }
+
+    /// Takes the write turn, and runs on the pool's writer until it ends.
+    fn take_turn(&mut self, mut turn: WriteTurn) {
+        if !self.pinned {
+            if let Some(writer) = turn.take() {
+                self.parked = self.conn.replace(writer);
+            }
+        }
+        self.write_turn = Some(turn);
+    }
+
+    /// Ends the write turn once the connection is back in autocommit mode:
+    /// the writer goes back to the turn for the next holder, and this
+    /// instance runs on its own connection again. A pinned connection keeps
+    /// the one it runs on; the turn then gets its writer from the next
+    /// holder that has its own.
     fn release_turn_if_done(&mut self) {
-        if self.conn.as_ref().is_some_and(Connection::is_autocommit) {
-            self.write_turn = None;
+        if !self.conn.as_ref().is_some_and(Connection::is_autocommit) {
+            return;
+        }
+        let Some(mut turn) = self.write_turn.take() else { return };
+        if self.pinned || turn.is_some() {
+            return;
+        }
+        let own = match self.parked.take() {
+            Some(own) => Some(own),
+            // No writer was waiting: this instance wrote on its own
+            // connection, which becomes the writer if another can be had.
+            None => self.pool.get().ok(),
+        };
+        if let Some(own) = own {
+            *turn = self.conn.replace(own);
+        }
+    }
+
+    /// Notes what a statement that ran left on the connection: the
+    /// results of a write, and whether the connection must stay this one.
+    fn note(&mut self, sql: &str, wrote: bool) {
+        if wrote {
+            if let Some(c) = self.conn.as_ref() {
+                self.last_insert_rowid = c.last_insert_rowid();
+                self.changes = c.changes();
+            }
+        }
+        if !self.pinned && !leaves_no_connection_state(sql) {
+            self.pinned = true;
         }
     }
 
@@ -358,7 +450,7 @@ impl SqliteConnection {
         if self.write_turn.is_none() && conn.is_autocommit() && needs_write_turn(conn, &sql) {
             let lock = self.pool.write_lock.clone();
             match tokio::time::timeout(BUSY_TIMEOUT, lock.lock_owned()).await {
-                Ok(turn) => self.write_turn = Some(turn),
+                Ok(turn) => self.take_turn(turn),
                 Err(_) => return (Err(wit::Error::Io("database is locked".into())), Ran::Inline),
             }
         }
@@ -367,16 +459,21 @@ impl SqliteConnection {
         };
         if !self.pool.is_slow(&sql) {
             let started = thread_cpu();
-            let (first, retry_safe) = run_inline(conn, &sql, &params, started);
+            let wall = std::time::Instant::now();
+            let Inline { result: first, retry_safe, writes } = run_inline(conn, &sql, &params, started);
             match first {
                 // Locked by another connection: wait for it off the async threads.
                 Err(e) if is_busy(&e) => {}
                 // Over budget, and rolled back: run it again where it may take long.
                 Err(e) if retry_safe && is_interrupted(&e) => self.pool.mark_slow(&sql),
                 done => {
-                    if thread_cpu().saturating_sub(started) > inline_budget() {
+                    // A thread's CPU time never outruns the wall clock, so a
+                    // statement within budget by the clock (no system call)
+                    // is within it by CPU time too.
+                    if wall.elapsed() > inline_budget() && thread_cpu().saturating_sub(started) > inline_budget() {
                         self.pool.mark_slow(&sql);
                     }
+                    self.note(&sql, writes && done.is_ok());
                     self.release_turn_if_done();
                     return (done.map_err(io_err), Ran::Inline);
                 }
@@ -386,11 +483,13 @@ impl SqliteConnection {
             return (Err(wit::Error::InvalidConnection), Ran::Offloaded);
         };
         let mut interrupt = InterruptOnDrop(Some(conn.get_interrupt_handle()));
+        let sql_text = sql.clone();
         let joined = run_waiting(conn, sql, params).await;
         interrupt.0 = None;
         match joined {
-            Ok((conn, result)) => {
+            Ok((conn, result, writes)) => {
                 self.conn = Some(conn);
+                self.note(&sql_text, writes && result.is_ok());
                 self.release_turn_if_done();
                 (result.map_err(io_err), Ran::Offloaded)
             }
@@ -403,25 +502,56 @@ impl SqliteConnection {
 /// statement cache: safe to run twice (autocommit, or read-only, as
 /// transaction control counts in SQLite) it runs within the inline budget
 /// (interrupted past it); a write inside a transaction runs to its end.
-/// Also says whether it was safe to run twice (a statement that does not
-/// compile is: its error is the answer).
-fn run_inline(
-    conn: &Connection,
-    sql: &str,
-    params: &[SqlValue],
-    started: Duration,
-) -> (rusqlite::Result<wit::QueryResult>, bool) {
+fn run_inline(conn: &Connection, sql: &str, params: &[SqlValue], started: Duration) -> Inline {
     let mut stmt = match conn.prepare_cached(sql) {
         Ok(stmt) => stmt,
-        Err(e) => return (Err(e), true),
+        Err(e) => return Inline { result: Err(e), retry_safe: true, writes: false },
     };
-    let retry_safe = conn.is_autocommit() || stmt.readonly();
+    let writes = !stmt.readonly();
+    let retry_safe = conn.is_autocommit() || !writes;
     let result = if retry_safe {
         with_inline_budget(started, || run_prepared(&mut stmt, params))
     } else {
         run_prepared(&mut stmt, params)
     };
-    (result, retry_safe)
+    Inline { result, retry_safe, writes }
+}
+
+/// What [`run_inline`] did.
+struct Inline {
+    result: rusqlite::Result<wit::QueryResult>,
+    /// Safe to run twice (a statement that does not compile is: its error
+    /// is the answer).
+    retry_safe: bool,
+    /// The statement may write (SQLite's `sqlite3_stmt_readonly` says no;
+    /// transaction control counts as read-only).
+    writes: bool,
+}
+
+/// Whether `sql` leaves nothing on the connection itself, so the statements
+/// after it may run on another (see the module docs): plain DML, queries
+/// and transaction control. Anything else (`CREATE TEMP ...`, `PRAGMA`,
+/// `ATTACH`, any DDL, to be safe) may.
+fn leaves_no_connection_state(sql: &str) -> bool {
+    const PLAIN: [&str; 13] = [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "REPLACE",
+        "WITH",
+        "VALUES",
+        "BEGIN",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+    ];
+    let head = sql.trim_start();
+    PLAIN.iter().any(|w| {
+        starts_with_word(head, w) && !head[w.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 fn is_interrupted(e: &rusqlite::Error) -> bool {
@@ -493,18 +623,21 @@ async fn run_waiting(
     conn: Connection,
     sql: String,
     params: Vec<SqlValue>,
-) -> Result<(Connection, rusqlite::Result<wit::QueryResult>), tokio::task::JoinError> {
+) -> Result<(Connection, rusqlite::Result<wit::QueryResult>, bool), tokio::task::JoinError> {
     tokio::task::spawn_blocking(move || {
         let r = waiting(&conn, |c| run_statement(c, &sql, &params));
-        (conn, r)
+        let writes = r.as_ref().is_ok_and(|(_, writes)| *writes);
+        (conn, r.map(|(result, _)| result), writes)
     })
     .await
 }
 
-/// Runs one statement and collects its rows.
-pub fn run_statement(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<wit::QueryResult> {
+/// Runs one statement and collects its rows; also says whether it may
+/// write (see [`Inline::writes`]).
+fn run_statement(conn: &Connection, sql: &str, params: &[SqlValue]) -> rusqlite::Result<(wit::QueryResult, bool)> {
     let mut stmt = conn.prepare_cached(sql)?;
-    run_prepared(&mut stmt, params)
+    let writes = !stmt.readonly();
+    Ok((run_prepared(&mut stmt, params)?, writes))
 }
 
 /// Runs a prepared statement and collects its rows.
@@ -532,9 +665,7 @@ impl wit::HostConnection for InstanceState {
         }
         let pool = self.caps.sqlite.databases.pool(&database).ok_or(wit::Error::NoSuchDatabase)?;
         let conn = pool.get().map_err(io_err)?;
-        self.table
-            .push(SqliteConnection { conn: Some(conn), pool, write_turn: None })
-            .map_err(|_| wit::Error::DatabaseFull)
+        self.table.push(SqliteConnection::new(conn, pool)).map_err(|_| wit::Error::DatabaseFull)
     }
 
     async fn execute(
@@ -549,11 +680,11 @@ impl wit::HostConnection for InstanceState {
     }
 
     async fn last_insert_rowid(&mut self, this: Resource<SqliteConnection>) -> i64 {
-        self.table.get(&this).ok().and_then(|e| e.conn.as_ref()).map(|c| c.last_insert_rowid()).unwrap_or(0)
+        self.table.get(&this).map(|e| e.last_insert_rowid).unwrap_or(0)
     }
 
     async fn changes(&mut self, this: Resource<SqliteConnection>) -> u64 {
-        self.table.get(&this).ok().and_then(|e| e.conn.as_ref()).map(|c| c.changes()).unwrap_or(0)
+        self.table.get(&this).map(|e| e.changes).unwrap_or(0)
     }
 
     async fn drop(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -671,13 +802,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.changes(), 1);
-        let q = run_statement(&c, "SELECT * FROM t", &[]).unwrap();
+        let (q, writes) = run_statement(&c, "SELECT * FROM t", &[]).unwrap();
+        assert!(!writes);
         assert_eq!(q.columns, vec!["i", "r", "s", "b", "n"]);
         assert!(matches!(q.rows[0].values[0], wit::Value::Integer(7)));
         assert!(matches!(q.rows[0].values[4], wit::Value::Null));
         assert!(run_statement(&c, "SELEC nonsense", &[]).is_err());
         // Text is returned as is; bytes that are not UTF-8 become U+FFFD.
-        let q = run_statement(&c, "SELECT 'héllo', CAST(x'ff61' AS TEXT)", &[]).unwrap();
+        let (q, _) = run_statement(&c, "SELECT 'héllo', CAST(x'ff61' AS TEXT)", &[]).unwrap();
         assert!(matches!(&q.rows[0].values[0], wit::Value::Text(t) if t == "héllo"));
         assert!(matches!(&q.rows[0].values[1], wit::Value::Text(t) if t == "\u{FFFD}a"));
     }
@@ -695,7 +827,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             holder.execute_batch("COMMIT").unwrap();
         });
-        let (waiter, r) = run_waiting(waiter, "INSERT INTO t VALUES (2)".into(), vec![]).await.unwrap();
+        let (waiter, r, writes) = run_waiting(waiter, "INSERT INTO t VALUES (2)".into(), vec![]).await.unwrap();
+        assert!(writes);
         r.unwrap();
         release.join().unwrap();
         let n: i64 = waiter.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
@@ -740,7 +873,7 @@ mod tests {
 
     /// A connection as an instance holds it.
     fn instance_connection(pool: &Arc<ConnectionPool>) -> SqliteConnection {
-        SqliteConnection { conn: Some(pool.get().unwrap()), pool: pool.clone(), write_turn: None }
+        SqliteConnection::new(pool.get().unwrap(), pool.clone())
     }
 
     const SLOW_READ: &str =
@@ -750,6 +883,117 @@ mod tests {
         match r.rows[0].values[0] {
             wit::Value::Integer(n) => n,
             ref v => panic!("not an integer: {v:?}"),
+        }
+    }
+
+    /// Which SQLite connection `c` runs its statements on.
+    fn physical(c: &SqliteConnection) -> usize {
+        // SAFETY: the handle is only compared, never used.
+        unsafe { c.conn.as_ref().unwrap().handle() as usize }
+    }
+
+    fn writer_waits(pool: &ConnectionPool) -> bool {
+        pool.write_lock.try_lock().is_ok_and(|w| w.is_some())
+    }
+
+    async fn ok(c: &mut SqliteConnection, sql: &str) -> wit::QueryResult {
+        c.run(sql.into(), vec![]).await.0.unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_write_turn_runs_on_the_one_warm_writer_and_instances_cannot_tell() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        pool.get().unwrap().execute_batch("CREATE TABLE t(x INTEGER PRIMARY KEY, y)").unwrap();
+        assert!(writer_waits(&pool), "the pool opens with its writer");
+        let mut a = instance_connection(&pool);
+        let mut b = instance_connection(&pool);
+        let (own_a, own_b) = (physical(&a), physical(&b));
+
+        ok(&mut a, "BEGIN IMMEDIATE").await;
+        let writer = physical(&a);
+        assert_ne!(writer, own_a, "a writes on the pool's writer");
+        ok(&mut a, "INSERT INTO t (y) VALUES ('a')").await;
+        ok(&mut a, "COMMIT").await;
+        assert_eq!(physical(&a), own_a, "and reads on its own connection again");
+        assert!(a.write_turn.is_none() && writer_waits(&pool), "the writer went back to the turn");
+
+        ok(&mut b, "INSERT INTO t (y) VALUES ('b1')").await;
+        assert_eq!(physical(&b), own_b, "an autocommit write's turn ends with it");
+        ok(&mut b, "SELECT count(*) FROM t").await;
+        ok(&mut b, "BEGIN").await;
+        assert_eq!(physical(&b), writer, "the next turn's holder gets the same writer");
+        ok(&mut b, "INSERT INTO t (y) VALUES ('b2'), ('b3')").await;
+        ok(&mut b, "COMMIT").await;
+
+        // last-insert-rowid and changes are each instance's own.
+        assert_eq!((a.last_insert_rowid, a.changes), (1, 1));
+        assert_eq!((b.last_insert_rowid, b.changes), (4, 2));
+        ok(&mut a, "SELECT * FROM t").await;
+        assert_eq!((a.last_insert_rowid, a.changes), (1, 1), "a read changes neither");
+        assert_eq!(count(&ok(&mut a, "SELECT count(*) FROM t").await), 4, "a sees b's commits");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_with_state_of_its_own_keeps_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        pool.get().unwrap().execute_batch("CREATE TABLE t(x)").unwrap();
+        let mut a = instance_connection(&pool);
+        ok(&mut a, "CREATE TEMP TABLE mine(x)").await;
+        assert!(a.pinned && a.write_turn.is_none());
+        let pinned_on = physical(&a);
+        ok(&mut a, "INSERT INTO mine VALUES (1)").await;
+        ok(&mut a, "INSERT INTO t VALUES (1)").await;
+        assert_eq!(count(&ok(&mut a, "SELECT count(*) FROM mine").await), 1, "the temp table is where a runs");
+        assert_eq!(physical(&a), pinned_on);
+
+        // The turn lost its writer to `a`; the next holder's own connection becomes it.
+        assert!(!writer_waits(&pool));
+        let mut b = instance_connection(&pool);
+        ok(&mut b, "INSERT INTO t VALUES (2)").await;
+        assert!(writer_waits(&pool), "the writer is back");
+        assert_eq!(count(&ok(&mut b, "SELECT count(*) FROM t").await), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_instance_ending_mid_transaction_gives_the_writer_back_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ConnectionPool::open(&dir.path().join("db.sqlite")).unwrap();
+        pool.get().unwrap().execute_batch("CREATE TABLE t(x)").unwrap();
+        let mut a = instance_connection(&pool);
+        ok(&mut a, "BEGIN IMMEDIATE").await;
+        ok(&mut a, "INSERT INTO t VALUES (1)").await;
+        drop(a);
+        assert!(writer_waits(&pool), "the writer is back, and the turn free");
+        let mut b = instance_connection(&pool);
+        ok(&mut b, "BEGIN IMMEDIATE").await;
+        assert_eq!(count(&ok(&mut b, "SELECT count(*) FROM t").await), 0, "a's insert was rolled back");
+        ok(&mut b, "COMMIT").await;
+    }
+
+    #[test]
+    fn only_plain_statements_let_a_connection_move() {
+        for sql in [
+            "SELECT 1",
+            " insert into t values (1)",
+            "WITH x AS (SELECT 1) DELETE FROM t",
+            "begin immediate",
+            "COMMIT",
+            "savepoint a",
+            "RELEASE a",
+        ] {
+            assert!(leaves_no_connection_state(sql), "{sql}");
+        }
+        for sql in [
+            "CREATE TEMP TABLE x(y)",
+            "PRAGMA foreign_keys=OFF",
+            "ATTACH 'x' AS y",
+            "SELECTED",
+            "DROP TABLE t",
+            "EXPLAIN SELECT 1",
+        ] {
+            assert!(!leaves_no_connection_state(sql), "{sql}");
         }
     }
 
