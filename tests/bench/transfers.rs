@@ -29,7 +29,9 @@
 //! Settings by environment: BENCH_SECONDS, BENCH_USERS, BENCH_CONNECTIONS,
 //! BENCH_BACKLOG, BENCH_LOG (the runner's STEPWISE_LOG, default warn),
 //! BENCH_ONLY_ACCEPTANCE (set: part 1 only), BENCH_PG_POOL (the runner's
-//! `--postgres-pool-size`).
+//! `--postgres-pool-size`), BENCH_NO_TICK (set: instead of both parts,
+//! acceptance alone with a cron that never fires, for profiling what an
+//! acceptance costs, e.g. with `perf stat -p <runner>` while wrk runs).
 
 use std::time::{Duration, Instant};
 use stepwise_e2e::bench::{
@@ -48,6 +50,11 @@ fn config(fast: bool) -> RunnerConfig {
         cfg = cfg.arg("--postgres-pool-size").arg(&n);
     }
     on_schedule(cfg, fast)
+}
+
+/// `BENCH_NO_TICK`: acceptance alone, with a cron that never fires.
+fn no_tick() -> bool {
+    std::env::var_os("BENCH_NO_TICK").is_some()
 }
 
 fn tick_name(fast: bool) -> &'static str {
@@ -190,14 +197,17 @@ fn line<'a>(report: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
-    let app = App::with(config(fast));
+    let cfg = config(fast);
+    let app = App::with(if no_tick() { cfg.cron_expression(ledger::NEVER) } else { cfg });
     accounts(&app, users);
     // A tick has run (`/metrics` counts it whatever the log level): the
     // runner's first fires at the second after it started, and transfers
     // accepted before it would wait for it.
-    poll_until(Duration::from_secs(30), "a tick has run", || {
-        (ledger::metric(&app, "stepwise_ticks_total").unwrap_or(0.0) >= 1.0).then_some(())
-    });
+    if !no_tick() {
+        poll_until(Duration::from_secs(30), "a tick has run", || {
+            (ledger::metric(&app, "stepwise_ticks_total").unwrap_or(0.0) >= 1.0).then_some(())
+        });
+    }
     let dir = tempfile::tempdir().unwrap();
     let lua = dir.path().join("transfer.lua");
     std::fs::write(&lua, LUA).unwrap();
@@ -219,6 +229,21 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     assert!(out.status.success(), "wrk failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
     let cpu_accept = host_cpu_seconds(&app) - cpu0;
     let faults = host_minor_faults(&app) - faults0;
+    if no_tick() {
+        let n = all_transfers(&app).len();
+        println!(
+            "  no tick: {n} transfers accepted in {:.1} s from wrk -t2 -c{connections}: {} (latency {}, {}; {}; {}); host CPU {cpu_accept:.1} s, {:.2} ms and {:.1} page faults per transfer",
+            wrk_time.as_secs_f64(),
+            line(&report, "Requests/sec:").unwrap_or("Requests/sec: ?"),
+            line(&report, "50%").unwrap_or("50% ?"),
+            line(&report, "99%").unwrap_or("99% ?"),
+            line(&report, "Non-2xx").unwrap_or("no non-2xx answers"),
+            line(&report, "Socket errors").unwrap_or("no socket errors"),
+            cpu_accept * 1000.0 / n.max(1) as f64,
+            faults as f64 / n.max(1) as f64
+        );
+        return n > 0 && line(&report, "Non-2xx").is_none() && line(&report, "Socket errors").is_none();
+    }
     let left = queued(&app);
     let drain = wait_drained(&app, Instant::now());
     let m = app.api("GET", "/metrics", None).body;
@@ -404,6 +429,13 @@ fn main() {
         tick_budget_ms()
     );
     let mut ok = true;
+    if no_tick() {
+        println!(" acceptance alone under load (BENCH_NO_TICK: a cron that never fires)");
+        if !acceptance(false, seconds, users, connections) {
+            std::process::exit(1);
+        }
+        return;
+    }
     println!(" 1. acceptance under load, executed meanwhile by the tick");
     for &fast in tick_modes() {
         ok &= acceptance(fast, seconds, users, connections);
