@@ -133,6 +133,14 @@ fn openapi_document_covers_every_spin_route_and_is_valid_openapi_3_1() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
     }
     assert!(doc["components"]["schemas"]["PolicyPatch"]["properties"]["max_processing_polls"].is_object());
+    // A busy or unreachable database is a 503 with Retry-After on every
+    // route behind the key and on the public webhook, which writes too;
+    // not on the public pages that never reach it.
+    for (method, path) in [("post", "/api/transfers"), ("get", "/api/workers"), ("post", "/webhooks/midtrans")] {
+        let busy = &doc["paths"][path][method]["responses"]["503"];
+        assert!(busy["headers"]["retry-after"].is_object(), "{method} {path}: no 503 with Retry-After: {busy}");
+    }
+    assert!(doc["paths"]["/api/docs"]["get"]["responses"]["503"].is_null());
 
     // A real validator accepts it.
     let dir = tempfile::tempdir().unwrap();

@@ -217,8 +217,13 @@ impl Modify for BearerAuth {
 /// 401 without a live key, 403 (`insufficient_scope`) where the key's scope
 /// may not be enough (every change, and the admin reads), and 503 with
 /// `Retry-After` when the database is busy past its lock wait or cannot be
-/// reached (the key itself is looked up there).
+/// reached (the key itself is looked up there); the 503 also on the public
+/// routes that write ([`PUBLIC_WRITES`]).
 struct AuthAnswers;
+
+/// The public routes (no key) that write to the database: answered 503 as
+/// the others are when it is busy or unreachable.
+const PUBLIC_WRITES: [&str; 1] = ["/webhooks/midtrans"];
 
 impl Modify for AuthAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -250,10 +255,14 @@ impl Modify for AuthAnswers {
             ];
             for (method, op) in operations {
                 let Some(op) = op else { continue };
+                let responses = &mut op.responses.responses;
                 if op.security.as_ref().is_some_and(|s| s.iter().all(|r| *r == public)) {
+                    // A public route that writes to the database can find it busy too.
+                    if PUBLIC_WRITES.contains(&path.as_str()) {
+                        responses.entry("503".into()).or_insert_with(|| unavailable().into());
+                    }
                     continue;
                 }
-                let responses = &mut op.responses.responses;
                 responses.entry("401".into()).or_insert_with(|| error("No live key (`unauthorized`)").build().into());
                 if method != HttpMethod::Get || admin_read {
                     responses.entry("403".into()).or_insert_with(|| {
