@@ -229,16 +229,16 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     assert!(out.status.success(), "wrk failed: {}\n{report}", String::from_utf8_lossy(&out.stderr));
     let cpu_accept = host_cpu_seconds(&app) - cpu0;
     let faults = host_minor_faults(&app) - faults0;
+    let rps = line(&report, "Requests/sec:").unwrap_or("Requests/sec: ?");
+    let p50 = line(&report, "50%").unwrap_or("50% ?");
+    let p99 = line(&report, "99%").unwrap_or("99% ?");
+    let non2xx = line(&report, "Non-2xx").unwrap_or("no non-2xx answers");
+    let sockets = line(&report, "Socket errors").unwrap_or("no socket errors");
     if no_tick() {
         let n = all_transfers(&app).len();
         println!(
-            "  no tick: {n} transfers accepted in {:.1} s from wrk -t2 -c{connections}: {} (latency {}, {}; {}; {}); host CPU {cpu_accept:.1} s, {:.2} ms and {:.1} page faults per transfer",
+            "  no tick: {n} transfers accepted in {:.1} s from wrk -t2 -c{connections}: {rps} (latency {p50}, {p99}; {non2xx}; {sockets}); host CPU {cpu_accept:.1} s, {:.2} ms and {:.1} page faults per transfer",
             wrk_time.as_secs_f64(),
-            line(&report, "Requests/sec:").unwrap_or("Requests/sec: ?"),
-            line(&report, "50%").unwrap_or("50% ?"),
-            line(&report, "99%").unwrap_or("99% ?"),
-            line(&report, "Non-2xx").unwrap_or("no non-2xx answers"),
-            line(&report, "Socket errors").unwrap_or("no socket errors"),
             cpu_accept * 1000.0 / n.max(1) as f64,
             faults as f64 / n.max(1) as f64
         );
@@ -252,11 +252,6 @@ fn acceptance(fast: bool, seconds: u64, users: u64, connections: u64) -> bool {
     let e = executed(&all);
     let n = all.len();
 
-    let rps = line(&report, "Requests/sec:").unwrap_or("Requests/sec: ?");
-    let p50 = line(&report, "50%").unwrap_or("50% ?");
-    let p99 = line(&report, "99%").unwrap_or("99% ?");
-    let non2xx = line(&report, "Non-2xx").unwrap_or("no non-2xx answers");
-    let sockets = line(&report, "Socket errors").unwrap_or("no socket errors");
     let span_s = (e.last_completed - e.first_created) as f64 / 1e6;
     println!("  {}:", tick_name(fast));
     println!(

@@ -24,8 +24,8 @@ use crate::state::InstanceState;
 /// unless `stepwise up --max-instances` says otherwise.
 pub const MAX_INSTANCES: u32 = 1000;
 
-/// How much of a pooled slot's linear memory is reset in place (memset)
-/// rather than decommitted when its instance ends (see [`engine_with`]).
+/// How much of a pooled slot's linear memory is reset in place (from the
+/// memory image, or with zeros) rather than decommitted when its instance ends (see [`engine_with`]).
 pub const KEEP_RESIDENT: usize = 1 << 20;
 
 /// Builds the engine: Cranelift, the component model, the pooling allocator
