@@ -28,6 +28,7 @@ mod runtime_config;
 mod sqlite;
 mod state;
 mod variables;
+mod wal_vfs;
 mod watchdog;
 
 use std::net::SocketAddr;

@@ -57,6 +57,10 @@
 //! that may leave state on the connection itself (a `TEMP` object, a
 //! `PRAGMA`, `ATTACH`: anything but plain DML and transaction control) stays
 //! on the one connection it has from then on.
+//!
+//! Connections open through the [`crate::wal_vfs`] VFS: SQLite's own unix
+//! VFS, except that a commit's WAL frames reach the kernel in one write
+//! (23 `pwrite`s per accepted transfer before, measured).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -214,6 +218,7 @@ impl ConnectionPool {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        crate::wal_vfs::register().map_err(anyhow::Error::msg)?;
         let pool = Arc::new(Self {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
@@ -269,7 +274,9 @@ impl ConnectionPool {
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open(&self.path)?;
+        // SQLite's unix VFS, but a commit's WAL frames in one write.
+        let conn =
+            Connection::open_with_flags_and_vfs(&self.path, rusqlite::OpenFlags::default(), crate::wal_vfs::NAME)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Connections wait for locks only when asked to (see `run_waiting`).
         // WAL persists in the file; setting it on every connection is cheap and

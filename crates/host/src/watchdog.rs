@@ -101,12 +101,14 @@ impl Watchdog {
             if r.deadline > now {
                 return true;
             }
+            // Counted before the abort, so whoever sees the task end sees it counted.
+            let total = self.metrics.refused(Refusal::Deadline);
             r.task.abort();
-            expired.push((r.component.clone(), std::mem::take(&mut r.path)));
+            expired.push((r.component.clone(), std::mem::take(&mut r.path), total));
             false
         });
-        for (component, path) in expired {
-            if let Some(total) = self.metrics.refused(Refusal::Deadline) {
+        for (component, path, total) in expired {
+            if let Some(total) = total {
                 tracing::warn!(target: "http", component = &*component, path = &*path, reason = "deadline", total,
                     "guest stopped at the request deadline; its instance was dropped");
             }
