@@ -65,6 +65,9 @@ pub fn create(req: &Request, _: &Params, caller: &Caller) -> ApiResult {
     let body: Value = json_body(req)?;
     let request = TransferRequest::from_json(&body)?;
     let db = Db::open()?;
+    // The receipt key never changes: read before the write turn, the one
+    // serial part of every acceptance, rather than inside it.
+    instance::id_key(&db)?;
     let accepted = db.locking(|db| {
         let now = now_ms();
         let accepted = match transfers::accept(db, &key, &request, now) {
