@@ -247,16 +247,13 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt
     }
 }
 
-/// Writes the held bytes, then runs `call` on the real file: for every call
-/// but `xWrite`, `xSectorSize`, `xDeviceCharacteristics` and the shared-memory ones.
+/// Writes the held bytes, then runs `call` (the method on the real file):
+/// for every method but `xWrite`, `xSectorSize`, `xDeviceCharacteristics`
+/// and the shared-memory ones. `read`: the method reads the file.
 ///
 /// # Safety
 /// As [`ours`].
-unsafe fn after_held(
-    file: *mut ffi::sqlite3_file,
-    read: bool,
-    call: impl FnOnce(*mut ffi::sqlite3_file) -> c_int,
-) -> c_int {
+unsafe fn after_held(file: *mut ffi::sqlite3_file, read: bool, call: impl FnOnce() -> c_int) -> c_int {
     // SAFETY: per the function's contract.
     unsafe {
         let rc = write_held(file);
@@ -266,7 +263,7 @@ unsafe fn after_held(
         if rc != ffi::SQLITE_OK {
             return rc;
         }
-        call(real(file))
+        call()
     }
 }
 
@@ -274,7 +271,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite closes a file this VFS opened, once; our part is
     // dropped after the real file is closed.
     unsafe {
-        let rc = after_held(file, false, |_| ffi::SQLITE_OK);
+        let rc = after_held(file, false, || ffi::SQLITE_OK);
         let closed = forward!(file, xClose,);
         ptr::drop_in_place(file.cast::<File>());
         (*file).pMethods = ptr::null();
@@ -288,43 +285,43 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
 
 unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amt: c_int, offset: i64) -> c_int {
     // SAFETY: forwarded as SQLite called it.
-    unsafe { after_held(file, true, |_| forward!(file, xRead, buf, amt, offset)) }
+    unsafe { after_held(file, true, || forward!(file, xRead, buf, amt, offset)) }
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     // SAFETY: forwarded as SQLite called it.
-    unsafe { after_held(file, false, |_| forward!(file, xTruncate, size)) }
+    unsafe { after_held(file, false, || forward!(file, xTruncate, size)) }
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     // SAFETY: forwarded as SQLite called it.
-    unsafe { after_held(file, false, |_| forward!(file, xSync, flags)) }
+    unsafe { after_held(file, false, || forward!(file, xSync, flags)) }
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
     // SAFETY: forwarded as SQLite called it.
-    unsafe { after_held(file, false, |_| forward!(file, xFileSize, size)) }
+    unsafe { after_held(file, false, || forward!(file, xFileSize, size)) }
 }
 
 unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     // SAFETY: forwarded as SQLite called it.
-    unsafe { after_held(file, false, |_| forward!(file, xLock, level)) }
+    unsafe { after_held(file, false, || forward!(file, xLock, level)) }
 }
 
 unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     // SAFETY: forwarded as SQLite called it.
-    unsafe { after_held(file, false, |_| forward!(file, xUnlock, level)) }
+    unsafe { after_held(file, false, || forward!(file, xUnlock, level)) }
 }
 
 unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
     // SAFETY: forwarded as SQLite called it.
-    unsafe { after_held(file, false, |_| forward!(file, xCheckReservedLock, out)) }
+    unsafe { after_held(file, false, || forward!(file, xCheckReservedLock, out)) }
 }
 
 unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
     // SAFETY: forwarded as SQLite called it.
     unsafe {
-        after_held(file, false, |_| match methods(file).xFileControl {
+        after_held(file, false, || match methods(file).xFileControl {
             Some(m) => m(real(file), op, arg),
             None => ffi::SQLITE_NOTFOUND,
         })
@@ -374,7 +371,7 @@ unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c
 unsafe extern "C" fn fetch(file: *mut ffi::sqlite3_file, offset: i64, amt: c_int, out: *mut *mut c_void) -> c_int {
     // SAFETY: forwarded as SQLite called it (memory-mapped reads; the
     // runner does not turn them on, and never for a WAL file).
-    unsafe { after_held(file, true, |_| forward!(file, xFetch, offset, amt, out)) }
+    unsafe { after_held(file, true, || forward!(file, xFetch, offset, amt, out)) }
 }
 
 unsafe extern "C" fn unfetch(file: *mut ffi::sqlite3_file, offset: i64, p: *mut c_void) -> c_int {
