@@ -18,8 +18,8 @@
 //!   closing it, a file control) writes them first, so SQLite never sees the
 //!   file without its own writes;
 //! - a frame header written right after a read (SQLite recomputing the
-//!   checksums of a transaction that rewrote its own frames) is written
-//!   through: nothing follows it;
+//!   checksums of a transaction that rewrote its own frames) is written at
+//!   once, with what was held before it: nothing follows it;
 //! - at most [`HOLD_MAX`] bytes are held: a larger commit (or a transaction
 //!   spilling pages before its commit) takes a write per 64 KiB.
 //!
@@ -218,18 +218,6 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt
         let is_commit_header = len == FRAME_HEADER && bytes[4..8] != [0; 4];
         let completes_commit = f.commit_page_at == Some(offset);
         f.commit_page_at = is_commit_header.then_some(offset + FRAME_HEADER as i64);
-        if after_read && len == FRAME_HEADER {
-            // A checksum rewrite, where nothing follows the header (or a
-            // frame appended right after a read, whose page then follows
-            // as usual): straight through.
-            let rc = write_held(file);
-            if rc != ffi::SQLITE_OK {
-                return rc;
-            }
-            #[cfg(test)]
-            tests::count_wal_write();
-            return forward!(file, xWrite, buf, amt, offset);
-        }
         if !f.held.is_empty() && (f.held_at + f.held.len() as i64 != offset || f.held.len() + len > HOLD_MAX) {
             let rc = write_held(file);
             if rc != ffi::SQLITE_OK {
@@ -240,7 +228,10 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt
             f.held_at = offset;
         }
         f.held.extend_from_slice(bytes);
-        if completes_commit {
+        // A header written right after a read is a checksum rewrite, where
+        // nothing follows it (or a frame appended right after a read, whose
+        // page then follows as usual): written at once.
+        if completes_commit || (after_read && len == FRAME_HEADER) {
             return write_held(file);
         }
         ffi::SQLITE_OK
