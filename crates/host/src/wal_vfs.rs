@@ -21,7 +21,13 @@
 //!   checksums of a transaction that rewrote its own frames) is written at
 //!   once, with what was held before it: nothing follows it;
 //! - at most [`HOLD_MAX`] bytes are held: a larger commit (or a transaction
-//!   spilling pages before its commit) takes a write per 64 KiB.
+//!   spilling pages before its commit) takes a write per 64 KiB;
+//! - any change of the connection's shared-memory locks (the database file's
+//!   `xShmLock`, reached through a link between a database file and its WAL
+//!   file) writes them first. Frames a transaction spilled and then rolled
+//!   back are therefore written while the connection still holds the WAL's
+//!   write lock, as plain SQLite wrote them, and never later, over frames
+//!   another connection or process committed at the same offsets since.
 //!
 //! Bytes held back belong to a transaction that has not committed, so a
 //! crash that loses them loses nothing SQLite had promised: recovery keeps
@@ -31,9 +37,10 @@
 //! locks and every other file pass straight through, so processes using the
 //! plain `unix` VFS (Spin, the `sqlite3` shell) share the database as before.
 
+use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr};
 use std::ptr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rusqlite::ffi;
 
@@ -101,6 +108,24 @@ struct File {
     /// Where the page of the last commit frame header written goes, if its
     /// page has not been written yet.
     commit_page_at: Option<i64>,
+    /// A database file's open WAL file, or a WAL file's database file (both
+    /// belong to one connection); null when there is none.
+    partner: *mut File,
+    /// A database file's name as SQLite passed it to `xOpen` (its key in
+    /// [`DATABASES`]); 0 for other files.
+    db_name: usize,
+}
+
+/// The database files open through this VFS, by the address of the name
+/// SQLite opened them with, so that a WAL file, whose name
+/// `sqlite3_filename_database` turns into that same address, finds its
+/// database file. Touched when a database or WAL file opens or closes.
+static DATABASES: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
+
+/// Runs `f` on the registry of database files.
+fn databases<T>(f: impl FnOnce(&mut HashMap<usize, usize>) -> T) -> T {
+    let mut guard = DATABASES.lock().unwrap_or_else(PoisonError::into_inner);
+    f(guard.get_or_insert_with(HashMap::new))
 }
 
 /// Where the real VFS's file object starts in our file object.
@@ -167,17 +192,37 @@ unsafe extern "C" fn open(
         if (*real(file)).pMethods.is_null() {
             return rc;
         }
+        let ours = file.cast::<File>();
         ptr::write(
-            file.cast::<File>(),
+            ours,
             File {
                 base: ffi::sqlite3_file { pMethods: &METHODS },
-                wal: flags & ffi::SQLITE_OPEN_WAL != 0,
+                wal: false,
                 after_read: false,
                 held_at: 0,
                 held: Vec::new(),
                 commit_page_at: None,
+                partner: ptr::null_mut(),
+                db_name: 0,
             },
         );
+        if name.is_null() {
+            return rc;
+        }
+        if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
+            (*ours).db_name = name as usize;
+            databases(|d| d.insert(name as usize, ours as usize));
+        } else if flags & ffi::SQLITE_OPEN_WAL != 0 {
+            // A WAL file holds writes back only when its database file's
+            // lock changes can write them: otherwise it passes them through.
+            let db_name = ffi::sqlite3_filename_database(name) as usize;
+            if let Some(db) = databases(|d| d.get(&db_name).copied()) {
+                let db = db as *mut File;
+                (*db).partner = ours;
+                (*ours).partner = db;
+                (*ours).wal = true;
+            }
+        }
         rc
     }
 }
@@ -232,6 +277,10 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt
         // nothing follows it (or a frame appended right after a read, whose
         // page then follows as usual): written at once.
         if completes_commit || (after_read && len == FRAME_HEADER) {
+            #[cfg(test)]
+            if after_read && len == FRAME_HEADER {
+                tests::count_header_after_read();
+            }
             return write_held(file);
         }
         ffi::SQLITE_OK
@@ -264,6 +313,19 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     unsafe {
         let rc = after_held(file, false, || ffi::SQLITE_OK);
         let closed = forward!(file, xClose,);
+        let f = ours(file);
+        if !f.partner.is_null() {
+            if f.db_name != 0 {
+                // A WAL file outliving its database file (SQLite closes it
+                // first) holds nothing back any more.
+                write_held(f.partner.cast());
+                (*f.partner).wal = false;
+            }
+            (*f.partner).partner = ptr::null_mut();
+        }
+        if f.db_name != 0 {
+            databases(|d| d.remove(&f.db_name));
+        }
         ptr::drop_in_place(file.cast::<File>());
         (*file).pMethods = ptr::null();
         if rc != ffi::SQLITE_OK {
@@ -341,8 +403,19 @@ unsafe extern "C" fn shm_map(
 }
 
 unsafe extern "C" fn shm_lock(file: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
-    // SAFETY: forwarded as SQLite called it.
-    unsafe { forward!(file, xShmLock, offset, n, flags) }
+    // SAFETY: forwarded as SQLite called it; the WAL file linked to this
+    // database file belongs to the same connection, used by this thread.
+    unsafe {
+        let wal = ours(file).partner;
+        // The held bytes reach the file before the lock changes. An unlock is
+        // passed on whatever became of them: SQLite does not look at its
+        // result, and the bytes are those of a transaction that has ended.
+        let held = if wal.is_null() { ffi::SQLITE_OK } else { write_held(wal.cast()) };
+        if held != ffi::SQLITE_OK && flags & ffi::SQLITE_SHM_UNLOCK == 0 {
+            return held;
+        }
+        forward!(file, xShmLock, offset, n, flags)
+    }
 }
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
@@ -402,6 +475,17 @@ pub(crate) mod tests {
         /// Writes this VFS handed to a real WAL file on this thread (each
         /// test has its own).
         static REAL_WAL_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        /// Frame headers written at once because a read of the WAL came
+        /// just before them, on this thread.
+        static HEADERS_AFTER_READ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    pub(crate) fn count_header_after_read() {
+        HEADERS_AFTER_READ.with(|n| n.set(n.get() + 1));
+    }
+
+    fn headers_after_read() -> u64 {
+        HEADERS_AFTER_READ.with(std::cell::Cell::get)
     }
 
     pub(crate) fn count_wal_write() {
@@ -427,6 +511,21 @@ pub(crate) mod tests {
         Connection::open_with_flags_and_vfs(path, OpenFlags::default(), "unix").unwrap()
     }
 
+    /// What a crash would leave on disk now: the database and its WAL as the
+    /// kernel has them (every byte written so far), copied to a directory of
+    /// their own while the connections stay open. Not the shared memory: the
+    /// copy's first connection rebuilds the WAL index from the WAL's frames,
+    /// as after a crash. (Leaking a connection instead would leave its file
+    /// descriptors open after the directory is gone, and SQLite would share
+    /// its state with a later file that reuses the inode number.)
+    fn crashed_copy(dir: &std::path::Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().unwrap();
+        for name in ["db.sqlite", "db.sqlite-wal"] {
+            std::fs::copy(dir.join(name), copy.path().join(name)).unwrap();
+        }
+        copy
+    }
+
     fn sum(c: &Connection) -> (i64, i64) {
         c.query_row("SELECT count(*), coalesce(sum(length(v)), 0) FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
     }
@@ -439,19 +538,25 @@ pub(crate) mod tests {
         c.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t(v);").unwrap();
         let other = plain(&path);
         for i in 0..200i64 {
-            let before = wal_writes();
+            let before = (wal_writes(), headers_after_read());
             // One page, then several (table, index, and more as it grows).
             c.execute(
                 "INSERT INTO t(k, v) VALUES (?, ?)",
                 rusqlite::params![i, "x".repeat(10 + (i as usize % 3) * 900)],
             )
             .unwrap();
-            assert_eq!(wal_writes() - before, 1, "commit {i}: one write");
+            // One write, or two when SQLite read the WAL just before the
+            // commit's first frame: the page cache is shared by every
+            // connection of the process (SQLITE_ENABLE_MEMORY_MANAGEMENT), so
+            // other tests' connections may have taken this one's pages.
+            let after_read = headers_after_read() - before.1;
+            assert!(after_read <= 1, "commit {i}: one frame header follows a read at most");
+            assert_eq!(wal_writes() - before.0, 1 + after_read, "commit {i}: one write");
             assert_eq!(sum(&other).0, i + 1, "another process sees commit {i} at once");
         }
-        // The process dies here without closing anything.
-        std::mem::forget(c);
-        let c = plain(&path);
+        // The process dies here without closing anything: what it leaves.
+        let crashed = crashed_copy(dir.path());
+        let c = plain(&crashed.path().join("db.sqlite"));
         let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(ok, "ok");
         assert_eq!(sum(&c).0, 200);
@@ -525,12 +630,46 @@ pub(crate) mod tests {
         }
         c.execute_batch("ROLLBACK").unwrap();
         assert_eq!(sum(&c).0, 600);
-        std::mem::forget(c);
-        let c = plain(&path);
+        let crashed = crashed_copy(dir.path());
+        let c = plain(&crashed.path().join("db.sqlite"));
         let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(ok, "ok");
         let gone: i64 = c.query_row("SELECT count(*) FROM t WHERE v = 'gone'", [], |r| r.get(0)).unwrap();
         assert_eq!((sum(&c).0, gone), (600, 0));
+    }
+
+    #[test]
+    fn frames_of_a_rolled_back_spill_never_overwrite_a_later_commit_of_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let a = open(&path, 64);
+        a.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        for i in 0..600 {
+            a.execute("INSERT INTO t(k, v) VALUES (?, ?)", rusqlite::params![i, "a".repeat(700)]).unwrap();
+        }
+        let (b, other) = (open(&path, 2000), plain(&path));
+        for round in 0..3 {
+            // `a` spills frames past the last commit, reading every page from
+            // the database file (the WAL copied back and emptied first), then
+            // rolls back (as an interrupted statement does).
+            let (busy, _, _): (i64, i64, i64) =
+                a.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+            assert_eq!(busy, 0);
+            a.execute_batch("BEGIN IMMEDIATE").unwrap();
+            a.execute("UPDATE t SET v = ? WHERE k < 600", ["gone".repeat(150)]).unwrap();
+            a.execute_batch("ROLLBACK").unwrap();
+            // Another connection, then another process, commits where those
+            // frames were; then `a` reads the WAL again.
+            for (c, k) in [(&b, 1000 + round * 2), (&other, 1001 + round * 2)] {
+                c.execute("INSERT INTO t(k, v) VALUES (?, ?)", rusqlite::params![k, "b".repeat(3000)]).unwrap();
+                c.execute("UPDATE t SET v = ? WHERE k < 600", ["c".repeat(700)]).unwrap();
+            }
+            assert_eq!(sum(&a).0, 600 + 2 * (round + 1), "round {round}");
+            let ok: String = other.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            assert_eq!(ok, "ok", "round {round}");
+            let gone: i64 = other.query_row("SELECT count(*) FROM t WHERE v LIKE 'gone%'", [], |r| r.get(0)).unwrap();
+            assert_eq!((sum(&other).0, gone), (600 + 2 * (round + 1), 0), "round {round}");
+        }
     }
 
     #[test]
@@ -572,8 +711,8 @@ pub(crate) mod tests {
             c.execute("INSERT INTO t(k, v) VALUES (?, 'b')", [i]).unwrap();
         }
         assert_eq!(sum(&plain(&path)).0, 100);
-        std::mem::forget(c);
-        let c = plain(&path);
+        let crashed = crashed_copy(dir.path());
+        let c = plain(&crashed.path().join("db.sqlite"));
         let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!((ok.as_str(), sum(&c).0), ("ok", 100));
     }
