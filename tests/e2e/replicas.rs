@@ -104,17 +104,42 @@ fn six_hundred_workers_times_five_through_three_replicas_never_two_calls_in_flig
     // A start whose request id the upstream had seen would be a duplicate,
     // not a start: 3,000 starts are 3,000 distinct request ids.
     if stats["total_starts"] != 3000 {
-        // Why: the first failed calls in the log (the log is shared).
-        let log = c.replicas[0].api("GET", "/api/requests?limit=1000", None).json();
-        let failed: Vec<String> = log["requests"]
-            .as_array()
-            .unwrap()
+        // Why: each binding short of five starts, with its worker, the calls
+        // the upstream recorded and the request log's rows for it.
+        let short: Vec<String> = ids
             .iter()
-            .filter(|r| r["response_code"] != "SUKSES")
-            .take(5)
-            .map(|r| r.to_string())
+            .filter(|id| stats["bindings"][id.as_str()]["starts"] != 5)
+            .take(3)
+            .map(|id| {
+                format!(
+                    "{id}: stats {}\nworker {}\ncalls {:#?}\nlog {:#?}",
+                    stats["bindings"][id.as_str()],
+                    c.replicas[0].worker(id),
+                    c.replicas[0].calls(id),
+                    c.replicas[0].request_log(id)
+                )
+            })
             .collect();
-        panic!("exactly 3000 starts, not {}: failed calls {failed:#?}", stats["total_starts"]);
+        // And what the replicas and the sandbox logged about it.
+        let mut logged: Vec<String> = c
+            .replicas
+            .iter()
+            .flat_map(|r| {
+                let logs = r.runner.logs();
+                let failed =
+                    logs.lines().filter(|l| l.contains("unreachable") || l.contains("outbound request failed"));
+                failed.take(4).map(String::from).collect::<Vec<_>>()
+            })
+            .collect();
+        let sandbox = c._sandbox.logs();
+        let warned = sandbox.lines().filter(|l| l.contains("WARN") && !l.contains("connection cap reached"));
+        logged.extend(warned.take(5).map(String::from));
+        panic!(
+            "exactly 3000 starts, not {}:\n{}\n\nlogged:\n{}",
+            stats["total_starts"],
+            short.join("\n\n"),
+            logged.join("\n")
+        );
     }
     for id in &ids {
         let s = &stats["bindings"][id.as_str()];
@@ -154,7 +179,19 @@ fn a_replica_sigkilled_mid_load_has_its_machines_taken_over_and_no_iteration_cou
     let stats = c.replicas[0].sandbox_stats();
     for id in &ids {
         let w = c.replicas[0].worker(id);
-        assert_eq!((w["iterations"].as_u64(), w["successes"].as_u64()), (Some(5), Some(5)), "{id}: {w}");
+        // A call slower than the 2 s time-out (this machine running the
+        // four tests' twelve replicas at once) is a failed iteration, as the
+        // contract says, not a lost or doubled one; any other failure is a bug.
+        let failed: Vec<Value> =
+            c.replicas[0].request_log(id).into_iter().filter(|r| r["is_success"] != true).collect();
+        let timeouts = failed.iter().filter(|r| r["response_message"] == "upstream_error:timeout").count() as u64;
+        let counts = (w["iterations"].as_u64(), w["successes"].as_u64(), w["failures"].as_u64());
+        if counts != (Some(5), Some(5 - timeouts), Some(timeouts)) || failed.len() as u64 != timeouts {
+            panic!("{id}: five iterations, each successful or timed out: {w}\nfailed calls: {failed:#?}");
+        }
+        if timeouts > 0 {
+            eprintln!("{id}: {timeouts} call(s) timed out");
+        }
         let s = &stats["bindings"][id.as_str()];
         assert_eq!(s["starts"], 5, "{id}: one upstream transaction per iteration: {s}");
         assert_eq!(s["max_concurrent"], 1, "{id}: never two calls in flight");

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -219,6 +220,23 @@ impl ConnState {
             && !self.bytes_pending()
             && now_ms().saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)) >= idle_ms
     }
+}
+
+/// Whether the socket `fd` has bytes the server has not read yet: a request
+/// that reached a keep-alive connection the watchdog finds idle, because the
+/// connection's task had not run since it arrived (a busy machine). Closing
+/// such a socket would reset the connection under a request the client has
+/// sent, and the client could not tell whether it was served. A socket whose
+/// client has closed it (nothing more to read) or that reports an error has
+/// none.
+///
+/// `fd` must be a socket of the caller's that stays open during the call.
+pub fn unread_bytes(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `recv` writes at most one byte into `byte`; `MSG_PEEK` leaves
+    // it in the socket and `MSG_DONTWAIT` returns at once when there is none.
+    let n = unsafe { libc::recv(fd, (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n > 0
 }
 
 /// A request in flight on a connection; dropping it ends the request.

@@ -11,7 +11,10 @@
 //! limit, a body size limit and a wall-clock deadline per request.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +34,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::body_limit::{declared_too_large, LimitedBody};
-use crate::connections::{ConnState, GuardedBody, HeaderWaits, TrackedIo};
+use crate::connections::{unread_bytes, ConnState, GuardedBody, HeaderWaits, TrackedIo};
 use crate::limits::Limits;
 use crate::runner_metrics::{Refusal, RunnerMetrics, METRICS_PATH};
 use crate::state::{ComponentConfig, InstanceState};
@@ -234,6 +237,7 @@ impl HttpTrigger {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
+                    let fd = stream.as_raw_fd();
                     let state = ConnState::counted(Some(header_wait));
                     let this = self.clone();
                     let requests = state.clone();
@@ -252,13 +256,11 @@ impl HttpTrigger {
                     let idle = self.watchdog.watch_connection(state.clone());
                     tokio::spawn(async move {
                         let _slot = (slot, open);
-                        tokio::select! {
-                            ended = conn => {
-                                if let Err(e) = ended {
-                                    this.connection_error(&e, &state, client);
-                                }
-                            }
-                            _ = idle => {
+                        let rewatch = || this.watchdog.watch_connection(state.clone());
+                        match until_ended_or_idle(conn, fd, idle, rewatch).await {
+                            Some(Err(e)) => this.connection_error(&e, &state, client),
+                            Some(Ok(())) => {}
+                            None => {
                                 this.metrics.idle_closed();
                                 tracing::debug!(target: "http", %client, "closing idle keep-alive connection");
                             }
@@ -463,9 +465,121 @@ impl HttpTrigger {
     }
 }
 
+/// Drives `conn`, a connection's future that owns its socket `fd`, until it
+/// ends (`Some` of its result) or is closed as idle (`None`, `conn` dropped):
+/// when `idle` resolves (the watchdog found no request in flight and nothing
+/// read for the idle timeout) and the socket holds no unread byte. A request
+/// already in the socket, which the connection's task has not run to read
+/// yet, is served instead, and `rewatch` watches the connection again.
+async fn until_ended_or_idle<F: Future>(
+    conn: F,
+    fd: RawFd,
+    mut idle: oneshot::Receiver<()>,
+    rewatch: impl Fn() -> oneshot::Receiver<()>,
+) -> Option<F::Output> {
+    let mut conn = pin!(conn);
+    loop {
+        tokio::select! {
+            ended = &mut conn => return Some(ended),
+            _ = &mut idle => {
+                // `conn` owns the socket, so `fd` is open here.
+                if !unread_bytes(fd) {
+                    return None;
+                }
+                idle = rewatch();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connected pair of sockets: the client's, and the server's.
+    fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (client, server)
+    }
+
+    /// Sends `bytes` and waits (5 s at most) until they are in `fd`.
+    async fn send(client: &mut std::net::TcpStream, bytes: &[u8], fd: RawFd) {
+        std::io::Write::write_all(client, bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !unread_bytes(fd) {
+            assert!(Instant::now() < deadline, "the bytes never reached the server's socket");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Reads what is in a non-blocking socket now.
+    fn drain(socket: &std::net::TcpStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut &*socket, &mut buf) {
+            all.extend_from_slice(&buf[..n]);
+        }
+        all
+    }
+
+    /// The server's side of a connection as [`until_ended_or_idle`] sees it
+    /// when the watchdog finds it idle at once: a future that owns the
+    /// socket and never reads it (its task has not run since the client
+    /// sent `request`). Watched again, its request is read (as its task
+    /// would) and it is found idle again. Returns the outcome, the requests
+    /// read, and the client's socket.
+    async fn found_idle_having_received(request: &[u8]) -> (Option<()>, Vec<Vec<u8>>, std::net::TcpStream) {
+        let (mut client, server) = tcp_pair();
+        let reader = server.try_clone().unwrap();
+        let fd = server.as_raw_fd();
+        if !request.is_empty() {
+            send(&mut client, request, fd).await;
+        }
+        let conn = async move {
+            let _owned = tokio::net::TcpStream::from_std(server).unwrap();
+            std::future::pending::<()>().await
+        };
+        let read = std::sync::Mutex::new(Vec::new());
+        let found_idle = || oneshot::channel::<()>().1;
+        let rewatch = || {
+            read.lock().unwrap().push(drain(&reader));
+            found_idle()
+        };
+        let ended = until_ended_or_idle(conn, fd, found_idle(), rewatch).await;
+        (ended, read.into_inner().unwrap(), client)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_with_nothing_unread_is_closed() {
+        let (ended, read, mut client) = found_idle_having_received(b"").await;
+        assert_eq!((ended, read.len()), (None, 0), "closed when first found idle");
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut client, &mut buf).unwrap(), 0, "the client sees it closed");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_with_a_request_in_its_socket_is_served_first() {
+        let request = b"POST /v1/transactions/start HTTP/1.1\r\n".to_vec();
+        let (ended, read, _client) = found_idle_having_received(&request).await;
+        assert_eq!(ended, None);
+        assert_eq!(read, vec![request], "watched again (and its request read) before it was closed");
+    }
+
+    #[test]
+    fn unread_bytes_are_seen_without_being_taken() {
+        let (mut client, server) = tcp_pair();
+        let fd = server.as_raw_fd();
+        assert!(!unread_bytes(fd), "nothing sent");
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(send(&mut client, b"GET", fd));
+        assert!(unread_bytes(fd), "peeking leaves them");
+        assert_eq!(drain(&server), b"GET");
+        assert!(!unread_bytes(fd), "read");
+        drop(client);
+        assert!(!unread_bytes(fd), "closed by the client: nothing to serve");
+    }
 
     fn router() -> Router {
         let mut r = Router::default();
