@@ -526,6 +526,16 @@ pub(crate) mod tests {
         copy
     }
 
+    /// A database in a directory of its own with table `t(k, v)`, and a
+    /// connection through this VFS with a page cache of `cache_kib`.
+    fn with_table(cache_kib: i64) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let c = open(&path, cache_kib);
+        c.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        (dir, path, c)
+    }
+
     fn sum(c: &Connection) -> (i64, i64) {
         c.query_row("SELECT count(*), coalesce(sum(length(v)), 0) FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
     }
@@ -597,13 +607,10 @@ pub(crate) mod tests {
 
     #[test]
     fn a_transaction_that_spills_and_rewrites_its_own_frames_commits_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
         // A tiny page cache: the transaction spills frames before it commits,
         // then changes the same pages again (overwritten in place, and the
         // checksums rewritten at the commit).
-        let c = open(&path, 64);
-        c.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        let (dir, path, c) = with_table(64);
         let other = plain(&path);
         for round in 0..3 {
             c.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -640,10 +647,7 @@ pub(crate) mod tests {
 
     #[test]
     fn frames_of_a_rolled_back_spill_never_overwrite_a_later_commit_of_another_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let a = open(&path, 64);
-        a.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        let (_dir, path, a) = with_table(64);
         for i in 0..600 {
             a.execute("INSERT INTO t(k, v) VALUES (?, ?)", rusqlite::params![i, "a".repeat(700)]).unwrap();
         }
@@ -694,10 +698,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_wal_starts_over_and_full_sync_pads_as_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let c = open(&path, 2000);
-        c.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        let (dir, path, c) = with_table(2000);
         for i in 0..50 {
             c.execute("INSERT INTO t(k, v) VALUES (?, 'a')", [i]).unwrap();
         }
