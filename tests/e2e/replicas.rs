@@ -30,7 +30,7 @@ static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// the next cluster starts after all of them.
 struct Cluster {
     replicas: Vec<App>,
-    _sandbox: Arc<Runner>,
+    sandbox: Arc<Runner>,
     _redis: Redis,
     _pg: Arc<Postgres>,
     _hosts: Vec<Host>,
@@ -78,7 +78,7 @@ impl Cluster {
                 App::from_parts(cfg.start(), sandbox.clone(), Some(pg.clone()))
             })
             .collect();
-        Some(Cluster { replicas, _sandbox: sandbox, _redis: redis, _pg: pg, _hosts: hosts, _turn: turn })
+        Some(Cluster { replicas, sandbox, _redis: redis, _pg: pg, _hosts: hosts, _turn: turn })
     }
 
     /// Starts `ids` with `policy`, a third through each replica.
@@ -141,7 +141,7 @@ fn six_hundred_workers_times_five_through_three_replicas_never_two_calls_in_flig
                 failed.take(4).map(String::from).collect::<Vec<_>>()
             })
             .collect();
-        let sandbox = c._sandbox.logs();
+        let sandbox = c.sandbox.logs();
         let warned = sandbox.lines().filter(|l| l.contains("WARN") && !l.contains("connection cap reached"));
         logged.extend(warned.take(5).map(String::from));
         panic!(

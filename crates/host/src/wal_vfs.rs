@@ -276,11 +276,12 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt
         // A header written right after a read is a checksum rewrite, where
         // nothing follows it (or a frame appended right after a read, whose
         // page then follows as usual): written at once.
-        if completes_commit || (after_read && len == FRAME_HEADER) {
-            #[cfg(test)]
-            if after_read && len == FRAME_HEADER {
-                tests::count_header_after_read();
-            }
+        let header_after_read = after_read && len == FRAME_HEADER;
+        #[cfg(test)]
+        if header_after_read {
+            tests::count_header_after_read();
+        }
+        if completes_commit || header_after_read {
             return write_held(file);
         }
         ffi::SQLITE_OK
