@@ -144,16 +144,66 @@ build_all() {
   build_components
 }
 
+# Lints the workspace's own crates while they compile, as `cargo clippy`
+# does but in the real build: cargo runs each of them through clippy-driver
+# (RUSTC_WORKSPACE_WRAPPER, the variable `cargo clippy` sets; CLIPPY_ARGS
+# carries clippy's arguments, here `-D warnings`), and dependencies through
+# plain rustc. Every warning fails the build, and no second, check-only
+# build of every dependency is needed. Builds with and without it compile the
+# workspace's crates again; scripts/test exports it for all of its builds.
+lint_while_building() {
+  RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
+  export RUSTC_WORKSPACE_WRAPPER
+  export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+}
+
+# The native packages that have tests: the runner, the engine, the end-to-end
+# suites, the store, the stepper, the web crate and the components' pure
+# logic. Every test build names this one selection, so features resolve once
+# and no crate is compiled twice.
+native_test_packages() {
+  local p
+  for p in stepwise-host stepwise-engine stepwise-e2e stepwise-store stepwise-stepper stepwise-web sandbox tick console webhook; do
+    printf -- '-p\n%s\n' "$p"
+  done
+}
+
 # Builds the runner and every native test with one feature resolution (the
 # test build's: the runner's integration tests make it build
-# target/release/stepwise), then the components. `cargo test --release`
-# afterwards builds nothing again; a separate `cargo build -p stepwise-host`
-# would resolve fewer features and compile wasmtime a second time.
+# target/release/stepwise), the real-Spin suite (the same build, with the
+# end-to-end crate's `spin` feature), then the components. A separate
+# `cargo build -p stepwise-host` would resolve fewer features and compile
+# wasmtime a second time.
 build_for_tests() {
   ensure_toolchain
   log "building the runner and the native tests"
-  cargo test --release --locked --no-run
+  local packages
+  mapfile -t packages < <(native_test_packages)
+  cargo test --release --locked --no-run "${packages[@]}"
+  cargo test --release --locked --no-run "${packages[@]}" --features stepwise-e2e/spin --test spin
   build_components
+}
+
+# Prints each test executable of the native test build as
+# `package<TAB>target<TAB>path<TAB>package directory` (target: an integration test's name, or
+# `lib:NAME` or `bin:NAME` for the tests inside a library or a program), building nothing new; arguments are added to the build's.
+test_executables() {
+  local packages
+  mapfile -t packages < <(native_test_packages)
+  cargo test --release --locked --no-run --message-format=json "${packages[@]}" "$@" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
+        continue
+    t = m["target"]
+    target = t["name"] if "test" in t["kind"] else t["kind"][0] + ":" + t["name"]
+    # path+file:///dir#name@version, or path+file:///name#version
+    url, _, version = m["package_id"].partition("#")
+    package = version.split("@")[0] if "@" in version else url.rstrip("/").split("/")[-1]
+    directory = m["manifest_path"].rsplit("/", 1)[0]
+    print("\t".join((package, target, m["executable"], directory)))
+'
 }
 
 # Builds every component (wasm32-wasip2, release).

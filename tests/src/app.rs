@@ -35,9 +35,14 @@ pub const SERVICE_URLS: [&str; 8] = [
     "betting_url",
 ];
 
-/// How long a test app's tick keeps stepping (the default is 900 ms for the
-/// 1 s cron; with fast ticks a shorter budget keeps `wait_ticks` short).
-pub const TICK_BUDGET_MS: &str = "200";
+/// How long a test app's tick keeps stepping: a little over the time
+/// between its firings ([`TICK_MS`]), as README advises (the default is
+/// 1,100 ms for the 1 s cron), so one tick is always looking. A tick looks
+/// for due work every 5 ms while its budget lasts, so each further
+/// overlapping run is idle CPU: with 200 ms, four runs at once kept an idle
+/// app at a fifth of a core, and the suites side by side in `scripts/test`
+/// short of CPU.
+pub const TICK_BUDGET_MS: &str = "60";
 
 /// The app's runner config on the host `STEPWISE_E2E_RUNNER` names (the
 /// runner by default): see [`config_on`].

@@ -100,7 +100,7 @@ pub async fn up(opts: UpOptions, shutdown: watch::Receiver<bool>) -> Result<()> 
         );
     }
     crate::sqlite::set_inline_budget(Duration::from_millis(opts.limits.sqlite_inline_budget_ms));
-    let engine = crate::engine::engine_with(!opts.limits.no_epoch_interruption, opts.limits.max_instances)?;
+    let engine = crate::engine::engine_with(&opts.limits)?;
     let linker = crate::engine::build_linker(&engine)?;
     let metrics = Arc::new(RunnerMetrics::new(opts.limits.max_connections));
     let watchdog = crate::watchdog::Watchdog::start(&engine, opts.limits.idle_timeout(), metrics.clone())

@@ -16,33 +16,35 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
+use crate::limits::Limits;
 use crate::state::InstanceState;
-
-/// Instances that may be alive at once (requests in flight plus cron runs)
-/// unless `stepwise up --max-instances` says otherwise.
-pub const MAX_INSTANCES: u32 = 1000;
 
 /// How much of a pooled slot's linear memory is reset in place (from the
 /// memory image, or with zeros) rather than decommitted when its instance ends (see [`engine_with`]).
 pub const KEEP_RESIDENT: usize = 1 << 20;
 
 /// Builds the engine: Cranelift, the component model, the pooling allocator
-/// with [`MAX_INSTANCES`] slots, and epoch interruption (see [`crate::deadline`]).
+/// with the default `--max-instances` slots, and epoch interruption (see [`crate::deadline`]).
 pub fn build_engine() -> Result<Engine> {
-    engine_with(true, MAX_INSTANCES)
+    engine_with(&Limits::default())
 }
 
-/// Builds the engine, with or without epoch interruption (without: for
-/// measuring what it costs; guests then cannot be stopped while in Wasm),
-/// with a pool of `max_instances` component instances. Everything the pool
+/// Builds the engine as `limits` say: with or without epoch interruption
+/// (without: for measuring what it costs; guests then cannot be stopped
+/// while in Wasm), with a pool of `max_instances` component instances, and
+/// with a perf map of the guests' code if asked for (`--perfmap`). Everything the pool
 /// holds scales with it: core instances (5 per component instance), linear
 /// memories (1 each, each reserving its address space up front) and tables
 /// (3 each) and async stacks (1 each: every instance runs its calls on a
 /// fiber; wasmtime's default is 1,000, as the default pool).
-pub fn engine_with(epoch_interruption: bool, max_instances: u32) -> Result<Engine> {
+pub fn engine_with(limits: &Limits) -> Result<Engine> {
+    let (epoch_interruption, max_instances) = (!limits.no_epoch_interruption, limits.max_instances);
     let mut config = Config::new();
+    if limits.perfmap {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     config.wasm_component_model(true);
     // Guests can be stopped at a deadline: compiled code checks the epoch.
     // Code compiled without the checks cannot be interrupted, so the flag is
@@ -65,6 +67,12 @@ pub fn engine_with(epoch_interruption: bool, max_instances: u32) -> Result<Engin
         // Only dirtied pages stay resident, in slots that were used.
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(64 << 10)
+        // Find the pages to reset with Linux's PAGEMAP_SCAN (6.7 and
+        // later; `Auto` falls back where it is missing): only the pages an
+        // instance wrote are reset, not the whole first KEEP_RESIDENT bytes
+        // of every memory, and the data pages only read stay shared with
+        // the image.
+        .pagemap_scan(Enabled::Auto)
         // Decommit in batches: one madvise round (and TLB shootdown) per batch.
         .decommit_batch_size(32);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -212,12 +220,12 @@ mod tests {
     #[test]
     fn the_cache_key_changes_with_epoch_interruption() {
         let wasm = b"\0asm\x0d\0\x01\0";
-        let with = engine_with(true, MAX_INSTANCES).unwrap();
-        let without = engine_with(false, MAX_INSTANCES).unwrap();
+        let with = engine_with(&Limits::default()).unwrap();
+        let without = engine_with(&Limits { no_epoch_interruption: true, ..Limits::default() }).unwrap();
         assert_ne!(cache_key(&with, wasm), cache_key(&without, wasm));
         assert_eq!(
             cache_key(&with, wasm),
-            cache_key(&engine_with(true, 4).unwrap(), wasm),
+            cache_key(&engine_with(&Limits { max_instances: 4, ..Limits::default() }).unwrap(), wasm),
             "stable for one configuration (the pool's size shapes no code)"
         );
         assert_ne!(cache_key(&with, wasm), cache_key(&with, b"other"), "keyed by the Wasm");

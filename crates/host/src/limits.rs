@@ -79,6 +79,10 @@ pub struct Limits {
     /// and holds its worker thread.
     #[arg(long, hide = true)]
     pub no_epoch_interruption: bool,
+    /// For profiling only: write `/tmp/perf-<pid>.map`, so `perf report`
+    /// names the guests' compiled functions instead of showing bare addresses.
+    #[arg(long, hide = true)]
+    pub perfmap: bool,
 }
 
 impl Default for Limits {
@@ -98,6 +102,7 @@ impl Default for Limits {
             sqlite_inline_budget_ms: 1,
             no_runner_metrics: false,
             no_epoch_interruption: false,
+            perfmap: false,
         }
     }
 }
