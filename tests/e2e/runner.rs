@@ -474,6 +474,36 @@ fn compiled_code_is_cached_and_reused_on_the_next_start() {
     assert_eq!(list(), first, "the second start compiled nothing: same files, untouched");
 }
 
+#[test]
+fn perfmap_writes_a_perf_map_naming_the_guests_functions_only_when_asked() {
+    let map_of = |r: &stepwise_e2e::Runner| std::path::PathBuf::from(format!("/tmp/perf-{}.map", r.pid()));
+    let plain = probe().start();
+    assert_eq!(plain.get("/probe/seen").body, "1");
+    assert!(!map_of(&plain).exists(), "no perf map unless --perfmap");
+    let r = probe().arg("--perfmap").start();
+    assert_eq!(r.get("/probe/seen").body, "1");
+    let map = map_of(&r);
+    let text = std::fs::read_to_string(&map).unwrap_or_else(|e| panic!("{}: {e}", map.display()));
+    let _ = std::fs::remove_file(&map);
+    // perf's format: start address (0x...), size (hexadecimal), name. The probe's
+    // own functions appear under their (mangled) Rust names.
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let mut f = l.splitn(3, ' ');
+            let hex =
+                |x: Option<&str>| x.is_some_and(|x| u64::from_str_radix(x.strip_prefix("0x").unwrap_or(x), 16).is_ok());
+            hex(f.next()) && hex(f.next()) && f.next().is_some_and(|name| name.contains("probe"))
+        })
+        .collect();
+    assert!(
+        !named.is_empty(),
+        "no function of the probe named in {}:\n{}",
+        map.display(),
+        &text[..text.len().min(2000)]
+    );
+}
+
 /// Makes `n` sequential outbound calls from one guest request (POSTs of
 /// `size` bytes with `content-length` when `size > 0`) and checks they all
 /// answered 200.
