@@ -55,9 +55,9 @@ fn workers_run_against_a_plain_http_1_1_upstream_that_reads_content_length_only(
 fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
     // No --tick-ms: the cron fires once a second, as on Spin, and the tick
     // steps for the manifest's default budget. Before the tick kept stepping
-    // within its budget, each worker took one step per firing: at least 5
-    // firings for 5 iterations. Fewer is the property; how many fewer
-    // depends on the machine's load (3 alone, 4 beside another suite).
+    // within its budget, each worker took one step per firing (at least 5
+    // firings for 5 iterations). scripts/test runs this suite alone: beside
+    // another suite on 2 cores it took 4 and 5 firings.
     let cfg = app::config()
         .cron_schedule()
         .var("tick_budget_ms", &stepwise_e2e::manifest_default("tick_budget_ms").expect("a default budget"))
@@ -76,7 +76,7 @@ fn the_default_cron_runs_200_workers_times_5_in_a_few_firings_on_two_runners() {
         (s["workers"]["stopped"] == 200).then_some(())
     });
     let firings = (a.ticks() - ta).max(b.ticks() - tb);
-    assert!(firings < 5, "1000 iterations took {firings} cron firings on one runner: one step per firing");
+    assert!(firings <= 3, "1000 iterations took {firings} cron firings on one runner");
     let stats = a.sandbox_stats();
     assert_eq!(stats["total_starts"], 1000, "exactly 1000 starts");
     for id in &refs {
