@@ -115,11 +115,11 @@ impl CronComponent {
         let deadline = start + self.deadline;
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut store = Store::new(self.pre.engine(), self.config.new_instance_state());
-        crate::deadline::limit_store(&mut store, deadline);
-        let run = async {
+        let polls = crate::deadline::limit_store(&mut store, deadline);
+        let run = polls.count(async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_handle_cron_event(&mut store, Metadata { timestamp }).await
-        };
+        });
         let result = match tokio::time::timeout_at(deadline.into(), run).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(CronError::Other(msg)))) => {

@@ -415,7 +415,7 @@ impl HttpTrigger {
     {
         let deadline = Instant::now() + self.limits.request_deadline();
         let mut store = Store::new(component.pre.engine(), component.config.new_instance_state());
-        crate::deadline::yield_at_ticks(&mut store);
+        let polls = crate::deadline::yield_when_busy(&mut store);
         let (sender, mut receiver) = oneshot::channel();
         let (exceeded_tx, mut exceeded) = oneshot::channel();
         let req = req.map(|b| LimitedBody::new(b, self.limits.max_body_bytes, exceeded_tx));
@@ -429,10 +429,10 @@ impl HttpTrigger {
         // watchdog aborts the task at the deadline, body included, which drops
         // the instance (a guest running Wasm yields at every epoch tick, so it
         // is stopped there too).
-        let mut task = self.tasks.spawn(async move {
+        let mut task = self.tasks.spawn(polls.count(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
-        });
+        }));
         self.watchdog.watch_request(deadline, task.abort_handle(), component.config.id.clone(), &path);
         let guest_ended = |r: Result<wasmtime::Result<()>, tokio::task::JoinError>| match r {
             Ok(Ok(())) => Failure::Guest(anyhow::anyhow!("guest never set a response")),
