@@ -82,22 +82,24 @@ impl BusyGuest {
 /// has been busy since the tick before, without a deadline of its own. The
 /// guest's task must run inside [`Polls::count`] of the answer.
 pub fn yield_when_busy<T: 'static>(store: &mut Store<T>) -> Polls {
-    let polls = Polls::default();
-    let mut busy = BusyGuest::new(polls.clone());
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| Ok(busy.at_tick()));
-    polls
+    at_ticks(store, None)
 }
 
 /// Makes `store`'s guest trap once `deadline` has passed while it runs Wasm,
 /// and before that yield as [`yield_when_busy`] says. The guest's task must
 /// run inside [`Polls::count`] of the answer.
 pub fn limit_store<T: 'static>(store: &mut Store<T>, deadline: Instant) -> Polls {
+    at_ticks(store, Some(deadline))
+}
+
+/// The epoch callback of both: a trap past `deadline`, else [`BusyGuest`]'s
+/// decision.
+fn at_ticks<T: 'static>(store: &mut Store<T>, deadline: Option<Instant>) -> Polls {
     let polls = Polls::default();
     let mut busy = BusyGuest::new(polls.clone());
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             Ok(UpdateDeadline::Interrupt)
         } else {
             Ok(busy.at_tick())

@@ -427,8 +427,9 @@ impl HttpTrigger {
         // The guest runs in its own task so it can keep writing the body after
         // the headers went out; the tracker lets shutdown wait for it. The
         // watchdog aborts the task at the deadline, body included, which drops
-        // the instance (a guest running Wasm yields at every epoch tick, so it
-        // is stopped there too).
+        // the instance (a guest busy in Wasm yields within two epoch ticks,
+        // crate::deadline, so it is stopped there too). The task counts its
+        // polls, which is how the epoch callback tells a busy guest.
         let mut task = self.tasks.spawn(polls.count(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
