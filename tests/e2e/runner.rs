@@ -947,8 +947,14 @@ fn a_50_mib_body_is_refused_with_413_and_the_runner_barely_grows() {
     let peak = r.proc_status_kb("VmHWM").max(hwm_before);
     let grew = rss_after.saturating_sub(rss_before);
     let peak_grew = peak.saturating_sub(rss_before.max(hwm_before));
-    assert!(grew < 10 * 1024, "RSS grew by {grew} kB ({rss_before} -> {rss_after} kB)");
-    assert!(peak_grew < 10 * 1024, "peak RSS grew by {peak_grew} kB (VmHWM {hwm_before} -> {peak} kB)");
+    // Reading either body would grow the runner by 50 MiB. What it does
+    // grow by is not the body (measured in about 100 runs: 2.5 to 15 MiB, in 2 MiB
+    // steps): the refused guest's pool slot, whose 2.5 MiB of dirtied memory
+    // wasmtime decommits in batches of 32 slots, and the body's frames in
+    // flight (hyper's read buffers), which mimalloc keeps committed for reuse
+    // after they are freed. A 10 MiB bound failed 1 run in 20 on that.
+    assert!(grew < 20 * 1024, "RSS grew by {grew} kB ({rss_before} -> {rss_after} kB)");
+    assert!(peak_grew < 20 * 1024, "peak RSS grew by {peak_grew} kB (VmHWM {hwm_before} -> {peak} kB)");
     assert_eq!(r.runner_metric("stepwise_http_refused_total{reason=\"body_too_large\"}"), 2);
     assert!(r.logs().contains("request refused with 413: body over 1048576 bytes"), "{}", r.logs());
     // (From a raw socket: the runner answers before reading the body and
