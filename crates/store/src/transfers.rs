@@ -268,7 +268,7 @@ impl Unreadable {
 
 /// Fails an unreadable transfer ([`FailReason::Unreadable`]): its state and
 /// its `transfer.failed` event (with what of it can be read; `null` for the
-/// rest). In a savepoint of the batch's transaction.
+/// rest). One item of the batch ([`Db::item`]).
 fn record_unreadable(db: &Db, key: &Key, u: &Unreadable, now: Millis) -> Result<(), StoreError> {
     let reason = FailReason::Unreadable.as_str();
     let data =
@@ -295,8 +295,8 @@ fn record_unreadable(db: &Db, key: &Key, u: &Unreadable, now: Millis) -> Result<
 
 /// Writes one executed transfer: its journal (if it posts one), its new
 /// state and its event (`transfer.completed` with the journal,
-/// `transfer.failed` with the reason). In a savepoint of the batch's
-/// transaction.
+/// `transfer.failed` with the reason). One item of the batch
+/// ([`Db::item`]).
 fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State, StoreError> {
     let mut data = serde_json::json!({
         "from": t.request.from,
@@ -340,7 +340,7 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
 /// [`Db::locking`] transaction (transfers another replica is executing are
 /// skipped, the accounts locked in id order) at the time `clock` gives once the
 /// transaction holds its accounts (so no transfer it sees was accepted after
-/// it, and an account's lines are posted at times in their order): each in a savepoint (all or nothing: its
+/// it, and an account's lines are posted at times in their order): each all or nothing ([`Db::item`]: its
 /// journal, its state, its event), the accounts' balances and holds written
 /// once at the end, the metrics with them. A transfer that cannot be
 /// executed fails alone and the others go on: one whose row cannot be read
