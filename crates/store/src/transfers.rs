@@ -9,7 +9,6 @@ use std::collections::{BTreeSet, HashMap};
 use crate::db::Row;
 use stepwise_engine::idempotency::{Scope, Seen};
 use stepwise_engine::ledger::Account;
-use stepwise_engine::receipt::Key;
 use stepwise_engine::time::Millis;
 use stepwise_engine::transfer::{self, FailReason, Outcome, Refusal, State, Status, Transfer, TransferRequest};
 
@@ -25,8 +24,8 @@ use crate::outbox::{self, NewEvent};
 /// milliseconds.
 pub const EXECUTE_BATCH: u32 = 256;
 
-/// A transfer row, its receipt code made under `key`.
-fn transfer_from(row: &Row<'_>, key: &Key) -> Result<Transfer, StoreError> {
+/// A transfer row, its receipt code made by `code` from its id.
+fn transfer_from(row: &Row<'_>, code: impl Fn(u64) -> String) -> Result<Transfer, StoreError> {
     let id: i64 = col(row, "id")?;
     let status: &str = col(row, "status")?;
     let corrupt = |what: String| StoreError::Corrupt(format!("transfer {id}: {what}"));
@@ -48,7 +47,7 @@ fn transfer_from(row: &Row<'_>, key: &Key) -> Result<Transfer, StoreError> {
     let id = u64::try_from(id).map_err(|_| corrupt("negative id".into()))?;
     Ok(Transfer {
         id,
-        receipt_code: transfer::receipt_code(key, id),
+        receipt_code: code(id),
         request: TransferRequest {
             from: col::<&str>(row, "from_account")?.to_string(),
             to: col::<&str>(row, "to_account")?.to_string(),
@@ -66,7 +65,8 @@ pub fn load(db: &Db, id: u64) -> Result<Option<Transfer>, StoreError> {
     let Ok(id) = i64::try_from(id) else { return Ok(None) };
     let r = db.exec("SELECT * FROM transfers WHERE id = ?", &[int(id)])?;
     let Some(row) = r.rows().next() else { return Ok(None) };
-    transfer_from(&row, instance::id_key(db)?).map(Some)
+    let key = instance::id_key(db)?;
+    transfer_from(&row, |id| transfer::receipt_code(key, id)).map(Some)
 }
 
 /// What acceptance did.
@@ -171,7 +171,7 @@ fn page_query(
         return Ok(Vec::new());
     }
     let key = instance::id_key(db)?;
-    r.rows().map(|row| transfer_from(&row, key)).collect()
+    r.rows().map(|row| transfer_from(&row, |id| transfer::receipt_code(key, id))).collect()
 }
 
 /// A page of transfers, newest first, older than `cursor` (a transfer id),
@@ -268,8 +268,8 @@ impl Unreadable {
 
 /// Fails an unreadable transfer ([`FailReason::Unreadable`]): its state and
 /// its `transfer.failed` event (with what of it can be read; `null` for the
-/// rest). One item of the batch ([`Db::item`]).
-fn record_unreadable(db: &Db, key: &Key, u: &Unreadable, now: Millis) -> Result<(), StoreError> {
+/// rest), under its receipt code `code`. One item of the batch ([`Db::item`]).
+fn record_unreadable(db: &Db, code: &str, u: &Unreadable, now: Millis) -> Result<(), StoreError> {
     let reason = FailReason::Unreadable.as_str();
     let data =
         serde_json::json!({ "from": u.from, "to": u.to, "amount": u.amount, "currency": u.currency, "reason": reason });
@@ -279,13 +279,12 @@ fn record_unreadable(db: &Db, key: &Key, u: &Unreadable, now: Millis) -> Result<
         &[("status", "TEXT"), ("reason", "TEXT"), ("journal_id", "BIGINT"), ("completed_at", "BIGINT")],
         vec![int(u.id as i64), text(Status::Failed.as_str()), text(reason), opt_int(None), int(now)],
     )?;
-    let code = transfer::receipt_code(key, u.id);
     outbox::append(
         db,
         &NewEvent {
             kind: "transfer.failed",
             subject_kind: "transfer",
-            subject_id: &code,
+            subject_id: code,
             definition: None,
             data: &data,
             at: now,
@@ -353,9 +352,24 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
     // lock (SQLite) that the batch's transaction takes, so idle ticks do
     // not queue behind each other's empty transactions. A transfer accepted
     // just after this read is taken at the next look.
-    if db.scalar_i64("SELECT 1 FROM transfers WHERE status = 'processing' LIMIT 1", &[])?.is_none() {
+    let found =
+        db.exec("SELECT id FROM transfers WHERE status = 'processing' ORDER BY id LIMIT ?", &[int(limit.into())])?;
+    if found.rows.is_empty() {
         return Ok(Executed::default());
     }
+    // The receipt codes of those found, made before the write turn (the
+    // serial part of every write): a code is a function of the id alone,
+    // 12 HMAC rounds (24 SHA-256 blocks) each. Those the batch takes and
+    // this read did not find (accepted since, or left by another replica)
+    // get theirs in the turn.
+    let key = instance::id_key(db)?;
+    let codes: HashMap<u64, String> = found
+        .rows()
+        .filter_map(|row| opt_col::<i64>(&row, "id"))
+        .filter_map(|id| u64::try_from(id).ok())
+        .map(|id| (id, transfer::receipt_code(key, id)))
+        .collect();
+    let code = |id: u64| codes.get(&id).cloned().unwrap_or_else(|| transfer::receipt_code(key, id));
     db.locking(|db| {
         let lock = db.dialect().skip_locked();
         let r = db.exec(
@@ -365,13 +379,12 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
         if r.rows.is_empty() {
             return Ok(Executed::default());
         }
-        let key = instance::id_key(db)?;
         // One unreadable row fails alone, not the batch.
         let mut due: Vec<Transfer> = Vec::new();
         let mut unreadable: Vec<Unreadable> = Vec::new();
         let mut errors = 0;
         for row in r.rows() {
-            match transfer_from(&row, key) {
+            match transfer_from(&row, code) {
                 Ok(t) => due.push(t),
                 Err(e) => match Unreadable::from_row(&row) {
                     Some(u) => {
@@ -418,7 +431,7 @@ pub fn execute_due(db: &Db, limit: u32, clock: impl Fn() -> Millis) -> Result<Ex
                     u.id, u.from, u.amount
                 );
             }
-            match db.item(|db| record_unreadable(db, key, u, now)) {
+            match db.item(|db| record_unreadable(db, &code(u.id), u, now)) {
                 Ok(()) => {
                     done.failed += 1;
                     batch.inc("stepwise_transfers_executed", &[("status", failed)], 1);
