@@ -284,7 +284,7 @@ pub type ClaimResult<C> = (String, Result<Option<Claimed<C>>, StoreError>);
 /// are loaded and locked in one statement, leaving out any that another
 /// stepper is claiming, recording or holding at this moment
 /// ([`Locking::Claimable`]), then
-/// each is claimed all or nothing ([`Db::item`]): a machine whose claim fails
+/// each is claimed in a savepoint of its own: a machine whose claim fails
 /// (its error is in the list) leaves the others' claims standing. Machines
 /// left out are not in the answer.
 pub fn claim_many<M: Stepped>(
@@ -348,7 +348,7 @@ fn record_in<M: Stepped>(
     let mut m = stored.machine;
     let judged = m.judge(&c.call, r);
     // Written with the transaction's other metrics at its commit (undone
-    // with this machine's writes if its record fails, see `Db::item`).
+    // with this machine's savepoint if its record fails).
     let mut metrics = metrics::Batch::default();
     m.observe(&mut metrics, &judged, r);
     let body = String::from_utf8_lossy(&r.body);
@@ -423,7 +423,7 @@ pub type RecordResult<C> = Result<RecordOutcome<C>, StoreError>;
 
 /// Records several answers in one [`Db::locking`] transaction (the machines
 /// loaded and locked in one statement, waiting for any that an operator's
-/// change holds), each machine all or nothing ([`Db::item`]), and with
+/// change holds), each machine in a savepoint of its own, and with
 /// `claim_next` claims the next step of every machine that is due again at
 /// once. Metrics are gathered over the batch and written once, in the same
 /// transaction.

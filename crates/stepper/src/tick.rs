@@ -28,7 +28,7 @@ pub struct Totals {
     /// Answers discarded because another stepper took the machine over.
     pub discarded: u32,
     /// Claims or records that failed with a storage error (each machine's
-    /// all or nothing, so the others in its batch stand), and
+    /// in a savepoint of its own, so the others in its batch stand), and
     /// transfers whose execution could not be recorded.
     pub errors: u32,
     /// Transfers executed (completed or failed).

@@ -160,6 +160,12 @@ impl Dialect {
         }
     }
 
+    /// Whether a savepoint per item of a batch costs next to nothing
+    /// (in-process SQLite) or a network round trip or two (see [`Db::item`]).
+    pub fn cheap_savepoints(self) -> bool {
+        matches!(self, Dialect::Sqlite)
+    }
+
     /// The first statement on a connection: ends a transaction it came
     /// back from a pool with (silently: notices are off), so nothing the
     /// abandoned transaction did is committed by the next. SQLite's
@@ -424,8 +430,7 @@ impl Db {
     ) -> Result<T, E> {
         let attempts = self.dialect().write_attempts();
         let mut attempt = 1;
-        // Items first run without savepoints, their rows staged (see [`Db::item`]).
-        let mut item_savepoints = false;
+        let mut item_savepoints = self.dialect().cheap_savepoints();
         loop {
             self.conflicted.set(false);
             self.clear_pending();
@@ -503,17 +508,12 @@ impl Db {
 
     /// Runs one item of a batch (one machine's claim or record, one
     /// transfer's execution) inside the caller's transaction, all or
-    /// nothing, so a failed item leaves the others standing. The items
-    /// first run without savepoints, their rows staged and written in a few
-    /// statements for the whole batch ([`Db::stage_insert`]); if any fails,
-    /// or a staged row cannot be written, the whole transaction runs again
-    /// ([`Db::transaction`]) with each item in a savepoint, writing at once:
-    /// so the transaction's closure must hold nothing an earlier run
-    /// changed. A savepoint is two statements more per item, each a round
-    /// trip on PostgreSQL and a host call from a component on SQLite; rows
-    /// written one by one are a statement each. Staged, a batch of 256
-    /// transfers writes its journals, lines, states and events in a dozen
-    /// statements instead of about 1,800.
+    /// nothing: in a savepoint where savepoints cost nothing (SQLite), so a
+    /// failed item leaves the others standing. Where each is a round trip
+    /// (PostgreSQL) the items run without one, and if any fails, the whole
+    /// transaction runs again ([`Db::transaction`]) with each item in a
+    /// savepoint: so the transaction's closure must hold nothing an earlier
+    /// run changed.
     pub fn item<T, E: From<StoreError>>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E> {
         if self.item_savepoints.get() || !self.in_transaction() {
             return self.savepoint(f);
@@ -608,11 +608,10 @@ impl Db {
     }
 
     /// Reserves `n` ids of `table` for [`Db::next_id`] in one statement:
-    /// for a batch that inserts up to `n` rows naming their own ids. On
-    /// SQLite ids reserved and not used leave no gap: the counter moves
-    /// only with the rows written.
+    /// for a batch that inserts up to `n` rows naming their own ids.
+    /// On SQLite an id costs no round trip, and nothing is reserved.
     pub fn reserve_ids(&self, table: &str, column: &str, n: usize) -> Result<(), StoreError> {
-        if n == 0 {
+        if n == 0 || self.dialect() == Dialect::Sqlite {
             return Ok(());
         }
         let ids = self.draw_ids(table, column, n)?;

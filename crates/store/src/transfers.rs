@@ -294,8 +294,8 @@ fn record_unreadable(db: &Db, code: &str, u: &Unreadable, now: Millis) -> Result
 
 /// Writes one executed transfer: its journal (if it posts one), its new
 /// state and its event (`transfer.completed` with the journal,
-/// `transfer.failed` with the reason). One item of the batch
-/// ([`Db::item`]).
+/// `transfer.failed` with the reason). In a savepoint of the batch's
+/// transaction.
 fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State, StoreError> {
     let mut data = serde_json::json!({
         "from": t.request.from,
@@ -339,7 +339,7 @@ fn record(db: &Db, t: &Transfer, outcome: &Outcome, now: Millis) -> Result<State
 /// [`Db::locking`] transaction (transfers another replica is executing are
 /// skipped, the accounts locked in id order) at the time `clock` gives once the
 /// transaction holds its accounts (so no transfer it sees was accepted after
-/// it, and an account's lines are posted at times in their order): each all or nothing ([`Db::item`]: its
+/// it, and an account's lines are posted at times in their order): each in a savepoint (all or nothing: its
 /// journal, its state, its event), the accounts' balances and holds written
 /// once at the end, the metrics with them. A transfer that cannot be
 /// executed fails alone and the others go on: one whose row cannot be read
